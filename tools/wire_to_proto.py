@@ -1,0 +1,102 @@
+"""Write proto/caffe.proto from the wire-format fact table (../shared/caffe-wire-format.md).
+
+Run once when the table changes; the .proto it writes is committed and is the source of truth
+afterwards (tests/netdef/test_proto_schema.py checks the two agree when ../shared exists).
+
+    python tools/wire_to_proto.py ../shared/caffe-wire-format.md > proto/caffe.proto
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections import OrderedDict
+
+SCALARS = {"double", "float", "int32", "int64", "uint32", "uint64", "sint32", "sint64",
+           "fixed32", "fixed64", "sfixed32", "sfixed64", "bool", "string", "bytes"}
+
+
+def parse(text: str):
+    """Return (messages, enums, order): messages map name -> list of field rows,
+    enums map dotted name -> list of (value, number), order lists top-level names."""
+    messages: OrderedDict[str, list] = OrderedDict()
+    enums: OrderedDict[str, list] = OrderedDict()
+    order: list[str] = []
+    current = None
+    kind = None
+    for line in text.splitlines():
+        m = re.match(r"^### (message|enum) ([\w.]+)( \(continued\))?\s*$", line)
+        if m:
+            kind, name = m.group(1), m.group(2)
+            if kind == "message":
+                if name not in messages:
+                    messages[name] = []
+                    order.append(name)
+            else:
+                enums[name] = []
+                if "." not in name:
+                    order.append(name)
+            current = name
+            continue
+        if not line.startswith("|") or current is None:
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[1] == "number" or set(cells[0]) <= {"-"}:
+            continue
+        if kind == "message":
+            messages[current].append(cells)
+        else:
+            enums[current].append((cells[0], int(cells[1])))
+    return messages, enums, order
+
+
+def default_option(ftype: str, default: str, enum_names: set[str]) -> str:
+    if default in ("", "packed=true"):
+        return ""
+    if ftype == "string":
+        if default == "]":  # the table's rendering of Caffe's  [default = '']
+            default = '""'
+        if not default.startswith('"'):
+            default = f'"{default}"'
+        return f"default = {default}"
+    return f"default = {default}"
+
+
+def render(messages, enums, order) -> str:
+    enum_short = {n.split(".")[-1] for n in enums}
+    out = ['// Caffe\'s schema, written from the wire-format fact table (names, numbers, labels,',
+           '// types, defaults and packing as Caffe defines them). Generated Python: caffe_pb2.py.',
+           'syntax = "proto2";', "", "package caffe;", ""]
+
+    def render_enum(name, values, indent):
+        pad = "  " * indent
+        out.append(f"{pad}enum {name.split('.')[-1]} {{")
+        for v, n in values:
+            out.append(f"{pad}  {v} = {n};")
+        out.append(f"{pad}}}")
+
+    for top in order:
+        if top in enums:
+            render_enum(top, enums[top], 0)
+            out.append("")
+            continue
+        out.append(f"message {top} {{")
+        for ename, values in enums.items():
+            if ename.startswith(top + "."):
+                render_enum(ename, values, 1)
+        for name, number, label, ftype, default in messages[top]:
+            opts = []
+            if default == "packed=true":
+                opts.append("packed = true")
+            d = default_option(ftype, default, enum_short)
+            if d:
+                opts.append(d)
+            opt = f" [{', '.join(opts)}]" if opts else ""
+            out.append(f"  {label} {ftype} {name} = {number}{opt};")
+        out.append("}")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    msgs, ens, order = parse(open(sys.argv[1]).read())
+    sys.stdout.write(render(msgs, ens, order))
