@@ -1,0 +1,141 @@
+"""kernels/fill.py against numpy: fill, scal, scale, axpy, axpby, add_scalar, copy.
+
+Tolerances: elementwise ops rtol 1e-6 (one rounding, an FMA may differ by 1 ulp), fill/copy exact.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from numba import cuda
+
+from kernels import fill as F
+from tests.helpers import assert_close
+from tests.sizes import MAX_ELEMENTS
+
+ON_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+sizes = st.integers(0, MAX_ELEMENTS)
+scalars = st.floats(-4, 4, allow_nan=False, width=32)
+
+
+def _rand(rng, n):
+    return rng.standard_normal(n).astype(np.float32)
+
+
+class CAIArray:
+    """A foreign array exposing only ``__cuda_array_interface__`` (like CuPy / PyTorch)."""
+
+    def __init__(self, host: np.ndarray):
+        if ON_SIM:
+            self._owner = np.ascontiguousarray(host)
+            ptr = self._owner.__array_interface__["data"][0]
+        else:
+            self._owner = cuda.to_device(host)
+            ptr = self._owner.__cuda_array_interface__["data"][0]
+        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str,
+                                         "data": (ptr, False), "strides": None, "version": 3}
+
+    def to_host(self) -> np.ndarray:
+        return np.array(self._owner) if ON_SIM else self._owner.copy_to_host()
+
+
+@given(n=sizes, value=scalars)
+def test_fill(n, value):
+    x = cuda.to_device(np.full(n, 7.0, np.float32))
+    F.fill(x, value)
+    np.testing.assert_array_equal(x.copy_to_host(), np.full(n, np.float32(value)))
+
+
+@given(n=sizes, alpha=scalars, seed=st.integers(0, 2**16))
+def test_scal_scale_add_scalar(n, alpha, seed):
+    rng = np.random.default_rng(seed)
+    h = _rand(rng, n)
+    a32 = np.float32(alpha)
+    x = cuda.to_device(h)
+    F.scal(x, alpha)
+    assert_close(x.copy_to_host(), a32 * h, rtol=1e-6, atol=0, name="scal")
+    y = cuda.to_device(np.zeros(n, np.float32))
+    F.scale(cuda.to_device(h), y, alpha)
+    assert_close(y.copy_to_host(), a32 * h, rtol=1e-6, atol=0, name="scale")
+    x = cuda.to_device(h)
+    F.add_scalar(x, alpha)
+    assert_close(x.copy_to_host(), h + a32, rtol=1e-6, atol=1e-7, name="add_scalar")
+
+
+@given(n=sizes, alpha=scalars, beta=scalars, seed=st.integers(0, 2**16))
+def test_axpy_axpby(n, alpha, beta, seed):
+    rng = np.random.default_rng(seed)
+    hx, hy = _rand(rng, n), _rand(rng, n)
+    a32, b32 = np.float32(alpha), np.float32(beta)
+    y = cuda.to_device(hy)
+    F.axpy(alpha, cuda.to_device(hx), y)
+    assert_close(y.copy_to_host(), a32 * hx + hy, rtol=1e-6, atol=1e-6, name="axpy")
+    y = cuda.to_device(hy)
+    F.axpby(alpha, cuda.to_device(hx), beta, y)
+    assert_close(y.copy_to_host(), a32 * hx + b32 * hy, rtol=1e-6, atol=1e-6, name="axpby")
+
+
+def test_copy_between_shapes_and_foreign_arrays():
+    rng = np.random.default_rng(0)
+    h = _rand(rng, 24).reshape(2, 3, 2, 2)
+    dst = cuda.to_device(np.zeros((2, 12), np.float32))
+    F.copy(cuda.to_device(h), dst)
+    np.testing.assert_array_equal(dst.copy_to_host(), h.reshape(2, 12))
+    # a foreign __cuda_array_interface__ object as source and destination
+    src = CAIArray(h)
+    out = CAIArray(np.zeros((4, 6), np.float32))
+    F.copy(src, out)
+    np.testing.assert_array_equal(out.to_host(), h.reshape(4, 6))
+    F.scal(out, 2.0)
+    np.testing.assert_array_equal(out.to_host(), 2 * h.reshape(4, 6))
+
+
+def test_errors():
+    a = cuda.to_device(np.zeros(4, np.float32))
+    b = cuda.to_device(np.zeros(5, np.float32))
+    try:
+        F.copy(a, b)
+    except ValueError as e:
+        assert "differ in size" in str(e)
+    else:
+        raise AssertionError("size mismatch not detected")
+    try:
+        F.fill(np.zeros(3, np.float32), 1.0)
+    except TypeError as e:
+        assert "device array" in str(e)
+    else:
+        raise AssertionError("host array accepted")
+    try:
+        F.fill(cuda.to_device(np.zeros(3, np.float64)), 1.0)
+    except TypeError as e:
+        assert "float32" in str(e)
+    else:
+        raise AssertionError("float64 accepted")
+
+
+@given(n=sizes, seed=st.integers(0, 2**16))
+def test_binary_ops(n, seed):
+    rng = np.random.default_rng(seed)
+    ha, hb = _rand(rng, n), _rand(rng, n)
+    hb[np.abs(hb) < 1e-3] = 0.5  # keep div well away from 0
+    for fn, ref in ((F.add, ha + hb), (F.sub, ha - hb), (F.mul, ha * hb), (F.div, ha / hb)):
+        out = cuda.to_device(np.full(n, np.nan, np.float32))
+        fn(cuda.to_device(ha), cuda.to_device(hb), out)
+        assert_close(out.copy_to_host(), ref, rtol=1e-6, atol=0, name=fn.__name__)
+    a = cuda.to_device(ha)  # in place: out is a
+    F.mul(a, cuda.to_device(hb), a)
+    assert_close(a.copy_to_host(), ha * hb, rtol=1e-6, atol=0, name="mul in place")
+
+
+def test_nan_safety_beta_alpha_zero():
+    """axpby with beta == 0 and scal with alpha == 0 never propagate NaN garbage (Caffe's BLAS)."""
+    h = np.arange(5, dtype=np.float32)
+    y = cuda.to_device(np.full(5, np.nan, np.float32))
+    F.axpby(2.0, cuda.to_device(h), 0.0, y)
+    np.testing.assert_array_equal(y.copy_to_host(), 2 * h)
+    x = cuda.to_device(np.full(5, np.nan, np.float32))
+    F.scal(x, 0.0)
+    np.testing.assert_array_equal(x.copy_to_host(), np.zeros(5, np.float32))
