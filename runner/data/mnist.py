@@ -137,7 +137,8 @@ def fetch_mnist(dest: str | os.PathLike, source_dir: str | os.PathLike | None = 
         if source_dir is not None:
             src = Path(source_dir) / name
             if not src.is_file():
-                raise DataError(f"{src}: not found (--from must be a folder holding {', '.join(MNIST_FILES)})")
+                raise DataError(f"{src}: not found (--from must be a folder holding "
+                                f"{', '.join(MNIST_FILES)})")
             shutil.copyfile(src, tmp)
         else:
             errors = []

@@ -12,8 +12,8 @@ Rules (``h``, ``h2`` are the history blobs; Adam's ``t = iter + 1``):
 
     SGD       h = local_rate*g + momentum*h;                           step = h
     Nesterov  h_old = h; h = momentum*h + local_rate*g;                step = (1+momentum)*h - momentum*h_old
-    AdaGrad   h += g^2;                                                step = local_rate * g / (sqrt(h) + delta)
-    RMSProp   h = rms_decay*h + (1-rms_decay)*g^2;                     step = local_rate * g / (sqrt(h) + delta)
+    AdaGrad   h += g^2;                                                step = local_rate*g / (sqrt(h)+delta)
+    RMSProp   h = rms_decay*h + (1-rms_decay)*g^2;                     step = local_rate*g / (sqrt(h)+delta)
     AdaDelta  h = momentum*h + (1-momentum)*g^2;  u = g * sqrt((h2+delta)/(h+delta));
               h2 = momentum*h2 + (1-momentum)*u^2;                     step = local_rate * u
     Adam      m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2   (b1 = momentum, b2 = momentum2)
