@@ -1,0 +1,221 @@
+"""Full reductions of a float32 device array to one number: sum, sum of squares, asum, dot.
+
+Math (x, y: same number of elements n, any shapes, flattened C order):
+- reduce_sum(x) = sum_i x[i]
+- sumsq(x)      = sum_i x[i]^2              (clip_gradients' global L2 norm is sqrt of the total)
+- asum(x)       = sum_i |x[i]|              (L1 norms / losses)
+- dot(x, y)     = sum_i x[i] * y[i]
+
+Results: with ``out=None`` a host Python float is returned (one 4-byte device->host copy, which
+synchronises); with ``out`` (a float32 device array, result in ``out[0]``) nothing is copied to the
+host and None is returned; ``accumulate=True`` then adds to ``out[0]`` instead of overwriting it, so
+the global gradient norm over all parameter blobs is summed on the device and read once per
+iteration (``sumsq_total``). Accumulation is in float32, deterministic (no atomics: the same input
+and launch always give the same bits).
+
+Versions:
+- v1 ``reduce_v1``: one block; each thread strides over the array, then a shared-memory tree sums
+  the block. Readable baseline, used when one block is enough (n <= REDUCE_THREADS * ITEMS_V1).
+- v2 ``reduce_partial_v2`` + ``reduce_finalize_v2``: first pass with up to REDUCE_MAX_BLOCKS blocks
+  in a grid-stride loop, one partial sum per block into a cached scratch buffer; second pass with
+  one block sums the partials (two launches, no atomics, deterministic).
+
+Launch geometry: REDUCE_THREADS threads per block (power of two, the tree halves it; 256 on a GPU,
+32 in the simulator);
+v2 uses min(ceil(n / (REDUCE_THREADS * ITEMS_V2)), REDUCE_MAX_BLOCKS) blocks, cached per n.
+The operation is a runtime code (OP_SUM, OP_SUMSQ, OP_ASUM, OP_DOT), uniform across the grid, so the
+branch costs nothing next to the memory traffic.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numba import cuda, float32, int64, void
+
+from kernels._launch import SIMULATOR, ceil_div
+from kernels.fill import fill, flat
+
+# threads per block: a power of two for the halving tree; the simulator runs every thread as a
+# Python thread, so it uses one warp's worth (same code, same tree, 8x fewer threads)
+REDUCE_THREADS = 32 if SIMULATOR else 256
+REDUCE_MAX_BLOCKS = 512     # first-pass block cap (about 4 blocks per SM on H100/H200)
+ITEMS_V1 = 16               # one block handles up to REDUCE_THREADS * ITEMS_V1 elements alone
+ITEMS_V2 = 8                # minimum elements per thread before another v2 block is added
+
+OP_SUM = 0
+OP_SUMSQ = 1
+OP_ASUM = 2
+OP_DOT = 3
+
+F1 = float32[::1]
+
+
+@cuda.jit(device=True, inline=True)
+def _term(x, y, i, op):
+    """The i-th summand of the reduction ``op``."""
+    v = x[i]
+    if op == OP_SUMSQ:
+        v = v * v
+    elif op == OP_ASUM:
+        v = abs(v)
+    elif op == OP_DOT:
+        v = v * y[i]
+    return v
+
+
+@cuda.jit(device=True, inline=True)
+def _block_tree_sum(partial, tid):
+    """Sum of the REDUCE_THREADS values in shared ``partial``; every thread must call it."""
+    cuda.syncthreads()  # every thread's partial is stored before the tree reads its neighbours
+    stride = REDUCE_THREADS // 2
+    while stride > 0:
+        if tid < stride:
+            partial[tid] += partial[tid + stride]
+        cuda.syncthreads()  # this level's sums are visible before the next level reads them
+        stride //= 2
+    return partial[0]
+
+
+@cuda.jit
+def reduce_v1(x, y, n, op, out, accumulate):
+    """One block: out[0] (+)= sum over i < n of term(op, x, y, i)."""
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    acc = float32(0)
+    for i in range(tid, n, REDUCE_THREADS):
+        acc += _term(x, y, i, op)
+    partial[tid] = acc
+    total = _block_tree_sum(partial, tid)
+    if tid == 0:
+        if accumulate:
+            out[0] = out[0] + total
+        else:
+            out[0] = total
+
+
+@cuda.jit
+def reduce_partial_v2(x, y, n, op, partials):
+    """First pass: partials[block] = sum of term(op, x, y, i) over this block's grid-stride items."""
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    acc = float32(0)
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        acc += _term(x, y, i, op)
+    partial[tid] = acc
+    total = _block_tree_sum(partial, tid)
+    if tid == 0:
+        partials[cuda.blockIdx.x] = total
+
+
+@cuda.jit
+def reduce_finalize_v2(partials, nparts, out, accumulate):
+    """Second pass (one block): out[0] (+)= sum of partials[:nparts]."""
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    acc = float32(0)
+    for i in range(tid, nparts, REDUCE_THREADS):
+        acc += partials[i]
+    partial[tid] = acc
+    total = _block_tree_sum(partial, tid)
+    if tid == 0:
+        if accumulate:
+            out[0] = out[0] + total
+        else:
+            out[0] = total
+
+
+KERNELS: dict[str, tuple[Any, list]] = {
+    "reduce_v1": (reduce_v1, [void(F1, F1, int64, int64, F1, int64)]),
+    "reduce_partial_v2": (reduce_partial_v2, [void(F1, F1, int64, int64, F1)]),
+    "reduce_finalize_v2": (reduce_finalize_v2, [void(F1, int64, F1, int64)]),
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _blocks_v2(n: int) -> int:
+    """First-pass block count for n elements (1 means: use v1 alone)."""
+    if n <= REDUCE_THREADS * ITEMS_V1:
+        return 1
+    return max(1, min(ceil_div(n, REDUCE_THREADS * ITEMS_V2), REDUCE_MAX_BLOCKS))
+
+
+_SCRATCH: dict[str, Any] = {}
+
+
+def _scratch(name: str, size: int) -> Any:
+    """A cached float32 device buffer (allocated once; reused by every call on the default stream,
+    which orders each use after the previous one)."""
+    buf = _SCRATCH.get(name)
+    if buf is None:
+        buf = cuda.device_array(size, dtype=np.float32)
+        _SCRATCH[name] = buf
+    return buf
+
+
+def _reduce(name: str, op: int, x: Any, y: Any | None, out: Any | None, accumulate: bool,
+            blocks: int | None = None) -> float | None:
+    """Launch v1 or v2 (``blocks`` forces the v2 first-pass block count; tests use it to run v2 on
+    simulator-sized arrays)."""
+    xf = flat(x)
+    yf = xf if y is None else flat(y)
+    if xf.dtype != np.float32 or yf.dtype != np.float32:
+        raise TypeError(f"{name}: expected float32 arrays, got {xf.dtype}, {yf.dtype}")
+    if xf.size != yf.size:
+        raise ValueError(f"{name}: arrays differ in size ({xf.size} vs {yf.size})")
+    if out is None:
+        if accumulate:
+            raise ValueError(f"{name}: accumulate=True needs an out array")
+        dst = _scratch("result", 1)
+    else:
+        dst = flat(out)
+        if dst.dtype != np.float32 or dst.size < 1:
+            raise TypeError(f"{name}: out must be a float32 device array with at least one element")
+    n = xf.size
+    acc = int(bool(accumulate))
+    if blocks is None:
+        blocks = _blocks_v2(n)
+    elif not 1 <= blocks <= REDUCE_MAX_BLOCKS:
+        raise ValueError(f"{name}: blocks must be in [1, {REDUCE_MAX_BLOCKS}], got {blocks}")
+    if blocks == 1:   # one block suffices: v1 alone, no second pass
+        reduce_v1[1, REDUCE_THREADS](xf, yf, n, op, dst, acc)
+    else:
+        partials = _scratch("partials", REDUCE_MAX_BLOCKS)
+        reduce_partial_v2[blocks, REDUCE_THREADS](xf, yf, n, op, partials)
+        reduce_finalize_v2[1, REDUCE_THREADS](partials, blocks, dst, acc)
+    if out is None:
+        return float(dst.copy_to_host()[0])
+    return None
+
+
+def reduce_sum(x: Any, out: Any | None = None, accumulate: bool = False) -> float | None:
+    """sum of all elements of float32 device array ``x`` (any shape): a host float when ``out`` is
+    None, else written (``accumulate``: added) to device ``out[0]`` and None returned."""
+    return _reduce("reduce_sum", OP_SUM, x, None, out, accumulate)
+
+
+def sumsq(x: Any, out: Any | None = None, accumulate: bool = False) -> float | None:
+    """sum of x^2 over all elements of ``x``; result as in ``reduce_sum``."""
+    return _reduce("sumsq", OP_SUMSQ, x, None, out, accumulate)
+
+
+def asum(x: Any, out: Any | None = None, accumulate: bool = False) -> float | None:
+    """sum of |x| over all elements of ``x``; result as in ``reduce_sum``."""
+    return _reduce("asum", OP_ASUM, x, None, out, accumulate)
+
+
+def dot(x: Any, y: Any, out: Any | None = None, accumulate: bool = False) -> float | None:
+    """sum of x * y over all elements (same size, shapes may differ); result as in ``reduce_sum``."""
+    return _reduce("dot", OP_DOT, x, y, out, accumulate)
+
+
+def sumsq_total(arrays: Sequence[Any]) -> float:
+    """sum of x^2 over every element of every array (e.g. all parameter diffs for Caffe's
+    clip_gradients: the L2 norm is the square root): accumulated on the device, one host read."""
+    total = _scratch("total", 1)
+    fill(total, 0.0)
+    for a in arrays:
+        sumsq(a, out=total, accumulate=True)
+    return float(total.copy_to_host()[0])

@@ -1,0 +1,89 @@
+"""kernels/reduce.py (sum, sumsq, asum, dot; v1 one block, v2 two passes) against float64 numpy.
+
+Tolerance: rtol 1e-5 of the sum of |terms| (float32 accumulation of up to MAX_ELEMENTS terms).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numba import cuda
+
+from kernels import reduce as R
+from tests.sizes import MAX_ELEMENTS
+
+OPS = {
+    "reduce_sum": (R.OP_SUM, lambda x, y: x, lambda x, y: np.abs(x)),
+    "sumsq": (R.OP_SUMSQ, lambda x, y: x * x, lambda x, y: x * x),
+    "asum": (R.OP_ASUM, lambda x, y: np.abs(x), lambda x, y: np.abs(x)),
+    "dot": (R.OP_DOT, lambda x, y: x * y, lambda x, y: np.abs(x * y)),
+}
+
+
+def _check(got, x, y, name):
+    _, term, mag = OPS[name]
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    want = float(term(x64, y64).sum())
+    scale = float(mag(x64, y64).sum())
+    assert abs(got - want) <= 1e-5 * scale + 1e-7, f"{name}: got {got!r}, want {want!r}"
+
+
+def _call(name, dx, dy, **kw):
+    if name == "dot":
+        return R.dot(dx, dy, **kw)
+    return getattr(R, name)(dx, **kw)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@given(n=st.integers(0, MAX_ELEMENTS), blocks=st.sampled_from([None, 2, 3]),
+       seed=st.integers(0, 2**16))
+def test_reductions_host_result(name, n, blocks, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    dx, dy = cuda.to_device(x), cuda.to_device(y)
+    if blocks is None:
+        got = _call(name, dx, dy)
+    else:   # force the two-pass v2 path on a simulator-sized array
+        got = R._reduce(name, OPS[name][0], dx, dy if name == "dot" else None, None, False,
+                        blocks=blocks)
+    assert isinstance(got, float)
+    _check(got, x, y, name)
+
+
+def test_device_out_accumulate_and_total():
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(n).astype(np.float32) for n in (5, 37, 1, 120)]
+    out = cuda.to_device(np.array([100.0, -1.0], np.float32))
+    assert R.sumsq(cuda.to_device(arrays[0]), out=out) is None
+    first = out.copy_to_host()
+    assert abs(first[0] - float((arrays[0].astype(np.float64) ** 2).sum())) < 1e-5
+    assert first[1] == -1.0   # only out[0] is touched
+    R.sumsq(cuda.to_device(arrays[1]), out=out, accumulate=True)
+    want = sum(float((a.astype(np.float64) ** 2).sum()) for a in arrays[:2])
+    assert abs(out.copy_to_host()[0] - want) <= 1e-5 * want
+    total = R.sumsq_total([cuda.to_device(a.reshape(1, -1)) for a in arrays])
+    want = sum(float((a.astype(np.float64) ** 2).sum()) for a in arrays)
+    assert abs(total - want) <= 1e-5 * want
+    assert R.sumsq_total([]) == 0.0
+
+
+def test_v2_default_path_above_threshold():
+    """n just above the one-block limit takes the v2 two-pass path with the cached block count."""
+    n = R.REDUCE_THREADS * R.ITEMS_V1 + 1
+    assert R._blocks_v2(n) > 1
+    x = np.linspace(-1, 1, n, dtype=np.float32)
+    got = R.asum(cuda.to_device(x))
+    want = float(np.abs(x.astype(np.float64)).sum())
+    assert abs(got - want) <= 1e-5 * want
+
+
+def test_errors():
+    a = cuda.to_device(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="differ in size"):
+        R.dot(a, cuda.to_device(np.zeros(4, np.float32)))
+    with pytest.raises(ValueError, match="needs an out"):
+        R.sumsq(a, accumulate=True)
+    with pytest.raises(TypeError, match="float32"):
+        R.asum(cuda.to_device(np.zeros(3, np.float64)))
