@@ -1,0 +1,925 @@
+"""Caffe's shape rules, one function per layer type, registered by type name.
+
+    res = infer(layer_param, bottom_shapes, data_shapes=None)
+    res.top_shapes    # list[tuple[int, ...]], one per ``layer_param.top``
+    res.param_shapes  # list[tuple[int, ...]], the layer's learnable blobs in Caffe's order
+    res.flops         # forward floating-point operations for this batch (convention below)
+
+``infer`` is the single source of these rules: netdef.graph calls it for every layer and the
+runner's layers call it from ``reshape``. Bad shapes raise ``netdef.errors.ShapeError`` naming the
+layer, its type, and the shapes involved.
+
+Data layers. Some layers' top shapes come from their data source (an LMDB's first Datum, an HDF5
+file, an image on disk): Data, HDF5Data, ImageData without new_height/new_width, and Input with
+no ``shape``. For those the caller passes ``data_shapes``: one full top shape per top (entries may
+be None where the rule can derive the top itself, e.g. the label top of Data is (batch_size,)).
+``needs_data_shapes(layer_param)`` says whether a layer needs them and ``datum_top_shapes`` turns a
+Datum's (C, H, W) into a Data layer's tops (batch_size and crop_size applied) as Caffe does.
+When ``data_shapes`` is given for any layer it overrides the param-derived shapes (so a runner can
+reshape an Input layer to the batch it is fed).
+
+FLOP convention (forward pass, whole batch, multiply and add counted separately):
+- Convolution / Deconvolution / InnerProduct / Embed-free GEMM layers: 2 * MACs; bias adds are
+  not counted.
+- Pooling: kernel_h * kernel_w per output element (MAX compares or AVE adds).
+- LRN: (local_size + 3) per element (window sum of squares, scale, pow, multiply).
+- Softmax / SoftmaxWithLoss: 3 per input element (exp, sum, divide); losses: ~2 per input element.
+- BatchNorm: 4 per element at inference (subtract, scale by 1/sqrt(var+eps) precomputed per
+  channel); Scale/Bias: 1 per element (+1 with bias); Eltwise: (n_bottoms - 1) per element.
+- Elementwise activations (ReLU, Sigmoid, TanH, AbsVal, BNLL, ELU, Power, Exp, Log, Dropout,
+  Threshold, PReLU, Clip, Swish): 1 per output element.
+- Data, Input, Split, Concat, Slice, Flatten, Reshape, Silence, Crop, Tile: 0 (memory only).
+- Accuracy / ArgMax: 1 per input element (compares).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from netdef.errors import ShapeError
+from proto import caffe_pb2 as pb
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LayerShapes:
+    """What ``infer`` returns: top shapes, learnable parameter shapes, forward FLOPs."""
+    top_shapes: list[Shape]
+    param_shapes: list[Shape] = field(default_factory=list)
+    flops: int = 0
+
+    @property
+    def num_params(self) -> int:
+        return sum(count(s) for s in self.param_shapes)
+
+
+Rule = Callable[["_Ctx"], LayerShapes]
+RULES: dict[str, Rule] = {}
+
+# layer types whose tops can need shapes from outside (their data source)
+DATA_SOURCE_TYPES = ("Data", "HDF5Data", "ImageData", "Input")
+# types Caffe implements as LossLayer subclasses: default loss_weight 1 on the first top
+LOSS_TYPES = frozenset({"SoftmaxWithLoss", "EuclideanLoss", "SigmoidCrossEntropyLoss",
+                        "ContrastiveLoss", "HingeLoss", "InfogainLoss",
+                        "MultinomialLogisticLoss"})
+
+
+def register(*types: str) -> Callable[[Rule], Rule]:
+    """Decorator: register a shape rule under one or more Caffe type names."""
+    def deco(fn: Rule) -> Rule:
+        for t in types:
+            if t in RULES:
+                raise ValueError(f"shape rule for '{t}' registered twice")
+            RULES[t] = fn
+        return fn
+    return deco
+
+
+def known_types() -> list[str]:
+    """The layer types ``infer`` knows, sorted."""
+    return sorted(RULES)
+
+
+def count(shape: Sequence[int], start: int = 0, end: int | None = None) -> int:
+    """Product of shape[start:end] (1 for an empty range), like Blob::count."""
+    return math.prod(shape[start:end])
+
+
+def fmt(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+class _Ctx:
+    """What a rule sees: the layer, its bottoms, how many tops, optional data shapes."""
+
+    def __init__(self, lp: pb.LayerParameter, bottoms: list[Shape],
+                 data_shapes: list[Shape | None] | None):
+        self.lp = lp
+        self.b = bottoms
+        self.ntop = len(lp.top)
+        self.data = data_shapes
+
+    def fail(self, what: str) -> ShapeError:
+        b = ", ".join(fmt(s) for s in self.b) or "none"
+        return ShapeError(f"layer '{self.lp.name}' ({self.lp.type}): {what} [bottom shapes: {b}]")
+
+    def check(self, cond: bool, what: str) -> None:
+        if not cond:
+            raise self.fail(what)
+
+    def nbottom(self, exact: int | None = None, lo: int | None = None, hi: int | None = None):
+        n = len(self.b)
+        if exact is not None and n != exact:
+            raise self.fail(f"takes {exact} bottom blob(s), got {n}")
+        if lo is not None and n < lo:
+            raise self.fail(f"takes at least {lo} bottom blob(s), got {n}")
+        if hi is not None and n > hi:
+            raise self.fail(f"takes at most {hi} bottom blob(s), got {n}")
+
+    def ntops(self, exact: int | None = None, lo: int | None = None, hi: int | None = None):
+        n = self.ntop
+        if exact is not None and n != exact:
+            raise self.fail(f"produces {exact} top blob(s), got {n}")
+        if lo is not None and n < lo:
+            raise self.fail(f"produces at least {lo} top blob(s), got {n}")
+        if hi is not None and n > hi:
+            raise self.fail(f"produces at most {hi} top blob(s), got {n}")
+
+    def axis(self, axis: int, shape: Shape, what: str = "axis") -> int:
+        """CanonicalAxisIndex: negative counts from the end; out of range is an error."""
+        n = len(shape)
+        if not -n <= axis < n:
+            raise self.fail(f"{what} {axis} out of range for {n}-D blob with shape {fmt(shape)}")
+        return axis + n if axis < 0 else axis
+
+
+def needs_data_shapes(lp: pb.LayerParameter) -> bool:
+    """True when this layer's top shapes depend on its data source (see module docstring)."""
+    if lp.type in ("Data", "HDF5Data"):
+        return True
+    if lp.type == "ImageData":
+        return not (lp.image_data_param.new_height > 0 and lp.image_data_param.new_width > 0)
+    if lp.type == "Input":
+        return len(lp.input_param.shape) == 0
+    return False
+
+
+def datum_top_shapes(lp: pb.LayerParameter, chw: Sequence[int]) -> list[Shape]:
+    """Top shapes of a Data layer whose first Datum is (C, H, W): data (batch, C, crop or H,
+    crop or W) and, when the layer has a second top, label (batch,). Caffe's
+    DataTransformer::InferBlobShape plus DataLayer::DataLayerSetUp."""
+    c, h, w = (int(x) for x in chw)
+    crop = lp.transform_param.crop_size
+    batch = lp.data_param.batch_size if lp.type == "Data" else lp.image_data_param.batch_size
+    if crop:
+        if h < crop or w < crop:
+            raise ShapeError(f"layer '{lp.name}' ({lp.type}): crop_size {crop} is larger than the "
+                             f"data ({c}, {h}, {w})")
+        h = w = crop
+    tops = [(batch, c, h, w)]
+    if len(lp.top) > 1:
+        tops.append((batch,))
+    return tops
+
+
+def infer(layer_param: pb.LayerParameter, bottom_shapes: Sequence[Sequence[int]],
+          data_shapes: Sequence[Sequence[int] | None] | None = None) -> LayerShapes:
+    """Top shapes, parameter shapes and forward FLOPs of one layer given its bottom shapes, with
+    Caffe's exact rules. ``data_shapes`` (one full shape or None per top) supplies the tops of
+    layers whose shapes come from their data source. Raises ShapeError on an impossible shape or
+    an unknown type (the message lists the known types)."""
+    t = layer_param.type
+    rule = RULES.get(t)
+    if rule is None:
+        raise ShapeError(f"layer '{layer_param.name}': unknown layer type '{t}' (known types: "
+                         f"{', '.join(known_types())})")
+    bottoms = [tuple(int(d) for d in s) for s in bottom_shapes]
+    ds = None if data_shapes is None else [None if s is None else tuple(int(d) for d in s)
+                                           for s in data_shapes]
+    ctx = _Ctx(layer_param, bottoms, ds)
+    for s in bottoms:
+        if any(d < 0 for d in s):
+            raise ctx.fail("a bottom has a negative dimension")
+    res = rule(ctx)
+    if len(res.top_shapes) != ctx.ntop:
+        raise ctx.fail(f"produces {len(res.top_shapes)} top blob(s) but the layer lists {ctx.ntop}")
+    for s in res.top_shapes:
+        if any(d < 0 for d in s):
+            raise ctx.fail(f"computed a negative top dimension {fmt(s)}")
+    return res
+
+
+def _data_tops(ctx: _Ctx, derived: list[Shape | None]) -> list[Shape]:
+    """Merge caller-given data shapes over derived ones; error if a top stays unknown."""
+    tops: list[Shape | None] = list(derived) + [None] * (ctx.ntop - len(derived))
+    if ctx.data is not None:
+        if len(ctx.data) > ctx.ntop:
+            raise ctx.fail(f"{len(ctx.data)} data shapes given for {ctx.ntop} top(s)")
+        for i, s in enumerate(ctx.data):
+            if s is not None:
+                tops[i] = s
+    missing = [ctx.lp.top[i] for i, s in enumerate(tops) if s is None]
+    if missing:
+        src = _source(ctx.lp)
+        raise ctx.fail(
+            f"the shape of top(s) {', '.join(repr(m) for m in missing)} depends on the data "
+            f"source{f' {src!r}' if src else ''}; pass it, e.g. input_shapes={{'{missing[0]}': "
+            f"(N, C, H, W)}} (nbcaffe inspect --input-shape {missing[0]}=N,C,H,W)")
+    return tops  # type: ignore[return-value]
+
+
+def _source(lp: pb.LayerParameter) -> str:
+    for f in ("data_param", "hdf5_data_param", "image_data_param"):
+        if lp.HasField(f):
+            return getattr(lp, f).source
+    return ""
+
+
+# --------------------------------------------------------------------------- data layers
+
+@register("Input")
+def _input(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=0)
+    shapes = [tuple(s.dim) for s in ctx.lp.input_param.shape]
+    n = len(shapes)
+    ctx.check(n in (0, 1, ctx.ntop), f"input_param gives {n} shapes for {ctx.ntop} tops; give 0, "
+              "1 or one per top")
+    derived: list[Shape | None]
+    derived = [None] * ctx.ntop if n == 0 else [shapes[0] if n == 1 else shapes[i]
+                                                for i in range(ctx.ntop)]
+    return LayerShapes(_data_tops(ctx, derived))
+
+
+@register("Data")
+def _data(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=0)
+    ctx.ntops(lo=1, hi=2)
+    batch = ctx.lp.data_param.batch_size
+    ctx.check(batch > 0, "data_param.batch_size must be > 0")
+    derived: list[Shape | None] = [None] + ([(batch,)] if ctx.ntop > 1 else [])
+    return LayerShapes(_data_tops(ctx, derived))
+
+
+@register("ImageData")
+def _image_data(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=0)
+    ctx.ntops(lo=1, hi=2)
+    p = ctx.lp.image_data_param
+    ctx.check((p.new_height == 0) == (p.new_width == 0),
+              "new_height and new_width must be set together")
+    batch = p.batch_size
+    ctx.check(batch > 0, "image_data_param.batch_size must be > 0")
+    first: Shape | None = None
+    if p.new_height > 0:
+        h, w = p.new_height, p.new_width
+        crop = ctx.lp.transform_param.crop_size
+        if crop:
+            ctx.check(crop <= h and crop <= w, f"crop_size {crop} larger than the resized image "
+                      f"{h}x{w}")
+            h = w = crop
+        first = (batch, 3 if p.is_color else 1, h, w)
+    derived: list[Shape | None] = [first] + ([(batch,)] if ctx.ntop > 1 else [])
+    return LayerShapes(_data_tops(ctx, derived))
+
+
+@register("WindowData")
+def _window_data(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=0)
+    ctx.ntops(exact=2)
+    p = ctx.lp.window_data_param
+    crop = ctx.lp.transform_param.crop_size
+    ctx.check(crop > 0, "transform_param.crop_size must be > 0 for WindowData")
+    derived: list[Shape | None] = [(p.batch_size, 3, crop, crop), (p.batch_size,)]
+    return LayerShapes(_data_tops(ctx, derived))
+
+
+@register("HDF5Data")
+def _hdf5_data(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=0)
+    ctx.ntops(lo=1)
+    ctx.check(ctx.lp.hdf5_data_param.batch_size > 0, "hdf5_data_param.batch_size must be > 0")
+    return LayerShapes(_data_tops(ctx, [None] * ctx.ntop))
+
+
+@register("MemoryData")
+def _memory_data(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=0)
+    ctx.ntops(exact=2)
+    p = ctx.lp.memory_data_param
+    ctx.check(p.batch_size * p.channels * p.height * p.width > 0,
+              "batch_size, channels, height, and width must be specified and positive in "
+              "memory_data_param")
+    derived: list[Shape | None] = [(p.batch_size, p.channels, p.height, p.width), (p.batch_size,)]
+    return LayerShapes(_data_tops(ctx, derived))
+
+
+@register("DummyData")
+def _dummy_data(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=0)
+    p = ctx.lp.dummy_data_param
+    n = ctx.ntop
+    ctx.check(len(p.data_filler) in (0, 1, n), f"number of data fillers ({len(p.data_filler)}) "
+              f"must be 0, 1 or the number of tops ({n})")
+    legacy = [p.num, p.channels, p.height, p.width]
+    if any(len(x) for x in legacy):
+        ctx.check(len(p.shape) == 0, "both shape and legacy num/channels/height/width given")
+        for name, x in zip(("num", "channels", "height", "width"), legacy):
+            ctx.check(len(x) in (1, n), f"dummy_data_param.{name} must be given once or once "
+                      f"per top ({n}), got {len(x)}")
+        tops = [tuple(int(x[0] if len(x) == 1 else x[i]) for x in legacy) for i in range(n)]
+    else:
+        ctx.check(len(p.shape) in (1, n), f"dummy_data_param.shape must be given once or once "
+                  f"per top ({n}), got {len(p.shape)}")
+        tops = [tuple(p.shape[0 if len(p.shape) == 1 else i].dim) for i in range(n)]
+    return LayerShapes(_data_tops(ctx, tops))
+
+
+# --------------------------------------------------------------------------- conv / pool / ip
+
+def _conv_geometry(ctx: _Ctx, n_spatial: int) -> tuple[list[int], list[int], list[int], list[int]]:
+    """kernel, stride, pad, dilation per spatial axis from ConvolutionParameter."""
+    p = ctx.lp.convolution_param
+
+    def repeated(name: str, values: Sequence[int], default: int | None, h: str, w: str):
+        has_hw = p.HasField(h) or p.HasField(w)
+        if has_hw:
+            ctx.check(n_spatial == 2, f"{h} & {w} can only be used for 2D convolution")
+            ctx.check(len(values) == 0, f"either {name} or {h}/{w} should be given; not both")
+            return [getattr(p, h), getattr(p, w)]
+        n = len(values)
+        if n == 0:
+            if default is None:
+                raise ctx.fail(f"{name} must be given")
+            return [default] * n_spatial
+        ctx.check(n in (1, n_spatial), f"{name} must be given once, or once per spatial dimension "
+                  f"({name} given {n} times; {n_spatial} spatial dims)")
+        return [int(values[0 if n == 1 else i]) for i in range(n_spatial)]
+
+    kernel = repeated("kernel_size", p.kernel_size, None, "kernel_h", "kernel_w")
+    stride = repeated("stride", p.stride, 1, "stride_h", "stride_w")
+    pad = repeated("pad", p.pad, 0, "pad_h", "pad_w")
+    n = len(p.dilation)
+    ctx.check(n in (0, 1, n_spatial), f"dilation must be given 0, 1 or {n_spatial} times, got {n}")
+    dilation = [1] * n_spatial if n == 0 else [int(p.dilation[0 if n == 1 else i])
+                                               for i in range(n_spatial)]
+    ctx.check(all(k > 0 for k in kernel), f"filter dimensions must be nonzero, got {kernel}")
+    ctx.check(all(s > 0 for s in stride), f"stride dimensions must be nonzero, got {stride}")
+    ctx.check(all(d > 0 for d in dilation), f"dilation must be nonzero, got {dilation}")
+    return kernel, stride, pad, dilation
+
+
+def _conv_like(ctx: _Ctx, deconv: bool) -> LayerShapes:
+    ctx.nbottom(lo=1)
+    ctx.check(ctx.ntop == len(ctx.b), f"needs one top per bottom ({len(ctx.b)} bottoms, "
+              f"{ctx.ntop} tops)")
+    p = ctx.lp.convolution_param
+    b0 = ctx.b[0]
+    for i, s in enumerate(ctx.b[1:], 1):
+        ctx.check(s == b0, f"shape mismatch - bottom[0]: {fmt(b0)} vs. bottom[{i}]: {fmt(s)}")
+    caxis = ctx.axis(p.axis, b0)
+    n_spatial = len(b0) - caxis - 1
+    ctx.check(n_spatial >= 0, "no spatial axes after the channel axis")
+    kernel, stride, pad, dilation = _conv_geometry(ctx, n_spatial)
+    channels = b0[caxis]
+    num_output = p.num_output
+    group = p.group
+    ctx.check(num_output > 0, "convolution_param.num_output must be > 0")
+    ctx.check(group > 0, "group must be > 0")
+    ctx.check(channels % group == 0, f"input channels ({channels}) must be a multiple of group "
+              f"({group})")
+    ctx.check(num_output % group == 0, f"num_output ({num_output}) must be a multiple of group "
+              f"({group})")
+    in_spatial = b0[caxis + 1:]
+    out_spatial = []
+    for i, (x, k, s, pd, d) in enumerate(zip(in_spatial, kernel, stride, pad, dilation)):
+        extent = d * (k - 1) + 1
+        if deconv:
+            o = s * (x - 1) + extent - 2 * pd
+            ctx.check(o > 0, f"spatial axis {i}: deconvolution output {o} <= 0 (input {x}, "
+                      f"kernel {k}, stride {s}, pad {pd}, dilation {d})")
+        else:
+            ctx.check(x + 2 * pd >= extent,
+                      f"spatial axis {i}: kernel extent {extent} (kernel {k}, dilation {d}) is "
+                      f"larger than the padded input {x} + 2*{pd}")
+            o = (x + 2 * pd - extent) // s + 1
+        out_spatial.append(o)
+    top = tuple(b0[:caxis]) + (num_output,) + tuple(out_spatial)
+    if deconv:
+        weight = (channels, num_output // group) + tuple(kernel)
+    else:
+        weight = (num_output, channels // group) + tuple(kernel)
+    params = [weight] + ([(num_output,)] if p.bias_term else [])
+    outer = count(b0, 0, caxis)
+    ksize = math.prod(kernel)
+    if deconv:
+        macs = outer * channels * count(in_spatial) * (num_output // group) * ksize
+    else:
+        macs = outer * num_output * count(out_spatial) * (channels // group) * ksize
+    return LayerShapes([top] * ctx.ntop, params, 2 * macs * len(ctx.b))
+
+
+@register("Convolution")
+def _convolution(ctx: _Ctx) -> LayerShapes:
+    return _conv_like(ctx, deconv=False)
+
+
+@register("Deconvolution")
+def _deconvolution(ctx: _Ctx) -> LayerShapes:
+    return _conv_like(ctx, deconv=True)
+
+
+@register("Pooling")
+def _pooling(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    p = ctx.lp.pooling_param
+    ctx.ntops(lo=1, hi=2 if p.pool == pb.PoolingParameter.MAX else 1)
+    b = ctx.b[0]
+    ctx.check(len(b) == 4, f"input must have 4 axes (num, channels, height, width), got {len(b)}")
+    n, c, h, w = b
+    if p.global_pooling:
+        ctx.check(not (p.HasField("kernel_size") or p.HasField("kernel_h")
+                       or p.HasField("kernel_w")),
+                  "with global_pooling: true the filter size cannot be given")
+        kh, kw = h, w
+    else:
+        has_hw = p.HasField("kernel_h") or p.HasField("kernel_w")
+        ctx.check(p.HasField("kernel_size") != has_hw,
+                  "give either kernel_size or kernel_h and kernel_w (exactly one of them)")
+        if has_hw:
+            ctx.check(p.HasField("kernel_h") and p.HasField("kernel_w"),
+                      "both kernel_h and kernel_w are required")
+            kh, kw = p.kernel_h, p.kernel_w
+        else:
+            kh = kw = p.kernel_size
+    ctx.check(kh > 0 and kw > 0, "filter dimensions cannot be zero")
+    if p.HasField("pad_h") or p.HasField("pad_w"):
+        ctx.check(not p.HasField("pad"), "give either pad or pad_h/pad_w; not both")
+        ph, pw = p.pad_h, p.pad_w
+    else:
+        ph = pw = p.pad
+    if p.HasField("stride_h") or p.HasField("stride_w"):
+        ctx.check(not p.HasField("stride"), "give either stride or stride_h/stride_w; not both")
+        sh, sw = p.stride_h, p.stride_w
+    else:
+        sh = sw = p.stride
+    ctx.check(sh > 0 and sw > 0, "stride cannot be zero")
+    if p.global_pooling:
+        ctx.check(ph == 0 and pw == 0 and sh == 1 and sw == 1,
+                  "with global_pooling: true only pad = 0 and stride = 1 are allowed")
+    if ph or pw:
+        ctx.check(p.pool in (pb.PoolingParameter.AVE, pb.PoolingParameter.MAX),
+                  "padding is implemented only for AVE and MAX pooling")
+        ctx.check(ph < kh and pw < kw, f"pad ({ph}, {pw}) must be smaller than the kernel "
+                  f"({kh}, {kw})")
+    ctx.check(h + 2 * ph >= kh and w + 2 * pw >= kw,
+              f"kernel ({kh}, {kw}) is larger than the padded input ({h} + 2*{ph}, {w} + 2*{pw})")
+    if p.round_mode == pb.PoolingParameter.FLOOR:
+        oh = (h + 2 * ph - kh) // sh + 1
+        ow = (w + 2 * pw - kw) // sw + 1
+    else:
+        oh = -(-(h + 2 * ph - kh) // sh) + 1
+        ow = -(-(w + 2 * pw - kw) // sw) + 1
+    if ph or pw:
+        # the last pooling window must start inside the image (or its left/top padding)
+        if (oh - 1) * sh >= h + ph:
+            oh -= 1
+        if (ow - 1) * sw >= w + pw:
+            ow -= 1
+    top = (n, c, oh, ow)
+    return LayerShapes([top] * ctx.ntop, [], count(top) * kh * kw)
+
+
+@register("InnerProduct")
+def _inner_product(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.inner_product_param
+    b = ctx.b[0]
+    ctx.check(p.num_output > 0, "inner_product_param.num_output must be > 0")
+    axis = ctx.axis(p.axis, b)
+    k = count(b, axis)
+    m = count(b, 0, axis)
+    n = p.num_output
+    weight = (k, n) if p.transpose else (n, k)
+    params = [weight] + ([(n,)] if p.bias_term else [])
+    return LayerShapes([tuple(b[:axis]) + (n,)], params, 2 * m * n * k)
+
+
+@register("Embed")
+def _embed(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.embed_param
+    ctx.check(p.num_output > 0 and p.input_dim > 0, "embed_param.num_output and input_dim must "
+              "be > 0")
+    b = ctx.b[0]
+    params = [(p.input_dim, p.num_output)] + ([(p.num_output,)] if p.bias_term else [])
+    return LayerShapes([b + (p.num_output,)], params, 0)
+
+
+@register("LRN")
+def _lrn(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.lrn_param
+    b = ctx.b[0]
+    ctx.check(len(b) == 4, f"input must have 4 axes (num, channels, height, width), got {len(b)}")
+    ctx.check(p.local_size % 2 == 1, f"LRN only supports odd values for local_size, got "
+              f"{p.local_size}")
+    return LayerShapes([b], [], count(b) * (p.local_size + 3))
+
+
+# --------------------------------------------------------------------------- elementwise
+
+def _same_shape(ctx: _Ctx, flops_per: int = 1) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    b = ctx.b[0]
+    return LayerShapes([b], [], count(b) * flops_per)
+
+
+for _t in ("ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log", "Dropout",
+           "Threshold", "Clip", "Swish"):
+    register(_t)(_same_shape)
+
+
+@register("Softmax")
+def _softmax(ctx: _Ctx) -> LayerShapes:
+    res = _same_shape(ctx, 3)
+    ctx.axis(ctx.lp.softmax_param.axis, ctx.b[0], "softmax axis")
+    return res
+
+
+@register("MVN")
+def _mvn(ctx: _Ctx) -> LayerShapes:
+    return _same_shape(ctx, 4)
+
+
+@register("PReLU")
+def _prelu(ctx: _Ctx) -> LayerShapes:
+    res = _same_shape(ctx, 1)
+    b = ctx.b[0]
+    ctx.check(len(b) >= 2, "number of axes of bottom blob must be >= 2 for PReLU")
+    return LayerShapes(res.top_shapes, [(1,) if ctx.lp.prelu_param.channel_shared else (b[1],)],
+                       res.flops)
+
+
+@register("BatchNorm")
+def _batch_norm(ctx: _Ctx) -> LayerShapes:
+    res = _same_shape(ctx, 4)
+    b = ctx.b[0]
+    c = 1 if len(b) == 1 else b[1]
+    return LayerShapes(res.top_shapes, [(c,), (c,), (1,)], res.flops)
+
+
+def _scale_bias_shape(ctx: _Ctx, axis_: int, num_axes: int, what: str) -> Shape:
+    b0 = ctx.b[0]
+    ctx.check(num_axes >= -1, f"num_axes must be non-negative, or -1 to extend to the end of "
+              f"bottom[0], got {num_axes}")
+    if num_axes == 0:
+        return ()
+    axis = ctx.axis(axis_, b0)
+    end = len(b0) if num_axes == -1 else axis + num_axes
+    ctx.check(end <= len(b0), f"{what} blob's shape extends past bottom[0]'s shape when applied "
+              f"starting with bottom[0] axis = {axis}")
+    return tuple(b0[axis:end])
+
+
+def _scale_or_bias(ctx: _Ctx, axis: int, num_axes: int, with_bias: bool, what: str,
+                   flops_per: int) -> LayerShapes:
+    ctx.nbottom(lo=1, hi=2)
+    ctx.ntops(exact=1)
+    b0 = ctx.b[0]
+    params: list[Shape] = []
+    if len(ctx.b) == 2:
+        other = ctx.b[1]
+        start = 0 if len(other) == 0 else ctx.axis(axis, b0)
+        ctx.check(len(b0) >= start + len(other),
+                  f"{what} blob {fmt(other)} does not fit bottom[0] starting at axis {start}")
+        for i, d in enumerate(other):
+            ctx.check(b0[start + i] == d, f"dimension mismatch between bottom[0]->shape("
+                      f"{start + i}) = {b0[start + i]} and {what}->shape({i}) = {d}")
+    else:
+        params.append(_scale_bias_shape(ctx, axis, num_axes, what))
+    if with_bias:
+        params.append(_scale_bias_shape(ctx, axis, num_axes, "bias"))
+    return LayerShapes([b0], params, count(b0) * flops_per)
+
+
+@register("Scale")
+def _scale(ctx: _Ctx) -> LayerShapes:
+    p = ctx.lp.scale_param
+    return _scale_or_bias(ctx, p.axis, p.num_axes, p.bias_term, "scale", 2 if p.bias_term else 1)
+
+
+@register("Bias")
+def _bias(ctx: _Ctx) -> LayerShapes:
+    p = ctx.lp.bias_param
+    return _scale_or_bias(ctx, p.axis, p.num_axes, False, "bias", 1)
+
+
+@register("Eltwise")
+def _eltwise(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(lo=2)
+    ctx.ntops(exact=1)
+    p = ctx.lp.eltwise_param
+    ctx.check(len(p.coeff) in (0, len(ctx.b)), "Eltwise layer takes one coefficient per bottom "
+              f"blob ({len(ctx.b)} bottoms, {len(p.coeff)} coeff)")
+    ctx.check(not (p.operation == pb.EltwiseParameter.PROD and len(p.coeff)),
+              "Eltwise layer only takes coefficients for summation")
+    b0 = ctx.b[0]
+    for i, s in enumerate(ctx.b[1:], 1):
+        ctx.check(s == b0, f"all bottoms must have the same shape: bottom[0] {fmt(b0)}, "
+                  f"bottom[{i}] {fmt(s)}")
+    return LayerShapes([b0], [], count(b0) * (len(ctx.b) - 1))
+
+
+# --------------------------------------------------------------------------- losses / metrics
+
+def _loss_first_dims(ctx: _Ctx) -> None:
+    a, b = ctx.b[0], ctx.b[1]
+    ctx.check(len(a) > 0 and len(b) > 0 and a[0] == b[0],
+              f"the data and label should have the same first dimension: {fmt(a)} vs {fmt(b)}")
+
+
+@register("SoftmaxWithLoss")
+def _softmax_loss(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(lo=2, hi=2)
+    ctx.ntops(lo=1, hi=2)
+    _loss_first_dims(ctx)
+    b0, lab = ctx.b
+    axis = ctx.axis(ctx.lp.softmax_param.axis, b0, "softmax axis")
+    ctx.check(count(b0, 0, axis) * count(b0, axis + 1) == count(lab),
+              f"number of labels must match number of predictions; prediction shape {fmt(b0)} "
+              f"with softmax axis {axis} needs {count(b0, 0, axis) * count(b0, axis + 1)} labels, "
+              f"label shape {fmt(lab)} has {count(lab)}")
+    tops: list[Shape] = [()] + ([b0] if ctx.ntop > 1 else [])
+    return LayerShapes(tops, [], 3 * count(b0) + count(lab))
+
+
+@register("EuclideanLoss")
+def _euclidean_loss(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=2)
+    ctx.ntops(exact=1)
+    _loss_first_dims(ctx)
+    a, b = ctx.b
+    ctx.check(count(a, 1) == count(b, 1), f"inputs must have the same dimension: {fmt(a)} vs "
+              f"{fmt(b)}")
+    return LayerShapes([()], [], 3 * count(a))
+
+
+@register("SigmoidCrossEntropyLoss")
+def _sigmoid_ce_loss(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=2)
+    ctx.ntops(exact=1)
+    _loss_first_dims(ctx)
+    a, b = ctx.b
+    ctx.check(count(a) == count(b), f"SIGMOID_CROSS_ENTROPY_LOSS layer inputs must have the same "
+              f"count: {fmt(a)} vs {fmt(b)}")
+    return LayerShapes([()], [], 4 * count(a))
+
+
+@register("ContrastiveLoss")
+def _contrastive_loss(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=3)
+    ctx.ntops(exact=1)
+    _loss_first_dims(ctx)
+    a, b, y = ctx.b
+
+    def chw(s: Shape) -> tuple[int, int, int]:
+        s4 = tuple(s) + (1,) * (4 - len(s))
+        return s4[1], s4[2], s4[3]
+
+    ca, ha, wa = chw(a)
+    cb, hb, wb = chw(b)
+    cy, hy, wy = chw(y)
+    ctx.check(ca == cb, f"bottom[0] and bottom[1] must have the same channels: {fmt(a)} vs {fmt(b)}")
+    ctx.check(ha == wa == hb == wb == 1, f"bottom[0] and bottom[1] must have height = width = 1: "
+              f"{fmt(a)}, {fmt(b)}")
+    ctx.check(cy == hy == wy == 1, f"bottom[2] (similarity) must be (N, 1, 1, 1), got {fmt(y)}")
+    return LayerShapes([()], [], 4 * count(a))
+
+
+@register("HingeLoss", "MultinomialLogisticLoss")
+def _simple_loss(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=2)
+    ctx.ntops(exact=1)
+    _loss_first_dims(ctx)
+    a, lab = ctx.b
+    ctx.check(count(lab, 1) == 1, f"label must have one value per example, got {fmt(lab)}")
+    return LayerShapes([()], [], 2 * count(a))
+
+
+@register("InfogainLoss")
+def _infogain_loss(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(lo=2, hi=3)
+    ctx.ntops(lo=1, hi=2)
+    _loss_first_dims(ctx)
+    a = ctx.b[0]
+    tops: list[Shape] = [()] + ([a] if ctx.ntop > 1 else [])
+    return LayerShapes(tops, [], 3 * count(a))
+
+
+@register("Accuracy")
+def _accuracy(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=2)
+    ctx.ntops(lo=1, hi=2)
+    p = ctx.lp.accuracy_param
+    b0, lab = ctx.b
+    ctx.check(count(lab) > 0 and p.top_k <= count(b0) // count(lab),
+              f"top_k ({p.top_k}) must be less than or equal to the number of classes")
+    axis = ctx.axis(p.axis, b0, "accuracy axis")
+    ctx.check(count(b0, 0, axis) * count(b0, axis + 1) == count(lab),
+              f"number of labels must match number of predictions; prediction shape {fmt(b0)} "
+              f"with label axis {axis} needs {count(b0, 0, axis) * count(b0, axis + 1)} labels, "
+              f"label shape {fmt(lab)} has {count(lab)}")
+    tops: list[Shape] = [()] + ([(b0[axis],)] if ctx.ntop > 1 else [])
+    return LayerShapes(tops, [], count(b0))
+
+
+@register("ArgMax")
+def _argmax(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.argmax_param
+    b = ctx.b[0]
+    ctx.check(p.top_k >= 1, "top_k must be >= 1")
+    if p.HasField("axis"):
+        axis = ctx.axis(p.axis, b)
+        ctx.check(p.top_k <= b[axis], f"top_k ({p.top_k}) must be <= the dimension of the axis "
+                  f"({b[axis]})")
+        top = list(b)
+        top[axis] = p.top_k
+    else:
+        ctx.check(p.top_k <= count(b, 1), f"top_k ({p.top_k}) must be <= the number of classes "
+                  f"({count(b, 1)})")
+        top = [1] * max(len(b), 3)
+        top[0] = b[0]
+        top[2] = p.top_k
+        if p.out_max_val:
+            top[1] = 2
+    return LayerShapes([tuple(top)], [], count(b))
+
+
+# --------------------------------------------------------------------------- structure
+
+@register("Split")
+def _split(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(lo=1)
+    return LayerShapes([ctx.b[0]] * ctx.ntop, [], 0)
+
+
+@register("Silence")
+def _silence(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(lo=1)
+    ctx.ntops(exact=0)
+    return LayerShapes([], [], 0)
+
+
+@register("HDF5Output")
+def _hdf5_output(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=2)
+    ctx.ntops(exact=0)
+    return LayerShapes([], [], 0)
+
+
+@register("Concat")
+def _concat(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(lo=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.concat_param
+    ctx.check(not (p.HasField("axis") and p.HasField("concat_dim")),
+              "either axis or concat_dim should be specified; not both")
+    b0 = ctx.b[0]
+    if p.HasField("concat_dim"):
+        axis = p.concat_dim
+        ctx.check(axis < len(b0), f"concat_dim {axis} out of range for {len(b0)}-D bottoms")
+    else:
+        axis = ctx.axis(p.axis, b0, "concat axis")
+    top = list(b0)
+    for i, s in enumerate(ctx.b[1:], 1):
+        ctx.check(len(s) == len(b0), f"all inputs must have the same #axes: bottom[0] {fmt(b0)}, "
+                  f"bottom[{i}] {fmt(s)}")
+        for j in range(len(b0)):
+            if j != axis:
+                ctx.check(s[j] == b0[j], f"all inputs must have the same shape, except at concat "
+                          f"axis {axis}: bottom[0] {fmt(b0)}, bottom[{i}] {fmt(s)}")
+        top[axis] += s[axis]
+    return LayerShapes([tuple(top)], [], 0)
+
+
+@register("Slice")
+def _slice(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(lo=1)
+    p = ctx.lp.slice_param
+    b = ctx.b[0]
+    if p.HasField("slice_dim"):
+        axis = p.slice_dim
+        ctx.check(axis < len(b), f"slice_dim {axis} out of range for {len(b)}-D bottom")
+    else:
+        axis = ctx.axis(p.axis, b, "slice axis")
+    dim = b[axis]
+    n = ctx.ntop
+    if len(p.slice_point):
+        ctx.check(len(p.slice_point) == n - 1, f"{len(p.slice_point)} slice_point(s) for {n} tops; "
+                  "give one fewer than the tops")
+        ctx.check(n <= dim, f"{n} tops but the slice axis has only {dim} entries")
+        sizes, prev = [], 0
+        for sp in p.slice_point:
+            ctx.check(sp > prev, f"slice_point values must increase, got {list(p.slice_point)}")
+            sizes.append(sp - prev)
+            prev = sp
+        ctx.check(dim - prev > 0, f"last slice_point {prev} must be < the slice axis size {dim}")
+        sizes.append(dim - prev)
+    else:
+        ctx.check(dim % n == 0, f"number of top blobs ({n}) should evenly divide input slice axis "
+                  f"({dim})")
+        sizes = [dim // n] * n
+    tops = []
+    for s in sizes:
+        t = list(b)
+        t[axis] = s
+        tops.append(tuple(t))
+    return LayerShapes(tops, [], 0)
+
+
+@register("Flatten")
+def _flatten(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.flatten_param
+    b = ctx.b[0]
+    start = ctx.axis(p.axis, b, "flatten axis")
+    end = ctx.axis(p.end_axis, b, "flatten end_axis")
+    ctx.check(start <= end, f"flatten axis {start} must not come after end_axis {end}")
+    return LayerShapes([tuple(b[:start]) + (count(b, start, end + 1),) + tuple(b[end + 1:])], [], 0)
+
+
+@register("Reshape")
+def _reshape(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.reshape_param
+    b = ctx.b[0]
+    new = [int(d) for d in p.shape.dim]
+    copy_axes = [i for i, d in enumerate(new) if d == 0]
+    inferred = [i for i, d in enumerate(new) if d == -1]
+    ctx.check(len(inferred) <= 1, "new shape contains multiple -1 dims; at most a single (1) value "
+              "of -1 may be specified")
+    ctx.check(all(d >= -1 for d in new), f"new shape dims must be >= -1, got {new}")
+    start = p.axis if p.axis >= 0 else len(b) + p.axis + 1
+    ctx.check(0 <= start <= len(b), f"axis {p.axis} out of range for {len(b)}-D bottom")
+    ctx.check(p.num_axes >= -1, "num_axes must be >= 0, or -1 for all")
+    end = len(b) if p.num_axes == -1 else start + p.num_axes
+    ctx.check(end <= len(b), f"end_axis = axis + num_axes = {end} is out of range for "
+              f"{len(b)}-D bottom")
+    top = list(b[:start]) + new + list(b[end:])
+    for i in copy_axes:
+        ctx.check(start + i < len(b), f"new shape contains a 0 at index {i}, but there was no "
+                  "corresponding bottom axis to copy")
+        top[start + i] = b[start + i]
+    if inferred:
+        explicit = count(b, 0, start) * count(b, end) * math.prod(d for d in new if d > 0)
+        for i in copy_axes:
+            explicit *= b[start + i]
+        ctx.check(explicit > 0 and count(b) % explicit == 0,
+                  f"bottom count ({count(b)}) must be divisible by the product of the specified "
+                  f"dimensions ({explicit})")
+        top[start + inferred[0]] = count(b) // explicit
+    ctx.check(count(top) == count(b), f"output count must match input count: reshape {fmt(b)} "
+              f"({count(b)}) to {fmt(top)} ({count(top)})")
+    return LayerShapes([tuple(top)], [], 0)
+
+
+@register("Crop")
+def _crop(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=2)
+    ctx.ntops(exact=1)
+    p = ctx.lp.crop_param
+    a, ref = ctx.b
+    ctx.check(len(a) == len(ref), f"bottoms must have the same number of axes: {fmt(a)} vs "
+              f"{fmt(ref)}")
+    axis = ctx.axis(p.axis, a, "crop axis")
+    n = len(a) - axis
+    ctx.check(len(p.offset) in (0, 1, n), f"offset must be given 0, 1 or {n} times")
+    top = list(a)
+    for i in range(axis, len(a)):
+        off = 0 if not len(p.offset) else p.offset[0 if len(p.offset) == 1 else i - axis]
+        ctx.check(a[i] - off >= ref[i], f"invalid crop: axis {i} of size {a[i]} with offset {off} "
+                  f"cannot give size {ref[i]}")
+        top[i] = ref[i]
+    return LayerShapes([tuple(top)], [], 0)
+
+
+@register("Tile")
+def _tile(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.tile_param
+    b = ctx.b[0]
+    ctx.check(p.tiles > 0, "tile_param.tiles must be > 0")
+    axis = ctx.axis(p.axis, b)
+    top = list(b)
+    top[axis] *= p.tiles
+    return LayerShapes([tuple(top)], [], 0)
+
+
+@register("Reduction")
+def _reduction(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    b = ctx.b[0]
+    axis = ctx.axis(ctx.lp.reduction_param.axis, b) if b else 0
+    return LayerShapes([tuple(b[:axis])], [], count(b))
+
+
+@register("Parameter")
+def _parameter(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=0)
+    ctx.ntops(exact=1)
+    s = tuple(ctx.lp.parameter_param.shape.dim)
+    return LayerShapes([s], [s], 0)
