@@ -1,0 +1,245 @@
+"""kernels/pool.py against tests/reference/pool.py: max (value, argmax mask, gradient) and average
+pooling (Caffe's padded divisor), with hypothesis geometry and the issue's edge cases.
+
+Tolerances: max pooling is exact (a copy of one input; the gradient sums the same dy values in the
+same order) -> rtol 0, atol 0 for y/mask, 1e-6 for dx; average pooling sums in float32 in the same
+order as the reference -> rtol 1e-6, atol 1e-6.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numba import cuda
+
+from kernels import pool
+from tests.helpers import assert_close
+from tests.reference import pool as ref
+from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
+
+ON_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+@st.composite
+def geometries(draw):
+    """(x shape, kernel, stride, pad) with Caffe's constraints pad < kernel <= size + 2*pad."""
+    n = draw(st.integers(1, MAX_BATCH))
+    c = draw(st.integers(1, MAX_CHANNELS))
+    h = draw(st.integers(1, MAX_SPATIAL))
+    w = draw(st.integers(1, MAX_SPATIAL))
+    kernel, stride, pad = [], [], []
+    for size in (h, w):
+        k = draw(st.integers(1, size + 1))
+        p = draw(st.integers(1 if k > size else 0, k - 1))
+        s = draw(st.integers(1, k + 2))          # includes stride > kernel
+        kernel.append(k)
+        stride.append(s)
+        pad.append(p)
+    return (n, c, h, w), tuple(kernel), tuple(stride), tuple(pad)
+
+
+def _input(shape, seed, ties):
+    rng = np.random.default_rng(seed)
+    if ties:   # small integers: many equal values in one window (first-max rule)
+        return rng.integers(-2, 3, size=shape).astype(np.float32)
+    return rng.standard_normal(shape).astype(np.float32) * 3   # negative values included
+
+
+def _out_hw(shape, kernel, stride, pad):
+    any_pad = pad[0] > 0 or pad[1] > 0
+    return (pool.pooled_size(shape[2], kernel[0], pad[0], stride[0], any_pad=any_pad),
+            pool.pooled_size(shape[3], kernel[1], pad[1], stride[1], any_pad=any_pad))
+
+
+def _check_max(x, kernel, stride, pad, out_hw=None, seed=0):
+    out_hw = out_hw or _out_hw(x.shape, kernel, stride, pad)
+    y_ref, mask_ref = ref.max_pool_fwd_ref(x, out_hw, kernel, stride, pad)
+    d_x = cuda.to_device(x)
+    d_y = cuda.device_array(y_ref.shape, np.float32)
+    d_mask = cuda.device_array(y_ref.shape, np.int32)
+    pool.max_pool_fwd(d_x, d_y, d_mask, kernel, stride, pad)
+    np.testing.assert_array_equal(d_mask.copy_to_host(), mask_ref)
+    assert_close(d_y.copy_to_host(), y_ref, rtol=0, atol=0, name="max pool y")
+
+    dy = np.random.default_rng(seed + 1).standard_normal(y_ref.shape).astype(np.float32)
+    d_dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))   # must be overwritten
+    pool.max_pool_bwd(cuda.to_device(dy), d_mask, d_dx, kernel, stride, pad)
+    assert_close(d_dx.copy_to_host(), ref.max_pool_bwd_ref(x, dy, kernel, stride, pad),
+                 rtol=1e-6, atol=1e-6, name="max pool dx")
+
+
+def _assert_close_nan(actual, expected, rtol, atol, name):
+    """assert_close where NaN must match NaN: an empty average window (stride > kernel, no pad, the
+    ceil rule's last window starting past the image) divides 0 by 0 in Caffe too."""
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(actual), nan, err_msg=f"{name}: NaN positions")
+    assert_close(np.where(nan, 0, actual), np.where(nan, 0, expected), rtol=rtol, atol=atol, name=name)
+
+
+def _check_ave(x, kernel, stride, pad, out_hw=None, seed=0):
+    out_hw = out_hw or _out_hw(x.shape, kernel, stride, pad)
+    y_ref = ref.ave_pool_fwd_ref(x, out_hw, kernel, stride, pad)
+    d_y = cuda.device_array(y_ref.shape, np.float32)
+    pool.ave_pool_fwd(cuda.to_device(x), d_y, kernel, stride, pad)
+    _assert_close_nan(d_y.copy_to_host(), y_ref, rtol=1e-6, atol=1e-6, name="ave pool y")
+
+    dy = np.random.default_rng(seed + 1).standard_normal(y_ref.shape).astype(np.float32)
+    d_dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))
+    pool.ave_pool_bwd(cuda.to_device(dy), d_dx, kernel, stride, pad)
+    _assert_close_nan(d_dx.copy_to_host(), ref.ave_pool_bwd_ref(x.shape, dy, kernel, stride, pad),
+                      rtol=1e-6, atol=1e-6, name="ave pool dx")
+
+
+@given(geom=geometries(), seed=st.integers(0, 2**16), ties=st.booleans())
+def test_max_pool_matches_reference(geom, seed, ties):
+    shape, kernel, stride, pad = geom
+    _check_max(_input(shape, seed, ties), kernel, stride, pad, seed=seed)
+
+
+@given(geom=geometries(), seed=st.integers(0, 2**16))
+def test_ave_pool_matches_reference(geom, seed):
+    shape, kernel, stride, pad = geom
+    _check_ave(_input(shape, seed, False), kernel, stride, pad, seed=seed)
+
+
+EDGES = {
+    # name: (x shape, kernel, stride, pad)
+    "lenet 2x2 s2": ((1, 2, 6, 6), (2, 2), (2, 2), (0, 0)),
+    "alexnet 3x3 s2 ceil": ((1, 1, 7, 7), (3, 3), (2, 2), (0, 0)),
+    "1x1 kernel": ((2, 1, 3, 4), (1, 1), (1, 1), (0, 0)),
+    "stride > kernel": ((1, 2, 7, 5), (2, 1), (3, 3), (0, 0)),
+    "pad = kernel-1": ((1, 1, 4, 5), (3, 3), (1, 2), (2, 2)),
+    "non-square": ((1, 2, 3, 7), (2, 4), (1, 2), (1, 0)),
+    "global": ((2, 3, 5, 4), (5, 4), (1, 1), (0, 0)),
+    "kernel = size + 1": ((1, 1, 3, 3), (4, 4), (1, 1), (1, 1)),
+}
+
+
+def test_ave_pool_empty_window_is_nan_as_caffe():
+    """H=2, kernel 1, stride 2, no pad: the ceil rule gives 2 outputs, the second window [2,3) lies
+    past the image and its pool_size is 0 -> 0/0 = NaN (max pooling gives -FLT_MAX, mask -1)."""
+    assert pool.pooled_size(2, 1, 0, 2) == 2
+    x = np.ones((1, 1, 2, 1), np.float32)
+    d_y = cuda.device_array((1, 1, 2, 1), np.float32)
+    pool.ave_pool_fwd(cuda.to_device(x), d_y, (1, 1), (2, 1), 0)
+    y = d_y.copy_to_host().ravel()
+    assert y[0] == 1 and np.isnan(y[1])
+
+
+@pytest.mark.parametrize("name", sorted(EDGES))
+def test_pool_edges(name):
+    shape, kernel, stride, pad = EDGES[name]
+    x = _input(shape, 7, ties=name.startswith("global"))
+    _check_max(x, kernel, stride, pad)
+    _check_ave(x, kernel, stride, pad)
+
+
+def test_max_pool_ties_keep_first():
+    """A constant plane: every window's argmax is its first (top-left) cell, and the gradient of
+    each output goes there only."""
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    d_y = cuda.device_array((1, 1, 2, 2), np.float32)
+    d_mask = cuda.device_array((1, 1, 2, 2), np.int32)
+    pool.max_pool_fwd(cuda.to_device(x), d_y, d_mask, 3, 1, 0)
+    np.testing.assert_array_equal(d_mask.copy_to_host()[0, 0], [[0, 1], [4, 5]])
+    d_dx = cuda.device_array(x.shape, np.float32)
+    pool.max_pool_bwd(cuda.to_device(np.ones((1, 1, 2, 2), np.float32)), d_mask, d_dx, 3, 1, 0)
+    np.testing.assert_array_equal(d_dx.copy_to_host()[0, 0],
+                                  [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+
+
+def test_max_pool_all_minus_inf():
+    """Caffe starts from -FLT_MAX with a strict '>': a window of -inf gives y=-FLT_MAX, mask=-1 and
+    no gradient."""
+    x = np.full((1, 1, 2, 2), -np.inf, np.float32)
+    d_y = cuda.device_array((1, 1, 1, 1), np.float32)
+    d_mask = cuda.device_array((1, 1, 1, 1), np.int32)
+    pool.max_pool_fwd(cuda.to_device(x), d_y, d_mask, 2, 2, 0)
+    assert d_y.copy_to_host()[0, 0, 0, 0] == -np.finfo(np.float32).max
+    assert d_mask.copy_to_host()[0, 0, 0, 0] == -1
+    d_dx = cuda.device_array(x.shape, np.float32)
+    pool.max_pool_bwd(cuda.to_device(np.ones((1, 1, 1, 1), np.float32)), d_mask, d_dx, 2, 2, 0)
+    assert not d_dx.copy_to_host().any()
+
+
+def test_ave_pool_divisor_counts_padding():
+    """3x3 input, kernel 3, pad 1, stride 2 -> 2x2 output; the corner window [-1,2)x[-1,2) divides
+    by 9 (all inside the padded extent), not by the 4 real cells."""
+    x = np.ones((1, 1, 3, 3), np.float32)
+    d_y = cuda.device_array((1, 1, 2, 2), np.float32)
+    pool.ave_pool_fwd(cuda.to_device(x), d_y, 3, 2, 1)
+    assert_close(d_y.copy_to_host()[0, 0], np.array([[4, 4], [4, 4]], np.float32) / 9,
+                 rtol=1e-7, atol=0, name="ave padded divisor")
+    # kernel 2, stride 2, pad 1 on 3 cells: windows [-1,1), [1,3); ceil gives 3 outputs, but the
+    # last would start at 3 >= H + pad = 4? no: (3-1)*2 = 4 >= 4 -> dropped; the divisor of the
+    # window [1,3) is 2 (clipped at H + pad = 4 only)
+    d_y = cuda.device_array((1, 1, 2, 2), np.float32)
+    assert pool.pooled_size(3, 2, 1, 2) == 2
+    pool.ave_pool_fwd(cuda.to_device(x), d_y, 2, 2, 1)
+    assert_close(d_y.copy_to_host()[0, 0], np.array([[1, 2], [2, 4]], np.float32) / 4,
+                 rtol=1e-7, atol=0, name="ave clipped divisor")
+
+
+@given(size=st.integers(1, 40), kernel=st.integers(1, 11), stride=st.integers(1, 5),
+       pad=st.integers(0, 5), floor=st.booleans(), other_pad=st.booleans())
+def test_pooled_size_matches_caffe_rule(size, kernel, stride, pad, floor, other_pad):
+    if pad >= kernel or size + 2 * pad < kernel:
+        return
+    mode = "FLOOR" if floor else "CEIL"
+    any_pad = pad > 0 or other_pad
+    assert pool.pooled_size(size, kernel, pad, stride, mode, any_pad) == \
+        ref.pooled_size_ref(size, kernel, pad, stride, mode, any_pad)
+
+
+def test_pooled_size_known_values():
+    assert pool.pooled_size(28, 2, 0, 2) == 14             # LeNet
+    assert pool.pooled_size(55, 3, 0, 2) == 27             # AlexNet pool1 (ceil)
+    assert pool.pooled_size(56, 3, 0, 2) == 28             # ceil: 27.5 -> 28 (+1)
+    assert pool.pooled_size(56, 3, 0, 2, "FLOOR") == 27
+    assert pool.pooled_size(5, 1, 0, 3) == 3               # no pad: nothing dropped
+    assert pool.pooled_size(5, 1, 0, 3, any_pad=True) == 2  # pad on the other axis: last dropped
+    with pytest.raises(ValueError):
+        pool.pooled_size(2, 5, 0, 1)
+
+
+class CAIArray:
+    """A foreign array exposing only ``__cuda_array_interface__`` (as CuPy / PyTorch tensors do);
+    in the simulator "device" memory is host memory, so the pointer is a numpy buffer's."""
+
+    def __init__(self, host: np.ndarray):
+        if ON_SIM:
+            self._owner = np.ascontiguousarray(host)
+            ptr = self._owner.__array_interface__["data"][0]
+        else:
+            self._owner = cuda.to_device(host)
+            ptr = self._owner.__cuda_array_interface__["data"][0]
+        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str,
+                                         "data": (ptr, False), "strides": None, "version": 3}
+
+    def to_host(self) -> np.ndarray:
+        return np.array(self._owner) if ON_SIM else self._owner.copy_to_host()
+
+
+def test_pool_accepts_cuda_array_interface_objects():
+    x = _input((1, 2, 4, 4), 3, False)
+    y_ref, mask_ref = ref.max_pool_fwd_ref(x, (2, 2), (2, 2), (2, 2), (0, 0))
+    y = CAIArray(np.zeros(y_ref.shape, np.float32))
+    mask = CAIArray(np.zeros(y_ref.shape, np.int32))
+    pool.max_pool_fwd(CAIArray(x), y, mask, 2, 2, 0)
+    assert_close(y.to_host(), y_ref, rtol=0, atol=0, name="CAI max pool")
+    np.testing.assert_array_equal(mask.to_host(), mask_ref)
+
+
+def test_pool_rejects_bad_arguments():
+    d_x = cuda.device_array((1, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError):
+        pool.ave_pool_fwd(d_x, cuda.device_array((2, 1, 2, 2), np.float32), 2, 2, 0)
+    with pytest.raises(TypeError):
+        pool.ave_pool_fwd(np.zeros((1, 1, 4, 4), np.float32),
+                          cuda.device_array((1, 1, 2, 2), np.float32), 2, 2, 0)
+    with pytest.raises(TypeError):
+        pool.ave_pool_fwd(cuda.device_array((1, 1, 4, 4), np.float64),
+                          cuda.device_array((1, 1, 2, 2), np.float32), 2, 2, 0)
