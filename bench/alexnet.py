@@ -3,9 +3,9 @@
 Each convolution's im2col GEMMs (Caffe's BaseConvolutionLayer, per group g; ``Nc`` images per column
 buffer, ``Kc = Cin/group * kh * kw``, ``P = OH * OW``):
 
-- forward:         Y_g (Cout/g, Nc*P)  = W_g (Cout/g, Kc) @ col_g (Kc, Nc*P)         M=Cout/g, N=Nc*P, K=Kc
-- weight gradient: dW_g (Cout/g, Kc) += dY_g (Cout/g, Nc*P) @ col_g^T                  M=Cout/g, N=Kc,   K=Nc*P
-- data gradient:   dcol_g (Kc, Nc*P)  = W_g^T @ dY_g                                   M=Kc,     N=Nc*P, K=Cout/g
+- forward:         Y_g (Cout/g, Nc*P) = W_g (Cout/g, Kc) @ col_g (Kc, Nc*P)   M=Cout/g N=Nc*P K=Kc
+- weight gradient: dW_g (Cout/g, Kc) += dY_g (Cout/g, Nc*P) @ col_g^T            M=Cout/g N=Kc K=Nc*P
+- data gradient:   dcol_g (Kc, Nc*P) = W_g^T @ dY_g                              M=Kc N=Nc*P K=Cout/g
 
 FLOPs of one convolution pass (forward, or each of the two backward GEMMs) =
 2 * batch * Cout * P * Kc (the group factor is inside Kc).

@@ -98,10 +98,10 @@ def body(st: Stage) -> None:
         if st.time_left() < 8:
             st.note(f"{label}: skipped (stage time budget)")
             continue
-        tc = st.guard(f"{label} cublas", lambda: cublas(label, m, n, k, ta, tb))
+        tc = st.guard(f"{label} cublas", cublas, label, m, n, k, ta, tb)
         if tc is None:
             continue
-        row = st.guard(f"{label} gemm()", lambda: run_ours(label, m, n, k, ta, tb, None))
+        row = st.guard(f"{label} gemm()", run_ours, label, m, n, k, ta, tb, None)
         if row is None:
             continue
         row["cublas_ms"] = tc["ms"]
@@ -127,7 +127,8 @@ def body(st: Stage) -> None:
                 continue
             if kname == "gemm_v1" and m * n * k > 2048 ** 3:
                 continue   # naive kernel: seconds per call at 4096^3 / conv1; its 2048 row tells enough
-            row = st.guard(f"autotune {label} {kname}", lambda: run_ours(label, m, n, k, ta, tb, kname))
+            row = st.guard(f"autotune {label} {kname}", run_ours, label, m, n, k, ta, tb,
+                           kname)
             if row is None:
                 continue
             st.row("gemm_autotune", row)

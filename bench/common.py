@@ -365,11 +365,11 @@ class Stage:
         self.data["status"] = status
         self.save()
 
-    def guard(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn()``; on an exception record ``"<what>: failed: <error>"`` (with the last traceback
-        line) as a note and return None, so one failing item does not end the stage."""
+    def guard(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)``; on an exception record ``"<what>: failed: <error>"`` as a
+        note (the traceback goes to the log) and return None, so one failing item does not end the stage."""
         try:
-            return fn()
+            return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - a benchmark item's failure is data, reported
             tb = traceback.format_exc(limit=4)
             log(tb)

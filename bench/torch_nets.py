@@ -8,11 +8,11 @@
 | Input | the forward's ``data`` and ``label`` arguments |
 | Convolution | ``F.conv2d`` with Caffe's weight layout (Cout, Cin/group, kh, kw), ``groups=group`` |
 | InnerProduct | ``F.linear`` on the input flattened from axis 1 (weight (out, in), Caffe's layout) |
-| Pooling MAX | ``F.max_pool2d(ceil_mode=True)``: Caffe rounds the output size up and, like torch, drops a last window that would start in the padding |
+| Pooling MAX | ``F.max_pool2d(ceil_mode=True)`` (Caffe rounds up; drops a window starting in the pad) |
 | ReLU | ``F.relu`` (negative_slope: ``F.leaky_relu``) |
-| LRN ACROSS_CHANNELS | ``F.local_response_norm``: x / (k + alpha/n * sum of squares over n channels)^beta, Caffe's formula |
+| LRN ACROSS_CHANNELS | ``F.local_response_norm``: x / (k + alpha/n * sum over n channels of x^2)^beta |
 | Dropout | ``F.dropout`` (inverted: kept values scaled by 1/(1-ratio), as Caffe) |
-| SoftmaxWithLoss | ``F.cross_entropy`` (mean over the batch: Caffe's VALID normalisation without ignore_label) |
+| SoftmaxWithLoss | ``F.cross_entropy`` (batch mean: Caffe's VALID normalisation, no ignore_label) |
 | Accuracy | dropped in TRAIN (its include rule) |
 
 Parameters carry Caffe's ``lr_mult``/``decay_mult`` (``param { }`` blocks); ``caffe_sgd`` builds a
