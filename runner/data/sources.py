@@ -1,0 +1,274 @@
+"""Batch sources behind the data layers: each turns a batch index k into the arrays of batch k.
+
+Batches are a pure function of (source, k, seed): batch k of a Data layer holds records
+``rand_skip_offset + k*batch_size ... + batch_size - 1`` (mod the record count, in key order), and
+its random crops / mirrors come from a generator seeded with (seed, k). So a solver that restores
+iteration ``it`` resumes exactly by seeking its data layers to batch ``it * iter_size``, and a
+prefetch thread can compute batches ahead without changing what any batch holds.
+
+    src.top_shapes() -> [data shape (N, C, H, W), label shape (N,)]
+    src.batch(k)     -> [data float32, label float32]
+"""
+from __future__ import annotations
+
+import os
+import zlib
+
+import numpy as np
+
+from netdef.errors import DataError
+
+
+def _name_key(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+def resolve_source(path: str, base_dir: str | None) -> str:
+    """Caffe resolves a data source against the working directory; if it is not there we also try
+    the prototxt's directory (``base_dir``). Returns the first that exists (else ``path``)."""
+    if not path or os.path.isabs(path) or os.path.exists(path) or not base_dir:
+        return path
+    cand = os.path.join(base_dir, path)
+    return cand if os.path.exists(cand) else path
+
+
+class DatumDBSource:
+    """Data layer source: Datum records of an LMDB/LevelDB, transformed by ``transform_param``."""
+
+    def __init__(self, lp, phase: str, seed: int, base_dir: str | None = None):
+        from runner.data.db import open_reader
+        from runner.data.transformer import DataTransformer
+        self.name = lp.name
+        p = lp.data_param
+        self.batch_size = int(p.batch_size)
+        if self.batch_size <= 0:
+            raise DataError(f"layer '{lp.name}': data_param.batch_size must be > 0")
+        if not p.source:
+            raise DataError(f"layer '{lp.name}': data_param.source is empty")
+        self.source = resolve_source(p.source, base_dir)
+        self.ntop = len(lp.top)
+        self.seed = int(seed)
+        try:
+            self.reader = open_reader(self.source, p.backend)
+        except DataError as e:
+            raise DataError(f"layer '{lp.name}': {e}") from None
+        self.transformer = DataTransformer(lp.transform_param, phase, lp.name,
+                                           resolve=lambda f: resolve_source(f, base_dir))
+        tp = lp.transform_param
+        self.force_color, self.force_gray = bool(tp.force_color), bool(tp.force_gray)
+        skip = 0
+        if p.rand_skip:
+            skip = int(np.random.default_rng([self.seed, _name_key(self.name), 1]).integers(p.rand_skip))
+        self.skip = skip
+        key, value = self.reader.next()
+        first = self._decode(key, value)
+        self.chw = first.shape
+        self.out_chw = self.transformer.output_shape(*self.chw)
+        self.transformer._mean_for(*self.chw)  # mean/channel checks now, not in the thread
+        self._next_index = None
+
+    def _decode(self, key: bytes, value: bytes) -> np.ndarray:
+        from runner.data.datum import datum_to_array, parse_datum
+        where = f"{self.source} record {key.decode(errors='replace')!r}"
+        return datum_to_array(parse_datum(value, where), where, self.force_color, self.force_gray)
+
+    def top_shapes(self) -> list[tuple[int, ...]]:
+        """[(batch, C, H', W'), (batch,)] (label only when the layer has two tops)."""
+        shapes = [(self.batch_size, *self.out_chw)]
+        if self.ntop > 1:
+            shapes.append((self.batch_size,))
+        return shapes
+
+    def batch(self, k: int) -> list[np.ndarray]:
+        """Batch k: data float32 (batch, C, H', W') and labels float32 (batch,)."""
+        from runner.data.datum import parse_datum
+        start = self.skip + k * self.batch_size
+        if self._next_index != start:
+            self.reader.seek(start)
+        data = np.empty((self.batch_size, *self.out_chw), dtype=np.float32)
+        labels = np.empty(self.batch_size, dtype=np.float32)
+        rng = np.random.default_rng([self.seed, _name_key(self.name), 0, k])
+        for i in range(self.batch_size):
+            key, value = self.reader.next()
+            a = self._decode(key, value)
+            if a.shape != self.chw:
+                raise DataError(f"{self.source} record {key.decode(errors='replace')!r}: shape {a.shape}"
+                                f" differs from the first record's {self.chw} (layer '{self.name}')")
+            self.transformer.transform(a, rng, out=data[i])
+            labels[i] = parse_datum(value).label if self.ntop > 1 else 0
+        self._next_index = start + self.batch_size
+        out = [data]
+        if self.ntop > 1:
+            out.append(labels)
+        return out
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class ImageListSource:
+    """ImageData source: images named in a list file, optionally shuffled every epoch."""
+
+    def __init__(self, lp, phase: str, seed: int, base_dir: str | None = None):
+        from runner.data.imageset import read_image_list
+        from runner.data.transformer import DataTransformer
+        p = lp.image_data_param
+        self.name = lp.name
+        self.batch_size = int(p.batch_size)
+        self.list_file = resolve_source(p.source, base_dir)
+        self.lines = read_image_list(self.list_file)
+        self.root = p.root_folder
+        self.h, self.w = int(p.new_height), int(p.new_width)
+        self.is_color = bool(p.is_color)
+        self.shuffle = bool(p.shuffle)
+        self.ntop = len(lp.top)
+        self.seed = int(seed)
+        self.transformer = DataTransformer(lp.transform_param, phase, lp.name,
+                                           resolve=lambda f: resolve_source(f, base_dir))
+        self.skip = 0
+        if p.rand_skip:
+            self.skip = int(np.random.default_rng([self.seed, _name_key(self.name), 1]).integers(p.rand_skip))
+        self._perm_epoch, self._perm = -1, None
+        first = self._load(self._item(0)[0])
+        self.chw = first.shape
+        self.out_chw = self.transformer.output_shape(*self.chw)
+        self.transformer._mean_for(*self.chw)
+
+    def _item(self, g: int) -> tuple[str, int]:
+        n = len(self.lines)
+        epoch, i = divmod(g, n)
+        if self.shuffle:
+            if epoch != self._perm_epoch:
+                self._perm = np.random.default_rng([self.seed, _name_key(self.name), 2, epoch]).permutation(n)
+                self._perm_epoch = epoch
+            i = int(self._perm[i])
+        return self.lines[i]
+
+    def _load(self, name: str) -> np.ndarray:
+        from runner.data.imageset import load_image
+        try:
+            return load_image(os.path.join(self.root, name), self.h, self.w, self.is_color)
+        except DataError as e:
+            raise DataError(f"layer '{self.name}' ({self.list_file}): {e}") from None
+
+    def top_shapes(self) -> list[tuple[int, ...]]:
+        shapes = [(self.batch_size, *self.out_chw)]
+        if self.ntop > 1:
+            shapes.append((self.batch_size,))
+        return shapes
+
+    def batch(self, k: int) -> list[np.ndarray]:
+        """Batch k: images (transformed) and labels, float32."""
+        data = np.empty((self.batch_size, *self.out_chw), dtype=np.float32)
+        labels = np.empty(self.batch_size, dtype=np.float32)
+        rng = np.random.default_rng([self.seed, _name_key(self.name), 0, k])
+        for i in range(self.batch_size):
+            name, label = self._item(self.skip + k * self.batch_size + i)
+            a = self._load(name)
+            if a.shape != self.chw:
+                raise DataError(f"layer '{self.name}': image {name} has shape {a.shape} but the first "
+                                f"image is {self.chw}; set new_height/new_width to resize")
+            self.transformer.transform(a, rng, out=data[i])
+            labels[i] = label
+        return [data, labels] if self.ntop > 1 else [data]
+
+    def close(self) -> None:
+        pass
+
+
+class HDF5Source:
+    """HDF5Data source: a list file of .h5 paths; each file holds one dataset per top (same
+    number of rows N); rows are read in order across files (files and rows shuffled per epoch
+    when ``shuffle``)."""
+
+    def __init__(self, lp, phase: str, seed: int, base_dir: str | None = None):
+        import h5py
+        p = lp.hdf5_data_param
+        self.name = lp.name
+        self.tops = list(lp.top)
+        self.batch_size = int(p.batch_size)
+        self.shuffle = bool(p.shuffle)
+        self.seed = int(seed)
+        list_file = resolve_source(p.source, base_dir)
+        if not os.path.isfile(list_file):
+            raise DataError(f"layer '{lp.name}': HDF5 list file {list_file} not found")
+        list_dir = os.path.dirname(os.path.abspath(list_file))
+        files = []
+        with open(list_file, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    cand = line
+                    if not os.path.isabs(cand) and not os.path.exists(cand):
+                        alt = os.path.join(list_dir, cand)
+                        cand = alt if os.path.exists(alt) else cand
+                    files.append(cand)
+        if not files:
+            raise DataError(f"{list_file}: lists no HDF5 files")
+        self.files, self.rows, self.shapes = files, [], None
+        for path in files:
+            try:
+                with h5py.File(path, "r") as h:
+                    shapes = []
+                    for t in self.tops:
+                        if t not in h:
+                            raise DataError(f"{path}: no dataset named '{t}' (layer '{self.name}' top)")
+                        shapes.append(h[t].shape)
+            except OSError as e:
+                raise DataError(f"{path}: cannot open HDF5 file ({e})") from None
+            n = {s[0] if len(s) else 0 for s in shapes}
+            if len(n) != 1 or 0 in n:
+                raise DataError(f"{path}: datasets {self.tops} must have the same, non-zero number of "
+                                f"rows (got {[s[0] if len(s) else 0 for s in shapes]})")
+            inner = [tuple(s[1:]) for s in shapes]
+            if self.shapes is None:
+                self.shapes = inner
+            elif inner != self.shapes:
+                raise DataError(f"{path}: dataset shapes {inner} differ from {files[0]}'s {self.shapes}")
+            self.rows.append(n.pop())
+        self.total = sum(self.rows)
+        self._cache_path, self._cache = None, None
+        self._epoch, self._order = -1, None
+
+    def top_shapes(self) -> list[tuple[int, ...]]:
+        return [(self.batch_size, *s) for s in self.shapes]
+
+    def _layout(self, epoch: int):
+        """(file order, row permutations or None) for one epoch."""
+        if self._epoch != epoch:
+            if self.shuffle:
+                rng = np.random.default_rng([self.seed, _name_key(self.name), 3, epoch])
+                order = rng.permutation(len(self.files))
+                perms = [rng.permutation(self.rows[f]) for f in range(len(self.files))]
+            else:
+                order, perms = np.arange(len(self.files)), None
+            starts = np.cumsum([0] + [self.rows[f] for f in order])
+            self._epoch, self._order = epoch, (order, perms, starts)
+        return self._order
+
+    def _file(self, path: str) -> list[np.ndarray]:
+        import h5py
+        if self._cache_path != path:
+            with h5py.File(path, "r") as h:
+                self._cache = [np.asarray(h[t], dtype=np.float32) for t in self.tops]
+            self._cache_path = path
+        return self._cache
+
+    def batch(self, k: int) -> list[np.ndarray]:
+        """Batch k: one float32 array per top, (batch, *dataset row shape)."""
+        out = [np.empty((self.batch_size, *s), dtype=np.float32) for s in self.shapes]
+        for i in range(self.batch_size):
+            epoch, g = divmod(k * self.batch_size + i, self.total)
+            order, perms, starts = self._layout(epoch)
+            j = int(np.searchsorted(starts, g, side="right") - 1)
+            f = int(order[j])
+            r = g - int(starts[j])
+            if perms is not None:
+                r = int(perms[f][r])
+            arrays = self._file(self.files[f])
+            for o, a in zip(out, arrays):
+                o[i] = a[r]
+        return out
+
+    def close(self) -> None:
+        self._cache = None
