@@ -1,0 +1,120 @@
+"""kernels/solver_update.py against the element-loop references in tests/reference/solver.py
+(Caffe's CPU operation order), several iterations back to back.
+
+Tolerance: rtol 2e-6, atol 1e-7 on weights, diffs (the update values) and every history buffer
+after each iteration (values are O(1); the GPU may fuse a multiply-add, the simulator computes
+sqrt in double: both within a few ulp per step).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numba import cuda
+
+from kernels import solver_update as S
+from tests.helpers import assert_close
+from tests.reference import solver as ref
+from tests.sizes import MAX_ELEMENTS
+
+RTOL, ATOL = 2e-6, 1e-7
+ITERS = 3
+
+# name -> (kernel wrapper, reference, number of history buffers, hyper-parameter strategy)
+SOLVERS = {
+    "SGD": (S.sgd_update, ref.sgd_ref, 1,
+            st.fixed_dictionaries({"momentum": st.sampled_from([0.0, 0.9, 0.5])})),
+    "Nesterov": (S.nesterov_update, ref.nesterov_ref, 1,
+                 st.fixed_dictionaries({"momentum": st.sampled_from([0.0, 0.95])})),
+    "AdaGrad": (S.adagrad_update, ref.adagrad_ref, 1,
+                st.fixed_dictionaries({"delta": st.sampled_from([1e-8, 1e-3])})),
+    "RMSProp": (S.rmsprop_update, ref.rmsprop_ref, 1,
+                st.fixed_dictionaries({"rms_decay": st.sampled_from([0.98, 0.5]),
+                                       "delta": st.sampled_from([1e-8, 1e-2])})),
+    "AdaDelta": (S.adadelta_update, ref.adadelta_ref, 2,
+                 st.fixed_dictionaries({"momentum": st.sampled_from([0.95, 0.5]),
+                                        "delta": st.sampled_from([1e-6, 1e-2])})),
+    "Adam": (S.adam_update, ref.adam_ref, 2,
+             st.fixed_dictionaries({"beta1": st.sampled_from([0.9, 0.5]),
+                                    "beta2": st.sampled_from([0.999, 0.9]),
+                                    "eps_hat": st.sampled_from([1e-8, 1e-4])})),
+}
+
+regs = st.sampled_from([("L2", 0.0), ("L2", 5e-4), ("L1", 1e-3), ("L2", 0.1), ("L1", 0.05)])
+
+
+def _run(name, n, hyper, seed, reg, diff_scale, lr, zero_grad_iter=None, weights=None):
+    """ITERS steps of solver ``name`` on the device and in the reference; compare after each."""
+    fn, reference, n_hist, _ = SOLVERS[name]
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(n).astype(np.float32) if weights is None else weights.copy()
+    hist = [np.zeros(n, np.float32) for _ in range(n_hist)]
+    dw, dhist = cuda.to_device(w), [cuda.to_device(h) for h in hist]
+    regularization, decay = reg
+    for it in range(ITERS):
+        g = rng.standard_normal(n).astype(np.float32)
+        if it == zero_grad_iter:
+            g[:] = 0
+        dg = cuda.to_device(g)
+        kw = dict(hyper, local_decay=decay, regularization=regularization, diff_scale=diff_scale)
+        if name == "Adam":
+            kw["t"] = it + 1
+        fn(dw, dg, *dhist, lr, **kw)
+        reference(w, g, *hist, lr, **kw)
+        where = f"{name} iter {it} {reg} {hyper}"
+        assert_close(dw.copy_to_host(), w, RTOL, ATOL, name=f"{where}: weight")
+        assert_close(dg.copy_to_host(), g, RTOL, ATOL, name=f"{where}: diff (update value)")
+        for k, (dh, h) in enumerate(zip(dhist, hist)):
+            assert_close(dh.copy_to_host(), h, RTOL, ATOL, name=f"{where}: history {k}")
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+@given(data=st.data(), n=st.integers(1, MAX_ELEMENTS), seed=st.integers(0, 2**16), reg=regs,
+       diff_scale=st.sampled_from([1.0, 0.5, 1.0 / 3.0]), lr=st.sampled_from([0.01, 0.1, 1.0]))
+def test_update_matches_reference(name, data, n, seed, reg, diff_scale, lr):
+    hyper = data.draw(SOLVERS[name][3], label="hyper")
+    _run(name, n, hyper, seed, reg, diff_scale, lr)
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_edge_values(name):
+    """Zero gradients (an iteration with g == 0), weights that are negative, zero and positive
+    under L1 (sign(0) = 0), and a large delta."""
+    w = np.array([-2.0, -0.5, 0.0, 0.0, 0.25, 3.0, -1e-3], np.float32)
+    hyper = {"SGD": {"momentum": 0.9}, "Nesterov": {"momentum": 0.9},
+             "AdaGrad": {"delta": 1.0}, "RMSProp": {"rms_decay": 0.9, "delta": 1.0},
+             "AdaDelta": {"momentum": 0.9, "delta": 1.0},
+             "Adam": {"beta1": 0.9, "beta2": 0.999, "eps_hat": 1.0}}[name]
+    _run(name, w.size, hyper, 7, ("L1", 0.01), 1.0, 0.1, zero_grad_iter=0, weights=w)
+    _run(name, w.size, hyper, 8, ("L2", 0.01), 0.5, 0.1, zero_grad_iter=1, weights=w)
+
+
+def test_l1_sign_of_zero_and_zero_gradient_sgd():
+    """Hand-computed: SGD, lr 1, momentum 0, L1 decay 0.5, zero gradient: w -= 0.5*sign(w)."""
+    w = cuda.to_device(np.array([-2.0, 0.0, 3.0], np.float32))
+    g = cuda.to_device(np.zeros(3, np.float32))
+    h = cuda.to_device(np.zeros(3, np.float32))
+    S.sgd_update(w, g, h, 1.0, 0.0, local_decay=0.5, regularization="L1")
+    np.testing.assert_array_equal(w.copy_to_host(), np.array([-1.5, 0.0, 2.5], np.float32))
+    np.testing.assert_array_equal(g.copy_to_host(), np.array([-0.5, 0.0, 0.5], np.float32))
+    np.testing.assert_array_equal(h.copy_to_host(), np.array([-0.5, 0.0, 0.5], np.float32))
+
+
+def test_adam_correction_matches_caffe_double_pow():
+    # t = 1: sqrt(1 - b2) / (1 - b1) with float32 betas promoted to double
+    b1, b2 = np.float32(0.9), np.float32(0.999)
+    want = np.float32(np.sqrt(1 - np.float64(b2)) / (1 - np.float64(b1)))
+    assert S.adam_correction(0.9, 0.999, 1) == want
+    assert S.adam_correction(0.9, 0.999, 10**6) == np.float32(1.0)
+
+
+def test_errors():
+    a = cuda.to_device(np.zeros(3, np.float32))
+    b = cuda.to_device(np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="differ in size"):
+        S.sgd_update(a, a, b, 0.1, 0.9)
+    with pytest.raises(ValueError, match="Unknown regularization type"):
+        S.sgd_update(a, a, a, 0.1, 0.9, local_decay=0.1, regularization="L3")
+    with pytest.raises(ValueError, match="t = iter"):
+        S.adam_update(a, a, a, a, 0.1, 0.9, 0.999, 1e-8, 0)
