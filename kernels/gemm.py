@@ -1,0 +1,456 @@
+"""GEMM: ``C = alpha * op(A) @ op(B) + beta * C`` in float32 (BLAS sgemm semantics, row-major).
+
+Shapes: ``op(A)`` is (M, K) -- ``A`` is (M, K), or (K, M) when ``trans_a``; ``op(B)`` is (K, N) --
+``B`` is (K, N), or (N, K) when ``trans_b``; ``C`` is (M, N). Any M, N, K >= 1 (edge tiles are
+zero-filled). Each operand may be a row-strided 2-D view (a column slice of a wider array: the
+leading dimension is ``strides[0] / 4``; the last stride must be 4 bytes). ``beta == 0`` never reads
+``C`` (C may hold NaN/garbage, as in BLAS).
+
+Versions (``KERNELS``; every version stays and is tested):
+
+- ``gemm_v1``: naive, one thread per C element, a K-long dot product straight from global memory.
+  Block 16x16, grid (ceil(N/16), ceil(M/16)).
+- ``gemm_v2``: shared-memory tiling, 16x16 tiles of op(A) and op(B) staged through shared memory, one
+  output per thread. Block 16x16.
+- ``gemm_v3_<config>``: 2-D register blocking. A block computes a BM x BN tile of C with
+  (BM/TM) x (BN/TN) threads; each thread owns TM x TN outputs in registers, strided so that every
+  shared-memory read of a warp is conflict-free (rows ``ty + i*(BM/TM)``, columns ``tx + j*(BN/TN)``).
+  The A tile is stored transposed in shared memory (``As[k][m]``) so both operands are read along
+  the fast index; rows are padded by 4 floats (see ``PAD``). Grid (ceil(N/BN), ceil(M/BM)).
+- ``gemm_v4_<config>``: v3 plus register prefetch (the next K-tile is loaded from global memory into
+  registers while the current one is multiplied) and double-buffered shared memory, so one barrier
+  per K-tile instead of two.
+
+Tile configurations are named in ``CONFIGS`` (``"128x128x8"``, ...); ``select_config(M, N, K)`` picks
+one by shape (big tiles for big problems, small tiles when the grid would not fill the GPU), and a
+benchmark can time every ``(version, config)`` through ``gemm_with(kernel_name, ...)``.
+
+Use in convolution (see ``kernels/conv.py``): with ``col = im2col(x)`` of shape (C*kh*kw, Nc*OH*OW)
+and ``W`` viewed as (Cout, C*kh*kw), the forward is ``gemm(False, False, 1, W, col, 0, Y)`` giving
+``Y`` (Cout, Nc*OH*OW) (channel-major; ``layout.cn_to_nc`` moves it to NCHW and adds the bias).
+Backward with ``dY`` in the same channel-major layout (``layout.nc_to_cn``):
+``dW += dY @ col^T`` is ``gemm(False, True, 1, dY, col, 1, dW)`` (parameter gradients accumulate)
+and ``dcol = W^T @ dY`` is ``gemm(True, False, 1, W, dY, 0, dcol)`` followed by ``col2im``.
+
+All kernels take ``(trans_a: int32, trans_b: int32, alpha: float32, A, B, beta: float32, C)``; the
+transpose flags are runtime values (uniform branches in the tile loads only).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import cuda, float32, uint64
+
+from ._launch import SIMULATOR, as_device, ceil_div
+
+# ----------------------------------------------------------------------------------------------
+# v1: naive
+# ----------------------------------------------------------------------------------------------
+
+V1_BLOCK = 16   # 16x16 = 256 threads per block
+
+
+@cuda.jit
+def gemm_v1(trans_a, trans_b, alpha, A, B, beta, C):
+    """Naive GEMM, one C[i, j] per thread, K-long dot product from global memory; block 16x16,
+    grid (N/16, M/16)."""
+    j, i = cuda.grid(2)
+    M = C.shape[0]
+    N = C.shape[1]
+    if i >= M or j >= N:
+        return
+    K = A.shape[0] if trans_a else A.shape[1]
+    acc = float32(0.0)
+    for k in range(K):
+        a = A[k, i] if trans_a else A[i, k]
+        b = B[j, k] if trans_b else B[k, j]
+        acc += a * b
+    if beta == float32(0.0):
+        C[i, j] = alpha * acc
+    else:
+        C[i, j] = alpha * acc + beta * C[i, j]
+
+
+# ----------------------------------------------------------------------------------------------
+# v2: shared-memory tiles, one output per thread
+# ----------------------------------------------------------------------------------------------
+
+V2_TILE = 16    # 16x16 threads; two 16x17 float tiles = 2.2 KB shared memory
+V2_ROW = V2_TILE + 1   # +1 float of padding per row: the transposed-operand stores write a
+                       # column of the tile, and a 17-float row stride puts its 16 rows in 16 banks
+
+
+@cuda.jit
+def gemm_v2(trans_a, trans_b, alpha, A, B, beta, C):
+    """Shared-memory tiled GEMM, 16x16 tiles of op(A) and op(B), one C element per thread; block 16x16,
+    grid (N/16, M/16)."""
+    As = cuda.shared.array((V2_TILE, V2_ROW), float32)
+    Bs = cuda.shared.array((V2_TILE, V2_ROW), float32)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    i = cuda.blockIdx.y * V2_TILE + ty     # row of C
+    j = cuda.blockIdx.x * V2_TILE + tx     # column of C
+    M = C.shape[0]
+    N = C.shape[1]
+    K = A.shape[0] if trans_a else A.shape[1]
+    acc = float32(0.0)
+    for k0 in range(0, K, V2_TILE):
+        # As[ty][tx] = op(A)[i, k0 + tx]; Bs[ty][tx] = op(B)[k0 + ty, j]; zero outside
+        ka = k0 + tx
+        if trans_a:
+            # read A[k, m] along m (coalesced): thread (tx, ty) loads A[k0+ty, m0+tx] into As[tx][ty]
+            ma = cuda.blockIdx.y * V2_TILE + tx
+            kk = k0 + ty
+            As[tx, ty] = A[kk, ma] if (kk < K and ma < M) else float32(0.0)
+        else:
+            As[ty, tx] = A[i, ka] if (i < M and ka < K) else float32(0.0)
+        kb = k0 + ty
+        if trans_b:
+            # read B[n, k] along k (coalesced): thread (tx, ty) loads B[n0+ty, k0+tx] into Bs[tx][ty]
+            nb = cuda.blockIdx.x * V2_TILE + ty
+            kk = k0 + tx
+            Bs[tx, ty] = B[nb, kk] if (nb < N and kk < K) else float32(0.0)
+        else:
+            Bs[ty, tx] = B[kb, j] if (kb < K and j < N) else float32(0.0)
+        cuda.syncthreads()  # tiles complete before anyone reads them
+        for k in range(V2_TILE):
+            acc += As[ty, k] * Bs[k, tx]
+        cuda.syncthreads()  # everyone done reading before the next iteration overwrites the tiles
+    if i < M and j < N:
+        if beta == float32(0.0):
+            C[i, j] = alpha * acc
+        else:
+            C[i, j] = alpha * acc + beta * C[i, j]
+
+
+# ----------------------------------------------------------------------------------------------
+# v3 / v4: register blocking, one kernel per tile configuration (a closure over constants, since
+# shared-array shapes and unrolled loop bounds must be compile-time constants)
+# ----------------------------------------------------------------------------------------------
+#
+# Indexing note: numba wraps negative signed indices (``a[-1]``), which costs a compare/select and
+# 64-bit arithmetic per access. The hot loops index the 1-D shared tiles with ``uint64`` offsets
+# (never negative), for which numba emits a plain address computation.
+
+SMEM_ALIGN = None if SIMULATOR else 16   # 16-byte aligned shared tiles (the simulator rejects alignment)
+PAD = 4   # floats of padding per shared row: keeps rows 16-byte aligned (vector loads) and makes the
+          # transposed stores ``As[k][m]`` of 32 consecutive elements hit 32 distinct banks
+          # (row stride BM+4 == 4 (mod 32) banks, and a warp's stores span 8 k values x 4 m values)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Tile configuration of the register-blocked kernels: block tile BM x BN, K step BK, each
+    thread computing TM x TN outputs; ``threads = (BM/TM) * (BN/TN)``."""
+    BM: int
+    BN: int
+    BK: int
+    TM: int
+    TN: int
+
+    @property
+    def threads(self) -> int:
+        return (self.BM // self.TM) * (self.BN // self.TN)
+
+    @property
+    def block(self) -> tuple[int, int]:
+        """CUDA block (x, y) = (BN/TN, BM/TM)."""
+        return self.BN // self.TN, self.BM // self.TM
+
+    @property
+    def smem_bytes(self) -> int:
+        """Shared memory of one (single-buffered) A and B tile pair, padding included."""
+        return 4 * self.BK * (self.BM + self.BN + 2 * PAD)
+
+
+CONFIGS: dict[str, GemmConfig] = {
+    "128x128x8": GemmConfig(128, 128, 8, 8, 8),    # 256 threads, 8x8 per thread: the big-GEMM tile
+    "128x128x16": GemmConfig(128, 128, 16, 8, 8),  # same, half the barriers per K, 2x shared memory
+    "128x64x8": GemmConfig(128, 64, 8, 8, 4),      # 256 threads, 8x4: tall C
+    "64x128x8": GemmConfig(64, 128, 8, 4, 8),      # 256 threads, 4x8: wide C (conv: small Cout)
+    "64x64x8": GemmConfig(64, 64, 8, 4, 4),        # 256 threads, 4x4: mid-size problems
+    "32x32x8": GemmConfig(32, 32, 8, 2, 2),        # 256 threads, 2x2: small problems, many blocks
+}
+
+
+def _tile_functions(cfg: GemmConfig):
+    """Device functions shared by v3 and v4 for one configuration (closures over its constants):
+    global -> registers loads of one K-tile of op(A)/op(B), registers -> shared stores, and the
+    BK-step outer-product update of the TM x TN accumulators."""
+    BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
+    TX = BN // TN                  # threads along N
+    TY = BM // TM                  # threads along M
+    NT = TX * TY
+    LA = BM * BK // NT             # A-tile elements per thread per K-tile
+    LB = BN * BK // NT             # B-tile elements per thread per K-tile
+    SA = BM + PAD                  # shared row lengths (floats)
+    SB = BN + PAD
+    assert BM % TM == 0 and BN % TN == 0 and (BM * BK) % NT == 0 and (BN * BK) % NT == 0, cfg
+
+    @cuda.jit(device=True, inline=True)
+    def gload_a(A, trans_a, pre, tid, m0, k0, M, K):
+        # element e = tid + l*NT of the tile; consecutive threads read consecutive addresses:
+        # along m when A is (K, M) (trans_a), along k when A is (M, K)
+        for l in range(LA):
+            e = tid + l * NT
+            if trans_a:
+                gk = k0 + e // BM
+                gm = m0 + e % BM
+                pre[l] = A[gk, gm] if (gk < K and gm < M) else float32(0.0)
+            else:
+                gm = m0 + e // BK
+                gk = k0 + e % BK
+                pre[l] = A[gm, gk] if (gk < K and gm < M) else float32(0.0)
+
+    @cuda.jit(device=True, inline=True)
+    def gload_b(B, trans_b, pre, tid, n0, k0, N, K):
+        for l in range(LB):
+            e = tid + l * NT
+            if trans_b:
+                gn = n0 + e // BK
+                gk = k0 + e % BK
+                pre[l] = B[gn, gk] if (gk < K and gn < N) else float32(0.0)
+            else:
+                gk = k0 + e // BN
+                gn = n0 + e % BN
+                pre[l] = B[gk, gn] if (gk < K and gn < N) else float32(0.0)
+
+    @cuda.jit(device=True, inline=True)
+    def sstore_a(As, base, trans_a, pre, tid):
+        # As[base + k*SA + m] = op(A)[m0+m, k0+k] (same element mapping as gload_a)
+        for l in range(LA):
+            e = tid + l * NT
+            if trans_a:
+                As[uint64(base + (e // BM) * SA + e % BM)] = pre[l]
+            else:
+                As[uint64(base + (e % BK) * SA + e // BK)] = pre[l]
+
+    @cuda.jit(device=True, inline=True)
+    def sstore_b(Bs, base, trans_b, pre, tid):
+        for l in range(LB):
+            e = tid + l * NT
+            if trans_b:
+                Bs[uint64(base + (e % BK) * SB + e // BK)] = pre[l]
+            else:
+                Bs[uint64(base + (e // BN) * SB + e % BN)] = pre[l]
+
+    @cuda.jit(device=True, inline=True)
+    def multiply_tile(As, Bs, abase, bbase, acc, a_frag, b_frag):
+        # abase = buffer offset + ty, bbase = buffer offset + tx (uint64): thread (tx, ty) reads
+        # rows ty + i*TY of As and columns tx + j*TX of Bs -> a warp reads 16 consecutive floats of
+        # Bs (distinct banks) and 2 floats of As (broadcast): conflict-free
+        for kk in range(BK):
+            for i in range(TM):
+                a_frag[i] = As[abase + uint64(kk * SA + i * TY)]
+            for j in range(TN):
+                b_frag[j] = Bs[bbase + uint64(kk * SB + j * TX)]
+            for i in range(TM):
+                for j in range(TN):
+                    acc[i, j] += a_frag[i] * b_frag[j]
+
+    @cuda.jit(device=True, inline=True)
+    def epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N):
+        # a warp writes 16 consecutive columns of 2 rows per store; beta == 0 never reads C
+        for i in range(TM):
+            gm = m0 + ty + i * TY
+            if gm < M:
+                for j in range(TN):
+                    gn = n0 + tx + j * TX
+                    if gn < N:
+                        if beta == float32(0.0):
+                            C[gm, gn] = alpha * acc[i, j]
+                        else:
+                            C[gm, gn] = alpha * acc[i, j] + beta * C[gm, gn]
+
+    return gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue
+
+
+def _make_v3(cfg: GemmConfig):
+    """Register-blocked GEMM kernel for one configuration: per K-tile load, barrier, multiply,
+    barrier."""
+    BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
+    TX = BN // TN
+    LA = BM * BK // cfg.threads
+    LB = BN * BK // cfg.threads
+    NA = BK * (BM + PAD)           # shared floats per A tile
+    NB = BK * (BN + PAD)
+    gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue = _tile_functions(cfg)
+
+    def gemm_v3(trans_a, trans_b, alpha, A, B, beta, C):
+        As = cuda.shared.array(NA, float32, alignment=SMEM_ALIGN)    # As[k*SA + m] = op(A)[m0+m, k0+k]
+        Bs = cuda.shared.array(NB, float32, alignment=SMEM_ALIGN)    # Bs[k*SB + n] = op(B)[k0+k, n0+n]
+        acc = cuda.local.array((TM, TN), float32)            # registers (loops fully unrolled)
+        a_frag = cuda.local.array(TM, float32)
+        b_frag = cuda.local.array(TN, float32)
+        a_pre = cuda.local.array(LA, float32)
+        b_pre = cuda.local.array(LB, float32)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * TX + tx
+        m0 = cuda.blockIdx.y * BM
+        n0 = cuda.blockIdx.x * BN
+        M = C.shape[0]
+        N = C.shape[1]
+        K = A.shape[0] if trans_a else A.shape[1]
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] = float32(0.0)
+        for k0 in range(0, K, BK):
+            gload_a(A, trans_a, a_pre, tid, m0, k0, M, K)
+            gload_b(B, trans_b, b_pre, tid, n0, k0, N, K)
+            sstore_a(As, 0, trans_a, a_pre, tid)
+            sstore_b(Bs, 0, trans_b, b_pre, tid)
+            cuda.syncthreads()  # both tiles complete before any thread reads them
+            multiply_tile(As, Bs, uint64(ty), uint64(tx), acc, a_frag, b_frag)
+            cuda.syncthreads()  # all reads of this K-tile done before the next stores overwrite it
+        epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N)
+
+    gemm_v3.__doc__ = (f"register-blocked GEMM, tile {BM}x{BN}x{BK}, {TM}x{TN} outputs per thread; "
+                       f"block {cfg.block[0]}x{cfg.block[1]}, grid (N/{BN}, M/{BM})")
+    return cuda.jit(gemm_v3)
+
+
+def _make_v4(cfg: GemmConfig):
+    """v3 + register prefetch of the next K-tile and double-buffered shared memory (one barrier
+    per K-tile)."""
+    BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
+    TX = BN // TN
+    LA = BM * BK // cfg.threads
+    LB = BN * BK // cfg.threads
+    NA = BK * (BM + PAD)
+    NB = BK * (BN + PAD)
+    NA2 = 2 * NA                   # two buffers per operand
+    NB2 = 2 * NB
+    gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue = _tile_functions(cfg)
+
+    def gemm_v4(trans_a, trans_b, alpha, A, B, beta, C):
+        As = cuda.shared.array(NA2, float32, alignment=SMEM_ALIGN)   # buffer b at offset b*NA
+        Bs = cuda.shared.array(NB2, float32, alignment=SMEM_ALIGN)
+        acc = cuda.local.array((TM, TN), float32)
+        a_frag = cuda.local.array(TM, float32)
+        b_frag = cuda.local.array(TN, float32)
+        a_pre = cuda.local.array(LA, float32)                # next K-tile, in registers
+        b_pre = cuda.local.array(LB, float32)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * TX + tx
+        m0 = cuda.blockIdx.y * BM
+        n0 = cuda.blockIdx.x * BN
+        M = C.shape[0]
+        N = C.shape[1]
+        K = A.shape[0] if trans_a else A.shape[1]
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] = float32(0.0)
+        ntiles = (K + BK - 1) // BK
+        gload_a(A, trans_a, a_pre, tid, m0, 0, M, K)         # prologue: K-tile 0 -> registers
+        gload_b(B, trans_b, b_pre, tid, n0, 0, N, K)
+        for t in range(ntiles):
+            buf = t & 1
+            # registers -> buffer `buf`. Its last readers multiplied tile t-2, and every thread
+            # passed the barrier of iteration t-1 after that, so nobody reads it any more.
+            sstore_a(As, buf * NA, trans_a, a_pre, tid)
+            sstore_b(Bs, buf * NB, trans_b, b_pre, tid)
+            cuda.syncthreads()  # buffer `buf` complete before anyone multiplies it
+            if t + 1 < ntiles:  # global loads of tile t+1 are in flight during the multiply
+                gload_a(A, trans_a, a_pre, tid, m0, (t + 1) * BK, M, K)
+                gload_b(B, trans_b, b_pre, tid, n0, (t + 1) * BK, N, K)
+            multiply_tile(As, Bs, uint64(buf * NA + ty), uint64(buf * NB + tx), acc, a_frag, b_frag)
+        epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N)
+
+    gemm_v4.__doc__ = (f"register-blocked GEMM + register prefetch, double-buffered smem, tile "
+                       f"{BM}x{BN}x{BK}, {TM}x{TN} per thread; block {cfg.block[0]}x{cfg.block[1]}, "
+                       f"grid (N/{BN}, M/{BM})")
+    return cuda.jit(gemm_v4)
+
+
+# ----------------------------------------------------------------------------------------------
+# registry, launch geometry, public API
+# ----------------------------------------------------------------------------------------------
+
+_SIG_C = "void(int32, int32, float32, float32[:, ::1], float32[:, ::1], float32, float32[:, ::1])"
+_SIG_A = "void(int32, int32, float32, float32[:, :], float32[:, :], float32, float32[:, :])"
+SIGNATURES = [_SIG_C, _SIG_A]
+
+# name -> (kernel, block (x, y), tile (BM, BN)) ; the grid is (ceil(N/BN), ceil(M/BM))
+_LAUNCH: dict[str, tuple[Any, tuple[int, int], tuple[int, int]]] = {
+    "gemm_v1": (gemm_v1, (V1_BLOCK, V1_BLOCK), (V1_BLOCK, V1_BLOCK)),
+    "gemm_v2": (gemm_v2, (V2_TILE, V2_TILE), (V2_TILE, V2_TILE)),
+}
+for _name, _cfg in CONFIGS.items():
+    _LAUNCH[f"gemm_v3_{_name.replace('x', '_')}"] = (_make_v3(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
+    _LAUNCH[f"gemm_v4_{_name.replace('x', '_')}"] = (_make_v4(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
+
+KERNELS: dict[str, tuple[Any, list[str]]] = {name: (k, SIGNATURES) for name, (k, _, _) in _LAUNCH.items()}
+
+PROMOTED = "v4"   # the version gemm() launches (with select_config's tile)
+
+def select_config(M: int, N: int, K: int) -> str:
+    """Tile configuration name for an (M, N, K) problem: the largest tile that still gives the GPU
+    at least ~2 waves of blocks (132 SMs), else smaller tiles; K does not change the choice."""
+    for name in ("128x128x8", "128x64x8", "64x128x8", "64x64x8"):
+        cfg = CONFIGS[name]
+        if ceil_div(M, cfg.BM) * ceil_div(N, cfg.BN) >= 264:
+            return name
+    if M * N >= 64 * 64 * 132:
+        return "64x64x8"
+    return "32x32x8"
+
+
+@functools.lru_cache(maxsize=4096)
+def _grid(name: str, M: int, N: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    _, block, (bm, bn) = _LAUNCH[name]
+    return (ceil_div(N, bn), ceil_div(M, bm)), block
+
+
+def _check(trans_a: bool, trans_b: bool, A, B, C) -> tuple[int, int, int]:
+    for nm, X in (("A", A), ("B", B), ("C", C)):
+        if len(X.shape) != 2 or np.dtype(X.dtype) != np.float32:
+            raise ValueError(f"gemm: {nm} must be a 2-D float32 array, got shape {X.shape} dtype {X.dtype}")
+        if X.shape[1] > 1 and X.strides[1] != 4:
+            raise ValueError(f"gemm: {nm} must have unit stride along its last axis (strides {X.strides})")
+    M, N = C.shape
+    am, ak = (A.shape[1], A.shape[0]) if trans_a else A.shape
+    bk, bn = (B.shape[1], B.shape[0]) if trans_b else B.shape
+    if am != M or bn != N or ak != bk:
+        raise ValueError(f"gemm: shapes do not agree: op(A) {am}x{ak}, op(B) {bk}x{bn}, C {M}x{N}")
+    return M, N, ak
+
+
+def gemm_with(name: str, trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C) -> None:
+    """Launch GEMM kernel ``name`` (a key of ``KERNELS``): ``C = alpha*op(A)@op(B) + beta*C`` in place.
+
+    For tests and benchmarks (time every version/config); ``gemm`` picks the kernel itself.
+    """
+    A = as_device(A)
+    B = as_device(B)
+    C = as_device(C)
+    M, N, K = _check(trans_a, trans_b, A, B, C)
+    if M == 0 or N == 0:
+        return
+    kernel = _LAUNCH[name][0]
+    grid, block = _grid(name, M, N)
+    kernel[grid, block](np.int32(bool(trans_a)), np.int32(bool(trans_b)), np.float32(alpha), A, B,
+                        np.float32(beta), C)
+
+
+def kernel_for(M: int, N: int, K: int) -> str:
+    """Name of the kernel ``gemm`` launches for an (M, N, K) problem."""
+    return f"gemm_{PROMOTED}_{select_config(M, N, K).replace('x', '_')}"
+
+
+def gemm(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C) -> None:
+    """``C = alpha * op(A) @ op(B) + beta * C`` in place (float32, device arrays, returns None).
+
+    ``op(A)`` is (M, K): ``A`` (M, K) or, with ``trans_a``, (K, M); ``op(B)`` is (K, N): ``B`` (K, N)
+    or, with ``trans_b``, (N, K); ``C`` is (M, N). Operands may be row-strided views; with
+    ``beta == 0`` C is not read. Launches the promoted version with the tile from ``select_config``.
+    """
+    A = as_device(A)
+    B = as_device(B)
+    C = as_device(C)
+    M, N, K = _check(trans_a, trans_b, A, B, C)
+    gemm_with(kernel_for(M, N, K), trans_a, trans_b, alpha, A, B, beta, C)

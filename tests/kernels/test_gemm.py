@@ -1,0 +1,146 @@
+"""kernels/gemm.py against the float64 einsum reference (tests/reference/gemm.py).
+
+Error measure: relative Frobenius norm ||C - C_ref||_F / ||C_ref||_F <= 1e-5 (float32 accumulation
+over K <= MAX_GEMM_DIM terms is ~sqrt(K) * 6e-8). ``beta == 0`` is checked with C poisoned with NaN
+(BLAS semantics: C is not read). Row-strided operands are column slices of wider arrays.
+Every kernel in ``KERNELS`` runs on shapes crossing its tile edges; the public ``gemm`` and the two
+simple versions get hypothesis-drawn shapes (M, N, K from 1 to MAX_GEMM_DIM).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import cuda
+
+from kernels import gemm as G
+from tests.helpers import rel_frobenius
+from tests.reference.gemm import gemm_ref
+from tests.sizes import MAX_GEMM_DIM, ON_GPU
+
+ON_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+REL_TOL = 1e-5
+
+dims = st.integers(1, MAX_GEMM_DIM)
+alphas = st.sampled_from([1.0, -0.5, 2.25, 0.0])
+betas = st.sampled_from([0.0, 1.0, -1.5])
+
+
+def _device(host: np.ndarray, strided: bool, rng):
+    """Device copy of ``host``; when ``strided``, a column slice of a wider device array
+    (leading dimension > number of columns) holding ``host`` in its first columns."""
+    if not strided:
+        return cuda.to_device(np.ascontiguousarray(host))
+    rows, cols = host.shape
+    wide = rng.standard_normal((rows, cols + 3)).astype(np.float32)
+    wide[:, :cols] = host
+    return cuda.to_device(wide)[:, :cols]
+
+
+def _run(name, ta, tb, M, N, K, alpha, beta, strided, seed):
+    """Launch kernel ``name`` (or the public gemm when None) and compare with the reference."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+    B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+    C = np.full((M, N), np.nan, np.float32) if beta == 0 else rng.standard_normal((M, N)).astype(np.float32)
+    dA = _device(A, strided[0], rng)
+    dB = _device(B, strided[1], rng)
+    dC = _device(C, strided[2], rng)
+    if name is None:
+        G.gemm(ta, tb, alpha, dA, dB, beta, dC)
+    else:
+        G.gemm_with(name, ta, tb, alpha, dA, dB, beta, dC)
+    got = dC.copy_to_host()
+    want = gemm_ref(ta, tb, alpha, A, B, beta, C)
+    assert not np.isnan(got).any(), f"{name}: NaN in C (beta={beta} must not read C)"
+    err = rel_frobenius(got, want)
+    assert err <= REL_TOL, f"{name} ta={ta} tb={tb} M={M} N={N} K={K} a={alpha} b={beta}: rel err {err:.3g}"
+
+
+@given(M=dims, N=dims, K=dims, ta=st.booleans(), tb=st.booleans(), alpha=alphas, beta=betas,
+       strided=st.tuples(st.booleans(), st.booleans(), st.booleans()), seed=st.integers(0, 2**16))
+def test_gemm_public(M, N, K, ta, tb, alpha, beta, strided, seed):
+    _run(None, ta, tb, M, N, K, alpha, beta, strided, seed)
+
+
+@pytest.mark.parametrize("name", ["gemm_v1", "gemm_v2"])
+@given(M=dims, N=dims, K=dims, ta=st.booleans(), tb=st.booleans(), alpha=alphas, beta=betas,
+       strided=st.tuples(st.booleans(), st.booleans(), st.booleans()), seed=st.integers(0, 2**16))
+@settings(max_examples=4 if ON_SIM else None)
+def test_gemm_simple_versions(name, M, N, K, ta, tb, alpha, beta, strided, seed):
+    _run(name, ta, tb, M, N, K, alpha, beta, strided, seed)
+
+
+# shapes crossing tile edges: in the simulator a few partial tiles (K spans 2-3 K-tiles of 8/16),
+# on a GPU several full 128-tiles plus ragged edges
+EDGE_SHAPES = [(257, 131, 300), (64, 200, 33)] if ON_GPU else [(19, 23, 21), (5, 3, 17)]
+
+
+@pytest.mark.parametrize("case", [0, 1])
+@pytest.mark.parametrize("name", sorted(G.KERNELS))
+def test_every_kernel(name, case):
+    M, N, K = EDGE_SHAPES[case]
+    idx = sorted(G.KERNELS).index(name)
+    ta, tb = [(False, False), (True, False), (False, True), (True, True)][(idx + 2 * case) % 4]
+    if case == 0:   # beta = 0 with a NaN-poisoned C, contiguous operands
+        _run(name, ta, tb, M, N, K, 1.5, 0.0, (False, False, False), idx)
+    else:           # beta != 0, row-strided operands, the other transposes
+        _run(name, not ta, not tb, M, N, K, -0.75, 1.25, (True, True, True), idx)
+
+
+def test_k_equals_one_and_vectors():
+    """Degenerate shapes: an outer product (K = 1), a row times a matrix (M = 1), a matrix times a
+    column (N = 1)."""
+    for M, N, K in [(7, 5, 1), (1, 9, 6), (6, 1, 9), (1, 1, 1)]:
+        _run(None, False, False, M, N, K, 1.0, 0.0, (False, False, False), M * 100 + N * 10 + K)
+
+
+class CAIArray:
+    """A foreign array exposing only ``__cuda_array_interface__`` (as CuPy or PyTorch would): in the
+    simulator it points at host memory, on a GPU at a numba device array's memory."""
+
+    def __init__(self, host: np.ndarray):
+        if ON_SIM:
+            self._owner = np.ascontiguousarray(host)
+            ptr = self._owner.__array_interface__["data"][0]
+        else:
+            self._owner = cuda.to_device(host)
+            ptr = self._owner.__cuda_array_interface__["data"][0]
+        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str,
+                                         "data": (ptr, False), "strides": None, "version": 3}
+
+    def to_host(self) -> np.ndarray:
+        return np.array(self._owner) if ON_SIM else self._owner.copy_to_host()
+
+
+def test_cuda_array_interface_objects():
+    """gemm accepts non-numba objects with __cuda_array_interface__ and writes into their memory."""
+    rng = np.random.default_rng(7)
+    A = rng.standard_normal((6, 4)).astype(np.float32)
+    B = rng.standard_normal((4, 5)).astype(np.float32)
+    C = CAIArray(np.zeros((6, 5), np.float32))
+    G.gemm(False, False, 1.0, CAIArray(A), CAIArray(B), 0.0, C)
+    assert rel_frobenius(C.to_host(), A.astype(np.float64) @ B) <= REL_TOL
+
+
+def test_shape_and_dtype_errors():
+    a = cuda.to_device(np.zeros((3, 4), np.float32))
+    b = cuda.to_device(np.zeros((5, 2), np.float32))
+    c = cuda.to_device(np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match="do not agree"):
+        G.gemm(False, False, 1.0, a, b, 0.0, c)
+    with pytest.raises(ValueError, match="float32"):
+        G.gemm(False, False, 1.0, a, cuda.to_device(np.zeros((4, 2))), 0.0, c)
+    with pytest.raises(TypeError, match="device array"):
+        G.gemm(False, False, 1.0, np.zeros((3, 4), np.float32), b, 0.0, c)
+
+
+def test_select_config_names_a_kernel():
+    for M, N, K in [(1, 1, 1), (20, 500, 75), (4096, 4096, 4096), (512, 64, 9), (96, 3136, 576)]:
+        name = G.kernel_for(M, N, K)
+        assert name in G.KERNELS, name
+    assert G.select_config(4096, 4096, 4096) == "128x128x8"
+    assert G.select_config(8, 8, 8) == "32x32x8"
