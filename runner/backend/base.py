@@ -462,8 +462,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def eltwise_max_fwd(self, xs: Sequence[Array], y: Array, mask: Array) -> None:
-        """y = elementwise max of xs (len >= 2); mask (int32, y's size) = index of the first bottom
-        attaining it (Caffe: strict > keeps the earlier one)."""
+        """y = elementwise max of xs (len >= 2); mask (int32, y's size) = index of the bottom chosen,
+        Caffe's rule exactly: start with (xs[0] if xs[0] > xs[1] else xs[1]) (a tie picks 1), then for
+        j >= 2 take xs[j] only if strictly greater (a tie keeps the earlier)."""
 
     @abc.abstractmethod
     def eltwise_max_bwd(self, dy: Array, mask: Array, index: int, dx: Array) -> None:
@@ -489,8 +490,8 @@ class Backend(abc.ABC):
     # ------------------------------------------------------------------ host-side evaluation ops
     def accuracy(self, x: Array, label: Array, outer: int, dim: int, inner: int, top_k: int,
                  ignore_label: int | None) -> tuple[int, int, np.ndarray, np.ndarray]:
-        """Caffe Accuracy: for each (o, i) with label != ignore, correct iff fewer than top_k classes
-        have a strictly larger score than the label's score. Returns (correct, count,
+        """Caffe Accuracy (1.0): for each (o, i) with label != ignore, correct iff fewer than top_k
+        classes other than the label have a score >= the label's score (ties count against). Returns (correct, count,
         per_class_correct (dim,), per_class_count (dim,)). Default: on the host."""
         xs = self.to_host(x).reshape(outer, dim, inner).astype(np.float64)
         lab = self.to_host(label).reshape(outer * inner).astype(np.int64)
@@ -510,7 +511,7 @@ class Backend(abc.ABC):
                 raise ValueError(f"label {bad} outside [0, {dim})")
             idx = np.where(valid)[0]
             true_score = scores[lbl[idx], idx]
-            larger = (scores[:, idx] > true_score[None, :]).sum(axis=0)
+            larger = (scores[:, idx] >= true_score[None, :]).sum(axis=0) - 1
             ok = larger < top_k
             correct += int(ok.sum())
             count += len(idx)

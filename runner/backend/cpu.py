@@ -1,0 +1,680 @@
+"""CPU backend: numpy (BLAS through ``numpy.matmul``) plus ``numba.njit`` for the loops numpy can't
+vectorise (pooling). Arrays are numpy arrays of ``dtype`` (float32; float64 for gradient checks).
+
+Convolution is im2col + one GEMM per group over the whole batch: the column buffer is
+(C_in/group * KH * KW, N * OH * OW), built with KH*KW strided slice copies (no Python loop over
+pixels); col2im is the matching KH*KW strided adds. A 1x1/stride-1/no-pad convolution skips im2col
+(the input itself, channel-major, is the column buffer), as in Caffe.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from runner.backend.base import Backend, ConvGeometry, PoolGeometry
+
+FLT_MIN = float(np.finfo(np.float32).tiny)
+
+
+# ---------------------------------------------------------------------------------------- numba
+@njit(cache=True)
+def _max_pool_fwd(x, y, mask, kh, kw, sh, sw, ph, pw):  # pragma: no cover - compiled
+    n_, c_, h_, w_ = x.shape
+    oh_, ow_ = y.shape[2], y.shape[3]
+    for n in range(n_):
+        for c in range(c_):
+            for oh in range(oh_):
+                hs = oh * sh - ph
+                he = min(hs + kh, h_)
+                hs = max(hs, 0)
+                for ow in range(ow_):
+                    ws = ow * sw - pw
+                    we = min(ws + kw, w_)
+                    ws = max(ws, 0)
+                    best = -np.inf
+                    idx = -1
+                    for h in range(hs, he):
+                        for w in range(ws, we):
+                            v = x[n, c, h, w]
+                            if v > best:
+                                best = v
+                                idx = h * w_ + w
+                    y[n, c, oh, ow] = best
+                    mask[n, c, oh, ow] = idx
+
+
+@njit(cache=True)
+def _max_pool_bwd(dy, mask, dx):  # pragma: no cover - compiled
+    n_, c_, h_, w_ = dx.shape
+    oh_, ow_ = dy.shape[2], dy.shape[3]
+    for n in range(n_):
+        for c in range(c_):
+            for h in range(h_):
+                for w in range(w_):
+                    dx[n, c, h, w] = 0
+            for oh in range(oh_):
+                for ow in range(ow_):
+                    i = mask[n, c, oh, ow]
+                    if i >= 0:
+                        dx[n, c, i // w_, i % w_] += dy[n, c, oh, ow]
+
+
+@njit(cache=True)
+def _ave_pool_fwd(x, y, kh, kw, sh, sw, ph, pw):  # pragma: no cover - compiled
+    n_, c_, h_, w_ = x.shape
+    oh_, ow_ = y.shape[2], y.shape[3]
+    for n in range(n_):
+        for c in range(c_):
+            for oh in range(oh_):
+                hs = oh * sh - ph
+                he = min(hs + kh, h_ + ph)
+                for ow in range(ow_):
+                    ws = ow * sw - pw
+                    we = min(ws + kw, w_ + pw)
+                    size = (he - hs) * (we - ws)
+                    h0 = max(hs, 0)
+                    h1 = min(he, h_)
+                    w0 = max(ws, 0)
+                    w1 = min(we, w_)
+                    acc = 0.0
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            acc += x[n, c, h, w]
+                    y[n, c, oh, ow] = acc / size
+
+
+@njit(cache=True)
+def _ave_pool_bwd(dy, dx, kh, kw, sh, sw, ph, pw):  # pragma: no cover - compiled
+    n_, c_, h_, w_ = dx.shape
+    oh_, ow_ = dy.shape[2], dy.shape[3]
+    for n in range(n_):
+        for c in range(c_):
+            for h in range(h_):
+                for w in range(w_):
+                    dx[n, c, h, w] = 0
+            for oh in range(oh_):
+                hs = oh * sh - ph
+                he = min(hs + kh, h_ + ph)
+                for ow in range(ow_):
+                    ws = ow * sw - pw
+                    we = min(ws + kw, w_ + pw)
+                    size = (he - hs) * (we - ws)
+                    g = dy[n, c, oh, ow] / size
+                    for h in range(max(hs, 0), min(he, h_)):
+                        for w in range(max(ws, 0), min(we, w_)):
+                            dx[n, c, h, w] += g
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _flat(a: np.ndarray) -> np.ndarray:
+    """1-D view of a contiguous array (raises if a copy would be needed)."""
+    v = a.reshape(-1)
+    if a.size and not np.shares_memory(v, a):
+        raise ValueError("array is not contiguous")
+    return v
+
+
+def _oid(a: np.ndarray, outer: int, dim: int, inner: int) -> np.ndarray:
+    return a.reshape(outer, dim, inner)
+
+
+class CpuBackend(Backend):
+    """numpy/numba implementation of :class:`runner.backend.base.Backend`."""
+
+    name = "cpu"
+    host_mirror = False
+
+    def __init__(self, dtype: Any = np.float32):
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"cpu backend dtype must be float32 or float64, not {self.dtype}")
+
+    # ------------------------------------------------------------------ arrays
+    def empty(self, shape: Sequence[int], dtype: Any = None) -> np.ndarray:
+        return np.empty(tuple(int(s) for s in shape), dtype=dtype or self.dtype)
+
+    def zeros(self, shape: Sequence[int], dtype: Any = None) -> np.ndarray:
+        return np.zeros(tuple(int(s) for s in shape), dtype=dtype or self.dtype)
+
+    def to_device(self, host: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        host = np.asarray(host)
+        if out is not None:
+            if out.size != host.size:
+                raise ValueError(f"to_device: {host.shape} into {out.shape}")
+            _flat(out)[...] = host.reshape(-1)
+            return out
+        return np.array(host, dtype=self.dtype, order="C", copy=True)
+
+    def to_host(self, arr: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            return arr
+        _flat(out)[...] = np.asarray(arr).reshape(-1)
+        return out
+
+    def copy(self, src: np.ndarray, dst: np.ndarray) -> None:
+        if src is dst:
+            return
+        _flat(dst)[...] = src.reshape(-1)
+
+    def fill(self, arr: np.ndarray, value: float) -> None:
+        arr.fill(value)
+
+    # ------------------------------------------------------------------ BLAS-like
+    def axpy(self, alpha: float, x: np.ndarray, y: np.ndarray) -> None:
+        yf = _flat(y)
+        if alpha == 1.0:
+            yf += x.reshape(-1)
+        else:
+            yf += y.dtype.type(alpha) * x.reshape(-1)
+
+    def axpby(self, alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> None:
+        yf = _flat(y)
+        t = y.dtype.type
+        if beta == 0.0:
+            np.multiply(x.reshape(-1), t(alpha), out=yf)
+        else:
+            yf *= t(beta)
+            yf += t(alpha) * x.reshape(-1)
+
+    def scal(self, alpha: float, x: np.ndarray) -> None:
+        if alpha == 0.0:
+            x.fill(0)
+        else:
+            x *= x.dtype.type(alpha)
+
+    def dot(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.dot(x.reshape(-1), y.reshape(-1)))
+
+    def asum(self, x: np.ndarray) -> float:
+        return float(np.abs(x).sum(dtype=np.float64))
+
+    def sumsq(self, x: np.ndarray) -> float:
+        v = x.reshape(-1)
+        return float(np.dot(v, v))
+
+    def gemm(self, trans_a: bool, trans_b: bool, alpha: float, a: np.ndarray, b: np.ndarray,
+             beta: float, c: np.ndarray) -> None:
+        oa = a.T if trans_a else a
+        ob = b.T if trans_b else b
+        t = c.dtype.type
+        if beta == 0.0:
+            np.matmul(oa, ob, out=c)
+            if alpha != 1.0:
+                c *= t(alpha)
+        else:
+            prod = np.matmul(oa, ob)
+            if beta != 1.0:
+                c *= t(beta)
+            if alpha != 1.0:
+                prod *= t(alpha)
+            c += prod
+
+    # ------------------------------------------------------------------ elementwise arithmetic
+    def add(self, a, b, out) -> None:
+        np.add(a.reshape(-1), b.reshape(-1), out=_flat(out))
+
+    def sub(self, a, b, out) -> None:
+        np.subtract(a.reshape(-1), b.reshape(-1), out=_flat(out))
+
+    def mul(self, a, b, out) -> None:
+        np.multiply(a.reshape(-1), b.reshape(-1), out=_flat(out))
+
+    def div(self, a, b, out) -> None:
+        np.divide(a.reshape(-1), b.reshape(-1), out=_flat(out))
+
+    # ------------------------------------------------------------------ activations
+    def relu_fwd(self, x, y, negative_slope: float = 0.0) -> None:
+        if negative_slope == 0.0:
+            np.maximum(x, 0, out=y)
+        else:
+            t = y.dtype.type
+            np.copyto(y, np.where(x > 0, x, x * t(negative_slope)))
+
+    def relu_bwd(self, x, dy, dx, negative_slope: float = 0.0) -> None:
+        t = dx.dtype.type
+        if negative_slope == 0.0:
+            np.multiply(dy, x > 0, out=dx)
+        else:
+            np.multiply(dy, np.where(x > 0, t(1), t(negative_slope)), out=dx)
+
+    def sigmoid_fwd(self, x, y) -> None:
+        # 0.5 * tanh(0.5 x) + 0.5 is Caffe's overflow-free form
+        t = y.dtype.type
+        np.multiply(x, t(0.5), out=y)
+        np.tanh(y, out=y)
+        y *= t(0.5)
+        y += t(0.5)
+
+    def sigmoid_bwd(self, y, dy, dx) -> None:
+        np.multiply(dy, y * (1 - y), out=dx)
+
+    def tanh_fwd(self, x, y) -> None:
+        np.tanh(x, out=y)
+
+    def tanh_bwd(self, y, dy, dx) -> None:
+        np.multiply(dy, 1 - y * y, out=dx)
+
+    def elu_fwd(self, x, y, alpha: float) -> None:
+        t = y.dtype.type
+        np.copyto(y, np.where(x > 0, x, t(alpha) * np.expm1(np.minimum(x, 0))))
+
+    def elu_bwd(self, x, y, dy, dx, alpha: float) -> None:
+        t = dx.dtype.type
+        np.copyto(dx, np.where(x > 0, dy, dy * (y + t(alpha))))
+
+    def abs_fwd(self, x, y) -> None:
+        np.abs(x, out=y)
+
+    def abs_bwd(self, x, dy, dx) -> None:
+        np.multiply(np.sign(x), dy, out=dx)
+
+    def bnll_fwd(self, x, y) -> None:
+        np.copyto(y, np.where(x > 0, x + np.log1p(np.exp(-np.abs(x))), np.log1p(np.exp(-np.abs(x)))))
+
+    def bnll_bwd(self, x, dy, dx) -> None:
+        e = np.exp(np.minimum(x, 50))
+        np.multiply(dy, e / (e + 1), out=dx)
+
+    def power_fwd(self, x, y, power: float, scale: float, shift: float) -> None:
+        t = y.dtype.type
+        if power * scale == 0.0:
+            y.fill(t(1.0) if power == 0.0 else t(shift) ** t(power))
+            return
+        base = x * t(scale) + t(shift)
+        if power == 1.0:
+            np.copyto(y, base)
+        else:
+            np.power(base, t(power), out=y)
+
+    def power_bwd(self, x, y, dy, dx, power: float, scale: float, shift: float) -> None:
+        t = dx.dtype.type
+        diff_scale = power * scale
+        if diff_scale == 0.0:
+            dx.fill(0)
+            return
+        if power == 1.0:
+            np.multiply(dy, t(scale), out=dx)
+            return
+        base = x * t(scale) + t(shift)
+        if power == 2.0:
+            g = base * t(diff_scale)
+        else:
+            g = np.power(base, t(power - 1.0)) * t(diff_scale)
+        np.multiply(dy, g, out=dx)
+
+    @staticmethod
+    def _ln(base: float) -> float:
+        return 1.0 if base == -1.0 else float(np.log(base))
+
+    def exp_fwd(self, x, y, base: float, scale: float, shift: float) -> None:
+        t = y.dtype.type
+        inner = self._ln(base) * scale
+        outer = 1.0 if shift == 0.0 else (np.exp(shift) if base == -1.0 else base ** shift)
+        np.multiply(x, t(inner), out=y)
+        np.exp(y, out=y)
+        if outer != 1.0:
+            y *= t(outer)
+
+    def exp_bwd(self, y, dy, dx, base: float, scale: float) -> None:
+        t = dx.dtype.type
+        np.multiply(dy, y * t(self._ln(base) * scale), out=dx)
+
+    def log_fwd(self, x, y, base: float, scale: float, shift: float) -> None:
+        t = y.dtype.type
+        np.log(x * t(scale) + t(shift), out=y)
+        if base != -1.0:
+            y *= t(1.0 / np.log(base))
+
+    def log_bwd(self, x, dy, dx, base: float, scale: float, shift: float) -> None:
+        t = dx.dtype.type
+        k = scale / self._ln(base)
+        np.multiply(dy, t(k) / (x * t(scale) + t(shift)), out=dx)
+
+    # ------------------------------------------------------------------ dropout
+    def dropout_fwd(self, x, y, mask, ratio: float, seed: int, counter: int) -> None:
+        from kernels.dropout import dropout_mask_host
+        keep = dropout_mask_host(x.size, ratio, seed, counter)
+        _flat(mask)[...] = keep.reshape(-1)
+        t = y.dtype.type
+        np.multiply(x, mask.reshape(x.shape) * t(1.0 / (1.0 - ratio)), out=y)
+
+    def dropout_bwd(self, dy, mask, dx, ratio: float) -> None:
+        t = dx.dtype.type
+        np.multiply(dy, mask.reshape(dy.shape) * t(1.0 / (1.0 - ratio)), out=dx)
+
+    # ------------------------------------------------------------------ bias / scale
+    def bias_fwd(self, x, b, y, outer: int, dim: int, inner: int) -> None:
+        np.add(_oid(x, outer, dim, inner), b.reshape(1, dim, 1), out=_oid(y, outer, dim, inner))
+
+    def bias_bwd(self, dy, db, outer: int, dim: int, inner: int) -> None:
+        _flat(db)[...] += _oid(dy, outer, dim, inner).sum(axis=(0, 2), dtype=np.float64).astype(db.dtype)
+
+    def scale_fwd(self, x, s, b, y, outer: int, dim: int, inner: int) -> None:
+        yv = _oid(y, outer, dim, inner)
+        np.multiply(_oid(x, outer, dim, inner), s.reshape(1, dim, 1), out=yv)
+        if b is not None:
+            yv += b.reshape(1, dim, 1)
+
+    def scale_bwd(self, x, s, dy, dx, ds, outer: int, dim: int, inner: int,
+                  accumulate_ds: bool = True) -> None:
+        dyv = _oid(dy, outer, dim, inner)
+        if ds is not None:
+            g = (dyv * _oid(x, outer, dim, inner)).sum(axis=(0, 2), dtype=np.float64).astype(ds.dtype)
+            if accumulate_ds:
+                _flat(ds)[...] += g
+            else:
+                _flat(ds)[...] = g
+        if dx is not None:
+            np.multiply(dyv, s.reshape(1, dim, 1), out=_oid(dx, outer, dim, inner))
+
+    # ------------------------------------------------------------------ convolution
+    def _im2col(self, x: np.ndarray, g: ConvGeometry) -> np.ndarray:
+        """(C_in*KH*KW, N*OH*OW) column buffer of x (N, C_in, H, W)."""
+        if g.is_1x1:
+            return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(g.c_in, -1)
+        if g.pad_h or g.pad_w:
+            xp = np.zeros((g.n, g.c_in, g.h + 2 * g.pad_h, g.w + 2 * g.pad_w), dtype=x.dtype)
+            xp[:, :, g.pad_h:g.pad_h + g.h, g.pad_w:g.pad_w + g.w] = x
+        else:
+            xp = x
+        col = np.empty((g.c_in, g.kernel_h, g.kernel_w, g.n, g.out_h, g.out_w), dtype=x.dtype)
+        he = g.stride_h * (g.out_h - 1) + 1
+        we = g.stride_w * (g.out_w - 1) + 1
+        for i in range(g.kernel_h):
+            h0 = i * g.dilation_h
+            for j in range(g.kernel_w):
+                w0 = j * g.dilation_w
+                col[:, i, j] = xp[:, :, h0:h0 + he:g.stride_h, w0:w0 + we:g.stride_w].transpose(1, 0, 2, 3)
+        return col.reshape(g.c_in * g.kernel_h * g.kernel_w, g.n * g.out_h * g.out_w)
+
+    def _col2im(self, col: np.ndarray, dx: np.ndarray, g: ConvGeometry) -> None:
+        """dx (N, C_in, H, W) = the sum of the column buffer's entries back onto the image (=)."""
+        if g.is_1x1:
+            dx[...] = col.reshape(g.c_in, g.n, g.h, g.w).transpose(1, 0, 2, 3)
+            return
+        ph, pw = g.pad_h, g.pad_w
+        dxp = np.zeros((g.n, g.c_in, g.h + 2 * ph, g.w + 2 * pw), dtype=dx.dtype)
+        c6 = col.reshape(g.c_in, g.kernel_h, g.kernel_w, g.n, g.out_h, g.out_w)
+        he = g.stride_h * (g.out_h - 1) + 1
+        we = g.stride_w * (g.out_w - 1) + 1
+        for i in range(g.kernel_h):
+            h0 = i * g.dilation_h
+            for j in range(g.kernel_w):
+                w0 = j * g.dilation_w
+                dxp[:, :, h0:h0 + he:g.stride_h, w0:w0 + we:g.stride_w] += c6[:, i, j].transpose(1, 0, 2, 3)
+        dx[...] = dxp[:, :, ph:ph + g.h, pw:pw + g.w]
+
+    def conv_forward(self, x, w, b, y, g: ConvGeometry) -> None:
+        x = x.reshape(g.x_shape)
+        col = self._im2col(x, g)
+        grp = g.group
+        cg = g.c_in // grp
+        og = g.c_out // grp
+        kk = cg * g.kernel_h * g.kernel_w
+        w2 = w.reshape(g.c_out, kk)
+        out = np.empty((g.c_out, g.n * g.out_h * g.out_w), dtype=y.dtype)
+        for k in range(grp):
+            np.matmul(w2[k * og:(k + 1) * og], col[k * kk:(k + 1) * kk], out=out[k * og:(k + 1) * og])
+        yv = y.reshape(g.y_shape)
+        yv[...] = out.reshape(g.c_out, g.n, g.out_h, g.out_w).transpose(1, 0, 2, 3)
+        if b is not None:
+            yv += b.reshape(1, g.c_out, 1, 1)
+
+    def _dy_cols(self, dy, g: ConvGeometry) -> np.ndarray:
+        return np.ascontiguousarray(dy.reshape(g.y_shape).transpose(1, 0, 2, 3)).reshape(g.c_out, -1)
+
+    def conv_backward_data(self, dy, w, dx, g: ConvGeometry) -> None:
+        dyc = self._dy_cols(dy, g)
+        grp = g.group
+        cg = g.c_in // grp
+        og = g.c_out // grp
+        kk = cg * g.kernel_h * g.kernel_w
+        w2 = w.reshape(g.c_out, kk)
+        col = np.empty((grp * kk, dyc.shape[1]), dtype=dx.dtype)
+        for k in range(grp):
+            np.matmul(w2[k * og:(k + 1) * og].T, dyc[k * og:(k + 1) * og], out=col[k * kk:(k + 1) * kk])
+        self._col2im(col, dx.reshape(g.x_shape), g)
+
+    def conv_backward_weight(self, x, dy, dw, g: ConvGeometry) -> None:
+        col = self._im2col(x.reshape(g.x_shape), g)
+        dyc = self._dy_cols(dy, g)
+        grp = g.group
+        cg = g.c_in // grp
+        og = g.c_out // grp
+        kk = cg * g.kernel_h * g.kernel_w
+        dw2 = dw.reshape(g.c_out, kk)
+        for k in range(grp):
+            dw2[k * og:(k + 1) * og] += dyc[k * og:(k + 1) * og] @ col[k * kk:(k + 1) * kk].T
+
+    # ------------------------------------------------------------------ pooling
+    def max_pool_fwd(self, x, y, mask, g: PoolGeometry) -> None:
+        _max_pool_fwd(x.reshape(g.n, g.c, g.h, g.w), y.reshape(g.n, g.c, g.out_h, g.out_w),
+                      mask.reshape(g.n, g.c, g.out_h, g.out_w), g.kernel_h, g.kernel_w,
+                      g.stride_h, g.stride_w, g.pad_h, g.pad_w)
+
+    def max_pool_bwd(self, dy, mask, dx, g: PoolGeometry) -> None:
+        _max_pool_bwd(dy.reshape(g.n, g.c, g.out_h, g.out_w), mask.reshape(g.n, g.c, g.out_h, g.out_w),
+                      dx.reshape(g.n, g.c, g.h, g.w))
+
+    def ave_pool_fwd(self, x, y, g: PoolGeometry) -> None:
+        _ave_pool_fwd(x.reshape(g.n, g.c, g.h, g.w), y.reshape(g.n, g.c, g.out_h, g.out_w),
+                      g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w)
+
+    def ave_pool_bwd(self, dy, dx, g: PoolGeometry) -> None:
+        _ave_pool_bwd(dy.reshape(g.n, g.c, g.out_h, g.out_w), dx.reshape(g.n, g.c, g.h, g.w),
+                      g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w)
+
+    # ------------------------------------------------------------------ LRN
+    @staticmethod
+    def _channel_window_sum(a: np.ndarray, pre: int, post: int) -> np.ndarray:
+        """s[:, c] = sum of a[:, c'] for c' in [c - pre, c + post] (clipped), a (N, C, H, W)."""
+        c = a.shape[1]
+        s = np.zeros_like(a)
+        for off in range(-pre, post + 1):
+            lo = max(0, -off)
+            hi = min(c, c - off)
+            if hi > lo:
+                s[:, lo:hi] += a[:, lo + off:hi + off]
+        return s
+
+    @staticmethod
+    def _box_sum(a: np.ndarray, size: int) -> np.ndarray:
+        """s[..., h, w] = sum of a over the size x size window centred at (h, w) (zero padded)."""
+        pad = (size - 1) // 2
+        n, c, h, w = a.shape
+        ap = np.zeros((n, c, h + size - 1, w + size - 1), dtype=a.dtype)
+        ap[:, :, pad:pad + h, pad:pad + w] = a
+        s = np.zeros_like(a)
+        for i in range(size):
+            for j in range(size):
+                s += ap[:, :, i:i + h, j:j + w]
+        return s
+
+    def lrn_across_fwd(self, x, y, scale, local_size: int, alpha: float, beta: float, k: float) -> None:
+        t = y.dtype.type
+        pre = (local_size - 1) // 2
+        post = local_size - 1 - pre
+        x4 = x.reshape(x.shape[0], x.shape[1], -1, 1) if x.ndim != 4 else x
+        s = self._channel_window_sum(x4 * x4, pre, post)
+        s *= t(alpha / local_size)
+        s += t(k)
+        scale.reshape(s.shape)[...] = s
+        np.multiply(x4, np.power(s, t(-beta)), out=y.reshape(s.shape))
+
+    def lrn_across_bwd(self, x, y, scale, dy, dx, local_size: int, alpha: float, beta: float) -> None:
+        t = dx.dtype.type
+        pre = (local_size - 1) // 2
+        post = local_size - 1 - pre
+        sc = scale if scale.ndim == 4 else scale.reshape(scale.shape[0], scale.shape[1], -1, 1)
+        shp = sc.shape
+        ratio = dy.reshape(shp) * y.reshape(shp) / sc
+        acc = self._channel_window_sum(ratio, post, pre)   # c' with c in window(c')
+        res = dy.reshape(shp) * np.power(sc, t(-beta)) - t(2.0 * alpha * beta / local_size) * x.reshape(shp) * acc
+        dx.reshape(shp)[...] = res
+
+    def lrn_within_fwd(self, x, y, scale, local_size: int, alpha: float, beta: float) -> None:
+        t = y.dtype.type
+        s = self._box_sum(x * x, local_size)
+        s *= t(alpha / (local_size * local_size))
+        s += t(1.0)
+        scale[...] = s
+        np.multiply(x, np.power(s, t(-beta)), out=y)
+
+    def lrn_within_bwd(self, x, y, scale, dy, dx, local_size: int, alpha: float, beta: float) -> None:
+        t = dx.dtype.type
+        ratio = dy * y / scale
+        acc = self._box_sum(ratio, local_size)
+        dx[...] = dy * np.power(scale, t(-beta)) - t(2.0 * alpha * beta / (local_size * local_size)) * x * acc
+
+    # ------------------------------------------------------------------ softmax and losses
+    def softmax_fwd(self, x, y, outer: int, dim: int, inner: int) -> None:
+        xv = _oid(x, outer, dim, inner)
+        yv = _oid(y, outer, dim, inner)
+        m = xv.max(axis=1, keepdims=True)
+        np.subtract(xv, m, out=yv)
+        np.exp(yv, out=yv)
+        yv /= yv.sum(axis=1, keepdims=True)
+
+    def softmax_bwd(self, y, dy, dx, outer: int, dim: int, inner: int) -> None:
+        yv = _oid(y, outer, dim, inner)
+        dyv = _oid(dy, outer, dim, inner)
+        s = (dyv * yv).sum(axis=1, keepdims=True)
+        np.multiply(yv, dyv - s, out=_oid(dx, outer, dim, inner))
+
+    @staticmethod
+    def _labels(label, outer: int, inner: int, dim: int, ignore_label: int | None):
+        lab = np.asarray(label).reshape(outer, inner).astype(np.int64)
+        valid = np.ones_like(lab, dtype=bool) if ignore_label is None else lab != ignore_label
+        bad = valid & ((lab < 0) | (lab >= dim))
+        if bad.any():
+            raise ValueError(f"label {int(lab[bad][0])} outside [0, {dim})")
+        return lab, valid
+
+    def softmax_loss_fwd(self, prob, label, outer: int, dim: int, inner: int,
+                         ignore_label: int | None) -> tuple[float, int]:
+        lab, valid = self._labels(label, outer, inner, dim, ignore_label)
+        pv = _oid(prob, outer, dim, inner)
+        p = np.take_along_axis(pv, np.where(valid, lab, 0)[:, None, :], axis=1)[:, 0, :]
+        p = np.maximum(p, pv.dtype.type(FLT_MIN))
+        loss = -np.log(p.astype(np.float64))[valid].sum()
+        return float(loss), int(valid.sum())
+
+    def softmax_loss_bwd(self, prob, label, dx, outer: int, dim: int, inner: int,
+                         ignore_label: int | None, scale: float) -> None:
+        lab, valid = self._labels(label, outer, inner, dim, ignore_label)
+        dv = _oid(dx, outer, dim, inner)
+        dv[...] = _oid(prob, outer, dim, inner)
+        o, i = np.nonzero(valid)
+        dv[o, lab[o, i], i] -= 1
+        dv *= valid[:, None, :].astype(dv.dtype)
+        dv *= dv.dtype.type(scale)
+
+    def sigmoid_ce_loss_fwd(self, x, target, ignore_label: int | None) -> tuple[float, int]:
+        xv = x.reshape(-1).astype(np.float64)
+        tv = np.asarray(target).reshape(-1).astype(np.float64)
+        valid = np.ones(xv.shape, dtype=bool) if ignore_label is None else tv.astype(np.int64) != ignore_label
+        pos = (xv >= 0).astype(np.float64)
+        terms = xv * (tv - pos) - np.log1p(np.exp(xv - 2 * xv * pos))
+        return float(-terms[valid].sum()), int(valid.sum())
+
+    def sigmoid_ce_loss_bwd(self, x, target, dx, ignore_label: int | None, scale: float) -> None:
+        t = dx.dtype.type
+        sig = np.empty_like(x)
+        self.sigmoid_fwd(x, sig)
+        tv = np.asarray(target).reshape(x.shape)
+        res = (sig - tv) * t(scale)
+        if ignore_label is not None:
+            res[tv.astype(np.int64) == ignore_label] = 0
+        dx.reshape(x.shape)[...] = res
+
+    def contrastive_loss_fwd(self, a, b, sim, diff, dist_sq, margin: float, legacy: bool) -> float:
+        n = a.shape[0]
+        np.subtract(a.reshape(n, -1), b.reshape(n, -1), out=diff.reshape(n, -1))
+        d2 = (diff.reshape(n, -1).astype(np.float64) ** 2).sum(axis=1)
+        dist_sq.reshape(-1)[...] = d2
+        s = np.asarray(sim).reshape(-1).astype(np.int64) != 0
+        if legacy:
+            dis = np.maximum(margin - d2, 0.0)
+        else:
+            dis = np.maximum(margin - np.sqrt(d2), 0.0) ** 2
+        return float(np.where(s, d2, dis).sum())
+
+    def contrastive_loss_bwd(self, diff, dist_sq, sim, dx, sign: float, margin: float, legacy: bool,
+                             scale: float) -> None:
+        n = diff.shape[0]
+        d2 = dist_sq.reshape(-1).astype(np.float64)
+        s = np.asarray(sim).reshape(-1).astype(np.int64) != 0
+        if legacy:
+            mdist = margin - d2
+            gdis = np.where(mdist > 0, -1.0, 0.0)
+        else:
+            dist = np.sqrt(d2)
+            mdist = margin - dist
+            gdis = np.where(mdist > 0, -mdist / (dist + 1e-4), 0.0)
+        coef = sign * scale * np.where(s, 1.0, gdis)
+        dx.reshape(n, -1)[...] = diff.reshape(n, -1) * coef[:, None].astype(dx.dtype)
+
+    # ------------------------------------------------------------------ concat / eltwise
+    def concat_fwd(self, xs, y, outer: int, dims, inner: int) -> None:
+        yv = _oid(y, outer, int(sum(dims)), inner)
+        off = 0
+        for xa, d in zip(xs, dims):
+            yv[:, off:off + d, :] = _oid(xa, outer, d, inner)
+            off += d
+
+    def concat_bwd(self, dy, dxs, outer: int, dims, inner: int) -> None:
+        dyv = _oid(dy, outer, int(sum(dims)), inner)
+        off = 0
+        for dxa, d in zip(dxs, dims):
+            if dxa is not None:
+                _oid(dxa, outer, d, inner)[...] = dyv[:, off:off + d, :]
+            off += d
+
+    def eltwise_max_fwd(self, xs, y, mask) -> None:
+        a = xs[0].reshape(-1)
+        b = xs[1].reshape(-1)
+        yf = _flat(y)
+        mf = _flat(mask)
+        first = a > b
+        res = np.where(first, a, b)
+        mf[...] = np.where(first, 0, 1)
+        for j in range(2, len(xs)):
+            c = xs[j].reshape(-1)
+            better = c > res
+            res = np.where(better, c, res)
+            mf[better] = j
+        yf[...] = res
+
+    def eltwise_max_bwd(self, dy, mask, index: int, dx) -> None:
+        np.multiply(dy.reshape(-1), mask.reshape(-1) == index, out=_flat(dx))
+
+    # ------------------------------------------------------------------ batch norm
+    def channel_mean_var(self, x, mean, var, n: int, c: int, s: int) -> None:
+        xv = _oid(x, n, c, s).astype(np.float64)
+        m = xv.mean(axis=(0, 2))
+        _flat(mean)[...] = m
+        _flat(var)[...] = ((xv - m[None, :, None]) ** 2).mean(axis=(0, 2))
+
+    def batchnorm_fwd(self, x, mean, var, eps: float, y, inv_std, n: int, c: int, s: int) -> None:
+        t = y.dtype.type
+        inv = (1.0 / np.sqrt(var.reshape(-1).astype(np.float64) + eps)).astype(y.dtype)
+        _flat(inv_std)[...] = inv
+        yv = _oid(y, n, c, s)
+        np.subtract(_oid(x, n, c, s), mean.reshape(1, c, 1), out=yv)
+        yv *= inv.reshape(1, c, 1)
+        del t
+
+    def batchnorm_bwd(self, y, dy, inv_std, dx, n: int, c: int, s: int, use_global_stats: bool) -> None:
+        dyv = _oid(dy, n, c, s)
+        inv = inv_std.reshape(1, c, 1)
+        if use_global_stats:
+            np.multiply(dyv, inv, out=_oid(dx, n, c, s))
+            return
+        yv = _oid(y, n, c, s)
+        m_dy = dyv.mean(axis=(0, 2), keepdims=True, dtype=np.float64).astype(dy.dtype)
+        m_dyy = (dyv * yv).mean(axis=(0, 2), keepdims=True, dtype=np.float64).astype(dy.dtype)
+        res = (dyv - m_dy - yv * m_dyy) * inv
+        _oid(dx, n, c, s)[...] = res

@@ -1,0 +1,220 @@
+"""Blob: an N-D array pair (``data``, ``diff``) on a backend, Caffe's Blob with SyncedMemory.
+
+Memory model
+------------
+Each of data/diff is a flat buffer of ``capacity`` elements; ``reshape`` only reallocates when the
+new count exceeds the capacity (Caffe's Blob::Reshape), so a smaller batch reuses memory.
+
+- cpu backend (``backend.host_mirror`` False): the buffer *is* a numpy array; ``blob.data`` and
+  ``blob.dev_data`` are the same array. Nothing to sync.
+- cuda backend (``host_mirror`` True): the device buffer is the master copy, with a lazily created
+  host numpy mirror and a per-buffer head flag, as Caffe's SyncedMemory:
+
+  =============  ==========================================================================
+  ``SYNCED``     host and device agree
+  ``HOST``       the host mirror may be newer (it was handed out writable)
+  ``DEVICE``     the device buffer may be newer (it was handed out to a layer)
+  =============  ==========================================================================
+
+  ``blob.data`` / ``blob.diff`` (host, writable): downloads if the head is DEVICE, then sets the
+  head to HOST because the caller may write through the returned view (``blob.data[...] = x``).
+  ``blob.dev_data`` / ``blob.dev_diff`` (what layers use): uploads if the head is HOST, then sets
+  the head to DEVICE because the layer may write. ``blob.host_data(readonly=True)`` downloads
+  without dirtying (returns a read-only view) so inspection does not cost an upload later.
+  So a host write always reaches the device before the next op reads the blob, with no explicit
+  sync call in the Net. Keep the view returned by ``blob.data`` only until the next forward:
+  after a layer runs, a stale host view is no longer the blob's content.
+
+Sharing (Caffe ShareData/ShareDiff): ``share_data(other)`` / ``share_diff(other)`` make this blob use
+``other``'s buffers (same count required; shapes may differ). Used for shared parameters
+(``param { name: ... }``) and ``Net.share_weights``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from runner.backend.base import Backend
+
+SYNCED, HOST, DEVICE = "synced", "host", "device"
+
+
+class SyncedBuffer:
+    """A flat buffer on a backend with an optional host mirror (see the module docstring)."""
+
+    __slots__ = ("backend", "capacity", "dev", "host", "head")
+
+    def __init__(self, backend: Backend, capacity: int):
+        self.backend = backend
+        self.capacity = int(capacity)
+        self.dev = backend.zeros((self.capacity,))
+        self.host: np.ndarray | None = None
+        self.head = SYNCED if not backend.host_mirror else DEVICE
+
+    def device(self) -> Any:
+        """The flat device buffer, synced; marks the device as the newest copy."""
+        if not self.backend.host_mirror:
+            return self.dev
+        if self.head == HOST:
+            self.backend.to_device(self.host, out=self.dev)
+        self.head = DEVICE
+        return self.dev
+
+    def host_view(self, writable: bool = True) -> np.ndarray:
+        """The flat host buffer, synced; writable marks the host as the newest copy."""
+        if not self.backend.host_mirror:
+            return self.dev
+        if self.host is None:
+            self.host = np.zeros(self.capacity, dtype=self.backend.dtype)
+            if self.head == HOST:
+                self.head = DEVICE
+        if self.head == DEVICE:
+            self.backend.to_host(self.dev, out=self.host)
+            self.head = SYNCED
+        if writable:
+            self.head = HOST
+        return self.host
+
+
+def _count(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+class Blob:
+    """Caffe Blob: ``shape``, ``count``, ``data``/``diff`` (host numpy views), ``dev_data``/``dev_diff``
+    (backend arrays for layers), ``reshape``, ``share_data``/``share_diff``."""
+
+    def __init__(self, backend: Backend, shape: Sequence[int] = (), name: str = ""):
+        self.backend = backend
+        self.name = name
+        self._shape: tuple[int, ...] = ()
+        self._data: SyncedBuffer | None = None
+        self._diff: SyncedBuffer | None = None
+        self.reshape(shape)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def count(self) -> int:
+        return _count(self._shape)
+
+    @property
+    def num_axes(self) -> int:
+        return len(self._shape)
+
+    def canonical_axis(self, axis: int) -> int:
+        """Caffe's CanonicalAxisIndex: negative axes count from the end."""
+        n = len(self._shape)
+        if not -n <= axis < max(n, 1):
+            raise IndexError(f"axis {axis} out of range for a {n}-D blob {self.name!r} {self._shape}")
+        return axis + n if axis < 0 else axis
+
+    def count_range(self, start: int, end: int | None = None) -> int:
+        """Product of shape[start:end] (Caffe's count(start, end))."""
+        return _count(self._shape[start:end])
+
+    def reshape(self, shape: Sequence[int]) -> None:
+        """Set the shape; reallocates (zeroed, contents lost) only when the count exceeds the
+        capacity."""
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f"blob {self.name!r}: negative dimension in {shape}")
+        n = _count(shape)
+        if self._data is None or n > self._data.capacity:
+            self._data = SyncedBuffer(self.backend, n)
+            self._diff = SyncedBuffer(self.backend, n)
+        self._shape = shape
+
+    def reshape_like(self, other: Blob) -> None:
+        self.reshape(other.shape)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def dev_data(self) -> Any:
+        """Backend array of ``shape`` holding the data (numpy on cpu). Layers read and write this."""
+        return self.backend.view(self._data.device(), self._shape)
+
+    @property
+    def dev_diff(self) -> Any:
+        """Backend array of ``shape`` holding the gradient."""
+        return self.backend.view(self._diff.device(), self._shape)
+
+    @property
+    def data(self) -> np.ndarray:
+        """Host numpy view of the data (writable; writes reach the device before its next use)."""
+        return self._data.host_view(True)[:self.count].reshape(self._shape)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._assign(self._data, value, "data")
+
+    @property
+    def diff(self) -> np.ndarray:
+        """Host numpy view of the gradient (writable)."""
+        return self._diff.host_view(True)[:self.count].reshape(self._shape)
+
+    @diff.setter
+    def diff(self, value: Any) -> None:
+        self._assign(self._diff, value, "diff")
+
+    def host_data(self, readonly: bool = True) -> np.ndarray:
+        """Host view of the data; read-only views do not mark the host copy as newer."""
+        v = self._data.host_view(not readonly)[:self.count].reshape(self._shape)
+        if readonly and self.backend.host_mirror:
+            v = v.view()
+            v.flags.writeable = False
+        return v
+
+    def host_diff(self, readonly: bool = True) -> np.ndarray:
+        """Host view of the gradient; see ``host_data``."""
+        v = self._diff.host_view(not readonly)[:self.count].reshape(self._shape)
+        if readonly and self.backend.host_mirror:
+            v = v.view()
+            v.flags.writeable = False
+        return v
+
+    def _assign(self, buf: SyncedBuffer, value: Any, what: str) -> None:
+        arr = np.asarray(value)
+        if arr.size != self.count:
+            raise ValueError(f"blob {self.name!r}: cannot assign {what} of shape {arr.shape} to shape "
+                             f"{self._shape}")
+        if self.backend.host_mirror:
+            # write straight to the device: no stale-mirror round trip
+            self.backend.to_device(np.ascontiguousarray(arr, dtype=self.backend.dtype).reshape(-1),
+                                   out=self.backend.view(buf.device(), (self.count,)))
+        else:
+            buf.dev[:self.count] = arr.reshape(-1)
+
+    # ------------------------------------------------------------------ sharing
+    def share_data(self, other: Blob) -> None:
+        """Use ``other``'s data buffer (Caffe ShareData); counts must match."""
+        if other.count != self.count:
+            raise ValueError(f"share_data: blob {self.name!r} count {self.count} != {other.name!r} "
+                             f"count {other.count}")
+        self._data = other._data
+
+    def share_diff(self, other: Blob) -> None:
+        """Use ``other``'s diff buffer (Caffe ShareDiff); counts must match."""
+        if other.count != self.count:
+            raise ValueError(f"share_diff: blob {self.name!r} count {self.count} != {other.name!r} "
+                             f"count {other.count}")
+        self._diff = other._diff
+
+    def shares_data_with(self, other: Blob) -> bool:
+        return self._data is other._data
+
+    # ------------------------------------------------------------------ helpers
+    def zero_diff(self) -> None:
+        """diff = 0 (on the device)."""
+        self.backend.fill(self.dev_diff, 0.0)
+
+    def __repr__(self) -> str:
+        return f"Blob({self.name!r}, shape={self._shape}, backend={self.backend.name})"

@@ -1,0 +1,62 @@
+"""Convolution (Caffe ConvolutionLayer): y = conv2d(x, W) + b per output channel, with group,
+stride, pad, dilation, bias_term; a 1x1/stride-1/pad-0 convolution is a plain GEMM (no im2col).
+Each bottom i produces top i with the same weights. Weight (num_output, C/group, KH, KW),
+bias (num_output,); fillers ``weight_filler`` / ``bias_filler`` (default constant 0).
+2-D only (``axis`` selects the channel axis; axes before it are batch)."""
+from __future__ import annotations
+
+from runner.backend.base import ConvGeometry
+from runner.blob import Blob
+from runner.layers._util import canonical_axis, conv_hyper, count
+from runner.layers.base import Layer
+from runner.registry import register
+
+
+@register("Convolution")
+class ConvolutionLayer(Layer):
+    deconv = False
+
+    def setup(self, bottoms: list[Blob], tops: list[Blob]) -> None:
+        p = self.param.convolution_param
+        where = f"layer '{self.name}' ({self.type})"
+        self.hyper = conv_hyper(p, where)
+        ndim = len(bottoms[0].shape)
+        self.axis = canonical_axis(p.axis, ndim, where)
+        if ndim - self.axis - 1 != 2:
+            raise self.error(f"nbcaffe supports 2-D convolution only; bottom shape {bottoms[0].shape} "
+                             f"with channel axis {self.axis} has {ndim - self.axis - 1} spatial axes")
+        shapes = self.infer(bottoms)
+        self.bias_term = bool(p.bias_term)
+        self.add_param(shapes.param_shapes[0], p.weight_filler, "weight")
+        if self.bias_term:
+            self.add_param(shapes.param_shapes[1], p.bias_filler, "bias")
+
+    def on_reshape(self, bottoms, tops, shapes) -> None:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.hyper
+        b = bottoms[0].shape
+        t = shapes.top_shapes[0]
+        a = self.axis
+        n = count(b, 0, a)
+        group = int(self.param.convolution_param.group)
+        if not self.deconv:
+            self.geom = ConvGeometry(n, b[a], b[a + 1], b[a + 2], t[a], t[a + 1], t[a + 2], kh, kw,
+                                     sh, sw, ph, pw, dh, dw, group)
+        else:   # the forward convolution that maps the top back onto the bottom
+            self.geom = ConvGeometry(n, t[a], t[a + 1], t[a + 2], b[a], b[a + 1], b[a + 2], kh, kw,
+                                     sh, sw, ph, pw, dh, dw, group)
+
+    def forward(self, bottoms: list[Blob], tops: list[Blob]) -> None:
+        be = self.backend
+        w = self.blobs[0].dev_data
+        b = self.blobs[1].dev_data if self.bias_term else None
+        for x, y in zip(bottoms, tops):
+            be.conv_forward(x.dev_data, w, b, y.dev_data, self.geom)
+
+    def backward(self, tops: list[Blob], propagate_down: list[bool], bottoms: list[Blob]) -> None:
+        be = self.backend
+        w = self.blobs[0].dev_data
+        dw = self.blobs[0].dev_diff if self.param_propagate_down[0] else None
+        db = self.blobs[1].dev_diff if self.bias_term and self.param_propagate_down[1] else None
+        for i, (x, y) in enumerate(zip(bottoms, tops)):
+            dx = x.dev_diff if propagate_down[i] else None
+            be.conv_backward(x.dev_data, w, y.dev_diff, dx, dw, db, self.geom)

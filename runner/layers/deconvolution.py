@@ -1,0 +1,37 @@
+"""Deconvolution (Caffe DeconvolutionLayer): the transpose of Convolution. Forward is the
+convolution's data gradient (bottom plays the convolution's output), plus bias. Weight
+(C_bottom, num_output/group, KH, KW), bias (num_output,). Top size per axis:
+stride*(in-1) + dilation*(k-1)+1 - 2*pad. Same parameters as Convolution."""
+from __future__ import annotations
+
+from runner.blob import Blob
+from runner.layers.convolution import ConvolutionLayer
+from runner.registry import register
+
+
+@register("Deconvolution")
+class DeconvolutionLayer(ConvolutionLayer):
+    deconv = True
+
+    def forward(self, bottoms: list[Blob], tops: list[Blob]) -> None:
+        be = self.backend
+        g = self.geom
+        w = self.blobs[0].dev_data
+        for x, y in zip(bottoms, tops):
+            yd = y.dev_data
+            be.conv_backward_data(x.dev_data, w, yd, g)
+            if self.bias_term:
+                be.bias_fwd(yd, self.blobs[1].dev_data, yd, g.n, g.c_in, g.h * g.w)
+
+    def backward(self, tops: list[Blob], propagate_down: list[bool], bottoms: list[Blob]) -> None:
+        be = self.backend
+        g = self.geom
+        w = self.blobs[0].dev_data
+        for i, (x, y) in enumerate(zip(bottoms, tops)):
+            dy = y.dev_diff
+            if self.bias_term and self.param_propagate_down[1]:
+                be.bias_bwd(dy, self.blobs[1].dev_diff, g.n, g.c_in, g.h * g.w)
+            if self.param_propagate_down[0]:
+                be.conv_backward_weight(dy, x.dev_data, self.blobs[0].dev_diff, g)
+            if propagate_down[i]:
+                be.conv_forward(dy, w, None, x.dev_diff, g)
