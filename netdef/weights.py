@@ -1,0 +1,323 @@
+"""Caffe's binary weight files: .caffemodel, .binaryproto, .solverstate.
+
+- ``read_caffemodel(path) -> NetParameter`` (upgraded like a prototxt: V0/V1 ``layers`` files become
+  ``layer``); ``caffemodel_blobs(net) -> {layer name: (type, [np.ndarray])}``.
+- ``write_caffemodel(path, weights, net=None)``: ``weights`` is ``{layer name: (type, [arrays])}``;
+  with ``net`` (a NetParameter) every layer of the definition is written in full, with its blobs
+  attached, as Caffe's Net::ToProto does; layers only in ``weights`` are appended.
+- ``copy_trained_layers(graph, source) -> {layer name: [np.ndarray]}``: Caffe's
+  CopyTrainedLayersFrom: source layers matched by name (unknown ones skipped with a log line),
+  blob count and shapes checked (legacy 4-D num/channels/height/width shapes accepted as Caffe's
+  Blob::ShapeEquals does), arrays returned in the target's shapes.
+- ``read_binaryproto`` / ``write_binaryproto``: one BlobProto <-> numpy array (e.g. mean files).
+- ``read_solverstate`` / ``write_solverstate``: SolverState (iter, learned_net, history,
+  current_step).
+
+Every reader raises ``WeightsError`` naming the file for a missing, truncated or foreign file.
+Writers write ``<path>.tmp`` and ``os.replace`` it into place.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from netdef.errors import CaffeError, WeightsError
+from proto import caffe_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_MAGIC = {
+    b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+    b"\x89HDF": "an HDF5 file", b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "a gzip file",
+    b"%PDF": "a PDF file", b"\x7fELF": "an ELF binary",
+}
+
+
+def _read_bytes(path: str | os.PathLike, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise WeightsError(f"{os.fspath(path)}: no such {what} file") from None
+    except IsADirectoryError:
+        raise WeightsError(f"{os.fspath(path)}: is a directory, not a {what} file") from None
+    except OSError as e:
+        raise WeightsError(f"{os.fspath(path)}: cannot read: {e.strerror}") from None
+
+
+def _foreign(data: bytes) -> str | None:
+    for magic, name in _MAGIC.items():
+        if name and data.startswith(magic):
+            return name
+    head = data[:64].lstrip()
+    if head[:1] in (b"n", b"l", b"#") and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        return "a text file (a prototxt? weights files are binary protobuf)"
+    return None
+
+
+def _parse(data: bytes, message, path, what: str):
+    kind = _foreign(data)
+    if kind:
+        raise WeightsError(f"{os.fspath(path)}: not a {what} file: it looks like {kind}")
+    try:
+        message.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise WeightsError(f"{os.fspath(path)}: not a valid {what} file (truncated or corrupt: "
+                           f"{e})") from None
+    return message
+
+
+def _atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- blobs
+
+def blob_shape(blob: pb.BlobProto) -> tuple[int, ...]:
+    """A BlobProto's shape: ``shape.dim`` or, for legacy blobs, (num, channels, height, width)."""
+    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
+        return (blob.num, blob.channels, blob.height, blob.width)
+    return tuple(int(d) for d in blob.shape.dim)
+
+
+def blob_to_array(blob: pb.BlobProto, where: str = "blob") -> np.ndarray:
+    """BlobProto -> float32 array (float64 when the blob holds double_data) in its own shape."""
+    shape = blob_shape(blob)
+    if len(blob.double_data):
+        arr = np.asarray(blob.double_data, dtype=np.float64)
+    else:
+        arr = np.asarray(blob.data, dtype=np.float32)
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if any(d < 0 for d in shape):
+        raise WeightsError(f"{where}: negative dimension in shape {shape}")
+    if arr.size != n:
+        raise WeightsError(f"{where}: shape {shape} needs {n} values but the blob holds "
+                           f"{arr.size} (truncated or corrupt)")
+    return arr.reshape(shape)
+
+
+def array_to_blob(arr, legacy_4d: bool = False) -> pb.BlobProto:
+    """numpy array -> BlobProto (float32 ``data``, ``shape.dim``; or num/channels/height/width
+    when ``legacy_4d`` and the array has at most 4 axes, padded with leading 1s)."""
+    a = np.ascontiguousarray(arr, dtype=np.float32)
+    if legacy_4d:
+        if a.ndim > 4:
+            raise ValueError(f"legacy 4-D blob cannot hold shape {a.shape}")
+        s = (1,) * (4 - a.ndim) + a.shape
+        blob = pb.BlobProto(num=s[0], channels=s[1], height=s[2], width=s[3])
+    else:
+        blob = pb.BlobProto()
+        blob.shape.dim.extend(int(d) for d in a.shape)
+    # the packed float field (data = 5) encoded directly: tag, byte length, little-endian floats
+    raw = a.astype("<f4", copy=False).tobytes()
+    blob.MergeFromString(b"\x2a" + _varint(len(raw)) + raw)
+    return blob
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def shape_equals(target: Sequence[int], blob: pb.BlobProto) -> bool:
+    """Caffe's Blob::ShapeEquals: legacy blobs compare (num, channels, height, width) with the
+    target shape padded with leading 1s to 4 axes (targets of more than 4 axes never match)."""
+    target = tuple(int(d) for d in target)
+    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
+        if len(target) > 4:
+            return False
+        legacy = (1,) * (4 - len(target)) + target
+        return legacy == (blob.num, blob.channels, blob.height, blob.width)
+    return target == tuple(int(d) for d in blob.shape.dim)
+
+
+# ---------------------------------------------------------------------------- caffemodel
+
+def read_caffemodel(path: str | os.PathLike) -> pb.NetParameter:
+    """Read a binary .caffemodel into an upgraded NetParameter (V0/V1 files become ``layer``)."""
+    from netdef.upgrade import upgrade_net
+
+    data = _read_bytes(path, "caffemodel")
+    if data.startswith(b"\x89HDF"):
+        return _read_caffemodel_hdf5(path)
+    net = _parse(data, pb.NetParameter(), path, "caffemodel (binary NetParameter)")
+    if not len(net.layer) and not len(net.layers):
+        raise WeightsError(f"{os.fspath(path)}: not a caffemodel: it holds no layers"
+                           + (" (empty file)" if not data else ""))
+    try:
+        return upgrade_net(net, os.fspath(path))
+    except CaffeError as e:
+        raise WeightsError(str(e)) from None
+
+
+def _read_caffemodel_hdf5(path) -> pb.NetParameter:
+    """Caffe's HDF5 snapshot format (``/data/<layer>/<blob index>``) -> NetParameter with blobs."""
+    import h5py
+
+    net = pb.NetParameter()
+    try:
+        with h5py.File(path, "r") as f:
+            if "data" not in f:
+                raise WeightsError(f"{os.fspath(path)}: HDF5 file has no /data group; not a Caffe "
+                                   "HDF5 caffemodel")
+            for name in f["data"]:
+                group = f["data"][name]
+                lp = net.layer.add(name=name)
+                for i in range(len(group)):
+                    if str(i) not in group:
+                        raise WeightsError(f"{os.fspath(path)}: layer '{name}' lacks blob {i}")
+                    lp.blobs.add().CopyFrom(array_to_blob(np.asarray(group[str(i)])))
+    except OSError as e:
+        raise WeightsError(f"{os.fspath(path)}: cannot read HDF5 caffemodel: {e}") from None
+    return net
+
+
+def caffemodel_blobs(net: pb.NetParameter, where: str = "caffemodel"
+                     ) -> dict[str, tuple[str, list[np.ndarray]]]:
+    """{layer name: (type, [arrays in the file's own shapes])} for layers that hold blobs."""
+    out = {}
+    for lp in net.layer:
+        if len(lp.blobs):
+            out[lp.name] = (lp.type, [blob_to_array(b, f"{where}: layer '{lp.name}' blob {i}")
+                                      for i, b in enumerate(lp.blobs)])
+    return out
+
+
+def write_caffemodel(path: str | os.PathLike,
+                     weights: Mapping[str, tuple[str, Sequence[np.ndarray]]],
+                     net: pb.NetParameter | None = None, name: str | None = None) -> None:
+    """Write a .caffemodel. ``weights`` maps layer name -> (type, [arrays]). With ``net`` each of
+    its layers is written in full (as Caffe's Net::ToProto) with the matching blobs attached;
+    weights for layers the net lacks are appended as name/type/blobs layers."""
+    out = pb.NetParameter()
+    if net is not None:
+        if len(net.layers):
+            from netdef.upgrade import upgrade_net
+            net = upgrade_net(net)
+        out.CopyFrom(net)
+        del out.layer[:]
+        out.ClearField("input")
+        out.ClearField("input_shape")
+        out.ClearField("input_dim")
+        for lp in net.layer:
+            dst = out.layer.add()
+            dst.CopyFrom(lp)
+            del dst.blobs[:]
+            if lp.name in weights:
+                for a in weights[lp.name][1]:
+                    dst.blobs.add().CopyFrom(array_to_blob(a))
+    if name is not None:
+        out.name = name
+    written = {lp.name for lp in out.layer}
+    for lname, (ltype, arrays) in weights.items():
+        if lname in written:
+            continue
+        dst = out.layer.add(name=lname, type=ltype)
+        for a in arrays:
+            dst.blobs.add().CopyFrom(array_to_blob(a))
+    _atomic_write(path, out.SerializeToString())
+
+
+def copy_trained_layers(graph, source: str | os.PathLike | pb.NetParameter
+                        ) -> dict[str, list[np.ndarray]]:
+    """Caffe's Net::CopyTrainedLayersFrom: for each source layer whose name is a layer of
+    ``graph`` (a netdef.graph.Graph), check the blob count and each blob's shape against the
+    target's parameter shapes and return {layer name: [float32 arrays in the target shapes]}.
+    Source layers absent from the graph are skipped (logged). Raises WeightsError naming the
+    layer and both shapes on a mismatch."""
+    where = "<NetParameter>" if isinstance(source, pb.NetParameter) else os.fspath(source)
+    net = source if isinstance(source, pb.NetParameter) else read_caffemodel(source)
+    targets = {n.name: n for n in graph.layers}
+    out: dict[str, list[np.ndarray]] = {}
+    for lp in net.layer:
+        node = targets.get(lp.name)
+        if node is None:
+            log.info("%s: ignoring source layer %s", where, lp.name)
+            continue
+        if len(lp.blobs) != len(node.param_shapes):
+            raise WeightsError(f"{where}: incompatible number of blobs for layer '{lp.name}': the "
+                               f"file has {len(lp.blobs)}, the net's {node.type} layer has "
+                               f"{len(node.param_shapes)}")
+        arrays = []
+        for j, (blob, target) in enumerate(zip(lp.blobs, node.param_shapes)):
+            if not shape_equals(target, blob):
+                raise WeightsError(
+                    f"{where}: cannot copy param {j} weights from layer '{lp.name}'; shape "
+                    f"mismatch. Source param shape is {blob_shape(blob)}; target param shape is "
+                    f"{tuple(target)}. To learn this layer's parameters from scratch rather than "
+                    "copying from a saved net, rename the layer.")
+            a = blob_to_array(blob, f"{where}: layer '{lp.name}' blob {j}")
+            arrays.append(a.astype(np.float32, copy=False).reshape(target))
+        if arrays:
+            out[lp.name] = arrays
+    missing = [n.name for n in graph.layers if n.param_shapes and n.name not in out]
+    if missing:
+        log.info("%s: no weights for layer(s) %s (they keep their initialization)", where,
+                 ", ".join(missing))
+    return out
+
+
+# ---------------------------------------------------------------------------- binaryproto
+
+def read_binaryproto(path: str | os.PathLike) -> np.ndarray:
+    """Read a .binaryproto (one BlobProto, e.g. a mean image) as an array in its shape
+    (legacy files: (num, channels, height, width))."""
+    data = _read_bytes(path, "binaryproto")
+    blob = _parse(data, pb.BlobProto(), path, "binaryproto (BlobProto)")
+    if not data:
+        raise WeightsError(f"{os.fspath(path)}: empty binaryproto file")
+    return blob_to_array(blob, os.fspath(path))
+
+
+def write_binaryproto(path: str | os.PathLike, array, legacy_4d: bool = False) -> None:
+    """Write one array as a BlobProto (``legacy_4d``: num/channels/height/width, as Caffe's
+    compute_image_mean writes mean files)."""
+    _atomic_write(path, array_to_blob(array, legacy_4d).SerializeToString())
+
+
+# ---------------------------------------------------------------------------- solverstate
+
+@dataclass
+class SolverStateData:
+    """A .solverstate: iteration, the caffemodel it belongs to, per-parameter history blobs."""
+    iter: int
+    learned_net: str
+    history: list[np.ndarray] = field(default_factory=list)
+    current_step: int = 0
+
+
+def read_solverstate(path: str | os.PathLike) -> SolverStateData:
+    """Read a binary .solverstate (SolverState message)."""
+    data = _read_bytes(path, "solverstate")
+    st = _parse(data, pb.SolverState(), path, "solverstate (SolverState)")
+    if not st.HasField("iter"):
+        raise WeightsError(f"{os.fspath(path)}: not a solverstate: no 'iter' field"
+                           + (" (empty file)" if not data else ""))
+    hist = [blob_to_array(b, f"{os.fspath(path)}: history blob {i}")
+            for i, b in enumerate(st.history)]
+    return SolverStateData(st.iter, st.learned_net, hist, st.current_step)
+
+
+def write_solverstate(path: str | os.PathLike, iter: int, learned_net: str,
+                      history: Sequence[np.ndarray], current_step: int = 0) -> None:
+    """Write a .solverstate (binary SolverState), atomically."""
+    st = pb.SolverState(iter=int(iter), learned_net=learned_net, current_step=int(current_step))
+    for h in history:
+        st.history.add().CopyFrom(array_to_blob(h))
+    _atomic_write(path, st.SerializeToString())
