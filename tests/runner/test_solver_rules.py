@@ -12,8 +12,12 @@ from proto import caffe_pb2 as pb
 from runner.solver import updates
 from runner.solver.glog import GLog, fmt
 from runner.solver.lr_policy import LearningRate
-from runner.solver.parse_log import (REGEX_LEARNING_RATE, REGEX_TEST_OUTPUT, REGEX_TRAIN_OUTPUT,
-                                     extract_datetime)
+from runner.solver.parse_log import (
+    REGEX_LEARNING_RATE,
+    REGEX_TEST_OUTPUT,
+    REGEX_TRAIN_OUTPUT,
+    extract_datetime,
+)
 
 
 def sp(**kw) -> pb.SolverParameter:
