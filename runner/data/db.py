@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from netdef.errors import DataError
@@ -23,6 +24,36 @@ def _backend_name(backend) -> str:
     if isinstance(backend, int):
         return "leveldb" if backend == 0 else "lmdb"
     return str(backend).lower()
+
+
+_ENVS: dict[str, list] = {}   # realpath -> [lmdb.Environment, open readers]
+_ENVS_LOCK = threading.Lock()
+
+
+def _open_env(path: str):
+    """One read-only lmdb.Environment per database per process (py-lmdb refuses a second one),
+    reference-counted across readers."""
+    import lmdb
+    key = os.path.realpath(path)
+    with _ENVS_LOCK:
+        entry = _ENVS.get(key)
+        if entry is None:
+            env = lmdb.open(path, readonly=True, lock=False, readahead=False, max_readers=512,
+                            subdir=True)
+            entry = _ENVS[key] = [env, 0]
+        entry[1] += 1
+        return entry[0], key
+
+
+def _release_env(key: str) -> None:
+    with _ENVS_LOCK:
+        entry = _ENVS.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            entry[0].close()
+            del _ENVS[key]
 
 
 class DBReader:
@@ -40,12 +71,14 @@ class DBReader:
             import lmdb
             if not os.path.isdir(self.path):
                 raise DataError(f"{self.path}: not an LMDB directory (expected a folder holding data.mdb)")
+            self._env = None
             try:
-                self._env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,
-                                      max_readers=126, subdir=True)
+                self._env, self._env_key = _open_env(self.path)
                 self._txn = self._env.begin(buffers=False)
                 self._count = self._txn.stat()["entries"]
             except lmdb.Error as e:
+                if self._env is not None:
+                    _release_env(self._env_key)
                 raise DataError(f"{self.path}: cannot open LMDB ({e})") from None
             self._cursor = self._txn.cursor()
         elif self.backend == "leveldb":
@@ -110,8 +143,8 @@ class DBReader:
         if self.backend == "lmdb":
             if self._env is not None:
                 self._txn.abort()
-                self._env.close()
                 self._env = None
+                _release_env(self._env_key)
         elif self._db is not None:
             self._db.close()
             self._db = None
