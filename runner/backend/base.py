@@ -521,12 +521,13 @@ class Backend(abc.ABC):
 
     def argmax(self, x: Array, y: Array, outer: int, dim: int, inner: int, top_k: int,
                out_max_val: bool, has_axis: bool) -> None:
-        """Caffe ArgMax: top_k indices (descending score, ties by lower index) along the middle axis
+        """Caffe ArgMax: top_k indices (descending score, ties: higher index first) along the middle axis
         of x (outer, dim, inner). has_axis: y is (outer, top_k, inner) holding indices, or values
         when out_max_val. Without axis (inner == 1): y is (outer, 1 or 2, top_k): indices, and the
         values as the second row when out_max_val. Default: on the host."""
         xs = self.to_host(x).reshape(outer, dim, inner)
-        order = np.argsort(-xs, axis=1, kind="stable")[:, :top_k, :]
+        rev = xs[:, ::-1, :]   # stable sort of the reversed axis: ties put the higher index first
+        order = (dim - 1 - np.argsort(-rev, axis=1, kind="stable"))[:, :top_k, :]
         vals = np.take_along_axis(xs, order, axis=1)
         if has_axis:
             res = vals if out_max_val else order.astype(np.float64)
