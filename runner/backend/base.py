@@ -491,7 +491,8 @@ class Backend(abc.ABC):
     def accuracy(self, x: Array, label: Array, outer: int, dim: int, inner: int, top_k: int,
                  ignore_label: int | None) -> tuple[int, int, np.ndarray, np.ndarray]:
         """Caffe Accuracy (1.0): for each (o, i) with label != ignore, correct iff fewer than top_k
-        classes other than the label have a score >= the label's score (ties count against). Returns (correct, count,
+        classes other than the label have a score >= the label's score (ties count against).
+        Returns (correct, count,
         per_class_correct (dim,), per_class_count (dim,)). Default: on the host."""
         xs = self.to_host(x).reshape(outer, dim, inner).astype(np.float64)
         lab = self.to_host(label).reshape(outer * inner).astype(np.int64)

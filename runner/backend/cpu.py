@@ -512,7 +512,8 @@ class CpuBackend(Backend):
         shp = sc.shape
         ratio = dy.reshape(shp) * y.reshape(shp) / sc
         acc = self._channel_window_sum(ratio, post, pre)   # c' with c in window(c')
-        res = dy.reshape(shp) * np.power(sc, t(-beta)) - t(2.0 * alpha * beta / local_size) * x.reshape(shp) * acc
+        res = (dy.reshape(shp) * np.power(sc, t(-beta))
+               - t(2.0 * alpha * beta / local_size) * x.reshape(shp) * acc)
         dx.reshape(shp)[...] = res
 
     def lrn_within_fwd(self, x, y, scale, local_size: int, alpha: float, beta: float) -> None:

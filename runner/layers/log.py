@@ -15,7 +15,8 @@ class LogLayer(NeuronLayer):
             raise self.error(f"log_param.base must be strictly positive (or -1 for e), got {self.base}")
 
     def forward(self, bottoms, tops) -> None:
-        self.backend.log_fwd(self.keep_input(bottoms, tops), tops[0].dev_data, self.base, self.scale, self.shift)
+        self.backend.log_fwd(self.keep_input(bottoms, tops), tops[0].dev_data, self.base, self.scale,
+                             self.shift)
 
     def backward(self, tops, propagate_down, bottoms) -> None:
         if propagate_down[0]:

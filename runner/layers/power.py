@@ -1,5 +1,6 @@
 """Power (Caffe PowerLayer): y = (shift + scale * x) ^ power (``power_param``: power 1, scale 1,
-shift 0 by default); dx = dy * power * scale * (shift + scale * x)^(power - 1). In place allowed (x is copied aside)."""
+shift 0 by default); dx = dy * power * scale * (shift + scale * x)^(power - 1).
+In place allowed (x is copied aside)."""
 from __future__ import annotations
 
 from runner.layers._neuron import NeuronLayer
