@@ -1,0 +1,419 @@
+"""Elementwise activation layers, forward and backward, with Caffe's formulas to the letter.
+
+Math (x: bottom data, y: top data, dy: top diff, dx: bottom diff; every array float32 with the same
+number of elements, any shape, flattened in C order; bottom diffs are written with ``=``):
+
+    ReLU     y = x > 0 ? x : x*negative_slope        dx = dy*((x > 0) + negative_slope*(x <= 0))
+    Sigmoid  y = 0.5*tanh(0.5*x) + 0.5               dx = dy*y*(1 - y)
+    TanH     y = tanh(x)                             dx = dy*(1 - y*y)
+    Power    y = (shift + scale*x)^power             dx = dy*dy/dx as Caffe's PowerLayer:
+               diff_scale = power*scale;
+               diff_scale == 0 (scale or power 0):   y = power == 0 ? 1 : shift^power, dx = 0
+               power == 1:                           dx = dy*diff_scale
+               power == 2:                           dx = dy*(diff_scale*scale*x + diff_scale*shift)
+               shift == 0:                           dx = dy*power*y/x      (NaN/inf at x == 0, as Caffe)
+               otherwise:                            dx = dy*diff_scale*y/(shift + scale*x)  (NaN where 0)
+             the forward skips the multiply when scale == 1, the add when shift == 0 and the pow
+             when power == 1 (so -0.0 keeps its sign, as in Caffe)
+    Exp      y = base^(shift + scale*x) = outer*exp(inner*x), base == -1 means e;
+             inner = ln(base)*scale, outer = shift == 0 ? 1 : base^shift
+                                                     dx = dy*y*inner
+    Log      y = log_base(shift + scale*x) = ln(shift + scale*x) / ln(base), base == -1 means e
+                                                     dx = dy*(scale/ln(base)) / (shift + scale*x)
+    AbsVal   y = |x|                                 dx = dy*sign(x)   (sign(0) = 0)
+    BNLL     y = x > 0 ? x + log(1 + exp(-x)) : log(1 + exp(x))   (log1p, no overflow for any x)
+                                                     dx = dy*e/(e + 1), e = exp(min(x, 50))
+    ELU      y = x > 0 ? x : alpha*(exp(x) - 1)      dx = dy*((x > 0) + (alpha + y)*(x <= 0))
+
+Host-computed constants (Exp's inner/outer, Log's 1/ln(base), Power's diff_scale) are rounded to
+float32 before the launch, as Caffe stores them in Dtype. Every kernel may run in place (y is x,
+dx is dy) since each thread reads its element before writing it.
+
+Versions: v1 only: one thread per element in a grid-stride loop (memory bound: one read or two, one
+write per element; nothing to tile).
+
+Launch geometry: 1-D grid from ``kernels._launch.grid_1d(n, ACT_THREADS)``, computed once per n.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import cuda, float32, void
+
+from kernels._launch import as_device, grid_1d
+
+ACT_THREADS = 256           # threads per block for every elementwise kernel
+BNLL_THRESHOLD = float32(50.0)   # Caffe's kBNLL_THRESHOLD: exp is clamped there in the backward
+
+_ZERO = float32(0.0)
+_ONE = float32(1.0)
+_HALF = float32(0.5)
+
+
+# --------------------------------------------------------------------------------------------- kernels
+
+@cuda.jit
+def relu_fwd_v1(x, y, negative_slope):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        y[i] = v if v > _ZERO else v * negative_slope
+
+
+@cuda.jit
+def relu_bwd_v1(dy, x, dx, negative_slope):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        dx[i] = dy[i] * (float32(v > _ZERO) + negative_slope * float32(v <= _ZERO))
+
+
+@cuda.jit
+def sigmoid_fwd_v1(x, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = _HALF * math.tanh(_HALF * x[i]) + _HALF
+
+
+@cuda.jit
+def sigmoid_bwd_v1(dy, y, dx):
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        s = y[i]
+        dx[i] = dy[i] * s * (_ONE - s)
+
+
+@cuda.jit
+def tanh_fwd_v1(x, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = math.tanh(x[i])
+
+
+@cuda.jit
+def tanh_bwd_v1(dy, y, dx):
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        t = y[i]
+        dx[i] = dy[i] * (_ONE - t * t)
+
+
+@cuda.jit
+def power_fwd_v1(x, y, power, scale, shift):
+    """y = (shift + scale*x)^power, skipping the identity steps as Caffe does (diff_scale != 0)."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        if scale != _ONE:
+            v = v * scale
+        if shift != _ZERO:
+            v = v + shift
+        if power != _ONE:
+            v = math.pow(v, power)
+        y[i] = v
+
+
+@cuda.jit
+def power_fill_fwd_v1(y, value):
+    """diff_scale == 0 (scale or power is 0): y ignores x, y = power == 0 ? 1 : shift^power."""
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[i] = value
+
+
+@cuda.jit
+def power_bwd_v1(dy, x, y, dx, power, scale, shift):
+    """dx = dy * power*scale*(shift + scale*x)^(power-1), in Caffe's special-cased forms."""
+    diff_scale = power * scale
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        if diff_scale == _ZERO or power == _ONE:
+            d = diff_scale
+        elif power == float32(2.0):
+            d = diff_scale * scale * x[i]
+            if shift != _ZERO:
+                d = d + diff_scale * shift
+        elif shift == _ZERO:
+            d = y[i] / x[i] * power
+        else:
+            base = x[i]
+            if scale != _ONE:
+                base = base * scale
+            if shift != _ZERO:
+                base = base + shift
+            d = y[i] / base
+            if diff_scale != _ONE:
+                d = d * diff_scale
+        dx[i] = dy[i] * d
+
+
+@cuda.jit
+def exp_fwd_v1(x, y, inner_scale, outer_scale):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        if inner_scale != _ONE:
+            v = v * inner_scale
+        v = math.exp(v)
+        if outer_scale != _ONE:
+            v = v * outer_scale
+        y[i] = v
+
+
+@cuda.jit
+def exp_bwd_v1(dy, y, dx, inner_scale):
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        d = y[i] * dy[i]
+        if inner_scale != _ONE:
+            d = d * inner_scale
+        dx[i] = d
+
+
+@cuda.jit
+def log_fwd_v1(x, y, scale, shift, base_scale):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        if scale != _ONE:
+            v = v * scale
+        if shift != _ZERO:
+            v = v + shift
+        v = math.log(v)
+        if base_scale != _ONE:
+            v = v * base_scale
+        y[i] = v
+
+
+@cuda.jit
+def log_bwd_v1(dy, x, dx, scale, shift, backward_num_scale):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        if scale != _ONE:
+            v = v * scale
+        if shift != _ZERO:
+            v = v + shift
+        d = _ONE / v
+        if backward_num_scale != _ONE:
+            d = d * backward_num_scale
+        dx[i] = dy[i] * d
+
+
+@cuda.jit
+def absval_fwd_v1(x, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = abs(x[i])
+
+
+@cuda.jit
+def absval_bwd_v1(dy, x, dx):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        dx[i] = dy[i] * (float32(_ZERO < v) - float32(v < _ZERO))
+
+
+@cuda.jit
+def bnll_fwd_v1(x, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        if v > _ZERO:
+            y[i] = v + math.log1p(math.exp(-v))
+        else:
+            y[i] = math.log1p(math.exp(v))
+
+
+@cuda.jit
+def bnll_bwd_v1(dy, x, dx):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        e = math.exp(min(x[i], BNLL_THRESHOLD))
+        dx[i] = dy[i] * e / (e + _ONE)
+
+
+@cuda.jit
+def elu_fwd_v1(x, y, alpha):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        y[i] = v if v > _ZERO else alpha * (math.exp(v) - _ONE)
+
+
+@cuda.jit
+def elu_bwd_v1(dy, x, y, dx, alpha):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        dx[i] = dy[i] * (float32(v > _ZERO) + (alpha + y[i]) * float32(v <= _ZERO))
+
+
+_F = float32[::1]
+_S = float32
+
+KERNELS: dict[str, tuple[Any, list]] = {
+    "relu_fwd_v1": (relu_fwd_v1, [void(_F, _F, _S)]),
+    "relu_bwd_v1": (relu_bwd_v1, [void(_F, _F, _F, _S)]),
+    "sigmoid_fwd_v1": (sigmoid_fwd_v1, [void(_F, _F)]),
+    "sigmoid_bwd_v1": (sigmoid_bwd_v1, [void(_F, _F, _F)]),
+    "tanh_fwd_v1": (tanh_fwd_v1, [void(_F, _F)]),
+    "tanh_bwd_v1": (tanh_bwd_v1, [void(_F, _F, _F)]),
+    "power_fwd_v1": (power_fwd_v1, [void(_F, _F, _S, _S, _S)]),
+    "power_fill_fwd_v1": (power_fill_fwd_v1, [void(_F, _S)]),
+    "power_bwd_v1": (power_bwd_v1, [void(_F, _F, _F, _F, _S, _S, _S)]),
+    "exp_fwd_v1": (exp_fwd_v1, [void(_F, _F, _S, _S)]),
+    "exp_bwd_v1": (exp_bwd_v1, [void(_F, _F, _F, _S)]),
+    "log_fwd_v1": (log_fwd_v1, [void(_F, _F, _S, _S, _S)]),
+    "log_bwd_v1": (log_bwd_v1, [void(_F, _F, _F, _S, _S, _S)]),
+    "absval_fwd_v1": (absval_fwd_v1, [void(_F, _F)]),
+    "absval_bwd_v1": (absval_bwd_v1, [void(_F, _F, _F)]),
+    "bnll_fwd_v1": (bnll_fwd_v1, [void(_F, _F)]),
+    "bnll_bwd_v1": (bnll_bwd_v1, [void(_F, _F, _F)]),
+    "elu_fwd_v1": (elu_fwd_v1, [void(_F, _F, _S)]),
+    "elu_bwd_v1": (elu_bwd_v1, [void(_F, _F, _F, _F, _S)]),
+}
+
+
+# ------------------------------------------------------------------------------------- public API
+
+def _flat(*arrays: Any) -> list:
+    """Device views (1-D) of same-sized float32 arrays."""
+    out = [as_device(a) for a in arrays]
+    n = out[0].size
+    for a in out:
+        if a.dtype != np.float32:
+            raise TypeError(f"activation kernels take float32 arrays, got {a.dtype}")
+        if a.size != n:
+            raise ValueError(f"activation arrays differ in size: {[b.shape for b in out]}")
+    return [a.reshape(n) for a in out]
+
+
+def _launch(kernel, arrays: list, *scalars) -> None:
+    n = arrays[0].size
+    if n == 0:
+        return
+    blocks, threads = grid_1d(n, ACT_THREADS)
+    kernel[blocks, threads](*arrays, *scalars)
+
+
+def relu_fwd(x: Any, y: Any, negative_slope: float = 0.0) -> None:
+    """ReLU: y = x > 0 ? x : negative_slope*x (y may be x)."""
+    _launch(relu_fwd_v1, _flat(x, y), np.float32(negative_slope))
+
+
+def relu_bwd(dy: Any, x: Any, dx: Any, negative_slope: float = 0.0) -> None:
+    """ReLU backward from the bottom data x: dx = dy*((x > 0) + negative_slope*(x <= 0))."""
+    _launch(relu_bwd_v1, _flat(dy, x, dx), np.float32(negative_slope))
+
+
+def sigmoid_fwd(x: Any, y: Any) -> None:
+    """Sigmoid in Caffe's tanh form: y = 0.5*tanh(0.5*x) + 0.5."""
+    _launch(sigmoid_fwd_v1, _flat(x, y))
+
+
+def sigmoid_bwd(dy: Any, y: Any, dx: Any) -> None:
+    """Sigmoid backward from the top data y: dx = dy*y*(1 - y)."""
+    _launch(sigmoid_bwd_v1, _flat(dy, y, dx))
+
+
+def tanh_fwd(x: Any, y: Any) -> None:
+    """y = tanh(x)."""
+    _launch(tanh_fwd_v1, _flat(x, y))
+
+
+def tanh_bwd(dy: Any, y: Any, dx: Any) -> None:
+    """TanH backward from the top data y: dx = dy*(1 - y^2)."""
+    _launch(tanh_bwd_v1, _flat(dy, y, dx))
+
+
+def power_fwd(x: Any, y: Any, power: float = 1.0, scale: float = 1.0, shift: float = 0.0) -> None:
+    """Power: y = (shift + scale*x)^power (Caffe's PowerLayer: if power*scale == 0 every y is
+    power == 0 ? 1 : shift^power)."""
+    p, a, b = np.float32(power), np.float32(scale), np.float32(shift)
+    if p * a == 0:
+        value = np.float32(1) if p == 0 else np.float32(np.power(b, p))
+        _launch(power_fill_fwd_v1, _flat(y), value)
+        return
+    _launch(power_fwd_v1, _flat(x, y), p, a, b)
+
+
+def power_bwd(dy: Any, x: Any, y: Any, dx: Any, power: float = 1.0, scale: float = 1.0,
+              shift: float = 0.0) -> None:
+    """Power backward: dx = dy*power*scale*(shift + scale*x)^(power-1), computed as Caffe does
+    (from y and x; see the module docstring for the special cases)."""
+    _launch(power_bwd_v1, _flat(dy, x, y, dx), np.float32(power), np.float32(scale),
+            np.float32(shift))
+
+
+def _log_of_base(base: float, layer: str) -> np.float32:
+    """ln(base) as Caffe's Exp/Log layers take it: base == -1 means e (ln = 1 exactly); other
+    bases must be positive."""
+    if base == -1:
+        return np.float32(1)
+    if not base > 0:
+        raise ValueError(f"{layer}: base must be -1 (meaning e) or > 0, got {base}")
+    return np.float32(np.log(np.float32(base)))
+
+
+def exp_scales(base: float = -1.0, scale: float = 1.0, shift: float = 0.0) -> tuple[float, float]:
+    """(inner_scale, outer_scale) with base^(shift + scale*x) = outer*exp(inner*x), in float32 as
+    Caffe's ExpLayer::LayerSetUp computes them."""
+    log_base = _log_of_base(base, "Exp")
+    inner = np.float32(log_base * np.float32(scale))
+    if shift == 0:
+        outer = np.float32(1)
+    elif base == -1:
+        outer = np.float32(np.exp(np.float32(shift)))
+    else:
+        outer = np.float32(np.power(np.float32(base), np.float32(shift)))
+    return float(inner), float(outer)
+
+
+def exp_fwd(x: Any, y: Any, base: float = -1.0, scale: float = 1.0, shift: float = 0.0) -> None:
+    """Exp: y = base^(shift + scale*x) (base == -1: e), as outer*exp(inner*x)."""
+    inner, outer = exp_scales(base, scale, shift)
+    _launch(exp_fwd_v1, _flat(x, y), np.float32(inner), np.float32(outer))
+
+
+def exp_bwd(dy: Any, y: Any, dx: Any, base: float = -1.0, scale: float = 1.0,
+            shift: float = 0.0) -> None:
+    """Exp backward from the top data y: dx = dy*y*ln(base)*scale."""
+    inner, _ = exp_scales(base, scale, shift)
+    _launch(exp_bwd_v1, _flat(dy, y, dx), np.float32(inner))
+
+
+def log_scales(base: float = -1.0, scale: float = 1.0) -> tuple[float, float]:
+    """(base_scale, backward_num_scale) = (1/ln(base), scale/ln(base)) in float32 (Caffe's
+    LogLayer); base == 1 is refused (1/ln(1) is infinite, Caffe CHECK-fails)."""
+    log_base = _log_of_base(base, "Log")
+    if log_base == 0 or not np.isfinite(log_base):
+        raise ValueError(f"Log: base {base} gives ln(base) = {log_base}; 1/ln(base) must be finite")
+    return float(np.float32(1) / log_base), float(np.float32(scale) / log_base)
+
+
+def log_fwd(x: Any, y: Any, base: float = -1.0, scale: float = 1.0, shift: float = 0.0) -> None:
+    """Log: y = log_base(shift + scale*x) (base == -1: natural log)."""
+    base_scale, _ = log_scales(base, scale)
+    _launch(log_fwd_v1, _flat(x, y), np.float32(scale), np.float32(shift), np.float32(base_scale))
+
+
+def log_bwd(dy: Any, x: Any, dx: Any, base: float = -1.0, scale: float = 1.0,
+            shift: float = 0.0) -> None:
+    """Log backward from the bottom data x: dx = dy*(scale/ln(base)) / (shift + scale*x)."""
+    _, num_scale = log_scales(base, scale)
+    _launch(log_bwd_v1, _flat(dy, x, dx), np.float32(scale), np.float32(shift), np.float32(num_scale))
+
+
+def absval_fwd(x: Any, y: Any) -> None:
+    """y = |x|."""
+    _launch(absval_fwd_v1, _flat(x, y))
+
+
+def absval_bwd(dy: Any, x: Any, dx: Any) -> None:
+    """AbsVal backward: dx = dy*sign(x) with sign(0) = 0."""
+    _launch(absval_bwd_v1, _flat(dy, x, dx))
+
+
+def bnll_fwd(x: Any, y: Any) -> None:
+    """BNLL: y = log(1 + exp(x)) in Caffe's stable form (x + log(1 + exp(-x)) for x > 0)."""
+    _launch(bnll_fwd_v1, _flat(x, y))
+
+
+def bnll_bwd(dy: Any, x: Any, dx: Any) -> None:
+    """BNLL backward: dx = dy*e/(e + 1), e = exp(min(x, 50))."""
+    _launch(bnll_bwd_v1, _flat(dy, x, dx))
+
+
+def elu_fwd(x: Any, y: Any, alpha: float = 1.0) -> None:
+    """ELU: y = x > 0 ? x : alpha*(exp(x) - 1)."""
+    _launch(elu_fwd_v1, _flat(x, y), np.float32(alpha))
+
+
+def elu_bwd(dy: Any, x: Any, y: Any, dx: Any, alpha: float = 1.0) -> None:
+    """ELU backward from bottom x and top y: dx = dy*((x > 0) + (alpha + y)*(x <= 0))."""
+    _launch(elu_bwd_v1, _flat(dy, x, y, dx), np.float32(alpha))
