@@ -93,6 +93,7 @@ def body(st: Stage) -> None:
             row["pct_cublas"] = 100.0 * cublas_ms[label] / t["ms"]
         return row
 
+    st.put("gemm_square_max", max(s[1] for s in shapes() if s[0].startswith("sq")))
     # 1. promoted kernel vs cuBLAS on every shape
     for label, m, n, k, ta, tb, _ in shapes():
         if st.time_left() < 8:

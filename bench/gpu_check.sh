@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# bench/gpu_check.sh: nbcaffe's one-shot GPU check -- environment, kernel tests on the GPU, benchmarks
+# against cuBLAS/cuDNN/torch measured in the same run -- with every stage under its own timeout and
+# the results rewritten after each stage, so a failure or a timeout loses only that stage.
+#
+#   bench/gpu_check.sh              real run (GPU machine); results in $OUT (default /tmp/nbcaffe-bench-out)
+#   bench/gpu_check.sh --dry-run    CPU dry run: Numba CUDA simulator, tiny sizes, torch CPU baseline
+#                                   (same as NBCAFFE_BENCH_DRY=1)
+# Environment knobs:
+#   OUT                   where results.json, results.md, bench.log, kernel_tests.log go
+#   NBCAFFE_BENCH_STAGES  comma list of stages to run (default: env,tests,gemm,conv,memory,train)
+#   NBCAFFE_BENCH_SCALE   multiply every stage timeout (default 1)
+#   NBCAFFE_TESTS_MAXFAIL pytest --maxfail for the kernel tests (default 5)
+# Files in $OUT (at most 8 come back from the device tool): results.json, results.md, bench.log,
+# kernel_tests.log. Only one line per stage and the final summary table go to stdout.
+# See docs/benchmarks-method.md for what each number means.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DRY=${NBCAFFE_BENCH_DRY:-0}
+if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; fi
+export NBCAFFE_BENCH_DRY=$DRY
+OUT=${OUT:-/tmp/nbcaffe-bench-out}
+mkdir -p "$OUT"
+export BENCH_WORK
+BENCH_WORK=$(mktemp -d /tmp/nbcaffe-bench-work.XXXXXX)
+LOG=$OUT/bench.log
+: > "$LOG"
+STAGES=${NBCAFFE_BENCH_STAGES:-env,tests,gemm,conv,memory,train}
+SCALE=${NBCAFFE_BENCH_SCALE:-1}
+T_START=$(date +%s)
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+
+if [[ $DRY == 1 ]]; then
+  PY=python3
+  [[ -x "$ROOT/.venv/bin/python" ]] && PY="$ROOT/.venv/bin/python"
+  export NUMBA_ENABLE_CUDASIM=1 NBCAFFE_DEVICE=sim
+  # stage timeouts in the simulator (slow: every CUDA thread is a Python thread)
+  declare -A TIMEOUT=([env]=60 [tests]=120 [gemm]=300 [conv]=400 [memory]=300 [train]=900)
+else
+  PY=python3
+  export NBCAFFE_DEVICE=gpu
+  # real run: about 7.5 minutes in all on an H100 (see docs/benchmarks-method.md)
+  declare -A TIMEOUT=([env]=20 [tests]=140 [gemm]=90 [conv]=60 [memory]=35 [train]=90)
+fi
+
+say() { echo "[$(date -u +%T) +$(( $(date +%s) - T_START ))s] $*"; }
+
+# ------------------------------------------------------------------------------------------- setup
+setup_gpu() {
+  # protobuf >= 7.35.1 for proto/caffe_pb2.py; numba-cuda 0.30.4 if it works with the image's numba
+  # and CUDA bindings, else the image's numba-cuda. Wheels come from .whl/ (carried with the repo).
+  local pb nc probe_w probe_i src=image
+  pb=$(ls .whl/protobuf-*.whl 2>/dev/null | head -1)
+  nc=$(ls .whl/numba_cuda-*.whl 2>/dev/null | head -1)
+  if [[ -n "$pb" ]]; then
+    if timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$pb" >> "$LOG" 2>&1; then
+      export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    else
+      say "setup: protobuf wheel install failed (see bench.log); using the image's protobuf"
+    fi
+  else
+    say "setup: no .whl/protobuf-*.whl (was .whl carried?); using the image's protobuf"
+  fi
+  probe_i=$(timeout 60 $PY bench/nc_probe.py 2>>"$LOG" | tail -1)
+  if [[ -n "$nc" ]] && timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-nc "$nc" >> "$LOG" 2>&1; then
+    cp bench/sitecustomize_nc.py /tmp/site-nc/sitecustomize.py
+    if probe_w=$(PYTHONPATH=/tmp/site-nc:${PYTHONPATH:-} timeout 60 $PY bench/nc_probe.py /tmp/site-nc 2>>"$LOG" | tail -1) \
+       && [[ "$probe_w" == *'"ok": true'* ]]; then
+      export PYTHONPATH=/tmp/site-nc:${PYTHONPATH:-}
+      src=wheel
+    fi
+  else
+    probe_w='{"ok": false, "error": "numba-cuda wheel missing or pip install failed"}'
+  fi
+  say "setup: numba-cuda from the $src (wheel probe: ${probe_w:0:300})"
+  [[ $src == image ]] && say "setup: image probe: ${probe_i:0:300}"
+  PROBE_W=${probe_w:-null} PROBE_I=${probe_i:-null} SRC=$src $PY - <<'EOF' >> "$LOG" 2>&1
+import json, os
+from pathlib import Path
+def load(s):
+    try:
+        return json.loads(s)
+    except Exception:
+        return {"raw": s}
+d = {"stage": "setup", "status": "ok", "dry_run": False, "tables": {}, "notes": [],
+     "scalars": {"numba_cuda_source": os.environ["SRC"], "pythonpath": os.environ.get("PYTHONPATH", "")},
+     "probes": {"wheel": load(os.environ["PROBE_W"]), "image": load(os.environ["PROBE_I"])}}
+p = Path(os.environ["BENCH_WORK"]) / "setup.json"
+p.write_text(json.dumps(d, indent=1))
+EOF
+}
+
+# ------------------------------------------------------------------------------------------- stages
+run_stage() {  # run_stage NAME COMMAND...: under timeout, log appended, result line, report refreshed
+  local name=$1; shift
+  local t
+  t=$(awk -v a="${TIMEOUT[$name]}" -v s="$SCALE" 'BEGIN { printf "%d", a * s }')
+  local t0 rc dt
+  t0=$(date +%s%N)
+  echo "===== stage $name (timeout ${t}s) $(date -u +%T)" >> "$LOG"
+  BENCH_BUDGET_S=$(( t > 20 ? t - 8 : t - 2 )) timeout -k 5 "$t" "$@" >> "$LOG" 2>&1
+  rc=$?
+  dt=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$dt" "$t" >> "$BENCH_WORK/stages.tsv"
+  local what=ok
+  [[ $rc == 124 || $rc == 137 ]] && what="TIMEOUT after ${t}s (partial results kept)"
+  [[ $rc != 0 && $rc != 124 && $rc != 137 ]] && what="rc=$rc (see bench.log)"
+  say "stage $name: $what, ${dt}s"
+  $PY -m bench.report --work "$BENCH_WORK" --out "$OUT" >> "$LOG" 2>&1 || say "report failed (see bench.log)"
+}
+
+if [[ $DRY == 0 ]]; then
+  say "setup: installing wheels from .whl/"
+  setup_gpu
+else
+  say "dry run: simulator + torch CPU ($PY)"
+  $PY -c "import torch" 2>/dev/null || say "dry run: torch missing in $PY (pip install torch==2.13.0)"
+fi
+
+IFS=',' read -r -a STAGE_LIST <<< "$STAGES"
+for s in "${STAGE_LIST[@]}"; do
+  case $s in
+    env)    run_stage env $PY -m bench.env_report ;;
+    tests)  run_stage tests env PY="$PY" OUT="$OUT" bash bench/run_kernel_tests.sh ;;
+    gemm)   run_stage gemm $PY -m bench.bench_gemm ;;
+    conv)   run_stage conv $PY -m bench.bench_conv ;;
+    memory) run_stage memory $PY -m bench.bench_memory ;;
+    train)  run_stage train $PY -m bench.bench_train ;;
+    *)      say "unknown stage '$s' (known: env,tests,gemm,conv,memory,train)" ;;
+  esac
+done
+
+say "all stages done in $(( $(date +%s) - T_START ))s; files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
+$PY -m bench.report --work "$BENCH_WORK" --out "$OUT" --summary 2>>"$LOG"

@@ -1,0 +1,272 @@
+"""Merge the stage files into ``$OUT/results.json`` and ``$OUT/results.md``; print the summary.
+
+``python -m bench.report --work DIR --out DIR [--summary]``
+
+- ``DIR/work/<stage>.json`` (written incrementally by each stage, see ``bench/common.py``) and
+  ``stages.tsv`` (name, exit code, seconds, timeout, written by gpu_check.sh) are merged into
+  ``results.json``: every stage's scalars at the top level (``device``, ``date``,
+  ``sgemm_4096_gflops``, ``cublas_4096_gflops``, ``alexnet_iter_ms``, ``torch_alexnet_iter_ms``,
+  ``lenet_iter_ms``, ``torch_lenet_iter_ms``, ``copy_gbps``, ... always present, null when not
+  measured), derived ratios, ``stages`` (status, exit code, seconds, notes), ``tables`` and the kernel
+  test summary parsed from ``kernel_tests.log``.
+- ``results.md``: a headline table (ours, baseline, ratio) and every stage's tables, ready to paste
+  into BENCHMARKS.md under the card's name and date.
+- ``--summary`` prints a short plain-text table (the device tool returns only the end of stdout).
+Both files are written through a temporary name and ``os.replace``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+K40_ALEXNET_ITER_MS = 1425.0   # Caffe on a Tesla K40, AlexNet, batch 256, forward+backward+update
+
+REQUIRED = ("device", "date", "sgemm_4096_gflops", "cublas_4096_gflops", "alexnet_iter_ms",
+            "torch_alexnet_iter_ms", "lenet_iter_ms", "torch_lenet_iter_ms", "copy_gbps")
+STAGE_ORDER = ("setup", "env", "tests", "gemm", "conv", "memory", "train")
+
+
+def _load_stages(work: Path) -> dict[str, dict]:
+    stages: dict[str, dict] = {}
+    for p in sorted(work.glob("*.json")):
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            stages[p.stem] = {"stage": p.stem, "status": f"unreadable: {e}", "scalars": {}, "tables": {},
+                              "notes": []}
+            continue
+        stages[d.get("stage", p.stem)] = d
+    return stages
+
+
+def _load_runs(work: Path) -> dict[str, dict]:
+    runs: dict[str, dict] = {}
+    tsv = work / "stages.tsv"
+    if tsv.exists():
+        for line in tsv.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) == 4:
+                name, rc, sec, limit = parts
+                runs[name] = {"rc": int(rc), "seconds": float(sec), "timeout_s": int(limit)}
+    return runs
+
+
+def _kernel_tests(out: Path) -> dict[str, Any]:
+    log = out / "kernel_tests.log"
+    if not log.exists():
+        return {"summary": "not run"}
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    res: dict[str, Any] = {"summary": "no pytest summary line (killed by the stage timeout?)"}
+    for ln in reversed(lines):
+        if re.search(r"\b\d+ (passed|failed|errors?|skipped|tests? collected|xfailed|deselected)\b", ln) \
+                or "no tests ran" in ln:
+            res["summary"] = ln.strip("= ")
+            for n, what in re.findall(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)", ln):
+                res[what.rstrip("s") if what.startswith("error") else what] = int(n)
+            m = re.search(r"(\d+) tests? collected", ln)
+            if m:
+                res["collected"] = int(m.group(1))
+            break
+    res["failures"] = [ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))][:20]
+    return res
+
+
+def merge(work: Path, out: Path) -> dict[str, Any]:
+    """Build the results dict from the stage files in ``work`` (and ``out/kernel_tests.log``)."""
+    stages = _load_stages(work)
+    runs = _load_runs(work)
+    res: dict[str, Any] = {k: None for k in REQUIRED}
+    for name in sorted(stages, key=lambda n: (STAGE_ORDER.index(n) if n in STAGE_ORDER else 99, n)):
+        for k, v in stages[name].get("scalars", {}).items():
+            res[k] = v
+    res["dry_run"] = any(s.get("dry_run") for s in stages.values())
+    # derived ratios (ours / baseline: > 1 means we are faster for throughputs, slower for times)
+    def ratio(a, b):
+        return round(a / b, 3) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+    res["sgemm_4096_pct_cublas"] = (round(100 * res["sgemm_4096_gflops"] / res["cublas_4096_gflops"], 1)
+                                    if ratio(res["sgemm_4096_gflops"], res["cublas_4096_gflops"]) else None)
+    res["alexnet_speedup_vs_torch"] = ratio(res["torch_alexnet_iter_ms"], res["alexnet_iter_ms"])
+    res["lenet_speedup_vs_torch"] = ratio(res["torch_lenet_iter_ms"], res["lenet_iter_ms"])
+    res["k40_caffe_alexnet_iter_ms"] = K40_ALEXNET_ITER_MS
+    res["alexnet_speedup_vs_k40_caffe"] = ratio(K40_ALEXNET_ITER_MS, res["alexnet_iter_ms"])
+    res["torch_alexnet_speedup_vs_k40_caffe"] = ratio(K40_ALEXNET_ITER_MS, res["torch_alexnet_iter_ms"])
+    res["kernel_tests"] = _kernel_tests(out)
+    res["stages"] = {}
+    for name in list(STAGE_ORDER) + sorted(set(stages) | set(runs)):
+        if name in res["stages"] or (name not in stages and name not in runs):
+            continue
+        s = stages.get(name, {})
+        r = runs.get(name, {})
+        status = s.get("status", "no result file")
+        if r.get("rc") in (124, 137):
+            status = f"TIMEOUT ({r['timeout_s']}s), partial: {status}"
+        elif r and r.get("rc") != 0 and not str(status).startswith("error"):
+            status = f"exit {r['rc']}: {status}"
+        if name == "tests" and name not in stages:
+            status = res["kernel_tests"]["summary"]
+            if r.get("rc") in (124, 137):
+                status = f"TIMEOUT ({r['timeout_s']}s): {status}"
+            elif r.get("rc") not in (0, None):
+                status = f"exit {r['rc']}: {status}"
+        res["stages"][name] = {"status": status, **r, "notes": s.get("notes", [])}
+        if name == "setup":
+            res["stages"][name]["probes"] = s.get("probes")
+    res["tables"] = {name: s["tables"] for name, s in stages.items() if s.get("tables")}
+    return res
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e6):
+            return f"{v:.2e}"
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v).replace("|", "/")
+
+
+def _table(rows: list[dict]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return out
+
+
+def headline(res: dict[str, Any]) -> list[tuple[str, Any, Any, str, Any]]:
+    """(what, ours, baseline, baseline name, ours/baseline) rows of the headline table."""
+    def pct(a, b):
+        return (f"{100 * a / b:.0f}%" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b
+                else None)
+
+    def speed(t_ours, t_base):   # baseline time / our time: > 1 = we are faster
+        return (f"{t_base / t_ours:.2f}x" if isinstance(t_ours, (int, float))
+                and isinstance(t_base, (int, float)) and t_ours else None)
+
+    n = res.get("gemm_square_max") or 4096   # 4096 on the GPU; the dry run's tiny square otherwise
+    ours, cub, best = (res.get(f"sgemm_{n}_gflops"), res.get(f"cublas_{n}_gflops"),
+                       res.get(f"sgemm_{n}_best_gflops"))
+    rows = [
+        (f"SGEMM {n}^3, GFLOP/s", ours, cub, "cuBLAS FP32 (TF32 off)", pct(ours, cub)),
+        (f"SGEMM {n}^3 best config, GFLOP/s", best, cub, "cuBLAS FP32", pct(best, cub)),
+        ("AlexNet conv fwd+bwd (5 layers), ms", res.get("alexnet_conv_total_ms"),
+         res.get("cudnn_alexnet_conv_total_ms"), "cuDNN FP32 (TF32 off)",
+         speed(res.get("alexnet_conv_total_ms"), res.get("cudnn_alexnet_conv_total_ms"))),
+        ("AlexNet train iteration b256, ms", res.get("alexnet_iter_ms"), res.get("torch_alexnet_iter_ms"),
+         "PyTorch eager FP32", speed(res.get("alexnet_iter_ms"), res.get("torch_alexnet_iter_ms"))),
+        ("AlexNet train iteration b256, ms", res.get("alexnet_iter_ms"), K40_ALEXNET_ITER_MS,
+         "Caffe on Tesla K40 (classic figure)", speed(res.get("alexnet_iter_ms"), K40_ALEXNET_ITER_MS)),
+        ("LeNet train iteration b64, ms", res.get("lenet_iter_ms"), res.get("torch_lenet_iter_ms"),
+         "PyTorch eager FP32", speed(res.get("lenet_iter_ms"), res.get("torch_lenet_iter_ms"))),
+        ("kernel launches per AlexNet iteration", res.get("alexnet_launches_per_iter"), None, "", None),
+        ("tiny launch overhead, us", res.get("launch_overhead_us"), res.get("torch_launch_overhead_us"),
+         "torch tiny op", None),
+        ("device copy, GB/s (read+write)", res.get("copy_gbps"), res.get("dram_peak_gbps"),
+         "DRAM peak (spec)", pct(res.get("copy_gbps"), res.get("dram_peak_gbps"))),
+    ]
+    for k in sorted(res):
+        m = re.fullmatch(r"mem_(\w+)_gbps", k)
+        if m and res[k] is not None:
+            rows.append((f"{m.group(1)}, GB/s", res[k], res.get("copy_gbps"), "device copy",
+                         pct(res[k], res.get("copy_gbps"))))
+    return rows
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """results.md text."""
+    title = f"## {res.get('device') or 'unknown device'} ({res.get('date') or 'no date'})"
+    if res.get("dry_run"):
+        title += " -- DRY RUN (simulator, torch CPU): numbers are not performance"
+    lines = [title, ""]
+    sw = ", ".join(f"{k[8:]} {res[k]}" for k in sorted(res) if k.startswith("version_") and res[k] not in
+                   (None, "-"))
+    if sw:
+        lines += [f"Software: {sw}.", ""]
+    if res.get("fp32_peak_gflops"):
+        lines += [f"Napkin peaks: FP32 {res['fp32_peak_gflops']} GFLOP/s, DRAM {res.get('dram_peak_gbps')} GB/s "
+                  f"({res.get('sm_count')} SMs at {res.get('sm_clock_mhz')} MHz).", ""]
+    lines += ["| benchmark | nbcaffe | baseline | baseline is | nbcaffe vs baseline |", "|---|---|---|---|---|"]
+    lines += [f"| {w} | {_fmt(a)} | {_fmt(b)} | {n} | {_fmt(r)} |" for w, a, b, n, r in headline(res)]
+    kt = res.get("kernel_tests", {})
+    lines += ["", f"Kernel tests on the device: {kt.get('summary', '-')}"]
+    for f in kt.get("failures", []):
+        lines.append(f"- `{f}`")
+    lines += ["", "Stages:", ""]
+    lines += _table([{"stage": n, "status": s["status"], "seconds": s.get("seconds"),
+                      "timeout_s": s.get("timeout_s")} for n, s in res["stages"].items()])
+    for stage, tables in res.get("tables", {}).items():
+        for tname, rows in tables.items():
+            lines += ["", f"### {stage}: {tname}", ""] + _table(rows)
+    notes = [(n, t) for n, s in res["stages"].items() for t in s.get("notes", [])]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}: {t}" for n, t in notes]
+    return "\n".join(lines) + "\n"
+
+
+def summary(res: dict[str, Any]) -> str:
+    """Short plain-text summary for stdout."""
+    out = [f"==== nbcaffe GPU check: {res.get('device')} | {res.get('date')}"
+           + (" | DRY RUN" if res.get("dry_run") else "")]
+    for n, s in res["stages"].items():
+        sec = s.get("seconds")
+        out.append(f"  stage {n:7s} {str(s['status'])[:60]:60s} {'' if sec is None else f'{sec:6.1f}s'}")
+        for t in s.get("notes", [])[:4]:
+            out.append(f"      - {t[:150]}")
+        if len(s.get("notes", [])) > 4:
+            out.append(f"      - ... {len(s['notes']) - 4} more notes in results.json")
+    out.append(f"  kernel tests: {res.get('kernel_tests', {}).get('summary')}")
+    for f in res.get("kernel_tests", {}).get("failures", [])[:5]:
+        out.append(f"      {f[:150]}")
+    out.append(f"  {'benchmark':42s} {'nbcaffe':>10s} {'baseline':>10s}  vs")
+    for w, a, b, n, r in headline(res):
+        out.append(f"  {w[:42]:42s} {_fmt(a):>10s} {_fmt(b):>10s}  {_fmt(r)}  ({n})" if n else
+                   f"  {w[:42]:42s} {_fmt(a):>10s}")
+    best = res.get("tables", {}).get("gemm", {}).get("gemm_best", [])
+    if best:
+        out.append("  GEMM autotune (best kernel per shape):")
+        for r in best:
+            out.append(f"    {r['shape']:10s} {r['best_kernel']:24s} {_fmt(r.get('best_gflops')):>8s} GFLOP/s "
+                       f"{_fmt(r.get('pct_cublas')):>5s}% cuBLAS; select_config {r.get('select_config_kernel')}"
+                       f" {_fmt(r.get('select_config_gflops'))}")
+    conv = res.get("tables", {}).get("conv", {}).get("conv_layers", [])
+    if conv:
+        out.append("  conv per layer (ms ours / cuDNN): " + "; ".join(
+            f"{r.get('layer')} {r.get('pass')} {_fmt(r.get('ms'))}/{_fmt(r.get('cudnn_ms'))}" for r in conv))
+    return "\n".join(out)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("BENCH_WORK", "/tmp/nbcaffe-bench-work")))
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/nbcaffe-bench-out")))
+    ap.add_argument("--summary", action="store_true", help="print the summary table to stdout")
+    a = ap.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    res = merge(a.work, a.out)
+    _write(a.out / "results.json", json.dumps(res, indent=1, default=str) + "\n")
+    _write(a.out / "results.md", markdown(res))
+    if a.summary:
+        print(summary(res), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
