@@ -195,9 +195,11 @@ def markdown(res: dict[str, Any]) -> str:
     if sw:
         lines += [f"Software: {sw}.", ""]
     if res.get("fp32_peak_gflops"):
-        lines += [f"Napkin peaks: FP32 {res['fp32_peak_gflops']} GFLOP/s, DRAM {res.get('dram_peak_gbps')} GB/s "
+        lines += [f"Napkin peaks: FP32 {res['fp32_peak_gflops']} GFLOP/s, "
+                  f"DRAM {res.get('dram_peak_gbps')} GB/s "
                   f"({res.get('sm_count')} SMs at {res.get('sm_clock_mhz')} MHz).", ""]
-    lines += ["| benchmark | nbcaffe | baseline | baseline is | nbcaffe vs baseline |", "|---|---|---|---|---|"]
+    lines += ["| benchmark | nbcaffe | baseline | baseline is | nbcaffe vs baseline |",
+              "|---|---|---|---|---|"]
     lines += [f"| {w} | {_fmt(a)} | {_fmt(b)} | {n} | {_fmt(r)} |" for w, a, b, n, r in headline(res)]
     kt = res.get("kernel_tests", {})
     lines += ["", f"Kernel tests on the device: {kt.get('summary', '-')}"]
@@ -237,9 +239,9 @@ def summary(res: dict[str, Any]) -> str:
     if best:
         out.append("  GEMM autotune (best kernel per shape):")
         for r in best:
-            out.append(f"    {r['shape']:10s} {r['best_kernel']:24s} {_fmt(r.get('best_gflops')):>8s} GFLOP/s "
-                       f"{_fmt(r.get('pct_cublas')):>5s}% cuBLAS; select_config {r.get('select_config_kernel')}"
-                       f" {_fmt(r.get('select_config_gflops'))}")
+            out.append(f"    {r['shape']:10s} {r['best_kernel']:24s} {_fmt(r.get('best_gflops')):>8s} "
+                       f"GFLOP/s {_fmt(r.get('pct_cublas')):>5s}% cuBLAS; select_config "
+                       f"{r.get('select_config_kernel')} {_fmt(r.get('select_config_gflops'))}")
     conv = res.get("tables", {}).get("conv", {}).get("conv_layers", [])
     if conv:
         out.append("  conv per layer (ms ours / cuDNN): " + "; ".join(
@@ -255,7 +257,8 @@ def _write(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path(os.environ.get("BENCH_WORK", "/tmp/nbcaffe-bench-work")))
+    ap.add_argument("--work", type=Path,
+                    default=Path(os.environ.get("BENCH_WORK", "/tmp/nbcaffe-bench-work")))
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/nbcaffe-bench-out")))
     ap.add_argument("--summary", action="store_true", help="print the summary table to stdout")
     a = ap.parse_args(argv)
