@@ -1,0 +1,295 @@
+"""Compile every kernel of kernels/ to PTX (sm_90), check it, and write docs/kernels.md.
+
+For every module ``kernels/<name>.py`` (private ``_*.py`` helpers excluded) this imports the module,
+reads its ``KERNELS`` dict and, for every kernel x signature, runs
+``numba.cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))`` (with the kernel's own fastmath /
+launch_bounds options), then links the PTX with nvJitLink (``-arch=sm_90 -verbose``) and parses the
+ptxas info log for registers, shared memory and spill bytes.
+
+Checks (``tests/test_ptx.py`` asserts them; this script exits 1 when one fails):
+- no fp64 instruction (``add/mul/fma/cvt/... .f64``) in a float32 kernel -- a bare Python float
+  literal in float32 arithmetic promotes to double. A kernel may opt out with a third element in
+  its ``KERNELS`` entry: ``(kernel, signatures, {"allow_fp64": True})``; signatures that mention
+  float64 are not checked either;
+- no local memory (``.local`` declarations, ``ld.local``/``st.local``): per-thread arrays must
+  live in registers;
+- no register spills reported by ptxas.
+
+``KERNELS`` format: ``{name: (kernel, [signature, ...])}`` or ``{name: (kernel, [sigs], meta)}``.
+
+Results are cached per (kernel module source, private helper sources, numba-cuda version) in
+``.pytest_cache/nbcaffe-ptx/`` so a rerun after editing one module recompiles only that module.
+
+Usage::
+
+    python tools/kernel_report.py                 # check all, write docs/kernels.md
+    python tools/kernel_report.py --json out.json --no-docs    # what tests/test_ptx.py runs
+    python tools/kernel_report.py --no-cache gemm pool         # only these modules, fresh
+
+Must run WITHOUT the CUDA simulator (the script removes NUMBA_ENABLE_CUDASIM before importing numba);
+no GPU is needed.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import pkgutil
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL_DIR = ROOT / "kernels"
+CACHE_DIR = ROOT / ".pytest_cache" / "nbcaffe-ptx"
+DOCS = ROOT / "docs" / "kernels.md"
+CC = (9, 0)
+ARCH = "sm_90"
+
+# an fp64 instruction: opcode with a .f64 type suffix (add.f64, fma.rn.f64, cvt.rn.f32.f64, ...)
+_FP64 = re.compile(r"^\s*(?:@!?%p\d+\s+)?[a-z]+(?:\.[a-z0-9]+)*\.f64\b", re.M)
+_LOCAL = re.compile(r"\.local\b")
+
+
+def kernel_modules() -> list[str]:
+    """Names of the public kernel modules (``kernels/<name>.py`` without a leading underscore)."""
+    return sorted(m.name for m in pkgutil.iter_modules([str(KERNEL_DIR)])
+                  if not m.name.startswith("_"))
+
+
+def _entries(module) -> list[tuple[str, object, list, dict]]:
+    out = []
+    for name, entry in getattr(module, "KERNELS", {}).items():
+        kernel, sigs = entry[0], list(entry[1])
+        meta = dict(entry[2]) if len(entry) > 2 else {}
+        out.append((name, kernel, sigs, meta))
+    return out
+
+
+def _source_key(modname: str) -> str:
+    h = hashlib.sha256()
+    for path in [KERNEL_DIR / f"{modname}.py", *sorted(KERNEL_DIR.glob("_*.py")), Path(__file__)]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    import numba
+    h.update(numba.__version__.encode())
+    try:
+        from importlib.metadata import version
+        h.update(version("numba-cuda").encode())
+    except Exception:  # pragma: no cover - metadata missing
+        pass
+    return h.hexdigest()[:24]
+
+
+def link_info(ptx: str) -> str:
+    """ptxas info log of linking ``ptx`` for sm_90 with nvJitLink (-verbose)."""
+    from cuda.bindings import nvjitlink
+    handle = nvjitlink.create(2, [f"-arch={ARCH}".encode(), b"-verbose"])
+    try:
+        data = ptx.encode()
+        nvjitlink.add_data(handle, nvjitlink.InputType.PTX, data, len(data), "kernel.ptx")
+        try:
+            nvjitlink.complete(handle)
+        except nvjitlink.nvJitLinkError as exc:
+            size = nvjitlink.get_error_log_size(handle)
+            buf = bytearray(size)
+            nvjitlink.get_error_log(handle, buf)
+            raise RuntimeError(f"nvJitLink failed: {exc}: {bytes(buf).decode(errors='replace')}") from exc
+        size = nvjitlink.get_info_log_size(handle)
+        buf = bytearray(size)
+        nvjitlink.get_info_log(handle, buf)
+        return bytes(buf).decode(errors="replace")
+    finally:
+        nvjitlink.destroy(handle)
+
+
+def parse_info(info: str) -> dict:
+    """Registers, shared memory and spill bytes from a ptxas/nvJitLink info log."""
+    res = {"regs": None, "smem": None, "spill_stores": None, "spill_loads": None, "lmem": None}
+    m = re.search(r"[Uu]sed (\d+) registers", info)
+    if m:
+        res["regs"] = int(m.group(1))
+    m = re.search(r"(\d+) bytes smem", info)
+    if m:
+        res["smem"] = int(m.group(1))
+    m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
+    if m:
+        res["spill_stores"], res["spill_loads"] = int(m.group(1)), int(m.group(2))
+    m = re.search(r"(\d+) bytes lmem", info)
+    if m:
+        res["lmem"] = int(m.group(1))
+    return res
+
+
+def _doc_line(obj) -> str:
+    """First paragraph of a docstring, joined into one line."""
+    doc = inspect.getdoc(obj) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def check_kernel(kernel, sig, meta: dict) -> dict:
+    """Compile one kernel x signature and return the measurements and the list of problems."""
+    from numba import cuda
+    opts = getattr(kernel, "targetoptions", {})
+    kw = {k: opts[k] for k in ("fastmath", "launch_bounds", "lineinfo") if opts.get(k)}
+    t0 = time.perf_counter()
+    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=CC, **kw)
+    info = link_info(ptx)
+    res = parse_info(info)
+    res["seconds"] = round(time.perf_counter() - t0, 2)
+    problems = []
+    fp64 = [] if (meta.get("allow_fp64") or "float64" in str(sig)) else _FP64.findall(ptx)
+    if fp64:
+        problems.append(f"{len(fp64)} fp64 instruction(s), e.g. {fp64[0].strip()!r}")
+    local = [ln.strip() for ln in ptx.splitlines() if _LOCAL.search(ln)]
+    if local:
+        problems.append(f"local memory: {len(local)} line(s), e.g. {local[0]!r}")
+    if res["spill_stores"] or res["spill_loads"]:
+        problems.append(f"register spills: {res['spill_stores']} bytes stores, "
+                        f"{res['spill_loads']} bytes loads")
+    if res["regs"] is None:
+        problems.append("no register count in the nvJitLink info log")
+    res["problems"] = problems
+    return res
+
+
+def check_module(modname: str, use_cache: bool = True) -> list[dict]:
+    """Check every kernel x signature of ``kernels.<modname>``; cached by source hash."""
+    key = _source_key(modname)
+    cache_file = CACHE_DIR / f"{modname}-{key}.json"
+    if use_cache and cache_file.is_file():
+        return json.loads(cache_file.read_text())
+    rows = []
+    try:
+        module = importlib.import_module(f"kernels.{modname}")
+    except Exception as exc:
+        return [{"module": modname, "kernel": "<import>", "sig": "", "doc": "",
+                 "problems": [f"import failed: {type(exc).__name__}: {exc}"]}]
+    entries = _entries(module)
+    for name, kernel, sigs, meta in entries:
+        for sig in sigs:
+            row = {"module": modname, "kernel": name, "sig": format_sig(sig),
+                   "doc": _doc_line(kernel.py_func) if hasattr(kernel, "py_func") else ""}
+            if not hasattr(kernel, "py_func"):
+                row["problems"] = [f"{name} is not a @cuda.jit kernel ({type(kernel).__name__})"]
+            else:
+                try:
+                    row.update(check_kernel(kernel, sig, meta))
+                except Exception as exc:
+                    row["problems"] = [f"compile failed: {type(exc).__name__}: {str(exc)[:500]}"]
+            rows.append(row)
+    if not entries:
+        rows.append({"module": modname, "kernel": "<none>", "sig": "", "doc": "",
+                     "problems": ["module defines no KERNELS entries"]})
+    ok = all(not r["problems"] or "compile failed" not in r["problems"][0] for r in rows)
+    if use_cache and ok:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        for old in CACHE_DIR.glob(f"{modname}-*.json"):
+            old.unlink()
+        tmp = cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        os.replace(tmp, cache_file)
+    return rows
+
+
+def format_sig(sig) -> str:
+    """Compact signature text: ``(f32[:, ::1], i32)`` for a signature string or numba signature."""
+    from numba import types
+    from numba.core.typing import templates
+
+    if isinstance(sig, str):
+        from numba.core import sigutils
+        args, _ = sigutils.normalize_signature(sig)
+    elif isinstance(sig, templates.Signature):
+        args = sig.args
+    else:
+        args = tuple(sig)
+    short = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "uint32": "u32",
+             "uint64": "u64", "boolean": "bool"}
+    parts = []
+    for a in args:
+        if isinstance(a, types.Array):
+            dims = [":"] * a.ndim
+            if a.layout == "C" and a.ndim:
+                dims[-1] = "::1"
+            elif a.layout == "F" and a.ndim:
+                dims[0] = "::1"
+            parts.append(f"{short.get(str(a.dtype), str(a.dtype))}[{', '.join(dims)}]")
+        else:
+            parts.append(short.get(str(a), str(a)))
+    return "(" + ", ".join(parts) + ")"
+
+
+def write_docs(rows: list[dict], path: Path = DOCS) -> None:
+    """Write the kernel table and per-module descriptions to ``path`` (temp file + os.replace)."""
+    lines = [
+        "# nbcaffe kernels",
+        "",
+        "Generated by `python tools/kernel_report.py` (do not edit by hand; rerun after changing a",
+        "kernel). Every kernel in a module's `KERNELS` dict is compiled with",
+        "`numba.cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))` and linked for sm_90 with nvJitLink;",
+        "`tests/test_ptx.py` fails on fp64 instructions in float32 kernels, local memory or spills.",
+        "regs: registers per thread; smem: static shared memory per block (bytes); spills: spill",
+        "store/load bytes. Signatures abbreviate float32 as f32, int32 as i32; `[:, ::1]` is",
+        "C-contiguous, `[:, :]` any strides.",
+        "",
+        "| module | kernel | signature | regs | smem | spills | description |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        spills = "" if r.get("spill_stores") is None else f"{r['spill_stores']}/{r['spill_loads']}"
+        status = "" if not r.get("problems") else " **FAIL: " + "; ".join(r["problems"]) + "**"
+        doc = (r.get("doc") or "").replace("|", "\\|")
+        lines.append(f"| {r['module']} | `{r['kernel']}` | `{r['sig']}` | {r.get('regs', '')} | "
+                     f"{r.get('smem', '')} | {spills} | {doc}{status} |")
+    lines += ["", "## Modules", ""]
+    for modname in sorted({r["module"] for r in rows}):
+        try:
+            doc = inspect.getdoc(importlib.import_module(f"kernels.{modname}")) or ""
+        except Exception as exc:
+            doc = f"(import failed: {exc})"
+        lines += [f"### kernels/{modname}.py", "", doc, ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("\n".join(lines).rstrip() + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="kernel modules to check (default: all)")
+    parser.add_argument("--json", help="write the per-kernel results to this JSON file")
+    parser.add_argument("--no-docs", action="store_true", help="do not write docs/kernels.md")
+    parser.add_argument("--no-cache", action="store_true", help="recompile everything")
+    args = parser.parse_args(argv)
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and "numba" in sys.modules:
+        print("kernel_report: run without NUMBA_ENABLE_CUDASIM=1", file=sys.stderr)
+        return 2
+    os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    modules = args.modules or kernel_modules()
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    for modname in modules:
+        rows += check_module(modname, use_cache=not args.no_cache)
+    if args.json:
+        tmp = Path(args.json + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        os.replace(tmp, args.json)
+    if not args.no_docs and not args.modules:
+        write_docs(rows)
+    bad = [r for r in rows if r.get("problems")]
+    for r in bad:
+        print(f"FAIL {r['module']}.{r['kernel']} {r['sig']}: {'; '.join(r['problems'])}")
+    print(f"{len(rows)} kernel signatures in {len(modules)} modules checked in "
+          f"{time.perf_counter() - t0:.1f} s; {len(bad)} failing")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
