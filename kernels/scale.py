@@ -1,0 +1,252 @@
+"""Caffe's Scale layer (channel-wise scale with optional bias) over (outer, dim, inner) views.
+
+Shapes: x, y, dy, dx are viewed as (outer, dim, inner) C-contiguous; s, b, ds, db are (dim,).
+Caffe's ScaleParameter axis/num_axes: the scale blob covers bottom dims [axis, axis + num_axes),
+flattened to ``dim``; outer = count(0, axis), inner = count(axis + num_axes) (num_axes = 0: a
+scalar scale, dim = 1). The scale is a learned parameter (one bottom) or the second bottom.
+
+Math:
+- forward:  y[o, d, i] = x[o, d, i] * s[d]  (+ b[d] with bias_term)       y may be x (in place)
+- backward: dx[o, d, i] = dy[o, d, i] * s[d]                              (written; dx may be dy)
+            ds[d] (+)= sum_{o, i} dy[o, d, i] * x[o, d, i]   accumulates for a parameter scale,
+                        written (accumulate_ds=False) when the scale is the second bottom
+            db[d] += sum_{o, i} dy[o, d, i]                    (parameter: accumulates)
+  ``x`` in the backward is the bottom data before the forward (Caffe keeps a copy for in-place).
+  Compute ds/db before dx when dx aliases dy.
+
+Versions:
+- v1 elementwise ``scale_fwd_v1`` / ``scale_bias_fwd_v1`` / ``scale_bwd_v1``: one thread per
+  element, grid-stride; the channel is d = (idx // inner) % dim.
+- v1 reductions ``scale_param_bwd_v1`` (ds) and ``scale_bias_param_bwd_v1`` (ds and db in one
+  pass): one block per channel d; its threads stride over the outer*inner elements of the channel
+  (consecutive threads read consecutive i: coalesced), then a shared-memory tree; thread 0 writes
+  ds[d] (and db[d]). ``bias_param_bwd_v1``: db alone (scale frozen). No atomics: deterministic.
+- v1 ``scale_param_elem_bwd_v1`` / ``bias_param_elem_bwd_v1``: outer == inner == 1 (a scale per
+  element, Caffe's is_eltwise): ds[d] (+)= dy[d] * x[d], db[d] += dy[d] elementwise.
+
+Launch geometry: elementwise kernels: ``kernels._launch.grid_1d(outer*dim*inner)``; reductions:
+``dim`` blocks x CHANNEL_THREADS threads (32 in the simulator).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import cuda, float32, int64, void
+
+from kernels._launch import SIMULATOR, grid_1d
+from kernels.fill import flat
+
+# threads per channel block: a power of two for the halving tree (the simulator runs each thread
+# as a Python thread: one warp there)
+CHANNEL_THREADS = 32 if SIMULATOR else 256
+
+F1 = float32[::1]
+
+
+@cuda.jit
+def scale_fwd_v1(x, s, y, n, dim, inner):
+    """y[o, d, i] = x[o, d, i] * s[d] over the flat index."""
+    for idx in range(cuda.grid(1), n, cuda.gridsize(1)):
+        d = (idx // inner) % dim
+        y[idx] = x[idx] * s[d]
+
+
+@cuda.jit
+def scale_bias_fwd_v1(x, s, b, y, n, dim, inner):
+    """y[o, d, i] = x[o, d, i] * s[d] + b[d] over the flat index."""
+    for idx in range(cuda.grid(1), n, cuda.gridsize(1)):
+        d = (idx // inner) % dim
+        y[idx] = x[idx] * s[d] + b[d]
+
+
+@cuda.jit
+def scale_bwd_v1(dy, s, dx, n, dim, inner):
+    """dx[o, d, i] = dy[o, d, i] * s[d]."""
+    for idx in range(cuda.grid(1), n, cuda.gridsize(1)):
+        d = (idx // inner) % dim
+        dx[idx] = dy[idx] * s[d]
+
+
+@cuda.jit(device=True, inline=True)
+def _tree_sum(partial, tid):
+    """Sum of the CHANNEL_THREADS values in shared ``partial``; every thread of the block calls it."""
+    cuda.syncthreads()  # every thread's partial is stored before the tree reads its neighbours
+    stride = CHANNEL_THREADS // 2
+    while stride > 0:
+        if tid < stride:
+            partial[tid] += partial[tid + stride]
+        cuda.syncthreads()  # this level's sums are visible before the next level reads them
+        stride //= 2
+    return partial[0]
+
+
+@cuda.jit
+def scale_param_bwd_v1(dy, x, ds, outer, dim, inner, accumulate):
+    """Block d: ds[d] (+)= sum over o, i of dy[o, d, i] * x[o, d, i]."""
+    partial = cuda.shared.array(CHANNEL_THREADS, float32)
+    d = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    per_channel = outer * inner
+    acc = float32(0)
+    for k in range(tid, per_channel, CHANNEL_THREADS):
+        o = k // inner
+        i = k - o * inner
+        idx = (o * dim + d) * inner + i
+        acc += dy[idx] * x[idx]
+    partial[tid] = acc
+    total = _tree_sum(partial, tid)
+    if tid == 0:
+        if accumulate:
+            ds[d] = ds[d] + total
+        else:
+            ds[d] = total
+
+
+@cuda.jit
+def scale_bias_param_bwd_v1(dy, x, ds, db, outer, dim, inner, accumulate_ds):
+    """Block d: ds[d] (+)= sum dy * x and db[d] += sum dy over o, i, in one pass over dy."""
+    partial_s = cuda.shared.array(CHANNEL_THREADS, float32)
+    partial_b = cuda.shared.array(CHANNEL_THREADS, float32)
+    d = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    per_channel = outer * inner
+    acc_s = float32(0)
+    acc_b = float32(0)
+    for k in range(tid, per_channel, CHANNEL_THREADS):
+        o = k // inner
+        i = k - o * inner
+        idx = (o * dim + d) * inner + i
+        g = dy[idx]
+        acc_s += g * x[idx]
+        acc_b += g
+    partial_s[tid] = acc_s
+    partial_b[tid] = acc_b
+    total_s = _tree_sum(partial_s, tid)
+    total_b = _tree_sum(partial_b, tid)
+    if tid == 0:
+        if accumulate_ds:
+            ds[d] = ds[d] + total_s
+        else:
+            ds[d] = total_s
+        db[d] = db[d] + total_b
+
+
+@cuda.jit
+def bias_param_bwd_v1(dy, db, outer, dim, inner):
+    """Block d: db[d] += sum over o, i of dy[o, d, i] (bias learned, scale frozen)."""
+    partial = cuda.shared.array(CHANNEL_THREADS, float32)
+    d = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    per_channel = outer * inner
+    acc = float32(0)
+    for k in range(tid, per_channel, CHANNEL_THREADS):
+        o = k // inner
+        i = k - o * inner
+        acc += dy[(o * dim + d) * inner + i]
+    partial[tid] = acc
+    total = _tree_sum(partial, tid)
+    if tid == 0:
+        db[d] = db[d] + total
+
+
+@cuda.jit
+def scale_param_elem_bwd_v1(dy, x, ds, n, accumulate):
+    """outer == inner == 1: ds[d] (+)= dy[d] * x[d]."""
+    for d in range(cuda.grid(1), n, cuda.gridsize(1)):
+        if accumulate:
+            ds[d] = ds[d] + dy[d] * x[d]
+        else:
+            ds[d] = dy[d] * x[d]
+
+
+@cuda.jit
+def bias_param_elem_bwd_v1(dy, db, n):
+    """outer == inner == 1: db[d] += dy[d]."""
+    for d in range(cuda.grid(1), n, cuda.gridsize(1)):
+        db[d] = db[d] + dy[d]
+
+
+_I = int64
+KERNELS: dict[str, tuple[Any, list]] = {
+    "scale_fwd_v1": (scale_fwd_v1, [void(F1, F1, F1, _I, _I, _I)]),
+    "scale_bias_fwd_v1": (scale_bias_fwd_v1, [void(F1, F1, F1, F1, _I, _I, _I)]),
+    "scale_bwd_v1": (scale_bwd_v1, [void(F1, F1, F1, _I, _I, _I)]),
+    "scale_param_bwd_v1": (scale_param_bwd_v1, [void(F1, F1, F1, _I, _I, _I, _I)]),
+    "scale_bias_param_bwd_v1": (scale_bias_param_bwd_v1, [void(F1, F1, F1, F1, _I, _I, _I, _I)]),
+    "bias_param_bwd_v1": (bias_param_bwd_v1, [void(F1, F1, _I, _I, _I)]),
+    "scale_param_elem_bwd_v1": (scale_param_elem_bwd_v1, [void(F1, F1, F1, _I, _I)]),
+    "bias_param_elem_bwd_v1": (bias_param_elem_bwd_v1, [void(F1, F1, _I)]),
+}
+
+
+def _check(name: str, big: list[tuple[str, Any]], small: list[tuple[str, Any]], outer: int,
+           dim: int, inner: int) -> None:
+    if min(outer, dim, inner) < 0:
+        raise ValueError(f"{name}: negative dimension in (outer, dim, inner) = {(outer, dim, inner)}")
+    n = outer * dim * inner
+    for label, a in big + small:
+        if a.dtype != np.float32:
+            raise TypeError(f"{name}: {label} must be float32, got {a.dtype}")
+    for label, a in big:
+        if a.size != n:
+            raise ValueError(f"{name}: {label} has {a.size} elements, expected outer*dim*inner = "
+                             f"{outer}*{dim}*{inner}")
+    for label, a in small:
+        if a.size != dim:
+            raise ValueError(f"{name}: {label} has {a.size} elements, expected dim = {dim}")
+
+
+def scale_fwd(x: Any, s: Any, b: Any | None, y: Any, outer: int, dim: int, inner: int) -> None:
+    """y[o, d, i] = x[o, d, i] * s[d] (+ b[d] when b is given); y may be x."""
+    xf, sf, yf = flat(x), flat(s), flat(y)
+    small = [("s", sf)]
+    bf = None
+    if b is not None:
+        bf = flat(b)
+        small.append(("b", bf))
+    _check("scale_fwd", [("x", xf), ("y", yf)], small, outer, dim, inner)
+    n = xf.size
+    blocks, threads = grid_1d(n)
+    if bf is None:
+        scale_fwd_v1[blocks, threads](xf, sf, yf, n, dim, inner)
+    else:
+        scale_bias_fwd_v1[blocks, threads](xf, sf, bf, yf, n, dim, inner)
+
+
+def scale_bwd(x: Any, s: Any, dy: Any, dx: Any | None, ds: Any | None, outer: int, dim: int,
+              inner: int, accumulate_ds: bool = True, db: Any | None = None) -> None:
+    """Gradients of ``scale_fwd``: ds[d] (+)= sum_{o,i} dy*x (``accumulate_ds`` False: written, for
+    a scale that is the second bottom), db[d] += sum_{o,i} dy (when given), then dx = dy * s[d]
+    (written; dx may be dy). ``x`` is the bottom data before the forward. None skips an output."""
+    xf, sf, dyf = flat(x), flat(s), flat(dy)
+    big = [("x", xf), ("dy", dyf)]
+    small = [("s", sf)]
+    dxf = dsf = dbf = None
+    if dx is not None:
+        dxf = flat(dx)
+        big.append(("dx", dxf))
+    if ds is not None:
+        dsf = flat(ds)
+        small.append(("ds", dsf))
+    if db is not None:
+        dbf = flat(db)
+        small.append(("db", dbf))
+    _check("scale_bwd", big, small, outer, dim, inner)
+    acc = int(bool(accumulate_ds))
+    if outer == 1 and inner == 1:     # one scale per element: nothing to reduce
+        blocks, threads = grid_1d(dim)
+        if dsf is not None:
+            scale_param_elem_bwd_v1[blocks, threads](dyf, xf, dsf, dim, acc)
+        if dbf is not None:
+            bias_param_elem_bwd_v1[blocks, threads](dyf, dbf, dim)
+    elif dim > 0 and dsf is not None and dbf is not None:
+        scale_bias_param_bwd_v1[dim, CHANNEL_THREADS](dyf, xf, dsf, dbf, outer, dim, inner, acc)
+    elif dim > 0 and dsf is not None:
+        scale_param_bwd_v1[dim, CHANNEL_THREADS](dyf, xf, dsf, outer, dim, inner, acc)
+    elif dim > 0 and dbf is not None:
+        bias_param_bwd_v1[dim, CHANNEL_THREADS](dyf, dbf, outer, dim, inner)
+    if dxf is not None:
+        n = dyf.size
+        blocks, threads = grid_1d(n)
+        scale_bwd_v1[blocks, threads](dyf, sf, dxf, n, dim, inner)
