@@ -26,6 +26,7 @@ mkdir -p "$OUT"
 export BENCH_WORK
 BENCH_WORK=$(mktemp -d /tmp/nbcaffe-bench-work.XXXXXX)
 LOG=$OUT/bench.log
+rm -f "$OUT"/results.json "$OUT"/results.md "$OUT"/kernel_tests.log
 : > "$LOG"
 STAGES=${NBCAFFE_BENCH_STAGES:-env,tests,gemm,conv,memory,train}
 SCALE=${NBCAFFE_BENCH_SCALE:-1}

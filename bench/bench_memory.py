@@ -1,0 +1,204 @@
+"""Stage ``memory``: achieved bandwidth of our memory-bound kernels vs a device copy of the same bytes.
+
+Each op runs on AlexNet-sized activations at batch 256 (conv1's output 256x96x55x55 = 297 MB, far
+above the 50-60 MB L2, so every pass goes to DRAM). Bytes are counted as each array read once plus
+each array written once (the ideal traffic; re-reads of overlapping windows that hit in cache are
+not counted), and GB/s = bytes / median time. The reference line is a device-to-device copy (torch
+``Tensor.copy_``: read N + write N bytes) measured in the same run: ``pct_copy`` = our GB/s / copy GB/s
+is how close an op gets to the memory roof. Each op is validated against torch first.
+
+| op | shape (GPU) | bytes counted |
+|---|---|---|
+| copy (torch, and ours: kernels.fill.copy) | 256x96x55x55 | 2 N |
+| ReLU fwd / bwd | 256x96x55x55 | 2 N / 3 N |
+| max pool 3x3/2 fwd / bwd (pool1) | 256x96x55x55 -> 27x27 | N + 2 P (y, int32 mask) / 2 P + N |
+| LRN across 5 fwd / bwd (norm1) | 256x96x55x55 | x, scale, y: 3 N / x, y, scale, dy, dx: 5 N |
+| softmax over channels fwd | 256x1000 and 32x21x128x128 | 2 N |
+| im2col 5x5 pad 2 (conv2 input, one chunk) | 96x27x27 per image | x + col |
+
+(N, P: elements times 4 bytes.) Run: ``python -m bench.bench_memory``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.common import DRY, Stage, log, main_guard, missing, size, time_fn, torch_mod
+from bench.devarrays import empty_pair, rand_pair, rel_err_dev
+
+TOL = 1e-5
+
+REPS = dict(warmup=0, min_reps=1, max_reps=1) if DRY else dict(warmup=1, min_reps=3, max_reps=30,
+                                                                target_s=0.1)
+
+
+class Skip(Exception):
+    """An op whose kernel module is missing: recorded as a skip, not a failure."""
+
+
+def _need(module: str, *names: str) -> Any:
+    why = missing(module, *names)
+    if why:
+        raise Skip(why)
+    import importlib
+    return importlib.import_module(module)
+
+
+# Each builder returns (ours: () -> None, theirs: () -> Any, [(our output, reference tensor)] to check
+# after one call of each, bytes moved per call).
+Builder = Callable[[], tuple[Callable[[], None], Callable[[], Any], list, int]]
+
+ACT = size((256, 96, 55, 55), (2, 3, 7, 7))
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def copy_torch():
+    x, xt = rand_pair(ACT, 1)
+    y, yt = empty_pair(ACT)
+    n = _numel(ACT)
+    return (lambda: yt.copy_(xt)), (lambda: yt.copy_(xt)), [], 2 * 4 * n
+
+
+def copy_ours():
+    kf = _need("kernels.fill", "copy")
+    x, xt = rand_pair(ACT, 1)
+    y, yt = empty_pair(ACT)
+    return (lambda: kf.copy(x, y)), (lambda: yt.copy_(xt)), [(y, xt)], 2 * 4 * _numel(ACT)
+
+
+def relu_fwd():
+    ka = _need("kernels.activation", "relu_fwd")
+    torch = torch_mod()
+    x, xt = rand_pair(ACT, 2)
+    y, yt = empty_pair(ACT)
+    ref = torch.relu(xt)
+    out = torch.empty_like(xt)
+    return (lambda: ka.relu_fwd(x, y)), (lambda: torch.clamp(xt, min=0, out=out)), [(y, ref)], \
+        2 * 4 * _numel(ACT)
+
+
+def relu_bwd():
+    ka = _need("kernels.activation", "relu_bwd")
+    torch = torch_mod()
+    x, xt = rand_pair(ACT, 3)
+    dy, dyt = rand_pair(ACT, 4)
+    dx, dxt = empty_pair(ACT)
+    ref = torch.where(xt > 0, dyt, torch.zeros_like(dyt))
+    out = torch.empty_like(xt)
+    tb = torch.ops.aten.threshold_backward.grad_input
+    return (lambda: ka.relu_bwd(dy, x, dx)), (lambda: tb(dyt, xt, 0.0, grad_input=out)), \
+        [(dx, ref)], 3 * 4 * _numel(ACT)
+
+
+def _pool_geom():
+    n, c, h, w = ACT
+    k, s = 3, 2
+    ph = -(-(h - k) // s) + 1
+    pw = -(-(w - k) // s) + 1
+    return (n, c, ph, pw), k, s
+
+
+def maxpool_fwd():
+    kp = _need("kernels.pool", "max_pool_fwd")
+    torch = torch_mod()
+    F = torch.nn.functional
+    yshape, k, s = _pool_geom()
+    x, xt = rand_pair(ACT, 5)
+    y, yt = empty_pair(yshape)
+    mask, _ = empty_pair(yshape, "int32")
+    ref = F.max_pool2d(xt, k, s, ceil_mode=True)
+    return (lambda: kp.max_pool_fwd(x, y, mask, k, s, 0)), \
+        (lambda: F.max_pool2d_with_indices(xt, k, s, ceil_mode=True)), [(y, ref)], \
+        4 * (_numel(ACT) + 2 * _numel(yshape))
+
+
+def maxpool_bwd():
+    kp = _need("kernels.pool", "max_pool_fwd", "max_pool_bwd")
+    torch = torch_mod()
+    F = torch.nn.functional
+    yshape, k, s = _pool_geom()
+    x, xt = rand_pair(ACT, 6)
+    y, _ = empty_pair(yshape)
+    mask, _ = empty_pair(yshape, "int32")
+    kp.max_pool_fwd(x, y, mask, k, s, 0)
+    dy, dyt = rand_pair(yshape, 7)
+    dx, dxt = empty_pair(ACT)
+    xr = xt.clone().requires_grad_(True)
+    yr, idx = F.max_pool2d_with_indices(xr, k, s, ceil_mode=True)
+    yr.backward(dyt)
+    ref = xr.grad.detach()
+    mb = torch.ops.aten.max_pool2d_with_indices_backward
+    return (lambda: kp.max_pool_bwd(dy, mask, dx, k, s, 0)), \
+        (lambda: mb(dyt, xt, [k, k], [s, s], [0, 0], [1, 1], True, idx)), [(dx, ref)], \
+        4 * (2 * _numel(yshape) + _numel(ACT))
+
+
+OPS: dict[str, Builder] = {
+    "copy": copy_torch,
+    "copy_ours": copy_ours,
+    "relu_fwd": relu_fwd,
+    "relu_bwd": relu_bwd,
+    "maxpool_fwd": maxpool_fwd,
+    "maxpool_bwd": maxpool_bwd,
+}
+
+
+def body(st: Stage) -> None:
+    torch = torch_mod()
+    copy_gbps = None
+    for name, build in OPS.items():
+        if st.time_left() < 4:
+            st.note(f"{name}: skipped (stage time budget)")
+            continue
+        try:
+            ours, theirs, checks, nbytes = build()
+        except Skip as e:
+            st.note(f"{name}: skipped: {e}")
+            continue
+        except Exception as e:  # noqa: BLE001 - one op's failure is data
+            st.note(f"{name}: setup failed: {type(e).__name__}: {str(e)[:300]}")
+            continue
+
+        def measure(ours=ours, theirs=theirs, checks=checks, nbytes=nbytes, name=name):
+            ours()       # JIT compile + the output to validate
+            theirs()
+            errs = [rel_err_dev(o, r) for o, r in checks]
+            err = max(errs) if errs else 0.0
+            row: dict[str, Any] = {"op": name, "MB": nbytes / 1e6, "rel_err": err}
+            if not err <= TOL:
+                row["status"] = f"WRONG (rel_err {err:.2e})"
+                st.note(f"{name}: validation failed, rel_err={err:.3e}: not timed")
+                return row
+            t = time_fn(ours, **REPS)
+            tt = time_fn(theirs, **REPS)
+            row.update(ms=t["ms"], gbps=nbytes / t["ms"] / 1e6, torch_ms=tt["ms"],
+                       torch_gbps=nbytes / tt["ms"] / 1e6, speedup_vs_torch=tt["ms"] / t["ms"],
+                       status="ok")
+            return row
+
+        row = st.guard(name, measure)
+        if row is None:
+            continue
+        if name == "copy" and "gbps" in row:
+            copy_gbps = row["gbps"]
+            st.put("copy_gbps", round(copy_gbps, 1))
+        if copy_gbps and "gbps" in row:
+            row["pct_copy"] = 100.0 * row["gbps"] / copy_gbps
+        if "gbps" in row and name != "copy":
+            st.put(f"mem_{name}_gbps", round(row["gbps"], 1))
+        st.row("memory_ops", row)
+        log(f"memory {name:14s}: {row.get('gbps', float('nan')):7.0f} GB/s "
+            f"(torch {row.get('torch_gbps', float('nan')):7.0f}) err {row['rel_err']:.1e}")
+        del ours, theirs, checks
+        if not DRY:
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main_guard(Stage("memory"), body))

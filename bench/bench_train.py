@@ -1,0 +1,316 @@
+"""Stage ``train``: one full training iteration (forward, backward, SGD update) of LeNet (batch 64)
+and AlexNet (batch 256), our runner (``runner.Net`` on the cuda backend driven by
+``runner.solver.Solver``) against the same nets in PyTorch eager with Caffe's semantics
+(``bench/torch_nets.py``), on synthetic inputs (the Data layers replaced by an Input layer, see
+``bench/netprep.py``).
+
+Per net:
+1. **Validation** (no speed for a wrong net): a copy of the net with dropout ratio 0 and a small batch
+   runs one Solver step; the torch model loaded with the same initial weights runs one
+   ``train_step`` on the same data. Compared: the loss (relative error) and the weight change of every
+   parameter blob (relative Frobenius error of ``w_after - w_before``, which is -(lr * (grad + wd w))
+   on the first step: it checks forward, backward and update at once).
+2. **Timing**: ``solver.step(1)`` (Caffe's iteration: clear diffs, forward, backward, loss to the
+   host, update) and torch's ``zero_grad/forward/backward/step``, after warm-up iterations (Numba JIT,
+   cuDNN autotune), median over repetitions, each synchronised.
+3. **Launch overhead**: kernel launches per iteration (counted by wrapping Numba's launch call), and
+   the cost of one tiny launch (a 1-element ``kernels.fill.scal``) against a tiny torch op; launches
+   x that cost is the iteration's Python/launch floor.
+4. **Per-layer times** (AlexNet, like ``caffe time``): each layer's forward and backward, synchronised.
+
+Compare with the classic figure: Caffe on a Tesla K40 trained AlexNet at 1.425 s per iteration at
+batch 256 (``bench/report.py`` prints the ratio).
+
+Run: ``python -m bench.bench_train``. ``NBCAFFE_BENCH_TRAIN_DEVICE=cpu`` runs our side on the cpu
+backend (a dry-run aid while the cuda backend is missing).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    DRY,
+    LaunchCounter,
+    Stage,
+    log,
+    main_guard,
+    missing,
+    size,
+    sync,
+    time_fn,
+    torch_device,
+    torch_mod,
+)
+
+BASE_LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 0.0005
+TOL_LOSS = 1e-4      # relative error of the loss
+TOL_DELTA = 2e-3     # relative Frobenius error of each parameter's first-step change
+OUR_DEVICE = os.environ.get("NBCAFFE_BENCH_TRAIN_DEVICE", "cuda")
+
+# (name, timed batch, validation batch)
+NETS = [("lenet", size(64, 2), size(16, 2)), ("alexnet", size(256, 2), size(8, 2))]
+
+
+def _solver_param(net_param):
+    from proto import caffe_pb2
+    sp = caffe_pb2.SolverParameter()
+    sp.net_param.CopyFrom(net_param)
+    sp.base_lr = BASE_LR
+    sp.momentum = MOMENTUM
+    sp.weight_decay = WEIGHT_DECAY
+    sp.lr_policy = "fixed"
+    sp.max_iter = 1_000_000
+    sp.display = 0
+    sp.snapshot = 0
+    sp.random_seed = 1
+    return sp
+
+
+class _QuietLog:
+    """Swallows the Solver's glog lines (the benchmark prints its own)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+
+def _make_solver(net_param):
+    from runner.solver.solver import Solver
+    try:
+        return Solver(_solver_param(net_param), device=OUR_DEVICE, log=_QuietLog())
+    except TypeError:
+        return Solver(_solver_param(net_param), device=OUR_DEVICE)
+
+
+def _inputs(shape: tuple[int, ...], batch: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((batch, *shape[1:]), dtype=np.float32)
+    y = r.integers(0, classes, batch).astype(np.float32)
+    return x, y
+
+
+def _feed(net, x: np.ndarray, y: np.ndarray) -> None:
+    net.blobs["data"].data[...] = x.reshape(net.blobs["data"].shape)
+    net.blobs["label"].data[...] = y.reshape(net.blobs["label"].shape)
+
+
+def _params_host(net) -> dict[str, list[np.ndarray]]:
+    return {name: [np.array(b.data, copy=True) for b in blobs] for name, blobs in net.params.items()}
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    d = float(np.linalg.norm(b))
+    e = float(np.linalg.norm(a - b)) / max(d, 1e-30)
+    return e if np.isfinite(e) else float("inf")
+
+
+def validate(st: Stage, name: str, batch: int) -> dict[str, Any]:
+    """One Solver step of the dropout-free net vs one torch step from the same weights and data."""
+    from bench.netprep import synthetic_param
+    from bench.torch_nets import CaffeTorchNet, caffe_sgd, train_step
+    torch = torch_mod()
+    param = synthetic_param(name, batch, dropout_ratio=0.0, shrink=DRY)
+    solver = _make_solver(param)
+    net = solver.net
+    x, y = _inputs(net.blobs["data"].shape, batch, _classes(param), seed=11)
+    _feed(net, x, y)
+    before = _params_host(net)
+    solver.step(1)
+    ours_loss = float(getattr(solver, "smoothed_loss", float("nan")))
+    after = _params_host(net)
+
+    model = CaffeTorchNet(param).to(torch_device())
+    model.load_from(before)
+    opt = caffe_sgd(model, BASE_LR, MOMENTUM, WEIGHT_DECAY)
+    dev = torch_device()
+    loss = float(train_step(model, opt, torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)))
+    worst, worst_name = 0.0, ""
+    for lname, mod in model.params_by_layer.items():
+        for i, pname in enumerate(("weight", "bias")):
+            if not hasattr(mod, pname):
+                continue
+            t_after = getattr(mod, pname).detach().cpu().numpy().reshape(before[lname][i].shape)
+            e = _rel(after[lname][i] - before[lname][i], t_after - before[lname][i])
+            if not e <= worst:
+                worst, worst_name = e, f"{lname}[{i}]"
+    loss_err = abs(ours_loss - loss) / max(abs(loss), 1e-30)
+    ok = loss_err <= TOL_LOSS and worst <= TOL_DELTA
+    res = {"val_batch": batch, "loss_ours": ours_loss, "loss_torch": loss, "loss_rel_err": loss_err,
+           "worst_delta_rel_err": worst, "worst_param": worst_name, "valid": ok}
+    log(f"train {name}: validation loss {ours_loss:.6f} vs torch {loss:.6f} (rel {loss_err:.1e}); "
+        f"worst update rel err {worst:.1e} at {worst_name} -> {'ok' if ok else 'MISMATCH'}")
+    if not ok:
+        st.note(f"{name}: validation MISMATCH (loss rel err {loss_err:.2e}, worst update rel err "
+                f"{worst:.2e} at {worst_name}); timings below are of a net that disagrees with torch")
+    return res
+
+
+def _classes(param) -> int:
+    ips = [la for la in param.layer if la.type == "InnerProduct"]
+    return int(ips[-1].inner_product_param.num_output)
+
+
+def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
+    """Median ms of ``solver.step(1)`` at ``batch``, launches per iteration, per-layer times."""
+    from bench.netprep import synthetic_param
+    param = synthetic_param(name, batch, shrink=DRY)
+    t0 = time.perf_counter()
+    solver = _make_solver(param)
+    net = solver.net
+    x, y = _inputs(net.blobs["data"].shape, batch, _classes(param), seed=12)
+    _feed(net, x, y)
+    setup_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    solver.step(1)          # JIT compile of every kernel the net uses (not timed)
+    sync()
+    first_s = time.perf_counter() - t0
+    with LaunchCounter() as lc:
+        solver.step(1)
+        sync()
+    reps = dict(warmup=0, min_reps=1, max_reps=1) if DRY else dict(
+        warmup=1, min_reps=3, max_reps=10, target_s=1.0, max_s=max(2.0, st.time_left() / 4))
+    t = time_fn(lambda: solver.step(1), **reps)
+    res = {"batch": batch, "iter_ms": t["ms"], "iter_wall_ms": t["wall_ms"], "reps": t["reps"],
+           "images_per_s": batch / t["ms"] * 1e3, "launches_per_iter": lc.count,
+           "setup_s": setup_s, "first_iter_s": first_s}
+    log(f"train {name}: ours {t['ms']:.2f} ms/iter ({res['images_per_s']:.0f} img/s), {lc.count} launches, "
+        f"first iteration (JIT) {first_s:.1f}s")
+    if name == "alexnet" and st.time_left() > 10:
+        st.guard("alexnet per-layer times", _per_layer, st, net)
+    return res
+
+
+def _per_layer(st: Stage, net) -> None:
+    """Caffe's ``time``: each layer's forward then (in reverse) backward, synchronised, 1 warm pass."""
+    layers, bottoms, tops = net.layers, net._bottoms, net._tops
+    need, prop = net._need_backward, net._propagate_down
+    names = list(net.layer_dict)
+    fwd = [0.0] * len(layers)
+    bwd = [0.0] * len(layers)
+    for rep in range(2):
+        for i, layer in enumerate(layers):
+            sync()
+            t0 = time.perf_counter()
+            layer.forward(bottoms[i], tops[i])
+            sync()
+            if rep:
+                fwd[i] = (time.perf_counter() - t0) * 1e3
+        for i in range(len(layers) - 1, -1, -1):
+            if not need[i]:
+                continue
+            sync()
+            t0 = time.perf_counter()
+            layers[i].backward(tops[i], prop[i], bottoms[i])
+            sync()
+            if rep:
+                bwd[i] = (time.perf_counter() - t0) * 1e3
+    for i, n in enumerate(names):
+        st.row("alexnet_layers", {"layer": n, "type": type(layers[i]).__name__, "fwd_ms": fwd[i],
+                                  "bwd_ms": bwd[i]})
+
+
+def time_torch(name: str, batch: int) -> dict[str, Any]:
+    """Median ms of one torch eager training iteration of the same net."""
+    from bench.netprep import synthetic_param
+    from bench.torch_nets import CaffeTorchNet, caffe_sgd, train_step
+    torch = torch_mod()
+    param = synthetic_param(name, batch, shrink=DRY)
+    model = CaffeTorchNet(param).to(torch_device())
+    opt = caffe_sgd(model, BASE_LR, MOMENTUM, WEIGHT_DECAY)
+    x, y = _inputs(model.shapes["data"], batch, _classes(param), seed=12)
+    xd = torch.from_numpy(x).to(torch_device())
+    yd = torch.from_numpy(y).to(torch_device())
+
+    def step():
+        loss = train_step(model, opt, xd, yd)
+        return float(loss)     # the loss to the host each iteration, as Caffe's solver does
+
+    reps = dict(warmup=1, min_reps=1, max_reps=1) if DRY else dict(warmup=3, min_reps=5, max_reps=30,
+                                                                    target_s=1.0)
+    t = time_fn(step, **reps)
+    log(f"train {name}: torch {t['ms']:.2f} ms/iter")
+    res = {"torch_iter_ms": t["ms"], "torch_images_per_s": batch / t["ms"] * 1e3}
+    if not DRY:
+        torch.cuda.empty_cache()
+    return res
+
+
+def launch_overhead(st: Stage) -> None:
+    """µs per tiny launch: ours (kernels.fill.scal on 1 element) and torch (mul_ on 1 element)."""
+    torch = torch_mod()
+    n = size(2000, 20)
+    t = torch.ones(1, device=torch_device())
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        t.mul_(1.0)
+    sync()
+    st.put("torch_launch_overhead_us", round((time.perf_counter() - t0) / n * 1e6, 2))
+    why = missing("kernels.fill", "scal")
+    if why:
+        st.note(f"launch overhead (ours): skipped: {why}")
+        return
+    from numba import cuda
+
+    from kernels import fill
+    a = cuda.to_device(np.ones(1, np.float32))
+    fill.scal(a, 1.0)     # compile
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fill.scal(a, 1.0)
+    sync()
+    st.put("launch_overhead_us", round((time.perf_counter() - t0) / n * 1e6, 2))
+    log(f"launch overhead: ours {st.data['scalars']['launch_overhead_us']} us, torch "
+        f"{st.data['scalars']['torch_launch_overhead_us']} us per tiny op")
+
+
+def body(st: Stage) -> None:
+    st.guard("launch overhead", launch_overhead, st)
+    why = None
+    if OUR_DEVICE == "cuda":
+        why = missing("runner.backend.cuda", "CudaBackend")
+        if why:
+            why = f"runner cuda backend missing ({why})"
+    if why is None:
+        why = missing("runner.solver.solver", "Solver") or missing("runner.net", "Net")
+    if why:
+        st.note(f"ours: skipped: {why}")
+    for name, batch, vbatch in NETS:
+        row: dict[str, Any] = {"net": name, "batch": batch}
+        if not why and st.time_left() > 15:
+            v = st.guard(f"{name} validation", validate, st, name, vbatch)
+            if v:
+                row.update(v)
+            if st.time_left() > 10:
+                o = st.guard(f"{name} ours", time_ours, st, name, batch)
+                if o:
+                    row.update(o)
+                    st.put(f"{name}_iter_ms", round(o["iter_ms"], 3))
+                    st.put(f"{name}_launches_per_iter", o["launches_per_iter"])
+            else:
+                st.note(f"{name} ours: skipped (stage time budget)")
+        if st.time_left() > 5:
+            tt = st.guard(f"{name} torch", time_torch, name, batch)
+            if tt:
+                row.update(tt)
+                st.put(f"torch_{name}_iter_ms", round(tt["torch_iter_ms"], 3))
+        else:
+            st.note(f"{name} torch: skipped (stage time budget)")
+        if "iter_ms" in row and "torch_iter_ms" in row:
+            row["speedup_vs_torch"] = row["torch_iter_ms"] / row["iter_ms"]
+        if "iter_ms" in row and "launch_overhead_us" in st.data["scalars"]:
+            row["launch_floor_ms"] = row["launches_per_iter"] * st.data["scalars"]["launch_overhead_us"] / 1e3
+        st.row("train", row)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main_guard(Stage("train"), body))
