@@ -34,6 +34,7 @@ class GLog:
         self.quiet = quiet
         self.file = open(path, "a", encoding="utf-8") if path else None
         self.pid = os.getpid()
+        self.write = None   # optional callable(text) replacing the print to ``stream`` (tqdm.write)
 
     def line(self, msg: str, src: str = "solver.cpp", lineno: int = 0, severity: str = "I") -> str:
         """Format one log line (without writing it)."""
@@ -46,7 +47,10 @@ class GLog:
         for part in str(msg).split("\n"):
             text = self.line(part, src, lineno, severity)
             if not self.quiet:
-                print(text, file=self.stream, flush=True)
+                if self.write is not None:
+                    self.write(text)
+                else:
+                    print(text, file=self.stream, flush=True)
             if self.file:
                 self.file.write(text + "\n")
                 self.file.flush()

@@ -1,0 +1,22 @@
+"""``nbcaffe compute-mean DB OUT.binaryproto [--backend lmdb]``: Caffe's compute_image_mean: the
+mean of every Datum as a BlobProto with num=1, channels, height, width (float data)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("db", help="input database (LMDB folder)")
+    p.add_argument("out", help="output .binaryproto")
+    p.add_argument("--backend", default="lmdb", choices=("lmdb", "leveldb"))
+
+
+def run(args) -> int:
+    from netdef.weights import write_binaryproto
+    from runner.data.imageset import compute_mean
+    from runner.solver.glog import GLog
+    log = GLog()
+    mean = compute_mean(args.db, args.backend, log=lambda m: log(m, "compute_image_mean.cpp", 100))
+    log(f"Write to {args.out}", "compute_image_mean.cpp", 108)
+    write_binaryproto(args.out, mean, legacy_4d=True)
+    return 0

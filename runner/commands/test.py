@@ -1,0 +1,77 @@
+"""``nbcaffe test -model M -weights W [-iterations 50] [-gpu 0]``: Caffe's ``caffe test``. Runs the
+net forward ``iterations`` times (phase TEST unless --phase), logs ``Batch k, name = v`` for every
+output element, then ``Loss: L`` and each output's mean ``name = v (* w = v*w loss)``."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from runner.commands._common import add_device_flags, add_state_flags, device_of, make_log, stages_of
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="net prototxt")
+    p.add_argument("--weights", required=True, help="comma-separated .caffemodel files to score")
+    p.add_argument("--iterations", type=int, default=50, help="batches to run (default 50)")
+    p.add_argument("--phase", default="TEST", choices=("TRAIN", "TEST"), type=str.upper)
+    add_device_flags(p)
+    add_state_flags(p)
+    p.add_argument("--log", default=None, help="also append the log lines to this file")
+
+
+def score(model: str, weights: list[str], iterations: int, phase: str = "TEST", device: str = "cpu",
+          stages: tuple[str, ...] = (), level: int = 0, log=None) -> dict[str, np.ndarray]:
+    """Caffe's test(): returns {output name: mean over batches} (and logs like Caffe)."""
+    from netdef.prototxt import read_net
+    from runner.solver.glog import fmt
+    from runner.solver.solver import blob_loss_weights, build_net, resolve_data_paths
+
+    log = log or (lambda *a, **k: None)
+    param = read_net(model)
+    resolve_data_paths(param, model)
+    param.state.phase = 0 if phase == "TRAIN" else 1
+    param.state.stage.extend(stages)
+    param.state.level = level
+    net = build_net(param, phase, device)
+    try:
+        for w in weights:
+            net.copy_from(w)
+        log(f"Running for {iterations} iterations.", "caffe.cpp", 291)
+        lw = blob_loss_weights(net)
+        sums: dict[str, np.ndarray] = {}
+        loss = 0.0
+        for i in range(iterations):
+            out = net.forward()
+            loss += float(net.last_loss)
+            for name in net.outputs:
+                v = np.asarray(out[name], dtype=np.float64).ravel()
+                for x in v:
+                    log(f"Batch {i}, {name} = {fmt(np.float32(x))}", "caffe.cpp", 313)
+                sums[name] = sums[name] + v if name in sums else v
+        loss /= max(iterations, 1)
+        log(f"Loss: {fmt(loss)}", "caffe.cpp", 318)
+        means = {n: (s / max(iterations, 1)).astype(np.float32) for n, s in sums.items()}
+        for name in net.outputs:
+            w = lw.get(name, 0.0)
+            for x in means[name]:
+                extra = f" (* {fmt(w)} = {fmt(np.float32(w) * x)} loss)" if w else ""
+                log(f"{name} = {fmt(x)}{extra}", "caffe.cpp", 330)
+        return means
+    finally:
+        for layer in net.layers:
+            if hasattr(layer, "close"):
+                layer.close()
+
+
+def run(args) -> int:
+    from netdef.errors import CaffeError
+    if args.iterations < 1:
+        raise CaffeError("--iterations must be >= 1")
+    log = make_log(args)
+    try:
+        score(args.model, [w for w in args.weights.split(",") if w], args.iterations, args.phase,
+              device_of(args), stages_of(args), args.level, log)
+    finally:
+        log.close()
+    return 0

@@ -1,0 +1,204 @@
+"""``nbcaffe time -model M [-iterations 50] [-phase TRAIN] [-gpu 0]``: Caffe's ``caffe time``.
+
+Times every layer's forward and backward pass (the backend synchronized around each layer on
+cuda) and prints Caffe's benchmark block: ``<layer>\\tforward: X ms.`` / ``backward: X ms.`` per
+layer (with the layer's achieved GFLOP/s from netdef's FLOP count; backward counted as 2x forward
+FLOPs for layers with parameters, 1x otherwise), then ``Average Forward pass``, ``Average Backward
+pass``, ``Average Forward-Backward`` and ``Total Time``.
+
+``--compare cpu,cuda --batch 64,128,256`` replaces the data layers by Input layers of the same
+shapes filled with random data (labels 0), and prints a table: batch, CPU ms, GPU ms, speed-up.
+"""
+from __future__ import annotations
+
+import argparse
+import time as _time
+
+import numpy as np
+
+from runner.commands._common import add_device_flags, add_state_flags, device_of, make_log, stages_of
+
+DATA_TYPES = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "Input")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="net prototxt")
+    p.add_argument("--iterations", type=int, default=50, help="timed iterations (default 50)")
+    p.add_argument("--phase", default="TRAIN", choices=("TRAIN", "TEST"), type=str.upper)
+    add_device_flags(p)
+    add_state_flags(p)
+    p.add_argument("--compare", default="", help="devices to compare, e.g. cpu,cuda")
+    p.add_argument("--batch", default="", help="batch sizes for --compare (or to override), e.g. 64,128")
+    p.add_argument("--log", default=None, help="also append the log lines to this file")
+
+
+def synthetic_net_param(param, phase: str, stages, level: int, batch: int | None):
+    """A copy of ``param`` whose data layers (kept for this NetState) are replaced by Input layers
+    with the same top shapes (batch axis set to ``batch`` when given)."""
+    from netdef.graph import _state, filter_layers
+    from proto import caffe_pb2 as pb
+    from runner.data.probe import data_input_shapes
+    state = _state(param, phase, stages, level)
+    kept = filter_layers(param, state)
+    shapes = data_input_shapes(param, phase, stages, level)
+    from netdef.shapes import infer
+    out = pb.NetParameter()
+    out.CopyFrom(param)
+    del out.layer[:]
+    out.state.CopyFrom(state)
+    for lp in kept:
+        if lp.type in DATA_TYPES and not len(lp.bottom):
+            tops = infer(lp, [], [shapes.get(t) for t in lp.top]).top_shapes
+            new = out.layer.add(name=lp.name, type="Input")
+            new.top.extend(lp.top)
+            for s in tops:
+                s = list(s)
+                if batch:
+                    s[0] = batch
+                new.input_param.shape.add().dim.extend(s)
+        else:
+            dst = out.layer.add()
+            dst.CopyFrom(lp)
+            del dst.include[:]
+            del dst.exclude[:]
+    return out
+
+
+def _fill_inputs(net, rng) -> None:
+    for name in net.inputs:
+        b = net.blobs[name]
+        if len(b.shape) <= 2:       # labels
+            b.data = np.zeros(b.shape, np.float32)
+        else:
+            b.data = rng.random(b.shape, dtype=np.float32)
+
+
+def time_net(net, iterations: int, log=None) -> dict:
+    """Caffe's time(): per-layer forward/backward ms averaged over ``iterations``; returns
+    {'forward': {layer: ms}, 'backward': {...}, 'fwd_ms', 'bwd_ms', 'total_ms', 'fb_ms'}."""
+    log = log or (lambda *a, **k: None)
+    from runner.solver.glog import fmt
+    be = net.backend
+    layers = net.layers
+    bottoms, tops = net._bottoms, net._tops
+    need_bw, prop = net._need_backward, net._propagate_down
+    log("Performing Forward", "caffe.cpp", 370)
+    loss = net.forward_loss()
+    log(f"Initial loss: {fmt(loss)}", "caffe.cpp", 373)
+    log("Performing Backward", "caffe.cpp", 374)
+    net.backward()
+    fwd = np.zeros(len(layers))
+    bwd = np.zeros(len(layers))
+    log("*** Benchmark begins ***", "caffe.cpp", 387)
+    log(f"Testing for {iterations} iterations.", "caffe.cpp", 388)
+    t_total = _time.perf_counter()
+    fwd_total = bwd_total = 0.0
+    for j in range(iterations):
+        t_iter = _time.perf_counter()
+        t0 = _time.perf_counter()
+        for i, layer in enumerate(layers):
+            t = _time.perf_counter()
+            layer.reshape(bottoms[i], tops[i])
+            layer.forward(bottoms[i], tops[i])
+            be.synchronize()
+            fwd[i] += _time.perf_counter() - t
+        fwd_total += _time.perf_counter() - t0
+        t0 = _time.perf_counter()
+        for i in range(len(layers) - 1, -1, -1):
+            t = _time.perf_counter()
+            if need_bw[i]:
+                layers[i].backward(tops[i], prop[i], bottoms[i])
+            be.synchronize()
+            bwd[i] += _time.perf_counter() - t
+        bwd_total += _time.perf_counter() - t0
+        log(f"Iteration: {j + 1} forward-backward time: {fmt((_time.perf_counter() - t_iter) * 1e3)} ms.",
+            "caffe.cpp", 416)
+    total = (_time.perf_counter() - t_total) * 1e3
+    log("Average time per layer: ", "caffe.cpp", 419)
+    nodes = {n.name: n for n in net.graph.layers}
+    res = {"forward": {}, "backward": {}}
+    for i, layer in enumerate(layers):
+        f_ms = fwd[i] * 1e3 / iterations
+        b_ms = bwd[i] * 1e3 / iterations
+        flops = float(getattr(nodes.get(layer.name), "flops", 0) or 0)
+        bflops = flops * (2 if layer.blobs else 1)
+        fr = f" ({fmt(flops / f_ms / 1e6)} GFLOP/s)" if flops and f_ms > 0 else ""
+        br = f" ({fmt(bflops / b_ms / 1e6)} GFLOP/s)" if flops and b_ms > 0 and need_bw[i] else ""
+        log(f"{layer.name:>10}\tforward: {fmt(f_ms)} ms.{fr}", "caffe.cpp", 422)
+        log(f"{layer.name:>10}\tbackward: {fmt(b_ms)} ms.{br}", "caffe.cpp", 424)
+        res["forward"][layer.name], res["backward"][layer.name] = f_ms, b_ms
+    res["fwd_ms"] = fwd_total * 1e3 / iterations
+    res["bwd_ms"] = bwd_total * 1e3 / iterations
+    res["fb_ms"] = total / iterations
+    res["total_ms"] = total
+    log(f"Average Forward pass: {fmt(res['fwd_ms'])} ms.", "caffe.cpp", 427)
+    log(f"Average Backward pass: {fmt(res['bwd_ms'])} ms.", "caffe.cpp", 429)
+    log(f"Average Forward-Backward: {fmt(res['fb_ms'])} ms.", "caffe.cpp", 431)
+    log(f"Total Time: {fmt(total)} ms.", "caffe.cpp", 432)
+    log("*** Benchmark ends ***", "caffe.cpp", 433)
+    return res
+
+
+def _build(param, phase, device, stages, level, batch, synthetic: bool):
+    from runner.solver.solver import build_net
+    if synthetic:
+        p = synthetic_net_param(param, phase, stages, level, batch)
+        from runner.net import Net
+        net = Net(p, phase=phase, device=device, stages=stages, level=level, seed=0)
+        _fill_inputs(net, np.random.default_rng(0))
+        return net
+    param.state.phase = 0 if phase == "TRAIN" else 1
+    param.state.stage.extend(stages)
+    param.state.level = level
+    return build_net(param, phase, device, seed=0)
+
+
+def run(args) -> int:
+    from netdef.errors import CaffeError
+    from netdef.prototxt import read_net
+    from runner.solver.solver import resolve_data_paths
+    if args.iterations < 1:
+        raise CaffeError("--iterations must be >= 1")
+    log = make_log(args)
+    stages = stages_of(args)
+    batches = [int(b) for b in args.batch.split(",") if b]
+
+    def load():
+        p = read_net(args.model)
+        return resolve_data_paths(p, args.model)
+    try:
+        if args.compare:
+            devices = [d.strip() for d in args.compare.split(",") if d.strip()]
+            for d in devices:
+                if d not in ("cpu", "cuda"):
+                    raise CaffeError(f"--compare: unknown device {d!r} (cpu, cuda)")
+            rows = []
+            for b in batches or [None]:
+                row = {"batch": b}
+                for d in devices:
+                    net = _build(load(), args.phase, d, stages, args.level, b, True)
+                    row["batch"] = net.blobs[net.inputs[0]].shape[0] if net.inputs else b
+                    row[d] = time_net(net, args.iterations)["fb_ms"]
+                rows.append(row)
+            head = "batch\t" + "\t".join(f"{d} ms" for d in devices)
+            if len(devices) == 2:
+                head += f"\tspeed-up ({devices[0]}/{devices[1]})"
+            print(head)
+            for r in rows:
+                line = f"{r['batch']}\t" + "\t".join(f"{r[d]:.3f}" for d in devices)
+                if len(devices) == 2:
+                    line += f"\t{r[devices[0]] / r[devices[1]]:.2f}x"
+                print(line)
+            return 0
+        synthetic = bool(batches)
+        net = _build(load(), args.phase, device_of(args), stages, args.level,
+                     batches[0] if batches else None, synthetic)
+        try:
+            time_net(net, args.iterations, log)
+        finally:
+            for layer in net.layers:
+                if hasattr(layer, "close"):
+                    layer.close()
+    finally:
+        log.close()
+    return 0

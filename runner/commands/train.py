@@ -1,0 +1,67 @@
+"""``nbcaffe train -solver S [-weights W1,W2 | -snapshot S.solverstate] [-gpu 0 | --device cuda]``:
+Caffe's ``caffe train``. Logs glog-style lines to stderr (and --log FILE) that Caffe's
+tools/extra/parse_log.py and ``nbcaffe plot-log`` read."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runner.commands._common import add_device_flags, add_state_flags, device_of, make_log, stages_of
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--solver", required=True, help="solver prototxt")
+    p.add_argument("--weights", default="",
+                   help="comma-separated .caffemodel files to fine-tune from (not with --snapshot)")
+    p.add_argument("--snapshot", default="", help=".solverstate to resume training from")
+    add_device_flags(p)
+    add_state_flags(p)
+    p.add_argument("--sigint-effect", default="stop", choices=("stop", "snapshot", "none"),
+                   help="what Ctrl-C does: snapshot and stop (default), snapshot, none")
+    p.add_argument("--sighup-effect", default="snapshot", choices=("stop", "snapshot", "none"),
+                   help="what SIGHUP does (default: snapshot and go on)")
+    p.add_argument("--max-iter", type=int, default=None, help="override the solver's max_iter")
+    p.add_argument("--log", default=None, help="also append the log lines to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+
+def run(args) -> int:
+    from netdef.errors import SolverError
+    from runner.solver.solver import Solver
+
+    if args.weights and args.snapshot:
+        raise SolverError("Give a snapshot to resume training or weights to finetune but not both.")
+    log = make_log(args)
+    device = device_of(args)
+    log(f"Using {'GPU (cuda backend)' if device == 'cuda' else 'CPU (cpu backend)'}", "caffe.cpp", 200)
+    solver = Solver(args.solver, device=device, stages=stages_of(args), level=args.level, log=log)
+    try:
+        if args.max_iter is not None:
+            solver.param.max_iter = args.max_iter
+        solver.set_actions(args.sigint_effect, args.sighup_effect)
+        weights = [w for w in solver.param.weights] + [w for w in args.weights.split(",") if w]
+        for w in weights:
+            log(f"Finetuning from {w}", "caffe.cpp", 254)
+            solver.net.copy_from(w)
+        bar = None
+        if sys.stderr.isatty() and not args.no_progress:
+            try:
+                from tqdm import tqdm
+                bar = tqdm(total=solver.param.max_iter, unit="it", leave=False, file=sys.stderr)
+                log.write = lambda text: tqdm.write(text, file=sys.stderr)
+                solver.progress = bar
+            except ImportError:
+                bar = None
+        log("Starting Optimization", "caffe.cpp", 256)
+        if args.snapshot:
+            log(f"Resuming from {args.snapshot}", "caffe.cpp", 258)
+            solver.solve(resume=args.snapshot)
+        else:
+            solver.solve()
+        if bar is not None:
+            bar.close()
+        log("Optimization Done.", "caffe.cpp", 264)
+    finally:
+        solver.close()
+        log.close()
+    return 0
