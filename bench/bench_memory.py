@@ -139,6 +139,46 @@ def maxpool_bwd():
         4 * (2 * _numel(yshape) + _numel(ACT))
 
 
+SOFTMAX_SHAPES = {"softmax_fwd_fc8": size((256, 1000), (3, 5)),
+                  "softmax_fwd_spatial": size((32, 21, 128, 128), (2, 3, 4, 4))}
+
+
+def _softmax_fwd(shape):
+    def build():
+        ks = _need("kernels.softmax", "softmax_fwd")
+        torch = torch_mod()
+        x, xt = rand_pair(shape, 8, scale=3.0)
+        y, yt = empty_pair(shape)
+        ref = torch.softmax(xt, 1)
+        out = torch.empty_like(xt)
+        sm = torch.ops.aten._softmax.out
+        return (lambda: ks.softmax_fwd(x, y, 1)), (lambda: sm(xt, 1, False, out=out)), [(y, ref)], \
+            2 * 4 * _numel(shape)
+    return build
+
+
+def softmax_bwd():
+    ks = _need("kernels.softmax", "softmax_bwd")
+    torch = torch_mod()
+    shape = SOFTMAX_SHAPES["softmax_fwd_spatial"]
+    _, xt = rand_pair(shape, 9, scale=3.0)
+    yt = torch.softmax(xt, 1).contiguous()
+    y = _as_ours(yt)
+    dy, dyt = rand_pair(shape, 10)
+    dx, dxt = empty_pair(shape)
+    ref = (dyt - (dyt * yt).sum(1, keepdim=True)) * yt
+    out = torch.empty_like(yt)
+    sb = torch.ops.aten._softmax_backward_data.out
+    return (lambda: ks.softmax_bwd(dy, y, dx, 1)), \
+        (lambda: sb(dyt, yt, 1, torch.float32, grad_input=out)), [(dx, ref)], 3 * 4 * _numel(shape)
+
+
+def _as_ours(t):
+    """Our view (GPU) or copy (dry run) of torch tensor ``t``."""
+    from bench.devarrays import as_numba, pair_from_host
+    return pair_from_host(t.numpy())[0] if DRY else as_numba(t)
+
+
 OPS: dict[str, Builder] = {
     "copy": copy_torch,
     "copy_ours": copy_ours,
@@ -146,6 +186,9 @@ OPS: dict[str, Builder] = {
     "relu_bwd": relu_bwd,
     "maxpool_fwd": maxpool_fwd,
     "maxpool_bwd": maxpool_bwd,
+    "softmax_fwd_fc8": _softmax_fwd(SOFTMAX_SHAPES["softmax_fwd_fc8"]),
+    "softmax_fwd_spatial": _softmax_fwd(SOFTMAX_SHAPES["softmax_fwd_spatial"]),
+    "softmax_bwd_spatial": softmax_bwd,
 }
 
 

@@ -1,0 +1,166 @@
+"""Stage ``conv``: AlexNet's five convolutions at batch 256, forward and backward, ours vs cuDNN.
+
+Ours: the cuda backend's ``conv_forward`` and ``conv_backward`` (``runner.backend.get_backend("cuda")``,
+which runs kernels/conv.py: im2col + our SGEMM per group and images chunk, bias, col2im), with a
+``ConvGeometry`` per layer. Baseline: cuDNN FP32 through torch (TF32 off, ``cudnn.benchmark`` on so
+cuDNN picks its fastest algorithm): ``F.conv2d`` forward and ``aten.convolution_backward`` for
+(dx, dw, db) together, the same three outputs as our backward (Caffe's conv1 skips dx since its
+bottom is the data; both sides compute it here).
+
+Validation first (fresh random x, w, b, dy): y, dx, dw, db against cuDNN's, relative Frobenius
+error <= TOL (our dw and db accumulate with ``+=``, so they are zeroed before the validation call).
+FLOPs per layer: forward 2*N*Cout*OH*OW*(Cin/g*kh*kw) (see bench/alexnet.py); backward twice that
+(data and weight GEMMs; the bias sum is negligible). Rows of table ``conv_layers``: layer, pass,
+ms and GFLOP/s for both, the ratio, the errors. Scalars: ``alexnet_conv_total_ms`` (the five layers,
+forward + backward) and ``cudnn_alexnet_conv_total_ms``.
+
+Run: ``python -m bench.bench_conv``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from bench.alexnet import Conv, conv_layers
+from bench.common import DRY, Stage, log, main_guard, missing, time_fn, torch_mod
+from bench.devarrays import empty_pair, rand_pair, rel_err_dev, zeros_pair
+
+TOL = 1e-3   # cuDNN may pick Winograd/FFT algorithms (fp32, ~1e-5 relative error) for some layers
+
+REPS = dict(warmup=0, min_reps=1, max_reps=1) if DRY else dict(warmup=1, min_reps=3, max_reps=15,
+                                                                target_s=0.2)
+
+
+def _backend():
+    """Our cuda backend, or a reason it is missing."""
+    why = missing("runner.backend.cuda", "CudaBackend")
+    if why:
+        return None, f"runner cuda backend missing ({why})"
+    from runner.backend import get_backend
+    return get_backend("cuda"), None
+
+
+def _geometry(c: Conv):
+    from runner.backend.base import ConvGeometry
+    return ConvGeometry(n=c.n, c_in=c.cin, h=c.h, w=c.w, c_out=c.cout, out_h=c.oh, out_w=c.ow,
+                        kernel_h=c.k, kernel_w=c.k, stride_h=c.stride, stride_w=c.stride,
+                        pad_h=c.pad, pad_w=c.pad, group=c.group)
+
+
+def bench_layer(st: Stage, be, c: Conv) -> dict[str, float]:
+    """Validate and time one layer's forward and backward; returns {"fwd": ms, "bwd": ms, ...}."""
+    torch = torch_mod()
+    F = torch.nn.functional
+    g = _geometry(c)
+    x, xt = rand_pair((c.n, c.cin, c.h, c.w), 21)
+    w, wt = rand_pair((c.cout, c.cin // c.group, c.k, c.k), 22, scale=0.05)
+    b, bt = rand_pair((c.cout,), 23)
+    y, yt = empty_pair((c.n, c.cout, c.oh, c.ow))
+    dy, dyt = rand_pair((c.n, c.cout, c.oh, c.ow), 24)
+    dx, _ = empty_pair((c.n, c.cin, c.h, c.w))
+    dw, _ = zeros_pair(tuple(wt.shape))
+    db, _ = zeros_pair((c.cout,))
+    s, p = (c.stride, c.stride), (c.pad, c.pad)
+
+    def ours_fwd():
+        be.conv_forward(x, w, b, y, g)
+
+    def ours_bwd():
+        be.conv_backward(x, w, dy, dx, dw, db, g)
+
+    def cudnn_fwd():
+        return F.conv2d(xt, wt, bt, s, p, 1, c.group)
+
+    def cudnn_bwd():
+        return torch.ops.aten.convolution_backward(dyt, xt, wt, [c.cout], list(s), list(p), [1, 1], False,
+                                                   [0, 0], c.group, [True, True, True])
+
+    ref_y = cudnn_fwd()
+    ref_dx, ref_dw, ref_db = cudnn_bwd()
+    ours_fwd()      # JIT compile + output to validate
+    ours_bwd()
+    errs = {"err_y": rel_err_dev(y, ref_y), "err_dx": rel_err_dev(dx, ref_dx),
+            "err_dw": rel_err_dev(dw, ref_dw), "err_db": rel_err_dev(db, ref_db)}
+    out: dict[str, float] = {}
+    for pass_, ofn, tfn, flops, keys in (("fwd", ours_fwd, cudnn_fwd, c.flops, ("err_y",)),
+                                         ("bwd", ours_bwd, cudnn_bwd, 2 * c.flops,
+                                          ("err_dx", "err_dw", "err_db"))):
+        err = max(errs[k] for k in keys)
+        row: dict[str, Any] = {"layer": c.name, "pass": pass_, "M_N_K": "x".join(
+            map(str, c.gemm_shapes(1)["fwd"][:3])), **{k: errs[k] for k in keys}}
+        tt = time_fn(tfn, **REPS)
+        row.update(cudnn_ms=tt["ms"], cudnn_gflops=flops / tt["ms"] / 1e6)
+        if not err <= TOL:
+            row["status"] = f"WRONG (rel_err {err:.2e} > {TOL})"
+            st.note(f"{c.name} {pass_}: validation failed (max rel err {err:.3e}): ours not timed")
+        else:
+            t = time_fn(ofn, **REPS)
+            row.update(ms=t["ms"], gflops=flops / t["ms"] / 1e6, speedup_vs_cudnn=tt["ms"] / t["ms"],
+                       status="ok")
+            out[pass_] = t["ms"]
+        out[f"cudnn_{pass_}"] = tt["ms"]
+        st.row("conv_layers", row)
+        log(f"conv {c.name} {pass_}: ours {row.get('ms', float('nan')):.3f} ms "
+            f"({row.get('gflops', float('nan')):.0f} GFLOP/s), cuDNN {tt['ms']:.3f} ms "
+            f"({row['cudnn_gflops']:.0f} GFLOP/s), err {err:.1e}")
+    return out
+
+
+def body(st: Stage) -> None:
+    torch = torch_mod()
+    be, why = _backend()
+    if why:
+        st.note(f"ours: skipped: {why}; cuDNN alone is timed")
+    ours_total, cudnn_total, complete = 0.0, 0.0, True
+    for c in conv_layers():
+        if st.time_left() < 6:
+            st.note(f"{c.name}: skipped (stage time budget)")
+            complete = False
+            continue
+        if be is None:
+            res = st.guard(f"{c.name} cudnn", _cudnn_only, st, c)
+        else:
+            res = st.guard(c.name, bench_layer, st, be, c)
+            if res is None:    # our side raised: keep the cuDNN baseline for this layer
+                res = st.guard(f"{c.name} cudnn", _cudnn_only, st, c)
+        if not res:
+            complete = False
+            continue
+        for pass_ in ("fwd", "bwd"):
+            if pass_ in res:
+                ours_total += res[pass_]
+            else:
+                complete = False
+            cudnn_total += res.get(f"cudnn_{pass_}", 0.0)
+        if not DRY:
+            torch.cuda.empty_cache()
+    if complete:
+        st.put("alexnet_conv_total_ms", round(ours_total, 3))
+        st.put("cudnn_alexnet_conv_total_ms", round(cudnn_total, 3))
+    elif cudnn_total:
+        st.note("alexnet_conv_total_ms not reported: not every layer/pass was measured")
+
+
+def _cudnn_only(st: Stage, c: Conv) -> dict[str, float]:
+    """cuDNN rows when our backend is missing (the baseline is still worth having)."""
+    torch = torch_mod()
+    F = torch.nn.functional
+    _, xt = rand_pair((c.n, c.cin, c.h, c.w), 21)
+    _, wt = rand_pair((c.cout, c.cin // c.group, c.k, c.k), 22, scale=0.05)
+    _, bt = rand_pair((c.cout,), 23)
+    _, dyt = rand_pair((c.n, c.cout, c.oh, c.ow), 24)
+    s, p = (c.stride, c.stride), (c.pad, c.pad)
+    out = {}
+    for pass_, fn, flops in (
+            ("fwd", lambda: F.conv2d(xt, wt, bt, s, p, 1, c.group), c.flops),
+            ("bwd", lambda: torch.ops.aten.convolution_backward(
+                dyt, xt, wt, [c.cout], list(s), list(p), [1, 1], False, [0, 0], c.group,
+                [True, True, True]), 2 * c.flops)):
+        t = time_fn(fn, **REPS)
+        st.row("conv_layers", {"layer": c.name, "pass": pass_, "cudnn_ms": t["ms"],
+                               "cudnn_gflops": flops / t["ms"] / 1e6, "status": "ours skipped"})
+        out[f"cudnn_{pass_}"] = t["ms"]
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main_guard(Stage("conv"), body))
