@@ -125,8 +125,8 @@ def md5sum(path: str | os.PathLike) -> str:
 def fetch_mnist(dest: str | os.PathLike, source_dir: str | os.PathLike | None = None,
                 mirrors: tuple[str, ...] | None = None, timeout: float = 30.0, log=print) -> Path:
     """Make sure ``dest`` holds the four MNIST .gz files with the right MD5s: copy them from
-    ``source_dir`` if given, otherwise download them from ``mirrors`` (default MNIST_MIRRORS). Raises DataError with what
-    to do when offline or a checksum fails. Returns ``dest``."""
+    ``source_dir`` if given, otherwise download them from ``mirrors`` (default MNIST_MIRRORS).
+    Raises DataError with what to do when offline or a checksum fails. Returns ``dest``."""
     mirrors = MNIST_MIRRORS if mirrors is None else mirrors
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
