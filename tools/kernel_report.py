@@ -131,6 +131,23 @@ def _doc_line(obj) -> str:
     return " ".join(doc.split("\n\n")[0].split())
 
 
+def _offline_device_functions() -> None:
+    """Let non-inlined ``@cuda.jit(device=True)`` functions compile without a GPU.
+
+    numba-cuda compiles a called device function for ``get_current_device().compute_capability``,
+    which needs the CUDA driver; without one, report the target cc instead (compile_ptx targets
+    the same cc). With a driver present nothing is patched.
+    """
+    from numba.cuda import dispatcher
+    from numba.cuda.cudadrv.error import CudaSupportError
+    try:
+        dispatcher.get_current_device()
+    except CudaSupportError:
+        class _Offline:
+            compute_capability = CC
+        dispatcher.get_current_device = lambda: _Offline()
+
+
 def check_kernel(kernel, sig, meta: dict) -> dict:
     """Compile one kernel x signature and return the measurements and the list of problems."""
     from numba import cuda
@@ -273,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     modules = args.modules or kernel_modules()
+    _offline_device_functions()
     rows: list[dict] = []
     t0 = time.perf_counter()
     for modname in modules:
