@@ -94,10 +94,14 @@ EOF
 }
 
 # ------------------------------------------------------------------------------------------- stages
+SLACK=0   # seconds that earlier stages left unused; a stage may add up to its own limit of it
 run_stage() {  # run_stage NAME COMMAND...: under timeout, log appended, result line, report refreshed
   local name=$1; shift
-  local t
-  t=$(awk -v a="${TIMEOUT[$name]}" -v s="$SCALE" 'BEGIN { printf "%d", a * s }')
+  local base bonus t
+  base=$(awk -v a="${TIMEOUT[$name]}" -v s="$SCALE" 'BEGIN { printf "%d", a * s }')
+  bonus=$(( SLACK < base ? SLACK : base ))
+  (( bonus < 0 )) && bonus=0
+  t=$(( base + bonus ))
   local t0 rc dt
   t0=$(date +%s%N)
   echo "===== stage $name (timeout ${t}s) $(date -u +%T)" >> "$LOG"
@@ -105,6 +109,7 @@ run_stage() {  # run_stage NAME COMMAND...: under timeout, log appended, result 
   rc=$?
   dt=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
   printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$dt" "$t" >> "$BENCH_WORK/stages.tsv"
+  SLACK=$(( SLACK + base - ${dt%.*} - 1 ))   # unused time flows on; the total stays within the sum of the limits
   local what=ok
   [[ $rc == 124 || $rc == 137 ]] && what="TIMEOUT after ${t}s (partial results kept)"
   [[ $rc != 0 && $rc != 124 && $rc != 137 ]] && what="rc=$rc (see bench.log)"
