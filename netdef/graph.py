@@ -211,7 +211,10 @@ def insert_splits(layers: Sequence[pb.LayerParameter]) -> list[pb.LayerParameter
 
 # ---------------------------------------------------------------------------- pass 3/4
 
-def _state(net: pb.NetParameter, phase, stages, level) -> pb.NetState:
+def net_state(net: pb.NetParameter, phase: str | int | None = None,
+              stages: Sequence[str] | None = None, level: int | None = None) -> pb.NetState:
+    """The NetState build_graph uses: ``net.state`` with phase / stages / level replaced by the
+    arguments that are not None (phase "TRAIN"/"TEST" or caffe_pb2.TRAIN/TEST)."""
     state = pb.NetState()
     state.CopyFrom(net.state)
     if phase is not None:
@@ -228,6 +231,9 @@ def _state(net: pb.NetParameter, phase, stages, level) -> pb.NetState:
     if level is not None:
         state.level = int(level)
     return state
+
+
+_state = net_state  # old private name, used by runner modules
 
 
 def default_loss_weights(lp: pb.LayerParameter) -> list[float]:
@@ -257,7 +263,7 @@ def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
     if len(net_param.layers):
         raise NetDefinitionError("net uses legacy 'layers' entries: read it with "
                                  "netdef.prototxt.read_net (which upgrades it) first")
-    state = _state(net_param, phase, stages, level)
+    state = net_state(net_param, phase, stages, level)
     layers = insert_splits(filter_layers(net_param, state))
     given = dict(input_shapes or {})
     used_inputs: set[str] = set()

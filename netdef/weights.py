@@ -72,12 +72,19 @@ def _parse(data: bytes, message, path, what: str):
     return message
 
 
-def _atomic_write(path: str | os.PathLike, data: bytes) -> None:
+def _atomic_write(path: str | os.PathLike, data: bytes | list) -> None:
+    """Write bytes (or a list of byte pieces) to ``path + ".tmp"``, then rename onto ``path``."""
     path = os.fspath(path)
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            for piece in ([data] if isinstance(data, bytes | bytearray) else data):
+                f.write(piece)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 # ---------------------------------------------------------------------------- blobs
@@ -199,13 +206,20 @@ def caffemodel_blobs(net: pb.NetParameter, where: str = "caffemodel"
     return out
 
 
-def write_caffemodel(path: str | os.PathLike,
-                     weights: Mapping[str, tuple[str, Sequence[np.ndarray]]],
-                     net: pb.NetParameter | None = None, name: str | None = None) -> None:
-    """Write a .caffemodel. ``weights`` maps layer name -> (type, [arrays]). With ``net`` each of
-    its layers is written in full (as Caffe's Net::ToProto) with the matching blobs attached;
-    weights for layers the net lacks are appended as name/type/blobs layers."""
+def caffemodel_bytes(weights: Mapping[str, tuple[str, Sequence[np.ndarray]]],
+                     net: pb.NetParameter | None = None, name: str | None = None) -> bytes:
+    """The serialized NetParameter ``write_caffemodel`` writes (see there). Blobs are encoded
+    straight from the arrays' bytes (BlobProto: shape = 7, packed float data = 5; attached as
+    LayerParameter.blobs = 7 and NetParameter.layer = 100) without copying every float through a
+    Python message. The encoding is valid protobuf that parses to the same message; only the
+    order of fields within a layer differs from protobuf's own output (blobs last)."""
+    return b"".join(_caffemodel_pieces(*_model_layers(weights, net, name)))
+
+
+def _model_layers(weights, net, name):
+    """(NetParameter without layers, [(LayerParameter without blobs, arrays)])."""
     out = pb.NetParameter()
+    layers: list[tuple[pb.LayerParameter, Sequence[np.ndarray]]] = []
     if net is not None:
         if len(net.layers):
             from netdef.upgrade import upgrade_net
@@ -216,22 +230,54 @@ def write_caffemodel(path: str | os.PathLike,
         out.ClearField("input_shape")
         out.ClearField("input_dim")
         for lp in net.layer:
-            dst = out.layer.add()
+            dst = pb.LayerParameter()
             dst.CopyFrom(lp)
             del dst.blobs[:]
-            if lp.name in weights:
-                for a in weights[lp.name][1]:
-                    dst.blobs.add().CopyFrom(array_to_blob(a))
+            layers.append((dst, weights[lp.name][1] if lp.name in weights else ()))
     if name is not None:
         out.name = name
-    written = {lp.name for lp in out.layer}
+    written = {lp.name for lp, _ in layers}
     for lname, (ltype, arrays) in weights.items():
-        if lname in written:
-            continue
-        dst = out.layer.add(name=lname, type=ltype)
+        if lname not in written:
+            layers.append((pb.LayerParameter(name=lname, type=ltype), arrays))
+    return out, layers
+
+
+def _caffemodel_pieces(out: pb.NetParameter, layers) -> list:
+    """Byte pieces of the serialized net; the big float arrays are memoryviews, not copies."""
+    pieces: list = [out.SerializeToString()]
+    for lp, arrays in layers:
+        head = lp.SerializeToString()
+        blob_parts = []
+        size = len(head)
         for a in arrays:
-            dst.blobs.add().CopyFrom(array_to_blob(a))
-    _atomic_write(path, out.SerializeToString())
+            parts = _blob_pieces(a)
+            n = sum(len(x) for x in parts)
+            lead = b"\x3a" + _varint(n)
+            blob_parts.append(lead)
+            blob_parts.extend(parts)
+            size += len(lead) + n
+        pieces.append(b"\xa2\x06" + _varint(size))
+        pieces.append(head)
+        pieces.extend(blob_parts)
+    return pieces
+
+
+def _blob_pieces(arr) -> list:
+    a = np.ascontiguousarray(arr, dtype="<f4")
+    dims = b"".join(_varint(int(d)) for d in a.shape)
+    shape = b"\x0a" + _varint(len(dims)) + dims if a.shape else b""
+    raw = memoryview(a.reshape(-1)).cast("B")
+    return [b"\x2a" + _varint(len(raw)), raw, b"\x3a" + _varint(len(shape)) + shape]
+
+
+def write_caffemodel(path: str | os.PathLike,
+                     weights: Mapping[str, tuple[str, Sequence[np.ndarray]]],
+                     net: pb.NetParameter | None = None, name: str | None = None) -> None:
+    """Write a .caffemodel. ``weights`` maps layer name -> (type, [arrays]). With ``net`` each of
+    its layers is written in full (as Caffe's Net::ToProto) with the matching blobs attached;
+    weights for layers the net lacks are appended as name/type/blobs layers."""
+    _atomic_write(path, _caffemodel_pieces(*_model_layers(weights, net, name)))
 
 
 def copy_trained_layers(graph, source: str | os.PathLike | pb.NetParameter
