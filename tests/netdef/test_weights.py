@@ -178,3 +178,22 @@ def test_caffe_lenet_v1_file_truncated(shared_dir, tmp_path):
         p.write_bytes(data[: int(len(data) * frac)])
         with pytest.raises(WeightsError, match=str(p)):
             read_caffemodel(p)
+
+
+def test_hdf5_caffemodel(tmp_path, graph):
+    h5py = pytest.importorskip("h5py")
+    w = _weights(graph)
+    path = tmp_path / "snap.caffemodel.h5"
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        for name, (_, arrays) in w.items():
+            g = data.create_group(name)
+            for i, a in enumerate(arrays):
+                g.create_dataset(str(i), data=a)
+        data.create_group("relu")
+    copied = copy_trained_layers(graph, path)
+    np.testing.assert_array_equal(copied["conv"][0], w["conv"][1][0])
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    with pytest.raises(WeightsError, match="no /data group"):
+        read_caffemodel(tmp_path / "other.h5")
