@@ -102,8 +102,8 @@ class _Ctx:
         self.data = data_shapes
 
     def fail(self, what: str) -> ShapeError:
-        b = ", ".join(fmt(s) for s in self.b) or "none"
-        return ShapeError(f"layer '{self.lp.name}' ({self.lp.type}): {what} [bottom shapes: {b}]")
+        b = f" [bottom shapes: {', '.join(fmt(s) for s in self.b)}]" if self.b else ""
+        return ShapeError(f"layer '{self.lp.name}' ({self.lp.type}): {what}{b}")
 
     def check(self, cond: bool, what: str) -> None:
         if not cond:

@@ -56,8 +56,14 @@ def parse_input_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def _candidates(path: str, base: Path) -> list[Path]:
+    """Where a source path written in a prototxt may be: as written (relative to the working
+    directory, like Caffe), relative to the prototxt's directory, by basename next to it."""
+    return list(dict.fromkeys([Path(path), base / path, base / Path(path).name]))
+
+
 def _find(path: str, base: Path) -> Path | None:
-    for cand in (Path(path), base / path):
+    for cand in _candidates(path, base):
         if cand.exists():
             return cand
     return None
@@ -196,6 +202,15 @@ def load(args) -> tuple:
             found = source_shapes(lp, base)
             if found is not None:
                 shapes.update(zip(lp.top, found))
+            elif lp.type in ("Data", "HDF5Data", "ImageData"):
+                from netdef.errors import NetDefinitionError
+                src = getattr(lp, {"Data": "data_param", "HDF5Data": "hdf5_data_param",
+                                   "ImageData": "image_data_param"}[lp.type]).source
+                tried = ", ".join(str(c) for c in _candidates(src, base))
+                raise NetDefinitionError(
+                    f"layer '{lp.name}' ({lp.type}): the shape of top '{lp.top[0]}' comes from "
+                    f"its data source '{src}', which was not found (tried: {tried}); build the "
+                    f"data (e.g. nbcaffe data mnist) or pass --input-shape {lp.top[0]}=N,C,H,W")
     graph = build_graph(net, phase, args.stage, args.level, shapes)
     return graph, net, title
 

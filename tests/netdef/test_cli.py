@@ -94,3 +94,29 @@ def test_draw(caffe_models, tmp_path, capsys):
     assert not (tmp_path / "g.dot.tmp").exists()
     assert main(["draw", str(caffe_models / "lenet_deploy.prototxt")]) == 0
     assert "->" in capsys.readouterr().out
+
+
+def test_inspect_reads_hdf5_and_image_list_sources(tmp_path, capsys, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    from PIL import Image
+    with h5py.File(tmp_path / "train.h5", "w") as f:
+        f.create_dataset("data", data=np.zeros((7, 4), np.float32))
+        f.create_dataset("label", data=np.zeros((7,), np.float32))
+    (tmp_path / "train.txt").write_text("train.h5\n")
+    Image.new("RGB", (20, 12)).save(tmp_path / "a.png")
+    (tmp_path / "list.txt").write_text("a.png 0\n")
+    net = tmp_path / "net.prototxt"
+    net.write_text(
+        'layer { name: "h" type: "HDF5Data" top: "data" top: "label" '
+        'hdf5_data_param { source: "elsewhere/train.txt" batch_size: 5 } }\n'
+        'layer { name: "img" type: "ImageData" top: "im" top: "l2" '
+        'image_data_param { source: "list.txt" batch_size: 2 } transform_param { crop_size: 10 } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+        'inner_product_param { num_output: 3 } }\n')
+    monkeypatch.chdir(tmp_path.parent)
+    assert main(["inspect", str(net), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by = {r["name"]: r for r in doc["layers"]}
+    assert by["h"]["top_shapes"] == [[5, 4], [5]]
+    assert by["img"]["top_shapes"] == [[2, 3, 10, 10], [2]]
+    assert by["ip"]["params"] == 3 * 4 + 3
