@@ -185,3 +185,14 @@ def test_known_defaults_follow_caffe():
     assert caffe_pb2.PoolingParameter().round_mode == caffe_pb2.PoolingParameter.CEIL
     assert caffe_pb2.SolverParameter().type == "SGD"
     assert caffe_pb2.ParamSpec().lr_mult == 1.0
+
+
+def test_wire_to_proto_reproduces_the_committed_proto(shared_dir):
+    table = shared_dir / "caffe-wire-format.md"
+    if not table.exists():
+        pytest.skip(f"{table} not present")
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "wire_to_proto.py"), str(table)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (ROOT / "proto" / "caffe.proto").read_text(), \
+        "proto/caffe.proto differs from tools/wire_to_proto.py's output"
