@@ -27,13 +27,15 @@ _PATH_SUFFIXES = (".prototxt", ".pt", ".pbtxt", ".txt", ".solver")
 
 
 def _load_text(source: Source) -> tuple[str, str | None]:
-    """Return (text, path or None). A str is a path when it names an existing file or looks like
-    a single-line file name; otherwise it is prototxt text."""
+    """Return (text, path or None). A str is a path when it names an existing file, or is one line
+    without '{' that ends like a prototxt file name or has no ':' (prototxt text always has a
+    ':' or '{'); otherwise it is prototxt text."""
     if isinstance(source, os.PathLike):
         path = os.fspath(source)
     elif isinstance(source, str):
-        looks_like_path = ("\n" not in source and "{" not in source
-                           and (os.path.exists(source) or source.endswith(_PATH_SUFFIXES)))
+        looks_like_path = ("\n" not in source and "{" not in source and source.strip() != ""
+                           and (os.path.exists(source) or source.endswith(_PATH_SUFFIXES)
+                                or ":" not in source))
         if not looks_like_path:
             return source, None
         path = source
