@@ -424,26 +424,21 @@ def _pooling(ctx: _Ctx) -> LayerShapes:
                   "with global_pooling: true the filter size cannot be given")
         kh, kw = h, w
     else:
-        has_hw = p.HasField("kernel_h") or p.HasField("kernel_w")
+        has_hw = p.HasField("kernel_h") and p.HasField("kernel_w")
         ctx.check(p.HasField("kernel_size") != has_hw,
-                  "give either kernel_size or kernel_h and kernel_w (exactly one of them)")
-        if has_hw:
-            ctx.check(p.HasField("kernel_h") and p.HasField("kernel_w"),
-                      "both kernel_h and kernel_w are required")
-            kh, kw = p.kernel_h, p.kernel_w
-        else:
-            kh = kw = p.kernel_size
+                  "filter size is kernel_size OR kernel_h and kernel_w; not both")
+        ctx.check(p.HasField("kernel_size") or has_hw,
+                  "for non-square filters both kernel_h and kernel_w are required")
+        kh, kw = (p.kernel_h, p.kernel_w) if has_hw else (p.kernel_size, p.kernel_size)
     ctx.check(kh > 0 and kw > 0, "filter dimensions cannot be zero")
-    if p.HasField("pad_h") or p.HasField("pad_w"):
-        ctx.check(not p.HasField("pad"), "give either pad or pad_h/pad_w; not both")
-        ph, pw = p.pad_h, p.pad_w
-    else:
-        ph = pw = p.pad
-    if p.HasField("stride_h") or p.HasField("stride_w"):
-        ctx.check(not p.HasField("stride"), "give either stride or stride_h/stride_w; not both")
-        sh, sw = p.stride_h, p.stride_w
-    else:
-        sh = sw = p.stride
+    ctx.check((not p.HasField("pad") and p.HasField("pad_h") and p.HasField("pad_w"))
+              or (not p.HasField("pad_h") and not p.HasField("pad_w")),
+              "pad is pad OR pad_h and pad_w are required")
+    ctx.check((not p.HasField("stride") and p.HasField("stride_h") and p.HasField("stride_w"))
+              or (not p.HasField("stride_h") and not p.HasField("stride_w")),
+              "stride is stride OR stride_h and stride_w are required")
+    ph, pw = (p.pad_h, p.pad_w) if p.HasField("pad_h") else (p.pad, p.pad)
+    sh, sw = (p.stride_h, p.stride_w) if p.HasField("stride_h") else (p.stride, p.stride)
     ctx.check(sh > 0 and sw > 0, "stride cannot be zero")
     if p.global_pooling:
         ctx.check(ph == 0 and pw == 0 and sh == 1 and sw == 1,
