@@ -1,0 +1,454 @@
+"""CUDA backend: the op interface of ``runner.backend.base`` on numba device arrays, every op a
+launch of a hand-written kernel from ``kernels/`` (no cuBLAS, no CuPy).
+
+Design
+------
+- **Arrays stay on the device.** Every array this backend hands out is a numba device array
+  (``numba.cuda.device_array``; in Numba's simulator, NUMBA_ENABLE_CUDASIM=1, a FakeCUDAArray over
+  host memory, which is how CI tests it). Ops also accept any object with
+  ``__cuda_array_interface__`` (CuPy, PyTorch) through ``kernels._launch.as_device`` without a
+  copy. Nothing is copied to the host between layers: the only device->host transfers are
+  ``to_host`` (asked for explicitly, e.g. by ``Blob``'s host mirror) and the host scalars that the
+  interface returns (``dot``/``asum``/``sumsq``, loss sums and counts), which synchronise by nature.
+  ``accuracy`` and ``argmax`` use the base class's host implementation (TEST-phase reporting ops).
+- **Blob memory like Caffe.** ``Blob`` keeps one flat buffer per data/diff with a capacity; a
+  smaller reshape takes a view of the first elements (``view``), a larger one reallocates. The
+  ``host_mirror`` flag tells ``Blob`` to keep a lazily synced numpy mirror (SyncedMemory-style).
+- **Cached views.** ``view``/``reshape`` and the flat (1-D) views the kernels take are memoised
+  on the array object itself (a small dict attribute keyed by the shape), so steady-state
+  iterations create no new device-array objects: a layer asking for ``blob.dev_data`` or
+  ``backend.reshape(x, (M, K))`` every iteration gets the same object back. Views never own
+  memory, so the cache costs nothing on the device; a reallocated buffer starts a new cache.
+- **Launch overhead.** Kernel modules compute launch geometry once per shape (``lru_cache``);
+  this backend passes them flat views so their wrappers skip reshaping; small scratch buffers
+  (convolution column workspace) are allocated once per size and reused. Numba's low-occupancy
+  warning is switched off at backend creation (tiny bias/solver kernels would otherwise issue a
+  Python warning per launch). No op synchronises unless it returns a host value.
+- **Convolution** is ``kernels.conv`` (im2col + the GEMM kernels over the whole batch, chunked so the
+  column workspace stays under ``CONV_WORKSPACE_BYTES``); the Python code never loops over images
+  except through those chunks. 1x1 convolutions skip im2col.
+- **Dropout** uses ``kernels.dropout``'s counter-based generator: element i of a forward draws
+  ``u(seed, counter + i)``, the same stream as the cpu backend's host twin, so masks agree bit for
+  bit across backends.
+- float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numba import config, cuda
+
+from kernels import activation as _act
+from kernels import batchnorm as _bn
+from kernels import concat as _concat
+from kernels import eltwise as _elt
+from kernels import fill as _fill
+from kernels import gemm as _gemm
+from kernels import lrn as _lrn
+from kernels import pool as _pool
+from kernels import reduce as _red
+from kernels import scale as _scale
+from kernels import softmax as _sm
+from kernels._launch import as_device
+from runner.backend.base import Backend, ConvGeometry, PoolGeometry
+
+Array = Any
+
+#: upper bound of the im2col column workspace (bytes); the batch is processed in chunks that fit
+CONV_WORKSPACE_BYTES = 256 << 20
+
+_F32 = np.dtype(np.float32)
+_VIEWS = "_nbcaffe_views"
+
+
+def _prod(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _shaped(arr: Any, shape: tuple[int, ...]) -> Any:
+    """The first prod(shape) elements of contiguous device array ``arr`` with ``shape``; memoised
+    on ``arr`` so the same object comes back for the same shape (see the module docstring)."""
+    cache = getattr(arr, _VIEWS, None)
+    if cache is None:
+        cache = {}
+        try:
+            setattr(arr, _VIEWS, cache)
+        except AttributeError:      # an object that takes no attributes: no caching
+            pass
+    v = cache.get(shape)
+    if v is not None:
+        return v
+    if tuple(arr.shape) == shape:
+        v = arr
+    else:
+        n = _prod(shape)
+        base = arr if len(arr.shape) == 1 else arr.reshape(arr.size)
+        if base.size != n:
+            if base.size < n:
+                raise ValueError(f"cannot view {base.size} elements as {shape}")
+            base = base[:n]
+        v = base.reshape(*shape) if shape else base.reshape(())
+    cache[shape] = v
+    return v
+
+
+def _dev(a: Any) -> Any:
+    """A numba device array for ``a`` (numba arrays unchanged; CUDA array interface wrapped)."""
+    if getattr(a, "__cuda_ndarray__", False):
+        return a
+    return as_device(a)
+
+
+def _flat(a: Any) -> Any:
+    """1-D view of a contiguous device array (cached)."""
+    a = _dev(a)
+    if len(a.shape) == 1:
+        return a
+    return _shaped(a, (a.size,))
+
+
+def _kernel_module(name: str) -> Any:
+    import importlib
+    return importlib.import_module(f"kernels.{name}")
+
+
+class CudaBackend(Backend):
+    """Numba CUDA implementation of :class:`runner.backend.base.Backend` (see the module docstring)."""
+
+    name = "cuda"
+    host_mirror = True
+    dtype = _F32
+
+    def __init__(self) -> None:
+        config.CUDA_LOW_OCCUPANCY_WARNINGS = False
+        self._workspaces: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ arrays
+    def empty(self, shape: Sequence[int], dtype: Any = None) -> Array:
+        """Uninitialised device array of ``shape`` (float32 unless ``dtype``)."""
+        shape = tuple(int(s) for s in shape)
+        return cuda.device_array(shape, dtype=np.dtype(dtype) if dtype is not None else _F32)
+
+    def zeros(self, shape: Sequence[int], dtype: Any = None) -> Array:
+        """Zero-filled device array (a fill kernel for float32; a one-time upload otherwise)."""
+        shape = tuple(int(s) for s in shape)
+        dt = np.dtype(dtype) if dtype is not None else _F32
+        if dt != _F32:
+            return cuda.to_device(np.zeros(shape, dtype=dt))
+        arr = cuda.device_array(shape, dtype=dt)
+        if arr.size:
+            _fill.fill(_flat(arr), 0.0)
+        return arr
+
+    def to_device(self, host: Any, out: Array | None = None) -> Array:
+        """Upload ``host`` (numpy, or a device array: device-to-device copy) to a new device array
+        of float32, or into ``out`` (same number of elements; its dtype is kept)."""
+        if getattr(host, "__cuda_array_interface__", None) is not None and not isinstance(host, np.ndarray):
+            src = _dev(host)
+            if out is None:
+                out = cuda.device_array(tuple(src.shape), dtype=src.dtype)
+            if out.size != src.size:
+                raise ValueError(f"to_device: {tuple(src.shape)} into {tuple(out.shape)}")
+            self.copy(src, out)
+            return out
+        h = np.asarray(host)
+        if out is None:
+            return cuda.to_device(np.ascontiguousarray(h, dtype=_F32))
+        o = _dev(out)
+        if o.size != h.size:
+            raise ValueError(f"to_device: host array {h.shape} into device array {tuple(o.shape)}")
+        if o.size:
+            _flat(o).copy_to_device(np.ascontiguousarray(h, dtype=o.dtype).reshape(-1))
+        return out
+
+    def to_host(self, arr: Array, out: np.ndarray | None = None) -> np.ndarray:
+        """Download ``arr`` to a new numpy array of its shape, or into ``out`` (same size)."""
+        a = _dev(arr)
+        if out is None:
+            return a.copy_to_host()
+        if out.size != a.size:
+            raise ValueError(f"to_host: device array {tuple(a.shape)} into host array {out.shape}")
+        if a.size:
+            flat_out = out.reshape(-1)
+            if not np.shares_memory(flat_out, out):
+                raise ValueError("to_host: out must be C-contiguous")
+            _flat(a).copy_to_host(flat_out)
+        return out
+
+    def view(self, buf: Array, shape: Sequence[int]) -> Array:
+        """Cached view of the first prod(shape) elements of ``buf`` (see the module docstring)."""
+        if type(shape) is not tuple:
+            shape = tuple(int(s) for s in shape)
+        return _shaped(buf, shape)
+
+    def reshape(self, arr: Array, shape: Sequence[int]) -> Array:
+        """Cached view of ``arr`` with another shape of the same size."""
+        if type(shape) is not tuple:
+            shape = tuple(int(s) for s in shape)
+        a = _dev(arr)
+        if _prod(shape) != a.size:
+            raise ValueError(f"cannot reshape {tuple(a.shape)} to {shape}")
+        return _shaped(a, shape)
+
+    def copy(self, src: Array, dst: Array) -> None:
+        """dst = src (flat order, same size), on the device."""
+        if src is dst:
+            return
+        s, d = _dev(src), _dev(dst)
+        if s.size != d.size:
+            raise ValueError(f"copy: {tuple(s.shape)} into {tuple(d.shape)}")
+        if s.size == 0:
+            return
+        if s.dtype == _F32 and d.dtype == _F32:
+            _fill.copy(_flat(s), _flat(d))
+        else:
+            _flat(d).copy_to_device(_flat(s))
+
+    def fill(self, arr: Array, value: float) -> None:
+        a = _dev(arr)
+        if a.size:
+            _fill.fill(_flat(a), value)
+
+    def synchronize(self) -> None:
+        cuda.synchronize()
+
+    # ------------------------------------------------------------------ BLAS-like
+    def axpy(self, alpha: float, x: Array, y: Array) -> None:
+        _fill.axpy(alpha, _flat(x), _flat(y))
+
+    def axpby(self, alpha: float, x: Array, beta: float, y: Array) -> None:
+        _fill.axpby(alpha, _flat(x), beta, _flat(y))
+
+    def scal(self, alpha: float, x: Array) -> None:
+        _fill.scal(_flat(x), alpha)
+
+    def dot(self, x: Array, y: Array) -> float:
+        return float(_red.dot(_flat(x), _flat(y)))
+
+    def asum(self, x: Array) -> float:
+        return float(_red.asum(_flat(x)))
+
+    def sumsq(self, x: Array) -> float:
+        return float(_red.sumsq(_flat(x)))
+
+    def gemm(self, trans_a: bool, trans_b: bool, alpha: float, a: Array, b: Array,
+             beta: float, c: Array) -> None:
+        _gemm.gemm(trans_a, trans_b, alpha, _dev(a), _dev(b), beta, _dev(c))
+
+    # ------------------------------------------------------------------ elementwise arithmetic
+    def add(self, a, b, out) -> None:
+        _fill.add(_flat(a), _flat(b), _flat(out))
+
+    def sub(self, a, b, out) -> None:
+        _fill.sub(_flat(a), _flat(b), _flat(out))
+
+    def mul(self, a, b, out) -> None:
+        _fill.mul(_flat(a), _flat(b), _flat(out))
+
+    def div(self, a, b, out) -> None:
+        _fill.div(_flat(a), _flat(b), _flat(out))
+
+    # ------------------------------------------------------------------ activations
+    def relu_fwd(self, x, y, negative_slope: float = 0.0) -> None:
+        _act.relu_fwd(_flat(x), _flat(y), negative_slope)
+
+    def relu_bwd(self, x, dy, dx, negative_slope: float = 0.0) -> None:
+        _act.relu_bwd(_flat(dy), _flat(x), _flat(dx), negative_slope)
+
+    def sigmoid_fwd(self, x, y) -> None:
+        _act.sigmoid_fwd(_flat(x), _flat(y))
+
+    def sigmoid_bwd(self, y, dy, dx) -> None:
+        _act.sigmoid_bwd(_flat(dy), _flat(y), _flat(dx))
+
+    def tanh_fwd(self, x, y) -> None:
+        _act.tanh_fwd(_flat(x), _flat(y))
+
+    def tanh_bwd(self, y, dy, dx) -> None:
+        _act.tanh_bwd(_flat(dy), _flat(y), _flat(dx))
+
+    def elu_fwd(self, x, y, alpha: float) -> None:
+        _act.elu_fwd(_flat(x), _flat(y), alpha)
+
+    def elu_bwd(self, x, y, dy, dx, alpha: float) -> None:
+        _act.elu_bwd(_flat(dy), _flat(x), _flat(y), _flat(dx), alpha)
+
+    def abs_fwd(self, x, y) -> None:
+        _act.absval_fwd(_flat(x), _flat(y))
+
+    def abs_bwd(self, x, dy, dx) -> None:
+        _act.absval_bwd(_flat(dy), _flat(x), _flat(dx))
+
+    def bnll_fwd(self, x, y) -> None:
+        _act.bnll_fwd(_flat(x), _flat(y))
+
+    def bnll_bwd(self, x, dy, dx) -> None:
+        _act.bnll_bwd(_flat(dy), _flat(x), _flat(dx))
+
+    def power_fwd(self, x, y, power: float, scale: float, shift: float) -> None:
+        _act.power_fwd(_flat(x), _flat(y), power, scale, shift)
+
+    def power_bwd(self, x, y, dy, dx, power: float, scale: float, shift: float) -> None:
+        _act.power_bwd(_flat(dy), _flat(x), _flat(y), _flat(dx), power, scale, shift)
+
+    def exp_fwd(self, x, y, base: float, scale: float, shift: float) -> None:
+        _act.exp_fwd(_flat(x), _flat(y), base, scale, shift)
+
+    def exp_bwd(self, y, dy, dx, base: float, scale: float) -> None:
+        _act.exp_bwd(_flat(dy), _flat(y), _flat(dx), base, scale)
+
+    def log_fwd(self, x, y, base: float, scale: float, shift: float) -> None:
+        _act.log_fwd(_flat(x), _flat(y), base, scale, shift)
+
+    def log_bwd(self, x, dy, dx, base: float, scale: float, shift: float) -> None:
+        _act.log_bwd(_flat(dy), _flat(x), _flat(dx), base, scale, shift)
+
+    # ------------------------------------------------------------------ dropout
+    def dropout_fwd(self, x, y, mask, ratio: float, seed: int, counter: int) -> None:
+        _kernel_module("dropout").dropout_fwd(_flat(x), _flat(y), _flat(mask), ratio, seed, counter)
+
+    def dropout_bwd(self, dy, mask, dx, ratio: float) -> None:
+        _kernel_module("dropout").dropout_bwd(_flat(dy), _flat(mask), _flat(dx), ratio)
+
+    # ------------------------------------------------------------------ bias / scale
+    def bias_fwd(self, x, b, y, outer: int, dim: int, inner: int) -> None:
+        _kernel_module("bias").bias_fwd(_flat(x), _flat(b), _flat(y), outer, dim, inner)
+
+    def bias_bwd(self, dy, db, outer: int, dim: int, inner: int) -> None:
+        _kernel_module("bias").bias_bwd(_flat(dy), _flat(db), outer, dim, inner)
+
+    def scale_fwd(self, x, s, b, y, outer: int, dim: int, inner: int) -> None:
+        _scale.scale_fwd(_flat(x), _flat(s), None if b is None else _flat(b), _flat(y), outer, dim, inner)
+
+    def scale_bwd(self, x, s, dy, dx, ds, outer: int, dim: int, inner: int,
+                  accumulate_ds: bool = True) -> None:
+        _scale.scale_bwd(_flat(x), _flat(s), _flat(dy), None if dx is None else _flat(dx),
+                         None if ds is None else _flat(ds), outer, dim, inner, accumulate_ds)
+
+    # ------------------------------------------------------------------ convolution
+    def conv_forward(self, x, w, b, y, g: ConvGeometry) -> None:
+        raise NotImplementedError("kernels/conv.py")
+
+    def conv_backward_data(self, dy, w, dx, g: ConvGeometry) -> None:
+        raise NotImplementedError("kernels/conv.py")
+
+    def conv_backward_weight(self, x, dy, dw, g: ConvGeometry) -> None:
+        raise NotImplementedError("kernels/conv.py")
+
+    # ------------------------------------------------------------------ pooling
+    @staticmethod
+    def _pool_views(big, small, g: PoolGeometry, small_mask=None):
+        b = _shaped(_dev(big), (g.n, g.c, g.h, g.w))
+        s = _shaped(_dev(small), (g.n, g.c, g.out_h, g.out_w))
+        m = None if small_mask is None else _shaped(_dev(small_mask), (g.n, g.c, g.out_h, g.out_w))
+        return b, s, m
+
+    def max_pool_fwd(self, x, y, mask, g: PoolGeometry) -> None:
+        xv, yv, mv = self._pool_views(x, y, g, mask)
+        _pool.max_pool_fwd(xv, yv, mv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
+                           (g.pad_h, g.pad_w))
+
+    def max_pool_bwd(self, dy, mask, dx, g: PoolGeometry) -> None:
+        dxv, dyv, mv = self._pool_views(dx, dy, g, mask)
+        _pool.max_pool_bwd(dyv, mv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
+                           (g.pad_h, g.pad_w))
+
+    def ave_pool_fwd(self, x, y, g: PoolGeometry) -> None:
+        xv, yv, _ = self._pool_views(x, y, g)
+        _pool.ave_pool_fwd(xv, yv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
+                           (g.pad_h, g.pad_w))
+
+    def ave_pool_bwd(self, dy, dx, g: PoolGeometry) -> None:
+        dxv, dyv, _ = self._pool_views(dx, dy, g)
+        _pool.ave_pool_bwd(dyv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
+                           (g.pad_h, g.pad_w))
+
+    # ------------------------------------------------------------------ LRN
+    @staticmethod
+    def _nchw(*arrays):
+        """Cached 4-D views (N, C, H, W) of same-shaped arrays (N, C, ...) (trailing axes merged)."""
+        devs = [_dev(a) for a in arrays]
+        shp = tuple(devs[0].shape)
+        if len(shp) != 4:
+            shp = (shp[0], shp[1] if len(shp) > 1 else 1, _prod(shp[2:]), 1)
+        return [_shaped(d, shp) for d in devs]
+
+    def lrn_across_fwd(self, x, y, scale, local_size: int, alpha: float, beta: float, k: float) -> None:
+        xv, yv, sv = self._nchw(x, y, scale)
+        _lrn.lrn_fwd(xv, sv, yv, local_size, alpha, beta, k)
+
+    def lrn_across_bwd(self, x, y, scale, dy, dx, local_size: int, alpha: float, beta: float) -> None:
+        xv, yv, sv, dyv, dxv = self._nchw(x, y, scale, dy, dx)
+        _lrn.lrn_bwd(dyv, xv, yv, sv, dxv, local_size, alpha, beta)
+
+    def lrn_within_fwd(self, x, y, scale, local_size: int, alpha: float, beta: float) -> None:
+        xv, yv, sv = self._nchw(x, y, scale)
+        _lrn.lrn_within_fwd(xv, sv, yv, local_size, alpha, beta)
+
+    def lrn_within_bwd(self, x, y, scale, dy, dx, local_size: int, alpha: float, beta: float) -> None:
+        xv, sv, dyv, dxv = self._nchw(x, scale, dy, dx)
+        _lrn.lrn_within_bwd(dyv, xv, sv, dxv, local_size, alpha, beta)
+
+    # ------------------------------------------------------------------ softmax and losses
+    def softmax_fwd(self, x, y, outer: int, dim: int, inner: int) -> None:
+        shp = (outer, dim, inner)
+        _sm.softmax_fwd(_shaped(_dev(x), shp), _shaped(_dev(y), shp), 1)
+
+    def softmax_bwd(self, y, dy, dx, outer: int, dim: int, inner: int) -> None:
+        shp = (outer, dim, inner)
+        _sm.softmax_bwd(_shaped(_dev(dy), shp), _shaped(_dev(y), shp), _shaped(_dev(dx), shp), 1)
+
+    def softmax_loss_fwd(self, prob, label, outer: int, dim: int, inner: int,
+                         ignore_label: int | None) -> tuple[float, int]:
+        loss, valid = _sm.softmax_loss_fwd(_shaped(_dev(prob), (outer, dim, inner)), _flat(label), 1,
+                                           ignore_label)
+        return float(loss), int(valid)
+
+    def softmax_loss_bwd(self, prob, label, dx, outer: int, dim: int, inner: int,
+                         ignore_label: int | None, scale: float) -> None:
+        shp = (outer, dim, inner)
+        _sm.softmax_loss_bwd(_shaped(_dev(prob), shp), _flat(label), _shaped(_dev(dx), shp), scale, 1,
+                             ignore_label)
+
+    def sigmoid_ce_loss_fwd(self, x, target, ignore_label: int | None) -> tuple[float, int]:
+        raise NotImplementedError("sigmoid cross-entropy kernel")
+
+    def sigmoid_ce_loss_bwd(self, x, target, dx, ignore_label: int | None, scale: float) -> None:
+        raise NotImplementedError("sigmoid cross-entropy kernel")
+
+    def contrastive_loss_fwd(self, a, b, sim, diff, dist_sq, margin: float, legacy: bool) -> float:
+        raise NotImplementedError("contrastive loss kernel")
+
+    def contrastive_loss_bwd(self, diff, dist_sq, sim, dx, sign: float, margin: float, legacy: bool,
+                             scale: float) -> None:
+        raise NotImplementedError("contrastive loss kernel")
+
+    # ------------------------------------------------------------------ concat / eltwise
+    def concat_fwd(self, xs, y, outer: int, dims, inner: int) -> None:
+        _concat.concat_fwd_all([_flat(a) for a in xs], _flat(y), outer, list(dims), inner)
+
+    def concat_bwd(self, dy, dxs, outer: int, dims, inner: int) -> None:
+        _concat.concat_bwd_all(_flat(dy), [None if a is None else _flat(a) for a in dxs], outer,
+                               list(dims), inner)
+
+    def eltwise_max_fwd(self, xs, y, mask) -> None:
+        _elt.eltwise_max_fwd([_flat(a) for a in xs], _flat(y), _flat(mask))
+
+    def eltwise_max_bwd(self, dy, mask, index: int, dx) -> None:
+        _elt.eltwise_max_bwd(_flat(dy), _flat(mask), index, _flat(dx))
+
+    # ------------------------------------------------------------------ batch norm
+    def channel_mean_var(self, x, mean, var, n: int, c: int, s: int) -> None:
+        _bn.channel_mean_var(_flat(x), _flat(mean), _flat(var), n, c, s)
+
+    def batchnorm_fwd(self, x, mean, var, eps: float, y, inv_std, n: int, c: int, s: int) -> None:
+        _bn.batchnorm_fwd(_flat(x), _flat(mean), _flat(var), eps, _flat(y), _flat(inv_std), n, c, s)
+
+    def batchnorm_bwd(self, y, dy, inv_std, dx, n: int, c: int, s: int, use_global_stats: bool) -> None:
+        _bn.batchnorm_bwd(_flat(y), _flat(dy), _flat(inv_std), _flat(dx), n, c, s, use_global_stats)
+
