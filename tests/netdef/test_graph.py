@@ -3,6 +3,8 @@ backward flags, against Caffe's Net::Init behaviour."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from netdef.errors import NetDefinitionError, ShapeError
 from netdef.graph import build_graph, state_meets_rule
@@ -165,3 +167,65 @@ def test_legacy_layers_rejected_by_build_graph():
     net.layers.add(name="a")
     with pytest.raises(NetDefinitionError, match="read_net"):
         build_graph(net)
+
+
+@st.composite
+def _random_dag(draw):
+    """Random nets of Input, ReLU (sometimes in place), Eltwise and loss-weighted tops."""
+    lines = [INPUT.strip()]
+    blobs = ["x"]
+    for i in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(["relu", "inplace", "eltwise"]))
+        if kind == "eltwise" and len(blobs) >= 2:
+            bs = draw(st.lists(st.sampled_from(blobs), min_size=2, max_size=3))
+            bottoms = " ".join(f'bottom: "{b}"' for b in bs)
+            lines.append(f'layer {{ name: "e{i}" type: "Eltwise" {bottoms} top: "e{i}" }}')
+            blobs.append(f"e{i}")
+        elif kind == "inplace":
+            b = draw(st.sampled_from(blobs))
+            lines.append(f'layer {{ name: "p{i}" type: "ReLU" bottom: "{b}" top: "{b}" }}')
+        else:
+            b = draw(st.sampled_from(blobs))
+            lw = draw(st.sampled_from(["", "loss_weight: 1", "loss_weight: 0"]))
+            lines.append(f'layer {{ name: "r{i}" type: "ReLU" bottom: "{b}" top: "r{i}" {lw} }}')
+            blobs.append(f"r{i}")
+    return "\n".join(lines)
+
+
+@given(text=_random_dag())
+def test_splits_preserve_dataflow(text):
+    """After split insertion every blob version feeds at most one reader (a loss weight counts as
+    one), and every layer still reads, through splits, the producer it read before."""
+    net = read_net(text)
+    try:
+        g = build_graph(net)
+    except NetDefinitionError as e:
+        # Caffe's rule too: an in-place layer reading a blob that another layer also reads gets a
+        # split top as bottom, so its top re-declares the blob
+        assert "produced by multiple sources" in str(e)
+        return
+    expect, last = {}, {}  # the original net's dataflow: layer -> producers of its bottoms
+    for lp in net.layer:
+        expect[lp.name] = [last[b] for b in lp.bottom]
+        for t in lp.top:
+            last[t] = lp.name
+    producer = {}          # blob -> original producing layer (following splits), in order
+    for node in g.layers:
+        if node.type == "Split":
+            for t in node.tops:
+                producer[t] = producer[node.bottoms[0]]
+            continue
+        assert [producer[b] for b in node.bottoms] == expect[node.name], node.name
+        for t in node.tops:
+            producer[t] = node.name
+    reads: dict[tuple[str, int], int] = {}
+    version: dict[str, int] = {}
+    for node in g.layers:
+        for b in node.bottoms:
+            key = (b, version.get(b, 0))
+            reads[key] = reads.get(key, 0) + 1
+        for t, w in zip(node.tops, node.loss_weights):
+            version[t] = version.get(t, -1) + 1
+            if w and node.type != "Split" and node.param.loss_weight:
+                reads[(t, version[t])] = reads.get((t, version[t]), 0) + 1
+    assert all(n <= 1 for n in reads.values()), reads
