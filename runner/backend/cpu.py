@@ -108,6 +108,31 @@ def _ave_pool_bwd(dy, dx, kh, kw, sh, sw, ph, pw):  # pragma: no cover - compile
                             dx[n, c, h, w] += g
 
 
+@njit(cache=True)
+def _col2im_nb(col, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh_, ow_):  # pragma: no cover - compiled
+    """dx = 0, then every column entry is added back onto the pixel it was copied from."""
+    n_, c_, h_, w_ = dx.shape
+    for n in range(n_):
+        for c in range(c_):
+            for h in range(h_):
+                for w in range(w_):
+                    dx[n, c, h, w] = 0
+    for c in range(c_):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for n in range(n_):
+                    base = n * oh_ * ow_
+                    for oh in range(oh_):
+                        h = oh * sh - ph + i * dh
+                        if h < 0 or h >= h_:
+                            continue
+                        for ow in range(ow_):
+                            w = ow * sw - pw + j * dw
+                            if w >= 0 and w < w_:
+                                dx[n, c, h, w] += col[row, base + oh * ow_ + ow]
+
+
 # ---------------------------------------------------------------------------------------- helpers
 def _flat(a: np.ndarray) -> np.ndarray:
     """1-D view of a contiguous array (raises if a copy would be needed)."""
@@ -372,14 +397,14 @@ class CpuBackend(Backend):
 
     # ------------------------------------------------------------------ convolution
     def _im2col(self, x: np.ndarray, g: ConvGeometry) -> np.ndarray:
-        """(C_in*KH*KW, N*OH*OW) column buffer of x (N, C_in, H, W)."""
+        """(C_in*KH*KW, N*OH*OW) column buffer of x (N, C_in, H, W): the image is transposed once to
+        channel-major (C, N, H, W) and padded, then KH*KW strided slice copies fill the buffer (a 1x1
+        convolution only transposes)."""
+        xt = x.reshape(g.x_shape).transpose(1, 0, 2, 3)
         if g.is_1x1:
-            return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(g.c_in, -1)
-        if g.pad_h or g.pad_w:
-            xp = np.zeros((g.n, g.c_in, g.h + 2 * g.pad_h, g.w + 2 * g.pad_w), dtype=x.dtype)
-            xp[:, :, g.pad_h:g.pad_h + g.h, g.pad_w:g.pad_w + g.w] = x
-        else:
-            xp = x
+            return np.ascontiguousarray(xt).reshape(g.c_in, -1)
+        xp = np.zeros((g.c_in, g.n, g.h + 2 * g.pad_h, g.w + 2 * g.pad_w), dtype=x.dtype)
+        xp[:, :, g.pad_h:g.pad_h + g.h, g.pad_w:g.pad_w + g.w] = xt
         col = np.empty((g.c_in, g.kernel_h, g.kernel_w, g.n, g.out_h, g.out_w), dtype=x.dtype)
         he = g.stride_h * (g.out_h - 1) + 1
         we = g.stride_w * (g.out_w - 1) + 1
@@ -387,7 +412,7 @@ class CpuBackend(Backend):
             h0 = i * g.dilation_h
             for j in range(g.kernel_w):
                 w0 = j * g.dilation_w
-                col[:, i, j] = xp[:, :, h0:h0 + he:g.stride_h, w0:w0 + we:g.stride_w].transpose(1, 0, 2, 3)
+                col[:, i, j] = xp[:, :, h0:h0 + he:g.stride_h, w0:w0 + we:g.stride_w]
         return col.reshape(g.c_in * g.kernel_h * g.kernel_w, g.n * g.out_h * g.out_w)
 
     def _col2im(self, col: np.ndarray, dx: np.ndarray, g: ConvGeometry) -> None:
@@ -395,17 +420,8 @@ class CpuBackend(Backend):
         if g.is_1x1:
             dx[...] = col.reshape(g.c_in, g.n, g.h, g.w).transpose(1, 0, 2, 3)
             return
-        ph, pw = g.pad_h, g.pad_w
-        dxp = np.zeros((g.n, g.c_in, g.h + 2 * ph, g.w + 2 * pw), dtype=dx.dtype)
-        c6 = col.reshape(g.c_in, g.kernel_h, g.kernel_w, g.n, g.out_h, g.out_w)
-        he = g.stride_h * (g.out_h - 1) + 1
-        we = g.stride_w * (g.out_w - 1) + 1
-        for i in range(g.kernel_h):
-            h0 = i * g.dilation_h
-            for j in range(g.kernel_w):
-                w0 = j * g.dilation_w
-                dxp[:, :, h0:h0 + he:g.stride_h, w0:w0 + we:g.stride_w] += c6[:, i, j].transpose(1, 0, 2, 3)
-        dx[...] = dxp[:, :, ph:ph + g.h, pw:pw + g.w]
+        _col2im_nb(col, dx, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w,
+                   g.dilation_h, g.dilation_w, g.out_h, g.out_w)
 
     def conv_forward(self, x, w, b, y, g: ConvGeometry) -> None:
         x = x.reshape(g.x_shape)
