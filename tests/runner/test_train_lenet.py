@@ -1,0 +1,58 @@
+"""LeNet on the real MNIST (../shared/data/mnist), Caffe's lenet_train_test.prototxt and
+lenet_solver.prototxt settings, cpu: a short run must reach >= 97% on the first 2,000 test images.
+(The full 10,000-iteration run reaches >= 99%: see docs/solver.md.)"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from netdef.prototxt import read_solver
+from runner.data.mnist import convert_mnist
+from runner.solver.glog import GLog
+from runner.solver.solver import Solver
+
+ROOT = Path(__file__).resolve().parents[2]
+ITERS = int(os.environ.get("NBCAFFE_LENET_ITERS", "400"))
+
+
+@pytest.mark.slow
+def test_lenet_short_run_reaches_97_percent(shared_dir, tmp_path, monkeypatch):
+    src = shared_dir / "data" / "mnist"
+    if not (src / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("no MNIST in ../shared/data/mnist")
+    ex = tmp_path / "examples" / "mnist"
+    ex.mkdir(parents=True)
+    # Caffe's own prototxts; the LMDBs where they expect them (relative to the working directory)
+    for f in ("lenet_solver.prototxt", "lenet_train_test.prototxt"):
+        shutil.copy(ROOT / "examples" / "mnist" / f, ex / f)
+    n_train = ITERS * 64
+    convert_mnist(src / "train-images-idx3-ubyte.gz", src / "train-labels-idx1-ubyte.gz",
+                  ex / "mnist_train_lmdb", limit=n_train)
+    convert_mnist(src / "t10k-images-idx3-ubyte.gz", src / "t10k-labels-idx1-ubyte.gz",
+                  ex / "mnist_test_lmdb", limit=2000)
+    monkeypatch.chdir(tmp_path)
+    param = read_solver(ex / "lenet_solver.prototxt")
+    param.max_iter = ITERS
+    param.test_iter[0] = 20            # 20 x 100 = the 2,000 converted test images
+    param.test_interval = ITERS
+    param.test_initialization = False
+    param.snapshot = 0
+    param.random_seed = 1
+    log = io.StringIO()
+    t0 = time.perf_counter()
+    s = Solver(param, solver_path=str(ex / "lenet_solver.prototxt"), log=GLog(stream=log))
+    try:
+        s.solve()
+    finally:
+        s.close()
+    wall = time.perf_counter() - t0
+    acc = s.test_results[-1]["accuracy"]
+    print(f"LeNet {ITERS} iterations: test accuracy {acc:.4f} on 2,000 images, {wall:.1f} s")
+    assert s.test_results[-1]["iter"] == ITERS
+    assert acc >= 0.97, log.getvalue()[-3000:]
+    assert os.path.exists(f"examples/mnist/lenet_iter_{ITERS}.caffemodel")
