@@ -251,3 +251,18 @@ def test_registry_rejects_duplicates():
         @register("ReLU")
         class Again(Layer):
             pass
+
+
+def test_batch_norm_statistics_are_never_learned():
+    proto = """
+    name: "bn"
+    layer { name: "d" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 2 dim: 2 } } }
+    layer { name: "bn" type: "BatchNorm" bottom: "x" top: "x" }
+    layer { name: "sc" type: "Scale" bottom: "x" top: "x" scale_param { bias_term: true } }
+    """
+    net = Net(proto, phase="TRAIN")
+    assert [p.lr_mult for p in net.learnable_params] == [0.0, 0.0, 0.0, 1.0, 1.0]
+    bad = proto.replace('bottom: "x" top: "x" }\n    layer { name: "sc"',
+                        'bottom: "x" top: "x" param { lr_mult: 1 } }\n    layer { name: "sc"')
+    with pytest.raises(NetDefinitionError, match="batch normalization statistics"):
+        Net(bad, phase="TRAIN")
