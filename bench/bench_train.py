@@ -285,6 +285,7 @@ def body(st: Stage) -> None:
     if why:
         st.note(f"ours: skipped: {why}")
     for name, batch, vbatch in NETS:
+        st.put(f"{name}_batch", batch)
         row: dict[str, Any] = {"net": name, "batch": batch}
         if not why and st.time_left() > 15:
             v = st.guard(f"{name} validation", validate, st, name, vbatch)

@@ -58,8 +58,9 @@ def size(gpu: Any, dry: Any) -> Any:
 
 
 def log(*parts: Any) -> None:
-    """Print one progress line to stdout (the stage's log file), flushed at once."""
-    print(*parts, flush=True)
+    """Print one progress line to stdout (the stage's log file) with the seconds since the process
+    started, flushed at once."""
+    print(f"[+{time.monotonic() - _T0:6.1f}s]", *parts, flush=True)
 
 
 # --------------------------------------------------------------------------------------------- torch

@@ -41,6 +41,17 @@ def _smi() -> str:
         return f"nvidia-smi failed: {e}"
 
 
+def _smi_max_sm_khz(line: str) -> int | None:
+    """Max SM clock in kHz from our nvidia-smi query line (third field, "1980 MHz"), if any."""
+    parts = [p.strip() for p in line.split("\n")[0].split(",")]
+    if len(parts) > 2 and parts[2].endswith("MHz"):
+        try:
+            return int(float(parts[2].split()[0]) * 1000)
+        except ValueError:
+            return None
+    return None
+
+
 def body(st: Stage) -> None:
     st.put("date", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     st.put("python", platform.python_version())
@@ -70,7 +81,7 @@ def body(st: Stage) -> None:
             return None
 
     sms = attr("MULTIPROCESSOR_COUNT")
-    clock_khz = attr("CLOCK_RATE")
+    clock_khz = attr("CLOCK_RATE") or _smi_max_sm_khz(st.data["scalars"].get("nvidia_smi", ""))
     mem_khz = attr("MEMORY_CLOCK_RATE")
     bus = attr("GLOBAL_MEMORY_BUS_WIDTH")
     st.put("sm_count", sms)

@@ -158,17 +158,18 @@ def headline(res: dict[str, Any]) -> list[tuple[str, Any, Any, str, Any]]:
     n = res.get("gemm_square_max") or 4096   # 4096 on the GPU; the dry run's tiny square otherwise
     ours, cub, best = (res.get(f"sgemm_{n}_gflops"), res.get(f"cublas_{n}_gflops"),
                        res.get(f"sgemm_{n}_best_gflops"))
+    ab, lb = res.get("alexnet_batch") or 256, res.get("lenet_batch") or 64
     rows = [
         (f"SGEMM {n}^3, GFLOP/s", ours, cub, "cuBLAS FP32 (TF32 off)", pct(ours, cub)),
         (f"SGEMM {n}^3 best config, GFLOP/s", best, cub, "cuBLAS FP32", pct(best, cub)),
         ("AlexNet conv fwd+bwd (5 layers), ms", res.get("alexnet_conv_total_ms"),
          res.get("cudnn_alexnet_conv_total_ms"), "cuDNN FP32 (TF32 off)",
          speed(res.get("alexnet_conv_total_ms"), res.get("cudnn_alexnet_conv_total_ms"))),
-        ("AlexNet train iteration b256, ms", res.get("alexnet_iter_ms"), res.get("torch_alexnet_iter_ms"),
+        (f"AlexNet train iteration b{ab}, ms", res.get("alexnet_iter_ms"), res.get("torch_alexnet_iter_ms"),
          "PyTorch eager FP32", speed(res.get("alexnet_iter_ms"), res.get("torch_alexnet_iter_ms"))),
-        ("AlexNet train iteration b256, ms", res.get("alexnet_iter_ms"), K40_ALEXNET_ITER_MS,
-         "Caffe on Tesla K40 (classic figure)", speed(res.get("alexnet_iter_ms"), K40_ALEXNET_ITER_MS)),
-        ("LeNet train iteration b64, ms", res.get("lenet_iter_ms"), res.get("torch_lenet_iter_ms"),
+        (f"AlexNet train iteration b{ab}, ms", res.get("alexnet_iter_ms"), K40_ALEXNET_ITER_MS,
+         "Caffe on Tesla K40 (b256)", speed(res.get("alexnet_iter_ms"), K40_ALEXNET_ITER_MS)),
+        (f"LeNet train iteration b{lb}, ms", res.get("lenet_iter_ms"), res.get("torch_lenet_iter_ms"),
          "PyTorch eager FP32", speed(res.get("lenet_iter_ms"), res.get("torch_lenet_iter_ms"))),
         ("kernel launches per AlexNet iteration", res.get("alexnet_launches_per_iter"), None, "", None),
         ("tiny launch overhead, us", res.get("launch_overhead_us"), res.get("torch_launch_overhead_us"),
