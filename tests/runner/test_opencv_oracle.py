@@ -76,4 +76,5 @@ def test_forward_matches_opencv(name, caffe_models, tmp_path):
                              f"max |diff| / max = {err:.3g}")
         checked += 1
     assert checked >= 3
+    print(f"{name}: {checked} blobs match OpenCV")
     np.testing.assert_allclose(ours[net.outputs[0]], net.blobs[net.outputs[0]].host_data())
