@@ -197,3 +197,31 @@ def test_hdf5_caffemodel(tmp_path, graph):
         f.create_dataset("x", data=np.zeros(3))
     with pytest.raises(WeightsError, match="no /data group"):
         read_caffemodel(tmp_path / "other.h5")
+
+
+def test_corrupted_caffe_weights_raise_only_weights_errors(shared_dir, tmp_path, caffe_models):
+    """Byte flips, cuts and insertions in real Caffe weight files (V2 and V1): copying into the
+    LeNet graph either works or raises WeightsError."""
+    files = sorted((shared_dir / "data" / "lenet-caffe").glob("*.caffemodel"))
+    if not files:
+        pytest.skip("Caffe-trained LeNet weights not present")
+    g = build_graph(read_net(caffe_models / "lenet_deploy.prototxt"))
+    sources = [f.read_bytes() for f in files[:2]]
+    rng = np.random.default_rng(1234)
+    p = tmp_path / "mutant.caffemodel"
+    for i in range(30):
+        d = bytearray(sources[i % 2])
+        op = i % 3
+        if op == 0:
+            for _ in range(int(rng.integers(1, 20))):
+                d[int(rng.integers(len(d)))] = int(rng.integers(256))
+        elif op == 1:
+            del d[int(rng.integers(len(d))):]
+        else:
+            a = int(rng.integers(min(len(d), 3000)))
+            d[a:a] = bytes(rng.integers(0, 256, int(rng.integers(1, 50)), dtype=np.uint8))
+        p.write_bytes(bytes(d))
+        try:
+            copy_trained_layers(g, p)
+        except WeightsError:
+            pass
