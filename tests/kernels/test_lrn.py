@@ -1,0 +1,127 @@
+"""kernels/lrn.py against tests/reference/lrn.py: ACROSS_CHANNELS (v1 direct sums and v2 Caffe's
+running sums) and WITHIN_CHANNEL (against the literal composition square -> AVE pool -> power ->
+product), forward (scale and y) and backward.
+
+Tolerances: rtol 1e-5, atol 1e-6 (float32 pow and window sums of up to n*n terms; the running sum
+of v2 adds and subtracts squares, which may lose a few ulps of the window sum).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numba import cuda
+
+from kernels import lrn as L
+from tests.helpers import assert_close
+from tests.reference import lrn as R
+from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
+
+params = st.fixed_dictionaries({
+    "local_size": st.sampled_from([1, 3, 5]),
+    "alpha": st.sampled_from([1e-4, 0.5, 2.0]),
+    "beta": st.sampled_from([0.75, 0.5, 1.0]),
+})
+
+
+@st.composite
+def shapes(draw, max_channels=MAX_CHANNELS + 4):
+    return (draw(st.integers(1, MAX_BATCH)), draw(st.integers(1, max_channels)),
+            draw(st.integers(1, MAX_SPATIAL)), draw(st.integers(1, MAX_SPATIAL)))
+
+
+def _x(shape, seed):
+    return (np.random.default_rng(seed).standard_normal(shape) * 2).astype(np.float32)
+
+
+def _nan(shape):
+    return cuda.to_device(np.full(shape, np.nan, np.float32))
+
+
+def _across(x, dy, p, k, version):
+    d_x, d_s, d_y, d_dx = cuda.to_device(x), _nan(x.shape), _nan(x.shape), _nan(x.shape)
+    L.lrn_fwd(d_x, d_s, d_y, k=k, version=version, **p)
+    L.lrn_bwd(cuda.to_device(dy), d_x, d_y, d_s, d_dx, version=version, **p)
+    return d_s.copy_to_host(), d_y.copy_to_host(), d_dx.copy_to_host()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@given(shape=shapes(), p=params, k=st.sampled_from([1.0, 2.0]), seed=st.integers(0, 2**16))
+def test_lrn_across_channels(version, shape, p, k, seed):
+    x = _x(shape, seed)
+    dy = _x(shape, seed + 1)
+    scale, y, dx = _across(x, dy, p, k, version)
+    ref_scale, ref_y = R.lrn_across_ref(x, k=k, **p)
+    assert_close(scale, ref_scale, rtol=1e-5, atol=1e-6, name="lrn scale")
+    assert_close(y, ref_y, rtol=1e-5, atol=1e-6, name="lrn y")
+    assert_close(dx, R.lrn_across_grad_ref(x, dy, k=k, **p), rtol=1e-5, atol=1e-5, name="lrn dx")
+
+
+@pytest.mark.parametrize("C", [1, 2, 7])
+def test_lrn_across_window_wider_than_channels(C):
+    """local_size 5 with C < post_pad (Caffe's kernel writes out of bounds there; ours must not)."""
+    p = {"local_size": 5, "alpha": 1.0, "beta": 0.75}
+    x = _x((2, C, 2, 3), 5)
+    dy = _x(x.shape, 6)
+    for version in (1, 2):
+        scale, y, dx = _across(x, dy, p, 1.0, version)
+        assert_close(y, R.lrn_across_ref(x, k=1.0, **p)[1], rtol=1e-5, atol=1e-6, name=f"v{version} y")
+        assert_close(dx, R.lrn_across_grad_ref(x, dy, k=1.0, **p), rtol=1e-5, atol=1e-5,
+                     name=f"v{version} dx")
+
+
+@given(shape=shapes(max_channels=MAX_CHANNELS), p=params, seed=st.integers(0, 2**16))
+def test_lrn_within_channel(shape, p, seed):
+    x = _x(shape, seed)
+    dy = _x(shape, seed + 1)
+    d_x, d_s, d_y, d_dx = cuda.to_device(x), _nan(shape), _nan(shape), _nan(shape)
+    L.lrn_within_fwd(d_x, d_s, d_y, **p)
+    ref_scale, ref_y = R.lrn_within_ref(x, **p)
+    assert_close(d_s.copy_to_host(), ref_scale, rtol=1e-5, atol=1e-6, name="within scale")
+    assert_close(d_y.copy_to_host(), ref_y, rtol=1e-5, atol=1e-6, name="within y")
+    L.lrn_within_bwd(cuda.to_device(dy), d_x, d_s, d_dx, **p)
+    assert_close(d_dx.copy_to_host(), R.lrn_within_grad_ref(x, dy, **p), rtol=1e-5, atol=1e-5,
+                 name="within dx")
+
+
+def test_lrn_within_ignores_k_and_uses_padded_divisor():
+    """A 1x1 image, local_size 3: the AVE window [-1, 2) clipped to H+pad = 2 has pool_size 9
+    (padded cells count), so scale = 1 + alpha * x^2 / 9."""
+    x = np.full((1, 1, 1, 1), 3.0, np.float32)
+    d_s, d_y = _nan(x.shape), _nan(x.shape)
+    L.lrn_within_fwd(cuda.to_device(x), d_s, d_y, local_size=3, alpha=2.0, beta=1.0)
+    assert d_s.copy_to_host().item() == pytest.approx(1 + 2.0 * 9 / 9, rel=1e-6)
+    assert d_y.copy_to_host().item() == pytest.approx(3.0 / 3.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("region", ["across", "within"])
+def test_reference_gradients_are_derivatives(region):
+    """The references' backward is the central difference of their forward (float64 for ACROSS;
+    WITHIN goes through the float32 pooling reference, hence the looser tolerance)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 3, 3))
+    dy = rng.standard_normal(x.shape)
+    p = {"local_size": 3, "alpha": 0.7, "beta": 0.75}
+    if region == "across":
+        f = lambda v: (R.lrn_across_ref(v, k=2.0, **p)[1] * dy).sum()   # noqa: E731
+        analytic = R.lrn_across_grad_ref(x, dy, k=2.0, **p)
+        h, rtol, atol = 1e-6, 1e-6, 1e-7
+    else:
+        f = lambda v: (R.lrn_within_ref(v, **p)[1] * dy).sum()          # noqa: E731
+        analytic = R.lrn_within_grad_ref(x.astype(np.float32), dy, **p)
+        h, rtol, atol = 1e-2, 2e-3, 2e-3
+    numeric = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        numeric[i] = (f(x + e) - f(x - e)) / (2 * h)
+    assert_close(analytic, numeric, rtol=rtol, atol=atol, name=f"{region} gradcheck")
+
+
+def test_lrn_rejects_even_sizes_and_mismatched_shapes():
+    d = cuda.device_array((1, 2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="odd"):
+        L.lrn_fwd(d, d, d, local_size=4)
+    with pytest.raises(ValueError, match="shape"):
+        L.lrn_within_fwd(d, cuda.device_array((1, 2, 2, 3), np.float32), d)

@@ -1,0 +1,81 @@
+"""LRN references in float64.
+
+ACROSS_CHANNELS: loops over (n, c, h, w) with the window sum written out; the backward is the
+textbook chain rule scattered from each output channel into the channels of its window.
+WITHIN_CHANNEL: literally Caffe's composition of layers (square -> AVE pooling with pad (n-1)/2 ->
+power(1 + alpha*., -beta) -> product with x), forward and backward step by step, using the pooling
+reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tests.reference.pool import ave_pool_bwd_ref, ave_pool_fwd_ref
+
+
+def lrn_across_ref(x, local_size, alpha, beta, k):
+    """(scale, y): scale = k + alpha/local_size * sum over channels [c-pre_pad, c+post_pad] of x^2."""
+    x = np.asarray(x, np.float64)
+    N, C, H, W = x.shape
+    pre = (local_size - 1) // 2
+    post = local_size - pre - 1
+    scale = np.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    acc = 0.0
+                    for cc in range(c - pre, c + post + 1):
+                        if 0 <= cc < C:
+                            acc += x[n, cc, h, w] ** 2
+                    scale[n, c, h, w] = k + alpha / local_size * acc
+    return scale, x * scale ** -beta
+
+
+def lrn_across_grad_ref(x, dy, local_size, alpha, beta, k):
+    """dx by the chain rule: y_c = x_c s_c^-beta, ds_c/dx_j = 2 alpha/local_size x_j, j in window(c)."""
+    x = np.asarray(x, np.float64)
+    dy = np.asarray(dy, np.float64)
+    scale, y = lrn_across_ref(x, local_size, alpha, beta, k)
+    N, C, H, W = x.shape
+    pre = (local_size - 1) // 2
+    post = local_size - pre - 1
+    dx = dy * scale ** -beta
+    for n in range(N):
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    # d y_c / d s_c = -beta * y_c / s_c
+                    g = dy[n, c, h, w] * -beta * y[n, c, h, w] / scale[n, c, h, w]
+                    for j in range(c - pre, c + post + 1):
+                        if 0 <= j < C:
+                            dx[n, j, h, w] += g * 2 * alpha / local_size * x[n, j, h, w]
+    return dx
+
+
+def lrn_within_ref(x, local_size, alpha, beta):
+    """(scale, y) through Caffe's layers: sq = x^2; pooled = AVE(sq); scale = 1 + alpha*pooled;
+    y = x * scale^-beta."""
+    x = np.asarray(x, np.float32)
+    pad = (local_size - 1) // 2
+    sq = x.astype(np.float64) ** 2
+    window = (local_size, local_size)
+    pooled = ave_pool_fwd_ref(sq.astype(np.float32), x.shape[2:], window, (1, 1), (pad, pad))
+    scale = 1.0 + alpha * pooled.astype(np.float64)
+    return scale, x.astype(np.float64) * scale ** -beta
+
+
+def lrn_within_grad_ref(x, dy, local_size, alpha, beta):
+    """Backward through the same layers: product -> power -> AVE pooling -> square, plus the
+    product's direct path (the split layer sums both)."""
+    x64 = np.asarray(x, np.float64)
+    dy = np.asarray(dy, np.float64)
+    pad = (local_size - 1) // 2
+    scale, _ = lrn_within_ref(x, local_size, alpha, beta)
+    power_out = scale ** -beta
+    d_direct = dy * power_out                      # product: d/dx of x * power_out
+    d_power_out = dy * x64                         # product: d/d(power_out)
+    d_pooled = d_power_out * -beta * alpha * scale ** (-beta - 1)    # power layer derivative
+    window = (local_size, local_size)
+    d_sq = ave_pool_bwd_ref(x64.shape, d_pooled, window, (1, 1), (pad, pad))
+    return d_direct + 2 * x64 * d_sq
