@@ -18,18 +18,20 @@ Datum's (C, H, W) into a Data layer's tops (batch_size and crop_size applied) as
 When ``data_shapes`` is given for any layer it overrides the param-derived shapes (so a runner can
 reshape an Input layer to the batch it is fed).
 
-FLOP convention (forward pass, whole batch, multiply and add counted separately):
-- Convolution / Deconvolution / InnerProduct / Embed-free GEMM layers: 2 * MACs; bias adds are
-  not counted.
+FLOP convention (forward pass, whole batch, a multiply and an add count as 2):
+- Convolution / Deconvolution / InnerProduct: 2 * MACs; bias adds are not counted.
 - Pooling: kernel_h * kernel_w per output element (MAX compares or AVE adds).
 - LRN: (local_size + 3) per element (window sum of squares, scale, pow, multiply).
-- Softmax / SoftmaxWithLoss: 3 per input element (exp, sum, divide); losses: ~2 per input element.
-- BatchNorm: 4 per element at inference (subtract, scale by 1/sqrt(var+eps) precomputed per
-  channel); Scale/Bias: 1 per element (+1 with bias); Eltwise: (n_bottoms - 1) per element.
+- Softmax: 3 per element (exp, sum, divide). Losses, per element of bottom[0]:
+  SoftmaxWithLoss 3 (+1 per label), EuclideanLoss 3, SigmoidCrossEntropyLoss 4,
+  ContrastiveLoss 4, HingeLoss / MultinomialLogisticLoss 2, InfogainLoss 3.
+- BatchNorm 4 and MVN 4 per element; Scale 1 (2 with bias) and Bias 1 per element;
+  Eltwise (n_bottoms - 1) per element.
 - Elementwise activations (ReLU, Sigmoid, TanH, AbsVal, BNLL, ELU, Power, Exp, Log, Dropout,
   Threshold, PReLU, Clip, Swish): 1 per output element.
-- Data, Input, Split, Concat, Slice, Flatten, Reshape, Silence, Crop, Tile: 0 (memory only).
-- Accuracy / ArgMax: 1 per input element (compares).
+- Accuracy / ArgMax / Reduction: 1 per input element.
+- Data layers, Input, Parameter, Split, Concat, Slice, Flatten, Reshape, Silence, Crop, Tile,
+  Embed (a lookup), HDF5Output: 0 (memory only).
 """
 from __future__ import annotations
 

@@ -120,3 +120,20 @@ def test_inspect_reads_hdf5_and_image_list_sources(tmp_path, capsys, monkeypatch
     assert by["h"]["top_shapes"] == [[5, 4], [5]]
     assert by["img"]["top_shapes"] == [[2, 3, 10, 10], [2]]
     assert by["ip"]["params"] == 3 * 4 + 3
+
+
+def test_inspect_solver_test_nets_and_stages(caffe_models, capsys):
+    solver = str(caffe_models / "lenet_consolidated_solver.prototxt")
+    shape = ["--input-shape", "data=100,1,28,28"]
+    assert main(["inspect", solver, "--phase", "TEST", "--test-net", "1", "--json"] + shape) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["stages"] == ["test-on-train-set"]
+    assert main(["inspect", solver, "--phase", "TEST", "--test-net", "2"] + shape) == 1
+    assert "out of range (2 test nets)" in capsys.readouterr().err
+    net = str(caffe_models / "mnist_autoencoder.prototxt")
+    assert main(["inspect", net, "--phase", "TEST", "--stage", "test-on-test",
+                 "--input-shape", "data=100,1,28,28", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["stages"] == ["test-on-test"] and doc["layers"][0]["type"] == "Data"
+    assert main(["inspect", net, "--phase", "TEST", "--input-shape", "data=1,1,28,28"]) == 1
+    assert "unknown bottom blob 'data'" in capsys.readouterr().err  # no TEST data without a stage
