@@ -14,6 +14,7 @@ class ParseError(CaffeError):
     def __init__(self, message: str, path: str | None = None, line: int | None = None,
                  column: int | None = None):
         self.path, self.line, self.column = path, line, column
+        self.message = message  # without the file:line:col prefix
         where = path or "<string>"
         if line is not None:
             where += f":{line}"

@@ -80,11 +80,28 @@ def parse_text(text: str, message, path: str | None = None):
     return message
 
 
+_NO_FIELD = re.compile(r'Message type "caffe\.(\w+)" has no field named "(\w+)"')
+
+
+def _parse_with_hint(text: str, message, path: str | None, other, other_kind: str):
+    """parse_text, adding a hint when the unknown top-level field belongs to ``other`` (a net
+    given where a solver is expected, or the reverse)."""
+    try:
+        return parse_text(text, message, path)
+    except ParseError as e:
+        m = _NO_FIELD.search(str(e))
+        if (m and m.group(1) == message.DESCRIPTOR.name
+                and m.group(2) in other.DESCRIPTOR.fields_by_name):
+            raise ParseError(f"{e.message} (is this a {other_kind} prototxt?)",
+                             e.path, e.line, e.column) from None
+        raise
+
+
 def read_net(source: Source, upgrade: bool = True) -> pb.NetParameter:
     """Parse a net prototxt (path or text) into a caffe_pb2.NetParameter in the current format
     (legacy V0/V1 nets, net-level inputs and old BatchNorm params upgraded)."""
     text, path = _load_text(source)
-    net = parse_text(text, pb.NetParameter(), path)
+    net = _parse_with_hint(text, pb.NetParameter(), path, pb.SolverParameter, "solver")
     return upgrade_net(net, path) if upgrade else net
 
 
@@ -92,7 +109,7 @@ def read_solver(source: Source, upgrade: bool = True) -> pb.SolverParameter:
     """Parse a solver prototxt (path or text) into a caffe_pb2.SolverParameter; ``solver_type``
     enums become the ``type`` string and inline nets (net_param, ...) are upgraded."""
     text, path = _load_text(source)
-    solver = parse_text(text, pb.SolverParameter(), path)
+    solver = _parse_with_hint(text, pb.SolverParameter(), path, pb.NetParameter, "net")
     return upgrade_solver(solver, path) if upgrade else solver
 
 

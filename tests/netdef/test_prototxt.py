@@ -192,3 +192,12 @@ def test_solver_net_counts():
         "test_iter: 1 test_interval: 1 test_state { stage: 'x' }"))
     t = nets.tests[0].state
     assert (t.phase, t.level, list(t.stage)) == (pb.TEST, 3, ["x"])
+
+
+def test_net_and_solver_mixed_up_get_a_hint(tmp_path):
+    s = tmp_path / "solver.prototxt"
+    s.write_text('net: "x.prototxt"\nbase_lr: 0.1\n')
+    with pytest.raises(ParseError, match=r"solver.prototxt:1:1: .*\"net\".*is this a solver"):
+        read_net(s)
+    with pytest.raises(ParseError, match="is this a net prototxt"):
+        read_solver(LENET_V2)
