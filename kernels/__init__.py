@@ -1,0 +1,9 @@
+"""Hand-written Numba CUDA kernels, one module per family (see DESIGN.md and docs/kernels.md).
+
+Each module exports public ``<op>_fwd``/``<op>_bwd`` (or named) functions taking device arrays
+(numba or any ``__cuda_array_interface__`` object) with preallocated outputs, and a ``KERNELS``
+dict of every ``@cuda.jit`` kernel with its launch signatures. Shared launch helpers live in
+``kernels._launch``; ``kernels.conv`` composes im2col + gemm + layout + bias into a convolution.
+Submodules are imported explicitly (``from kernels import gemm``) so importing this package does
+not import numba.
+"""

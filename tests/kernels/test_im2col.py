@@ -121,3 +121,85 @@ def test_bad_geometry_raises():
         I.im2col(x, 0, 1, 5, 5, 0, 0, 1, 1, 1, 1, col)
     with pytest.raises(ValueError, match="image range"):
         I.im2col(x, 0, 2, 3, 3, 0, 0, 1, 1, 1, 1, col)
+
+
+# ---- conv_forward / conv_backward (kernels/conv.py: im2col + gemm + layout + bias) ------------
+
+from kernels import conv as CV  # noqa: E402
+from tests.helpers import rel_frobenius  # noqa: E402
+from tests.reference.conv import conv_backward_ref, conv_forward_ref  # noqa: E402
+
+# (N, C, H, W), (Cout, kh, kw), pad, stride, dil, group, images per chunk (via max_col_bytes)
+CONV_CASES = [
+    ((3, 2, 5, 5), (4, 3, 3), (1, 1), (1, 1), (1, 1), 1, 2),    # chunks of 2 + 1 images
+    ((2, 4, 6, 5), (4, 2, 3), (0, 1), (2, 1), (2, 1), 2, 1),    # groups, stride, dilation, non-square
+    ((3, 3, 4, 3), (2, 1, 1), (0, 0), (1, 1), (1, 1), 1, 2),    # pointwise, chunked (nc_to_cn as col)
+    ((2, 4, 3, 3), (6, 1, 1), (0, 0), (1, 1), (1, 1), 2, 1),    # pointwise, one image per chunk, groups
+]
+
+
+def _conv_setup(case, seed):
+    x_shape, (Cout, kh, kw), pad, stride, dil, group, per_chunk = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal((Cout, x_shape[1] // group, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(Cout).astype(np.float32)
+    OH = out_size(x_shape[2], kh, pad[0], stride[0], dil[0])
+    OW = out_size(x_shape[3], kw, pad[1], stride[1], dil[1])
+    max_bytes = 4 * x_shape[1] * kh * kw * OH * OW * per_chunk
+    return rng, x, w, b, (x_shape[0], Cout, OH, OW), max_bytes
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_forward_matches_direct(case):
+    rng, x, w, b, y_shape, max_bytes = _conv_setup(case, 11)
+    _, _, pad, stride, dil, group, _ = case
+    y = cuda.to_device(np.full(y_shape, np.nan, np.float32))
+    CV.conv_forward(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), y, pad, stride, dil, group,
+                    max_col_bytes=max_bytes)
+    want = conv_forward_ref(x, w, b, pad, stride, dil, group)
+    assert rel_frobenius(y.copy_to_host(), want) <= 1e-5
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_backward_matches_direct(case):
+    rng, x, w, b, y_shape, max_bytes = _conv_setup(case, 12)
+    _, _, pad, stride, dil, group, _ = case
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    dw0 = rng.standard_normal(w.shape).astype(np.float32)      # accumulated onto
+    db0 = rng.standard_normal(b.shape).astype(np.float32)
+    dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))  # written
+    dw = cuda.to_device(dw0)
+    db = cuda.to_device(db0)
+    CV.conv_backward(cuda.to_device(x), cuda.to_device(w), cuda.to_device(dy), dx, dw, db, pad, stride,
+                     dil, group, max_col_bytes=max_bytes)
+    rdx, rdw, rdb = conv_backward_ref(x, w, dy, pad, stride, dil, group)
+    assert rel_frobenius(dx.copy_to_host(), rdx) <= 1e-5
+    assert rel_frobenius(dw.copy_to_host(), dw0 + rdw) <= 1e-5
+    assert rel_frobenius(db.copy_to_host(), db0 + rdb) <= 1e-5
+
+
+def test_conv_backward_partial_and_no_bias():
+    """Only dx (dw/db None) and a forward without bias."""
+    case = CONV_CASES[1]
+    rng, x, w, b, y_shape, max_bytes = _conv_setup(case, 13)
+    _, _, pad, stride, dil, group, _ = case
+    y = cuda.device_array(y_shape, np.float32)
+    CV.conv_forward(cuda.to_device(x), cuda.to_device(w), None, y, pad, stride, dil, group)
+    assert rel_frobenius(y.copy_to_host(), conv_forward_ref(x, w, None, pad, stride, dil, group)) <= 1e-5
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    dx = cuda.device_array(x.shape, np.float32)
+    CV.conv_backward(cuda.to_device(x), cuda.to_device(w), cuda.to_device(dy), dx, None, None, pad, stride,
+                     dil, group)
+    assert rel_frobenius(dx.copy_to_host(), conv_backward_ref(x, w, dy, pad, stride, dil, group)[0]) <= 1e-5
+
+
+def test_conv_shape_errors():
+    x = cuda.to_device(np.zeros((1, 4, 5, 5), np.float32))
+    w = cuda.to_device(np.zeros((2, 3, 3, 3), np.float32))
+    y = cuda.to_device(np.zeros((1, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="do not fit"):
+        CV.conv_forward(x, w, None, y)
+    w = cuda.to_device(np.zeros((2, 4, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="output"):
+        CV.conv_forward(x, w, None, cuda.to_device(np.zeros((1, 2, 4, 4), np.float32)))

@@ -1,0 +1,185 @@
+"""Convolution forward/backward composed from im2col, gemm, layout and bias (Caffe's algorithm,
+batched over chunks of images so one GEMM covers several images).
+
+Shapes: ``x`` (N, C, H, W), weights ``w`` (Cout, C/group, kh, kw), bias ``b`` (Cout,),
+output ``y`` (N, Cout, OH, OW) with ``OH = (H + 2*ph - (dh*(kh-1)+1)) // sh + 1`` (same for OW).
+Let K = C*kh*kw, Kg = K/group, Og = Cout/group, S = OH*OW.
+
+Forward, per chunk of Nc images [n0, n0+Nc):
+
+1. ``col = im2col(x[n0:n0+Nc])`` (K, Nc*S);
+2. for each group g: ``Y[g*Og:(g+1)*Og] = W_g @ col[g*Kg:(g+1)*Kg]`` with ``W_g`` the rows of ``w``
+   viewed as (Cout, Kg) -- ``gemm(False, False, 1, W_g, col_g, 0, Y_g)``;
+3. ``layout.cn_to_nc(Y, y, n0, bias)`` moves the channel-major (Cout, Nc*S) result into NCHW and adds
+   the bias in the same pass.
+
+Backward, per chunk: ``dY = layout.nc_to_cn(dy)`` (Cout, Nc*S); ``col`` recomputed;
+``dW_g += dY_g @ col_g^T`` (``gemm(False, True, 1, dY_g, col_g, 1, dW_g)``, parameter gradients
+accumulate); ``dcol_g = W_g^T @ dY_g`` (``gemm(True, False, 1, W_g, dY_g, 0, dcol_g)``, written into
+the col buffer once dW is done), then ``col2im(dcol) -> dx[n0:n0+Nc]`` (written, ``=``).
+``db += sum over n, s of dy`` (``bias.bias_bwd``) once for the batch.
+
+Chunking: Nc is the largest number of images whose col buffer fits ``max_col_bytes`` (default
+256 MiB; at least one image). With Nc == 1 the GEMM reads/writes the NCHW arrays directly (``y[n]``
+viewed as (Cout, S) already is the channel-major block), so the layout moves are skipped; a 1x1
+convolution with stride 1 and no padding skips im2col (``x[n]`` viewed as (C, S) is col, or
+``nc_to_cn`` of the chunk when Nc > 1).
+
+Scratch buffers (col, channel-major Y) are cached in this module and reused across calls (all
+launches go to the default stream, in order).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from . import bias as _bias
+from . import layout as _layout
+from ._launch import as_device
+from .gemm import gemm
+from .im2col import col2im, im2col, out_size
+
+MAX_COL_BYTES = 256 << 20   # cap on the im2col buffer of one chunk
+
+KERNELS: dict = {}   # no kernels of its own: composes gemm, im2col, layout and bias
+
+_buffers: dict[str, object] = {}
+
+
+def _buffer(name: str, rows: int, cols: int):
+    """A (rows, cols) float32 device scratch array, a view of a cached buffer that only grows."""
+    n = rows * cols
+    buf = _buffers.get(name)
+    if buf is None or buf.shape[0] < n:
+        buf = cuda.device_array(max(n, 1), np.float32)
+        _buffers[name] = buf
+    return buf[:n].reshape(rows, cols)
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)
+
+
+def chunk_images(N: int, K: int, S: int, max_col_bytes: int = MAX_COL_BYTES) -> int:
+    """Images per chunk: as many as keep the (K, Nc*S) float32 col buffer under max_col_bytes."""
+    return max(1, min(N, max_col_bytes // max(1, 4 * K * S)))
+
+
+def _geometry(x, w, out, pad, stride, dilation, group, who):
+    N, C, H, W = x.shape
+    Cout, Cg, kh, kw = w.shape
+    if group < 1 or C % group or Cout % group or Cg != C // group:
+        raise ValueError(f"{who}: weights {w.shape} do not fit input {x.shape} with group {group}")
+    OH = out_size(H, kh, pad[0], stride[0], dilation[0])
+    OW = out_size(W, kw, pad[1], stride[1], dilation[1])
+    if tuple(out.shape) != (N, Cout, OH, OW):
+        raise ValueError(f"{who}: output {tuple(out.shape)} != expected {(N, Cout, OH, OW)}")
+    return N, C, Cout, kh, kw, OH, OW
+
+
+def _is_pointwise(kh, kw, pad, stride, dilation) -> bool:
+    """1x1 kernel, stride 1, no padding (dilation is irrelevant): col is x itself."""
+    return (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1)
+
+
+def _fill_col(x, n0, Nc, C, S, kh, kw, pad, stride, dilation):
+    """col (C*kh*kw, Nc*S) for images n0..n0+Nc-1: a view of x for a pointwise conv of one image,
+    else the cached "col" buffer filled by nc_to_cn (pointwise) or im2col."""
+    if _is_pointwise(kh, kw, pad, stride, dilation):
+        if Nc == 1:
+            return x[n0].reshape(C, S)
+        col = _buffer("col", C, Nc * S)
+        _layout.nc_to_cn(x, n0, col)
+        return col
+    col = _buffer("col", C * kh * kw, Nc * S)
+    im2col(x, n0, n0 + Nc, kh, kw, pad[0], pad[1], stride[0], stride[1], dilation[0], dilation[1], col)
+    return col
+
+
+def conv_forward(x, w, b, y, pad=(0, 0), stride=(1, 1), dilation=(1, 1), group: int = 1,
+                 max_col_bytes: int = MAX_COL_BYTES) -> None:
+    """``y = conv(x, w) + b`` (Caffe's Convolution forward), written into ``y``.
+
+    ``x`` (N, C, H, W), ``w`` (Cout, C/group, kh, kw), ``b`` (Cout,) or None, ``y`` (N, Cout, OH, OW),
+    all float32 C-contiguous device arrays; pad/stride/dilation are ints or (h, w) pairs.
+    """
+    x, w, y = as_device(x), as_device(w), as_device(y)
+    b = None if b is None else as_device(b)
+    pad, stride, dilation = _pair(pad), _pair(stride), _pair(dilation)
+    N, C, Cout, kh, kw, OH, OW = _geometry(x, w, y, pad, stride, dilation, group, "conv_forward")
+    S = OH * OW
+    K = C * kh * kw
+    Kg, Og = K // group, Cout // group
+    w2 = w.reshape(Cout, Kg)
+    Nc = chunk_images(N, K, S, max_col_bytes)
+    for n0 in range(0, N, Nc):
+        nc = min(Nc, N - n0)
+        col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation)
+        ycn = y[n0].reshape(Cout, S) if nc == 1 else _buffer("ycn", Cout, nc * S)
+        for g in range(group):
+            gemm(False, False, 1.0, w2[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 0.0,
+                 ycn[g * Og:(g + 1) * Og])
+        if nc > 1:
+            _layout.cn_to_nc(ycn, y, n0, b)
+        elif b is not None:
+            _bias.bias_fwd(y[n0:n0 + 1], b)
+
+
+def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1), dilation=(1, 1),
+                  group: int = 1, max_col_bytes: int = MAX_COL_BYTES) -> None:
+    """Gradients of ``conv_forward`` for the output gradient ``dy`` (N, Cout, OH, OW).
+
+    ``dw`` (Cout, C/group, kh, kw) and ``db`` (Cout,) accumulate (``+=``); ``dx`` (N, C, H, W) is
+    written (``=``). Any of them may be None (not computed).
+    """
+    x, w, dy = as_device(x), as_device(w), as_device(dy)
+    dx = None if dx is None else as_device(dx)
+    dw = None if dw is None else as_device(dw)
+    db = None if db is None else as_device(db)
+    pad, stride, dilation = _pair(pad), _pair(stride), _pair(dilation)
+    N, C, Cout, kh, kw, OH, OW = _geometry(x, w, dy, pad, stride, dilation, group, "conv_backward")
+    if dx is not None and tuple(dx.shape) != tuple(x.shape):
+        raise ValueError(f"conv_backward: dx {tuple(dx.shape)} != x {tuple(x.shape)}")
+    if dw is not None and tuple(dw.shape) != tuple(w.shape):
+        raise ValueError(f"conv_backward: dw {tuple(dw.shape)} != w {tuple(w.shape)}")
+    if db is not None:
+        _bias.bias_bwd(dy, db)
+    if dx is None and dw is None:
+        return
+    S = OH * OW
+    K = C * kh * kw
+    Kg, Og = K // group, Cout // group
+    w2 = w.reshape(Cout, Kg)
+    dw2 = None if dw is None else dw.reshape(Cout, Kg)
+    pointwise = _is_pointwise(kh, kw, pad, stride, dilation)
+    Nc = chunk_images(N, K, S, max_col_bytes)
+    for n0 in range(0, N, Nc):
+        nc = min(Nc, N - n0)
+        if nc == 1:
+            dycn = dy[n0].reshape(Cout, S)
+        else:
+            dycn = _buffer("ycn", Cout, nc * S)
+            _layout.nc_to_cn(dy, n0, dycn)
+        if dw2 is not None:
+            col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation)
+            for g in range(group):
+                gemm(False, True, 1.0, dycn[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 1.0,
+                     dw2[g * Og:(g + 1) * Og])
+        if dx is None:
+            continue
+        if pointwise and nc == 1:
+            dcol = dx[n0].reshape(C, S)          # dcol is dx[n0] itself: no col2im
+        else:
+            dcol = _buffer("col", K, nc * S)     # the col buffer is free once dW is done
+        for g in range(group):
+            gemm(True, False, 1.0, w2[g * Og:(g + 1) * Og], dycn[g * Og:(g + 1) * Og], 0.0,
+                 dcol[g * Kg:(g + 1) * Kg])
+        if pointwise:
+            if nc > 1:
+                _layout.cn_to_nc(dcol, dx, n0)
+        else:
+            col2im(dcol, n0, n0 + nc, kh, kw, pad[0], pad[1], stride[0], stride[1], dilation[0],
+                   dilation[1], dx)
