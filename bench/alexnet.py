@@ -79,23 +79,14 @@ def conv_layers(batch: int | None = None) -> list[Conv]:
 
 
 def conv_chunk(layer: Conv) -> int:
-    """Images per column buffer that our convolution uses for ``layer``: asks kernels/conv.py
-    (``batch_chunk(geometry)``, or a module constant ``COL_BATCH``/``BATCH_CHUNK``) and falls back
-    to 1 (Caffe's one image per im2col) when conv.py says nothing."""
+    """Images per column buffer that kernels/conv.py uses for ``layer``
+    (``chunk_images(N, C*kh*kw, OH*OW)``: as many images as keep the im2col buffer under its byte
+    cap); 1 (Caffe's one image per im2col) when conv.py is absent."""
     try:
         from kernels import conv as kconv
     except Exception:  # noqa: BLE001 - conv.py absent or broken: Caffe's rule
         return 1
-    for fname in ("batch_chunk", "col_batch", "images_per_chunk"):
-        fn = getattr(kconv, fname, None)
-        if callable(fn):
-            try:
-                return max(1, min(layer.n, int(fn(layer.n, layer.cin, layer.h, layer.w, layer.cout,
-                                                  layer.k, layer.stride, layer.pad, layer.group))))
-            except TypeError:
-                pass
-    for cname in ("COL_BATCH", "BATCH_CHUNK", "CHUNK"):
-        v = getattr(kconv, cname, None)
-        if isinstance(v, int) and v > 0:
-            return min(layer.n, v)
-    return 1
+    fn = getattr(kconv, "chunk_images", None)
+    if not callable(fn):
+        return 1
+    return int(fn(layer.n, layer.cin * layer.k * layer.k, layer.oh * layer.ow))

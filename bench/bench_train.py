@@ -271,6 +271,20 @@ def launch_overhead(st: Stage) -> None:
     st.put("launch_overhead_us", round((time.perf_counter() - t0) / n * 1e6, 2))
     log(f"launch overhead: ours {st.data['scalars']['launch_overhead_us']} us, torch "
         f"{st.data['scalars']['torch_launch_overhead_us']} us per tiny op")
+    if OUR_DEVICE == "cuda" and not missing("runner.backend.cuda", "CudaBackend"):
+        # one backend op on 1 element: what every layer pays before any work (dispatch + launch)
+        from runner.backend import get_backend
+        be = get_backend("cuda")
+        x = be.to_device(np.ones((1, 1, 1, 1), np.float32))
+        y = be.zeros((1, 1, 1, 1))
+        be.relu_fwd(x, y)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            be.relu_fwd(x, y)
+        sync()
+        st.put("tiny_layer_op_us", round((time.perf_counter() - t0) / n * 1e6, 2))
+        log(f"tiny backend op (relu_fwd on 1 element): {st.data['scalars']['tiny_layer_op_us']} us")
 
 
 def body(st: Stage) -> None:

@@ -174,6 +174,7 @@ def headline(res: dict[str, Any]) -> list[tuple[str, Any, Any, str, Any]]:
         ("kernel launches per AlexNet iteration", res.get("alexnet_launches_per_iter"), None, "", None),
         ("tiny launch overhead, us", res.get("launch_overhead_us"), res.get("torch_launch_overhead_us"),
          "torch tiny op", None),
+        ("tiny backend op (relu_fwd, 1 elem), us", res.get("tiny_layer_op_us"), None, "", None),
         ("device copy, GB/s (read+write)", res.get("copy_gbps"), res.get("dram_peak_gbps"),
          "DRAM peak (spec)", pct(res.get("copy_gbps"), res.get("dram_peak_gbps"))),
     ]
