@@ -1,0 +1,203 @@
+"""Dropout (Caffe's DropoutLayer, TRAIN phase) with a counter-based random generator.
+
+Math (x, y, dy, dx float32, any shape with the same number of elements, flattened C order;
+mask uint8 of the same size):
+    r[i]    = 32-bit random integer for element i (below)
+    mask[i] = r[i] > uint_thres,   uint_thres = (unsigned)(UINT_MAX * ratio) computed in float32
+              as Caffe does (so P(keep) = 1 - ratio up to 2^-24)
+    y[i]    = x[i] * mask[i] * scale,   scale = 1 / (1 - ratio)  (rounded to float32)
+    dx[i]   = dy[i] * mask[i] * scale
+(TEST phase is the identity; the layer copies.)
+
+Random numbers: Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+SC'11; checked against Random123's known-answer vectors). Element i takes word (i mod 4) of
+    Philox4x32-10(counter = (g lo, g hi, stream lo, stream hi), key = (seed lo, seed hi)),
+    g = i div 4,
+so r[i] depends only on (seed, stream, i): the same seed gives the same mask for any launch
+geometry, on any GPU, and on the host: ``philox4x32_10`` / ``random_uint32_host`` /
+``dropout_mask_host`` below run the identical integer arithmetic in vectorized numpy, so the CPU
+backend produces the SAME mask bit for bit (tested). ``stream`` (64 bits) separates independent
+sequences under one seed (e.g. layer index and iteration). The bits are not Caffe's (Caffe draws
+from cuRAND's generator state, which no other program reproduces); the distribution is the same.
+
+All Philox arithmetic uses uint64 values holding 32-bit words: the 32x32-bit products fit in 64
+bits and sums are masked to 32 bits, so nothing overflows (also in the simulator and numpy).
+
+Versions:
+    dropout_fwd_v1   one thread per group of 4 consecutive elements: one Philox call gives the 4
+                     words; writes mask and y
+    dropout_bwd_v1   one thread per element: dx = dy * mask * scale
+
+Launch geometry: 1-D grid-stride loops, DROPOUT_THREADS threads per block over ceil(n/4) groups
+(forward) or n elements (backward), block counts from ``kernels._launch.grid_1d``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import cuda, float32, uint8, uint64, void
+
+from kernels._launch import as_device, grid_1d
+
+DROPOUT_THREADS = 256       # threads per block for both kernels
+PHILOX_ROUNDS = 10
+
+# Philox-4x32 constants (Random123): multipliers and Weyl key increments, as uint64 so that numba
+# keeps every operation in unsigned 64-bit integers
+PHILOX_M0 = np.uint64(0xD2511F53)
+PHILOX_M1 = np.uint64(0xCD9E8D57)
+PHILOX_W0 = np.uint64(0x9E3779B9)
+PHILOX_W1 = np.uint64(0xBB67AE85)
+MASK32 = np.uint64(0xFFFFFFFF)
+SHIFT32 = np.uint64(32)
+
+
+# --------------------------------------------------------------------------------------------- kernels
+
+@cuda.jit
+def dropout_fwd_v1(x, y, mask, uint_thres, scale, seed, stream):
+    """mask[i] = philox word (i mod 4) of group i div 4 > uint_thres; y = x * mask * scale."""
+    n = x.size
+    groups = (n + 3) // 4
+    for g in range(cuda.grid(1), groups, cuda.gridsize(1)):
+        gu = uint64(g)
+        c0 = gu & MASK32
+        c1 = gu >> SHIFT32
+        c2 = stream & MASK32
+        c3 = stream >> SHIFT32
+        k0 = seed & MASK32
+        k1 = seed >> SHIFT32
+        for _ in range(PHILOX_ROUNDS):
+            p0 = PHILOX_M0 * c0
+            p1 = PHILOX_M1 * c2
+            c0, c1, c2, c3 = ((p1 >> SHIFT32) ^ c1 ^ k0, p1 & MASK32,
+                              (p0 >> SHIFT32) ^ c3 ^ k1, p0 & MASK32)
+            k0 = (k0 + PHILOX_W0) & MASK32          # key schedule (the last bump is unused)
+            k1 = (k1 + PHILOX_W1) & MASK32
+        base = g * 4
+        for j in range(4):
+            i = base + j
+            if i < n:
+                if j == 0:
+                    r = c0
+                elif j == 1:
+                    r = c1
+                elif j == 2:
+                    r = c2
+                else:
+                    r = c3
+                keep = r > uint_thres
+                mask[i] = uint8(1) if keep else uint8(0)
+                y[i] = x[i] * float32(keep) * scale
+
+
+@cuda.jit
+def dropout_bwd_v1(dy, mask, dx, scale):
+    """dx = dy * mask * scale."""
+    for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
+        dx[i] = dy[i] * float32(mask[i]) * scale
+
+
+_F = float32[::1]
+_M = uint8[::1]
+
+KERNELS: dict[str, tuple[Any, list]] = {
+    "dropout_fwd_v1": (dropout_fwd_v1, [void(_F, _F, _M, uint64, float32, uint64, uint64)]),
+    "dropout_bwd_v1": (dropout_bwd_v1, [void(_F, _M, _F, float32)]),
+}
+
+
+# ----------------------------------------------------------------------------- host constants
+
+def _check_ratio(ratio: float) -> np.float32:
+    r = np.float32(ratio)
+    if not 0 <= r < 1:
+        raise ValueError(f"dropout_ratio must be in [0, 1) (Caffe CHECKs it), got {ratio}")
+    return r
+
+
+def uint_threshold(ratio: float) -> int:
+    """Caffe's uint_thres_ = static_cast<unsigned int>(UINT_MAX * threshold_), in float32."""
+    return int(np.float32(np.uint32(0xFFFFFFFF)) * _check_ratio(ratio))
+
+
+def dropout_scale(ratio: float) -> float:
+    """Caffe's scale_ = 1. / (1. - threshold_), stored as float32."""
+    return float(np.float32(1.0 / (1.0 - float(_check_ratio(ratio)))))
+
+
+def _u64(v: int, name: str) -> np.uint64:
+    v = int(v)
+    if not 0 <= v < 1 << 64:
+        raise ValueError(f"{name} must be in [0, 2**64), got {v}")
+    return np.uint64(v)
+
+
+# ------------------------------------------------------------------------------- host generator
+
+def philox4x32_10(counter: np.ndarray, key: np.ndarray, rounds: int = PHILOX_ROUNDS) -> np.ndarray:
+    """Philox-4x32 in vectorized numpy: counter (4, ...) and key (2, ...) arrays of 32-bit values
+    (any unsigned dtype, broadcastable) -> (4, ...) uint32 outputs."""
+    c0, c1, c2, c3 = (np.asarray(w, np.uint64) for w in counter)
+    k0, k1 = (np.asarray(w, np.uint64) for w in key)
+    for _ in range(rounds):
+        p0 = PHILOX_M0 * c0
+        p1 = PHILOX_M1 * c2
+        c0, c1, c2, c3 = ((p1 >> SHIFT32) ^ c1 ^ k0, p1 & MASK32,
+                          (p0 >> SHIFT32) ^ c3 ^ k1, p0 & MASK32)
+        k0 = (k0 + PHILOX_W0) & MASK32
+        k1 = (k1 + PHILOX_W1) & MASK32
+    return np.stack(np.broadcast_arrays(c0, c1, c2, c3)).astype(np.uint32)
+
+
+def random_uint32_host(n: int, seed: int, stream: int = 0) -> np.ndarray:
+    """The n 32-bit words the dropout kernel draws for (seed, stream): element i is word i mod 4 of
+    Philox4x32-10 at counter (i div 4, stream), key seed."""
+    seed, stream = _u64(seed, "seed"), _u64(stream, "stream")
+    g = np.arange((n + 3) // 4, dtype=np.uint64)
+    out = philox4x32_10((g & MASK32, g >> SHIFT32, stream & MASK32, stream >> SHIFT32),
+                        (seed & MASK32, seed >> SHIFT32))
+    return out.T.reshape(-1)[:n]
+
+
+def dropout_mask_host(n: int, ratio: float, seed: int, stream: int = 0) -> np.ndarray:
+    """The uint8 keep mask (1 = kept) the device kernel produces for n elements, computed on the
+    host with the same integer arithmetic (for the CPU backend: same seed, same mask)."""
+    return (random_uint32_host(n, seed, stream) > np.uint32(uint_threshold(ratio))).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------- public API
+
+def _flat(arr: Any, dtype: Any, n: int | None = None) -> Any:
+    d = as_device(arr)
+    if d.dtype != dtype:
+        raise TypeError(f"dropout expects a {np.dtype(dtype).name} array, got {d.dtype}")
+    if n is not None and d.size != n:
+        raise ValueError(f"dropout arrays differ in size ({d.size} != {n})")
+    return d.reshape(d.size)
+
+
+def dropout_fwd(x: Any, y: Any, mask: Any, ratio: float, seed: int, stream: int = 0) -> None:
+    """TRAIN-phase dropout: mask (uint8, 1 = kept) from Philox(seed, stream) and
+    y = x * mask / (1 - ratio); x, y float32 and mask of the same size (y may be x)."""
+    xf = _flat(x, np.float32)
+    yf = _flat(y, np.float32, xf.size)
+    mf = _flat(mask, np.uint8, xf.size)
+    if xf.size == 0:
+        return
+    blocks, threads = grid_1d((xf.size + 3) // 4, DROPOUT_THREADS)
+    dropout_fwd_v1[blocks, threads](xf, yf, mf, np.uint64(uint_threshold(ratio)),
+                                    np.float32(dropout_scale(ratio)), _u64(seed, "seed"),
+                                    _u64(stream, "stream"))
+
+
+def dropout_bwd(dy: Any, mask: Any, dx: Any, ratio: float) -> None:
+    """Dropout backward: dx = dy * mask / (1 - ratio) (dx may be dy)."""
+    dyf = _flat(dy, np.float32)
+    mf = _flat(mask, np.uint8, dyf.size)
+    dxf = _flat(dx, np.float32, dyf.size)
+    if dyf.size == 0:
+        return
+    blocks, threads = grid_1d(dyf.size, DROPOUT_THREADS)
+    dropout_bwd_v1[blocks, threads](dyf, mf, dxf, np.float32(dropout_scale(ratio)))
