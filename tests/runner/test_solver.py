@@ -101,6 +101,8 @@ def test_trains_logs_and_snapshots(workdir):
 @pytest.mark.parametrize("transform,extra,iter_size", [
     ("", "", 1),
     ("crop_size: 4 mirror: true", "", 2),
+    ("", 'layer { name: "drop" type: "Dropout" bottom: "ip1" top: "ip1" '
+         'dropout_param { dropout_ratio: 0.3 } }', 1),
 ])
 def test_resume_is_bit_exact(workdir, transform, extra, iter_size):
     path = write(workdir, transform=transform, extra=extra, iter_size=iter_size, max_iter=40,
