@@ -201,3 +201,34 @@ def test_net_and_solver_mixed_up_get_a_hint(tmp_path):
         read_net(s)
     with pytest.raises(ParseError, match="is this a net prototxt"):
         read_solver(LENET_V2)
+
+
+def test_v1_upgrade_copies_every_param_message():
+    """Every *_param of V1LayerParameter lands in the same-named LayerParameter field."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    v1 = pb.V1LayerParameter(name="all", type=pb.V1LayerParameter.RELU)
+    names = [f.name for f in v1.DESCRIPTOR.fields
+             if f.name.endswith("_param") and f.type == FieldDescriptor.TYPE_MESSAGE]
+    assert len(names) == 30
+    for name in names:
+        msg = getattr(v1, name)
+        f = msg.DESCRIPTOR.fields[0]
+        if f.type == f.TYPE_MESSAGE:
+            if f.is_repeated:
+                getattr(msg, f.name).add()
+            else:
+                getattr(msg, f.name).SetInParent()
+            continue
+        value = {f.TYPE_FLOAT: 0.25, f.TYPE_STRING: "s", f.TYPE_BOOL: True,
+                 f.TYPE_ENUM: 1}.get(f.type, 7)
+        if f.is_repeated:
+            getattr(msg, f.name).append(value)
+        else:
+            setattr(msg, f.name, value)
+    net = pb.NetParameter()
+    net.layers.add().CopyFrom(v1)
+    up = upgrade_net(net).layer[0]
+    for name in names:
+        assert up.HasField(name), name
+        assert getattr(up, name) == getattr(v1, name), name
