@@ -1,8 +1,8 @@
 """Stage ``conv``: AlexNet's five convolutions at batch 256, forward and backward, ours vs cuDNN.
 
-Ours: the cuda backend's ``conv_forward`` and ``conv_backward`` (``runner.backend.get_backend("cuda")``,
-which runs kernels/conv.py: im2col + our SGEMM per group and images chunk, bias, col2im), with a
-``ConvGeometry`` per layer. Baseline: cuDNN FP32 through torch (TF32 off, ``cudnn.benchmark`` on so
+Ours: kernels/conv.py's ``conv_forward`` and ``conv_backward`` (what the cuda backend's conv ops run:
+im2col + our SGEMM per group and chunk of images, layout move + bias, col2im).
+Baseline: cuDNN FP32 through torch (TF32 off, ``cudnn.benchmark`` on so
 cuDNN picks its fastest algorithm): ``F.conv2d`` forward and ``aten.convolution_backward`` for
 (dx, dw, db) together, the same three outputs as our backward (Caffe's conv1 skips dx since its
 bottom is the data; both sides compute it here).
@@ -30,27 +30,34 @@ REPS = dict(warmup=0, min_reps=1, max_reps=1) if DRY else dict(warmup=1, min_rep
                                                                 target_s=0.2)
 
 
+class _KernelsConv:
+    """kernels/conv.py's ``conv_forward`` / ``conv_backward`` behind the backend's signatures
+    (the cuda backend's conv ops are these calls with the geometry unpacked)."""
+
+    def __init__(self, kconv):
+        self.k = kconv
+
+    def conv_forward(self, x, w, b, y, c: Conv) -> None:
+        self.k.conv_forward(x, w, b, y, pad=c.pad, stride=c.stride, group=c.group)
+
+    def conv_backward(self, x, w, dy, dx, dw, db, c: Conv) -> None:
+        self.k.conv_backward(x, w, dy, dx, dw, db, pad=c.pad, stride=c.stride, group=c.group)
+
+
 def _backend():
-    """Our cuda backend, or a reason it is missing."""
-    why = missing("runner.backend.cuda", "CudaBackend")
+    """Our convolution (kernels/conv.py), or a reason it is missing."""
+    why = missing("kernels.conv", "conv_forward", "conv_backward")
     if why:
-        return None, f"runner cuda backend missing ({why})"
-    from runner.backend import get_backend
-    return get_backend("cuda"), None
-
-
-def _geometry(c: Conv):
-    from runner.backend.base import ConvGeometry
-    return ConvGeometry(n=c.n, c_in=c.cin, h=c.h, w=c.w, c_out=c.cout, out_h=c.oh, out_w=c.ow,
-                        kernel_h=c.k, kernel_w=c.k, stride_h=c.stride, stride_w=c.stride,
-                        pad_h=c.pad, pad_w=c.pad, group=c.group)
+        return None, why
+    from kernels import conv as kconv
+    return _KernelsConv(kconv), None
 
 
 def bench_layer(st: Stage, be, c: Conv) -> dict[str, float]:
     """Validate and time one layer's forward and backward; returns {"fwd": ms, "bwd": ms, ...}."""
     torch = torch_mod()
     F = torch.nn.functional
-    g = _geometry(c)
+    g = c
     x, xt = rand_pair((c.n, c.cin, c.h, c.w), 21)
     w, wt = rand_pair((c.cout, c.cin // c.group, c.k, c.k), 22, scale=0.05)
     b, bt = rand_pair((c.cout,), 23)
