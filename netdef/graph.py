@@ -322,7 +322,15 @@ def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
             spec = lp.param[pi] if pi < len(lp.param) else pb.ParamSpec()
             info = ParamInfo(spec.name, spec.lr_mult, spec.decay_mult, tuple(pshape),
                              spec.share_mode)
-            need = need or spec.lr_mult != 0
+            need = need or spec.lr_mult != 0  # Net::Init reads the prototxt's spec (default 1)
+            if lp.type == "BatchNorm":
+                # BatchNormLayer::LayerSetUp masks its statistics from the solver: lr_mult 0
+                if spec.HasField("lr_mult") and spec.lr_mult != 0:
+                    raise NetDefinitionError(
+                        f"layer '{lp.name}' (BatchNorm): cannot configure batch normalization "
+                        f"statistics as layer parameters (param {pi} has lr_mult "
+                        f"{spec.lr_mult}; it must be 0 or absent)")
+                info.lr_mult = 0.0
             if spec.name and spec.name in param_owner:
                 oi, op = param_owner[spec.name]
                 owner_node = nodes[oi]

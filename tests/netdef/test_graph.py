@@ -229,3 +229,11 @@ def test_splits_preserve_dataflow(text):
             if w and node.type != "Split" and node.param.loss_weight:
                 reads[(t, version[t])] = reads.get((t, version[t]), 0) + 1
     assert all(n <= 1 for n in reads.values()), reads
+
+
+def test_batchnorm_statistics_are_never_learned():
+    g = g_of('layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" }')
+    assert [p.lr_mult for p in g.layer("bn").param_specs] == [0.0, 0.0, 0.0]
+    assert g.layer("bn").param_shapes == [(3,), (3,), (1,)]
+    with pytest.raises(NetDefinitionError, match="cannot configure batch normalization statistics"):
+        g_of('layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" param { lr_mult: 1 } }')
