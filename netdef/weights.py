@@ -5,6 +5,7 @@
 - ``write_caffemodel(path, weights, net=None)``: ``weights`` is ``{layer name: (type, [arrays])}``;
   with ``net`` (a NetParameter) every layer of the definition is written in full, with its blobs
   attached, as Caffe's Net::ToProto does; layers only in ``weights`` are appended.
+  ``caffemodel_bytes`` returns the same bytes (e.g. for cv2.dnn.readNetFromCaffe buffers).
 - ``copy_trained_layers(graph, source) -> {layer name: [np.ndarray]}``: Caffe's
   CopyTrainedLayersFrom: source layers matched by name (unknown ones skipped with a log line),
   blob count and shapes checked (legacy 4-D num/channels/height/width shapes accepted as Caffe's

@@ -13,6 +13,12 @@ directory, like Caffe) and then relative to the prototxt's directory. Otherwise 
 with an error naming the layer and the ``--input-shape`` to give. Shapes of known example data sets
 are never assumed. ``--weights`` checks that a .caffemodel loads into the net (Caffe's
 CopyTrainedLayersFrom rules) and reports which layers it fills.
+
+Columns: layer, type, bottoms -> tops, top shapes ("scalar" for a loss), parameter count (a layer
+sharing another's blobs by ``param.name`` shows them too; the total counts each blob once) and
+forward MFLOPs (netdef.shapes' convention: 2 x MACs for conv/inner product). ``--json`` prints
+``{"layers": [{"name", "type", "bottoms", "tops", "top_shapes", "params", "flops", ...}],
+"totals": {"layers", "params", "flops", "blobs"}, ...}``.
 """
 from __future__ import annotations
 
