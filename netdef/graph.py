@@ -294,7 +294,7 @@ def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
         for j, t in enumerate(lp.top):
             if j < len(lp.bottom) and lp.bottom[j] == t:
                 in_place = True
-            elif t in blob_shapes:
+            elif t in blob_shapes or t in lp.top[:j]:
                 raise NetDefinitionError(f"layer '{lp.name}' ({lp.type}): top blob '{t}' produced "
                                          "by multiple sources (only a top that repeats the bottom "
                                          "at the same index is computed in place)")

@@ -85,6 +85,8 @@ def test_in_place_and_multiple_sources():
     with pytest.raises(NetDefinitionError, match="'x' produced by multiple sources"):
         g_of('layer { name: "r" type: "ReLU" bottom: "x" top: "y" }\n'
              'layer { name: "s" type: "ReLU" bottom: "y" top: "x" }')
+    with pytest.raises(NetDefinitionError, match="'y' produced by multiple sources"):
+        g_of('layer { name: "s" type: "Slice" bottom: "x" top: "y" top: "y" }')
     with pytest.raises(NetDefinitionError, match=r"layer 's' \(ReLU\): unknown bottom blob 'q'"):
         g_of('layer { name: "s" type: "ReLU" bottom: "q" top: "y" }')
 
