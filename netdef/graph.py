@@ -283,13 +283,6 @@ def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
             raise NetDefinitionError(f"layer '{lp.name}' ({lp.type}): propagate_down must be "
                                      f"given 0 or {len(lp.bottom)} (bottom count) times, got "
                                      f"{len(lp.propagate_down)}")
-        bshapes = [blob_shapes[b] for b in lp.bottom]
-        data_shapes = None
-        if not len(lp.bottom) and any(t in given for t in lp.top):
-            data_shapes = [given.get(t) for t in lp.top]
-            used_inputs.update(t for t in lp.top if t in given)
-        res = shp.infer(lp, bshapes, data_shapes)
-
         in_place = False
         for j, t in enumerate(lp.top):
             if j < len(lp.bottom) and lp.bottom[j] == t:
@@ -298,6 +291,13 @@ def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
                 raise NetDefinitionError(f"layer '{lp.name}' ({lp.type}): top blob '{t}' produced "
                                          "by multiple sources (only a top that repeats the bottom "
                                          "at the same index is computed in place)")
+        bshapes = [blob_shapes[b] for b in lp.bottom]
+        data_shapes = None
+        if not len(lp.bottom) and any(t in given for t in lp.top):
+            data_shapes = [given.get(t) for t in lp.top]
+            used_inputs.update(t for t in lp.top if t in given)
+        res = shp.infer(lp, bshapes, data_shapes)
+
         if lp.type == "Input":
             inputs.extend(lp.top)
 
