@@ -31,6 +31,10 @@ prob*scale.
 
 Versions:
     softmax_fwd_v1 / softmax_bwd_v1      one thread per (o, s) position, three (two) passes over C
+                                         (coalesced over s when inner > 1)
+    softmax_fwd_v2 / softmax_bwd_v2      one block per position, threads stride over C, max / sum /
+                                         dot by shared-memory trees (rows of C >= 128 with
+                                         inner == 1; the public functions pick it there)
     softmax_loss_fwd_v1, accuracy_fwd_v1 one thread per position, block tree reduction in shared
                                          memory -> one partial per block
     partial_sum_fwd_v1                   one block folds the per-block partials (deterministic order:
@@ -38,6 +42,7 @@ Versions:
     softmax_loss_bwd_v1                  one thread per element of dx
 
 Launch geometry: 1-D grid-stride loops; SOFTMAX_THREADS threads per block over positions/elements,
+SOFTMAX_ROW_THREADS per block and one block per position (grid-stride over positions) for v2,
 REDUCE_THREADS (a power of two) for the reductions; block counts from ``kernels._launch.grid_1d``
 (capped, cached per size).
 """
@@ -53,6 +58,9 @@ from kernels._launch import as_device, grid_1d
 
 SOFTMAX_THREADS = 256       # threads per block for the per-position / per-element kernels
 REDUCE_THREADS = 256        # threads per block of the reductions; a power of two (tree halves it)
+SOFTMAX_ROW_THREADS = 128   # softmax v2: threads per block, one block per position; a power of two
+SOFTMAX_ROW_MIN_C = 128     # softmax_fwd/bwd pick v2 when inner == 1 and C >= this (v1 otherwise)
+NEG_FLT_MAX = np.float32(-np.finfo(np.float32).max)
 FLT_MIN = np.float32(np.finfo(np.float32).tiny)     # Caffe's floor on the label's probability
 
 _ZERO = float32(0.0)
@@ -92,6 +100,74 @@ def softmax_bwd_v1(dy, y, dx, C, inner):
             dot += dy[base + c * inner] * y[base + c * inner]
         for c in range(C):
             dx[base + c * inner] = (dy[base + c * inner] - dot) * y[base + c * inner]
+
+
+@cuda.jit
+def softmax_fwd_v2(x, y, C, inner):
+    """One block per (o, s) position: the block's threads stride over the C channels and combine
+    the max and the sum of exponentials by shared-memory tree reductions (for large C, inner 1)."""
+    sh = cuda.shared.array(SOFTMAX_ROW_THREADS, float32)
+    t = cuda.threadIdx.x
+    for p in range(cuda.blockIdx.x, x.size // C, cuda.gridDim.x):
+        o = p // inner
+        s = p % inner
+        base = o * C * inner + s
+        m = NEG_FLT_MAX                             # Caffe's kernel_channel_max start
+        for c in range(t, C, SOFTMAX_ROW_THREADS):
+            m = max(m, x[base + c * inner])
+        sh[t] = m
+        cuda.syncthreads()      # every thread's partial max is stored before the tree reads it
+        half = SOFTMAX_ROW_THREADS // 2
+        while half > 0:
+            if t < half:
+                sh[t] = max(sh[t], sh[t + half])
+            cuda.syncthreads()  # this level's maxima are written before the next level reads
+            half //= 2
+        m = sh[0]
+        cuda.syncthreads()      # every thread has read the max before sh is reused for the sum
+        total = _ZERO
+        for c in range(t, C, SOFTMAX_ROW_THREADS):
+            e = math.exp(x[base + c * inner] - m)
+            y[base + c * inner] = e
+            total += e
+        sh[t] = total
+        cuda.syncthreads()      # every partial sum is stored before the tree reads it
+        half = SOFTMAX_ROW_THREADS // 2
+        while half > 0:
+            if t < half:
+                sh[t] += sh[t + half]
+            cuda.syncthreads()  # this level's sums are written before the next level reads
+            half //= 2
+        total = sh[0]
+        for c in range(t, C, SOFTMAX_ROW_THREADS):
+            y[base + c * inner] = y[base + c * inner] / total
+        cuda.syncthreads()      # every thread has read the sum before the next position reuses sh
+
+
+@cuda.jit
+def softmax_bwd_v2(dy, y, dx, C, inner):
+    """One block per (o, s) position: dot = sum_c dy*y by a shared-memory tree, then dx."""
+    sh = cuda.shared.array(SOFTMAX_ROW_THREADS, float32)
+    t = cuda.threadIdx.x
+    for p in range(cuda.blockIdx.x, y.size // C, cuda.gridDim.x):
+        o = p // inner
+        s = p % inner
+        base = o * C * inner + s
+        dot = _ZERO
+        for c in range(t, C, SOFTMAX_ROW_THREADS):
+            dot += dy[base + c * inner] * y[base + c * inner]
+        sh[t] = dot
+        cuda.syncthreads()      # every partial dot product is stored before the tree reads it
+        half = SOFTMAX_ROW_THREADS // 2
+        while half > 0:
+            if t < half:
+                sh[t] += sh[t + half]
+            cuda.syncthreads()  # this level's sums are written before the next level reads
+            half //= 2
+        dot = sh[0]
+        for c in range(t, C, SOFTMAX_ROW_THREADS):
+            dx[base + c * inner] = (dy[base + c * inner] - dot) * y[base + c * inner]
+        cuda.syncthreads()      # every thread has read the dot before the next position reuses sh
 
 
 @cuda.jit
@@ -251,6 +327,8 @@ _I2 = int32[:, ::1]
 KERNELS: dict[str, tuple[Any, list]] = {
     "softmax_fwd_v1": (softmax_fwd_v1, [void(_F, _F, int64, int64)]),
     "softmax_bwd_v1": (softmax_bwd_v1, [void(_F, _F, _F, int64, int64)]),
+    "softmax_fwd_v2": (softmax_fwd_v2, [void(_F, _F, int64, int64)]),
+    "softmax_bwd_v2": (softmax_bwd_v2, [void(_F, _F, _F, int64, int64)]),
     "softmax_loss_fwd_v1": (softmax_loss_fwd_v1,
                             [void(_F, _F, _F, _I2, int64, int64, int64, int64)]),
     "accuracy_fwd_v1": (accuracy_fwd_v1,
@@ -292,27 +370,42 @@ def _ignore(ignore_label: int | None) -> tuple[int, int]:
     return (0, 0) if ignore_label is None else (1, int(ignore_label))
 
 
-def softmax_fwd(x: Any, y: Any, axis: int = 1) -> None:
-    """Softmax of x over ``axis`` into y (same shape; y may be x), max-subtracted."""
+def _softmax_launch(version: int | None, C: int, inner: int, positions: int):
+    """(kernel version, blocks, threads): v2 (a block per position) for long rows with inner == 1
+    (classification heads: C = 1000 over a batch), v1 (a thread per position) otherwise."""
+    if version is None:
+        version = 2 if inner == 1 and C >= SOFTMAX_ROW_MIN_C else 1
+    if version == 2:
+        return 2, *grid_1d(positions * SOFTMAX_ROW_THREADS, SOFTMAX_ROW_THREADS)
+    if version != 1:
+        raise ValueError(f"softmax version must be 1 or 2, got {version}")
+    return 1, *grid_1d(positions, SOFTMAX_THREADS)
+
+
+def softmax_fwd(x: Any, y: Any, axis: int = 1, version: int | None = None) -> None:
+    """Softmax of x over ``axis`` into y (same shape; y may be x), max-subtracted. ``version``:
+    None picks v2 for inner == 1 and C >= SOFTMAX_ROW_MIN_C, else v1."""
     x, y = _dev(x), _dev(y)
     _same_shape(x, y)
     outer, C, inner = axis_view(x.shape, axis)
     if outer * C * inner == 0:
         return
-    blocks, threads = grid_1d(outer * inner, SOFTMAX_THREADS)
-    softmax_fwd_v1[blocks, threads](x.reshape(x.size), y.reshape(y.size), C, inner)
+    v, blocks, threads = _softmax_launch(version, C, inner, outer * inner)
+    kernel = softmax_fwd_v2 if v == 2 else softmax_fwd_v1
+    kernel[blocks, threads](x.reshape(x.size), y.reshape(y.size), C, inner)
 
 
-def softmax_bwd(dy: Any, y: Any, dx: Any, axis: int = 1) -> None:
-    """Softmax backward: dx = (dy - sum_axis(dy*y)) * y (all the same shape; dx may be dy)."""
+def softmax_bwd(dy: Any, y: Any, dx: Any, axis: int = 1, version: int | None = None) -> None:
+    """Softmax backward: dx = (dy - sum_axis(dy*y)) * y (all the same shape; dx may be dy).
+    ``version`` as for ``softmax_fwd``."""
     dy, y, dx = _dev(dy), _dev(y), _dev(dx)
     _same_shape(dy, y, dx)
     outer, C, inner = axis_view(y.shape, axis)
     if outer * C * inner == 0:
         return
-    blocks, threads = grid_1d(outer * inner, SOFTMAX_THREADS)
-    softmax_bwd_v1[blocks, threads](dy.reshape(dy.size), y.reshape(y.size), dx.reshape(dx.size),
-                                    C, inner)
+    v, blocks, threads = _softmax_launch(version, C, inner, outer * inner)
+    kernel = softmax_bwd_v2 if v == 2 else softmax_bwd_v1
+    kernel[blocks, threads](dy.reshape(dy.size), y.reshape(y.size), dx.reshape(dx.size), C, inner)
 
 
 def _labels(label: Any, outer: int, inner: int) -> Any:

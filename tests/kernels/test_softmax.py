@@ -60,6 +60,26 @@ def test_softmax_fwd_bwd_match_reference(sa, seed, magnitude):
                  name="softmax dx")
 
 
+@pytest.mark.parametrize("shape, axis, magnitude", [((2, 300), 1, 1e4), ((1, 129), -1, 1.0),
+                                                    ((1, 5, 2), 1, 3.0), ((1, 3), 1, 1e4)])
+def test_softmax_v2_block_per_row(shape, axis, magnitude):
+    """v2 (one block per position, shared-memory trees) on rows longer and shorter than its block,
+    with inner > 1 as well; the public functions choose it for inner == 1 and C >= 128."""
+    x = _logits(shape, 11, magnitude)
+    d_y = cuda.to_device(np.full(shape, np.nan, np.float32))
+    S.softmax_fwd(cuda.to_device(x), d_y, axis, version=2)
+    y = d_y.copy_to_host()
+    assert_close(y, R.softmax_ref(x, axis), rtol=1e-5, atol=1e-7, name="softmax v2 y")
+    dy = _logits(shape, 12, 1.0)
+    d_dx = cuda.to_device(np.full(shape, np.nan, np.float32))
+    S.softmax_bwd(cuda.to_device(dy), d_y, d_dx, axis, version=2)
+    assert_close(d_dx.copy_to_host(), R.softmax_grad_ref(y, dy, axis), rtol=1e-5, atol=1e-6,
+                 name="softmax v2 dx")
+    assert S._softmax_launch(None, 1000, 1, 64)[0] == 2
+    assert S._softmax_launch(None, 10, 1, 64)[0] == 1
+    assert S._softmax_launch(None, 1000, 4, 64)[0] == 1
+
+
 def test_softmax_large_logits_do_not_overflow():
     x = np.array([[1e4, 0.0, -1e4], [1e4, 1e4, 1e4 - 1]], np.float32).reshape(2, 3, 1, 1)
     d_y = cuda.device_array(x.shape, np.float32)
