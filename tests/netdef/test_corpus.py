@@ -107,6 +107,7 @@ def test_deploy_shapes_equal_opencv(caffe_models, tmp_path, name):
     rng = np.random.default_rng(0)
     write_caffemodel(model, _random_weights(g, rng), net)
     cvnet = cv2.dnn.readNetFromCaffe(str(proto), str(model))
+    model.unlink()  # up to 240 MB; pytest keeps old tmp dirs
     cvnet.setInput(rng.random(shape, dtype=np.float32))
     names = list(cvnet.getLayerNames())
     outs = cvnet.forward(names)
