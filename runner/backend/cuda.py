@@ -42,7 +42,10 @@ from numba import config, cuda
 
 from kernels import activation as _act
 from kernels import batchnorm as _bn
+from kernels import bias as _bias
 from kernels import concat as _concat
+from kernels import conv as _conv
+from kernels import dropout as _dropout
 from kernels import eltwise as _elt
 from kernels import fill as _fill
 from kernels import gemm as _gemm
@@ -110,11 +113,6 @@ def _flat(a: Any) -> Any:
     if len(a.shape) == 1:
         return a
     return _shaped(a, (a.size,))
-
-
-def _kernel_module(name: str) -> Any:
-    import importlib
-    return importlib.import_module(f"kernels.{name}")
 
 
 class CudaBackend(Backend):
@@ -310,17 +308,25 @@ class CudaBackend(Backend):
 
     # ------------------------------------------------------------------ dropout
     def dropout_fwd(self, x, y, mask, ratio: float, seed: int, counter: int) -> None:
-        _kernel_module("dropout").dropout_fwd(_flat(x), _flat(y), _flat(mask), ratio, seed, counter)
+        """Philox(seed, stream=counter) keep mask, as the cpu backend's host twin; ``mask`` must be
+        uint8 (the Dropout layer's dtype) on this backend."""
+        _dropout.dropout_fwd(_flat(x), _flat(y), _flat(mask), ratio, seed, counter)
 
     def dropout_bwd(self, dy, mask, dx, ratio: float) -> None:
-        _kernel_module("dropout").dropout_bwd(_flat(dy), _flat(mask), _flat(dx), ratio)
+        _dropout.dropout_bwd(_flat(dy), _flat(mask), _flat(dx), ratio)
 
     # ------------------------------------------------------------------ bias / scale
     def bias_fwd(self, x, b, y, outer: int, dim: int, inner: int) -> None:
-        _kernel_module("bias").bias_fwd(_flat(x), _flat(b), _flat(y), outer, dim, inner)
+        shp = (outer, dim, inner)
+        yv = _shaped(_dev(y), shp)
+        if x is not y:
+            self.copy(x, yv)
+        if yv.size:
+            _bias.bias_fwd(yv, _flat(b))
 
     def bias_bwd(self, dy, db, outer: int, dim: int, inner: int) -> None:
-        _kernel_module("bias").bias_bwd(_flat(dy), _flat(db), outer, dim, inner)
+        if dim and outer * inner:
+            _bias.bias_bwd(_shaped(_dev(dy), (outer, dim, inner)), _flat(db))
 
     def scale_fwd(self, x, s, b, y, outer: int, dim: int, inner: int) -> None:
         _scale.scale_fwd(_flat(x), _flat(s), None if b is None else _flat(b), _flat(y), outer, dim, inner)
@@ -331,14 +337,42 @@ class CudaBackend(Backend):
                          None if ds is None else _flat(ds), outer, dim, inner, accumulate_ds)
 
     # ------------------------------------------------------------------ convolution
+    @staticmethod
+    def _conv_args(g: ConvGeometry) -> dict:
+        return {"pad": (g.pad_h, g.pad_w), "stride": (g.stride_h, g.stride_w),
+                "dilation": (g.dilation_h, g.dilation_w), "group": g.group,
+                "max_col_bytes": CONV_WORKSPACE_BYTES}
+
     def conv_forward(self, x, w, b, y, g: ConvGeometry) -> None:
-        raise NotImplementedError("kernels/conv.py")
+        if not g.n or not g.c_out:
+            return
+        _conv.conv_forward(_shaped(_dev(x), g.x_shape), _shaped(_dev(w), g.w_shape),
+                           None if b is None else _flat(b), _shaped(_dev(y), g.y_shape),
+                           **self._conv_args(g))
 
     def conv_backward_data(self, dy, w, dx, g: ConvGeometry) -> None:
-        raise NotImplementedError("kernels/conv.py")
+        self.conv_backward(None, w, dy, dx, None, None, g)
 
     def conv_backward_weight(self, x, dy, dw, g: ConvGeometry) -> None:
-        raise NotImplementedError("kernels/conv.py")
+        self.conv_backward(x, None, dy, None, dw, None, g)
+
+    def conv_backward(self, x, w, dy, dx, dw, db, g: ConvGeometry) -> None:
+        """All gradients in one pass over the batch chunks (the im2col buffer of a chunk serves dw,
+        then its memory takes the column gradient for dx): db +=, dw +=, dx =."""
+        if dx is None and dw is None and db is None:
+            return
+        dyv = _shaped(_dev(dy), g.y_shape)
+        dxv = None if dx is None else _shaped(_dev(dx), g.x_shape)
+        dwv = None if dw is None else _shaped(_dev(dw), g.w_shape)
+        # kernels.conv reads x only for dw and w only for dx; otherwise they give shapes
+        xv = _shaped(_dev(x), g.x_shape) if x is not None else dxv
+        wv = _shaped(_dev(w), g.w_shape) if w is not None else dwv
+        if not g.n or not g.c_out:
+            if dxv is not None and dxv.size:
+                self.fill(dxv, 0.0)
+            return
+        _conv.conv_backward(xv, wv, dyv, dxv, dwv, None if db is None else _flat(db),
+                            **self._conv_args(g))
 
     # ------------------------------------------------------------------ pooling
     @staticmethod

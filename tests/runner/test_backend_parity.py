@@ -235,13 +235,15 @@ def test_activation(name, n, seed, in_place):
 
 # ------------------------------------------------------------------------------- dropout
 @given(n=sizes, seed=seeds, ratio=st.sampled_from([0.0, 0.3, 0.5, 0.9]),
-       counter=st.integers(0, 10**6), mask_dtype=st.sampled_from(["uint8", "int32"]))
-def test_dropout(n, seed, ratio, counter, mask_dtype):
+       counter=st.integers(0, 10**6))
+def test_dropout(n, seed, ratio, counter):
+    """Same seed and counter: the same keep mask on both backends (uint8, the Dropout layer's
+    mask dtype; the cuda kernel takes uint8 only)."""
     x, dy = _vec(seed, n), _vec(seed + 1, n)
 
     def fn(be, x, dy):
         y = _garbage(be, (n,))
-        mask = be.empty((n,), dtype=mask_dtype)
+        mask = be.empty((n,), dtype="uint8")
         be.dropout_fwd(x, y, mask, ratio, seed, counter)
         dx = _garbage(be, (n,))
         be.dropout_bwd(dy, mask, dx, ratio)
