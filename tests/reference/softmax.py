@@ -1,8 +1,7 @@
-"""Softmax / softmax-with-loss / accuracy references: float64 loops over (outer, inner) positions of
-an (outer, C, inner) view, written from Caffe's layer descriptions."""
+"""Softmax / softmax-with-loss / accuracy references in float64 on an (outer, C, inner) view,
+written from Caffe's layer descriptions, vectorized over positions with numpy (so they stay fast at
+the GPU profile's sizes)."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -10,8 +9,8 @@ FLT_MIN = float(np.finfo(np.float32).tiny)
 
 
 def view(x, axis=1):
-    """x reshaped to (outer, C, inner)."""
-    shape = x.shape
+    """x reshaped to (outer, C, inner) in float64."""
+    shape = np.shape(x)
     axis %= len(shape)
     outer = int(np.prod(shape[:axis]))
     inner = int(np.prod(shape[axis + 1:]))
@@ -20,56 +19,40 @@ def view(x, axis=1):
 
 def softmax_ref(x, axis=1):
     v = view(x, axis)
-    y = np.zeros_like(v)
-    for o in range(v.shape[0]):
-        for s in range(v.shape[2]):
-            col = v[o, :, s]
-            e = [math.exp(t - max(col)) for t in col]
-            total = sum(e)
-            y[o, :, s] = [t / total for t in e]
-    return y.reshape(x.shape)
+    e = np.exp(v - v.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).reshape(np.shape(x))
 
 
 def softmax_grad_ref(y, dy, axis=1):
     yv, dv = view(y, axis), view(dy, axis)
-    dx = np.zeros_like(yv)
-    for o in range(yv.shape[0]):
-        for s in range(yv.shape[2]):
-            dot = sum(dv[o, c, s] * yv[o, c, s] for c in range(yv.shape[1]))
-            for c in range(yv.shape[1]):
-                dx[o, c, s] = (dv[o, c, s] - dot) * yv[o, c, s]
-    return dx.reshape(np.shape(y))
+    dot = (dv * yv).sum(axis=1, keepdims=True)
+    return ((dv - dot) * yv).reshape(np.shape(y))
 
 
-def _label(label, o, s, inner):
-    return int(np.asarray(label).reshape(-1)[o * inner + s])   # truncation, as static_cast<int>
+def _labels(label, outer, inner):
+    """Integer labels (outer, inner), truncated toward zero as static_cast<int>."""
+    return np.trunc(np.asarray(label, np.float64)).astype(np.int64).reshape(outer, inner)
 
 
 def softmax_loss_ref(prob, label, axis=1, ignore_label=None):
     """(sum of -log(max(prob[label], FLT_MIN)) over non-ignored positions, their count)."""
     p = view(prob, axis)
-    loss, count = 0.0, 0
-    for o in range(p.shape[0]):
-        for s in range(p.shape[2]):
-            lab = _label(label, o, s, p.shape[2])
-            if ignore_label is not None and lab == ignore_label:
-                continue
-            loss += -math.log(max(p[o, lab, s], FLT_MIN))
-            count += 1
-    return loss, count
+    outer, C, inner = p.shape
+    lab = _labels(label, outer, inner)
+    valid = np.ones_like(lab, bool) if ignore_label is None else lab != ignore_label
+    picked = np.take_along_axis(p, np.where(valid, lab, 0)[:, None, :], axis=1)[:, 0, :]
+    loss = -np.log(np.maximum(picked, FLT_MIN))
+    return float(loss[valid].sum()), int(valid.sum())
 
 
 def softmax_loss_grad_ref(prob, label, scale, axis=1, ignore_label=None):
     """d(loss*scale)/dlogits = (prob - onehot) * scale, zero at ignored positions."""
     p = view(prob, axis)
-    dx = p.copy()
-    for o in range(p.shape[0]):
-        for s in range(p.shape[2]):
-            lab = _label(label, o, s, p.shape[2])
-            if ignore_label is not None and lab == ignore_label:
-                dx[o, :, s] = 0
-            else:
-                dx[o, lab, s] -= 1
+    outer, C, inner = p.shape
+    lab = _labels(label, outer, inner)
+    valid = np.ones_like(lab, bool) if ignore_label is None else lab != ignore_label
+    onehot = (np.arange(C)[None, :, None] == lab[:, None, :]).astype(np.float64)
+    dx = (p - onehot) * valid[:, None, :]
     return (dx * scale).reshape(np.shape(prob))
 
 
@@ -83,28 +66,28 @@ def normalizer_ref(mode, outer, inner, valid_count):
 
 
 def accuracy_ref(scores, label, top_k=1, axis=1, ignore_label=None, ties="cpu"):
-    """(correct, count, per_class[2, C]). ties="cpu": sort (score, index) pairs descending as
-    std::partial_sort with std::greater does (equal scores: larger index first) and look for the
-    label among the first top_k; ties="gpu": correct when fewer than top_k OTHER classes have a
-    score >= the label's."""
+    """(correct, count, per_class[2, C]).
+
+    ties="cpu": order the (score, index) pairs of each position as std::partial_sort with
+    std::greater does -- descending score, equal scores by descending index -- with a lexicographic
+    sort, and look for the label among the first top_k. ties="gpu": correct when fewer than top_k
+    OTHER classes have a score >= the label's."""
     v = view(scores, axis)
-    C = v.shape[1]
-    correct = count = 0
+    outer, C, inner = v.shape
+    cols = v.transpose(0, 2, 1).reshape(-1, C)               # one row of C scores per position
+    lab = _labels(label, outer, inner).reshape(-1)
+    valid = np.ones_like(lab, bool) if ignore_label is None else lab != ignore_label
+    cols, lab = cols[valid], lab[valid]
+    if ties == "cpu":
+        index = np.broadcast_to(np.arange(C), cols.shape)
+        ascending = np.lexsort((index, cols), axis=-1)       # by score, then by index
+        top = ascending[:, C - top_k:]                       # the top_k greatest pairs
+        hit = (top == lab[:, None]).any(axis=1)
+    else:
+        true = np.take_along_axis(cols, lab[:, None], axis=1)
+        better = (cols >= true).sum(axis=1) - 1              # minus the label itself
+        hit = better < top_k
     per_class = np.zeros((2, C), np.int64)
-    for o in range(v.shape[0]):
-        for s in range(v.shape[2]):
-            lab = _label(label, o, s, v.shape[2])
-            if ignore_label is not None and lab == ignore_label:
-                continue
-            col = v[o, :, s]
-            if ties == "cpu":
-                ranked = sorted(((col[k], k) for k in range(C)), reverse=True)
-                hit = lab in [k for _, k in ranked[:top_k]]
-            else:
-                better = sum(1 for k in range(C) if k != lab and col[k] >= col[lab])
-                hit = better < top_k
-            correct += hit
-            count += 1
-            per_class[0, lab] += hit
-            per_class[1, lab] += 1
-    return correct, count, per_class
+    np.add.at(per_class[0], lab, hit.astype(np.int64))
+    np.add.at(per_class[1], lab, 1)
+    return int(hit.sum()), int(valid.sum()), per_class
