@@ -302,9 +302,11 @@ class Backend(abc.ABC):
     # ------------------------------------------------------------------ dropout
     @abc.abstractmethod
     def dropout_fwd(self, x: Array, y: Array, mask: Array, ratio: float, seed: int, counter: int) -> None:
-        """TRAIN-phase dropout: mask[i] = 1 if u(seed, counter + i) >= ratio else 0 (uint8 or int32
-        array of x's size), y = x * mask / (1 - ratio). ``u`` is the counter-based uniform generator
-        shared by both backends (kernels.dropout's host twin), so masks agree bit for bit."""
+        """TRAIN-phase dropout: mask (uint8, x's size) = kernels.dropout.dropout_mask_host(x.size,
+        ratio, seed, stream=counter), i.e. mask[i] = philox(seed, counter, i) > UINT_MAX * ratio
+        (Caffe's threshold), y = x * mask * float32(1 / (1 - ratio)). The generator is counter-based
+        and shared by both backends, so masks agree bit for bit; the layer passes a new ``counter``
+        (stream) for every forward."""
 
     @abc.abstractmethod
     def dropout_bwd(self, dy: Array, mask: Array, dx: Array, ratio: float) -> None:

@@ -361,7 +361,7 @@ class CpuBackend(Backend):
     # ------------------------------------------------------------------ dropout
     def dropout_fwd(self, x, y, mask, ratio: float, seed: int, counter: int) -> None:
         from kernels.dropout import dropout_mask_host
-        keep = dropout_mask_host(x.size, ratio, seed, counter)
+        keep = dropout_mask_host(x.size, ratio, seed, stream=counter)
         _flat(mask)[...] = keep.reshape(-1)
         t = y.dtype.type
         np.multiply(x, mask.reshape(x.shape) * t(1.0 / (1.0 - ratio)), out=y)

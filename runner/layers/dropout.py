@@ -1,8 +1,9 @@
 """Dropout (Caffe DropoutLayer): TRAIN: y = x * mask / (1 - ratio), mask[i] = 1 with probability
 1 - ``dropout_ratio`` (default 0.5); TEST: y = x. The mask comes from the counter-based generator
-shared by both backends (kernels.dropout's host twin on cpu): element i of a forward uses counter
-``c + i``; the layer's seed is drawn from the Net's Generator at setup and the counter advances by
-the blob's count every TRAIN forward, so runs with the same Net seed are reproducible."""
+shared by both backends (kernels.dropout's Philox generator; its host twin on cpu): the mask of a
+forward depends on (seed, stream, element index) only. The layer's seed is drawn from the Net's
+Generator at setup and the stream is a counter that advances by one every TRAIN forward, so runs
+with the same Net seed are reproducible and each iteration draws a fresh mask."""
 from __future__ import annotations
 
 from runner.layers._neuron import NeuronLayer
@@ -34,7 +35,7 @@ class DropoutLayer(NeuronLayer):
             if self.mask is None or tuple(self.mask.shape) != tuple(x.shape):
                 self.mask = be.empty(x.shape, dtype=MASK_DTYPE)
             be.dropout_fwd(x, tops[0].dev_data, self.mask, self.ratio, self.seed, self.counter)
-            self.counter += bottoms[0].count
+            self.counter += 1
         elif tops[0] is not bottoms[0]:
             be.copy(x, tops[0].dev_data)
 
