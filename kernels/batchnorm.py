@@ -29,9 +29,14 @@ Versions (all v1):
 - ``bn_bwd_v1``: fused, one block per channel: tree sums of dy and dy*y over the channel, a barrier,
   then the same block writes dx for the channel (one launch, no scratch, no atomics).
 - ``bn_bwd_global_v1``: one thread per element.
+- v2 (few, long channels: ``kernels.reduce.channel_parts(c, n*s) > 1``): the channel sums run on
+  ``parts`` blocks per channel (``kernels.reduce.channel_partial_v2`` + ``channel_finalize_v2``,
+  deterministic): mean/var take two such passes (sum, then squared deviations from the mean);
+  the backward sums dy and dy*y into a cached (2, c) scratch and ``bn_bwd_apply_v2`` writes dx
+  elementwise.
 
-Launch geometry: per-channel kernels: c blocks x BN_THREADS threads (32 in the simulator);
-elementwise kernels: ``kernels._launch.grid_1d``.
+Launch geometry: v1 per-channel kernels: c blocks x BN_THREADS threads (32 in the simulator);
+v2: (c, parts) blocks, then one thread per channel; elementwise kernels: ``kernels._launch.grid_1d``.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
+from kernels import reduce as R
 from kernels._launch import SIMULATOR, grid_1d
 from kernels.fill import flat
 
@@ -159,6 +165,16 @@ def bn_bwd_v1(y, dy, inv_std, dx, n, c, s):
 
 
 @cuda.jit
+def bn_bwd_apply_v2(y, dy, sum_dy, sum_dyy, inv_std, dx, n, c, s):
+    """dx = (dy - (sum_dy[ch] + y * sum_dyy[ch]) / m) * inv_std[ch], one thread per element."""
+    total = n * c * s
+    neg_inv_m = float32(-1) / float32(n * s)
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ch = (idx // s) % c
+        dx[idx] = (dy[idx] + neg_inv_m * (y[idx] * sum_dyy[ch] + sum_dy[ch])) * inv_std[ch]
+
+
+@cuda.jit
 def bn_bwd_global_v1(dy, inv_std, dx, n, c, s):
     """dx = dy * inv_std[ch] (global statistics are constants)."""
     total = n * c * s
@@ -175,6 +191,7 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "bn_global_stats_v1": (bn_global_stats_v1, [void(F1, F1, F1, F1, F1, _I)]),
     "bn_fwd_v1": (bn_fwd_v1, [void(F1, F1, F1, _F, F1, F1, _I, _I, _I)]),
     "bn_bwd_v1": (bn_bwd_v1, [void(F1, F1, F1, F1, _I, _I, _I)]),
+    "bn_bwd_apply_v2": (bn_bwd_apply_v2, [void(F1, F1, F1, F1, F1, F1, _I, _I, _I)]),
     "bn_bwd_global_v1": (bn_bwd_global_v1, [void(F1, F1, F1, _I, _I, _I)]),
 }
 
@@ -194,16 +211,25 @@ def _check(name: str, n: int, c: int, s: int, big: list[tuple[str, Any]],
             raise ValueError(f"{name}: {label} has {a.size} elements, expected c = {c}")
 
 
-def channel_mean_var(x: Any, mean: Any, var: Any, n: int, c: int, s: int) -> None:
+def channel_mean_var(x: Any, mean: Any, var: Any, n: int, c: int, s: int,
+                     parts: int | None = None) -> None:
     """x viewed as (n, c, s): mean[c] = mean over (n, s); var[c] = mean of (x - mean)^2 (biased).
-    mean, var (c,) written."""
+    mean, var (c,) written. ``parts`` overrides the v2 blocks per channel (1 = v1; tests)."""
     xf, mf, vf = flat(x), flat(mean), flat(var)
     _check("channel_mean_var", n, c, s, [("x", xf)], [("mean", mf), ("var", vf)])
     if c == 0:
         return
     if n * s == 0:
         raise ValueError("channel_mean_var: no values per channel (n * s == 0)")
-    bn_mean_var_v1[c, BN_THREADS](xf, mf, vf, n, c, s)
+    parts = R.channel_parts(c, n * s) if parts is None else parts
+    if parts <= 1:
+        bn_mean_var_v1[c, BN_THREADS](xf, mf, vf, n, c, s)
+        return
+    inv_m = np.float32(1) / np.float32(n * s)
+    R.channel_sums(xf, xf, xf, mf, mf, n, c, s, R.CH_SUM_DOT, R.OUT_WRITE, R.OUT_SKIP,
+                   scale1=inv_m, parts=parts)
+    R.channel_sums(xf, xf, mf, vf, vf, n, c, s, R.CH_SQDEV, R.OUT_WRITE, R.OUT_SKIP,
+                   scale1=inv_m, parts=parts)
 
 
 def batchnorm_running_update(mean: Any, var: Any, running_mean: Any, running_var: Any,
@@ -248,13 +274,25 @@ def batchnorm_fwd(x: Any, mean: Any, var: Any, eps: float, y: Any, inv_std: Any,
 
 
 def batchnorm_bwd(y: Any, dy: Any, inv_std: Any, dx: Any, n: int, c: int, s: int,
-                  use_global_stats: bool) -> None:
+                  use_global_stats: bool, parts: int | None = None) -> None:
     """Caffe BatchNorm backward (y = normalized top data): global stats: dx = dy * inv_std; else
-    dx = (dy - mean_{n,s}(dy) - y * mean_{n,s}(dy * y)) * inv_std. dx written; dx may be dy."""
+    dx = (dy - mean_{n,s}(dy) - y * mean_{n,s}(dy * y)) * inv_std. dx written; dx may be dy.
+    ``parts`` overrides the v2 blocks per channel (1 = v1; tests)."""
     yf, dyf, isf, dxf = (flat(a) for a in (y, dy, inv_std, dx))
     _check("batchnorm_bwd", n, c, s, [("y", yf), ("dy", dyf), ("dx", dxf)], [("inv_std", isf)])
     if use_global_stats:
         blocks, threads = grid_1d(n * c * s)
         bn_bwd_global_v1[blocks, threads](dyf, isf, dxf, n, c, s)
-    elif c > 0 and n * s > 0:
+        return
+    if c == 0 or n * s == 0:
+        return
+    parts = R.channel_parts(c, n * s) if parts is None else parts
+    if parts <= 1:
         bn_bwd_v1[c, BN_THREADS](yf, dyf, isf, dxf, n, c, s)
+        return
+    sums = R.scratch("bn_bwd_sums", 2 * c)
+    sum_dy, sum_dyy = sums[:c], sums[c:2 * c]
+    R.channel_sums(dyf, yf, dyf, sum_dy, sum_dyy, n, c, s, R.CH_SUM_DOT, R.OUT_WRITE, R.OUT_WRITE,
+                   parts=parts)
+    blocks, threads = grid_1d(n * c * s)
+    bn_bwd_apply_v2[blocks, threads](yf, dyf, sum_dy, sum_dyy, isf, dxf, n, c, s)

@@ -20,6 +20,17 @@ Versions:
   in a grid-stride loop, one partial sum per block into a cached scratch buffer; second pass with
   one block sums the partials (two launches, no atomics, deterministic).
 
+Per-channel reductions over (outer, dim, inner) views (shared by scale.py and batchnorm.py, whose
+v1 kernels use one block per channel; when the channels are few and long, that leaves most SMs
+idle, so their v2 splits each channel over ``parts`` blocks):
+- ``channel_partial_v2``: grid (dim, parts); block (d, p) sums its share of channel d's
+  outer*inner values into part1[d*parts + p] and part2[d*parts + p]; mode CH_SUM_DOT: s1 = sum a,
+  s2 = sum a*b; mode CH_SQDEV: s1 = sum (a - center[d])^2.
+- ``channel_finalize_v2``: one thread per channel adds its ``parts`` partials in order, scales
+  them, and writes or accumulates (OUT_WRITE / OUT_ADD / OUT_SKIP per output). Deterministic.
+``channel_parts(dim, per_channel)`` picks parts so that about CHANNEL_TARGET_BLOCKS blocks run
+(1 = use the module's v1), cached per shape.
+
 Launch geometry: REDUCE_THREADS threads per block (power of two, the tree halves it; 256 on a GPU,
 32 in the simulator);
 v2 uses min(ceil(n / (REDUCE_THREADS * ITEMS_V2)), REDUCE_MAX_BLOCKS) blocks, cached per n.
@@ -35,7 +46,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import SIMULATOR, ceil_div
+from kernels._launch import SIMULATOR, ceil_div, grid_1d
 from kernels.fill import fill, flat
 
 # threads per block: a power of two for the halving tree; the simulator runs every thread as a
@@ -49,6 +60,15 @@ OP_SUM = 0
 OP_SUMSQ = 1
 OP_ASUM = 2
 OP_DOT = 3
+
+CH_SUM_DOT = 0    # channel sums: s1 = sum a, s2 = sum a * b
+CH_SQDEV = 1      # channel sums: s1 = sum (a - center[d])^2, s2 = 0
+OUT_SKIP = 0      # finalize: leave the output alone
+OUT_WRITE = 1     # finalize: out[d] = scale * sum
+OUT_ADD = 2       # finalize: out[d] += scale * sum
+CHANNEL_TARGET_BLOCKS = 1024   # enough blocks to fill an H100/H200 (132 SMs) several times
+CHANNEL_MAX_PARTS = 64         # partials per channel (the finalize adds them one thread each)
+ITEMS_CHANNEL = 8              # minimum values per thread before a channel gets another block
 
 F1 = float32[::1]
 
@@ -127,7 +147,67 @@ def reduce_finalize_v2(partials, nparts, out, accumulate):
             out[0] = total
 
 
+@cuda.jit
+def channel_partial_v2(a, b, center, part1, part2, outer, dim, inner, parts, mode):
+    """Block (d, p): partial channel sums of channel d over its p-th share of the outer*inner
+    values (a grid-stride over the channel with stride parts * REDUCE_THREADS)."""
+    partial_1 = cuda.shared.array(REDUCE_THREADS, float32)
+    partial_2 = cuda.shared.array(REDUCE_THREADS, float32)
+    d = cuda.blockIdx.x
+    part = cuda.blockIdx.y
+    tid = cuda.threadIdx.x
+    per_channel = outer * inner
+    mid = float32(0)
+    if mode == CH_SQDEV:
+        mid = center[d]
+    acc1 = float32(0)
+    acc2 = float32(0)
+    for k in range(part * REDUCE_THREADS + tid, per_channel, parts * REDUCE_THREADS):
+        o = k // inner
+        i = k - o * inner
+        idx = (o * dim + d) * inner + i
+        v = a[idx]
+        if mode == CH_SQDEV:
+            dev = v - mid
+            acc1 += dev * dev
+        else:
+            acc1 += v
+            acc2 += v * b[idx]
+    partial_1[tid] = acc1
+    partial_2[tid] = acc2
+    total1 = _block_tree_sum(partial_1, tid)
+    total2 = _block_tree_sum(partial_2, tid)
+    if tid == 0:
+        part1[d * parts + part] = total1
+        part2[d * parts + part] = total2
+
+
+@cuda.jit
+def channel_finalize_v2(part1, part2, parts, dim, out1, out2, scale1, scale2, how1, how2):
+    """Thread d: s = sum of the channel's partials (in order) * scale; out (+)= s per ``how``."""
+    for d in range(cuda.grid(1), dim, cuda.gridsize(1)):
+        s1 = float32(0)
+        s2 = float32(0)
+        for p in range(parts):
+            s1 += part1[d * parts + p]
+            s2 += part2[d * parts + p]
+        s1 = s1 * scale1
+        s2 = s2 * scale2
+        if how1 == OUT_WRITE:
+            out1[d] = s1
+        elif how1 == OUT_ADD:
+            out1[d] = out1[d] + s1
+        if how2 == OUT_WRITE:
+            out2[d] = s2
+        elif how2 == OUT_ADD:
+            out2[d] = out2[d] + s2
+
+
 KERNELS: dict[str, tuple[Any, list]] = {
+    "channel_partial_v2": (channel_partial_v2,
+                           [void(F1, F1, F1, F1, F1, int64, int64, int64, int64, int64)]),
+    "channel_finalize_v2": (channel_finalize_v2,
+                            [void(F1, F1, int64, int64, F1, F1, float32, float32, int64, int64)]),
     "reduce_v1": (reduce_v1, [void(F1, F1, int64, int64, F1, int64)]),
     "reduce_partial_v2": (reduce_partial_v2, [void(F1, F1, int64, int64, F1)]),
     "reduce_finalize_v2": (reduce_finalize_v2, [void(F1, int64, F1, int64)]),
@@ -146,13 +226,47 @@ _SCRATCH: dict[str, Any] = {}
 
 
 def _scratch(name: str, size: int) -> Any:
-    """A cached float32 device buffer (allocated once; reused by every call on the default stream,
-    which orders each use after the previous one)."""
+    """A cached float32 device buffer of at least ``size`` elements (grown when needed, then
+    reused by every call on the default stream, which orders each use after the previous one)."""
     buf = _SCRATCH.get(name)
-    if buf is None:
-        buf = cuda.device_array(size, dtype=np.float32)
+    if buf is None or buf.size < size:
+        buf = cuda.device_array(max(size, 1), dtype=np.float32)
         _SCRATCH[name] = buf
     return buf
+
+
+scratch = _scratch   # for scale.py / batchnorm.py (per-channel sums between two launches)
+
+
+@functools.lru_cache(maxsize=4096)
+def channel_parts(dim: int, per_channel: int) -> int:
+    """Blocks per channel for the v2 channel reductions (1: the caller's one-block-per-channel v1
+    is enough): about CHANNEL_TARGET_BLOCKS blocks in all, each thread summing at least
+    ITEMS_CHANNEL values, at most CHANNEL_MAX_PARTS per channel."""
+    if dim <= 0 or per_channel <= REDUCE_THREADS * ITEMS_CHANNEL:
+        return 1
+    by_work = ceil_div(per_channel, REDUCE_THREADS * ITEMS_CHANNEL)
+    by_fill = ceil_div(CHANNEL_TARGET_BLOCKS, dim)
+    return max(1, min(by_work, by_fill, CHANNEL_MAX_PARTS))
+
+
+def channel_sums(a: Any, b: Any, center: Any, out1: Any, out2: Any, outer: int, dim: int,
+                 inner: int, mode: int, how1: int, how2: int, scale1: float = 1.0,
+                 scale2: float = 1.0, parts: int = 2) -> None:
+    """v2 per-channel sums over flat 1-D float32 device arrays viewed as (outer, dim, inner):
+    out1[d] (+)= scale1 * s1[d], out2[d] (+)= scale2 * s2[d] with s1, s2 from ``mode`` (see
+    ``channel_partial_v2``); ``how1``/``how2`` are OUT_WRITE, OUT_ADD or OUT_SKIP (a skipped
+    output may be any float32 array: it is not touched). ``center`` (dim,) is read in CH_SQDEV
+    mode only. Callers validate shapes (scale.py, batchnorm.py)."""
+    if dim <= 0:
+        return
+    part1 = _scratch("channel_part1", dim * parts)
+    part2 = _scratch("channel_part2", dim * parts)
+    channel_partial_v2[(dim, parts), REDUCE_THREADS](a, b, center, part1, part2, outer, dim, inner,
+                                                     parts, mode)
+    blocks, threads = grid_1d(dim)
+    channel_finalize_v2[blocks, threads](part1, part2, parts, dim, out1, out2, np.float32(scale1),
+                                         np.float32(scale2), how1, how2)
 
 
 def _reduce(name: str, op: int, x: Any, y: Any | None, out: Any | None, accumulate: bool,

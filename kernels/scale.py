@@ -21,6 +21,9 @@ Versions:
   pass): one block per channel d; its threads stride over the outer*inner elements of the channel
   (consecutive threads read consecutive i: coalesced), then a shared-memory tree; thread 0 writes
   ds[d] (and db[d]). ``bias_param_bwd_v1``: db alone (scale frozen). No atomics: deterministic.
+- v2 reductions (few, long channels: ``kernels.reduce.channel_parts(dim, outer*inner) > 1``):
+  ``parts`` blocks per channel via ``kernels.reduce.channel_partial_v2`` + ``channel_finalize_v2``
+  (s1 = sum dy -> db, s2 = sum dy*x -> ds), deterministic.
 - v1 ``scale_param_elem_bwd_v1`` / ``bias_param_elem_bwd_v1``: outer == inner == 1 (a scale per
   element, Caffe's is_eltwise): ds[d] (+)= dy[d] * x[d], db[d] += dy[d] elementwise.
 
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
+from kernels import reduce as R
 from kernels._launch import SIMULATOR, grid_1d
 from kernels.fill import flat
 
@@ -215,10 +219,12 @@ def scale_fwd(x: Any, s: Any, b: Any | None, y: Any, outer: int, dim: int, inner
 
 
 def scale_bwd(x: Any, s: Any, dy: Any, dx: Any | None, ds: Any | None, outer: int, dim: int,
-              inner: int, accumulate_ds: bool = True, db: Any | None = None) -> None:
+              inner: int, accumulate_ds: bool = True, db: Any | None = None,
+              parts: int | None = None) -> None:
     """Gradients of ``scale_fwd``: ds[d] (+)= sum_{o,i} dy*x (``accumulate_ds`` False: written, for
     a scale that is the second bottom), db[d] += sum_{o,i} dy (when given), then dx = dy * s[d]
-    (written; dx may be dy). ``x`` is the bottom data before the forward. None skips an output."""
+    (written; dx may be dy). ``x`` is the bottom data before the forward. None skips an output.
+    ``parts`` overrides the v2 blocks per channel (1 = v1; tests)."""
     xf, sf, dyf = flat(x), flat(s), flat(dy)
     big = [("x", xf), ("dy", dyf)]
     small = [("s", sf)]
@@ -234,7 +240,16 @@ def scale_bwd(x: Any, s: Any, dy: Any, dx: Any | None, ds: Any | None, outer: in
         small.append(("db", dbf))
     _check("scale_bwd", big, small, outer, dim, inner)
     acc = int(bool(accumulate_ds))
-    if outer == 1 and inner == 1:     # one scale per element: nothing to reduce
+    if parts is None:
+        parts = R.channel_parts(dim, outer * inner)
+    if (dsf is not None or dbf is not None) and parts > 1 and outer * inner > 1:
+        how_s = R.OUT_SKIP if dsf is None else (R.OUT_ADD if acc else R.OUT_WRITE)
+        how_b = R.OUT_SKIP if dbf is None else R.OUT_ADD
+        out_b = dbf if dbf is not None else dsf
+        out_s = dsf if dsf is not None else dbf
+        R.channel_sums(dyf, xf, dyf, out_b, out_s, outer, dim, inner, R.CH_SUM_DOT, how_b, how_s,
+                       parts=parts)
+    elif outer == 1 and inner == 1:     # one scale per element: nothing to reduce
         blocks, threads = grid_1d(dim)
         if dsf is not None:
             scale_param_elem_bwd_v1[blocks, threads](dyf, xf, dsf, dim, acc)

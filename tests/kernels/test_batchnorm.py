@@ -27,8 +27,9 @@ def _nan(shape):
 
 
 @given(shape=shapes, seed=st.integers(0, 2**16), offset=st.sampled_from([0.0, 3.0]),
-       in_place=st.booleans())
-def test_train_forward_backward_and_running_average(shape, seed, offset, in_place):
+       in_place=st.booleans(), parts=st.sampled_from([None, 1, 3]))
+def test_train_forward_backward_and_running_average(shape, seed, offset, in_place, parts):
+    """parts: None = the cached choice (v1 at simulator sizes), 1 = v1, 3 = v2 split channels."""
     rng = np.random.default_rng(seed)
     n, c = shape[0], shape[1]
     s = shape[2] * shape[3]
@@ -41,7 +42,7 @@ def test_train_forward_backward_and_running_average(shape, seed, offset, in_plac
         x = (rng.standard_normal(shape) * 2 + offset).astype(np.float32)
         dx_ = cuda.to_device(x)
         mean, var = _nan(c), _nan(c)
-        B.channel_mean_var(dx_, mean, var, n, c, s)
+        B.channel_mean_var(dx_, mean, var, n, c, s, parts=parts)
         want_mean, want_var = ref.mean_var_ref(x, n, c, s)
         scale = float(np.abs(x).max()) + 1
         assert_close(mean.copy_to_host(), want_mean, 0, 1e-5 * scale, f"mean it{it}")
@@ -66,7 +67,7 @@ def test_train_forward_backward_and_running_average(shape, seed, offset, in_plac
         dy = rng.standard_normal(shape).astype(np.float32)
         ddy = cuda.to_device(dy)
         dxd = ddy if in_place else _nan(shape)
-        B.batchnorm_bwd(y, ddy, inv_std, dxd, n, c, s, use_global_stats=False)
+        B.batchnorm_bwd(y, ddy, inv_std, dxd, n, c, s, use_global_stats=False, parts=parts)
         want_dx = ref.backward_ref(y_host, dy, inv_std.copy_to_host(), n, c, s, False)
         assert_close(dxd.copy_to_host(), want_dx, 1e-5, 1e-5 * float(np.abs(want_dx).max() + 1),
                      "dx train")

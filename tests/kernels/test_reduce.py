@@ -87,3 +87,38 @@ def test_errors():
         R.sumsq(a, accumulate=True)
     with pytest.raises(TypeError, match="float32"):
         R.asum(cuda.to_device(np.zeros(3, np.float64)))
+
+
+def test_channel_parts_choice():
+    """v2 splits a channel only when it is long, and never past the cap."""
+    per_block = R.REDUCE_THREADS * R.ITEMS_CHANNEL
+    assert R.channel_parts(64, per_block) == 1
+    assert R.channel_parts(3, per_block + 1) == 2
+    assert R.channel_parts(1, per_block * 1000) == R.CHANNEL_MAX_PARTS
+    assert R.channel_parts(R.CHANNEL_TARGET_BLOCKS, per_block * 1000) == 1
+
+
+@pytest.mark.parametrize("parts", [2, 5])
+def test_channel_sums_modes(parts):
+    """channel_sums over (outer, dim, inner): sums of a and a*b (write / add / skip) and squared
+    deviations from a per-channel center, against float64 numpy."""
+    rng = np.random.default_rng(parts)
+    outer, dim, inner = 3, 2, 11
+    a = rng.standard_normal((outer, dim, inner)).astype(np.float32)
+    b = rng.standard_normal((outer, dim, inner)).astype(np.float32)
+    center = rng.standard_normal(dim).astype(np.float32)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    out1 = cuda.to_device(np.ones(dim, np.float32))
+    out2 = cuda.to_device(np.full(dim, np.nan, np.float32))
+    da, db = cuda.to_device(a.ravel()), cuda.to_device(b.ravel())
+    R.channel_sums(da, db, da, out1, out2, outer, dim, inner, R.CH_SUM_DOT, R.OUT_ADD, R.OUT_WRITE,
+                   scale2=0.5, parts=parts)
+    np.testing.assert_allclose(out1.copy_to_host(), 1 + a64.sum(axis=(0, 2)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out2.copy_to_host(), 0.5 * (a64 * b64).sum(axis=(0, 2)), rtol=1e-5,
+                               atol=1e-5)
+    keep = out2.copy_to_host()
+    R.channel_sums(da, da, cuda.to_device(center), out1, out2, outer, dim, inner, R.CH_SQDEV,
+                   R.OUT_WRITE, R.OUT_SKIP, parts=parts)
+    want = ((a64 - center[None, :, None]) ** 2).sum(axis=(0, 2))
+    np.testing.assert_allclose(out1.copy_to_host(), want, rtol=1e-5)
+    np.testing.assert_array_equal(out2.copy_to_host(), keep)

@@ -29,8 +29,9 @@ def _sum_tol(terms):
 
 @pytest.mark.parametrize("axis,num_axes", VARIANTS)
 @given(shape=shapes, seed=st.integers(0, 2**16), bias=st.booleans(), in_place=st.booleans(),
-       accumulate=st.booleans())
-def test_scale(axis, num_axes, shape, seed, bias, in_place, accumulate):
+       accumulate=st.booleans(), parts=st.sampled_from([None, 2]))
+def test_scale(axis, num_axes, shape, seed, bias, in_place, accumulate, parts):
+    """parts: None = the cached choice (v1 at simulator sizes), 2 = v2 split channels."""
     rng = np.random.default_rng(seed)
     outer, dim, inner = ref.scale_dims(shape, axis, num_axes)
     x = rng.standard_normal(shape).astype(np.float32)
@@ -50,7 +51,7 @@ def test_scale(axis, num_axes, shape, seed, bias, in_place, accumulate):
     ddy = cuda.to_device(dy)
     dxd = ddy if in_place else cuda.to_device(np.full(shape, np.nan, np.float32))
     K.scale_bwd(cuda.to_device(x), cuda.to_device(s), ddy, dxd, ds, outer, dim, inner,
-                accumulate_ds=accumulate, db=db if bias else None)
+                accumulate_ds=accumulate, db=db if bias else None, parts=parts)
     assert_close(dxd.copy_to_host(), want_dx, 1e-6, 0, "dx")
     terms = (dy * x).reshape(outer, dim, inner)
     base_s = ds0.astype(np.float64) if accumulate else 0.0
@@ -61,8 +62,9 @@ def test_scale(axis, num_axes, shape, seed, bias, in_place, accumulate):
         np.testing.assert_array_equal(db.copy_to_host(), db0)   # untouched
 
 
-def test_bias_only_and_skips():
-    """db alone (frozen scale) accumulates; dx=None and ds=None skip their outputs."""
+@pytest.mark.parametrize("parts", [1, 2])
+def test_bias_only_and_skips(parts):
+    """db alone (frozen scale) accumulates; dx=None and ds=None skip their outputs (v1 and v2)."""
     rng = np.random.default_rng(3)
     outer, dim, inner = 2, 3, 5
     x = rng.standard_normal(outer * dim * inner).astype(np.float32)
@@ -70,7 +72,7 @@ def test_bias_only_and_skips():
     s = rng.standard_normal(dim).astype(np.float32)
     db = cuda.to_device(np.ones(dim, np.float32))
     K.scale_bwd(cuda.to_device(x), cuda.to_device(s), cuda.to_device(dy), None, None, outer, dim,
-                inner, db=db)
+                inner, db=db, parts=parts)
     want = 1 + dy.reshape(outer, dim, inner).astype(np.float64).sum(axis=(0, 2))
     assert_close(db.copy_to_host(), want, 0, _sum_tol(dy))
 
