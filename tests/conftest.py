@@ -74,3 +74,14 @@ def caffe_models(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} not present")
     return path
+
+
+def _assert_numba_mode() -> None:
+    """If something imported numba before this file ran, its config missed our choice: reload it."""
+    if "numba" in sys.modules:
+        from numba.core import config
+
+        config.reload_config()
+
+
+_assert_numba_mode()
