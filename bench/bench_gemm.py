@@ -119,6 +119,8 @@ def body(st: Stage) -> None:
 
     # 2. autotune table: every kernel x the sweep shapes (dry run: every kernel on the first shape)
     sweep = [s for s in shapes() if s[6]] if not DRY else [shapes()[0]]
+    # the largest square first (the headline), then the conv shapes, then the smaller squares
+    sweep.sort(key=lambda s: (0 if s[0] == shapes()[0][0] else 2 if s[0].startswith("sq") else 1))
     names = list(kg.KERNELS)
     best: dict[str, dict] = {}
     for label, m, n, k, ta, tb, _ in sweep:
