@@ -72,7 +72,21 @@ def _kernel_tests(out: Path) -> dict[str, Any]:
             if m:
                 res["collected"] = int(m.group(1))
             break
-    res["failures"] = [ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))][:20]
+    seen: dict[str, str] = {}     # per-test outcomes from -v lines ("... PASSED tests/...::name")
+    for ln in lines:
+        for what, test in re.findall(r"\b(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b\s+(tests/\S+)", ln):
+            seen.setdefault(test, what)
+        m = re.match(r"(tests/\S+)\s+(PASSED|FAILED|ERROR|SKIPPED)", ln)
+        if m:
+            seen.setdefault(m.group(1), m.group(2))
+    if seen:
+        outcomes = list(seen.values())
+        res["per_test_counts"] = {w: outcomes.count(w) for w in sorted(set(outcomes))}
+        if res["summary"].startswith("no pytest summary"):
+            res["summary"] += " -- seen: " + ", ".join(f"{n} {w.lower()}"
+                                                        for w, n in res["per_test_counts"].items())
+    res["failures"] = sorted(t for t, w in seen.items() if w in ("FAILED", "ERROR"))[:20] or \
+        [ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))][:20]
     return res
 
 
@@ -244,6 +258,18 @@ def summary(res: dict[str, Any]) -> str:
             out.append(f"    {r['shape']:10s} {r['best_kernel']:24s} {_fmt(r.get('best_gflops')):>8s} "
                        f"GFLOP/s {_fmt(r.get('pct_cublas')):>5s}% cuBLAS; select_config "
                        f"{r.get('select_config_kernel')} {_fmt(r.get('select_config_gflops'))}")
+    for r in res.get("tables", {}).get("train", {}).get("train", []):
+        if "valid" in r:
+            out.append(f"  train {r['net']}: validation {'ok' if r['valid'] else 'MISMATCH'} (loss rel err "
+                       f"{_fmt(r.get('loss_rel_err'))}, worst update rel err "
+                       f"{_fmt(r.get('worst_delta_rel_err'))} at {r.get('worst_param')}); "
+                       f"{r.get('launches_per_iter', '-')} launches/iter, "
+                       f"first iteration {_fmt(r.get('first_iter_s'))} s")
+    layers = res.get("tables", {}).get("train", {}).get("alexnet_layers", [])
+    if layers:
+        top = sorted(layers, key=lambda r: -(r.get("fwd_ms", 0) + r.get("bwd_ms", 0)))[:6]
+        out.append("  AlexNet slowest layers (fwd+bwd ms): " + "; ".join(
+            f"{r['layer']} {_fmt(r.get('fwd_ms'))}+{_fmt(r.get('bwd_ms'))}" for r in top))
     conv = res.get("tables", {}).get("conv", {}).get("conv_layers", [])
     if conv:
         out.append("  conv per layer (ms ours / cuDNN): " + "; ".join(
