@@ -1,5 +1,5 @@
-"""Naive references for Caffe's Eltwise layer (eltwise_layer.cpp, CPU path), element loops in
-float32. Never imports the code under test."""
+"""Naive references for Caffe's Eltwise layer (eltwise_layer.cpp, CPU path): one float32 numpy op
+per Caffe BLAS call / loop, in Caffe's order. Never imports the code under test."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,13 +8,12 @@ f32 = np.float32
 
 
 def sum_fwd_ref(xs, coeffs=None):
+    """caffe_set(top, 0), then caffe_axpy(coeff_i, x_i, top) for each bottom in order."""
     coeffs = [1.0] * len(xs) if coeffs is None else coeffs
-    y = np.zeros(xs[0].size, np.float32)                 # caffe_set(top, 0)
-    for x, c in zip(xs, coeffs):                          # caffe_axpy(coeff_i, x_i, top)
-        flat = x.reshape(-1)
-        for i in range(y.size):
-            y[i] = f32(f32(c) * flat[i]) + y[i]
-    return y.reshape(xs[0].shape)
+    y = np.zeros(xs[0].shape, np.float32)
+    for x, c in zip(xs, coeffs):
+        y = (f32(c) * x).astype(np.float32) + y
+    return y.astype(np.float32)
 
 
 def sum_bwd_ref(dy, coeff):
@@ -22,14 +21,15 @@ def sum_bwd_ref(dy, coeff):
 
 
 def prod_fwd_ref(xs):
-    y = xs[0].reshape(-1) * xs[1].reshape(-1)
+    y = xs[0] * xs[1]
     for x in xs[2:]:
-        y = y * x.reshape(-1)
-    return y.reshape(xs[0].shape).astype(np.float32)
+        y = y * x
+    return y.astype(np.float32)
 
 
 def prod_bwd_ref(xs, y, dy, index, stable=True):
-    """stable_prod_grad: product of the other bottoms in order, then times dy; else y / x_i * dy."""
+    """stable_prod_grad: copy the first other bottom, multiply the rest in order, then by dy;
+    otherwise (y / x_i) * dy."""
     if not stable:
         return ((y / xs[index]) * dy).astype(np.float32)
     acc = None
@@ -41,22 +41,17 @@ def prod_bwd_ref(xs, y, dy, index, stable=True):
 
 
 def max_fwd_ref(xs):
-    """Caffe CPU: first pair with `a > b` (a tie picks bottom 1), later bottoms only if strictly
+    """Caffe CPU: first pair with `a > b` (a tie picks bottom 1), later bottoms only where strictly
     greater (a tie keeps the earlier)."""
-    a, b = xs[0].reshape(-1), xs[1].reshape(-1)
-    y = np.empty(a.size, np.float32)
-    mask = np.empty(a.size, np.int32)
-    for i in range(a.size):
-        if a[i] > b[i]:
-            y[i], mask[i] = a[i], 0
-        else:
-            y[i], mask[i] = b[i], 1
+    a, b = xs[0], xs[1]
+    first = a > b
+    y = np.where(first, a, b).astype(np.float32)
+    mask = np.where(first, 0, 1).astype(np.int32)
     for k in range(2, len(xs)):
-        x = xs[k].reshape(-1)
-        for i in range(a.size):
-            if x[i] > y[i]:
-                y[i], mask[i] = x[i], k
-    return y.reshape(xs[0].shape), mask.reshape(xs[0].shape)
+        take = xs[k] > y
+        y = np.where(take, xs[k], y).astype(np.float32)
+        mask = np.where(take, k, mask).astype(np.int32)
+    return y, mask
 
 
 def max_bwd_ref(dy, mask, index):

@@ -1,5 +1,5 @@
-"""Naive references for Caffe's Scale layer (scale_layer.cpp) over (outer, dim, inner) views, with
-explicit loops. Never imports the code under test."""
+"""Naive references for Caffe's Scale layer (scale_layer.cpp) over (outer, dim, inner) views:
+numpy broadcasting, sums in float64. Never imports the code under test."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,26 +17,18 @@ def scale_dims(shape, axis, num_axes):
 
 
 def scale_fwd_ref(x, s, b, outer, dim, inner):
-    xv = x.reshape(outer, dim, inner)
-    y = np.empty_like(xv)
-    for o in range(outer):
-        for d in range(dim):
-            for i in range(inner):
-                v = xv[o, d, i] * s[d]
-                y[o, d, i] = v if b is None else v + b[d]
-    return y.reshape(x.shape)
+    """y[o, d, i] = x[o, d, i] * s[d] (+ b[d]) in float32 (one or two roundings, as Caffe)."""
+    y = x.reshape(outer, dim, inner) * s.astype(np.float32)[None, :, None]
+    if b is not None:
+        y = y + b.astype(np.float32)[None, :, None]
+    return y.astype(np.float32).reshape(x.shape)
 
 
 def scale_bwd_ref(x, s, dy, outer, dim, inner):
-    """(dx, ds, db) with ds, db summed in float64 (returned as float64)."""
+    """(dx float32, ds float64, db float64): dx = dy * s[d]; ds[d] = sum_{o,i} dy * x;
+    db[d] = sum_{o,i} dy."""
     xv, gv = x.reshape(outer, dim, inner), dy.reshape(outer, dim, inner)
-    dx = np.empty_like(gv)
-    ds = np.zeros(dim, np.float64)
-    db = np.zeros(dim, np.float64)
-    for o in range(outer):
-        for d in range(dim):
-            for i in range(inner):
-                dx[o, d, i] = gv[o, d, i] * s[d]
-                ds[d] += float(gv[o, d, i]) * float(xv[o, d, i])
-                db[d] += float(gv[o, d, i])
+    dx = (gv * s.astype(np.float32)[None, :, None]).astype(np.float32)
+    ds = (gv.astype(np.float64) * xv.astype(np.float64)).sum(axis=(0, 2))
+    db = gv.astype(np.float64).sum(axis=(0, 2))
     return dx.reshape(x.shape), ds, db
