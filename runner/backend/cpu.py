@@ -1,5 +1,7 @@
 """CPU backend: numpy (BLAS through ``numpy.matmul``) plus ``numba.njit`` for the loops numpy can't
-vectorise (pooling). Arrays are numpy arrays of ``dtype`` (float32; float64 for gradient checks).
+vectorise (pooling, col2im). BLAS runs single-threaded by default (see ``DEFAULT_BLAS_THREADS``;
+``NBCAFFE_CPU_THREADS=n`` to change).
+Arrays are numpy arrays of ``dtype`` (float32; float64 for gradient checks).
 
 Convolution is im2col + one GEMM per group over the whole batch: the column buffer is
 (C_in/group * KH * KW, N * OH * OW), built with KH*KW strided slice copies (no Python loop over
@@ -17,6 +19,33 @@ from numba import njit
 from runner.backend.base import Backend, ConvGeometry, PoolGeometry
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
+
+#: BLAS threads the cpu backend asks numpy's OpenBLAS for (env NBCAFFE_CPU_THREADS overrides;
+#: 0 leaves the library's default). One thread by default: the GEMMs of small nets are short, and
+#: on a shared 2-core machine (CI with xdist, several processes) OpenBLAS's spinning threads made a
+#: LeNet training step ~8x slower than a single thread (700 vs 90 ms measured under load).
+DEFAULT_BLAS_THREADS = 1
+
+
+def set_blas_threads(n: int) -> bool:
+    """Ask the OpenBLAS that numpy loaded to use ``n`` threads (process-wide). Returns False when no
+    OpenBLAS with a known ``set_num_threads`` symbol is found (then nothing changes)."""
+    import ctypes
+    import glob
+    import os
+    libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for sym in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                    "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(lib, sym, None)
+            if fn is not None:
+                fn(ctypes.c_int(int(n)))
+                return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------- numba
@@ -152,10 +181,16 @@ class CpuBackend(Backend):
     name = "cpu"
     host_mirror = False
 
-    def __init__(self, dtype: Any = np.float32):
+    def __init__(self, dtype: Any = np.float32, threads: int | None = None):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"cpu backend dtype must be float32 or float64, not {self.dtype}")
+        if threads is None:
+            import os
+            threads = int(os.environ.get("NBCAFFE_CPU_THREADS", DEFAULT_BLAS_THREADS))
+        self.threads = threads
+        if threads > 0:
+            set_blas_threads(threads)
 
     # ------------------------------------------------------------------ arrays
     def empty(self, shape: Sequence[int], dtype: Any = None) -> np.ndarray:
