@@ -212,3 +212,13 @@ def test_missing_lmdb_is_named(workdir):
     shutil.rmtree("tiny_lmdb")
     with pytest.raises(DataError, match="layer 'd'.*tiny_lmdb.*does not exist"):
         run(write(workdir, max_iter=3))
+
+
+def test_hdf5_snapshot_format_round_trip(workdir):
+    path = write(workdir, max_iter=20, snapshot=10, more="snapshot_format: HDF5")
+    s, log = run(path)
+    assert "Snapshotting to HDF5 file snap/tiny_iter_10.caffemodel.h5" in log
+    assert os.path.exists("snap/tiny_iter_20.solverstate.h5")
+    r, _ = run(path, resume="snap/tiny_iter_10.solverstate.h5")
+    for name, v in weights(r).items():
+        np.testing.assert_array_equal(v, weights(s)[name], err_msg=name)
