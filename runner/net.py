@@ -231,20 +231,22 @@ class Net:
         """Backpropagate from layer ``start`` (default: the last) down to ``end`` (default: the
         first). Loss tops' diffs are set to their loss weights first. Returns copies of the input
         blobs' diffs (plus ``diffs``), like pycaffe."""
-        for _, t, w in self._loss_tops:
-            self.backend.fill(t.dev_diff, w)
-        s = self._index(start, len(self.layers) - 1)
-        e = self._index(end, 0)
-        for i in range(s, e - 1, -1):
-            if self._need_backward[i]:
-                self.layers[i].backward(self._tops[i], self._propagate_down[i], self._bottoms[i])
+        self._backward_range(self._index(start, len(self.layers) - 1), self._index(end, 0))
         names = list(self.inputs) + [d for d in (diffs or ()) if d not in self.inputs]
         return {n: np.array(self.blobs[n].host_diff()) for n in names}
 
+    def _backward_range(self, start: int, end: int) -> None:
+        for _, t, w in self._loss_tops:
+            self.backend.fill(t.dev_diff, w)
+        for i in range(start, end - 1, -1):
+            if self._need_backward[i]:
+                self.layers[i].backward(self._tops[i], self._propagate_down[i], self._bottoms[i])
+
     def forward_backward(self, **inputs: Any) -> float:
-        """forward then backward; returns the weighted loss. Parameter diffs accumulate."""
+        """forward then backward over the whole net; returns the weighted loss. Parameter diffs
+        accumulate. Nothing is copied to the host except the loss."""
         loss = self.forward_loss(**inputs)
-        self.backward()
+        self._backward_range(len(self.layers) - 1, 0)
         return loss
 
     def clear_param_diffs(self) -> None:
