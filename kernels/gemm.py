@@ -20,6 +20,11 @@ Versions (``KERNELS``; every version stays and is tested):
 - ``gemm_v4_<config>``: v3 plus register prefetch (the next K-tile is loaded from global memory into
   registers while the current one is multiplied) and double-buffered shared memory, so one barrier
   per K-tile instead of two.
+- ``gemm_v5_<config>`` (promoted; configs with TM, TN multiples of 4): v4 with each thread's outputs
+  in runs of 4 consecutive rows/columns, so its A and B fragments are read from shared memory with
+  128-bit ``ld.shared.v4`` loads (4x fewer shared-load instructions per FMA), and launch bounds
+  (``min_blocks``) where they cost no spills. The global loads stay scalar: operands may be any
+  row-strided view, with no alignment guarantee for 128-bit global loads.
 
 Tile configurations are named in ``CONFIGS`` (``"128x128x8"``, ...); ``select_config(M, N, K)`` picks
 one by shape (big tiles for big problems, small tiles when the grid would not fill the GPU), and a
@@ -150,6 +155,7 @@ class GemmConfig:
     BK: int
     TM: int
     TN: int
+    min_blocks: int = 0   # v5 launch bounds: ask ptxas to fit this many blocks per SM (0: no bound)
 
     @property
     def threads(self) -> int:
@@ -166,20 +172,31 @@ class GemmConfig:
         return 4 * self.BK * (self.BM + self.BN + 2 * PAD)
 
 
+# min_blocks was chosen from the nvJitLink report: the largest value with no spills for v5
+# (128x128: ~150 registers, a bound of 2 blocks = 128 registers spills; see docs/kernels.md)
 CONFIGS: dict[str, GemmConfig] = {
-    "128x128x8": GemmConfig(128, 128, 8, 8, 8),    # 256 threads, 8x8 per thread: the big-GEMM tile
-    "128x128x16": GemmConfig(128, 128, 16, 8, 8),  # same, half the barriers per K, 2x shared memory
-    "128x64x8": GemmConfig(128, 64, 8, 8, 4),      # 256 threads, 8x4: tall C
-    "64x128x8": GemmConfig(64, 128, 8, 4, 8),      # 256 threads, 4x8: wide C (conv: small Cout)
-    "64x64x8": GemmConfig(64, 64, 8, 4, 4),        # 256 threads, 4x4: mid-size problems
-    "32x32x8": GemmConfig(32, 32, 8, 2, 2),        # 256 threads, 2x2: small problems, many blocks
+    "128x128x8": GemmConfig(128, 128, 8, 8, 8),       # 256 threads, 8x8 per thread: the big-GEMM tile
+    "128x128x16": GemmConfig(128, 128, 16, 8, 8),     # same, half the barriers per K, 2x shared memory
+    "128x64x8": GemmConfig(128, 64, 8, 8, 4, 2),      # 256 threads, 8x4: tall C
+    "64x128x8": GemmConfig(64, 128, 8, 4, 8, 2),      # 256 threads, 4x8: wide C (conv: small Cout)
+    "64x64x8": GemmConfig(64, 64, 8, 4, 4, 3),        # 256 threads, 4x4: mid-size problems
+    "32x32x8": GemmConfig(32, 32, 8, 2, 2),           # 256 threads, 2x2: small problems, many blocks
 }
 
 
-def _tile_functions(cfg: GemmConfig):
-    """Device functions shared by v3 and v4 for one configuration (closures over its constants):
-    global -> registers loads of one K-tile of op(A)/op(B), registers -> shared stores, and the
-    BK-step outer-product update of the TM x TN accumulators."""
+def _tile_functions(cfg: GemmConfig, vec: bool = False):
+    """Device functions shared by v3, v4 and v5 for one configuration (closures over its constants):
+    global -> registers loads of one K-tile of op(A)/op(B), registers -> shared stores, the
+    BK-step outer-product update of the TM x TN accumulators, and the epilogue.
+
+    Thread (tx, ty) owns the C rows ``ty*RI + (i // RI)*RO + i % RI`` (i < TM) and the columns
+    ``tx*CI + (j // CI)*CO + j % CI`` (j < TN):
+    - ``vec=False`` (v3/v4): RI = CI = 1, RO = BM/TM, CO = BN/TN -- outputs strided by the thread
+      count, so each scalar shared read of a warp touches 16 consecutive floats (no bank conflict);
+    - ``vec=True`` (v5): RI = CI = 4, RO = BM/(TM/4), CO = BN/(TN/4) -- runs of 4 consecutive outputs,
+      so the fragments are read from shared memory with 128-bit loads (ld.shared.v4: a warp reads
+      16 x 16 contiguous bytes of Bs and 2 broadcast 16-byte words of As per instruction).
+    """
     BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
     TX = BN // TN                  # threads along N
     TY = BM // TM                  # threads along M
@@ -189,6 +206,12 @@ def _tile_functions(cfg: GemmConfig):
     SA = BM + PAD                  # shared row lengths (floats)
     SB = BN + PAD
     assert BM % TM == 0 and BN % TN == 0 and (BM * BK) % NT == 0 and (BN * BK) % NT == 0, cfg
+    if vec:
+        assert TM % 4 == 0 and TN % 4 == 0, cfg
+    RI = 4 if vec else 1           # consecutive rows per run
+    CI = 4 if vec else 1           # consecutive columns per run
+    RO = BM // (TM // RI)          # distance between a thread's row runs
+    CO = BN // (TN // CI)          # distance between a thread's column runs
 
     @cuda.jit(device=True, inline=True)
     def gload_a(A, trans_a, pre, tid, m0, k0, M, K):
@@ -239,26 +262,24 @@ def _tile_functions(cfg: GemmConfig):
 
     @cuda.jit(device=True, inline=True)
     def multiply_tile(As, Bs, abase, bbase, acc, a_frag, b_frag):
-        # abase = buffer offset + ty, bbase = buffer offset + tx (uint64): thread (tx, ty) reads
-        # rows ty + i*TY of As and columns tx + j*TX of Bs -> a warp reads 16 consecutive floats of
-        # Bs (distinct banks) and 2 floats of As (broadcast): conflict-free
+        # abase = buffer offset + ty*RI, bbase = buffer offset + tx*CI (uint64, never negative)
         for kk in range(BK):
             for i in range(TM):
-                a_frag[i] = As[abase + uint64(kk * SA + i * TY)]
+                a_frag[i] = As[abase + uint64(kk * SA + (i // RI) * RO + i % RI)]
             for j in range(TN):
-                b_frag[j] = Bs[bbase + uint64(kk * SB + j * TX)]
+                b_frag[j] = Bs[bbase + uint64(kk * SB + (j // CI) * CO + j % CI)]
             for i in range(TM):
                 for j in range(TN):
                     acc[i, j] += a_frag[i] * b_frag[j]
 
     @cuda.jit(device=True, inline=True)
     def epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N):
-        # a warp writes 16 consecutive columns of 2 rows per store; beta == 0 never reads C
+        # a warp stores 16 (or 16 runs of 4) consecutive columns of 2 rows; beta == 0 never reads C
         for i in range(TM):
-            gm = m0 + ty + i * TY
+            gm = m0 + ty * RI + (i // RI) * RO + i % RI
             if gm < M:
                 for j in range(TN):
-                    gn = n0 + tx + j * TX
+                    gn = n0 + tx * CI + (j // CI) * CO + j % CI
                     if gn < N:
                         if beta == float32(0.0):
                             C[gm, gn] = alpha * acc[i, j]
@@ -313,9 +334,10 @@ def _make_v3(cfg: GemmConfig):
     return cuda.jit(gemm_v3)
 
 
-def _make_v4(cfg: GemmConfig):
+def _make_v4(cfg: GemmConfig, vec: bool = False):
     """v3 + register prefetch of the next K-tile and double-buffered shared memory (one barrier
-    per K-tile)."""
+    per K-tile); with ``vec`` (v5) the thread's outputs are runs of 4 so fragments are read with
+    128-bit shared loads."""
     BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
     TX = BN // TN
     LA = BM * BK // cfg.threads
@@ -324,7 +346,8 @@ def _make_v4(cfg: GemmConfig):
     NB = BK * (BN + PAD)
     NA2 = 2 * NA                   # two buffers per operand
     NB2 = 2 * NB
-    gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue = _tile_functions(cfg)
+    RI = 4 if vec else 1
+    gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue = _tile_functions(cfg, vec)
 
     def gemm_v4(trans_a, trans_b, alpha, A, B, beta, C):
         As = cuda.shared.array(NA2, float32, alignment=SMEM_ALIGN)   # buffer b at offset b*NA
@@ -358,13 +381,17 @@ def _make_v4(cfg: GemmConfig):
             if t + 1 < ntiles:  # global loads of tile t+1 are in flight during the multiply
                 gload_a(A, trans_a, a_pre, tid, m0, (t + 1) * BK, M, K)
                 gload_b(B, trans_b, b_pre, tid, n0, (t + 1) * BK, N, K)
-            multiply_tile(As, Bs, uint64(buf * NA + ty), uint64(buf * NB + tx), acc, a_frag, b_frag)
+            multiply_tile(As, Bs, uint64(buf * NA + ty * RI), uint64(buf * NB + tx * RI), acc, a_frag,
+                          b_frag)
         epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N)
 
-    gemm_v4.__doc__ = (f"register-blocked GEMM + register prefetch, double-buffered smem, tile "
-                       f"{BM}x{BN}x{BK}, {TM}x{TN} per thread; block {cfg.block[0]}x{cfg.block[1]}, "
-                       f"grid (N/{BN}, M/{BM})")
-    return cuda.jit(gemm_v4)
+    gemm_v4.__doc__ = (f"register-blocked GEMM + register prefetch, double-buffered smem"
+                       f"{', 128-bit smem fragment loads' if vec else ''}, tile {BM}x{BN}x{BK}, "
+                       f"{TM}x{TN} per thread; block {cfg.block[0]}x{cfg.block[1]}, grid (N/{BN}, M/{BM})")
+    opts = {}
+    if vec and cfg.min_blocks and not SIMULATOR:   # the simulator has no launch_bounds option
+        opts["launch_bounds"] = (cfg.threads, cfg.min_blocks)
+    return cuda.jit(**opts)(gemm_v4)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -383,21 +410,51 @@ _LAUNCH: dict[str, tuple[Any, tuple[int, int], tuple[int, int]]] = {
 for _name, _cfg in CONFIGS.items():
     _LAUNCH[f"gemm_v3_{_name.replace('x', '_')}"] = (_make_v3(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
     _LAUNCH[f"gemm_v4_{_name.replace('x', '_')}"] = (_make_v4(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
+    if _cfg.TM % 4 == 0 and _cfg.TN % 4 == 0:
+        _LAUNCH[f"gemm_v5_{_name.replace('x', '_')}"] = (_make_v4(_cfg, vec=True), _cfg.block,
+                                                           (_cfg.BM, _cfg.BN))
 
-KERNELS: dict[str, tuple[Any, list[str]]] = {name: (k, SIGNATURES) for name, (k, _, _) in _LAUNCH.items()}
+PROMOTED = "v5"   # the version gemm() launches (with select_config's tile; v4 where no v5 exists)
 
-PROMOTED = "v4"   # the version gemm() launches (with select_config's tile)
 
+def _launched_by_gemm(name: str) -> bool:
+    """True for the kernels gemm() itself launches (the promoted version of every config)."""
+    cfg = name.split("_", 2)[-1]
+    return name.startswith(f"gemm_{PROMOTED}_") or (name.startswith("gemm_v4_")
+                                                     and f"gemm_{PROMOTED}_{cfg}" not in _LAUNCH)
+
+
+# signatures: C-contiguous operands for every kernel (what tests/benchmarks launch through
+# gemm_with on fresh arrays); row-strided views too for the kernels gemm() launches (conv weight
+# groups and column slices). The PTX check compiles exactly these.
+KERNELS: dict[str, tuple[Any, list[str]]] = {
+    name: (k, SIGNATURES if _launched_by_gemm(name) else [_SIG_C]) for name, (k, _, _) in _LAUNCH.items()}
+
+PROMOTED = "v5"   # the version gemm() launches (with select_config's tile; v4 where no v5 exists)
+
+SMS = 132          # streaming multiprocessors of an H100 SXM (H200: also 132); for wave counts
+_BY_SIZE = ("128x128x8", "128x64x8", "64x128x8", "64x64x8")
+
+
+@functools.lru_cache(maxsize=4096)
 def select_config(M: int, N: int, K: int) -> str:
-    """Tile configuration name for an (M, N, K) problem: the largest tile that still gives the GPU
-    at least ~2 waves of blocks (132 SMs), else smaller tiles; K does not change the choice."""
-    for name in ("128x128x8", "128x64x8", "64x128x8", "64x64x8"):
+    """Tile configuration name for an (M, N, K) problem (K does not change the choice).
+
+    The largest tile that gives at least two waves of blocks (2 x 132 SMs) while wasting at most a
+    quarter of the tile area on the ragged edges; else the largest filling one wave at half use;
+    else 64x64 (or 32x32 for tiny problems), which maximise the number of blocks.
+    """
+    def fit(name: str) -> tuple[int, float]:
         cfg = CONFIGS[name]
-        if ceil_div(M, cfg.BM) * ceil_div(N, cfg.BN) >= 264:
-            return name
-    if M * N >= 64 * 64 * 132:
-        return "64x64x8"
-    return "32x32x8"
+        blocks = ceil_div(M, cfg.BM) * ceil_div(N, cfg.BN)
+        return blocks, (M * N) / (blocks * cfg.BM * cfg.BN)
+
+    for min_blocks, min_use in ((2 * SMS, 0.75), (SMS, 0.5)):
+        for name in _BY_SIZE:
+            blocks, use = fit(name)
+            if blocks >= min_blocks and use >= min_use:
+                return name
+    return "64x64x8" if fit("64x64x8")[0] >= SMS // 2 else "32x32x8"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -439,7 +496,9 @@ def gemm_with(name: str, trans_a: bool, trans_b: bool, alpha: float, A, B, beta:
 
 def kernel_for(M: int, N: int, K: int) -> str:
     """Name of the kernel ``gemm`` launches for an (M, N, K) problem."""
-    return f"gemm_{PROMOTED}_{select_config(M, N, K).replace('x', '_')}"
+    cfg = select_config(M, N, K).replace("x", "_")
+    name = f"gemm_{PROMOTED}_{cfg}"
+    return name if name in _LAUNCH else f"gemm_v4_{cfg}"
 
 
 def gemm(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C) -> None:
