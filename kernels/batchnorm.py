@@ -29,11 +29,12 @@ Versions (all v1):
 - ``bn_bwd_v1``: fused, one block per channel: tree sums of dy and dy*y over the channel, a barrier,
   then the same block writes dx for the channel (one launch, no scratch, no atomics).
 - ``bn_bwd_global_v1``: one thread per element.
-- v2 (few, long channels: ``kernels.reduce.channel_parts(c, n*s) > 1``): the channel sums run on
-  ``parts`` blocks per channel (``kernels.reduce.channel_partial_v2`` + ``channel_finalize_v2``,
-  deterministic): mean/var take two such passes (sum, then squared deviations from the mean);
-  the backward sums dy and dy*y into a cached (2, c) scratch and ``bn_bwd_apply_v2`` writes dx
-  elementwise.
+- v2 (``kernels.reduce.channel_parts(c, n*s)`` != 1): few, long channels run on ``parts`` blocks
+  per channel (``kernels.reduce.channel_partial_v2`` + ``channel_finalize_v2``); short channels
+  (n*s <= CHANNEL_SHORT, e.g. after an InnerProduct) on one thread per channel
+  (``channel_thread_v2``); deterministic either way. mean/var take two such passes (sum, then
+  squared deviations from the mean); the backward sums dy and dy*y into a cached (2, c) scratch
+  and ``bn_bwd_apply_v2`` writes dx elementwise.
 
 Launch geometry: v1 per-channel kernels: c blocks x BN_THREADS threads (32 in the simulator);
 v2: (c, parts) blocks, then one thread per channel; elementwise kernels: ``kernels._launch.grid_1d``.
@@ -214,7 +215,8 @@ def _check(name: str, n: int, c: int, s: int, big: list[tuple[str, Any]],
 def channel_mean_var(x: Any, mean: Any, var: Any, n: int, c: int, s: int,
                      parts: int | None = None) -> None:
     """x viewed as (n, c, s): mean[c] = mean over (n, s); var[c] = mean of (x - mean)^2 (biased).
-    mean, var (c,) written. ``parts`` overrides the v2 blocks per channel (1 = v1; tests)."""
+    mean, var (c,) written. ``parts`` overrides the path (0 = thread per channel, 1 = v1,
+    > 1 = v2 blocks per channel; tests)."""
     xf, mf, vf = flat(x), flat(mean), flat(var)
     _check("channel_mean_var", n, c, s, [("x", xf)], [("mean", mf), ("var", vf)])
     if c == 0:
@@ -222,7 +224,7 @@ def channel_mean_var(x: Any, mean: Any, var: Any, n: int, c: int, s: int,
     if n * s == 0:
         raise ValueError("channel_mean_var: no values per channel (n * s == 0)")
     parts = R.channel_parts(c, n * s) if parts is None else parts
-    if parts <= 1:
+    if parts == 1:
         bn_mean_var_v1[c, BN_THREADS](xf, mf, vf, n, c, s)
         return
     inv_m = np.float32(1) / np.float32(n * s)
@@ -277,7 +279,8 @@ def batchnorm_bwd(y: Any, dy: Any, inv_std: Any, dx: Any, n: int, c: int, s: int
                   use_global_stats: bool, parts: int | None = None) -> None:
     """Caffe BatchNorm backward (y = normalized top data): global stats: dx = dy * inv_std; else
     dx = (dy - mean_{n,s}(dy) - y * mean_{n,s}(dy * y)) * inv_std. dx written; dx may be dy.
-    ``parts`` overrides the v2 blocks per channel (1 = v1; tests)."""
+    ``parts`` overrides the path (0 = thread per channel, 1 = v1, > 1 = v2 blocks per channel;
+    tests)."""
     yf, dyf, isf, dxf = (flat(a) for a in (y, dy, inv_std, dx))
     _check("batchnorm_bwd", n, c, s, [("y", yf), ("dy", dyf), ("dx", dxf)], [("inv_std", isf)])
     if use_global_stats:
@@ -287,7 +290,7 @@ def batchnorm_bwd(y: Any, dy: Any, inv_std: Any, dx: Any, n: int, c: int, s: int
     if c == 0 or n * s == 0:
         return
     parts = R.channel_parts(c, n * s) if parts is None else parts
-    if parts <= 1:
+    if parts == 1:
         bn_bwd_v1[c, BN_THREADS](yf, dyf, isf, dxf, n, c, s)
         return
     sums = R.scratch("bn_bwd_sums", 2 * c)

@@ -28,8 +28,12 @@ idle, so their v2 splits each channel over ``parts`` blocks):
   s2 = sum a*b; mode CH_SQDEV: s1 = sum (a - center[d])^2.
 - ``channel_finalize_v2``: one thread per channel adds its ``parts`` partials in order, scales
   them, and writes or accumulates (OUT_WRITE / OUT_ADD / OUT_SKIP per output). Deterministic.
-``channel_parts(dim, per_channel)`` picks parts so that about CHANNEL_TARGET_BLOCKS blocks run
-(1 = use the module's v1), cached per shape.
+- ``channel_thread_v2``: short channels (outer*inner <= CHANNEL_SHORT, e.g. BatchNorm after an
+  InnerProduct, or a Scale over many axes): one thread per channel sums its values in order and
+  writes directly (a block per channel would leave most of its threads idle).
+``channel_parts(dim, per_channel)`` picks parts: 0 = thread per channel, 1 = the calling module's
+v1 (one block per channel), > 1 = blocks per channel so that about CHANNEL_TARGET_BLOCKS run;
+cached per shape.
 
 Launch geometry: REDUCE_THREADS threads per block (power of two, the tree halves it; 256 on a GPU,
 32 in the simulator);
@@ -69,6 +73,7 @@ OUT_ADD = 2       # finalize: out[d] += scale * sum
 CHANNEL_TARGET_BLOCKS = 1024   # enough blocks to fill an H100/H200 (132 SMs) several times
 CHANNEL_MAX_PARTS = 64         # partials per channel (the finalize adds them one thread each)
 ITEMS_CHANNEL = 8              # minimum values per thread before a channel gets another block
+CHANNEL_SHORT = 64             # channels this short are summed by one thread each
 
 F1 = float32[::1]
 
@@ -203,7 +208,43 @@ def channel_finalize_v2(part1, part2, parts, dim, out1, out2, scale1, scale2, ho
             out2[d] = out2[d] + s2
 
 
+@cuda.jit
+def channel_thread_v2(a, b, center, out1, out2, outer, dim, inner, mode, scale1, scale2, how1, how2):
+    """Thread d: the channel sums of channel d (mode as channel_partial_v2), scaled, written or
+    accumulated like channel_finalize_v2."""
+    per_channel = outer * inner
+    for d in range(cuda.grid(1), dim, cuda.gridsize(1)):
+        mid = float32(0)
+        if mode == CH_SQDEV:
+            mid = center[d]
+        s1 = float32(0)
+        s2 = float32(0)
+        for k in range(per_channel):
+            o = k // inner
+            i = k - o * inner
+            idx = (o * dim + d) * inner + i
+            v = a[idx]
+            if mode == CH_SQDEV:
+                dev = v - mid
+                s1 += dev * dev
+            else:
+                s1 += v
+                s2 += v * b[idx]
+        s1 = s1 * scale1
+        s2 = s2 * scale2
+        if how1 == OUT_WRITE:
+            out1[d] = s1
+        elif how1 == OUT_ADD:
+            out1[d] = out1[d] + s1
+        if how2 == OUT_WRITE:
+            out2[d] = s2
+        elif how2 == OUT_ADD:
+            out2[d] = out2[d] + s2
+
+
 KERNELS: dict[str, tuple[Any, list]] = {
+    "channel_thread_v2": (channel_thread_v2, [void(F1, F1, F1, F1, F1, int64, int64, int64, int64,
+                                                   float32, float32, int64, int64)]),
     "channel_partial_v2": (channel_partial_v2,
                            [void(F1, F1, F1, F1, F1, int64, int64, int64, int64, int64)]),
     "channel_finalize_v2": (channel_finalize_v2,
@@ -240,9 +281,12 @@ scratch = _scratch   # for scale.py / batchnorm.py (per-channel sums between two
 
 @functools.lru_cache(maxsize=4096)
 def channel_parts(dim: int, per_channel: int) -> int:
-    """Blocks per channel for the v2 channel reductions (1: the caller's one-block-per-channel v1
-    is enough): about CHANNEL_TARGET_BLOCKS blocks in all, each thread summing at least
-    ITEMS_CHANNEL values, at most CHANNEL_MAX_PARTS per channel."""
+    """How to reduce ``dim`` channels of ``per_channel`` values: 0 = one thread per channel (short
+    channels), 1 = the caller's one-block-per-channel v1, > 1 = that many blocks per channel
+    (about CHANNEL_TARGET_BLOCKS blocks in all, each thread summing at least ITEMS_CHANNEL values,
+    at most CHANNEL_MAX_PARTS per channel)."""
+    if per_channel <= CHANNEL_SHORT:
+        return 0
     if dim <= 0 or per_channel <= REDUCE_THREADS * ITEMS_CHANNEL:
         return 1
     by_work = ceil_div(per_channel, REDUCE_THREADS * ITEMS_CHANNEL)
@@ -253,13 +297,21 @@ def channel_parts(dim: int, per_channel: int) -> int:
 def channel_sums(a: Any, b: Any, center: Any, out1: Any, out2: Any, outer: int, dim: int,
                  inner: int, mode: int, how1: int, how2: int, scale1: float = 1.0,
                  scale2: float = 1.0, parts: int = 2) -> None:
-    """v2 per-channel sums over flat 1-D float32 device arrays viewed as (outer, dim, inner):
+    """Per-channel sums over flat 1-D float32 device arrays viewed as (outer, dim, inner) with
+    ``parts`` blocks per channel (v2 partials + finalize), or one thread per channel (parts == 0):
     out1[d] (+)= scale1 * s1[d], out2[d] (+)= scale2 * s2[d] with s1, s2 from ``mode`` (see
     ``channel_partial_v2``); ``how1``/``how2`` are OUT_WRITE, OUT_ADD or OUT_SKIP (a skipped
     output may be any float32 array: it is not touched). ``center`` (dim,) is read in CH_SQDEV
     mode only. Callers validate shapes (scale.py, batchnorm.py)."""
     if dim <= 0:
         return
+    if parts == 0:
+        blocks, threads = grid_1d(dim)
+        channel_thread_v2[blocks, threads](a, b, center, out1, out2, outer, dim, inner, mode,
+                                           np.float32(scale1), np.float32(scale2), how1, how2)
+        return
+    if parts < 0:
+        raise ValueError(f"channel_sums: parts must be >= 0, got {parts}")
     part1 = _scratch("channel_part1", dim * parts)
     part2 = _scratch("channel_part2", dim * parts)
     channel_partial_v2[(dim, parts), REDUCE_THREADS](a, b, center, part1, part2, outer, dim, inner,

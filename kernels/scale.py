@@ -21,9 +21,10 @@ Versions:
   pass): one block per channel d; its threads stride over the outer*inner elements of the channel
   (consecutive threads read consecutive i: coalesced), then a shared-memory tree; thread 0 writes
   ds[d] (and db[d]). ``bias_param_bwd_v1``: db alone (scale frozen). No atomics: deterministic.
-- v2 reductions (few, long channels: ``kernels.reduce.channel_parts(dim, outer*inner) > 1``):
-  ``parts`` blocks per channel via ``kernels.reduce.channel_partial_v2`` + ``channel_finalize_v2``
-  (s1 = sum dy -> db, s2 = sum dy*x -> ds), deterministic.
+- v2 reductions (``kernels.reduce.channel_parts(dim, outer*inner)`` != 1): few, long channels on
+  ``parts`` blocks per channel (``kernels.reduce.channel_partial_v2`` + ``channel_finalize_v2``),
+  short channels on one thread per channel (``channel_thread_v2``); s1 = sum dy -> db,
+  s2 = sum dy*x -> ds; deterministic.
 - v1 ``scale_param_elem_bwd_v1`` / ``bias_param_elem_bwd_v1``: outer == inner == 1 (a scale per
   element, Caffe's is_eltwise): ds[d] (+)= dy[d] * x[d], db[d] += dy[d] elementwise.
 
@@ -224,7 +225,8 @@ def scale_bwd(x: Any, s: Any, dy: Any, dx: Any | None, ds: Any | None, outer: in
     """Gradients of ``scale_fwd``: ds[d] (+)= sum_{o,i} dy*x (``accumulate_ds`` False: written, for
     a scale that is the second bottom), db[d] += sum_{o,i} dy (when given), then dx = dy * s[d]
     (written; dx may be dy). ``x`` is the bottom data before the forward. None skips an output.
-    ``parts`` overrides the v2 blocks per channel (1 = v1; tests)."""
+    ``parts`` overrides the path (0 = thread per channel, 1 = v1, > 1 = v2 blocks per channel;
+    tests)."""
     xf, sf, dyf = flat(x), flat(s), flat(dy)
     big = [("x", xf), ("dy", dyf)]
     small = [("s", sf)]
@@ -242,7 +244,7 @@ def scale_bwd(x: Any, s: Any, dy: Any, dx: Any | None, ds: Any | None, outer: in
     acc = int(bool(accumulate_ds))
     if parts is None:
         parts = R.channel_parts(dim, outer * inner)
-    if (dsf is not None or dbf is not None) and parts > 1 and outer * inner > 1:
+    if (dsf is not None or dbf is not None) and parts != 1 and outer * inner > 1:
         how_s = R.OUT_SKIP if dsf is None else (R.OUT_ADD if acc else R.OUT_WRITE)
         how_b = R.OUT_SKIP if dbf is None else R.OUT_ADD
         out_b = dbf if dbf is not None else dsf

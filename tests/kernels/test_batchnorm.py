@@ -27,9 +27,9 @@ def _nan(shape):
 
 
 @given(shape=shapes, seed=st.integers(0, 2**16), offset=st.sampled_from([0.0, 3.0]),
-       in_place=st.booleans(), parts=st.sampled_from([None, 1, 3]))
+       in_place=st.booleans(), parts=st.sampled_from([None, 0, 1, 3]))
 def test_train_forward_backward_and_running_average(shape, seed, offset, in_place, parts):
-    """parts: None = the cached choice (v1 at simulator sizes), 1 = v1, 3 = v2 split channels."""
+    """parts: None = the cached choice, 0 = thread per channel, 1 = v1, 3 = v2 split channels."""
     rng = np.random.default_rng(seed)
     n, c = shape[0], shape[1]
     s = shape[2] * shape[3]
@@ -99,6 +99,27 @@ def test_global_stats(shape, seed, factor):
     B.batchnorm_bwd(y, cuda.to_device(dy), inv_std, dx, n, c, s, use_global_stats=True)
     want_dx = ref.backward_ref(want_y, dy, inv_std.copy_to_host(), n, c, s, True)
     assert_close(dx.copy_to_host(), want_dx, 1e-6, 1e-7, "dx global")
+
+
+@pytest.mark.parametrize("parts", [0, 1, 2, 5])
+def test_every_reduction_path(parts):
+    """Statistics and backward on one fixed blob through each path (thread per channel, block per
+    channel, split channels) against the reference."""
+    rng = np.random.default_rng(11)
+    n, c, s = 3, 2, 13
+    x = (rng.standard_normal((n, c, s)) + 1).astype(np.float32)
+    mean, var = _nan(c), _nan(c)
+    B.channel_mean_var(cuda.to_device(x), mean, var, n, c, s, parts=parts)
+    want_mean, want_var = ref.mean_var_ref(x, n, c, s)
+    assert_close(mean.copy_to_host(), want_mean, 1e-5, 1e-6, "mean")
+    assert_close(var.copy_to_host(), want_var, 1e-5, 1e-6, "var")
+    y, inv_std = _nan((n, c, s)), _nan(c)
+    B.batchnorm_fwd(cuda.to_device(x), mean, var, EPS, y, inv_std, n, c, s)
+    dy = rng.standard_normal((n, c, s)).astype(np.float32)
+    dx = _nan((n, c, s))
+    B.batchnorm_bwd(y, cuda.to_device(dy), inv_std, dx, n, c, s, False, parts=parts)
+    want = ref.backward_ref(y.copy_to_host(), dy, inv_std.copy_to_host(), n, c, s, False)
+    assert_close(dx.copy_to_host(), want, 1e-5, 1e-5, "dx")
 
 
 def test_single_value_per_channel():

@@ -92,13 +92,14 @@ def test_errors():
 def test_channel_parts_choice():
     """v2 splits a channel only when it is long, and never past the cap."""
     per_block = R.REDUCE_THREADS * R.ITEMS_CHANNEL
-    assert R.channel_parts(64, per_block) == 1
+    assert R.channel_parts(1000, R.CHANNEL_SHORT) == 0
+    assert R.channel_parts(64, max(per_block, R.CHANNEL_SHORT + 1)) == 1
     assert R.channel_parts(3, per_block + 1) == 2
     assert R.channel_parts(1, per_block * 1000) == R.CHANNEL_MAX_PARTS
     assert R.channel_parts(R.CHANNEL_TARGET_BLOCKS, per_block * 1000) == 1
 
 
-@pytest.mark.parametrize("parts", [2, 5])
+@pytest.mark.parametrize("parts", [0, 2, 5])
 def test_channel_sums_modes(parts):
     """channel_sums over (outer, dim, inner): sums of a and a*b (write / add / skip) and squared
     deviations from a per-channel center, against float64 numpy."""

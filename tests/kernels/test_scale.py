@@ -29,9 +29,9 @@ def _sum_tol(terms):
 
 @pytest.mark.parametrize("axis,num_axes", VARIANTS)
 @given(shape=shapes, seed=st.integers(0, 2**16), bias=st.booleans(), in_place=st.booleans(),
-       accumulate=st.booleans(), parts=st.sampled_from([None, 2]))
+       accumulate=st.booleans(), parts=st.sampled_from([None, 0, 1, 2]))
 def test_scale(axis, num_axes, shape, seed, bias, in_place, accumulate, parts):
-    """parts: None = the cached choice (v1 at simulator sizes), 2 = v2 split channels."""
+    """parts: None = the cached choice, 0 = thread per channel, 1 = v1, 2 = v2 split channels."""
     rng = np.random.default_rng(seed)
     outer, dim, inner = ref.scale_dims(shape, axis, num_axes)
     x = rng.standard_normal(shape).astype(np.float32)
@@ -62,7 +62,7 @@ def test_scale(axis, num_axes, shape, seed, bias, in_place, accumulate, parts):
         np.testing.assert_array_equal(db.copy_to_host(), db0)   # untouched
 
 
-@pytest.mark.parametrize("parts", [1, 2])
+@pytest.mark.parametrize("parts", [0, 1, 2])
 def test_bias_only_and_skips(parts):
     """db alone (frozen scale) accumulates; dx=None and ds=None skip their outputs (v1 and v2)."""
     rng = np.random.default_rng(3)
