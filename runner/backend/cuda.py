@@ -9,8 +9,8 @@ Design
   ``__cuda_array_interface__`` (CuPy, PyTorch) through ``kernels._launch.as_device`` without a
   copy. Nothing is copied to the host between layers: the only device->host transfers are
   ``to_host`` (asked for explicitly, e.g. by ``Blob``'s host mirror) and the host scalars that the
-  interface returns (``dot``/``asum``/``sumsq``, loss sums and counts), which synchronise by nature.
-  ``accuracy`` and ``argmax`` use the base class's host implementation (TEST-phase reporting ops).
+  interface returns (``dot``/``asum``/``sumsq``, loss sums and counts, accuracy counts), which
+  synchronise by nature. ``argmax`` uses the base class's host implementation (a deploy-time op).
 - **Blob memory like Caffe.** ``Blob`` keeps one flat buffer per data/diff with a capacity; a
   smaller reshape takes a view of the first elements (``view``), a larger one reallocates. The
   ``host_mirror`` flag tells ``Blob`` to keep a lazily synced numpy mirror (SyncedMemory-style).
@@ -19,17 +19,25 @@ Design
   iterations create no new device-array objects: a layer asking for ``blob.dev_data`` or
   ``backend.reshape(x, (M, K))`` every iteration gets the same object back. Views never own
   memory, so the cache costs nothing on the device; a reallocated buffer starts a new cache.
-- **Launch overhead.** Kernel modules compute launch geometry once per shape (``lru_cache``);
-  this backend passes them flat views so their wrappers skip reshaping; small scratch buffers
-  (convolution column workspace) are allocated once per size and reused. Numba's low-occupancy
-  warning is switched off at backend creation (tiny bias/solver kernels would otherwise issue a
-  Python warning per launch). No op synchronises unless it returns a host value.
+- **Launch overhead.** The hot elementwise ops (fill, copy, axpy/axpby/scal, add/sub/mul/div,
+  ReLU/sigmoid/TanH forward and backward, dropout backward) launch their ``kernels/`` kernels
+  directly: flat views come from the cache above and the configured launcher
+  (``kernel[blocks, threads]``, geometry from ``kernels._launch.grid_1d``) is built once per
+  (kernel, size) and reused, so a steady-state call is a few dict lookups, a size/dtype check and
+  the numba launch itself. The other ops call the kernel modules' public functions (which cache
+  their geometry per shape and own their special cases: GEMM tile choice, convolution chunking,
+  pooling/LRN geometry). Scratch memory (convolution column buffer, accuracy counters) is
+  allocated once and reused. Numba's low-occupancy warning is switched off at backend creation
+  (tiny bias/solver kernels would otherwise issue a Python warning per launch). Nothing
+  synchronises unless it returns a host value.
 - **Convolution** is ``kernels.conv`` (im2col + the GEMM kernels over the whole batch, chunked so the
   column workspace stays under ``CONV_WORKSPACE_BYTES``); the Python code never loops over images
   except through those chunks. 1x1 convolutions skip im2col.
-- **Dropout** uses ``kernels.dropout``'s counter-based generator: element i of a forward draws
-  ``u(seed, counter + i)``, the same stream as the cpu backend's host twin, so masks agree bit for
-  bit across backends.
+- **Dropout** uses ``kernels.dropout``'s counter-based generator (Philox-4x32-10 keyed by the
+  layer's seed, the layer's counter as the stream): the cpu backend's host twin
+  (``dropout_mask_host``) produces the same uint8 mask bit for bit. Masks are uint8 here.
+- **Accuracy** runs ``kernels.softmax.accuracy_fwd`` with ties counted against the label (the
+  base class's rule, Caffe 1.0's ``>=`` count); only the counts come back.
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
 """
 from __future__ import annotations
@@ -54,7 +62,7 @@ from kernels import pool as _pool
 from kernels import reduce as _red
 from kernels import scale as _scale
 from kernels import softmax as _sm
-from kernels._launch import as_device
+from kernels._launch import THREADS_PER_BLOCK, as_device, grid_1d
 from runner.backend.base import Backend, ConvGeometry, PoolGeometry
 
 Array = Any
@@ -76,6 +84,8 @@ def _prod(shape: Sequence[int]) -> int:
 def _shaped(arr: Any, shape: tuple[int, ...]) -> Any:
     """The first prod(shape) elements of contiguous device array ``arr`` with ``shape``; memoised
     on ``arr`` so the same object comes back for the same shape (see the module docstring)."""
+    if arr.shape == shape:          # not cached: a self-reference would delay freeing the buffer
+        return arr
     cache = getattr(arr, _VIEWS, None)
     if cache is None:
         cache = {}
@@ -86,16 +96,13 @@ def _shaped(arr: Any, shape: tuple[int, ...]) -> Any:
     v = cache.get(shape)
     if v is not None:
         return v
-    if tuple(arr.shape) == shape:
-        v = arr
-    else:
-        n = _prod(shape)
-        base = arr if len(arr.shape) == 1 else arr.reshape(arr.size)
-        if base.size != n:
-            if base.size < n:
-                raise ValueError(f"cannot view {base.size} elements as {shape}")
-            base = base[:n]
-        v = base.reshape(*shape) if shape else base.reshape(())
+    n = _prod(shape)
+    base = arr if len(arr.shape) == 1 else arr.reshape(arr.size)
+    if base.size != n:
+        if base.size < n:
+            raise ValueError(f"cannot view {base.size} elements as {shape}")
+        base = base[:n]
+    v = base.reshape(*shape) if shape else base.reshape(())
     cache[shape] = v
     return v
 
@@ -115,6 +122,34 @@ def _flat(a: Any) -> Any:
     return _shaped(a, (a.size,))
 
 
+_LAUNCHERS: dict[tuple[Any, int], Any] = {}
+
+
+def _launcher(kernel: Any, n: int, threads: int = THREADS_PER_BLOCK) -> Any:
+    """``kernel`` configured for a 1-D grid-stride launch over n items (grid from
+    ``kernels._launch.grid_1d``), created once per (kernel, n) and reused: a steady-state
+    iteration pays neither the geometry nor the configuration object again."""
+    cfg = _LAUNCHERS.get((kernel, n))
+    if cfg is None:
+        if len(_LAUNCHERS) > 8192:    # many distinct sizes (a long-running process): start over
+            _LAUNCHERS.clear()
+        blocks, threads = grid_1d(n, threads)
+        cfg = _LAUNCHERS[(kernel, n)] = kernel[blocks, threads]
+    return cfg
+
+
+def _flats(name: str, *arrays: Any) -> list:
+    """Cached 1-D float32 views of same-sized arrays (checked: a wrong size or dtype would make
+    a kernel read out of bounds or compile a float64 variant)."""
+    out = [_flat(a) for a in arrays]
+    n = out[0].size
+    for a in out:
+        if a.size != n or a.dtype != _F32:
+            raise ValueError(f"{name}: expected float32 arrays of one size, got "
+                             f"{[(tuple(b.shape), str(b.dtype)) for b in out]}")
+    return out
+
+
 class CudaBackend(Backend):
     """Numba CUDA implementation of :class:`runner.backend.base.Backend` (see the module docstring)."""
 
@@ -124,7 +159,7 @@ class CudaBackend(Backend):
 
     def __init__(self) -> None:
         config.CUDA_LOW_OCCUPANCY_WARNINGS = False
-        self._workspaces: dict[str, Any] = {}
+        self._workspaces: dict[Any, Any] = {}
 
     # ------------------------------------------------------------------ arrays
     def empty(self, shape: Sequence[int], dtype: Any = None) -> Array:
@@ -197,33 +232,54 @@ class CudaBackend(Backend):
         """dst = src (flat order, same size), on the device."""
         if src is dst:
             return
-        s, d = _dev(src), _dev(dst)
+        s, d = _flat(src), _flat(dst)
         if s.size != d.size:
-            raise ValueError(f"copy: {tuple(s.shape)} into {tuple(d.shape)}")
-        if s.size == 0:
+            raise ValueError(f"copy: {tuple(_dev(src).shape)} into {tuple(_dev(dst).shape)}")
+        n = s.size
+        if n == 0:
             return
         if s.dtype == _F32 and d.dtype == _F32:
-            _fill.copy(_flat(s), _flat(d))
+            _launcher(_fill.copy_v1, n)(s, d, n)
         else:
-            _flat(d).copy_to_device(_flat(s))
+            d.copy_to_device(s)
 
     def fill(self, arr: Array, value: float) -> None:
-        a = _dev(arr)
-        if a.size:
-            _fill.fill(_flat(a), value)
+        a = _flat(arr)
+        n = a.size
+        if n:
+            if a.dtype != _F32:
+                raise TypeError(f"fill: float32 arrays only, got {a.dtype}")
+            _launcher(_fill.fill_v1, n)(a, n, np.float32(value))
 
     def synchronize(self) -> None:
         cuda.synchronize()
 
     # ------------------------------------------------------------------ BLAS-like
     def axpy(self, alpha: float, x: Array, y: Array) -> None:
-        _fill.axpy(alpha, _flat(x), _flat(y))
+        xf, yf = _flats("axpy", x, y)
+        n = xf.size
+        if n:
+            _launcher(_fill.axpy_v1, n)(xf, yf, n, np.float32(alpha))
 
     def axpby(self, alpha: float, x: Array, beta: float, y: Array) -> None:
-        _fill.axpby(alpha, _flat(x), beta, _flat(y))
+        xf, yf = _flats("axpby", x, y)
+        n = xf.size
+        if not n:
+            return
+        if beta == 0:    # y is not read (it may hold NaN garbage)
+            _launcher(_fill.scale_v1, n)(xf, yf, n, np.float32(alpha))
+        else:
+            _launcher(_fill.axpby_v1, n)(xf, yf, n, np.float32(alpha), np.float32(beta))
 
     def scal(self, alpha: float, x: Array) -> None:
-        _fill.scal(_flat(x), alpha)
+        (xf,) = _flats("scal", x)
+        n = xf.size
+        if not n:
+            return
+        if alpha == 0:   # writes zeros without reading x
+            _launcher(_fill.fill_v1, n)(xf, n, np.float32(0))
+        else:
+            _launcher(_fill.scal_v1, n)(xf, n, np.float32(alpha))
 
     def dot(self, x: Array, y: Array) -> float:
         return float(_red.dot(_flat(x), _flat(y)))
@@ -239,36 +295,57 @@ class CudaBackend(Backend):
         _gemm.gemm(trans_a, trans_b, alpha, _dev(a), _dev(b), beta, _dev(c))
 
     # ------------------------------------------------------------------ elementwise arithmetic
+    def _binary(self, kernel, name: str, a, b, out) -> None:
+        af, bf, of = _flats(name, a, b, out)
+        n = af.size
+        if n:
+            _launcher(kernel, n)(af, bf, of, n)
+
     def add(self, a, b, out) -> None:
-        _fill.add(_flat(a), _flat(b), _flat(out))
+        self._binary(_fill.add_v1, "add", a, b, out)
 
     def sub(self, a, b, out) -> None:
-        _fill.sub(_flat(a), _flat(b), _flat(out))
+        self._binary(_fill.sub_v1, "sub", a, b, out)
 
     def mul(self, a, b, out) -> None:
-        _fill.mul(_flat(a), _flat(b), _flat(out))
+        self._binary(_fill.mul_v1, "mul", a, b, out)
 
     def div(self, a, b, out) -> None:
-        _fill.div(_flat(a), _flat(b), _flat(out))
+        self._binary(_fill.div_v1, "div", a, b, out)
 
     # ------------------------------------------------------------------ activations
+    # the hot ones (ReLU, sigmoid, TanH) launch their kernels directly with cached flat views;
+    # the others go through kernels.activation's wrappers (parameter special cases live there)
     def relu_fwd(self, x, y, negative_slope: float = 0.0) -> None:
-        _act.relu_fwd(_flat(x), _flat(y), negative_slope)
+        xf, yf = _flats("relu_fwd", x, y)
+        if xf.size:
+            _launcher(_act.relu_fwd_v1, xf.size, _act.ACT_THREADS)(xf, yf, np.float32(negative_slope))
 
     def relu_bwd(self, x, dy, dx, negative_slope: float = 0.0) -> None:
-        _act.relu_bwd(_flat(dy), _flat(x), _flat(dx), negative_slope)
+        xf, dyf, dxf = _flats("relu_bwd", x, dy, dx)
+        if xf.size:
+            _launcher(_act.relu_bwd_v1, xf.size, _act.ACT_THREADS)(dyf, xf, dxf,
+                                                                   np.float32(negative_slope))
 
     def sigmoid_fwd(self, x, y) -> None:
-        _act.sigmoid_fwd(_flat(x), _flat(y))
+        xf, yf = _flats("sigmoid_fwd", x, y)
+        if xf.size:
+            _launcher(_act.sigmoid_fwd_v1, xf.size, _act.ACT_THREADS)(xf, yf)
 
     def sigmoid_bwd(self, y, dy, dx) -> None:
-        _act.sigmoid_bwd(_flat(dy), _flat(y), _flat(dx))
+        yf, dyf, dxf = _flats("sigmoid_bwd", y, dy, dx)
+        if yf.size:
+            _launcher(_act.sigmoid_bwd_v1, yf.size, _act.ACT_THREADS)(dyf, yf, dxf)
 
     def tanh_fwd(self, x, y) -> None:
-        _act.tanh_fwd(_flat(x), _flat(y))
+        xf, yf = _flats("tanh_fwd", x, y)
+        if xf.size:
+            _launcher(_act.tanh_fwd_v1, xf.size, _act.ACT_THREADS)(xf, yf)
 
     def tanh_bwd(self, y, dy, dx) -> None:
-        _act.tanh_bwd(_flat(dy), _flat(y), _flat(dx))
+        yf, dyf, dxf = _flats("tanh_bwd", y, dy, dx)
+        if yf.size:
+            _launcher(_act.tanh_bwd_v1, yf.size, _act.ACT_THREADS)(dyf, yf, dxf)
 
     def elu_fwd(self, x, y, alpha: float) -> None:
         _act.elu_fwd(_flat(x), _flat(y), alpha)
@@ -313,7 +390,14 @@ class CudaBackend(Backend):
         _dropout.dropout_fwd(_flat(x), _flat(y), _flat(mask), ratio, seed, counter)
 
     def dropout_bwd(self, dy, mask, dx, ratio: float) -> None:
-        _dropout.dropout_bwd(_flat(dy), _flat(mask), _flat(dx), ratio)
+        dyf, dxf = _flats("dropout_bwd", dy, dx)
+        mf = _flat(mask)
+        if mf.size != dyf.size or mf.dtype != np.uint8:
+            raise ValueError(f"dropout_bwd: mask must be uint8 of {dyf.size} elements, got "
+                             f"{mf.size} {mf.dtype}")
+        if dyf.size:
+            _launcher(_dropout.dropout_bwd_v1, dyf.size, _dropout.DROPOUT_THREADS)(
+                dyf, mf, dxf, np.float32(_dropout.dropout_scale(ratio)))
 
     # ------------------------------------------------------------------ bias / scale
     def bias_fwd(self, x, b, y, outer: int, dim: int, inner: int) -> None:
@@ -461,6 +545,20 @@ class CudaBackend(Backend):
     def contrastive_loss_bwd(self, diff, dist_sq, sim, dx, sign: float, margin: float, legacy: bool,
                              scale: float) -> None:
         raise NotImplementedError("contrastive loss kernel")
+
+    def accuracy(self, x, label, outer: int, dim: int, inner: int, top_k: int,
+                 ignore_label: int | None) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """Caffe Accuracy on the device (``kernels.softmax.accuracy_fwd`` with ties counted
+        against the label, the base class's rule); only the counts come back to the host."""
+        if not 1 <= top_k <= dim or outer * inner == 0:
+            return super().accuracy(x, label, outer, dim, inner, top_k, ignore_label)
+        pc = self._workspaces.get(("per_class", dim))
+        if pc is None:
+            pc = self._workspaces[("per_class", dim)] = cuda.device_array((2, dim), dtype=np.int32)
+        correct, count = _sm.accuracy_fwd(_shaped(_dev(x), (outer, dim, inner)), _flat(label), top_k, 1,
+                                          ignore_label, ties="gpu", per_class=pc)
+        h = pc.copy_to_host().astype(np.int64)
+        return int(correct), int(count), h[0], h[1]
 
     # ------------------------------------------------------------------ concat / eltwise
     def concat_fwd(self, xs, y, outer: int, dims, inner: int) -> None:
