@@ -181,13 +181,15 @@ class CudaBackend(Backend):
     def to_device(self, host: Any, out: Array | None = None) -> Array:
         """Upload ``host`` (numpy, or a device array: device-to-device copy) to a new device array
         of float32, or into ``out`` (same number of elements; its dtype is kept)."""
-        if getattr(host, "__cuda_array_interface__", None) is not None and not isinstance(host, np.ndarray):
+        if not isinstance(host, np.ndarray) and (getattr(host, "__cuda_ndarray__", False) or getattr(
+                host, "__cuda_array_interface__", None) is not None):
             src = _dev(host)
             if out is None:
                 out = cuda.device_array(tuple(src.shape), dtype=src.dtype)
-            if out.size != src.size:
-                raise ValueError(f"to_device: {tuple(src.shape)} into {tuple(out.shape)}")
-            self.copy(src, out)
+            dst = _dev(out)
+            if dst.size != src.size:
+                raise ValueError(f"to_device: {tuple(src.shape)} into {tuple(dst.shape)}")
+            self.copy(src, dst)
             return out
         h = np.asarray(host)
         if out is None:

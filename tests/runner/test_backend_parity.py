@@ -9,6 +9,8 @@ dropout masks and max-pool / eltwise-max masks must be identical.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,6 +21,7 @@ from runner.backend.base import ConvGeometry, PoolGeometry, conv_out_size, pool_
 from tests.helpers import assert_close, rel_frobenius
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_ELEMENTS, MAX_GEMM_DIM, MAX_SPATIAL
 
+_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 CPU = get_backend("cpu")
 GPU = get_backend("cuda")
 FEW = settings(max_examples=min(settings().max_examples, 3))   # the slowest ops in the simulator
@@ -121,6 +124,34 @@ def test_array_management():
         be.to_device(np.ones(5), out=dst)
     scalar = be.view(be.zeros((1,)), ())
     assert tuple(scalar.shape) == ()
+
+
+class _Foreign:
+    """A foreign device array (as CuPy/PyTorch would hand over): only ``__cuda_array_interface__``.
+    In the simulator the "device" pointer is host memory, so it is built from the numpy buffer."""
+
+    def __init__(self, dev):
+        self._keep = dev
+        ai = dev._ary.__array_interface__ if _SIM else dev.__cuda_array_interface__
+        self.__cuda_array_interface__ = {"shape": tuple(ai["shape"]), "typestr": ai["typestr"],
+                                         "data": ai["data"], "strides": None, "version": 3}
+
+
+def test_cuda_array_interface_inputs():
+    """Ops take any __cuda_array_interface__ object without copying (reads and writes land in
+    the foreign buffer)."""
+    be = GPU
+    h = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    x = be.to_device(h)
+    y = be.zeros((3, 4))
+    be.relu_fwd(_Foreign(x), _Foreign(y))
+    assert_close(_host(be, y), np.maximum(h, 0), 0, 0, name="relu through CAI")
+    c = be.zeros((3, 3))
+    be.gemm(False, True, 1.0, _Foreign(x), _Foreign(x), 0.0, _Foreign(c))
+    assert rel_frobenius(_host(be, c), h @ h.T) < 1e-5
+    assert_close(be.to_host(_Foreign(y)), np.maximum(h, 0), 0, 0, name="to_host of a CAI object")
+    out = be.to_device(_Foreign(x))           # device-to-device copy into a new array
+    assert out is not x and rel_frobenius(_host(be, out), h) == 0
 
 
 @pytest.mark.parametrize("op", ["fill", "copy", "axpy", "axpby", "axpby0", "scal", "scal0",
