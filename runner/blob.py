@@ -128,8 +128,10 @@ class Blob:
         if any(s < 0 for s in shape):
             raise ValueError(f"blob {self.name!r}: negative dimension in {shape}")
         n = _count(shape)
+        # data and diff are checked separately: one of them may be shared with another blob
         if self._data is None or n > self._data.capacity:
             self._data = SyncedBuffer(self.backend, n)
+        if self._diff is None or n > self._diff.capacity:
             self._diff = SyncedBuffer(self.backend, n)
         self._shape = shape
 

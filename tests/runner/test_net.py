@@ -266,3 +266,26 @@ def test_batch_norm_statistics_are_never_learned():
                         'bottom: "x" top: "x" param { lr_mult: 1 } }\n    layer { name: "sc"')
     with pytest.raises(NetDefinitionError, match="batch normalization statistics"):
         Net(bad, phase="TRAIN")
+
+
+def test_split_and_flatten_survive_batch_growth():
+    """Split tops share the bottom's data but own their diffs: both must grow with the batch."""
+    proto = """
+    name: "grow" force_backward: true
+    layer { name: "data" type: "Input" top: "x" top: "t" input_param { shape { dim: 2 dim: 3 } } }
+    layer { name: "flat" type: "Flatten" bottom: "x" top: "f" }
+    layer { name: "a" type: "TanH" bottom: "f" top: "a" }
+    layer { name: "b" type: "Sigmoid" bottom: "f" top: "b" }
+    layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" top: "s" }
+    layer { name: "loss" type: "EuclideanLoss" bottom: "s" bottom: "t" top: "loss" }
+    """
+    net = Net(proto, phase="TRAIN", dtype=np.float64)
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 3):
+        x, t = rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
+        loss = net.forward_backward(x=x, t=t)
+        s = np.tanh(x) + 1 / (1 + np.exp(-x))
+        assert abs(loss - ((s - t) ** 2).sum() / (2 * n)) < 1e-12
+        sig = 1 / (1 + np.exp(-x))
+        dx = (s - t) / n * ((1 - np.tanh(x) ** 2) + sig * (1 - sig))
+        assert_close(net.blobs["x"].diff, dx, 1e-10, 1e-12)
