@@ -176,20 +176,42 @@ def check_kernel(kernel, sig, meta: dict) -> dict:
     return res
 
 
-def check_module(modname: str, use_cache: bool = True) -> list[dict]:
-    """Check every kernel x signature of ``kernels.<modname>``; cached by source hash."""
-    key = _source_key(modname)
-    cache_file = CACHE_DIR / f"{modname}-{key}.json"
-    if use_cache and cache_file.is_file():
-        return json.loads(cache_file.read_text())
-    rows = []
+def _cache_file(modname: str) -> Path:
+    return CACHE_DIR / f"{modname}-{_source_key(modname)}.json"
+
+
+def _load_cache(modname: str) -> list[dict] | None:
+    path = _cache_file(modname)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _store_cache(modname: str, rows: list[dict]) -> None:
+    """Cache a module's rows unless something failed to import/compile (may be transient)."""
+    if any(p.startswith(("compile failed", "import failed")) for r in rows for p in r.get("problems", [])):
+        return
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    for old in CACHE_DIR.glob(f"{modname}-*.json"):
+        old.unlink()
+    path = _cache_file(modname)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    os.replace(tmp, path)
+
+
+def check_names(modname: str, names: list[str] | None = None) -> list[dict]:
+    """Compile and check the kernels ``names`` (default: all) of ``kernels.<modname>``."""
     try:
         module = importlib.import_module(f"kernels.{modname}")
     except Exception as exc:
         return [{"module": modname, "kernel": "<import>", "sig": "", "doc": "",
                  "problems": [f"import failed: {type(exc).__name__}: {exc}"]}]
-    entries = _entries(module)
-    for name, kernel, sigs, meta in entries:
+    if not hasattr(module, "KERNELS"):   # an empty dict is fine: a module composing other kernels
+        return [{"module": modname, "kernel": "<none>", "sig": "", "doc": "",
+                 "problems": ["module defines no KERNELS dict"]}]
+    rows = []
+    for name, kernel, sigs, meta in _entries(module):
+        if names is not None and name not in names:
+            continue
         for sig in sigs:
             row = {"module": modname, "kernel": name, "sig": format_sig(sig),
                    "doc": _doc_line(kernel.py_func) if hasattr(kernel, "py_func") else ""}
@@ -201,18 +223,49 @@ def check_module(modname: str, use_cache: bool = True) -> list[dict]:
                 except Exception as exc:
                     row["problems"] = [f"compile failed: {type(exc).__name__}: {str(exc)[:500]}"]
             rows.append(row)
-    if not hasattr(module, "KERNELS"):   # an empty dict is fine: a module composing other kernels
-        rows.append({"module": modname, "kernel": "<none>", "sig": "", "doc": "",
-                     "problems": ["module defines no KERNELS dict"]})
-    ok = all(not r["problems"] or "compile failed" not in r["problems"][0] for r in rows)
-    if use_cache and ok:
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        for old in CACHE_DIR.glob(f"{modname}-*.json"):
-            old.unlink()
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows, indent=1))
-        os.replace(tmp, cache_file)
     return rows
+
+
+def _check_task(task: tuple[str, list[str] | None]) -> list[dict]:
+    return check_names(*task)
+
+
+TASK_KERNELS = 4   # kernels per parallel task (a module's kernels are spread over the workers)
+
+
+def check_modules(modules: list[str], use_cache: bool = True, jobs: int = 2) -> list[dict]:
+    """Rows for every kernel x signature of ``modules``, from the cache where the module's source
+    is unchanged, else compiled (in ``jobs`` worker processes when > 1)."""
+    done: dict[str, list[dict]] = {}
+    tasks: list[tuple[str, list[str] | None]] = []
+    for modname in modules:
+        cached = _load_cache(modname) if use_cache else None
+        if cached is not None:
+            done[modname] = cached
+            continue
+        try:
+            names = list(getattr(importlib.import_module(f"kernels.{modname}"), "KERNELS", {}))
+        except Exception:
+            names = []
+        if not names:
+            tasks.append((modname, None))     # import error / no KERNELS: reported by check_names
+        for i in range(0, len(names), TASK_KERNELS):
+            tasks.append((modname, names[i:i + TASK_KERNELS]))
+    if jobs > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_offline_device_functions) as pool:
+            results = list(pool.map(_check_task, tasks))
+    else:
+        _offline_device_functions()
+        results = [_check_task(t) for t in tasks]
+    fresh: dict[str, list[dict]] = {}
+    for (modname, _), rows in zip(tasks, results):
+        fresh.setdefault(modname, []).extend(rows)
+    for modname, rows in fresh.items():
+        if use_cache:
+            _store_cache(modname, rows)
+        done[modname] = rows
+    return [row for modname in modules for row in done.get(modname, [])]
 
 
 def format_sig(sig) -> str:
@@ -293,18 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     modules = args.modules or kernel_modules()
-    rows: list[dict] = []
     t0 = time.perf_counter()
-    use_cache = not args.no_cache
-    if args.jobs > 1 and len(modules) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(max_workers=args.jobs, initializer=_offline_device_functions) as pool:
-            for result in pool.map(check_module, modules, [use_cache] * len(modules)):
-                rows += result
-    else:
-        _offline_device_functions()
-        for modname in modules:
-            rows += check_module(modname, use_cache=use_cache)
+    rows = check_modules(modules, use_cache=not args.no_cache, jobs=args.jobs)
     if args.json:
         tmp = Path(args.json + ".tmp")
         tmp.write_text(json.dumps(rows, indent=1))
