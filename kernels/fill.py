@@ -24,7 +24,8 @@ Versions: v1 only: one thread per element in a grid-stride loop (memory bound; n
 Launch geometry: 1-D grid from ``kernels._launch.grid_1d(n)`` (THREADS_PER_BLOCK threads per block,
 block count capped, grid-stride loop covers the rest), computed once per n (lru_cache).
 
-Arguments: numba device arrays or any ``__cuda_array_interface__`` object, float32, C-contiguous;
+Arguments: numba device arrays or any ``__cuda_array_interface__`` object, float32 (fill and copy
+also take int32 index arrays), C-contiguous;
 outputs preallocated; functions return None and never copy to the host.
 """
 from __future__ import annotations
@@ -32,11 +33,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int64, void
+from numba import cuda, float32, int32, int64, void
 
 from kernels._launch import as_device, grid_1d
 
 F1 = float32[::1]   # flattened C-contiguous float32 array
+I1 = int32[::1]     # int32 index arrays (pooling / eltwise masks): fill and copy only
 
 
 @cuda.jit
@@ -117,7 +119,7 @@ def copy_v1(src, dst, n):
 
 
 KERNELS: dict[str, tuple[Any, list]] = {
-    "fill_v1": (fill_v1, [void(F1, int64, float32)]),
+    "fill_v1": (fill_v1, [void(F1, int64, float32), void(I1, int64, int32)]),
     "scal_v1": (scal_v1, [void(F1, int64, float32)]),
     "scale_v1": (scale_v1, [void(F1, F1, int64, float32)]),
     "axpy_v1": (axpy_v1, [void(F1, F1, int64, float32)]),
@@ -127,7 +129,7 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "sub_v1": (sub_v1, [void(F1, F1, F1, int64)]),
     "mul_v1": (mul_v1, [void(F1, F1, F1, int64)]),
     "div_v1": (div_v1, [void(F1, F1, F1, int64)]),
-    "copy_v1": (copy_v1, [void(F1, F1, int64)]),
+    "copy_v1": (copy_v1, [void(F1, F1, int64), void(I1, I1, int64)]),
 }
 
 
@@ -151,12 +153,13 @@ def _check_same_size(name: str, a: Any, b: Any) -> None:
 
 
 def fill(x: Any, value: float) -> None:
-    """Set every element of float32 device array ``x`` (any shape) to ``value``."""
+    """Set every element of float32 (or int32) device array ``x`` (any shape) to ``value``."""
     xf = flat(x)
-    _check_f32("fill", xf)
+    if xf.dtype not in (np.float32, np.int32):
+        raise TypeError(f"fill: expected a float32 or int32 array, got {xf.dtype}")
     n = xf.size
     blocks, threads = grid_1d(n)
-    fill_v1[blocks, threads](xf, n, np.float32(value))
+    fill_v1[blocks, threads](xf, n, xf.dtype.type(value))
 
 
 def scal(x: Any, alpha: float) -> None:
@@ -216,9 +219,11 @@ def add_scalar(x: Any, alpha: float) -> None:
 
 
 def copy(src: Any, dst: Any) -> None:
-    """``dst = src`` elementwise in flattened C order; same size, shapes may differ."""
+    """``dst = src`` elementwise in flattened C order; same size, shapes may differ; float32 (or
+    int32, both the same)."""
     sf, df = flat(src), flat(dst)
-    _check_f32("copy", sf, df)
+    if sf.dtype != df.dtype or sf.dtype not in (np.float32, np.int32):
+        raise TypeError(f"copy: expected two float32 or two int32 arrays, got {sf.dtype}, {df.dtype}")
     _check_same_size("copy", sf, df)
     n = sf.size
     blocks, threads = grid_1d(n)

@@ -1,4 +1,5 @@
-"""Full reductions of a float32 device array to one number: sum, sum of squares, asum, dot.
+"""Reductions on float32 device arrays: full reductions to one number (sum, sum of squares, asum,
+dot) and the per-channel sums shared by scale.py and batchnorm.py.
 
 Math (x, y: same number of elements n, any shapes, flattened C order):
 - reduce_sum(x) = sum_i x[i]
@@ -36,8 +37,8 @@ v1 (one block per channel), > 1 = blocks per channel so that about CHANNEL_TARGE
 cached per shape.
 
 Launch geometry: REDUCE_THREADS threads per block (power of two, the tree halves it; 256 on a GPU,
-32 in the simulator);
-v2 uses min(ceil(n / (REDUCE_THREADS * ITEMS_V2)), REDUCE_MAX_BLOCKS) blocks, cached per n.
+32 in the simulator); v2 uses min(ceil(n / (REDUCE_THREADS * ITEMS_V2)), REDUCE_MAX_BLOCKS)
+blocks, cached per n.
 The operation is a runtime code (OP_SUM, OP_SUMSQ, OP_ASUM, OP_DOT), uniform across the grid, so the
 branch costs nothing next to the memory traffic.
 """
