@@ -107,6 +107,9 @@ CASES = [
      {"x": (5, 4), "label": (5,)}, {"label": (0, 4)}, "TEST"),
     ("argmax", _L('type: "ArgMax" argmax_param { top_k: 2 out_max_val: true }'), X2, {}, "TEST"),
     ("split", _L('type: "Split"', tops=("y", "z")), X2, {}, "TRAIN"),
+    ("silence", _L('type: "Silence"', tops=()), X2, {}, "TRAIN"),
+    ("dummy_data", _L('type: "DummyData" dummy_data_param { shape { dim: 2 dim: 3 } '
+                      'data_filler { type: "gaussian" std: 2 } }', bottoms=(), tops=("d",)), X2, {}, "TRAIN"),
 ]
 
 
