@@ -97,9 +97,11 @@ def test_deploy_forward_numpy_in_numpy_out():
         assert_close(out["prob"].sum(axis=1), np.ones(n), 1e-5, 1e-5, name="sum of probabilities")
 
 
-def test_blob_host_mirror_sync_both_ways():
+def test_blob_host_mirror_sync_both_ways(monkeypatch):
     """Host writes reach the device before the next layer reads them; device results reach the
-    host on the next .data/.diff access; read-only host views do not cause uploads."""
+    host on the next .data/.diff access; read-only host views do not cause uploads. Between
+    layers nothing goes through the host: in a steady-state forward_backward every transfer is a
+    loss scalar (its value and its diff)."""
     net = Net(NET, phase="TRAIN", device="cuda", seed=4)
     be = net.backend
     assert be.name == "cuda" and be.host_mirror
@@ -107,8 +109,25 @@ def test_blob_host_mirror_sync_both_ways():
     net.blobs["data"].data[...] = x                      # write through the host view
     net.blobs["label"].data = y                          # setter: straight to the device
     assert_close(be.to_host(net.blobs["data"].dev_data), x, 0, 0, name="uploaded data")
-    loss = net.forward_backward()
+    loss = net.forward_backward()          # first touch: parameters are uploaded here
     assert np.isfinite(loss) and loss > 0
+    sizes = []
+    real_to_host, real_to_device = type(be).to_host, type(be).to_device
+
+    def to_host(self, arr, out=None):
+        sizes.append(("down", int(np.prod(arr.shape))))
+        return real_to_host(self, arr, out)
+
+    def to_device(self, host, out=None):
+        sizes.append(("up", int(np.asarray(host).size)))
+        return real_to_device(self, host, out)
+
+    with monkeypatch.context() as m:
+        m.setattr(type(be), "to_host", to_host)
+        m.setattr(type(be), "to_device", to_device)
+        net.clear_param_diffs()
+        assert net.forward_backward() == pytest.approx(loss, rel=1e-6)
+    assert sizes and all(n == 1 for _, n in sizes), f"host transfers in an iteration: {sizes}"
     conv_w = net.params["conv"][0]
     # a device result is visible on the host
     d1 = np.array(conv_w.diff)
@@ -126,3 +145,4 @@ def test_blob_host_mirror_sync_both_ways():
     conv_w.data = w
     ro = net.blobs["conv"].host_data()
     assert not ro.flags.writeable
+
