@@ -123,6 +123,7 @@ def _flat(a: Any) -> Any:
 
 
 _LAUNCHERS: dict[tuple[Any, int], Any] = {}
+_GEMM_KERNEL: dict[tuple[int, int, int], str] = {}     # (M, N, K) -> kernels.gemm kernel name
 
 
 def _launcher(kernel: Any, n: int, threads: int = THREADS_PER_BLOCK) -> Any:
@@ -294,7 +295,16 @@ class CudaBackend(Backend):
 
     def gemm(self, trans_a: bool, trans_b: bool, alpha: float, a: Array, b: Array,
              beta: float, c: Array) -> None:
-        _gemm.gemm(trans_a, trans_b, alpha, _dev(a), _dev(b), beta, _dev(c))
+        """C = alpha op(A) op(B) + beta C with the kernel ``kernels.gemm`` would pick for (M, N, K),
+        the choice cached per shape (``gemm_with`` still checks the operands)."""
+        a, b, c = _dev(a), _dev(b), _dev(c)
+        if len(c.shape) != 2 or len(a.shape) != 2:
+            raise ValueError(f"gemm: 2-D operands expected, got A {tuple(a.shape)}, C {tuple(c.shape)}")
+        key = (c.shape[0], c.shape[1], a.shape[0] if trans_a else a.shape[1])
+        name = _GEMM_KERNEL.get(key)
+        if name is None:
+            name = _GEMM_KERNEL[key] = _gemm.kernel_for(*key)
+        _gemm.gemm_with(name, trans_a, trans_b, alpha, a, b, beta, c)
 
     # ------------------------------------------------------------------ elementwise arithmetic
     def _binary(self, kernel, name: str, a, b, out) -> None:
