@@ -2,7 +2,8 @@
 update over several iterations, global-stats mode (incl. blob2 == 0), normalize, backward.
 
 Tolerances: statistics atol 1e-5 * scale (float32 reductions vs float64), normalize and backward
-rtol/atol 1e-5 (reductions inside; dx atol scaled by max|dx|), running averages rtol 2e-6.
+rtol/atol 1e-5 (reductions inside; dx atol scaled by max|dx|), running averages rtol 2e-6 with
+atol 1e-6 * max|blob| (a GPU FMA rounds once where Caffe's axpby rounds twice).
 """
 from __future__ import annotations
 
@@ -52,8 +53,11 @@ def test_train_forward_backward_and_running_average(shape, seed, offset, in_plac
         ref.running_update_ref(mean.copy_to_host(), var.copy_to_host(), run_mean, run_var,
                                run_factor, maf, n * s)
         assert_close(d_rf.copy_to_host(), run_factor, 0, 0, "blob2")
-        assert_close(d_rm.copy_to_host(), run_mean, 2e-6, 1e-7, "blob0")
-        assert_close(d_rv.copy_to_host(), run_var, 2e-6, 1e-7, "blob1")
+        # maf * blob + stat may cancel and may be one FMA on a GPU: atol scaled by magnitude
+        assert_close(d_rm.copy_to_host(), run_mean, 2e-6, 1e-6 * max(1.0, np.abs(run_mean).max()),
+                     "blob0")
+        assert_close(d_rv.copy_to_host(), run_var, 2e-6, 1e-6 * max(1.0, np.abs(run_var).max()),
+                     "blob1")
         if it == 0:
             continue     # normalize and backward once (simulator time), on the second batch
 

@@ -1,9 +1,10 @@
 """kernels/solver_update.py against the element-loop references in tests/reference/solver.py
 (Caffe's CPU operation order), several iterations back to back.
 
-Tolerance: rtol 2e-6, atol 1e-7 on weights, diffs (the update values) and every history buffer
-after each iteration (values are O(1); the GPU may fuse a multiply-add, the simulator computes
-sqrt in double: both within a few ulp per step).
+Tolerance: rtol 2e-6 and atol 1e-6 * max(1, max|expected|) on weights, diffs (the update values)
+and every history buffer after each iteration: the GPU may fuse a multiply-add (an FMA rounds once
+where Caffe's CPU rounds twice) and the simulator computes sqrt in double, a few ulp of the
+operands per step; w - update can cancel, hence the magnitude-scaled atol.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.helpers import assert_close
 from tests.reference import solver as ref
 from tests.sizes import MAX_ELEMENTS
 
-RTOL, ATOL = 2e-6, 1e-7
+RTOL, ATOL = 2e-6, 1e-6
 ITERS = 3
 # the references are Python loops over elements (~10 us each): cap the size (still 16 blocks of
 # 256 threads on a GPU) and the number of examples so the GPU profile stays around 15 s
@@ -48,6 +49,11 @@ SOLVERS = {
 regs = st.sampled_from([("L2", 0.0), ("L2", 5e-4), ("L1", 1e-3), ("L2", 0.1), ("L1", 0.05)])
 
 
+def _close(actual, expected, name):
+    scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
+    assert_close(actual, expected, RTOL, ATOL * scale, name=name)
+
+
 def _run(name, n, hyper, seed, reg, diff_scale, lr, zero_grad_iter=None, weights=None):
     """ITERS steps of solver ``name`` on the device and in the reference; compare after each."""
     fn, reference, n_hist, _ = SOLVERS[name]
@@ -67,10 +73,10 @@ def _run(name, n, hyper, seed, reg, diff_scale, lr, zero_grad_iter=None, weights
         fn(dw, dg, *dhist, lr, **kw)
         reference(w, g, *hist, lr, **kw)
         where = f"{name} iter {it} {reg} {hyper}"
-        assert_close(dw.copy_to_host(), w, RTOL, ATOL, name=f"{where}: weight")
-        assert_close(dg.copy_to_host(), g, RTOL, ATOL, name=f"{where}: diff (update value)")
+        _close(dw.copy_to_host(), w, f"{where}: weight")
+        _close(dg.copy_to_host(), g, f"{where}: diff (update value)")
         for k, (dh, h) in enumerate(zip(dhist, hist)):
-            assert_close(dh.copy_to_host(), h, RTOL, ATOL, name=f"{where}: history {k}")
+            _close(dh.copy_to_host(), h, f"{where}: history {k}")
 
 
 @pytest.mark.parametrize("name", sorted(SOLVERS))
