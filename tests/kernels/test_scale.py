@@ -19,9 +19,9 @@ from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
 
 shapes = st.tuples(st.integers(1, MAX_BATCH), st.integers(1, MAX_CHANNELS),
                    st.integers(1, MAX_SPATIAL), st.integers(1, MAX_SPATIAL))
+EXAMPLES = min(settings.default.max_examples, 20)   # per variant: 6 variants (GPU profile time)
 # (axis, num_axes): Caffe's default (1, 1), the channel+height block, a scalar, the height, a
 # per-element scale (axis 0, all axes: Caffe's is_eltwise) and a negative axis
-EXAMPLES = min(settings.default.max_examples, 20)   # per variant: 6 variants (GPU profile time)
 VARIANTS = [(1, 1), (1, 2), (1, 0), (2, 1), (0, -1), (-1, 1)]
 
 
