@@ -22,9 +22,12 @@ Versions (``KERNELS``; every version stays and is tested):
   per K-tile instead of two.
 - ``gemm_v5_<config>`` (promoted; configs with TM, TN multiples of 4): v4 with each thread's outputs
   in runs of 4 consecutive rows/columns, so its A and B fragments are read from shared memory with
-  128-bit ``ld.shared.v4`` loads (4x fewer shared-load instructions per FMA), and launch bounds
-  (``min_blocks``) where they cost no spills. The global loads stay scalar: operands may be any
-  row-strided view, with no alignment guarantee for 128-bit global loads.
+  128-bit ``ld.shared.v4`` loads (4x fewer shared-load instructions per FMA), and with
+  transpose-independent global loads: a thread's tile elements share one column and step by a
+  fixed number of rows in the operand's own layout, computed once, so the K loop has a single load
+  path and few live address registers (128x128x8: 112 registers -> 2 blocks per SM, vs 155 for v4).
+  The global loads stay scalar: operands may be any row-strided view, with no alignment guarantee
+  for 128-bit global loads (they are 8 loads per thread per 512 FMAs at 128x128x8).
 
 Tile configurations are named in ``CONFIGS`` (``"128x128x8"``, ...); ``select_config(M, N, K)`` picks
 one by shape (big tiles for big problems, small tiles when the grid would not fill the GPU), and a
@@ -155,7 +158,7 @@ class GemmConfig:
     BK: int
     TM: int
     TN: int
-    min_blocks: int = 0   # v5 launch bounds: ask ptxas to fit this many blocks per SM (0: no bound)
+    min_blocks: int = 0   # v5 launch bounds: ask ptxas to fit this many blocks per SM (0: none)
 
     @property
     def threads(self) -> int:
@@ -172,14 +175,15 @@ class GemmConfig:
         return 4 * self.BK * (self.BM + self.BN + 2 * PAD)
 
 
-# min_blocks was chosen from the nvJitLink report: the largest value with no spills for v5
-# (128x128: ~150 registers, a bound of 2 blocks = 128 registers spills; see docs/kernels.md)
+# No launch bounds by default: without them ptxas already gives v5 112 registers at 128x128 (2 blocks
+# of 256 threads per SM) and 64 at 128x64 (4 blocks); bounds only made it use more (nvJitLink
+# report, docs/kernels.md). min_blocks stays as a knob for benchmark experiments.
 CONFIGS: dict[str, GemmConfig] = {
     "128x128x8": GemmConfig(128, 128, 8, 8, 8),       # 256 threads, 8x8 per thread: the big-GEMM tile
     "128x128x16": GemmConfig(128, 128, 16, 8, 8),     # same, half the barriers per K, 2x shared memory
-    "128x64x8": GemmConfig(128, 64, 8, 8, 4, 2),      # 256 threads, 8x4: tall C
-    "64x128x8": GemmConfig(64, 128, 8, 4, 8, 2),      # 256 threads, 4x8: wide C (conv: small Cout)
-    "64x64x8": GemmConfig(64, 64, 8, 4, 4, 3),        # 256 threads, 4x4: mid-size problems
+    "128x64x8": GemmConfig(128, 64, 8, 8, 4),         # 256 threads, 8x4: tall C
+    "64x128x8": GemmConfig(64, 128, 8, 4, 8),         # 256 threads, 4x8: wide C (conv: small Cout)
+    "64x64x8": GemmConfig(64, 64, 8, 4, 4),           # 256 threads, 4x4: mid-size problems
     "32x32x8": GemmConfig(32, 32, 8, 2, 2),           # 256 threads, 2x2: small problems, many blocks
 }
 
@@ -334,10 +338,9 @@ def _make_v3(cfg: GemmConfig):
     return cuda.jit(gemm_v3)
 
 
-def _make_v4(cfg: GemmConfig, vec: bool = False):
+def _make_v4(cfg: GemmConfig):
     """v3 + register prefetch of the next K-tile and double-buffered shared memory (one barrier
-    per K-tile); with ``vec`` (v5) the thread's outputs are runs of 4 so fragments are read with
-    128-bit shared loads."""
+    per K-tile)."""
     BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
     TX = BN // TN
     LA = BM * BK // cfg.threads
@@ -346,8 +349,7 @@ def _make_v4(cfg: GemmConfig, vec: bool = False):
     NB = BK * (BN + PAD)
     NA2 = 2 * NA                   # two buffers per operand
     NB2 = 2 * NB
-    RI = 4 if vec else 1
-    gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue = _tile_functions(cfg, vec)
+    gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue = _tile_functions(cfg)
 
     def gemm_v4(trans_a, trans_b, alpha, A, B, beta, C):
         As = cuda.shared.array(NA2, float32, alignment=SMEM_ALIGN)   # buffer b at offset b*NA
@@ -381,17 +383,116 @@ def _make_v4(cfg: GemmConfig, vec: bool = False):
             if t + 1 < ntiles:  # global loads of tile t+1 are in flight during the multiply
                 gload_a(A, trans_a, a_pre, tid, m0, (t + 1) * BK, M, K)
                 gload_b(B, trans_b, b_pre, tid, n0, (t + 1) * BK, N, K)
-            multiply_tile(As, Bs, uint64(buf * NA + ty * RI), uint64(buf * NB + tx * RI), acc, a_frag,
+            multiply_tile(As, Bs, uint64(buf * NA + ty), uint64(buf * NB + tx), acc, a_frag, b_frag)
+        epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N)
+
+    gemm_v4.__doc__ = (f"register-blocked GEMM + register prefetch, double-buffered smem, tile "
+                       f"{BM}x{BN}x{BK}, {TM}x{TN} per thread; block {cfg.block[0]}x{cfg.block[1]}, "
+                       f"grid (N/{BN}, M/{BM})")
+    return cuda.jit(gemm_v4)
+
+
+def _make_v5(cfg: GemmConfig):
+    """v4 with 128-bit shared fragment loads (outputs in runs of 4) and transpose-independent
+    global loads: each thread's tile coordinates (row/column in the operand's own layout) and
+    shared-memory offsets are computed once, so the K loop has a single load path whatever
+    trans_a/trans_b are (fewer live address registers than v4's two branches)."""
+    BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
+    TX = BN // TN
+    NT = cfg.threads
+    LA = BM * BK // NT
+    LB = BN * BK // NT
+    SA = BM + PAD
+    SB = BN + PAD
+    NA = BK * SA
+    NB = BK * SB
+    NA2 = 2 * NA
+    NB2 = 2 * NB
+    _, _, _, _, multiply_tile, epilogue = _tile_functions(cfg, vec=True)
+
+    assert NT % BM == 0 and NT % BN == 0 and NT % BK == 0, cfg
+
+    @cuda.jit(device=True, inline=True)
+    def tile_coords(trans, tid, BX, SX):
+        # element e = tid + l*NT of an operand tile of BX (m or n) x BK values. Transposed source
+        # (K rows): the tile is BK x BX, read along BX; otherwise (BX rows) it is BX x BK, read
+        # along k. NT is a multiple of BX and BK, so the thread's elements share a column c0 and
+        # step by a fixed number of rows: returns (r0, c0, row step, shared offset, its step),
+        # shared offset = k*SX + x.
+        if trans:
+            r0 = tid // BX
+            c0 = tid - r0 * BX
+            return r0, c0, NT // BX, r0 * SX + c0, (NT // BX) * SX
+        r0 = tid // BK
+        c0 = tid - r0 * BK
+        return r0, c0, NT // BK, c0 * SX + r0, NT // BK
+
+    @cuda.jit(device=True, inline=True)
+    def gload(X, row0, col0, rlim, clim, rstep, pre, L):
+        gc = col0
+        for l in range(L):
+            gr = row0 + l * rstep
+            pre[l] = X[gr, gc] if (gr < rlim and gc < clim) else float32(0.0)
+
+    @cuda.jit(device=True, inline=True)
+    def sstore(Xs, base, sstep, pre, L):
+        for l in range(L):
+            Xs[uint64(base + l * sstep)] = pre[l]
+
+    def gemm_v5(trans_a, trans_b, alpha, A, B, beta, C):
+        As = cuda.shared.array(NA2, float32, alignment=SMEM_ALIGN)   # buffer b at offset b*NA
+        Bs = cuda.shared.array(NB2, float32, alignment=SMEM_ALIGN)
+        acc = cuda.local.array((TM, TN), float32)
+        a_frag = cuda.local.array(TM, float32)
+        b_frag = cuda.local.array(TN, float32)
+        a_pre = cuda.local.array(LA, float32)                # next K-tile, in registers
+        b_pre = cuda.local.array(LB, float32)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * TX + tx
+        m0 = cuda.blockIdx.y * BM
+        n0 = cuda.blockIdx.x * BN
+        M = C.shape[0]
+        N = C.shape[1]
+        K = A.shape[0] if trans_a else A.shape[1]
+        ar, ac, a_rstep, a_s, a_sstep = tile_coords(trans_a, tid, BM, SA)
+        br, bc, b_rstep, b_s, b_sstep = tile_coords(not trans_b, tid, BN, SB)   # B (K, N): K rows
+        # operand origin (row, column) and limits in the operand's own layout, per K-tile k0:
+        # A: (k0, m0) in (K, M) when trans_a else (m0, k0) in (M, K); B likewise with n
+        a_rlim = K if trans_a else M
+        a_clim = M if trans_a else K
+        b_rlim = N if trans_b else K
+        b_clim = K if trans_b else N
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] = float32(0.0)
+        ntiles = (K + BK - 1) // BK
+        gload(A, ar + (0 if trans_a else m0), ac + (m0 if trans_a else 0), a_rlim, a_clim, a_rstep, a_pre, LA)
+        gload(B, br + (n0 if trans_b else 0), bc + (0 if trans_b else n0), b_rlim, b_clim, b_rstep, b_pre, LB)
+        for t in range(ntiles):
+            buf = t & 1
+            # registers -> buffer `buf`. Its last readers multiplied tile t-2, and every thread
+            # passed the barrier of iteration t-1 after that, so nobody reads it any more.
+            sstore(As, buf * NA + a_s, a_sstep, a_pre, LA)
+            sstore(Bs, buf * NB + b_s, b_sstep, b_pre, LB)
+            cuda.syncthreads()  # buffer `buf` complete before anyone multiplies it
+            if t + 1 < ntiles:  # global loads of tile t+1 are in flight during the multiply
+                k1 = (t + 1) * BK
+                gload(A, ar + (k1 if trans_a else m0), ac + (m0 if trans_a else k1), a_rlim, a_clim,
+                      a_rstep, a_pre, LA)
+                gload(B, br + (n0 if trans_b else k1), bc + (k1 if trans_b else n0), b_rlim, b_clim,
+                      b_rstep, b_pre, LB)
+            multiply_tile(As, Bs, uint64(buf * NA + ty * 4), uint64(buf * NB + tx * 4), acc, a_frag,
                           b_frag)
         epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N)
 
-    gemm_v4.__doc__ = (f"register-blocked GEMM + register prefetch, double-buffered smem"
-                       f"{', 128-bit smem fragment loads' if vec else ''}, tile {BM}x{BN}x{BK}, "
-                       f"{TM}x{TN} per thread; block {cfg.block[0]}x{cfg.block[1]}, grid (N/{BN}, M/{BM})")
+    gemm_v5.__doc__ = (f"register-blocked GEMM, prefetch + double buffer, 128-bit smem fragment loads, "
+                       f"single-path global loads, tile {BM}x{BN}x{BK}, {TM}x{TN} per thread; block "
+                       f"{cfg.block[0]}x{cfg.block[1]}, grid (N/{BN}, M/{BM})")
     opts = {}
-    if vec and cfg.min_blocks and not SIMULATOR:   # the simulator has no launch_bounds option
+    if cfg.min_blocks and not SIMULATOR:   # the simulator has no launch_bounds option
         opts["launch_bounds"] = (cfg.threads, cfg.min_blocks)
-    return cuda.jit(**opts)(gemm_v4)
+    return cuda.jit(**opts)(gemm_v5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -411,8 +512,7 @@ for _name, _cfg in CONFIGS.items():
     _LAUNCH[f"gemm_v3_{_name.replace('x', '_')}"] = (_make_v3(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
     _LAUNCH[f"gemm_v4_{_name.replace('x', '_')}"] = (_make_v4(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
     if _cfg.TM % 4 == 0 and _cfg.TN % 4 == 0:
-        _LAUNCH[f"gemm_v5_{_name.replace('x', '_')}"] = (_make_v4(_cfg, vec=True), _cfg.block,
-                                                           (_cfg.BM, _cfg.BN))
+        _LAUNCH[f"gemm_v5_{_name.replace('x', '_')}"] = (_make_v5(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
 
 PROMOTED = "v5"   # the version gemm() launches (with select_config's tile; v4 where no v5 exists)
 
