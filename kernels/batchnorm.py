@@ -29,6 +29,10 @@ Versions (all v1):
 - ``bn_bwd_v1``: fused, one block per channel: tree sums of dy and dy*y over the channel, a barrier,
   then the same block writes dx for the channel (one launch, no scratch, no atomics).
 - ``bn_bwd_global_v1``: one thread per element.
+- row kernels ``bn_fwd_v2``, ``bn_bwd_global_v2``, ``bn_bwd_apply_v3`` (used when s >=
+  ROW_MIN_INNER): a block per (n, c) row of s contiguous values, block-stride over the n*c rows,
+  threads along s (coalesced); ch = r % c once per row instead of two 64-bit divisions per
+  element in the flat versions.
 - v2 (``kernels.reduce.channel_parts(c, n*s)`` != 1): few, long channels run on ``parts`` blocks
   per channel (``kernels.reduce.channel_partial_v2`` + ``channel_finalize_v2``); short channels
   (n*s <= CHANNEL_SHORT, e.g. after an InnerProduct) on one thread per channel
@@ -37,10 +41,13 @@ Versions (all v1):
   and ``bn_bwd_apply_v2`` writes dx elementwise.
 
 Launch geometry: v1 per-channel kernels: c blocks x BN_THREADS threads (32 in the simulator);
-v2: (c, parts) blocks, then one thread per channel; elementwise kernels: ``kernels._launch.grid_1d``.
+v2: (c, parts) blocks, then one thread per channel; flat elementwise kernels:
+``kernels._launch.grid_1d``; row kernels: min(n*c, MAX_BLOCKS_1D) blocks x ROW_THREADS (128; 32 in
+the simulator).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -48,11 +55,19 @@ import numpy as np
 from numba import cuda, float32, int64, void
 
 from kernels import reduce as R
-from kernels._launch import SIMULATOR, grid_1d
+from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, grid_1d
 from kernels.fill import flat
 
 # threads per channel block: a power of two for the halving tree (one warp in the simulator)
 BN_THREADS = 32 if SIMULATOR else 256
+ROW_THREADS = 32 if SIMULATOR else 128   # row kernels (elementwise v2/v3): threads along s
+ROW_MIN_INNER = 32                       # spatial sizes of at least a warp use the row kernels
+
+
+@functools.lru_cache(maxsize=4096)
+def _row_grid(rows: int) -> tuple[int, int]:
+    """(blocks, threads) for the block-per-row kernels: one block per row, capped (block-stride)."""
+    return max(1, min(rows, MAX_BLOCKS_1D)), ROW_THREADS
 
 F1 = float32[::1]
 
@@ -176,6 +191,47 @@ def bn_bwd_apply_v2(y, dy, sum_dy, sum_dyy, inv_std, dx, n, c, s):
 
 
 @cuda.jit
+def bn_fwd_v2(x, mean, var, eps, y, inv_std, n, c, s):
+    """Row version of bn_fwd_v1: a block per (n, c) row of s contiguous values (block-stride over
+    the n*c rows), ch = r % c once per row; block 0 also stores inv_std."""
+    if cuda.blockIdx.x == 0:
+        for ch in range(cuda.threadIdx.x, c, cuda.blockDim.x):
+            inv_std[ch] = float32(1) / math.sqrt(var[ch] + eps)
+    for r in range(cuda.blockIdx.x, n * c, cuda.gridDim.x):
+        ch = r % c
+        mu = mean[ch]
+        scale = float32(1) / math.sqrt(var[ch] + eps)
+        base = r * s
+        for i in range(cuda.threadIdx.x, s, cuda.blockDim.x):
+            y[base + i] = (x[base + i] - mu) * scale
+
+
+@cuda.jit
+def bn_bwd_apply_v3(y, dy, sum_dy, sum_dyy, inv_std, dx, n, c, s):
+    """Row version of bn_bwd_apply_v2 (a block per (n, c) row, no division per element)."""
+    neg_inv_m = float32(-1) / float32(n * s)
+    for r in range(cuda.blockIdx.x, n * c, cuda.gridDim.x):
+        ch = r % c
+        sd = sum_dy[ch]
+        sdy = sum_dyy[ch]
+        scale = inv_std[ch]
+        base = r * s
+        for i in range(cuda.threadIdx.x, s, cuda.blockDim.x):
+            idx = base + i
+            dx[idx] = (dy[idx] + neg_inv_m * (y[idx] * sdy + sd)) * scale
+
+
+@cuda.jit
+def bn_bwd_global_v2(dy, inv_std, dx, n, c, s):
+    """Row version of bn_bwd_global_v1: dx = dy * inv_std[ch]."""
+    for r in range(cuda.blockIdx.x, n * c, cuda.gridDim.x):
+        scale = inv_std[r % c]
+        base = r * s
+        for i in range(cuda.threadIdx.x, s, cuda.blockDim.x):
+            dx[base + i] = dy[base + i] * scale
+
+
+@cuda.jit
 def bn_bwd_global_v1(dy, inv_std, dx, n, c, s):
     """dx = dy * inv_std[ch] (global statistics are constants)."""
     total = n * c * s
@@ -193,6 +249,9 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "bn_fwd_v1": (bn_fwd_v1, [void(F1, F1, F1, _F, F1, F1, _I, _I, _I)]),
     "bn_bwd_v1": (bn_bwd_v1, [void(F1, F1, F1, F1, _I, _I, _I)]),
     "bn_bwd_apply_v2": (bn_bwd_apply_v2, [void(F1, F1, F1, F1, F1, F1, _I, _I, _I)]),
+    "bn_fwd_v2": (bn_fwd_v2, [void(F1, F1, F1, _F, F1, F1, _I, _I, _I)]),
+    "bn_bwd_apply_v3": (bn_bwd_apply_v3, [void(F1, F1, F1, F1, F1, F1, _I, _I, _I)]),
+    "bn_bwd_global_v2": (bn_bwd_global_v2, [void(F1, F1, F1, _I, _I, _I)]),
     "bn_bwd_global_v1": (bn_bwd_global_v1, [void(F1, F1, F1, _I, _I, _I)]),
 }
 
@@ -271,6 +330,10 @@ def batchnorm_fwd(x: Any, mean: Any, var: Any, eps: float, y: Any, inv_std: Any,
     xf, mf, vf, yf, isf = (flat(a) for a in (x, mean, var, y, inv_std))
     _check("batchnorm_fwd", n, c, s, [("x", xf), ("y", yf)],
            [("mean", mf), ("var", vf), ("inv_std", isf)])
+    if s >= ROW_MIN_INNER:
+        blocks, threads = _row_grid(n * c)
+        bn_fwd_v2[blocks, threads](xf, mf, vf, np.float32(eps), yf, isf, n, c, s)
+        return
     blocks, threads = grid_1d(max(n * c * s, c))
     bn_fwd_v1[blocks, threads](xf, mf, vf, np.float32(eps), yf, isf, n, c, s)
 
@@ -284,6 +347,10 @@ def batchnorm_bwd(y: Any, dy: Any, inv_std: Any, dx: Any, n: int, c: int, s: int
     yf, dyf, isf, dxf = (flat(a) for a in (y, dy, inv_std, dx))
     _check("batchnorm_bwd", n, c, s, [("y", yf), ("dy", dyf), ("dx", dxf)], [("inv_std", isf)])
     if use_global_stats:
+        if s >= ROW_MIN_INNER:
+            blocks, threads = _row_grid(n * c)
+            bn_bwd_global_v2[blocks, threads](dyf, isf, dxf, n, c, s)
+            return
         blocks, threads = grid_1d(n * c * s)
         bn_bwd_global_v1[blocks, threads](dyf, isf, dxf, n, c, s)
         return
@@ -297,5 +364,9 @@ def batchnorm_bwd(y: Any, dy: Any, inv_std: Any, dx: Any, n: int, c: int, s: int
     sum_dy, sum_dyy = sums[:c], sums[c:2 * c]
     R.channel_sums(dyf, yf, dyf, sum_dy, sum_dyy, n, c, s, R.CH_SUM_DOT, R.OUT_WRITE, R.OUT_WRITE,
                    parts=parts)
+    if s >= ROW_MIN_INNER:
+        blocks, threads = _row_grid(n * c)
+        bn_bwd_apply_v3[blocks, threads](yf, dyf, sum_dy, sum_dyy, isf, dxf, n, c, s)
+        return
     blocks, threads = grid_1d(n * c * s)
     bn_bwd_apply_v2[blocks, threads](yf, dyf, sum_dy, sum_dyy, isf, dxf, n, c, s)

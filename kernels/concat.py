@@ -11,21 +11,27 @@ Both write (=): a bottom diff is written, and the K bottoms of a Concat together
 top, so no fill is needed. ``concat_fwd_all`` / ``concat_bwd_all`` run all K bottoms with the
 running offset (the runner's backend signature).
 
-Versions: v1 only: one thread per bottom element in a grid-stride loop; the flat bottom index is
-split into o and r = a*inner + i, so consecutive threads touch consecutive addresses of both arrays
-(coalesced on inner, and across a when the slab a*inner is contiguous).
+Versions:
+- v1: one thread per bottom element in a grid-stride loop; the flat bottom index is split into o
+  and r = a*inner + i, so consecutive threads touch consecutive addresses of both arrays
+  (coalesced on inner, and across a when the slab a*inner is contiguous); one 64-bit division
+  per element. Used when inner < ROW_MIN_INNER.
+- v2: a block per bottom row (o, a) of inner contiguous values, block-stride over the
+  outer*bottom_axis rows, threads along inner (coalesced); one division per row.
 
-Launch geometry: 1-D grid from ``kernels._launch.grid_1d(outer * bottom_axis * inner)``, cached.
+Launch geometry: v1: ``kernels._launch.grid_1d(outer * bottom_axis * inner)``; v2:
+min(outer*bottom_axis, MAX_BLOCKS_1D) blocks x ROW_THREADS (128; 32 in the simulator); cached.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import grid_1d
+from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, grid_1d
 from kernels.fill import flat
 
 F1 = float32[::1]
@@ -51,11 +57,47 @@ def concat_bwd_v1(top, bottom, n, bottom_axis, top_axis, offset, inner):
         bottom[idx] = top[(o * top_axis + offset) * inner + r]
 
 
+@cuda.jit
+def concat_fwd_v2(bottom, top, rows, bottom_axis, top_axis, offset, inner):
+    """A block per bottom row r = o*bottom_axis + a (block-stride over the outer*bottom_axis rows):
+    the row's inner contiguous values go to top row o*top_axis + offset + a; one division per row."""
+    for r in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
+        o = r // bottom_axis
+        a = r - o * bottom_axis
+        src = r * inner
+        dst = (o * top_axis + offset + a) * inner
+        for i in range(cuda.threadIdx.x, inner, cuda.blockDim.x):
+            top[dst + i] = bottom[src + i]
+
+
+@cuda.jit
+def concat_bwd_v2(top, bottom, rows, bottom_axis, top_axis, offset, inner):
+    """Row version of concat_bwd_v1: bottom row r gets top row o*top_axis + offset + a."""
+    for r in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
+        o = r // bottom_axis
+        a = r - o * bottom_axis
+        dst = r * inner
+        src = (o * top_axis + offset + a) * inner
+        for i in range(cuda.threadIdx.x, inner, cuda.blockDim.x):
+            bottom[dst + i] = top[src + i]
+
+
 _SIG = [void(F1, F1, int64, int64, int64, int64, int64)]
 KERNELS: dict[str, tuple[Any, list]] = {
     "concat_fwd_v1": (concat_fwd_v1, _SIG),
     "concat_bwd_v1": (concat_bwd_v1, _SIG),
+    "concat_fwd_v2": (concat_fwd_v2, _SIG),
+    "concat_bwd_v2": (concat_bwd_v2, _SIG),
 }
+
+ROW_THREADS = 32 if SIMULATOR else 128   # v2: threads along a row's inner values
+ROW_MIN_INNER = 32                       # rows at least one warp long use v2
+
+
+@functools.lru_cache(maxsize=4096)
+def _row_grid(rows: int) -> tuple[int, int]:
+    """(blocks, threads) for the block-per-row kernels: one block per row, capped (block-stride)."""
+    return max(1, min(rows, MAX_BLOCKS_1D)), ROW_THREADS
 
 
 def _prepare(name: str, bottom: Any, top: Any, outer: int, bottom_axis: int, top_axis: int,
@@ -82,6 +124,11 @@ def concat_fwd(bottom: Any, top: Any, outer: int, bottom_axis: int, top_axis: in
     """Copy ``bottom`` (outer, bottom_axis, inner) into channels [offset, offset + bottom_axis) of
     ``top`` (outer, top_axis, inner)."""
     bf, tf, n = _prepare("concat_fwd", bottom, top, outer, bottom_axis, top_axis, offset, inner)
+    if inner >= ROW_MIN_INNER:
+        rows = outer * bottom_axis
+        blocks, threads = _row_grid(rows)
+        concat_fwd_v2[blocks, threads](bf, tf, rows, bottom_axis, top_axis, offset, inner)
+        return
     blocks, threads = grid_1d(n)
     concat_fwd_v1[blocks, threads](bf, tf, n, bottom_axis, top_axis, offset, inner)
 
@@ -91,6 +138,11 @@ def concat_bwd(top: Any, bottom: Any, outer: int, bottom_axis: int, top_axis: in
     """Copy channels [offset, offset + bottom_axis) of ``top`` (outer, top_axis, inner) into
     ``bottom`` (outer, bottom_axis, inner) (written)."""
     bf, tf, n = _prepare("concat_bwd", bottom, top, outer, bottom_axis, top_axis, offset, inner)
+    if inner >= ROW_MIN_INNER:
+        rows = outer * bottom_axis
+        blocks, threads = _row_grid(rows)
+        concat_bwd_v2[blocks, threads](tf, bf, rows, bottom_axis, top_axis, offset, inner)
+        return
     blocks, threads = grid_1d(n)
     concat_bwd_v1[blocks, threads](tf, bf, n, bottom_axis, top_axis, offset, inner)
 

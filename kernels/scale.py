@@ -16,7 +16,10 @@ Math:
 
 Versions:
 - v1 elementwise ``scale_fwd_v1`` / ``scale_bias_fwd_v1`` / ``scale_bwd_v1``: one thread per
-  element, grid-stride; the channel is d = (idx // inner) % dim.
+  element, grid-stride; the channel is d = (idx // inner) % dim (two 64-bit divisions per element).
+- v2 elementwise ``scale_fwd_v2`` / ``scale_bias_fwd_v2`` (also dx = dy * s[d]), used when
+  inner >= ROW_MIN_INNER: a block per (o, d) row, block-stride over the outer*dim rows, threads
+  along the row's inner contiguous values (coalesced); d = r % dim once per row.
 - v1 reductions ``scale_param_bwd_v1`` (ds) and ``scale_bias_param_bwd_v1`` (ds and db in one
   pass): one block per channel d; its threads stride over the outer*inner elements of the channel
   (consecutive threads read consecutive i: coalesced), then a shared-memory tree; thread 0 writes
@@ -28,23 +31,33 @@ Versions:
 - v1 ``scale_param_elem_bwd_v1`` / ``bias_param_elem_bwd_v1``: outer == inner == 1 (a scale per
   element, Caffe's is_eltwise): ds[d] (+)= dy[d] * x[d], db[d] += dy[d] elementwise.
 
-Launch geometry: elementwise kernels: ``kernels._launch.grid_1d(outer*dim*inner)``; reductions:
+Launch geometry: elementwise v1 kernels: ``kernels._launch.grid_1d(outer*dim*inner)``; v2:
+min(outer*dim, MAX_BLOCKS_1D) blocks x ROW_THREADS (128; 32 in the simulator); reductions:
 ``dim`` blocks x CHANNEL_THREADS threads (32 in the simulator).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 from numba import cuda, float32, int64, void
 
 from kernels import reduce as R
-from kernels._launch import SIMULATOR, grid_1d
+from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, grid_1d
 from kernels.fill import flat
 
 # threads per channel block: a power of two for the halving tree (the simulator runs each thread
 # as a Python thread: one warp there)
 CHANNEL_THREADS = 32 if SIMULATOR else 256
+ROW_THREADS = 32 if SIMULATOR else 128   # row kernels (v2 elementwise): threads along inner
+ROW_MIN_INNER = 32                       # rows at least one warp long use the row kernels
+
+
+@functools.lru_cache(maxsize=4096)
+def _row_grid(rows: int) -> tuple[int, int]:
+    """(blocks, threads) for the block-per-row kernels: one block per row, capped (block-stride)."""
+    return max(1, min(rows, MAX_BLOCKS_1D)), ROW_THREADS
 
 F1 = float32[::1]
 
@@ -71,6 +84,29 @@ def scale_bwd_v1(dy, s, dx, n, dim, inner):
     for idx in range(cuda.grid(1), n, cuda.gridsize(1)):
         d = (idx // inner) % dim
         dx[idx] = dy[idx] * s[d]
+
+
+@cuda.jit
+def scale_fwd_v2(x, s, y, rows, dim, inner):
+    """Rows r = o*dim + d of ``inner`` contiguous values, a block per row (block-stride over rows):
+    d = r % dim once per row, no division per element. y = x * s[d]; also dx = dy * s[d]."""
+    for r in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
+        sd = s[r % dim]
+        base = r * inner
+        for i in range(cuda.threadIdx.x, inner, cuda.blockDim.x):
+            y[base + i] = x[base + i] * sd
+
+
+@cuda.jit
+def scale_bias_fwd_v2(x, s, b, y, rows, dim, inner):
+    """Row version of scale_bias_fwd_v1: y = x * s[d] + b[d]."""
+    for r in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
+        d = r % dim
+        sd = s[d]
+        bd = b[d]
+        base = r * inner
+        for i in range(cuda.threadIdx.x, inner, cuda.blockDim.x):
+            y[base + i] = x[base + i] * sd + bd
 
 
 @cuda.jit(device=True, inline=True)
@@ -177,6 +213,8 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "scale_fwd_v1": (scale_fwd_v1, [void(F1, F1, F1, _I, _I, _I)]),
     "scale_bias_fwd_v1": (scale_bias_fwd_v1, [void(F1, F1, F1, F1, _I, _I, _I)]),
     "scale_bwd_v1": (scale_bwd_v1, [void(F1, F1, F1, _I, _I, _I)]),
+    "scale_fwd_v2": (scale_fwd_v2, [void(F1, F1, F1, _I, _I, _I)]),
+    "scale_bias_fwd_v2": (scale_bias_fwd_v2, [void(F1, F1, F1, F1, _I, _I, _I)]),
     "scale_param_bwd_v1": (scale_param_bwd_v1, [void(F1, F1, F1, _I, _I, _I, _I)]),
     "scale_bias_param_bwd_v1": (scale_bias_param_bwd_v1, [void(F1, F1, F1, F1, _I, _I, _I, _I)]),
     "bias_param_bwd_v1": (bias_param_bwd_v1, [void(F1, F1, _I, _I, _I)]),
@@ -212,6 +250,14 @@ def scale_fwd(x: Any, s: Any, b: Any | None, y: Any, outer: int, dim: int, inner
         small.append(("b", bf))
     _check("scale_fwd", [("x", xf), ("y", yf)], small, outer, dim, inner)
     n = xf.size
+    if inner >= ROW_MIN_INNER:
+        rows = outer * dim
+        blocks, threads = _row_grid(rows)
+        if bf is None:
+            scale_fwd_v2[blocks, threads](xf, sf, yf, rows, dim, inner)
+        else:
+            scale_bias_fwd_v2[blocks, threads](xf, sf, bf, yf, rows, dim, inner)
+        return
     blocks, threads = grid_1d(n)
     if bf is None:
         scale_fwd_v1[blocks, threads](xf, sf, yf, n, dim, inner)
@@ -263,7 +309,11 @@ def scale_bwd(x: Any, s: Any, dy: Any, dx: Any | None, ds: Any | None, outer: in
         scale_param_bwd_v1[dim, CHANNEL_THREADS](dyf, xf, dsf, outer, dim, inner, acc)
     elif dim > 0 and dbf is not None:
         bias_param_bwd_v1[dim, CHANNEL_THREADS](dyf, dbf, outer, dim, inner)
-    if dxf is not None:
+    if dxf is not None and inner >= ROW_MIN_INNER:
+        rows = outer * dim
+        blocks, threads = _row_grid(rows)
+        scale_fwd_v2[blocks, threads](dyf, sf, dxf, rows, dim, inner)   # dx = dy * s[d]
+    elif dxf is not None:
         n = dyf.size
         blocks, threads = grid_1d(n)
         scale_bwd_v1[blocks, threads](dyf, sf, dxf, n, dim, inner)

@@ -152,3 +152,27 @@ def test_errors():
         B.batchnorm_fwd(x, c3, c3, EPS, x, c3, 1, 4, 3)
     with pytest.raises(ValueError, match="one float32"):
         B.batchnorm_global_stats(c3, c3, c3, c3, c3)
+
+
+@pytest.mark.parametrize("row_min", [0, 1 << 40], ids=["rows", "flat"])
+@pytest.mark.parametrize("parts", [1, 2])
+def test_elementwise_versions(row_min, parts, monkeypatch):
+    """Flat and block-per-row normalize / backward (train and global) on one blob."""
+    monkeypatch.setattr(B, "ROW_MIN_INNER", row_min)
+    rng = np.random.default_rng(23)
+    n, c, s = 2, 3, 10
+    x = rng.standard_normal((n, c, s)).astype(np.float32)
+    mean, var = _nan(c), _nan(c)
+    B.channel_mean_var(cuda.to_device(x), mean, var, n, c, s, parts=parts)
+    y, inv_std = _nan((n, c, s)), _nan(c)
+    B.batchnorm_fwd(cuda.to_device(x), mean, var, EPS, y, inv_std, n, c, s)
+    want_y, want_inv = ref.normalize_ref(x, mean.copy_to_host().astype(np.float64),
+                                         var.copy_to_host(), EPS, n, c, s)
+    assert_close(inv_std.copy_to_host(), want_inv, 1e-6, 0, "inv_std")
+    assert_close(y.copy_to_host(), want_y, 1e-5, 1e-5, "y")
+    dy = rng.standard_normal((n, c, s)).astype(np.float32)
+    for use_global in (False, True):
+        dx = _nan((n, c, s))
+        B.batchnorm_bwd(y, cuda.to_device(dy), inv_std, dx, n, c, s, use_global, parts=parts)
+        want = ref.backward_ref(y.copy_to_host(), dy, inv_std.copy_to_host(), n, c, s, use_global)
+        assert_close(dx.copy_to_host(), want, 1e-5, 1e-5, f"dx global={use_global}")

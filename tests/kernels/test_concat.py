@@ -70,3 +70,27 @@ def test_errors():
         C.concat_fwd(x, y, 2, 3, 5, 0, 3)
     with pytest.raises(ValueError, match="top has 30 elements"):
         C.concat_bwd(y, x, 2, 2, 4, 0, 3)
+
+
+@pytest.mark.parametrize("row_min", [0, 1 << 40], ids=["rows_v2", "flat_v1"])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_both_versions(axis, row_min, monkeypatch):
+    """v1 (flat index) and v2 (block per row) on the same blobs: forward and backward exact."""
+    monkeypatch.setattr(C, "ROW_MIN_INNER", row_min)
+    rng = np.random.default_rng(axis)
+    base = [2, 3, 4, 5]
+    shapes = []
+    for e in (1, 3):
+        s = list(base)
+        s[axis] = e
+        shapes.append(tuple(s))
+    xs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    want = np.concatenate(xs, axis=axis)
+    outer, inner = ref.outer_inner(want.shape, axis)
+    y = cuda.to_device(np.full(want.shape, np.nan, np.float32))
+    C.concat_fwd_all([cuda.to_device(x) for x in xs], y, outer, [1, 3], inner)
+    np.testing.assert_array_equal(y.copy_to_host(), want)
+    dxs = [cuda.to_device(np.full(s, np.nan, np.float32)) for s in shapes]
+    C.concat_bwd_all(y, dxs, outer, [1, 3], inner)
+    for d, x in zip(dxs, xs):
+        np.testing.assert_array_equal(d.copy_to_host(), x)

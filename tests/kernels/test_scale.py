@@ -89,3 +89,25 @@ def test_errors():
         K.scale_fwd(a, s, None, a, 1, 4, 3)
     with pytest.raises(ValueError, match="x has 12 elements"):
         K.scale_fwd(a, s, None, a, 2, 3, 3)
+
+
+@pytest.mark.parametrize("row_min", [0, 1 << 40], ids=["rows_v2", "flat_v1"])
+@pytest.mark.parametrize("axis,num_axes", [(1, 1), (2, 1), (0, -1)])
+def test_elementwise_versions(axis, num_axes, row_min, monkeypatch):
+    """Flat (v1) and block-per-row (v2) elementwise kernels: y with and without bias, and dx."""
+    monkeypatch.setattr(K, "ROW_MIN_INNER", row_min)
+    rng = np.random.default_rng(17)
+    shape = (2, 3, 4, 5)
+    outer, dim, inner = ref.scale_dims(shape, axis, num_axes)
+    x = rng.standard_normal(shape).astype(np.float32)
+    s = rng.standard_normal(dim).astype(np.float32)
+    b = rng.standard_normal(dim).astype(np.float32)
+    for bias in (None, b):
+        y = cuda.to_device(np.full(shape, np.nan, np.float32))
+        K.scale_fwd(cuda.to_device(x), cuda.to_device(s), None if bias is None else cuda.to_device(bias),
+                    y, outer, dim, inner)
+        assert_close(y.copy_to_host(), ref.scale_fwd_ref(x, s, bias, outer, dim, inner), 1e-6, 1e-6)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    dx = cuda.to_device(np.full(shape, np.nan, np.float32))
+    K.scale_bwd(cuda.to_device(x), cuda.to_device(s), cuda.to_device(dy), dx, None, outer, dim, inner)
+    assert_close(dx.copy_to_host(), ref.scale_bwd_ref(x, s, dy, outer, dim, inner)[0], 1e-6, 0)
