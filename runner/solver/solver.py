@@ -214,12 +214,12 @@ class Solver:
             for layer in self._data_layers(tn):
                 layer.seek(n_tests * self.param.test_iter[i])
         self._set_iteration(self.iter)
-        # counter-based random layers (Dropout): a run from 0 has advanced the counter by the
-        # bottom's count on every TRAIN forward, i.e. iter * iter_size passes
+        # counter-based random layers (Dropout: runner/layers/dropout.py): their state is a stream
+        # counter that advances by one every TRAIN forward, so a run from 0 is at iter * iter_size
         passes = self.iter * self.param.iter_size
-        for i, layer in enumerate(self.net.layers):
-            if layer.type == "Dropout" and isinstance(layer.get_rng_state(), int):
-                layer.set_rng_state(passes * self.net._bottoms[i][0].count)
+        for layer in self.net.layers:
+            if isinstance(layer.get_rng_state(), int):
+                layer.set_rng_state(passes)
 
     def _set_iteration(self, it: int) -> None:
         """Tell stochastic layers (Dropout) the global pass index so their random streams are a
