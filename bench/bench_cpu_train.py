@@ -2,7 +2,9 @@
 
 One training iteration = Caffe's Solver step: clear diffs, forward, backward, SGD update (momentum
 0.9, weight decay 5e-4, lr_mult/decay_mult as in the prototxt). Nets: LeNet (batch 64) and AlexNet
-(batch 8 by default: this is a 2-core machine), Caffe's prototxts from ``bench/nets/`` with the Data
+(batch 8 by default: this is a 2-core machine), with the same number of threads on both sides
+(``--threads``, default all cores: torch.set_num_threads, our OpenBLAS via NBCAFFE_CPU_THREADS,
+numba's threads), Caffe's prototxts from ``bench/nets/`` with the Data
 layers replaced by an Input layer of random data (``bench/netprep.py``); the torch side is
 ``bench/torch_nets.CaffeTorchNet`` built from the same NetParameter (Caffe semantics).
 
@@ -148,6 +150,7 @@ def main(argv=None) -> int:
         print("bench_cpu_train needs torch (benchmark-only): pip install torch", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    os.environ["NBCAFFE_CPU_THREADS"] = str(args.threads)   # our cpu backend's BLAS threads
     import numba
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
