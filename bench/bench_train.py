@@ -101,7 +101,10 @@ def _feed(net, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _params_host(net) -> dict[str, list[np.ndarray]]:
-    return {name: [np.array(b.data, copy=True) for b in blobs] for name, blobs in net.params.items()}
+    """Host copies of every parameter blob (read-only sync: the device copy stays the master)."""
+    def get(b):
+        return np.array(b.host_data() if hasattr(b, "host_data") else b.data, copy=True)
+    return {name: [get(b) for b in blobs] for name, blobs in net.params.items()}
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:

@@ -64,7 +64,7 @@ setup_gpu() {
   else
     say "setup: no .whl/protobuf-*.whl (was .whl carried?); using the image's protobuf"
   fi
-  probe_i=$(timeout 60 $PY bench/nc_probe.py 2>>"$LOG" | tail -1)
+  probe_i=$(timeout 60 $PY bench/nc_probe.py --versions 2>>"$LOG" | tail -1)   # the image's, no CUDA
   if [[ -n "$nc" ]] && timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-nc "$nc" >> "$LOG" 2>&1; then
     cp bench/sitecustomize_nc.py /tmp/site-nc/sitecustomize.py
     if probe_w=$(PYTHONPATH=/tmp/site-nc:${PYTHONPATH:-} timeout 60 $PY bench/nc_probe.py /tmp/site-nc 2>>"$LOG" | tail -1) \
@@ -74,6 +74,9 @@ setup_gpu() {
     fi
   else
     probe_w='{"ok": false, "error": "numba-cuda wheel missing or pip install failed"}'
+  fi
+  if [[ $src == image ]]; then   # our wheel did not work here: check that the image's does
+    probe_i=$(timeout 60 $PY bench/nc_probe.py 2>>"$LOG" | tail -1)
   fi
   say "setup: numba-cuda from the $src (wheel probe: ${probe_w:0:300})"
   [[ $src == image ]] && say "setup: image probe: ${probe_i:0:300}"

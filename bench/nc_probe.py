@@ -1,12 +1,12 @@
 """Probe which numba-cuda this Python imports and whether it can run a kernel (GPU machine only).
 
-``python3 bench/nc_probe.py [PREFIX]`` prints one JSON line: versions of numba, numba-cuda,
+``python3 bench/nc_probe.py [--versions] [PREFIX]`` prints one JSON line: versions of numba, numba-cuda,
 cuda-bindings, cuda-core, cuda-pathfinder, where ``numba.cuda`` was imported from, whether numba-cuda
 0.30.4's requirements hold (numba>=0.60, cuda-bindings>=12.9.1,<14, cuda-core>=0.5.1,<2,
 cuda-pathfinder>=1.4,<2), and the result of a tiny kernel (y = 2x + 1 over 1000 elements).
 Exit status 0 when the kernel's result is right and, if PREFIX is given, ``numba.cuda`` came from
 under PREFIX; 1 otherwise. gpu_check.sh uses it to decide between our numba-cuda wheel and the
-image's own.
+image's own. ``--versions``: the versions and the requirement check only (no CUDA, instant).
 """
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def _tuple(v: str | None) -> tuple[int, ...]:
 
 
 def main() -> int:
-    prefix = sys.argv[1] if len(sys.argv) > 1 else None
+    args = [a for a in sys.argv[1:] if a != "--versions"]
+    versions_only = "--versions" in sys.argv[1:]
+    prefix = args[0] if args else None
     info: dict = {d: _v(d) for d in ("numba", "numba-cuda", "cuda-bindings", "cuda-core",
                                      "cuda-pathfinder", "llvmlite")}
     req = {"numba": ((0, 60), None), "cuda-bindings": ((12, 9, 1), (14,)),
@@ -41,6 +43,9 @@ def main() -> int:
         if not t or t < lo or (hi is not None and t >= hi):
             unmet.append(f"{dist}=={info[dist]}")
     info["requirements_unmet"] = unmet
+    if versions_only:
+        print(json.dumps(info))
+        return 0
     ok = False
     try:
         import numpy as np
