@@ -20,7 +20,7 @@ Versions (``KERNELS``; every version stays and is tested):
 - ``gemm_v4_<config>``: v3 plus register prefetch (the next K-tile is loaded from global memory into
   registers while the current one is multiplied) and double-buffered shared memory, so one barrier
   per K-tile instead of two.
-- ``gemm_v5_<config>`` (promoted; configs with TM, TN multiples of 4): v4 with each thread's outputs
+- ``gemm_v5_<config>`` (configs with TM, TN multiples of 4): v4 with each thread's outputs
   in runs of 4 consecutive rows/columns, so its A and B fragments are read from shared memory with
   128-bit ``ld.shared.v4`` loads (4x fewer shared-load instructions per FMA), and with
   transpose-independent global loads: a thread's tile elements share one column and step by a
@@ -28,6 +28,11 @@ Versions (``KERNELS``; every version stays and is tested):
   path and few live address registers (128x128x8: 112 registers -> 2 blocks per SM, vs 155 for v4).
   The global loads stay scalar: operands may be any row-strided view, with no alignment guarantee
   for 128-bit global loads (they are 8 loads per thread per 512 FMAs at 128x128x8).
+- ``gemm_v6_<config>`` (promoted): v5 with the BK steps of each K-tile written out as straight-line
+  code (NVVM leaves v5's k loop rolled: ~13 loop/address instructions per 64 FMAs). At 128x128x8 the
+  K-tile body is 512 FMAs + 32 ``ld.shared.v4`` + ~19 other instructions, 127 registers (2 blocks
+  of 256 threads per SM). Promoted on instruction count, not yet on a measurement: the benchmark's
+  autotune table (every ``KERNELS`` entry) decides between v5 and v6.
 
 Tile configurations are named in ``CONFIGS`` (``"128x128x8"``, ...); ``select_config(M, N, K)`` picks
 one by shape (big tiles for big problems, small tiles when the grid would not fill the GPU), and a
@@ -277,6 +282,33 @@ def _tile_functions(cfg: GemmConfig, vec: bool = False):
                     acc[i, j] += a_frag[i] * b_frag[j]
 
     @cuda.jit(device=True, inline=True)
+    def k_step(As, Bs, abase, bbase, acc, a_frag, b_frag):
+        # one k of multiply_tile: abase/bbase already point at row k of the tiles
+        for i in range(TM):
+            a_frag[i] = As[abase + uint64((i // RI) * RO + i % RI)]
+        for j in range(TN):
+            b_frag[j] = Bs[bbase + uint64((j // CI) * CO + j % CI)]
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] += a_frag[i] * b_frag[j]
+
+    @cuda.jit(device=True, inline=True)
+    def multiply_tile_unrolled(As, Bs, abase, bbase, acc, a_frag, b_frag):
+        # multiply_tile with the k steps written out 8 at a time: NVVM keeps the k loop of
+        # multiply_tile rolled (~13 loop/address instructions per 64 FMAs at 8x8 per thread)
+        for k8 in range(0, BK, 8):
+            a = abase + uint64(k8 * SA)
+            b = bbase + uint64(k8 * SB)
+            k_step(As, Bs, a, b, acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(SA), b + uint64(SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(2 * SA), b + uint64(2 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(3 * SA), b + uint64(3 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(4 * SA), b + uint64(4 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(5 * SA), b + uint64(5 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(6 * SA), b + uint64(6 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(7 * SA), b + uint64(7 * SB), acc, a_frag, b_frag)
+
+    @cuda.jit(device=True, inline=True)
     def epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N):
         # a warp stores 16 (or 16 runs of 4) consecutive columns of 2 rows; beta == 0 never reads C
         for i in range(TM):
@@ -290,7 +322,9 @@ def _tile_functions(cfg: GemmConfig, vec: bool = False):
                         else:
                             C[gm, gn] = alpha * acc[i, j] + beta * C[gm, gn]
 
-    return gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue
+    if BK % 8 == 0:
+        return gload_a, gload_b, sstore_a, sstore_b, (multiply_tile, multiply_tile_unrolled), epilogue
+    return gload_a, gload_b, sstore_a, sstore_b, (multiply_tile, None), epilogue
 
 
 def _make_v3(cfg: GemmConfig):
@@ -302,7 +336,7 @@ def _make_v3(cfg: GemmConfig):
     LB = BN * BK // cfg.threads
     NA = BK * (BM + PAD)           # shared floats per A tile
     NB = BK * (BN + PAD)
-    gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue = _tile_functions(cfg)
+    gload_a, gload_b, sstore_a, sstore_b, (multiply_tile, _), epilogue = _tile_functions(cfg)
 
     def gemm_v3(trans_a, trans_b, alpha, A, B, beta, C):
         As = cuda.shared.array(NA, float32, alignment=SMEM_ALIGN)    # As[k*SA + m] = op(A)[m0+m, k0+k]
@@ -349,7 +383,7 @@ def _make_v4(cfg: GemmConfig):
     NB = BK * (BN + PAD)
     NA2 = 2 * NA                   # two buffers per operand
     NB2 = 2 * NB
-    gload_a, gload_b, sstore_a, sstore_b, multiply_tile, epilogue = _tile_functions(cfg)
+    gload_a, gload_b, sstore_a, sstore_b, (multiply_tile, _), epilogue = _tile_functions(cfg)
 
     def gemm_v4(trans_a, trans_b, alpha, A, B, beta, C):
         As = cuda.shared.array(NA2, float32, alignment=SMEM_ALIGN)   # buffer b at offset b*NA
@@ -392,11 +426,12 @@ def _make_v4(cfg: GemmConfig):
     return cuda.jit(gemm_v4)
 
 
-def _make_v5(cfg: GemmConfig):
+def _make_v5(cfg: GemmConfig, unroll: bool = False):
     """v4 with 128-bit shared fragment loads (outputs in runs of 4) and transpose-independent
     global loads: each thread's tile coordinates (row/column in the operand's own layout) and
     shared-memory offsets are computed once, so the K loop has a single load path whatever
-    trans_a/trans_b are (fewer live address registers than v4's two branches)."""
+    trans_a/trans_b are (fewer live address registers than v4's two branches). With ``unroll``
+    (v6) the BK steps of a tile are straight-line code."""
     BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
     TX = BN // TN
     NT = cfg.threads
@@ -408,7 +443,9 @@ def _make_v5(cfg: GemmConfig):
     NB = BK * SB
     NA2 = 2 * NA
     NB2 = 2 * NB
-    _, _, _, _, multiply_tile, epilogue = _tile_functions(cfg, vec=True)
+    _, _, _, _, (multiply_rolled, multiply_unrolled), epilogue = _tile_functions(cfg, vec=True)
+    multiply_tile = multiply_unrolled if unroll else multiply_rolled
+    assert multiply_tile is not None, cfg
 
     assert NT % BM == 0 and NT % BN == 0 and NT % BK == 0, cfg
 
@@ -487,8 +524,9 @@ def _make_v5(cfg: GemmConfig):
         epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N)
 
     gemm_v5.__doc__ = (f"register-blocked GEMM, prefetch + double buffer, 128-bit smem fragment loads, "
-                       f"single-path global loads, tile {BM}x{BN}x{BK}, {TM}x{TN} per thread; block "
-                       f"{cfg.block[0]}x{cfg.block[1]}, grid (N/{BN}, M/{BM})")
+                       f"single-path global loads{', k steps unrolled' if unroll else ''}, tile "
+                       f"{BM}x{BN}x{BK}, {TM}x{TN} per thread; block {cfg.block[0]}x{cfg.block[1]}, "
+                       f"grid (N/{BN}, M/{BM})")
     opts = {}
     if cfg.min_blocks and not SIMULATOR:   # the simulator has no launch_bounds option
         opts["launch_bounds"] = (cfg.threads, cfg.min_blocks)
@@ -513,8 +551,10 @@ for _name, _cfg in CONFIGS.items():
     _LAUNCH[f"gemm_v4_{_name.replace('x', '_')}"] = (_make_v4(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
     if _cfg.TM % 4 == 0 and _cfg.TN % 4 == 0:
         _LAUNCH[f"gemm_v5_{_name.replace('x', '_')}"] = (_make_v5(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
+        _LAUNCH[f"gemm_v6_{_name.replace('x', '_')}"] = (_make_v5(_cfg, unroll=True), _cfg.block,
+                                                           (_cfg.BM, _cfg.BN))
 
-PROMOTED = "v5"   # the version gemm() launches (with select_config's tile; v4 where no v5 exists)
+PROMOTED = "v6"   # the version gemm() launches (with select_config's tile; v4 where there is none)
 
 
 def _launched_by_gemm(name: str) -> bool:
@@ -530,7 +570,7 @@ def _launched_by_gemm(name: str) -> bool:
 KERNELS: dict[str, tuple[Any, list[str]]] = {
     name: (k, SIGNATURES if _launched_by_gemm(name) else [_SIG_C]) for name, (k, _, _) in _LAUNCH.items()}
 
-PROMOTED = "v5"   # the version gemm() launches (with select_config's tile; v4 where no v5 exists)
+PROMOTED = "v6"   # the version gemm() launches (with select_config's tile; v4 where there is none)
 
 SMS = 132          # streaming multiprocessors of an H100 SXM (H200: also 132); for wave counts
 _BY_SIZE = ("128x128x8", "128x64x8", "64x128x8", "64x64x8")
@@ -598,7 +638,7 @@ def kernel_for(M: int, N: int, K: int) -> str:
     """Name of the kernel ``gemm`` launches for an (M, N, K) problem."""
     cfg = select_config(M, N, K).replace("x", "_")
     name = f"gemm_{PROMOTED}_{cfg}"
-    return name if name in _LAUNCH else f"gemm_v4_{cfg}"
+    return name if name in _LAUNCH else f"gemm_v4_{cfg}"   # 32x32x8: 2x2 per thread, no v5/v6
 
 
 def gemm(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C) -> None:
