@@ -133,7 +133,9 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
     """Gradients of ``conv_forward`` for the output gradient ``dy`` (N, Cout, OH, OW).
 
     ``dw`` (Cout, C/group, kh, kw) and ``db`` (Cout,) accumulate (``+=``); ``dx`` (N, C, H, W) is
-    written (``=``). Any of them may be None (not computed).
+    written (``=``). Any of them may be None (not computed). ``x`` is read only when ``dw`` is
+    computed and ``w`` only when ``dx`` is; otherwise they only give shapes (a caller may pass dx
+    for x or dw for w).
     """
     x, w, dy = as_device(x), as_device(w), as_device(dy)
     dx = None if dx is None else as_device(dx)
