@@ -180,7 +180,7 @@ def test_conv_backward_matches_direct(case):
 
 
 def test_conv_backward_partial_and_no_bias():
-    """Only dx (dw/db None) and a forward without bias."""
+    """A forward without bias; only dx (x NaN: not read), only dw (w NaN: not read)."""
     case = CONV_CASES[1]
     rng, x, w, b, y_shape, max_bytes = _conv_setup(case, 13)
     _, _, pad, stride, dil, group, _ = case
@@ -189,9 +189,13 @@ def test_conv_backward_partial_and_no_bias():
     assert rel_frobenius(y.copy_to_host(), conv_forward_ref(x, w, None, pad, stride, dil, group)) <= 1e-5
     dy = rng.standard_normal(y_shape).astype(np.float32)
     dx = cuda.device_array(x.shape, np.float32)
-    CV.conv_backward(cuda.to_device(x), cuda.to_device(w), cuda.to_device(dy), dx, None, None, pad, stride,
-                     dil, group)
+    x_nan = cuda.to_device(np.full(x.shape, np.nan, np.float32))   # x is not read without dw
+    CV.conv_backward(x_nan, cuda.to_device(w), cuda.to_device(dy), dx, None, None, pad, stride, dil, group)
     assert rel_frobenius(dx.copy_to_host(), conv_backward_ref(x, w, dy, pad, stride, dil, group)[0]) <= 1e-5
+    dw = cuda.to_device(np.zeros(w.shape, np.float32))
+    w_nan = cuda.to_device(np.full(w.shape, np.nan, np.float32))   # w is not read without dx
+    CV.conv_backward(cuda.to_device(x), w_nan, cuda.to_device(dy), None, dw, None, pad, stride, dil, group)
+    assert rel_frobenius(dw.copy_to_host(), conv_backward_ref(x, w, dy, pad, stride, dil, group)[1]) <= 1e-5
 
 
 def test_conv_shape_errors():
