@@ -32,6 +32,7 @@ STAGES=${NBCAFFE_BENCH_STAGES:-env,tests,gemm,conv,memory,train}
 SCALE=${NBCAFFE_BENCH_SCALE:-1}
 T_START=$(date +%s)
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0   # small benchmark grids are deliberate; keep bench.log readable
 
 if [[ $DRY == 1 ]]; then
   PY=python3
