@@ -50,6 +50,12 @@ fi
 say() { echo "[$(date -u +%T) +$(( $(date +%s) - T_START ))s] $*"; }
 
 # ------------------------------------------------------------------------------------------- setup
+install_wheel() {  # install_wheel WHEEL DIR: pip --target, or plain unzip when pip is missing
+  timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile --target "$2" "$1" >> "$LOG" 2>&1 && return 0
+  echo "pip install of $1 failed; unzipping it into $2 instead (a wheel is a zip of its files)" >> "$LOG"
+  mkdir -p "$2" && timeout 60 $PY -m zipfile -e "$1" "$2" >> "$LOG" 2>&1
+}
+
 setup_gpu() {
   # protobuf >= 7.35.1 for proto/caffe_pb2.py; numba-cuda 0.30.4 if it works with the image's numba
   # and CUDA bindings, else the image's numba-cuda. Wheels come from .whl/ (carried with the repo).
@@ -57,7 +63,7 @@ setup_gpu() {
   pb=$(ls .whl/protobuf-*.whl 2>/dev/null | head -1)
   nc=$(ls .whl/numba_cuda-*.whl 2>/dev/null | head -1)
   if [[ -n "$pb" ]]; then
-    if timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$pb" >> "$LOG" 2>&1; then
+    if install_wheel "$pb" /tmp/site; then
       export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
     else
       say "setup: protobuf wheel install failed (see bench.log); using the image's protobuf"
@@ -66,7 +72,7 @@ setup_gpu() {
     say "setup: no .whl/protobuf-*.whl (was .whl carried?); using the image's protobuf"
   fi
   probe_i=$(timeout 60 $PY bench/nc_probe.py --versions 2>>"$LOG" | tail -1)   # the image's, no CUDA
-  if [[ -n "$nc" ]] && timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-nc "$nc" >> "$LOG" 2>&1; then
+  if [[ -n "$nc" ]] && install_wheel "$nc" /tmp/site-nc; then
     cp bench/sitecustomize_nc.py /tmp/site-nc/sitecustomize.py
     if probe_w=$(PYTHONPATH=/tmp/site-nc:${PYTHONPATH:-} timeout 60 $PY bench/nc_probe.py /tmp/site-nc 2>>"$LOG" | tail -1) \
        && [[ "$probe_w" == *'"ok": true'* ]]; then
