@@ -57,6 +57,7 @@ from numba import cuda, float32, int64, void
 from kernels import reduce as R
 from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, grid_1d
 from kernels.fill import flat
+from kernels.reduce import walk_next, walk_start
 
 # threads per channel block: a power of two for the halving tree (one warp in the simulator)
 BN_THREADS = 32 if SIMULATOR else 256
@@ -95,18 +96,18 @@ def bn_mean_var_v1(x, mean, var, n, c, s):
     m = n * s
     inv_m = float32(1) / float32(m)
     acc = float32(0)
-    for k in range(tid, m, BN_THREADS):
-        n_idx = k // s
-        s_idx = k - n_idx * s
+    n_idx, s_idx, n_step, s_step = walk_start(tid, BN_THREADS, s)
+    while n_idx < n:      # flat k = n_idx*s + s_idx over the channel, stride BN_THREADS
         acc += x[(n_idx * c + ch) * s + s_idx]
+        n_idx, s_idx = walk_next(n_idx, s_idx, n_step, s_step, s)
     partial_sum[tid] = acc
     mu = _tree_sum(partial_sum, tid) * inv_m
     acc = float32(0)
-    for k in range(tid, m, BN_THREADS):
-        n_idx = k // s
-        s_idx = k - n_idx * s
+    n_idx, s_idx, n_step, s_step = walk_start(tid, BN_THREADS, s)
+    while n_idx < n:
         dev = x[(n_idx * c + ch) * s + s_idx] - mu
         acc += dev * dev
+        n_idx, s_idx = walk_next(n_idx, s_idx, n_step, s_step, s)
     partial_sq[tid] = acc
     sigma2 = _tree_sum(partial_sq, tid) * inv_m
     if tid == 0:
@@ -160,24 +161,24 @@ def bn_bwd_v1(y, dy, inv_std, dx, n, c, s):
     m = n * s
     acc_dy = float32(0)
     acc_dyy = float32(0)
-    for k in range(tid, m, BN_THREADS):
-        n_idx = k // s
-        s_idx = k - n_idx * s
+    n_idx, s_idx, n_step, s_step = walk_start(tid, BN_THREADS, s)
+    while n_idx < n:      # flat k = n_idx*s + s_idx over the channel, stride BN_THREADS
         idx = (n_idx * c + ch) * s + s_idx
         g = dy[idx]
         acc_dy += g
         acc_dyy += g * y[idx]
+        n_idx, s_idx = walk_next(n_idx, s_idx, n_step, s_step, s)
     partial_dy[tid] = acc_dy
     partial_dyy[tid] = acc_dyy
     sum_dy = _tree_sum(partial_dy, tid)
     sum_dyy = _tree_sum(partial_dyy, tid)
     neg_inv_m = float32(-1) / float32(m)
     scale = inv_std[ch]
-    for k in range(tid, m, BN_THREADS):
-        n_idx = k // s
-        s_idx = k - n_idx * s
+    n_idx, s_idx, n_step, s_step = walk_start(tid, BN_THREADS, s)
+    while n_idx < n:
         idx = (n_idx * c + ch) * s + s_idx
         dx[idx] = (dy[idx] + neg_inv_m * (y[idx] * sum_dyy + sum_dy)) * scale
+        n_idx, s_idx = walk_next(n_idx, s_idx, n_step, s_step, s)
 
 
 @cuda.jit

@@ -105,6 +105,28 @@ def _block_tree_sum(partial, tid):
     return partial[0]
 
 
+@cuda.jit(device=True, inline=True)
+def walk_start(start, stride, inner):
+    """Position (o, i) of flat index ``start`` in an (outer, inner) walk that advances by
+    ``stride``, and the per-step increments: the only divisions of a channel loop."""
+    o = start // inner
+    i = start - o * inner
+    o_step = stride // inner
+    i_step = stride - o_step * inner
+    return o, i, o_step, i_step
+
+
+@cuda.jit(device=True, inline=True)
+def walk_next(o, i, o_step, i_step, inner):
+    """(o, i) of the flat index ``stride`` further on (i wraps at most once)."""
+    i += i_step
+    o += o_step
+    if i >= inner:
+        i -= inner
+        o += 1
+    return o, i
+
+
 @cuda.jit
 def reduce_v1(x, y, n, op, out, accumulate):
     """One block: out[0] (+)= sum over i < n of term(op, x, y, i)."""
@@ -162,15 +184,13 @@ def channel_partial_v2(a, b, center, part1, part2, outer, dim, inner, parts, mod
     d = cuda.blockIdx.x
     part = cuda.blockIdx.y
     tid = cuda.threadIdx.x
-    per_channel = outer * inner
     mid = float32(0)
     if mode == CH_SQDEV:
         mid = center[d]
     acc1 = float32(0)
     acc2 = float32(0)
-    for k in range(part * REDUCE_THREADS + tid, per_channel, parts * REDUCE_THREADS):
-        o = k // inner
-        i = k - o * inner
+    o, i, o_step, i_step = walk_start(part * REDUCE_THREADS + tid, parts * REDUCE_THREADS, inner)
+    while o < outer:      # flat k = o*inner + i over the channel, stride parts * REDUCE_THREADS
         idx = (o * dim + d) * inner + i
         v = a[idx]
         if mode == CH_SQDEV:
@@ -179,6 +199,7 @@ def channel_partial_v2(a, b, center, part1, part2, outer, dim, inner, parts, mod
         else:
             acc1 += v
             acc2 += v * b[idx]
+        o, i = walk_next(o, i, o_step, i_step, inner)
     partial_1[tid] = acc1
     partial_2[tid] = acc2
     total1 = _block_tree_sum(partial_1, tid)
@@ -213,24 +234,22 @@ def channel_finalize_v2(part1, part2, parts, dim, out1, out2, scale1, scale2, ho
 def channel_thread_v2(a, b, center, out1, out2, outer, dim, inner, mode, scale1, scale2, how1, how2):
     """Thread d: the channel sums of channel d (mode as channel_partial_v2), scaled, written or
     accumulated like channel_finalize_v2."""
-    per_channel = outer * inner
     for d in range(cuda.grid(1), dim, cuda.gridsize(1)):
         mid = float32(0)
         if mode == CH_SQDEV:
             mid = center[d]
         s1 = float32(0)
         s2 = float32(0)
-        for k in range(per_channel):
-            o = k // inner
-            i = k - o * inner
-            idx = (o * dim + d) * inner + i
-            v = a[idx]
-            if mode == CH_SQDEV:
-                dev = v - mid
-                s1 += dev * dev
-            else:
-                s1 += v
-                s2 += v * b[idx]
+        for o in range(outer):
+            for i in range(inner):
+                idx = (o * dim + d) * inner + i
+                v = a[idx]
+                if mode == CH_SQDEV:
+                    dev = v - mid
+                    s1 += dev * dev
+                else:
+                    s1 += v
+                    s2 += v * b[idx]
         s1 = s1 * scale1
         s2 = s2 * scale2
         if how1 == OUT_WRITE:

@@ -46,6 +46,7 @@ from numba import cuda, float32, int64, void
 from kernels import reduce as R
 from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, grid_1d
 from kernels.fill import flat
+from kernels.reduce import walk_next, walk_start
 
 # threads per channel block: a power of two for the halving tree (the simulator runs each thread
 # as a Python thread: one warp there)
@@ -128,13 +129,12 @@ def scale_param_bwd_v1(dy, x, ds, outer, dim, inner, accumulate):
     partial = cuda.shared.array(CHANNEL_THREADS, float32)
     d = cuda.blockIdx.x
     tid = cuda.threadIdx.x
-    per_channel = outer * inner
     acc = float32(0)
-    for k in range(tid, per_channel, CHANNEL_THREADS):
-        o = k // inner
-        i = k - o * inner
+    o, i, o_step, i_step = walk_start(tid, CHANNEL_THREADS, inner)
+    while o < outer:      # flat k = o*inner + i over the channel, stride CHANNEL_THREADS
         idx = (o * dim + d) * inner + i
         acc += dy[idx] * x[idx]
+        o, i = walk_next(o, i, o_step, i_step, inner)
     partial[tid] = acc
     total = _tree_sum(partial, tid)
     if tid == 0:
@@ -151,16 +151,15 @@ def scale_bias_param_bwd_v1(dy, x, ds, db, outer, dim, inner, accumulate_ds):
     partial_b = cuda.shared.array(CHANNEL_THREADS, float32)
     d = cuda.blockIdx.x
     tid = cuda.threadIdx.x
-    per_channel = outer * inner
     acc_s = float32(0)
     acc_b = float32(0)
-    for k in range(tid, per_channel, CHANNEL_THREADS):
-        o = k // inner
-        i = k - o * inner
+    o, i, o_step, i_step = walk_start(tid, CHANNEL_THREADS, inner)
+    while o < outer:      # flat k = o*inner + i over the channel, stride CHANNEL_THREADS
         idx = (o * dim + d) * inner + i
         g = dy[idx]
         acc_s += g * x[idx]
         acc_b += g
+        o, i = walk_next(o, i, o_step, i_step, inner)
     partial_s[tid] = acc_s
     partial_b[tid] = acc_b
     total_s = _tree_sum(partial_s, tid)
@@ -179,12 +178,11 @@ def bias_param_bwd_v1(dy, db, outer, dim, inner):
     partial = cuda.shared.array(CHANNEL_THREADS, float32)
     d = cuda.blockIdx.x
     tid = cuda.threadIdx.x
-    per_channel = outer * inner
     acc = float32(0)
-    for k in range(tid, per_channel, CHANNEL_THREADS):
-        o = k // inner
-        i = k - o * inner
+    o, i, o_step, i_step = walk_start(tid, CHANNEL_THREADS, inner)
+    while o < outer:      # flat k = o*inner + i over the channel, stride CHANNEL_THREADS
         acc += dy[(o * dim + d) * inner + i]
+        o, i = walk_next(o, i, o_step, i_step, inner)
     partial[tid] = acc
     total = _tree_sum(partial, tid)
     if tid == 0:
