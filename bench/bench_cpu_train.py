@@ -10,7 +10,8 @@ layers replaced by an Input layer of random data (``bench/netprep.py``); the tor
 
 Validation first: with dropout 0 and the same initial weights, one step of each must give the same
 loss and the same weight change (relative error printed). Then timing: warm-up iterations, then
-``--reps`` timed iterations each, median (and min) in ms, and the ratio ours / torch.
+``--reps`` timed iterations each, alternating ours and torch (so load changes on a shared machine hit
+both), median (and min) in ms, and the ratio ours / torch.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_cpu_train.py [--nets lenet,alexnet]
         [--alexnet-batch 8] [--reps 10] [--warmup 2] [--threads N] [--json out.json]
@@ -64,17 +65,6 @@ def feed(net, data: np.ndarray, label: np.ndarray) -> None:
     net.blobs["label"].data = label
 
 
-def timed(fn, warmup: int, reps: int) -> dict:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": statistics.median(ts), "min_ms": min(ts), "reps": reps}
-
-
 def validate(name: str, batch: int) -> dict:
     """One step on both sides with dropout 0 and shared initial weights: loss and weight change."""
     import torch
@@ -111,6 +101,22 @@ def validate(name: str, batch: int) -> dict:
             "update_rel_err_worst": worst}
 
 
+def timed_pair(fa, fb, warmup: int, reps: int) -> tuple[dict, dict]:
+    """Time ``fa`` and ``fb`` alternately (a, b, a, b, ...) so that load changes on a shared
+    machine hit both sides alike; median and min ms of each."""
+    for _ in range(warmup):
+        fa()
+        fb()
+    ta, tb = [], []
+    for _ in range(reps):
+        for fn, ts in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+    return ({"median_ms": statistics.median(ta), "min_ms": min(ta), "reps": reps},
+            {"median_ms": statistics.median(tb), "min_ms": min(tb), "reps": reps})
+
+
 def bench(name: str, batch: int, warmup: int, reps: int) -> dict:
     import torch
 
@@ -123,12 +129,11 @@ def bench(name: str, batch: int, warmup: int, reps: int) -> dict:
     data = rng.random(shape, dtype=np.float32)
     label = rng.integers(0, 10, shape[0]).astype(np.float32)
     feed(s.net, data, label)
-    ours = timed(lambda: s.step(1), warmup, reps)
-    s.close()
     model = CaffeTorchNet(param, "TRAIN")
     opt = caffe_sgd(model, 0.01, 0.9, 0.0005)
     td, tl = torch.from_numpy(data), torch.from_numpy(label)
-    theirs = timed(lambda: train_step(model, opt, td, tl), warmup, reps)
+    ours, theirs = timed_pair(lambda: s.step(1), lambda: train_step(model, opt, td, tl), warmup, reps)
+    s.close()
     return {"net": name, "batch": batch, "ours": ours, "torch": theirs,
             "ratio_ours_over_torch": ours["median_ms"] / theirs["median_ms"]}
 
