@@ -13,11 +13,13 @@ Order (most important first, each item under the stage's time budget):
    ``CONFIGS``) on the square and the forward conv shapes, each validated before it is timed; the
    best per shape, and what ``select_config`` chose.
 
-JIT compilation of two dozen register-blocked kernels takes longer than timing them, so the sweep
-runs in ``SWEEP_WORKERS`` processes that compile their share of the kernels in parallel (CPU only:
-one tiny launch each), wait for each other, then time one at a time (a lock: only one process uses
-the GPU while a measurement runs; a barrier per shape keeps the shapes in priority order). If the
-worker processes cannot start, the sweep runs serially in this process.
+JIT compilation of two dozen register-blocked kernels (the unrolled ones take 10+ s each) costs far
+more than timing them, so every measurement of our kernels runs in ``SWEEP_WORKERS`` processes that
+compile their share of ``KERNELS`` in parallel (``dispatcher.compile``: nothing runs on the GPU)
+while this process times cuBLAS (no JIT here). Then the measurements run in one global priority
+order (``plan``: the promoted kernel on every shape, then the sweep), one process at a time: a
+shared turn counter passes from item to item, so only one process uses the GPU while a measurement
+runs. If the worker processes cannot start, the plan runs in this process.
 
 Run: ``python -m bench.bench_gemm`` (dry run: NBCAFFE_BENCH_DRY=1, tiny shapes, simulator).
 """
@@ -114,125 +116,193 @@ def measure_kernel(p: Problem, kname: str | None, reps: dict, cublas_ms: float |
     return row
 
 
-# ----------------------------------------------------------------------------------- sweep workers
-def _compile(names: list[str]) -> None:
-    """JIT-compile kernels ``names`` with one tiny launch each (C-contiguous operands, the types every
-    later launch uses, so no recompilation happens inside the timed sweep)."""
+# --------------------------------------------------------------------------- the measurement plan
+# An item is (index, shape, kernel name, kind): kind "promoted" = the kernel ``gemm()`` picks for that
+# shape (every shape, first), "sweep" = the autotune table (every other kernel on the sweep shapes).
+Item = tuple[int, Shape, str, str]
+
+
+def plan(names: list[str]) -> list[Item]:
+    """Every measurement in priority order: the promoted kernel on every shape, then the sweep."""
     from kernels import gemm as kg
-    p = Problem("tiny", 8, 8, 8, False, False)
+    items: list[Item] = []
+    done: set[tuple[str, str]] = set()
+    for s in shapes():
+        kname = kg.kernel_for(s[1], s[2], s[3])
+        items.append((len(items), s, kname, "promoted"))
+        done.add((s[0], kname))
+    for s in sweep_shapes():
+        for kname in names:
+            if (s[0], kname) in done or (kname == "gemm_v1" and s[1] * s[2] * s[3] > 2048 ** 3):
+                continue   # measured above / naive kernel: seconds per call, its 2048 row tells enough
+            items.append((len(items), s, kname, "sweep"))
+    return items
+
+
+def _compile(names: list[str]) -> dict[str, float]:
+    """JIT-compile kernels ``names`` for the signature every later launch uses (C-contiguous float32
+    operands), without running anything on the GPU (``dispatcher.compile``); in the simulator, one
+    tiny launch each. Returns seconds per kernel."""
+    from kernels import gemm as kg
+    secs: dict[str, float] = {}
+    tiny = None
     for name in names:
-        kg.gemm_with(name, False, False, 1.0, p.a, p.b, 0.0, p.c)
-    from bench.common import sync
-    sync()
-
-
-def _sweep_worker(wid: int, names: list[str], sweep: list[Shape], cublas_ms: dict[str, float],
-                  deadline: float, barrier, lock, queue) -> None:
-    """Worker process: compile ``names``, then per shape (barrier between shapes) validate+time each
-    of them while holding ``lock``; rows and notes go to ``queue``; ("done", wid) at the end."""
-    import threading
-    try:
         t0 = time.time()
-        _compile(names)
-        queue.put(("log", f"worker {wid}: compiled {len(names)} kernels in {time.time() - t0:.1f}s"))
-    except Exception as e:  # noqa: BLE001 - reported; this worker's kernels are skipped
-        queue.put(("note", f"autotune worker {wid}: compile failed: {type(e).__name__}: {str(e)[:200]}"))
-        names = []
-    for i, (label, m, n, k, ta, tb, _) in enumerate(sweep):
-        try:   # the first wait covers the others' compilation; a dead worker costs one timeout
-            barrier.wait(timeout=max(1.0, min(deadline - time.time(), 90.0 if i == 0 else 30.0)))
-        except threading.BrokenBarrierError:
-            pass    # a worker died or timed out: go on, the lock still serialises the GPU
-        with lock:
-            if not names:
-                continue
-            if time.time() > deadline - 3:
-                queue.put(("note", f"autotune {label}: {', '.join(names)} skipped (stage time budget)"))
-                continue
-            try:
-                p = Problem(label, m, n, k, ta, tb)
-            except Exception as e:  # noqa: BLE001
-                queue.put(("note", f"autotune {label}: operands failed: {type(e).__name__}: {e}"))
-                continue
-            for name in names:
-                if name == "gemm_v1" and m * n * k > 2048 ** 3:
-                    continue   # naive kernel: seconds per call at 4096^3; its 2048 row tells enough
-                if time.time() > deadline - 3:
-                    queue.put(("note", f"autotune {label} {name}: skipped (stage time budget)"))
-                    continue
-                try:
-                    queue.put(("row", measure_kernel(p, name, SWEEP_REPS, cublas_ms.get(label))))
-                except Exception as e:  # noqa: BLE001
-                    queue.put(("note", f"autotune {label} {name}: failed: {type(e).__name__}: "
-                                       f"{str(e)[:200]}"))
-            del p
-            if not DRY:
-                torch_mod().cuda.empty_cache()
+        kernel, sigs = kg.KERNELS[name]
+        if not DRY and hasattr(kernel, "compile"):
+            kernel.compile(sigs[0])
+        else:
+            if tiny is None:
+                tiny = Problem("tiny", 8, 8, 8, False, False)
+            kg.gemm_with(name, False, False, 1.0, tiny.a, tiny.b, 0.0, tiny.c)
+        secs[name] = round(time.time() - t0, 2)
+    return secs
+
+
+def _worker(wid: int, names: list[str], items: list[Item], deadline: float, turn, cond, queue) -> None:
+    """Worker process: compile ``names`` (in parallel with the other workers), then run its items in
+    global order: item i starts when ``turn`` reaches i (so only one process uses the GPU at a time,
+    in priority order) and passes the turn on when done. Rows/notes/logs go to ``queue``."""
+    try:
+        secs = _compile(names)
+        queue.put(("log", f"worker {wid}: compiled {len(names)} kernels in {sum(secs.values()):.1f}s "
+                          f"({', '.join(f'{k} {v}s' for k, v in secs.items())})"))
+        queue.put(("compile", secs))
+        ok = set(names)
+    except Exception as e:  # noqa: BLE001 - reported; this worker's items are skipped in turn
+        queue.put(("note", f"autotune worker {wid}: compile failed: {type(e).__name__}: {str(e)[:300]}"))
+        ok = set()
+    prob: Problem | None = None
+    for i, shape, kname, kind in items:
+        if kname not in names:
+            continue
+        with cond:
+            while turn.value < i:
+                if not cond.wait(timeout=max(0.1, deadline + 5 - time.time())) and time.time() > deadline + 5:
+                    break
+            if turn.value > i:
+                continue    # skipped by the main process
+        try:
+            if kname not in ok:
+                queue.put(("note", f"{shape[0]} {kname}: not compiled, skipped"))
+            elif time.time() > deadline - 2:
+                queue.put(("skip", (i, shape[0], kname)))
+            else:
+                if prob is None or prob.label != shape[0]:
+                    prob = None
+                    if not DRY:
+                        torch_mod().cuda.empty_cache()
+                    prob = Problem(*shape[:6])
+                row = measure_kernel(prob, kname, REPS if kind == "promoted" else SWEEP_REPS, None)
+                row["kind"] = kind
+                queue.put(("row", row))
+        except Exception as e:  # noqa: BLE001 - one item's failure is data
+            queue.put(("note", f"{shape[0]} {kname}: failed: {type(e).__name__}: {str(e)[:300]}"))
+        finally:
+            with cond:
+                if turn.value == i:
+                    turn.value = i + 1
+                cond.notify_all()
     queue.put(("done", wid))
 
 
-def _sweep_parallel(st: Stage, names: list[str], sweep: list[Shape], cublas_ms: dict[str, float]) -> None:
+def _groups(names: list[str], n: int) -> list[list[str]]:
+    """Split kernels over n workers, the slow-to-compile (unrolled, big-tile) ones spread evenly."""
+    def cost(name: str) -> int:
+        if name in ("gemm_v1", "gemm_v2"):
+            return 0
+        return ("v6" in name) * 4 + ("v5" in name) * 2 + ("128" in name)
+    groups: list[list[str]] = [[] for _ in range(n)]
+    for i, name in enumerate(sorted(names, key=cost, reverse=True)):
+        groups[i % n if (i // n) % 2 == 0 else n - 1 - i % n].append(name)
+    return [g for g in groups if g]
+
+
+def run_parallel(st: Stage, names: list[str], items: list[Item], record) -> None:
+    """Workers compile in parallel while this process times cuBLAS; then the items run in order."""
     import multiprocessing as mp
     import queue as queue_mod
     ctx = mp.get_context("spawn")          # never fork a process that holds a CUDA context
-    nw = max(1, min(SWEEP_WORKERS, len(names)))
-    groups = [names[i::nw] for i in range(nw)]
+    groups = _groups(names, max(1, min(SWEEP_WORKERS, len(names))))
+    owner = {k: w for w, g in enumerate(groups) for k in g}
     deadline = time.time() + st.time_left() - 2
-    barrier = ctx.Barrier(nw)
-    lock = ctx.Lock()
+    turn = ctx.Value("i", -1)
+    cond = ctx.Condition()
     q = ctx.Queue()
-    procs = [ctx.Process(target=_sweep_worker, args=(i, g, sweep, cublas_ms, deadline, barrier, lock, q),
-                         daemon=True) for i, g in enumerate(groups)]
+    procs = [ctx.Process(target=_worker, args=(w, g, items, deadline, turn, cond, q), daemon=True)
+             for w, g in enumerate(groups)]
     for pr in procs:
         pr.start()
-    log(f"autotune: {len(names)} kernels in {nw} worker processes")
-    done: set[int] = set()
-    while len(done) < nw:
+    log(f"gemm: {len(names)} kernels compiling in {len(groups)} worker processes; {len(items)} items")
+    record("cublas")                        # turn -1: this process has the GPU (no JIT here)
+    with cond:
+        turn.value = 0
+        cond.notify_all()
+    finished: set[int] = set()
+    last_turn, last_change = 0, time.time()
+    while len(finished) < len(procs):
         try:
             kind, item = q.get(timeout=0.5)
         except queue_mod.Empty:
-            for wid, pr in enumerate(procs):
-                if wid not in done and not pr.is_alive():
-                    st.note(f"autotune worker {wid} ({', '.join(groups[wid])}) exited without finishing "
-                            f"(exit code {pr.exitcode})")
-                    done.add(wid)
-            if time.time() >= deadline + 2:
-                st.note(f"autotune: {nw - len(done)} worker(s) still running at the stage budget: stopped")
-                break
-            continue
+            kind, item = None, None
         if kind == "row":
-            st.row("gemm_autotune", item)
-            if "status" in item and item["status"] != "ok":
-                st.note(f"{item['shape']} {item['kernel']}: validation failed, rel_err={item['rel_err']:.3e}")
+            record("row", item)
+        elif kind == "skip":
+            record("skip", item)
         elif kind == "note":
             st.note(item)
         elif kind == "log":
             log(item)
+        elif kind == "compile":
+            for k, v in item.items():
+                st.row("gemm_compile_s", {"kernel": k, "seconds": v})
         elif kind == "done":
-            done.add(item)
+            finished.add(item)
+        with cond:   # items whose owner died: pass the turn on
+            while turn.value < len(items):
+                t = turn.value
+                w = owner.get(items[t][2])
+                if w is None or procs[w].is_alive() or w in finished:
+                    break
+                st.note(f"worker {w} died (exit code {procs[w].exitcode}): {items[t][1][0]} "
+                        f"{items[t][2]} skipped")
+                turn.value = t + 1
+                cond.notify_all()
+            if turn.value != last_turn:
+                last_turn, last_change = turn.value, time.time()
+        for w, pr in enumerate(procs):
+            if w not in finished and not pr.is_alive() and turn.value >= len(items):
+                finished.add(w)
+        if time.time() > deadline + 3:
+            st.note(f"gemm: stopped at the stage budget with {len(items) - turn.value} items not run")
+            break
+        if time.time() - last_change > 120:
+            st.note(f"gemm: no progress for 120 s at item {turn.value}: stopped")
+            break
     for pr in procs:
-        pr.join(timeout=2)
+        pr.join(timeout=1)
         if pr.is_alive():
             pr.kill()
 
 
-def _sweep_serial(st: Stage, names: list[str], sweep: list[Shape], cublas_ms: dict[str, float]) -> None:
-    for label, m, n, k, ta, tb, _ in sweep:
-        if st.time_left() < 6:
-            st.note(f"autotune {label}: skipped (stage time budget)")
+def run_serial(st: Stage, items: list[Item], record) -> None:
+    """The same plan in this process (no worker processes)."""
+    record("cublas")
+    prob: Problem | None = None
+    for i, shape, kname, kind in items:
+        if st.time_left() < 4:
+            record("skip", (i, shape[0], kname))
             continue
-        p = Problem(label, m, n, k, ta, tb)
-        for kname in names:
-            if st.time_left() < 6:
-                st.note(f"autotune {label} {kname}: skipped (stage time budget)")
+        if prob is None or prob.label != shape[0]:
+            prob = None
+            prob = st.guard(f"{shape[0]} operands", Problem, *shape[:6])
+            if prob is None:
                 continue
-            if kname == "gemm_v1" and m * n * k > 2048 ** 3:
-                continue
-            row = st.guard(f"autotune {label} {kname}", measure_kernel, p, kname, SWEEP_REPS,
-                           cublas_ms.get(label))
-            if row is not None:
-                st.row("gemm_autotune", row)
-        del p
+        row = st.guard(f"{shape[0]} {kname}", measure_kernel, prob, kname,
+                       REPS if kind == "promoted" else SWEEP_REPS, None)
+        if row is not None:
+            row["kind"] = kind
+            record("row", row)
 
 
 def body(st: Stage) -> None:
@@ -243,59 +313,68 @@ def body(st: Stage) -> None:
         return
     from kernels import gemm as kg
     torch = torch_mod()
-    cublas_ms: dict[str, float] = {}
     st.put("gemm_promoted", getattr(kg, "PROMOTED", "?"))
     st.put("gemm_square_max", max(s[1] for s in shapes() if s[0].startswith("sq")))
     st.put("gemm_kernels", len(kg.KERNELS))
+    names = list(kg.KERNELS)
+    items = plan(names)
+    cublas: dict[str, dict[str, float]] = {}
 
-    # 1. promoted kernel vs cuBLAS on every shape
-    for label, m, n, k, ta, tb, _ in shapes():
-        if st.time_left() < 8:
-            st.note(f"{label}: skipped (stage time budget)")
-            continue
-        p = st.guard(f"{label} operands", Problem, label, m, n, k, ta, tb)
-        if p is None:
-            continue
-        tc = st.guard(f"{label} cublas", measure_cublas, p)
-        if tc is None:
-            continue
-        cublas_ms[label] = tc["ms"]
-        row = st.guard(f"{label} gemm()", measure_kernel, p, None, REPS, tc["ms"])
-        del p
-        if row is None:
-            continue
+    def record(kind: str, item: Any = None) -> None:
+        if kind == "cublas":
+            for label, m, n, k, ta, tb, _ in shapes():
+                if st.time_left() < 10:
+                    st.note(f"{label} cublas: skipped (stage time budget)")
+                    continue
+                p = st.guard(f"{label} operands", Problem, label, m, n, k, ta, tb)
+                t = None if p is None else st.guard(f"{label} cublas", measure_cublas, p)
+                del p
+                if t is not None:
+                    cublas[label] = {"ms": t["ms"], "gflops": 2.0 * m * n * k / t["ms"] / 1e6}
+                    key = label[2:] if label.startswith("sq") else label
+                    st.put(f"cublas_{key}_gflops", round(cublas[label]["gflops"], 1))
+            if not DRY:
+                torch.cuda.empty_cache()
+            return
+        if kind == "skip":
+            _, label, kname = item
+            st.note(f"{label} {kname}: skipped (stage time budget)")
+            return
+        row = item
+        label = row["shape"]
+        if label in cublas and "ms" in row:
+            row["pct_cublas"] = 100.0 * cublas[label]["ms"] / row["ms"]
         if row.get("status") != "ok":
             st.note(f"{label} {row['kernel']}: validation failed, rel_err={row['rel_err']:.3e}: not timed")
-        row["cublas_ms"] = tc["ms"]
-        row["cublas_gflops"] = 2.0 * m * n * k / tc["ms"] / 1e6
-        st.row("gemm_vs_cublas", row)
-        log(f"gemm {label:12s} M={m} N={n} K={k}: ours {row.get('gflops', float('nan')):8.0f} GFLOP/s "
-            f"cuBLAS {row['cublas_gflops']:8.0f} GFLOP/s ({row.get('pct_cublas', float('nan')):.0f}%) "
-            f"err {row['rel_err']:.1e}")
-        key = label[2:] if label.startswith("sq") else label
-        if "gflops" in row:
-            st.put(f"sgemm_{key}_gflops", round(row["gflops"], 1))
-        st.put(f"cublas_{key}_gflops", round(row["cublas_gflops"], 1))
-    if not DRY:
-        torch.cuda.empty_cache()
+        st.row("gemm_autotune", row)
+        if row.get("kind") == "promoted":
+            r = dict(row)
+            r["kernel"] = f"gemm() -> {row['kernel']}"
+            if label in cublas:
+                r["cublas_ms"] = cublas[label]["ms"]
+                r["cublas_gflops"] = cublas[label]["gflops"]
+            st.row("gemm_vs_cublas", r)
+            key = label[2:] if label.startswith("sq") else label
+            if "gflops" in row:
+                st.put(f"sgemm_{key}_gflops", round(row["gflops"], 1))
+            log(f"gemm {label:12s} M={row['M']} N={row['N']} K={row['K']}: ours "
+                f"{row.get('gflops', float('nan')):8.0f} GFLOP/s cuBLAS "
+                f"{cublas.get(label, {}).get('gflops', float('nan')):8.0f} GFLOP/s "
+                f"({row.get('pct_cublas', float('nan')):.0f}%) err {row['rel_err']:.1e} [{row['kernel']}]")
 
-    # 2. autotune table: every kernel x the sweep shapes
-    sweep = sweep_shapes()
-    names = list(kg.KERNELS)
-    if st.time_left() < 15:
-        st.note("autotune: skipped (stage time budget)")
-        return
     try:
         if SWEEP_WORKERS > 1:
-            _sweep_parallel(st, names, sweep, cublas_ms)
+            run_parallel(st, names, items, record)
         else:
-            _sweep_serial(st, names, sweep, cublas_ms)
-    except (OSError, RuntimeError, ImportError) as e:
-        st.note(f"autotune: worker processes failed ({type(e).__name__}: {e}); serial sweep")
-        _sweep_serial(st, names, sweep, cublas_ms)
+            run_serial(st, items, record)
+    except (OSError, RuntimeError, ImportError, EOFError) as e:
+        st.note(f"gemm: worker processes failed ({type(e).__name__}: {e}); running in this process")
+        run_serial(st, [it for it in items if not any(r["shape"] == it[1][0] and r["kernel"] == it[2]
+                                                      for r in st.data["tables"].get("gemm_autotune", []))],
+                   record)
 
     rows = st.data["tables"].get("gemm_autotune", [])
-    for label, m, n, k, _, _, _ in sweep:
+    for label, m, n, k, _, _, _ in sweep_shapes():
         timed = [r for r in rows if r["shape"] == label and "gflops" in r]
         if not timed:
             continue
