@@ -26,8 +26,9 @@ Versions (``KERNELS``; every version stays and is tested):
   transpose-independent global loads: a thread's tile elements share one column and step by a
   fixed number of rows in the operand's own layout, computed once, so the K loop has a single load
   path and few live address registers (128x128x8: 112 registers -> 2 blocks per SM, vs 155 for v4).
-  The global loads stay scalar: operands may be any row-strided view, with no alignment guarantee
-  for 128-bit global loads (they are 8 loads per thread per 512 FMAs at 128x128x8).
+  Blocks whose C tile has no ragged edge load whole K-tiles without bounds tests. The global loads
+  stay scalar: operands may be any row-strided view, with no alignment guarantee for 128-bit
+  global loads (they are 8 loads per thread per 512 FMAs at 128x128x8).
 - ``gemm_v6_<config>`` (promoted): v5 with the BK steps of each K-tile written out as straight-line
   code (NVVM leaves v5's k loop rolled: ~13 loop/address instructions per 64 FMAs). At 128x128x8 the
   K-tile body is 512 FMAs + 32 ``ld.shared.v4`` + ~19 other instructions, 127 registers (2 blocks
@@ -472,6 +473,13 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False):
             pre[l] = X[gr, gc] if (gr < rlim and gc < clim) else float32(0.0)
 
     @cuda.jit(device=True, inline=True)
+    def gload_full(X, row0, col0, rstep, pre, L):
+        # gload for a K-tile lying inside both operands (no bounds tests, indices >= 0)
+        gc = uint64(col0)
+        for l in range(L):
+            pre[l] = X[uint64(row0 + l * rstep), gc]
+
+    @cuda.jit(device=True, inline=True)
     def sstore(Xs, base, sstep, pre, L):
         for l in range(L):
             Xs[uint64(base + l * sstep)] = pre[l]
@@ -500,6 +508,7 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False):
         a_clim = M if trans_a else K
         b_rlim = N if trans_b else K
         b_clim = K if trans_b else N
+        interior = m0 + BM <= M and n0 + BN <= N    # this block's C tile has no ragged edge
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = float32(0.0)
@@ -513,8 +522,11 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False):
             sstore(As, buf * NA + a_s, a_sstep, a_pre, LA)
             sstore(Bs, buf * NB + b_s, b_sstep, b_pre, LB)
             cuda.syncthreads()  # buffer `buf` complete before anyone multiplies it
-            if t + 1 < ntiles:  # global loads of tile t+1 are in flight during the multiply
-                k1 = (t + 1) * BK
+            k1 = (t + 1) * BK
+            if interior and k1 + BK <= K:   # the common case: tile t+1 is whole, no bounds tests
+                gload_full(A, ar + (k1 if trans_a else m0), ac + (m0 if trans_a else k1), a_rstep, a_pre, LA)
+                gload_full(B, br + (n0 if trans_b else k1), bc + (k1 if trans_b else n0), b_rstep, b_pre, LB)
+            elif k1 < K:        # global loads of tile t+1 are in flight during the multiply
                 gload(A, ar + (k1 if trans_a else m0), ac + (m0 if trans_a else k1), a_rlim, a_clim,
                       a_rstep, a_pre, LA)
                 gload(B, br + (n0 if trans_b else k1), bc + (k1 if trans_b else n0), b_rlim, b_clim,

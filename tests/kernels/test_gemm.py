@@ -144,3 +144,16 @@ def test_select_config_names_a_kernel():
         assert name in G.KERNELS, name
     assert G.select_config(4096, 4096, 4096) == "128x128x8"
     assert G.select_config(8, 8, 8) == "32x32x8"
+
+
+INTERIOR = sorted(n for n in G.KERNELS if n.startswith("gemm_v6_")) + ["gemm_v5_64_64_8"]
+
+
+@pytest.mark.parametrize("name", INTERIOR)
+def test_interior_fast_path(name):
+    """v5/v6 skip bounds tests for whole K-tiles of blocks without ragged edges: C exactly one block
+    tile (interior) with K = 2 whole K-tiles + a ragged one, both transposes of each operand."""
+    cfg = G.CONFIGS[name.split("_", 2)[2].replace("_", "x")]
+    idx = INTERIOR.index(name)
+    ta, tb = [(False, False), (True, True), (True, False), (False, True)][idx % 4]
+    _run(name, ta, tb, cfg.BM, cfg.BN, 2 * cfg.BK + 3, 1.0, 0.5, (False, idx % 2 == 1, False), idx)
