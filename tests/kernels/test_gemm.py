@@ -87,8 +87,11 @@ def test_every_kernel(name, case):
     ta, tb = [(False, False), (True, False), (False, True), (True, True)][(idx + 2 * case) % 4]
     if case == 0:   # beta = 0 with a NaN-poisoned C, contiguous operands
         _run(name, ta, tb, M, N, K, 1.5, 0.0, (False, False, False), idx)
-    else:           # beta != 0, row-strided operands, the other transposes
-        _run(name, not ta, not tb, M, N, K, -0.75, 1.25, (True, True, True), idx)
+    else:           # beta != 0, the other transposes, row-strided operands for the kernels
+        # declared with a strided signature (those gemm() launches; compiling the others for
+        # strided layouts too would only cost GPU compile time)
+        strided = len(G.KERNELS[name][1]) > 1
+        _run(name, not ta, not tb, M, N, K, -0.75, 1.25, (strided, strided, strided), idx)
 
 
 def test_k_equals_one_and_vectors():
