@@ -319,7 +319,7 @@ def write_docs(rows: list[dict], path: Path = DOCS) -> None:
         lines.append(f"| {r['module']} | `{r['kernel']}` | `{r['sig']}` | {r.get('regs', '')} | "
                      f"{r.get('smem', '')} | {spills} | {doc}{status} |")
     lines += ["", "## Modules", ""]
-    for modname in sorted({r["module"] for r in rows}):
+    for modname in sorted({r["module"] for r in rows} | set(kernel_modules())):
         try:
             doc = inspect.getdoc(importlib.import_module(f"kernels.{modname}")) or ""
         except Exception as exc:
