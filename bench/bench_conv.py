@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.alexnet import Conv, conv_layers
-from bench.common import DRY, Stage, log, main_guard, missing, time_fn, torch_mod
+from bench.common import DRY, Stage, enable_kernel_cache, log, main_guard, missing, time_fn, torch_mod
 from bench.devarrays import empty_pair, rand_pair, rel_err_dev, zeros_pair
 
 TOL = 1e-3   # cuDNN may pick Winograd/FFT algorithms (fp32, ~1e-5 relative error) for some layers
@@ -114,6 +114,7 @@ def bench_layer(st: Stage, be, c: Conv) -> dict[str, float]:
 
 def body(st: Stage) -> None:
     torch = torch_mod()
+    st.put("conv_kernel_cache", enable_kernel_cache())
     be, why = _backend()
     if why:
         st.note(f"ours: skipped: {why}; cuDNN alone is timed")

@@ -164,6 +164,8 @@ def _worker(wid: int, names: list[str], items: list[Item], deadline: float, turn
     global order: item i starts when ``turn`` reaches i (so only one process uses the GPU at a time,
     in priority order) and passes the turn on when done. Rows/notes/logs go to ``queue``."""
     try:
+        from bench.common import enable_kernel_cache
+        enable_kernel_cache()      # what this worker compiles is on disk for the later stages
         secs = _compile(names)
         queue.put(("log", f"worker {wid}: compiled {len(names)} kernels in {sum(secs.values()):.1f}s "
                           f"({', '.join(f'{k} {v}s' for k, v in secs.items())})"))

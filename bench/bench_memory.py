@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import DRY, Stage, log, main_guard, missing, size, time_fn, torch_mod
+from bench.common import DRY, Stage, enable_kernel_cache, log, main_guard, missing, size, time_fn, torch_mod
 from bench.devarrays import empty_pair, rand_pair, rel_err_dev
 
 TOL = 1e-5
@@ -300,6 +300,7 @@ OPS: dict[str, Builder] = {   # most wanted first: the stage skips what its time
 
 def body(st: Stage) -> None:
     torch = torch_mod()
+    st.put("memory_kernel_cache", enable_kernel_cache())
     copy_gbps = None
     for name, build in OPS.items():
         if st.time_left() < 4:

@@ -36,6 +36,7 @@ from bench.common import (
     DRY,
     LaunchCounter,
     Stage,
+    enable_kernel_cache,
     log,
     main_guard,
     missing,
@@ -305,6 +306,7 @@ def launch_overhead(st: Stage) -> None:
 
 
 def body(st: Stage) -> None:
+    st.put("train_kernel_cache", enable_kernel_cache())
     st.guard("launch overhead", launch_overhead, st)
     why = None
     if OUR_DEVICE == "cuda":

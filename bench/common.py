@@ -41,6 +41,10 @@ if DRY:
 else:
     os.environ.setdefault("NBCAFFE_DEVICE", "gpu")
 
+# Numba's on-disk kernel cache (see enable_kernel_cache), shared by the stages of one GPU run; read
+# by numba-cuda's config when numba.cuda is first imported, so set here, before that import
+os.environ.setdefault("NUMBA_CACHE_DIR", "/tmp/nbcaffe-numba-cache")
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -108,6 +112,76 @@ def sync() -> None:
 
 
 # ---------------------------------------------------------------------------------------- numba side
+def enable_kernel_cache() -> int | None:
+    """Make every kernel in ``kernels/*.KERNELS`` keep its compiled code in Numba's disk cache
+    (``NUMBA_CACHE_DIR``), so a kernel JIT-compiled by one stage (or by a GEMM worker process) loads
+    in milliseconds in the next stage's process instead of compiling again (the unrolled GEMM
+    kernels take 10+ s each). Numba keys entries by signature, compute capability, bytecode and the
+    closure's captured values, so each tile configuration has its own entry.
+
+    Cache writes are serialised across processes with an ``flock`` (Numba numbers the data files of
+    one function by reading its index: two processes saving different closures of one factory at
+    once could otherwise both pick the same file name). A failing cache read or write is reported
+    once and treated as a miss: the cache can only make things faster. Returns the number of
+    kernels enabled, or None in the dry run or with ``NBCAFFE_BENCH_KERNEL_CACHE=0``."""
+    if DRY or os.environ.get("NBCAFFE_BENCH_KERNEL_CACHE", "1") != "1":
+        return None
+    import fcntl
+    import importlib
+    import pkgutil
+
+    from numba.cuda.dispatcher import CUDACache
+
+    import kernels
+    if not getattr(CUDACache, "_nbcaffe_guarded", False):
+        lock_path = Path(os.environ["NUMBA_CACHE_DIR"]) / ".nbcaffe-write.lock"
+        save, load = CUDACache.save_overload, CUDACache.load_overload
+        warned: list[str] = []
+
+        def _warn(what: str, e: Exception) -> None:
+            if what not in warned:
+                warned.append(what)
+                log(f"kernel cache: {what} failed ({type(e).__name__}: {str(e)[:200]}); treated as a miss")
+
+        def save_overload(self, sig, data):
+            try:
+                lock_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(lock_path, "a") as f:
+                    fcntl.flock(f, fcntl.LOCK_EX)
+                    try:
+                        return save(self, sig, data)
+                    finally:
+                        fcntl.flock(f, fcntl.LOCK_UN)
+            except Exception as e:  # noqa: BLE001 - a cache write is optional
+                _warn("write", e)
+                return None
+
+        def load_overload(self, sig, target_context):
+            try:
+                return load(self, sig, target_context)
+            except Exception as e:  # noqa: BLE001 - a cache read is optional
+                _warn("read", e)
+                return None
+
+        CUDACache.save_overload = save_overload
+        CUDACache.load_overload = load_overload
+        CUDACache._nbcaffe_guarded = True
+    count = 0
+    for m in pkgutil.iter_modules(kernels.__path__):
+        try:
+            mod = importlib.import_module(f"kernels.{m.name}")
+        except Exception as e:  # noqa: BLE001 - a broken module is the stages' business, not the cache's
+            log(f"kernel cache: kernels.{m.name} not imported ({type(e).__name__}: {e})")
+            continue
+        for _name, entry in getattr(mod, "KERNELS", {}).items():
+            k = entry[0]
+            if hasattr(k, "enable_caching") and not getattr(k, "_nbcaffe_cached", False):
+                k.enable_caching()
+                k._nbcaffe_cached = True
+                count += 1
+    return count
+
+
 def to_device(a: np.ndarray):
     """A numba device array holding a copy of host array ``a`` (the simulator's fake one in the dry
     run)."""

@@ -33,6 +33,10 @@ SCALE=${NBCAFFE_BENCH_SCALE:-1}
 T_START=$(date +%s)
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 export NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0   # small benchmark grids are deliberate; keep bench.log readable
+# compiled kernels are shared between the stages through Numba's disk cache (bench/common.py,
+# enable_kernel_cache); a fresh directory per run, so nothing stale is ever loaded
+export NUMBA_CACHE_DIR
+NUMBA_CACHE_DIR=$(mktemp -d /tmp/nbcaffe-numba-cache.XXXXXX)
 
 if [[ $DRY == 1 ]]; then
   PY=python3
