@@ -12,8 +12,16 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/nbcaffe-bench-out}
 maxfail=${NBCAFFE_TESTS_MAXFAIL:-5}
-args=(-m pytest -v tests/kernels -p no:cacheprovider -p bench.pytest_kernel_cache --maxfail="$maxfail" -rfE)
+args=(-m pytest -v tests/kernels -p no:cacheprovider -p bench.pytest_kernel_cache --maxfail="$maxfail" -rfE
+      --continue-on-collection-errors)   # one broken file must not stop the others
 if [[ ${NBCAFFE_BENCH_DRY:-0} == 1 ]]; then
+  # the dry run also collects with the GPU profile (no GPU needed to import and collect): a test file
+  # that only breaks with the "gpu" settings would otherwise first show on the one real run
+  echo "\$ NBCAFFE_DEVICE=gpu NUMBA_ENABLE_CUDASIM=0 $PY ${args[*]} --collect-only" > "$OUT/kernel_tests.log"
+  NBCAFFE_DEVICE=gpu NUMBA_ENABLE_CUDASIM=0 "$PY" "${args[@]}" --collect-only -q >> "$OUT/kernel_tests.log" 2>&1
+  gpu_rc=$?
+  grep -E "^(ERROR|FAILED)|error" "$OUT/kernel_tests.log" | head -20 > "$OUT/kernel_tests_gpu_collect.txt"
+  mv "$OUT/kernel_tests.log" "$OUT/kernel_tests_gpu_collect.log"
   args+=(--collect-only)
 else
   export NBCAFFE_DEVICE=gpu
@@ -23,5 +31,13 @@ fi
 echo "\$ $PY ${args[*]}" > "$OUT/kernel_tests.log"
 "$PY" "${args[@]}" >> "$OUT/kernel_tests.log" 2>&1
 rc=$?
+if [[ ${NBCAFFE_BENCH_DRY:-0} == 1 ]]; then   # one log: the GPU-profile collection first
+  { echo "== collection with the GPU profile (rc=$gpu_rc):"; tail -3 "$OUT/kernel_tests_gpu_collect.log"
+    cat "$OUT/kernel_tests_gpu_collect.txt"; echo "== collection in the simulator (rc=$rc):"
+    cat "$OUT/kernel_tests.log"; } > "$OUT/kernel_tests.tmp"
+  mv "$OUT/kernel_tests.tmp" "$OUT/kernel_tests.log"
+  rm -f "$OUT/kernel_tests_gpu_collect.log" "$OUT/kernel_tests_gpu_collect.txt"
+  (( rc == 0 )) && rc=$gpu_rc
+fi
 tail -5 "$OUT/kernel_tests.log"
 exit $rc
