@@ -8,8 +8,9 @@ import os
 
 
 def pytest_configure(config) -> None:
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or os.environ.get("NBCAFFE_DEVICE") != "gpu":
-        return
+    if (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or os.environ.get("NBCAFFE_DEVICE") != "gpu"
+            or os.environ.get("NBCAFFE_BENCH_DRY") == "1"):
+        return      # (importing bench.common in a dry run would switch the simulator on)
     try:
         from bench.common import enable_kernel_cache
         n = enable_kernel_cache()

@@ -18,7 +18,8 @@ if [[ ${NBCAFFE_BENCH_DRY:-0} == 1 ]]; then
   # the dry run also collects with the GPU profile (no GPU needed to import and collect): a test file
   # that only breaks with the "gpu" settings would otherwise first show on the one real run
   echo "\$ NBCAFFE_DEVICE=gpu NUMBA_ENABLE_CUDASIM=0 $PY ${args[*]} --collect-only" > "$OUT/kernel_tests.log"
-  NBCAFFE_DEVICE=gpu NUMBA_ENABLE_CUDASIM=0 "$PY" "${args[@]}" --collect-only -q >> "$OUT/kernel_tests.log" 2>&1
+  NBCAFFE_BENCH_DRY=0 NBCAFFE_DEVICE=gpu NUMBA_ENABLE_CUDASIM=0 "$PY" "${args[@]}" --collect-only -q \
+    >> "$OUT/kernel_tests.log" 2>&1
   gpu_rc=$?
   grep -E "^(ERROR|FAILED)|error" "$OUT/kernel_tests.log" | head -20 > "$OUT/kernel_tests_gpu_collect.txt"
   mv "$OUT/kernel_tests.log" "$OUT/kernel_tests_gpu_collect.log"
