@@ -33,7 +33,14 @@ Versions (``KERNELS``; every version stays and is tested):
   code (NVVM leaves v5's k loop rolled: ~13 loop/address instructions per 64 FMAs). At 128x128x8 the
   K-tile body is 512 FMAs + 32 ``ld.shared.v4`` + ~19 other instructions, 127 registers (2 blocks
   of 256 threads per SM). Promoted on instruction count, not yet on a measurement: the benchmark's
-  autotune table (every ``KERNELS`` entry) decides between v5 and v6.
+  autotune table (every ``KERNELS`` entry) decides between v5, v6 and v7.
+- ``gemm_v7_<config>`` (128x128 tiles): v6 whose interior blocks read whole K-tiles with 128-bit
+  global loads (``ld.global.v4.f32`` through a small numba ``@intrinsic`` emitting an aligned LLVM
+  vector load; the simulator runs four scalar loads instead): each thread loads runs of 4
+  consecutive elements, 2 loads per K-tile instead of 8 at 128x128x8 (128 registers). Needs A
+  and B 16-byte aligned with 16-byte row pitches (``gemm_with`` runs v6 otherwise). Set
+  ``PROMOTED = "v7"`` if the benchmark shows it faster: ``gemm`` then falls back to v6 for
+  unaligned operands and to older versions for tiles without v7.
 
 Tile configurations are named in ``CONFIGS`` (``"128x128x8"``, ...); ``select_config(M, N, K)`` picks
 one by shape (big tiles for big problems, small tiles when the grid would not fill the GPU), and a
@@ -153,6 +160,49 @@ SMEM_ALIGN = None if SIMULATOR else 16   # 16-byte aligned shared tiles (the sim
 PAD = 4   # floats of padding per shared row: keeps rows 16-byte aligned (vector loads) and makes the
           # transposed stores ``As[k][m]`` of 32 consecutive elements hit 32 distinct banks
           # (row stride BM+4 == 4 (mod 32) banks, and a warp's stores span 8 k values x 4 m values)
+
+
+def _load4_intrinsic():
+    """``load4(X, i, j)`` -> ``(X[i, j], X[i, j+1], X[i, j+2], X[i, j+3])`` with one 128-bit
+    ``ld.global.v4.f32`` (an LLVM ``<4 x float>`` load, align 16; no inline PTX needed). The caller
+    guarantees 16-byte alignment of ``&X[i, j]`` and non-negative indices."""
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.core.extending import intrinsic
+
+    @intrinsic
+    def load4(typingctx, arr, i, j):
+        if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == 2):
+            return None
+        ret = types.UniTuple(types.float32, 4)
+
+        def codegen(context, builder, signature, args):
+            aty, ity, jty = signature.args
+            ary = context.make_array(aty)(context, builder, args[0])
+            inds = [context.cast(builder, args[1], ity, types.intp),
+                    context.cast(builder, args[2], jty, types.intp)]
+            ptr = cgutils.get_item_pointer2(context, builder, data=ary.data,
+                                            shape=cgutils.unpack_tuple(builder, ary.shape),
+                                            strides=cgutils.unpack_tuple(builder, ary.strides),
+                                            layout=aty.layout, inds=inds, wraparound=False,
+                                            boundscheck=False)
+            vec = builder.load(builder.bitcast(ptr, ir.VectorType(ir.FloatType(), 4).as_pointer()),
+                               align=16)
+            vals = [builder.extract_element(vec, ir.Constant(ir.IntType(32), k)) for k in range(4)]
+            return context.make_tuple(builder, ret, vals)
+
+        return ret(arr, i, j), codegen
+
+    return load4
+
+
+@cuda.jit(device=True, inline=True)
+def _load4_scalar(X, i, j):
+    """Simulator stand-in for the 128-bit load: four scalar loads."""
+    return X[i, j], X[i, j + uint64(1)], X[i, j + uint64(2)], X[i, j + uint64(3)]
+
+
+load4 = _load4_scalar if SIMULATOR else _load4_intrinsic()
 
 
 @dataclass(frozen=True)
@@ -427,12 +477,13 @@ def _make_v4(cfg: GemmConfig):
     return cuda.jit(gemm_v4)
 
 
-def _make_v5(cfg: GemmConfig, unroll: bool = False):
+def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False):
     """v4 with 128-bit shared fragment loads (outputs in runs of 4) and transpose-independent
     global loads: each thread's tile coordinates (row/column in the operand's own layout) and
     shared-memory offsets are computed once, so the K loop has a single load path whatever
     trans_a/trans_b are (fewer live address registers than v4's two branches). With ``unroll``
-    (v6) the BK steps of a tile are straight-line code."""
+    (v6) the BK steps of a tile are straight-line code; with ``wide`` too (v7) whole K-tiles of
+    interior blocks are read with 128-bit global loads (runs of 4 consecutive elements)."""
     BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
     TX = BN // TN
     NT = cfg.threads
@@ -448,41 +499,56 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False):
     multiply_tile = multiply_unrolled if unroll else multiply_rolled
     assert multiply_tile is not None, cfg
 
-    assert NT % BM == 0 and NT % BN == 0 and NT % BK == 0, cfg
+    W = 4 if wide else 1           # consecutive elements per global load (v7: one 128-bit load)
+    assert NT % (BM // W) == 0 and NT % (BN // W) == 0 and NT % (BK // W) == 0, cfg
+    assert LA % W == 0 and LB % W == 0, cfg
 
     @cuda.jit(device=True, inline=True)
     def tile_coords(trans, tid, BX, SX):
-        # element e = tid + l*NT of an operand tile of BX (m or n) x BK values. Transposed source
-        # (K rows): the tile is BK x BX, read along BX; otherwise (BX rows) it is BX x BK, read
-        # along k. NT is a multiple of BX and BK, so the thread's elements share a column c0 and
-        # step by a fixed number of rows: returns (r0, c0, row step, shared offset, its step),
-        # shared offset = k*SX + x.
+        # Runs of W consecutive elements of an operand tile of BX (m or n) x BK values, run
+        # q = tid + l*NT. Transposed source (K rows): the tile is BK x BX, read along BX; otherwise
+        # (BX rows) it is BX x BK, read along k. NT is a multiple of the runs per row, so the
+        # thread's runs share a first column c0 and step by a fixed number of rows. Returns
+        # (r0, c0, row step, shared offset of the first element, shared step per run, shared
+        # step per element of a run); shared offset = k*SX + x.
         if trans:
-            r0 = tid // BX
-            c0 = tid - r0 * BX
-            return r0, c0, NT // BX, r0 * SX + c0, (NT // BX) * SX
-        r0 = tid // BK
-        c0 = tid - r0 * BK
-        return r0, c0, NT // BK, c0 * SX + r0, NT // BK
+            r0 = tid // (BX // W)
+            c0 = (tid - r0 * (BX // W)) * W
+            return r0, c0, NT // (BX // W), r0 * SX + c0, (NT // (BX // W)) * SX, 1
+        r0 = tid // (BK // W)
+        c0 = (tid - r0 * (BK // W)) * W
+        return r0, c0, NT // (BK // W), c0 * SX + r0, NT // (BK // W), SX
 
     @cuda.jit(device=True, inline=True)
     def gload(X, row0, col0, rlim, clim, rstep, pre, L):
-        gc = col0
-        for l in range(L):
-            gr = row0 + l * rstep
-            pre[l] = X[gr, gc] if (gr < rlim and gc < clim) else float32(0.0)
+        # runs of W elements from rows row0 + q*rstep, columns col0.., zero outside the operand
+        for q in range(L // W):
+            gr = row0 + q * rstep
+            for u in range(W):
+                gc = col0 + u
+                pre[q * W + u] = X[gr, gc] if (gr < rlim and gc < clim) else float32(0.0)
 
     @cuda.jit(device=True, inline=True)
     def gload_full(X, row0, col0, rstep, pre, L):
-        # gload for a K-tile lying inside both operands (no bounds tests, indices >= 0)
+        # gload for a K-tile lying inside both operands (no bounds tests, indices >= 0); v7 reads
+        # each run with one 128-bit load (the launcher checked 16-byte alignment)
         gc = uint64(col0)
-        for l in range(L):
-            pre[l] = X[uint64(row0 + l * rstep), gc]
+        for q in range(L // W):
+            gr = uint64(row0 + q * rstep)
+            if W == 4:
+                v0, v1, v2, v3 = load4(X, gr, gc)
+                pre[q * 4] = v0
+                pre[q * 4 + 1] = v1
+                pre[q * 4 + 2] = v2
+                pre[q * 4 + 3] = v3
+            else:
+                pre[q] = X[gr, gc]
 
     @cuda.jit(device=True, inline=True)
-    def sstore(Xs, base, sstep, pre, L):
-        for l in range(L):
-            Xs[uint64(base + l * sstep)] = pre[l]
+    def sstore(Xs, base, sstep, su, pre, L):
+        for q in range(L // W):
+            for u in range(W):
+                Xs[uint64(base + q * sstep + u * su)] = pre[q * W + u]
 
     def gemm_v5(trans_a, trans_b, alpha, A, B, beta, C):
         As = cuda.shared.array(NA2, float32, alignment=SMEM_ALIGN)   # buffer b at offset b*NA
@@ -500,8 +566,8 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False):
         M = C.shape[0]
         N = C.shape[1]
         K = A.shape[0] if trans_a else A.shape[1]
-        ar, ac, a_rstep, a_s, a_sstep = tile_coords(trans_a, tid, BM, SA)
-        br, bc, b_rstep, b_s, b_sstep = tile_coords(not trans_b, tid, BN, SB)   # B (K, N): K rows
+        ar, ac, a_rstep, a_s, a_sstep, a_su = tile_coords(trans_a, tid, BM, SA)
+        br, bc, b_rstep, b_s, b_sstep, b_su = tile_coords(not trans_b, tid, BN, SB)   # B (K, N): K rows
         # operand origin (row, column) and limits in the operand's own layout, per K-tile k0:
         # A: (k0, m0) in (K, M) when trans_a else (m0, k0) in (M, K); B likewise with n
         a_rlim = K if trans_a else M
@@ -519,8 +585,8 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False):
             buf = t & 1
             # registers -> buffer `buf`. Its last readers multiplied tile t-2, and every thread
             # passed the barrier of iteration t-1 after that, so nobody reads it any more.
-            sstore(As, buf * NA + a_s, a_sstep, a_pre, LA)
-            sstore(Bs, buf * NB + b_s, b_sstep, b_pre, LB)
+            sstore(As, buf * NA + a_s, a_sstep, a_su, a_pre, LA)
+            sstore(Bs, buf * NB + b_s, b_sstep, b_su, b_pre, LB)
             cuda.syncthreads()  # buffer `buf` complete before anyone multiplies it
             k1 = (t + 1) * BK
             if interior and k1 + BK <= K:   # the common case: tile t+1 is whole, no bounds tests
@@ -565,15 +631,30 @@ for _name, _cfg in CONFIGS.items():
         _LAUNCH[f"gemm_v5_{_name.replace('x', '_')}"] = (_make_v5(_cfg), _cfg.block, (_cfg.BM, _cfg.BN))
         _LAUNCH[f"gemm_v6_{_name.replace('x', '_')}"] = (_make_v5(_cfg, unroll=True), _cfg.block,
                                                            (_cfg.BM, _cfg.BN))
+    if (_cfg.BM * _cfg.BK // _cfg.threads) % 4 == 0 and (_cfg.BN * _cfg.BK // _cfg.threads) % 4 == 0:
+        _LAUNCH[f"gemm_v7_{_name.replace('x', '_')}"] = (_make_v5(_cfg, unroll=True, wide=True), _cfg.block,
+                                                           (_cfg.BM, _cfg.BN))
 
-PROMOTED = "v6"   # the version gemm() launches (with select_config's tile; v4 where there is none)
+PROMOTED = "v6"   # the version gemm() launches (with select_config's tile; older where there is none)
+_VERSIONS = ("v7", "v6", "v5", "v4")   # fallback order below the promoted version
+
+
+def _promoted_for(cfg: str) -> str:
+    """Kernel gemm() launches for a configuration key ("128_128_8"): the promoted version, or the
+    next older one that exists for this tile (32x32x8 has only v3/v4)."""
+    for version in _VERSIONS[_VERSIONS.index(PROMOTED):]:
+        if f"gemm_{version}_{cfg}" in _LAUNCH:
+            return f"gemm_{version}_{cfg}"
+    raise KeyError(cfg)
 
 
 def _launched_by_gemm(name: str) -> bool:
-    """True for the kernels gemm() itself launches (the promoted version of every config)."""
-    cfg = name.split("_", 2)[-1]
-    return name.startswith(f"gemm_{PROMOTED}_") or (name.startswith("gemm_v4_")
-                                                     and f"gemm_{PROMOTED}_{cfg}" not in _LAUNCH)
+    """True for the kernels gemm() itself may launch: the promoted version of every config, and
+    v6 where a v7 falls back on unaligned operands."""
+    if name in ("gemm_v1", "gemm_v2"):
+        return False
+    chosen = _promoted_for(name.split("_", 2)[2])
+    return name == chosen or (chosen.startswith("gemm_v7_") and name == chosen.replace("v7", "v6"))
 
 
 # signatures: C-contiguous operands for every kernel (what tests/benchmarks launch through
@@ -581,8 +662,6 @@ def _launched_by_gemm(name: str) -> bool:
 # groups and column slices). The PTX check compiles exactly these.
 KERNELS: dict[str, tuple[Any, list[str]]] = {
     name: (k, SIGNATURES if _launched_by_gemm(name) else [_SIG_C]) for name, (k, _, _) in _LAUNCH.items()}
-
-PROMOTED = "v6"   # the version gemm() launches (with select_config's tile; v4 where there is none)
 
 SMS = 132          # streaming multiprocessors of an H100 SXM (H200: also 132); for wave counts
 _BY_SIZE = ("128x128x8", "128x64x8", "64x128x8", "64x64x8")
@@ -629,10 +708,19 @@ def _check(trans_a: bool, trans_b: bool, A, B, C) -> tuple[int, int, int]:
     return M, N, ak
 
 
+def _aligned16(X) -> bool:
+    """True when X's data pointer and row pitch are multiples of 16 bytes (128-bit loads of runs
+    of 4 floats starting at columns that are multiples of 4 are then aligned)."""
+    ptr = X.ctypes.data if SIMULATOR else X.__cuda_array_interface__["data"][0]
+    return ptr % 16 == 0 and (X.shape[0] <= 1 or X.strides[0] % 16 == 0)
+
+
 def gemm_with(name: str, trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C) -> None:
     """Launch GEMM kernel ``name`` (a key of ``KERNELS``): ``C = alpha*op(A)@op(B) + beta*C`` in place.
 
     For tests and benchmarks (time every version/config); ``gemm`` picks the kernel itself.
+    A v7 kernel needs A and B 16-byte aligned with row pitches a multiple of 16 bytes; for other
+    operands the same configuration's v6 runs instead.
     """
     A = as_device(A)
     B = as_device(B)
@@ -640,6 +728,8 @@ def gemm_with(name: str, trans_a: bool, trans_b: bool, alpha: float, A, B, beta:
     M, N, K = _check(trans_a, trans_b, A, B, C)
     if M == 0 or N == 0:
         return
+    if name.startswith("gemm_v7_") and not (_aligned16(A) and _aligned16(B)):
+        name = name.replace("gemm_v7_", "gemm_v6_")
     kernel = _LAUNCH[name][0]
     grid, block = _grid(name, M, N)
     kernel[grid, block](np.int32(bool(trans_a)), np.int32(bool(trans_b)), np.float32(alpha), A, B,
@@ -648,9 +738,7 @@ def gemm_with(name: str, trans_a: bool, trans_b: bool, alpha: float, A, B, beta:
 
 def kernel_for(M: int, N: int, K: int) -> str:
     """Name of the kernel ``gemm`` launches for an (M, N, K) problem."""
-    cfg = select_config(M, N, K).replace("x", "_")
-    name = f"gemm_{PROMOTED}_{cfg}"
-    return name if name in _LAUNCH else f"gemm_v4_{cfg}"   # 32x32x8: 2x2 per thread, no v5/v6
+    return _promoted_for(select_config(M, N, K).replace("x", "_"))
 
 
 def gemm(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C) -> None:

@@ -149,14 +149,22 @@ def test_select_config_names_a_kernel():
     assert G.select_config(8, 8, 8) == "32x32x8"
 
 
-INTERIOR = sorted(n for n in G.KERNELS if n.startswith("gemm_v6_")) + ["gemm_v5_64_64_8"]
+INTERIOR = sorted(n for n in G.KERNELS if n.startswith(("gemm_v6_", "gemm_v7_"))) + ["gemm_v5_64_64_8"]
 
 
 @pytest.mark.parametrize("name", INTERIOR)
 def test_interior_fast_path(name):
-    """v5/v6 skip bounds tests for whole K-tiles of blocks without ragged edges: C exactly one block
-    tile (interior) with K = 2 whole K-tiles + a ragged one, both transposes of each operand."""
+    """v5/v6/v7 skip bounds tests for whole K-tiles of blocks without ragged edges: C exactly one
+    block tile (interior) with K = 2 whole K-tiles + a ragged one, both transposes of each operand.
+    v7 (128-bit loads; four scalar loads in the simulator) needs 16-byte row pitches: K = 2*BK + 4
+    and contiguous operands, checked by ``gemm._aligned16`` (else gemm_with would run v6)."""
     cfg = G.CONFIGS[name.split("_", 2)[2].replace("_", "x")]
     idx = INTERIOR.index(name)
     ta, tb = [(False, False), (True, True), (True, False), (False, True)][idx % 4]
-    _run(name, ta, tb, cfg.BM, cfg.BN, 2 * cfg.BK + 3, 1.0, 0.5, (False, idx % 2 == 1, False), idx)
+    wide = name.startswith("gemm_v7_")
+    K = 2 * cfg.BK + (4 if wide else 3)
+    strided = idx % 2 == 1 and not wide
+    if wide:
+        a = cuda.to_device(np.zeros((K, cfg.BM) if ta else (cfg.BM, K), np.float32))
+        assert G._aligned16(a)
+    _run(name, ta, tb, cfg.BM, cfg.BN, K, 1.0, 0.5, (False, strided, False), idx)
