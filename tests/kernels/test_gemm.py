@@ -69,7 +69,7 @@ def test_gemm_public(M, N, K, ta, tb, alpha, beta, strided, seed):
 @pytest.mark.parametrize("name", ["gemm_v1", "gemm_v2"])
 @given(M=dims, N=dims, K=dims, ta=st.booleans(), tb=st.booleans(), alpha=alphas, beta=betas,
        strided=st.tuples(st.booleans(), st.booleans(), st.booleans()), seed=st.integers(0, 2**16))
-@settings(max_examples=4 if ON_SIM else None)
+@settings(max_examples=4 if ON_SIM else settings().max_examples)
 def test_gemm_simple_versions(name, M, N, K, ta, tb, alpha, beta, strided, seed):
     _run(name, ta, tb, M, N, K, alpha, beta, strided, seed)
 
