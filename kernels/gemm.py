@@ -25,7 +25,7 @@ Versions (``KERNELS``; every version stays and is tested):
   128-bit ``ld.shared.v4`` loads (4x fewer shared-load instructions per FMA), and with
   transpose-independent global loads: a thread's tile elements share one column and step by a
   fixed number of rows in the operand's own layout, computed once, so the K loop has a single load
-  path and few live address registers (128x128x8: 112 registers -> 2 blocks per SM, vs 155 for v4).
+  path and few live address registers (128x128x8: ~110 registers -> 2 blocks per SM, vs 155 for v4).
   Blocks whose C tile has no ragged edge load whole K-tiles without bounds tests. The global loads
   stay scalar: operands may be any row-strided view, with no alignment guarantee for 128-bit
   global loads (they are 8 loads per thread per 512 FMAs at 128x128x8).
