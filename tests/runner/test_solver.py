@@ -222,3 +222,40 @@ def test_hdf5_snapshot_format_round_trip(workdir):
     r, _ = run(path, resume="snap/tiny_iter_10.solverstate.h5")
     for name, v in weights(r).items():
         np.testing.assert_array_equal(v, weights(s)[name], err_msg=name)
+
+
+def test_real_sigint_snapshots_and_stops(workdir):
+    """A real SIGINT during training (sigint_effect stop): the iteration finishes, a snapshot is
+    written (snapshot_after_train), training stops early."""
+    import signal
+
+    s = Solver(write(workdir, max_iter=100, snapshot=0, more="test_initialization: false"),
+               log=GLog(stream=io.StringIO()))
+
+    class KillAt3:
+        def update(self, n):
+            if s.iter == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+    s.progress = KillAt3()
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        s.solve()
+    finally:
+        s.close()
+    assert s.iter == 3 and s.requested_early_exit
+    assert os.path.exists("snap/tiny_iter_3.caffemodel") and os.path.exists("snap/tiny_iter_3.solverstate")
+    assert signal.getsignal(signal.SIGINT) is before      # handler restored
+
+
+def test_failed_snapshot_leaves_nothing_behind(workdir):
+    s = Solver(write(workdir, max_iter=2, snapshot=0), log=GLog(stream=io.StringIO()))
+
+    def broken_save(path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+    s.net.save = broken_save
+    with pytest.raises(OSError, match="disk full"):
+        s.snapshot()
+    s.close()
+    assert os.listdir("snap") == []      # no .caffemodel, no .caffemodel.tmp
