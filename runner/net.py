@@ -55,6 +55,20 @@ def _read_net_param(source: Any) -> pb.NetParameter:
     return read_net(source)
 
 
+def _probe_data_shapes(net_param: pb.NetParameter, source: Any, phase: str, stages: Sequence[str],
+                       level: int) -> dict[str, tuple[int, ...]] | None:
+    """Top shapes of data layers (Data, ImageData, HDF5Data) read from their sources, so that
+    ``Net("train_val.prototxt", phase="TRAIN")`` works as in pycaffe. Relative data paths are tried
+    from the working directory, then from the prototxt's folder (Caffe only does the former)."""
+    from runner.data.probe import SOURCE_CLASSES, data_input_shapes
+    if not any(lp.type in SOURCE_CLASSES for lp in net_param.layer):
+        return None
+    from runner.solver.solver import resolve_data_paths
+    if isinstance(source, (str, os.PathLike)):
+        resolve_data_paths(net_param, os.fspath(source))
+    return data_input_shapes(net_param, phase, tuple(stages), level) or None
+
+
 class Net:
     """A Caffe net on a backend. See the module docstring for the rules."""
 
@@ -66,6 +80,8 @@ class Net:
         self.phase = phase_name(phase)
         self.backend: Backend = get_backend(device, dtype)
         self.net_param = _read_net_param(net)
+        if input_shapes is None:
+            input_shapes = _probe_data_shapes(self.net_param, net, self.phase, stages, level)
         self.graph = build_graph(self.net_param, phase=self.phase, stages=tuple(stages), level=level,
                                  input_shapes=input_shapes)
         self.name = self.graph.name

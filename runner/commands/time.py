@@ -35,10 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def synthetic_net_param(param, phase: str, stages, level: int, batch: int | None):
     """A copy of ``param`` whose data layers (kept for this NetState) are replaced by Input layers
     with the same top shapes (batch axis set to ``batch`` when given)."""
-    from netdef.graph import _state, filter_layers
+    from netdef.graph import filter_layers, net_state
     from proto import caffe_pb2 as pb
     from runner.data.probe import data_input_shapes
-    state = _state(param, phase, stages, level)
+    state = net_state(param, phase, stages, level)
     kept = filter_layers(param, state)
     shapes = data_input_shapes(param, phase, stages, level)
     from netdef.shapes import infer

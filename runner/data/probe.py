@@ -26,9 +26,9 @@ def data_input_shapes(net_param: pb.NetParameter, phase: str | int | None = None
                       ) -> dict[str, tuple[int, ...]]:
     """{top: shape} of the Data / ImageData / HDF5Data layers kept for this NetState (None values
     take the net's own state) whose shapes come from their source."""
-    from netdef.graph import _state, filter_layers
+    from netdef.graph import filter_layers, net_state
     from netdef.shapes import needs_data_shapes
-    state = _state(net_param, phase, stages, level)
+    state = net_state(net_param, phase, stages, level)
     ph = "TRAIN" if state.phase == pb.TRAIN else "TEST"
     out: dict[str, tuple[int, ...]] = {}
     for lp in filter_layers(net_param, state):
