@@ -224,9 +224,13 @@ def markdown(res: dict[str, Any]) -> str:
     lines += ["", "Stages:", ""]
     lines += _table([{"stage": n, "status": s["status"], "seconds": s.get("seconds"),
                       "timeout_s": s.get("timeout_s")} for n, s in res["stages"].items()])
-    for stage, tables in res.get("tables", {}).items():
-        for tname, rows in tables.items():
-            lines += ["", f"### {stage}: {tname}", ""] + _table(rows)
+    order = ("gemm_vs_cublas", "gemm_best", "gemm_autotune", "gemm_compile_s", "conv_layers", "memory_ops",
+             "train", "alexnet_layers", "lenet_layers")
+    stages = res.get("tables", {})
+    for stage in sorted(stages, key=lambda n: STAGE_ORDER.index(n) if n in STAGE_ORDER else 99):
+        tables = res["tables"][stage]
+        for tname in sorted(tables, key=lambda t: order.index(t) if t in order else len(order)):
+            lines += ["", f"### {stage}: {tname}", ""] + _table(tables[tname])
     notes = [(n, t) for n, s in res["stages"].items() for t in s.get("notes", [])]
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}: {t}" for n, t in notes]
