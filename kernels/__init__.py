@@ -7,3 +7,10 @@ dict of every ``@cuda.jit`` kernel with its launch signatures. Shared launch hel
 Submodules are imported explicitly (``from kernels import gemm``) so importing this package does
 not import numba.
 """
+
+import numpy as _np
+
+# numba 0.68.0 (seen on a GPU image with numpy 2.5) still names ``np.row_stack``, which numpy 2.5
+# removed; it fails every compile with AttributeError. It was an alias of vstack: restore it.
+if not hasattr(_np, "row_stack"):
+    _np.row_stack = _np.vstack
