@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, uint64
 
-from ._launch import SIMULATOR, as_device, ceil_div
+from ._launch import SIMULATOR, as_device, ceil_div, grid_1d
 
 # ----------------------------------------------------------------------------------------------
 # v1: naive
@@ -360,8 +360,9 @@ def _tile_functions(cfg: GemmConfig, vec: bool = False):
             k_step(As, Bs, a + uint64(7 * SA), b + uint64(7 * SB), acc, a_frag, b_frag)
 
     @cuda.jit(device=True, inline=True)
-    def epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N):
-        # a warp stores 16 (or 16 runs of 4) consecutive columns of 2 rows; beta == 0 never reads C
+    def epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N, crow):
+        # a warp stores 16 (or 16 runs of 4) consecutive columns of 2 rows; beta == 0 never reads C.
+        # Row gm of the product lands in row crow + gm of C (crow > 0 only for split-K partials).
         for i in range(TM):
             gm = m0 + ty * RI + (i // RI) * RO + i % RI
             if gm < M:
@@ -369,9 +370,9 @@ def _tile_functions(cfg: GemmConfig, vec: bool = False):
                     gn = n0 + tx * CI + (j // CI) * CO + j % CI
                     if gn < N:
                         if beta == float32(0.0):
-                            C[gm, gn] = alpha * acc[i, j]
+                            C[crow + gm, gn] = alpha * acc[i, j]
                         else:
-                            C[gm, gn] = alpha * acc[i, j] + beta * C[gm, gn]
+                            C[crow + gm, gn] = alpha * acc[i, j] + beta * C[crow + gm, gn]
 
     if BK % 8 == 0:
         return gload_a, gload_b, sstore_a, sstore_b, (multiply_tile, multiply_tile_unrolled), epilogue
@@ -416,7 +417,7 @@ def _make_v3(cfg: GemmConfig):
             cuda.syncthreads()  # both tiles complete before any thread reads them
             multiply_tile(As, Bs, uint64(ty), uint64(tx), acc, a_frag, b_frag)
             cuda.syncthreads()  # all reads of this K-tile done before the next stores overwrite it
-        epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N)
+        epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N, 0)
 
     gemm_v3.__doc__ = (f"register-blocked GEMM, tile {BM}x{BN}x{BK}, {TM}x{TN} outputs per thread; "
                        f"block {cfg.block[0]}x{cfg.block[1]}, grid (N/{BN}, M/{BM})")
@@ -469,7 +470,7 @@ def _make_v4(cfg: GemmConfig):
                 gload_a(A, trans_a, a_pre, tid, m0, (t + 1) * BK, M, K)
                 gload_b(B, trans_b, b_pre, tid, n0, (t + 1) * BK, N, K)
             multiply_tile(As, Bs, uint64(buf * NA + ty), uint64(buf * NB + tx), acc, a_frag, b_frag)
-        epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N)
+        epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N, 0)
 
     gemm_v4.__doc__ = (f"register-blocked GEMM + register prefetch, double-buffered smem, tile "
                        f"{BM}x{BN}x{BK}, {TM}x{TN} per thread; block {cfg.block[0]}x{cfg.block[1]}, "
@@ -477,13 +478,19 @@ def _make_v4(cfg: GemmConfig):
     return cuda.jit(gemm_v4)
 
 
-def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False):
+def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False, split: bool = False):
     """v4 with 128-bit shared fragment loads (outputs in runs of 4) and transpose-independent
     global loads: each thread's tile coordinates (row/column in the operand's own layout) and
     shared-memory offsets are computed once, so the K loop has a single load path whatever
     trans_a/trans_b are (fewer live address registers than v4's two branches). With ``unroll``
     (v6) the BK steps of a tile are straight-line code; with ``wide`` too (v7) whole K-tiles of
-    interior blocks are read with 128-bit global loads (runs of 4 consecutive elements)."""
+    interior blocks are read with 128-bit global loads (runs of 4 consecutive elements).
+
+    With ``split`` (split-K, the ``v6k`` kernels) the grid has a z dimension: block z multiplies the
+    z-th slice of K (slices of whole BK tiles) and writes ``alpha * partial`` into rows
+    [z*M, (z+1)*M) of C, which is then a (gridDim.z*M, N) workspace; ``splitk_reduce`` sums them.
+    This is for problems whose M x N has too few tiles to fill the GPU but whose K is long (a
+    convolution's weight gradient: K = batch x output pixels)."""
     BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
     TX = BN // TN
     NT = cfg.threads
@@ -563,9 +570,20 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False):
         tid = ty * TX + tx
         m0 = cuda.blockIdx.y * BM
         n0 = cuda.blockIdx.x * BN
-        M = C.shape[0]
         N = C.shape[1]
         K = A.shape[0] if trans_a else A.shape[1]
+        if split:
+            # K slice of this block: [kb, K) in whole BK tiles; its partial goes to C rows z*M..
+            nz = cuda.gridDim.z
+            M = C.shape[0] // nz
+            kper = ((K + nz - 1) // nz + BK - 1) // BK * BK
+            kb = cuda.blockIdx.z * kper
+            K = min(K, kb + kper)
+            crow = cuda.blockIdx.z * M
+        else:
+            M = C.shape[0]
+            kb = 0
+            crow = 0
         ar, ac, a_rstep, a_s, a_sstep, a_su = tile_coords(trans_a, tid, BM, SA)
         br, bc, b_rstep, b_s, b_sstep, b_su = tile_coords(not trans_b, tid, BN, SB)   # B (K, N): K rows
         # operand origin (row, column) and limits in the operand's own layout, per K-tile k0:
@@ -578,9 +596,11 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False):
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = float32(0.0)
-        ntiles = (K + BK - 1) // BK
-        gload(A, ar + (0 if trans_a else m0), ac + (m0 if trans_a else 0), a_rlim, a_clim, a_rstep, a_pre, LA)
-        gload(B, br + (n0 if trans_b else 0), bc + (0 if trans_b else n0), b_rlim, b_clim, b_rstep, b_pre, LB)
+        ntiles = (K - kb + BK - 1) // BK
+        gload(A, ar + (kb if trans_a else m0), ac + (m0 if trans_a else kb), a_rlim, a_clim, a_rstep,
+              a_pre, LA)
+        gload(B, br + (n0 if trans_b else kb), bc + (kb if trans_b else n0), b_rlim, b_clim, b_rstep,
+              b_pre, LB)
         for t in range(ntiles):
             buf = t & 1
             # registers -> buffer `buf`. Its last readers multiplied tile t-2, and every thread
@@ -588,7 +608,7 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False):
             sstore(As, buf * NA + a_s, a_sstep, a_su, a_pre, LA)
             sstore(Bs, buf * NB + b_s, b_sstep, b_su, b_pre, LB)
             cuda.syncthreads()  # buffer `buf` complete before anyone multiplies it
-            k1 = (t + 1) * BK
+            k1 = kb + (t + 1) * BK
             if interior and k1 + BK <= K:   # the common case: tile t+1 is whole, no bounds tests
                 gload_full(A, ar + (k1 if trans_a else m0), ac + (m0 if trans_a else k1), a_rstep, a_pre, LA)
                 gload_full(B, br + (n0 if trans_b else k1), bc + (k1 if trans_b else n0), b_rstep, b_pre, LB)
@@ -599,12 +619,12 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False):
                       b_rstep, b_pre, LB)
             multiply_tile(As, Bs, uint64(buf * NA + ty * 4), uint64(buf * NB + tx * 4), acc, a_frag,
                           b_frag)
-        epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N)
+        epilogue(C, acc, alpha, beta, m0, n0, tx, ty, M, N, crow)
 
     gemm_v5.__doc__ = (f"register-blocked GEMM, prefetch + double buffer, 128-bit smem fragment loads, "
                        f"single-path global loads{', k steps unrolled' if unroll else ''}, tile "
                        f"{BM}x{BN}x{BK}, {TM}x{TN} per thread; block {cfg.block[0]}x{cfg.block[1]}, "
-                       f"grid (N/{BN}, M/{BM})")
+                       f"grid (N/{BN}, M/{BM}{', K slices' if split else ''})")
     opts = {}
     if cfg.min_blocks and not SIMULATOR:   # the simulator has no launch_bounds option
         opts["launch_bounds"] = (cfg.threads, cfg.min_blocks)
@@ -635,6 +655,37 @@ for _name, _cfg in CONFIGS.items():
         _LAUNCH[f"gemm_v7_{_name.replace('x', '_')}"] = (_make_v5(_cfg, unroll=True, wide=True), _cfg.block,
                                                            (_cfg.BM, _cfg.BN))
 
+# split-K (weight gradients of convolutions: small M x N, K = batch x pixels): one tile config
+SPLITK_CONFIG = "64x64x8"
+SPLITK_KERNEL = f"gemm_v6k_{SPLITK_CONFIG.replace('x', '_')}"
+_SK = CONFIGS[SPLITK_CONFIG]
+_LAUNCH[SPLITK_KERNEL] = (_make_v5(_SK, unroll=True, split=True), _SK.block, (_SK.BM, _SK.BN))
+
+
+@cuda.jit
+def splitk_reduce_v1(W, S, beta, C):
+    """C[m, n] = sum_z W[z*M + m, n] + beta * C[m, n] (beta == 0 never reads C), z = 0..S-1 in
+    order (deterministic); W is the (S*M, N) split-K workspace. One thread per element of C,
+    grid-stride; consecutive threads take consecutive n (coalesced)."""
+    M = C.shape[0]
+    N = C.shape[1]
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for idx in range(start, M * N, stride):
+        m = idx // N
+        n = idx - m * N
+        total = float32(0.0)
+        for z in range(S):
+            total += W[z * M + m, n]
+        if beta == float32(0.0):
+            C[m, n] = total
+        else:
+            C[m, n] = total + beta * C[m, n]
+
+
+_SIG_REDUCE = ["void(float32[:, ::1], int32, float32, float32[:, ::1])",
+               "void(float32[:, ::1], int32, float32, float32[:, :])"]
+
 PROMOTED = "v6"   # the version gemm() launches (with select_config's tile; older where there is none)
 _VERSIONS = ("v7", "v6", "v5", "v4")   # fallback order below the promoted version
 
@@ -653,6 +704,8 @@ def _launched_by_gemm(name: str) -> bool:
     v6 where a v7 falls back on unaligned operands."""
     if name in ("gemm_v1", "gemm_v2"):
         return False
+    if name == SPLITK_KERNEL:
+        return True
     chosen = _promoted_for(name.split("_", 2)[2])
     return name == chosen or (chosen.startswith("gemm_v7_") and name == chosen.replace("v7", "v6"))
 
@@ -662,6 +715,7 @@ def _launched_by_gemm(name: str) -> bool:
 # groups and column slices). The PTX check compiles exactly these.
 KERNELS: dict[str, tuple[Any, list[str]]] = {
     name: (k, SIGNATURES if _launched_by_gemm(name) else [_SIG_C]) for name, (k, _, _) in _LAUNCH.items()}
+KERNELS["splitk_reduce_v1"] = (splitk_reduce_v1, _SIG_REDUCE)
 
 SMS = 132          # streaming multiprocessors of an H100 SXM (H200: also 132); for wave counts
 _BY_SIZE = ("128x128x8", "128x64x8", "64x128x8", "64x64x8")
@@ -736,6 +790,54 @@ def gemm_with(name: str, trans_a: bool, trans_b: bool, alpha: float, A, B, beta:
                         np.float32(beta), C)
 
 
+SPLITK_MIN_K = 2048      # below this a K slice is too short to pay for the reduction
+SPLITK_MIN_SLICE = 256   # K values per slice at least
+SPLITK_MAX = 64
+
+
+@functools.lru_cache(maxsize=4096)
+def splitk_slices(M: int, N: int, K: int) -> int:
+    """How many K slices ``gemm`` cuts a problem into: 1 when the (M, N) tiles already fill the GPU
+    or K is short; else enough slices for about two waves of 64x64 tiles."""
+    cfg = CONFIGS[SPLITK_CONFIG]
+    blocks = ceil_div(M, cfg.BM) * ceil_div(N, cfg.BN)
+    if blocks >= SMS or K < SPLITK_MIN_K:
+        return 1
+    return max(1, min(ceil_div(2 * SMS, blocks), K // SPLITK_MIN_SLICE, SPLITK_MAX))
+
+
+_workspace: dict[int, Any] = {}
+
+
+def _splitk_workspace(rows: int, cols: int):
+    """A (rows, cols) float32 view of a device buffer kept between calls (grown when too small)."""
+    need = rows * cols
+    buf = _workspace.get(0)
+    if buf is None or buf.shape[0] < need:
+        buf = cuda.device_array(max(need, 1 << 16), dtype=np.float32)
+        _workspace[0] = buf
+    return buf[:need].reshape(rows, cols)
+
+
+def gemm_splitk(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C, slices: int) -> None:
+    """``C = alpha*op(A)@op(B) + beta*C`` as ``slices`` K-slice products (one launch of the v6k
+    kernel with a z grid, partials in a workspace) summed by ``splitk_reduce_v1`` (a second launch).
+    Same contract as ``gemm``; the sum over slices runs in a fixed order (deterministic)."""
+    A = as_device(A)
+    B = as_device(B)
+    C = as_device(C)
+    M, N, K = _check(trans_a, trans_b, A, B, C)
+    if M == 0 or N == 0:
+        return
+    slices = max(1, int(slices))
+    W = _splitk_workspace(slices * M, N)
+    kernel, block, (bm, bn) = _LAUNCH[SPLITK_KERNEL]
+    kernel[(ceil_div(N, bn), ceil_div(M, bm), slices), block](
+        np.int32(bool(trans_a)), np.int32(bool(trans_b)), np.float32(alpha), A, B, np.float32(0.0), W)
+    blocks, threads = grid_1d(M * N)
+    splitk_reduce_v1[blocks, threads](W, np.int32(slices), np.float32(beta), C)
+
+
 def kernel_for(M: int, N: int, K: int) -> str:
     """Name of the kernel ``gemm`` launches for an (M, N, K) problem."""
     return _promoted_for(select_config(M, N, K).replace("x", "_"))
@@ -746,10 +848,15 @@ def gemm(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C) -> No
 
     ``op(A)`` is (M, K): ``A`` (M, K) or, with ``trans_a``, (K, M); ``op(B)`` is (K, N): ``B`` (K, N)
     or, with ``trans_b``, (N, K); ``C`` is (M, N). Operands may be row-strided views; with
-    ``beta == 0`` C is not read. Launches the promoted version with the tile from ``select_config``.
+    ``beta == 0`` C is not read. Launches the promoted version with the tile from ``select_config``,
+    or split-K (``gemm_splitk``) when M x N has too few tiles for the GPU and K is long.
     """
     A = as_device(A)
     B = as_device(B)
     C = as_device(C)
     M, N, K = _check(trans_a, trans_b, A, B, C)
+    slices = splitk_slices(M, N, K)
+    if slices > 1:
+        gemm_splitk(trans_a, trans_b, alpha, A, B, beta, C, slices)
+        return
     gemm_with(kernel_for(M, N, K), trans_a, trans_b, alpha, A, B, beta, C)

@@ -40,8 +40,9 @@ def _device(host: np.ndarray, strided: bool, rng):
     return cuda.to_device(wide)[:, :cols]
 
 
-def _run(name, ta, tb, M, N, K, alpha, beta, strided, seed):
-    """Launch kernel ``name`` (or the public gemm when None) and compare with the reference."""
+def _run(name, ta, tb, M, N, K, alpha, beta, strided, seed, slices=None):
+    """Launch kernel ``name`` (or the public gemm when None; split-K in ``slices`` when given) and
+    compare with the reference."""
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
     B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
@@ -49,7 +50,9 @@ def _run(name, ta, tb, M, N, K, alpha, beta, strided, seed):
     dA = _device(A, strided[0], rng)
     dB = _device(B, strided[1], rng)
     dC = _device(C, strided[2], rng)
-    if name is None:
+    if slices is not None:
+        G.gemm_splitk(ta, tb, alpha, dA, dB, beta, dC, slices)
+    elif name is None:
         G.gemm(ta, tb, alpha, dA, dB, beta, dC)
     else:
         G.gemm_with(name, ta, tb, alpha, dA, dB, beta, dC)
@@ -79,11 +82,14 @@ def test_gemm_simple_versions(name, M, N, K, ta, tb, alpha, beta, strided, seed)
 EDGE_SHAPES = [(257, 131, 300), (64, 200, 33)] if ON_GPU else [(19, 23, 21), (5, 3, 17)]
 
 
+GEMM_KERNELS = sorted(n for n in G.KERNELS if n.startswith("gemm_"))   # splitk_reduce: test_split_k
+
+
 @pytest.mark.parametrize("case", [0, 1])
-@pytest.mark.parametrize("name", sorted(G.KERNELS))
+@pytest.mark.parametrize("name", GEMM_KERNELS)
 def test_every_kernel(name, case):
     M, N, K = EDGE_SHAPES[case]
-    idx = sorted(G.KERNELS).index(name)
+    idx = GEMM_KERNELS.index(name)
     ta, tb = [(False, False), (True, False), (False, True), (True, True)][(idx + 2 * case) % 4]
     if case == 0:   # beta = 0 with a NaN-poisoned C, contiguous operands
         _run(name, ta, tb, M, N, K, 1.5, 0.0, (False, False, False), idx)
@@ -168,3 +174,23 @@ def test_interior_fast_path(name):
         a = cuda.to_device(np.zeros((K, cfg.BM) if ta else (cfg.BM, K), np.float32))
         assert G._aligned16(a)
     _run(name, ta, tb, cfg.BM, cfg.BN, K, 1.0, 0.5, (False, strided, False), idx)
+
+
+# split-K: K cut into slices of whole 8-wide K tiles (the last ones short or empty), partials in a
+# workspace, summed in order by splitk_reduce_v1; beta = 0 must not read C
+@pytest.mark.parametrize("ta,tb,slices,beta,strided", [
+    (False, True, 3, 1.0, (False, False, False)),    # a conv weight gradient: dW += dY @ col^T
+    (True, False, 4, 0.0, (False, False, False)),
+    (False, False, 2, -1.5, (True, True, True)),
+    (True, True, 7, 0.0, (False, False, True)),      # more slices than K tiles: empty slices
+])
+def test_split_k(ta, tb, slices, beta, strided):
+    M, N, K = (70, 9, 45) if ON_GPU else (5, 7, 37)
+    _run(None, ta, tb, M, N, K, 0.5, beta, strided, slices, slices=slices)
+
+
+def test_split_k_dispatch():
+    """gemm() splits K only when M x N leaves the GPU idle and K is long."""
+    assert G.splitk_slices(96, 363, 256 * 3025) > 1          # AlexNet conv1 weight gradient
+    assert G.splitk_slices(4096, 4096, 4096) == 1
+    assert G.splitk_slices(96, 363, 512) == 1

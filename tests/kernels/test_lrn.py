@@ -53,9 +53,15 @@ def test_lrn_across_channels(version, shape, p, k, seed):
     dy = _x(shape, seed + 1)
     scale, y, dx = _across(x, dy, p, k, version)
     ref_scale, ref_y = R.lrn_across_ref(x, k=k, **p)
-    assert_close(scale, ref_scale, rtol=1e-5, atol=1e-6, name="lrn scale")
-    assert_close(y, ref_y, rtol=1e-5, atol=1e-6, name="lrn y")
-    assert_close(dx, R.lrn_across_grad_ref(x, dy, k=k, **p), rtol=1e-5, atol=1e-5, name="lrn dx")
+    # v2 is Caffe's running sum: it adds the square entering the window and subtracts the one
+    # leaving, so its rounding error grows with the largest squares met along the channel column,
+    # not with the window sum itself (seen on an H200: 2e-5 absolute in a scale of 1.01 for C=64).
+    # Bound: a few float32 ulps of alpha/n * (sum of x^2 over the column).
+    column = (p["alpha"] / p["local_size"]) * (x.astype(np.float64) ** 2).sum(axis=1, keepdims=True)
+    atol = 1e-6 if version == 1 else 1e-6 + 8 * np.finfo(np.float32).eps * column
+    assert_close(scale, ref_scale, rtol=1e-5, atol=atol, name="lrn scale")
+    assert_close(y, ref_y, rtol=1e-5, atol=atol, name="lrn y")
+    assert_close(dx, R.lrn_across_grad_ref(x, dy, k=k, **p), rtol=1e-5, atol=1e-5 + atol, name="lrn dx")
 
 
 @pytest.mark.parametrize("C", [1, 2, 7])
