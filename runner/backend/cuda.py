@@ -38,6 +38,8 @@ Design
   (``dropout_mask_host``) produces the same uint8 mask bit for bit. Masks are uint8 here.
 - **Accuracy** runs ``kernels.softmax.accuracy_fwd`` with ties counted against the label (the
   base class's rule, Caffe 1.0's ``>=`` count); only the counts come back.
+- **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss and ContrastiveLoss
+  (``kernels.runner_extra``) reduce on the device and return host scalars.
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
 """
 from __future__ import annotations
@@ -60,6 +62,7 @@ from kernels import gemm as _gemm
 from kernels import lrn as _lrn
 from kernels import pool as _pool
 from kernels import reduce as _red
+from kernels import runner_extra as _rx
 from kernels import scale as _scale
 from kernels import softmax as _sm
 from kernels._launch import THREADS_PER_BLOCK, as_device, grid_1d
@@ -546,17 +549,28 @@ class CudaBackend(Backend):
                              ignore_label)
 
     def sigmoid_ce_loss_fwd(self, x, target, ignore_label: int | None) -> tuple[float, int]:
-        raise NotImplementedError("sigmoid cross-entropy kernel")
+        loss, count = _rx.sigmoid_ce_fwd(_flat(x), _flat(target), ignore_label)
+        return float(loss), int(count)
 
     def sigmoid_ce_loss_bwd(self, x, target, dx, ignore_label: int | None, scale: float) -> None:
-        raise NotImplementedError("sigmoid cross-entropy kernel")
+        _rx.sigmoid_ce_bwd(_flat(x), _flat(target), _flat(dx), scale, ignore_label)
+
+    @staticmethod
+    def _pairs2d(*arrays):
+        """Cached (N, D) views of arrays with N = the first axis of the first one."""
+        devs = [_dev(a) for a in arrays]
+        n = int(devs[0].shape[0]) if len(devs[0].shape) else 1
+        shp = (n, devs[0].size // max(n, 1))
+        return [_shaped(d, shp) for d in devs]
 
     def contrastive_loss_fwd(self, a, b, sim, diff, dist_sq, margin: float, legacy: bool) -> float:
-        raise NotImplementedError("contrastive loss kernel")
+        a2, b2, d2 = self._pairs2d(a, b, diff)
+        return float(_rx.contrastive_fwd(a2, b2, _flat(sim), d2, _flat(dist_sq), margin, legacy))
 
     def contrastive_loss_bwd(self, diff, dist_sq, sim, dx, sign: float, margin: float, legacy: bool,
                              scale: float) -> None:
-        raise NotImplementedError("contrastive loss kernel")
+        d2, dx2 = self._pairs2d(diff, dx)
+        _rx.contrastive_bwd(d2, _flat(dist_sq), _flat(sim), dx2, sign, margin, legacy, scale)
 
     def accuracy(self, x, label, outer: int, dim: int, inner: int, top_k: int,
                  ignore_label: int | None) -> tuple[int, int, np.ndarray, np.ndarray]:
