@@ -57,7 +57,8 @@ import pytest  # noqa: E402
 
 
 def pytest_report_header(config):
-    return f"nbcaffe test device: {_choice} (NUMBA_ENABLE_CUDASIM={os.environ.get('NUMBA_ENABLE_CUDASIM', '0')})"
+    sim = os.environ.get("NUMBA_ENABLE_CUDASIM", "0")
+    return f"nbcaffe test device: {_choice} (NUMBA_ENABLE_CUDASIM={sim})"
 
 
 @pytest.fixture(scope="session")
