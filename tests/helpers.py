@@ -29,3 +29,27 @@ def rel_frobenius(actual, expected) -> float:
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     return float(np.linalg.norm(a - e) / max(np.linalg.norm(e), 1e-30))
+
+
+class CAIArray:
+    """A foreign array exposing only ``__cuda_array_interface__`` (as CuPy or PyTorch tensors do).
+    In the simulator "device" memory is host memory, so the pointer is a numpy buffer's; on a GPU it
+    is a numba device array's."""
+
+    def __init__(self, host: np.ndarray):
+        import os
+
+        self._sim = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+        if self._sim:
+            self._owner = np.ascontiguousarray(host)
+            ptr = self._owner.__array_interface__["data"][0]
+        else:
+            from numba import cuda
+
+            self._owner = cuda.to_device(host)
+            ptr = self._owner.__cuda_array_interface__["data"][0]
+        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str,
+                                         "data": (ptr, False), "strides": None, "version": 3}
+
+    def to_host(self) -> np.ndarray:
+        return np.array(self._owner) if self._sim else self._owner.copy_to_host()

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import activation as A
-from tests.helpers import assert_close
+from tests.helpers import CAIArray, assert_close
 from tests.reference import activation as R
 from tests.sizes import MAX_ELEMENTS
 
@@ -160,21 +160,6 @@ def test_base_validation():
     assert inner == pytest.approx(3 * np.log(2), rel=1e-6) and outer == 2.0
 
 
-class CAIArray:
-    """A foreign array exposing only ``__cuda_array_interface__`` (like CuPy / PyTorch)."""
-
-    def __init__(self, host: np.ndarray):
-        if ON_SIM:
-            self._owner = np.ascontiguousarray(host)
-            ptr = self._owner.__array_interface__["data"][0]
-        else:
-            self._owner = cuda.to_device(host)
-            ptr = self._owner.__cuda_array_interface__["data"][0]
-        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str,
-                                         "data": (ptr, False), "strides": None, "version": 3}
-
-    def to_host(self) -> np.ndarray:
-        return np.array(self._owner) if ON_SIM else self._owner.copy_to_host()
 
 
 def test_cuda_array_interface_and_shapes():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import fill as F
-from tests.helpers import assert_close
+from tests.helpers import CAIArray, assert_close
 from tests.sizes import MAX_ELEMENTS
 
 ON_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -28,21 +28,6 @@ def _rand(rng, n):
     return rng.standard_normal(n).astype(np.float32)
 
 
-class CAIArray:
-    """A foreign array exposing only ``__cuda_array_interface__`` (like CuPy / PyTorch)."""
-
-    def __init__(self, host: np.ndarray):
-        if ON_SIM:
-            self._owner = np.ascontiguousarray(host)
-            ptr = self._owner.__array_interface__["data"][0]
-        else:
-            self._owner = cuda.to_device(host)
-            ptr = self._owner.__cuda_array_interface__["data"][0]
-        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str,
-                                         "data": (ptr, False), "strides": None, "version": 3}
-
-    def to_host(self) -> np.ndarray:
-        return np.array(self._owner) if ON_SIM else self._owner.copy_to_host()
 
 
 @given(n=sizes, value=scalars)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import gemm as G
-from tests.helpers import rel_frobenius
+from tests.helpers import CAIArray, rel_frobenius
 from tests.reference.gemm import gemm_ref
 from tests.sizes import MAX_GEMM_DIM, ON_GPU
 
@@ -107,22 +107,6 @@ def test_k_equals_one_and_vectors():
         _run(None, False, False, M, N, K, 1.0, 0.0, (False, False, False), M * 100 + N * 10 + K)
 
 
-class CAIArray:
-    """A foreign array exposing only ``__cuda_array_interface__`` (as CuPy or PyTorch would): in the
-    simulator it points at host memory, on a GPU at a numba device array's memory."""
-
-    def __init__(self, host: np.ndarray):
-        if ON_SIM:
-            self._owner = np.ascontiguousarray(host)
-            ptr = self._owner.__array_interface__["data"][0]
-        else:
-            self._owner = cuda.to_device(host)
-            ptr = self._owner.__cuda_array_interface__["data"][0]
-        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str,
-                                         "data": (ptr, False), "strides": None, "version": 3}
-
-    def to_host(self) -> np.ndarray:
-        return np.array(self._owner) if ON_SIM else self._owner.copy_to_host()
 
 
 def test_cuda_array_interface_objects():

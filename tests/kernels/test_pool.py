@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import pool
-from tests.helpers import assert_close
+from tests.helpers import CAIArray, assert_close
 from tests.reference import pool as ref
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
 
@@ -205,22 +205,6 @@ def test_pooled_size_known_values():
         pool.pooled_size(2, 5, 0, 1)
 
 
-class CAIArray:
-    """A foreign array exposing only ``__cuda_array_interface__`` (as CuPy / PyTorch tensors do);
-    in the simulator "device" memory is host memory, so the pointer is a numpy buffer's."""
-
-    def __init__(self, host: np.ndarray):
-        if ON_SIM:
-            self._owner = np.ascontiguousarray(host)
-            ptr = self._owner.__array_interface__["data"][0]
-        else:
-            self._owner = cuda.to_device(host)
-            ptr = self._owner.__cuda_array_interface__["data"][0]
-        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str,
-                                         "data": (ptr, False), "strides": None, "version": 3}
-
-    def to_host(self) -> np.ndarray:
-        return np.array(self._owner) if ON_SIM else self._owner.copy_to_host()
 
 
 def test_pool_accepts_cuda_array_interface_objects():
