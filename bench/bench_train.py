@@ -140,21 +140,35 @@ def validate(st: Stage, name: str, batch: int) -> dict[str, Any]:
     opt = caffe_sgd(model, BASE_LR, MOMENTUM, 0.0)
     dev = torch_device()
     loss = float(train_step(model, opt, torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)))
-    worst, worst_name = 0.0, ""
+    # the same step in float64: the judge. A deep net's first-layer gradient carries float32
+    # rounding from every layer above it, so torch FP32 itself is off by some amount; ours passes
+    # when it is within TOL_DELTA of float64, or no worse than 3x torch FP32's own error.
+    model64 = CaffeTorchNet(param).to(dev).double()
+    model64.load_from(before)
+    opt64 = caffe_sgd(model64, BASE_LR, MOMENTUM, 0.0)
+    train_step(model64, opt64, torch.from_numpy(x).to(dev).double(), torch.from_numpy(y).to(dev))
+    worst, worst_name, worst_torch, worst_ratio = 0.0, "", 0.0, -1.0
     for lname, mod in model.params_by_layer.items():
+        mod64 = model64.params_by_layer[lname]
         for i, pname in enumerate(("weight", "bias")):
             if not hasattr(mod, pname):
                 continue
-            t_after = getattr(mod, pname).detach().cpu().numpy().reshape(before[lname][i].shape)
-            e = _rel(after[lname][i] - before[lname][i], t_after - before[lname][i])
-            if not e <= worst:
-                worst, worst_name = e, f"{lname}[{i}]"
+            b = before[lname][i]
+            t_after = getattr(mod, pname).detach().cpu().numpy().reshape(b.shape)
+            x_after = getattr(mod64, pname).detach().cpu().numpy().reshape(b.shape)
+            e = _rel(after[lname][i] - b, x_after - b)            # ours vs float64
+            e_torch = _rel(t_after - b, x_after - b)              # torch FP32 vs float64
+            ratio = e / max(TOL_DELTA, 3 * e_torch)               # > 1: ours fails here
+            if ratio > worst_ratio:
+                worst, worst_name, worst_torch, worst_ratio = e, f"{lname}[{i}]", e_torch, ratio
     loss_err = abs(ours_loss - loss) / max(abs(loss), 1e-30)
-    ok = loss_err <= TOL_LOSS and worst <= TOL_DELTA
+    ok = loss_err <= TOL_LOSS and worst_ratio <= 1.0
     res = {"val_batch": batch, "loss_ours": ours_loss, "loss_torch": loss, "loss_rel_err": loss_err,
-           "worst_delta_rel_err": worst, "worst_param": worst_name, "valid": ok}
+           "worst_delta_rel_err": worst, "worst_param": worst_name,
+           "worst_param_torch_fp32_rel_err": worst_torch, "valid": ok}
     log(f"train {name}: validation loss {ours_loss:.6f} vs torch {loss:.6f} (rel {loss_err:.1e}); "
-        f"worst update rel err {worst:.1e} at {worst_name} -> {'ok' if ok else 'MISMATCH'}")
+        f"worst update rel err vs float64 {worst:.1e} at {worst_name} (torch FP32 there: "
+        f"{worst_torch:.1e}) -> {'ok' if ok else 'MISMATCH'}")
     if not ok:
         st.note(f"{name}: validation MISMATCH (loss rel err {loss_err:.2e}, worst update rel err "
                 f"{worst:.2e} at {worst_name}); timings below are of a net that disagrees with torch")
