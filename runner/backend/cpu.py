@@ -49,6 +49,9 @@ def set_blas_threads(n: int) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- numba
+FLT_MAX = 3.4028234663852886e38   # Caffe starts max pooling from -FLT_MAX, not -inf
+
+
 @njit(cache=True)
 def _max_pool_fwd(x, y, mask, kh, kw, sh, sw, ph, pw):  # pragma: no cover - compiled
     n_, c_, h_, w_ = x.shape
@@ -63,7 +66,7 @@ def _max_pool_fwd(x, y, mask, kh, kw, sh, sw, ph, pw):  # pragma: no cover - com
                     ws = ow * sw - pw
                     we = min(ws + kw, w_)
                     ws = max(ws, 0)
-                    best = -np.inf
+                    best = -FLT_MAX     # an empty window (ceil mode, stride > kernel) keeps it, mask -1
                     idx = -1
                     for h in range(hs, he):
                         for w in range(ws, we):
@@ -91,7 +94,7 @@ def _max_pool_bwd(dy, mask, dx):  # pragma: no cover - compiled
                         dx[n, c, i // w_, i % w_] += dy[n, c, oh, ow]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")   # empty window (ceil mode): 0/0 = NaN, as in Caffe
 def _ave_pool_fwd(x, y, kh, kw, sh, sw, ph, pw):  # pragma: no cover - compiled
     n_, c_, h_, w_ = x.shape
     oh_, ow_ = y.shape[2], y.shape[3]
@@ -115,7 +118,7 @@ def _ave_pool_fwd(x, y, kh, kw, sh, sw, ph, pw):  # pragma: no cover - compiled
                     y[n, c, oh, ow] = acc / size
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ave_pool_bwd(dy, dx, kh, kw, sh, sw, ph, pw):  # pragma: no cover - compiled
     n_, c_, h_, w_ = dx.shape
     oh_, ow_ = dy.shape[2], dy.shape[3]
