@@ -398,15 +398,17 @@ class CpuBackend(Backend):
 
     # ------------------------------------------------------------------ dropout
     def dropout_fwd(self, x, y, mask, ratio: float, seed: int, counter: int) -> None:
-        from kernels.dropout import dropout_mask_host
+        from kernels.dropout import dropout_mask_host, dropout_scale
         keep = dropout_mask_host(x.size, ratio, seed, stream=counter)
         _flat(mask)[...] = keep.reshape(-1)
         t = y.dtype.type
-        np.multiply(x, mask.reshape(x.shape) * t(1.0 / (1.0 - ratio)), out=y)
+        # Caffe's scale_ = 1 / (1 - threshold_) in float32, exactly as the CUDA kernel uses it
+        np.multiply(x, mask.reshape(x.shape) * t(dropout_scale(ratio)), out=y)
 
     def dropout_bwd(self, dy, mask, dx, ratio: float) -> None:
+        from kernels.dropout import dropout_scale
         t = dx.dtype.type
-        np.multiply(dy, mask.reshape(dy.shape) * t(1.0 / (1.0 - ratio)), out=dx)
+        np.multiply(dy, mask.reshape(dy.shape) * t(dropout_scale(ratio)), out=dx)
 
     # ------------------------------------------------------------------ bias / scale
     def bias_fwd(self, x, b, y, outer: int, dim: int, inner: int) -> None:
