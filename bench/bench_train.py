@@ -220,8 +220,8 @@ def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
 def _per_layer(st: Stage, name: str, net) -> None:
     """Caffe's ``time``: each layer's forward then (in reverse) backward, synchronised, after a warm
     pass (none in the dry run); table ``<name>_layers``."""
-    layers, bottoms, tops = net.layers, net._bottoms, net._tops
-    need, prop = net._need_backward, net._propagate_down
+    layers, bottoms, tops = net.layers, net.bottom_vecs, net.top_vecs
+    need, prop = net.need_backward_flags, net.bottom_need_backward
     names = list(net.layer_dict)
     fwd = [0.0] * len(layers)
     bwd = [0.0] * len(layers)

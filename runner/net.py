@@ -177,6 +177,27 @@ class Net:
     def layer_need_backward(self, name: str) -> bool:
         return self._need_backward[self._layer_index[name]]
 
+    # Caffe's Net accessors (bottom_vecs(), top_vecs(), ...), one entry per layer in net.layers
+    @property
+    def bottom_vecs(self) -> list[list[Blob]]:
+        """The bottom blobs of each layer, in execution order (read-only use)."""
+        return self._bottoms
+
+    @property
+    def top_vecs(self) -> list[list[Blob]]:
+        """The top blobs of each layer, in execution order (read-only use)."""
+        return self._tops
+
+    @property
+    def need_backward_flags(self) -> list[bool]:
+        """Whether each layer runs backward (Caffe's layer_need_backward())."""
+        return self._need_backward
+
+    @property
+    def bottom_need_backward(self) -> list[list[bool]]:
+        """Per layer, the propagate_down flag of each bottom (Caffe's bottom_need_backward())."""
+        return self._propagate_down
+
     def __repr__(self) -> str:
         return (f"<Net {self.name!r} phase={self.phase} {len(self.layers)} layers "
                 f"backend={self.backend.name}>")

@@ -80,8 +80,8 @@ def time_net(net, iterations: int, log=None) -> dict:
     from runner.solver.glog import fmt
     be = net.backend
     layers = net.layers
-    bottoms, tops = net._bottoms, net._tops
-    need_bw, prop = net._need_backward, net._propagate_down
+    bottoms, tops = net.bottom_vecs, net.top_vecs
+    need_bw, prop = net.need_backward_flags, net.bottom_need_backward
     log("Performing Forward", "caffe.cpp", 370)
     loss = net.forward_loss()
     log(f"Initial loss: {fmt(loss)}", "caffe.cpp", 373)
