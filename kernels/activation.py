@@ -56,6 +56,7 @@ _HALF = float32(0.5)
 
 @cuda.jit
 def relu_fwd_v1(x, y, negative_slope):
+    """y = x if x > 0 else negative_slope * x; one thread per element, grid-stride."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         y[i] = v if v > _ZERO else v * negative_slope
@@ -63,6 +64,7 @@ def relu_fwd_v1(x, y, negative_slope):
 
 @cuda.jit
 def relu_bwd_v1(dy, x, dx, negative_slope):
+    """dx = dy * (x > 0) + negative_slope * dy * (x <= 0) (bottom data, Caffe's rule)."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         dx[i] = dy[i] * (float32(v > _ZERO) + negative_slope * float32(v <= _ZERO))
@@ -70,12 +72,14 @@ def relu_bwd_v1(dy, x, dx, negative_slope):
 
 @cuda.jit
 def sigmoid_fwd_v1(x, y):
+    """y = 1 / (1 + exp(-x)), computed as 0.5 * tanh(0.5 x) + 0.5 (Caffe's form, no overflow)."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         y[i] = _HALF * math.tanh(_HALF * x[i]) + _HALF
 
 
 @cuda.jit
 def sigmoid_bwd_v1(dy, y, dx):
+    """dx = dy * y * (1 - y), from the top data."""
     for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
         s = y[i]
         dx[i] = dy[i] * s * (_ONE - s)
@@ -83,12 +87,14 @@ def sigmoid_bwd_v1(dy, y, dx):
 
 @cuda.jit
 def tanh_fwd_v1(x, y):
+    """y = tanh(x)."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         y[i] = math.tanh(x[i])
 
 
 @cuda.jit
 def tanh_bwd_v1(dy, y, dx):
+    """dx = dy * (1 - y^2), from the top data."""
     for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
         t = y[i]
         dx[i] = dy[i] * (_ONE - t * t)
@@ -142,6 +148,7 @@ def power_bwd_v1(dy, x, y, dx, power, scale, shift):
 
 @cuda.jit
 def exp_fwd_v1(x, y, inner_scale, outer_scale):
+    """y = outer_scale * exp(inner_scale * x) (base^(shift + scale x) with the constants folded)."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         if inner_scale != _ONE:
@@ -154,6 +161,7 @@ def exp_fwd_v1(x, y, inner_scale, outer_scale):
 
 @cuda.jit
 def exp_bwd_v1(dy, y, dx, inner_scale):
+    """dx = dy * y * inner_scale."""
     for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
         d = y[i] * dy[i]
         if inner_scale != _ONE:
@@ -163,6 +171,7 @@ def exp_bwd_v1(dy, y, dx, inner_scale):
 
 @cuda.jit
 def log_fwd_v1(x, y, scale, shift, base_scale):
+    """y = log(shift + scale x) * base_scale (log base b via 1/ln b)."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         if scale != _ONE:
@@ -177,6 +186,7 @@ def log_fwd_v1(x, y, scale, shift, base_scale):
 
 @cuda.jit
 def log_bwd_v1(dy, x, dx, scale, shift, backward_num_scale):
+    """dx = dy * backward_num_scale / (shift + scale x)."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         if scale != _ONE:
@@ -191,12 +201,14 @@ def log_bwd_v1(dy, x, dx, scale, shift, backward_num_scale):
 
 @cuda.jit
 def absval_fwd_v1(x, y):
+    """y = |x|."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         y[i] = abs(x[i])
 
 
 @cuda.jit
 def absval_bwd_v1(dy, x, dx):
+    """dx = dy * sign(x)."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         dx[i] = dy[i] * (float32(_ZERO < v) - float32(v < _ZERO))
@@ -204,6 +216,7 @@ def absval_bwd_v1(dy, x, dx):
 
 @cuda.jit
 def bnll_fwd_v1(x, y):
+    """y = log(1 + exp(x)), stable: x + log1p(exp(-x)) for x > 0, log1p(exp(x)) otherwise."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         if v > _ZERO:
@@ -214,6 +227,7 @@ def bnll_fwd_v1(x, y):
 
 @cuda.jit
 def bnll_bwd_v1(dy, x, dx):
+    """dx = dy * sigmoid(x), with exp clamped at Caffe's threshold 50."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         e = math.exp(min(x[i], BNLL_THRESHOLD))
         dx[i] = dy[i] * e / (e + _ONE)
@@ -221,6 +235,7 @@ def bnll_bwd_v1(dy, x, dx):
 
 @cuda.jit
 def elu_fwd_v1(x, y, alpha):
+    """y = x if x > 0 else alpha * (exp(x) - 1)."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         y[i] = v if v > _ZERO else alpha * (math.exp(v) - _ONE)
@@ -228,6 +243,7 @@ def elu_fwd_v1(x, y, alpha):
 
 @cuda.jit
 def elu_bwd_v1(dy, x, y, dx, alpha):
+    """dx = dy if x > 0 else dy * (y + alpha)."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         dx[i] = dy[i] * (float32(v > _ZERO) + (alpha + y[i]) * float32(v <= _ZERO))
