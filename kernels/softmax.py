@@ -170,6 +170,32 @@ def softmax_bwd_v2(dy, y, dx, C, inner):
         cuda.syncthreads()      # every thread has read the dot before the next position reuses sh
 
 
+
+@cuda.jit(device=True, inline=True)
+def _block_sum_f3i(f, a, b, c, out_f, out_i, slot):
+    """Block tree reduction of each thread's float f and int32 counters a, b, c; thread 0 stores
+    the block's sums in out_f[slot] and out_i[0..2, slot]. Called by every thread of the block."""
+    sh_f = cuda.shared.array(REDUCE_THREADS, float32)
+    sh_i = cuda.shared.array((3, REDUCE_THREADS), int32)
+    t = cuda.threadIdx.x
+    sh_f[t] = f
+    sh_i[0, t] = a
+    sh_i[1, t] = b
+    sh_i[2, t] = c
+    cuda.syncthreads()      # every thread's values are in shared memory before the tree reads them
+    half = REDUCE_THREADS // 2
+    while half > 0:
+        if t < half:
+            sh_f[t] += sh_f[t + half]
+            for r in range(3):
+                sh_i[r, t] += sh_i[r, t + half]
+        cuda.syncthreads()  # this level's sums are written before the next, smaller level reads
+        half //= 2
+    if t == 0:
+        out_f[slot] = sh_f[0]
+        for r in range(3):
+            out_i[r, slot] = sh_i[r, 0]
+
 @cuda.jit
 def softmax_loss_fwd_v1(prob, label, partial_f, partial_i, C, inner, has_ignore, ignore_label):
     """Per block: sum of -log(max(prob[label], FLT_MIN)), count of valid and of out-of-range labels."""
@@ -187,27 +213,7 @@ def softmax_loss_fwd_v1(prob, label, partial_f, partial_i, C, inner, has_ignore,
             continue
         loss -= math.log(max(prob[(o * C + label_value) * inner + s], FLT_MIN))
         valid += 1
-    # block tree reduction of the thread's float and three int32 counters; thread 0 stores the sums
-    sh_f = cuda.shared.array(REDUCE_THREADS, float32)
-    sh_i = cuda.shared.array((3, REDUCE_THREADS), int32)
-    t = cuda.threadIdx.x
-    sh_f[t] = loss
-    sh_i[0, t] = valid
-    sh_i[1, t] = bad
-    sh_i[2, t] = 0
-    cuda.syncthreads()      # every thread's values are in shared memory before the tree reads them
-    half = REDUCE_THREADS // 2
-    while half > 0:
-        if t < half:
-            sh_f[t] += sh_f[t + half]
-            for r in range(3):
-                sh_i[r, t] += sh_i[r, t + half]
-        cuda.syncthreads()  # this level's sums are written before the next, smaller level reads
-        half //= 2
-    if t == 0:
-        partial_f[cuda.blockIdx.x] = sh_f[0]
-        for r in range(3):
-            partial_i[r, cuda.blockIdx.x] = sh_i[r, 0]
+    _block_sum_f3i(loss, valid, bad, 0, partial_f, partial_i, cuda.blockIdx.x)
 
 
 @cuda.jit
@@ -241,27 +247,7 @@ def accuracy_fwd_v1(scores, label, partial_f, partial_i, per_class, C, inner, to
         if want_per_class != 0:
             cuda.atomic.add(per_class, (0, label_value), hit)
             cuda.atomic.add(per_class, (1, label_value), 1)
-    # block tree reduction of the thread's float and three int32 counters; thread 0 stores the sums
-    sh_f = cuda.shared.array(REDUCE_THREADS, float32)
-    sh_i = cuda.shared.array((3, REDUCE_THREADS), int32)
-    t = cuda.threadIdx.x
-    sh_f[t] = _ZERO
-    sh_i[0, t] = correct
-    sh_i[1, t] = valid
-    sh_i[2, t] = bad
-    cuda.syncthreads()      # every thread's values are in shared memory before the tree reads them
-    half = REDUCE_THREADS // 2
-    while half > 0:
-        if t < half:
-            sh_f[t] += sh_f[t + half]
-            for r in range(3):
-                sh_i[r, t] += sh_i[r, t + half]
-        cuda.syncthreads()  # this level's sums are written before the next, smaller level reads
-        half //= 2
-    if t == 0:
-        partial_f[cuda.blockIdx.x] = sh_f[0]
-        for r in range(3):
-            partial_i[r, cuda.blockIdx.x] = sh_i[r, 0]
+    _block_sum_f3i(_ZERO, correct, valid, bad, partial_f, partial_i, cuda.blockIdx.x)
 
 
 @cuda.jit
@@ -284,27 +270,7 @@ def partial_sum_fwd_v1(partial_f, partial_i, out_f, out_i):
         a += partial_i[0, j]
         b += partial_i[1, j]
         c += partial_i[2, j]
-    # block tree reduction of the thread's float and three int32 counters; thread 0 stores the sums
-    sh_f = cuda.shared.array(REDUCE_THREADS, float32)
-    sh_i = cuda.shared.array((3, REDUCE_THREADS), int32)
-    t = cuda.threadIdx.x
-    sh_f[t] = f
-    sh_i[0, t] = a
-    sh_i[1, t] = b
-    sh_i[2, t] = c
-    cuda.syncthreads()      # every thread's values are in shared memory before the tree reads them
-    half = REDUCE_THREADS // 2
-    while half > 0:
-        if t < half:
-            sh_f[t] += sh_f[t + half]
-            for r in range(3):
-                sh_i[r, t] += sh_i[r, t + half]
-        cuda.syncthreads()  # this level's sums are written before the next, smaller level reads
-        half //= 2
-    if t == 0:
-        out_f[0] = sh_f[0]
-        for r in range(3):
-            out_i[r, 0] = sh_i[r, 0]
+    _block_sum_f3i(f, a, b, c, out_f, out_i, 0)
 
 
 @cuda.jit
