@@ -19,19 +19,47 @@ Versions:
 - ``cn_to_nc_v2`` / ``nc_to_cn_v2`` (used when S == 1): 32x32 tile transpose through shared memory
   (padded to 33 columns), block 32x8, each thread moving 4 elements in and 4 out; grid
   (ceil(cols/32), ceil(rows/32)).
+- ``cn_to_nc_v3`` / ``nc_to_cn_v3`` (default when S > 1): v1's destination-order walk with 32-bit
+  index math and no hardware division: the flat index is split into (n, c, s) with
+  multiply-and-shift by host-computed magic numbers (``magic_div``), 4 elements per thread
+  (i, i+256, i+512, i+768: four independent loads in flight before the stores; each warp access is
+  still 32 consecutive floats). v1 did four 64-bit ``//``/``%`` per element, which made it
+  instruction-bound; predicted ~75-85% of copy on the H200 for S >= 32 (runs of S contiguous
+  floats on the read side; S = 169 or 729 in AlexNet). Needs every flat index below 2**31 (checked
+  on the host; larger arrays fall back to v1).
 """
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32
+from numba import cuda, float32, int32, uint64
 
 from ._launch import as_device, ceil_div, grid_1d
 
 TILE = 32        # transpose tile (TILE x TILE elements per block)
 TILE_ROWS = 8    # block is TILE x TILE_ROWS threads; each thread moves TILE/TILE_ROWS = 4 elements
 TILE_LD = TILE + 1   # +1 float per shared row: column reads of the tile hit 32 distinct banks
+V3_THREADS = 256  # v3: threads per block
+V3_UNROLL = 4     # v3: elements per thread per grid-stride step (independent loads in flight)
+INT32_LIMIT = 2**31  # v3 kernels index with int32: every flat index must stay below this
+
+
+def magic_div(d: int) -> tuple[np.uint32, np.int32]:
+    """(m, s) with ``n // d == (n * m) >> s`` for every 0 <= n < 2**31 (Granlund-Montgomery,
+    round-up variant: s = 31 + ceil(log2 d), m = ceil(2**s / d) < 2**32). ``d`` in [1, 2**31)."""
+    if not 1 <= d < INT32_LIMIT:
+        raise ValueError(f"magic_div: divisor {d} outside [1, 2**31)")
+    s = 31 + (d - 1).bit_length()
+    m = ((1 << s) + d - 1) // d
+    return np.uint32(m), np.int32(s)
+
+
+@cuda.jit(device=True)
+def udiv31(n, m, s):
+    """n // d for 0 <= n < 2**31 from d's ``magic_div`` (m, s): one 32x32->64 multiply and a shift
+    instead of a division (a runtime int64 ``//`` is a long instruction sequence on the GPU)."""
+    return int32((uint64(n) * uint64(m)) >> uint64(s))
 
 
 @cuda.jit
@@ -120,14 +148,103 @@ def nc_to_cn_v2(src, n0, dst):
             dst[c, q] = tile[tx, r]
 
 
+@cuda.jit
+def cn_to_nc_v3(src, dst, n0, C, S, cols, total, mS, sS, mC, sC, bias, has_bias):
+    """dst[n0+n, c, s] = src[c, n*S + s] (+ bias[c]) on flat arrays, int32 indices, 4 elements per
+    thread (stride 256 inside a 1024-element block tile); grid-stride over total = Nc*C*S."""
+    dbase = int32(n0 * C * S)        # dst rows n0.. are one contiguous run
+    tile = int32(V3_THREADS * V3_UNROLL)
+    i0 = int32(int32(cuda.blockIdx.x) * tile + int32(cuda.threadIdx.x))
+    step = int32(int32(cuda.gridDim.x) * tile)
+    while i0 < total:
+        # four independent loads first (memory-level parallelism), then the four stores
+        i1 = int32(i0 + V3_THREADS)
+        i2 = int32(i1 + V3_THREADS)
+        i3 = int32(i2 + V3_THREADS)
+        v0 = _cn_load(src, i0, total, C, S, cols, mS, sS, mC, sC, bias, has_bias)
+        v1 = _cn_load(src, i1, total, C, S, cols, mS, sS, mC, sC, bias, has_bias)
+        v2 = _cn_load(src, i2, total, C, S, cols, mS, sS, mC, sC, bias, has_bias)
+        v3 = _cn_load(src, i3, total, C, S, cols, mS, sS, mC, sC, bias, has_bias)
+        dst[dbase + i0] = v0
+        if i1 < total:
+            dst[dbase + i1] = v1
+        if i2 < total:
+            dst[dbase + i2] = v2
+        if i3 < total:
+            dst[dbase + i3] = v3
+        i0 = int32(i0 + step)
+
+
+@cuda.jit(device=True)
+def _cn_load(src, i, total, C, S, cols, mS, sS, mC, sC, bias, has_bias):
+    """src value for dst flat index i = (n*C + c)*S + s (0 when i >= total)."""
+    v = float32(0.0)
+    if i < total:
+        plane = udiv31(i, mS, sS)               # n*C + c
+        s = int32(i - plane * S)
+        n = udiv31(plane, mC, sC)
+        c = int32(plane - n * C)
+        v = src[int32(c * cols + n * S + s)]
+        if has_bias:
+            v += bias[c]
+    return v
+
+
+@cuda.jit
+def nc_to_cn_v3(src, n0, C, S, cols, total, mcols, scols, mS, sS, dst):
+    """dst[c, n*S + s] = src[n0+n, c, s] on flat arrays, int32 indices, 4 elements per thread
+    (stride 256 inside a 1024-element block tile); grid-stride over total = C*Nc*S."""
+    sbase = int32(n0 * C * S)
+    tile = int32(V3_THREADS * V3_UNROLL)
+    j0 = int32(int32(cuda.blockIdx.x) * tile + int32(cuda.threadIdx.x))
+    step = int32(int32(cuda.gridDim.x) * tile)
+    while j0 < total:
+        # four independent loads first (memory-level parallelism), then the four stores
+        j1 = int32(j0 + V3_THREADS)
+        j2 = int32(j1 + V3_THREADS)
+        j3 = int32(j2 + V3_THREADS)
+        v0 = _nc_load(src, j0, total, sbase, C, S, cols, mcols, scols, mS, sS)
+        v1 = _nc_load(src, j1, total, sbase, C, S, cols, mcols, scols, mS, sS)
+        v2 = _nc_load(src, j2, total, sbase, C, S, cols, mcols, scols, mS, sS)
+        v3 = _nc_load(src, j3, total, sbase, C, S, cols, mcols, scols, mS, sS)
+        dst[j0] = v0
+        if j1 < total:
+            dst[j1] = v1
+        if j2 < total:
+            dst[j2] = v2
+        if j3 < total:
+            dst[j3] = v3
+        j0 = int32(j0 + step)
+
+
+@cuda.jit(device=True)
+def _nc_load(src, j, total, sbase, C, S, cols, mcols, scols, mS, sS):
+    """src value for dst flat index j = c*cols + n*S + s (0 when j >= total)."""
+    v = float32(0.0)
+    if j < total:
+        c = udiv31(j, mcols, scols)
+        q = int32(j - c * cols)
+        n = udiv31(q, mS, sS)
+        s = int32(q - n * S)
+        v = src[int32(sbase + (n * C + c) * S + s)]
+    return v
+
+
 _SIG_CN_NC = "void(float32[:, ::1], float32[:, :, ::1], int32, float32[::1], int32)"
 _SIG_NC_CN = "void(float32[:, :, ::1], int32, float32[:, ::1])"
+# v3: flat arrays; the int32 geometry is (n0, C, S, cols = Nc*S, total) then the magic numbers
+_SIG_CN_NC3 = ("void(float32[::1], float32[::1], int32, int32, int32, int32, int32, uint32, int32, uint32, "
+               "int32, float32[::1], int32)")
+_SIG_NC_CN3 = ("void(float32[::1], int32, int32, int32, int32, int32, uint32, int32, uint32, int32, "
+               "float32[::1])")
 
 KERNELS: dict[str, tuple[Any, list[str]]] = {
     "cn_to_nc_v1": (cn_to_nc_v1, [_SIG_CN_NC]),
     "cn_to_nc_v2": (cn_to_nc_v2, [_SIG_CN_NC]),
     "nc_to_cn_v1": (nc_to_cn_v1, [_SIG_NC_CN]),
     "nc_to_cn_v2": (nc_to_cn_v2, [_SIG_NC_CN]),
+    "cn_to_nc_v3": (cn_to_nc_v3, [_SIG_CN_NC3]),
+    "nc_to_cn_v3": (nc_to_cn_v3, [_SIG_NC_CN3]),
 }
 
 _dummy: dict[str, Any] = {}
@@ -151,10 +268,33 @@ def as_ncs(arr) -> Any:
     return arr.reshape(arr.shape[0], arr.shape[1], S)
 
 
+def _fits_int32(*arrays) -> bool:
+    """True when every flat index of every array fits the v3 kernels' int32 math."""
+    return all(a.size < INT32_LIMIT for a in arrays)
+
+
+def _grid_v3(total: int) -> tuple[int, int]:
+    """Blocks of V3_THREADS threads, each block covering V3_THREADS*V3_UNROLL elements per step."""
+    return grid_1d(ceil_div(total, V3_UNROLL), V3_THREADS)
+
+
+def _pick(version: str | None, S: int, fits: bool, who: str) -> str:
+    if version is None:
+        return "v2" if S == 1 else ("v3" if fits else "v1")
+    if version not in ("v1", "v2", "v3"):
+        raise ValueError(f"{who}: unknown version {version!r} (v1, v2, v3)")
+    if version == "v2" and S != 1:
+        raise ValueError(f"{who}: v2 is the S == 1 transpose, got S = {S}")
+    if version == "v3" and not fits:
+        raise ValueError(f"{who}: v3 needs arrays of fewer than 2**31 elements")
+    return version
+
+
 def cn_to_nc(src, dst, n0: int, bias=None, version: str | None = None) -> None:
     """``dst[n0 + n, c, s] = src[c, n*S + s] (+ bias[c])``: channel-major (C, Nc*S) -> rows
     n0..n0+Nc-1 of the NCHW array ``dst`` (N, C, S) or (N, C, H, W). ``bias`` is (C,) or None.
-    ``version`` forces "v1"/"v2" (v2 needs S == 1); default: v2 when S == 1, else v1."""
+    ``version`` forces "v1"/"v2"/"v3" (v2 needs S == 1); default: v2 when S == 1, else v3 (v1 for
+    arrays of 2**31 elements or more)."""
     src = as_device(src)
     dst = as_ncs(dst)
     N, C, S = dst.shape
@@ -165,12 +305,16 @@ def cn_to_nc(src, dst, n0: int, bias=None, version: str | None = None) -> None:
         raise ValueError(f"cn_to_nc: bias shape {b.shape} != ({C},)")
     Nc = src.shape[1] // S
     has_bias = np.int32(bias is not None)
-    version = version or ("v2" if S == 1 else "v1")
-    if version == "v2" and S != 1:
-        raise ValueError(f"cn_to_nc: v2 is the S == 1 transpose, got S = {S}")
+    version = _pick(version, S, _fits_int32(src, dst), "cn_to_nc")
     if version == "v2":
         grid = (max(1, ceil_div(Nc, TILE)), max(1, ceil_div(C, TILE)))
         cn_to_nc_v2[grid, (TILE, TILE_ROWS)](src, dst, np.int32(n0), b, has_bias)
+    elif version == "v3":
+        total = Nc * C * S
+        blocks, threads = _grid_v3(total)
+        cn_to_nc_v3[blocks, threads](src.reshape(src.size), dst.reshape(dst.size), np.int32(n0), np.int32(C),
+                                     np.int32(S), np.int32(Nc * S), np.int32(total), *magic_div(S),
+                                     *magic_div(C), b, has_bias)
     else:
         blocks, threads = grid_1d(Nc * C * S)
         cn_to_nc_v1[blocks, threads](src, dst, np.int32(n0), b, has_bias)
@@ -178,19 +322,24 @@ def cn_to_nc(src, dst, n0: int, bias=None, version: str | None = None) -> None:
 
 def nc_to_cn(src, n0: int, dst, version: str | None = None) -> None:
     """``dst[c, n*S + s] = src[n0 + n, c, s]``: rows n0..n0+Nc-1 of the NCHW array ``src``
-    (N, C, S) or (N, C, H, W) -> channel-major ``dst`` (C, Nc*S). Default v2 when S == 1."""
+    (N, C, S) or (N, C, H, W) -> channel-major ``dst`` (C, Nc*S). ``version`` as in ``cn_to_nc``
+    (default v2 when S == 1, else v3)."""
     src = as_ncs(src)
     dst = as_device(dst)
     N, C, S = src.shape
     if dst.shape[0] != C or dst.shape[1] % S or n0 < 0 or n0 + dst.shape[1] // S > N:
         raise ValueError(f"nc_to_cn: src {src.shape} at n0={n0} does not fit dst {dst.shape}")
     Nc = dst.shape[1] // S
-    version = version or ("v2" if S == 1 else "v1")
-    if version == "v2" and S != 1:
-        raise ValueError(f"nc_to_cn: v2 is the S == 1 transpose, got S = {S}")
+    version = _pick(version, S, _fits_int32(src, dst), "nc_to_cn")
     if version == "v2":
         grid = (max(1, ceil_div(C, TILE)), max(1, ceil_div(Nc, TILE)))
         nc_to_cn_v2[grid, (TILE, TILE_ROWS)](src, np.int32(n0), dst)
+    elif version == "v3":
+        total = C * Nc * S
+        blocks, threads = _grid_v3(total)
+        nc_to_cn_v3[blocks, threads](src.reshape(src.size), np.int32(n0), np.int32(C), np.int32(S),
+                                     np.int32(Nc * S), np.int32(total), *magic_div(Nc * S), *magic_div(S),
+                                     dst.reshape(dst.size))
     else:
         blocks, threads = grid_1d(C * Nc * S)
         nc_to_cn_v1[blocks, threads](src, np.int32(n0), dst)

@@ -1,8 +1,10 @@
 """kernels/layout.py: cn_to_nc / nc_to_cn against numpy transposes (exact: pure data movement,
 bias add is one float32 addition, compared with the same float32 addition in numpy).
 
-Rows of ``dst`` outside [n0, n0+Nc) must stay untouched; v1 and v2 (S == 1 tile transpose) are
-both checked, and a round trip nc_to_cn -> cn_to_nc reproduces the input.
+Rows of ``dst`` outside [n0, n0+Nc) must stay untouched; v1, v2 (S == 1 tile transpose) and v3
+(int32 + magic-number division, 4 elements per thread) are all checked, v3 also with a single block
+so its grid-stride loop and the 4-element tails run, and a round trip nc_to_cn -> cn_to_nc
+reproduces the input. ``magic_div`` is checked against numpy's integer division.
 """
 from __future__ import annotations
 
@@ -59,9 +61,10 @@ def _check_nc_to_cn(geo, version, seed):
     np.testing.assert_array_equal(dst.copy_to_host(), want)
 
 
+@pytest.mark.parametrize("version", ["v1", "v3"])
 @given(geo=layouts(), with_bias=st.booleans(), seed=st.integers(0, 2**16))
-def test_cn_to_nc_v1(geo, with_bias, seed):
-    _check_cn_to_nc(geo, with_bias, "v1", seed)
+def test_cn_to_nc_v1_v3(version, geo, with_bias, seed):
+    _check_cn_to_nc(geo, with_bias, version, seed)
 
 
 @given(geo=layouts(spatial=1), with_bias=st.booleans(), seed=st.integers(0, 2**16))
@@ -69,9 +72,57 @@ def test_cn_to_nc_v2_transpose(geo, with_bias, seed):
     _check_cn_to_nc(geo, with_bias, "v2", seed)
 
 
+@pytest.mark.parametrize("version", ["v1", "v3"])
 @given(geo=layouts(), seed=st.integers(0, 2**16))
-def test_nc_to_cn_v1(geo, seed):
-    _check_nc_to_cn(geo, "v1", seed)
+def test_nc_to_cn_v1_v3(version, geo, seed):
+    _check_nc_to_cn(geo, version, seed)
+
+
+@pytest.mark.parametrize("version", ["v1", "v3"])
+def test_spatial_one_other_versions(version):
+    """S == 1 through the elementwise kernels (the default there is the v2 tile transpose)."""
+    _check_cn_to_nc((5, 1, 3, 7, 1), True, version, 7)
+    _check_nc_to_cn((5, 2, 3, 6, 1), version, 8)
+
+
+def test_v3_grid_stride_single_block():
+    """v3 launched with one block: total = 2*1024 + 31 elements needs three grid-stride steps, the
+    last one a tail of 31 (i0 valid for 31 threads, i1..i3 past the end) -- cn_to_nc with bias,
+    then nc_to_cn."""
+    rng = np.random.default_rng(9)
+    N, n0, Nc, C, S = 5, 1, 3, 7, 99          # Nc*C*S = 2079 = 2*1024 + 31
+    src = rng.standard_normal((C, Nc * S)).astype(np.float32)
+    bias = rng.standard_normal(C).astype(np.float32)
+    dst0 = rng.standard_normal((N, C, S)).astype(np.float32)
+    dst = cuda.to_device(dst0)
+    total = Nc * C * S
+    L.cn_to_nc_v3[1, L.V3_THREADS](cuda.to_device(src.ravel()), dst.reshape(dst.size), np.int32(n0),
+                                   np.int32(C), np.int32(S), np.int32(Nc * S), np.int32(total),
+                                   *L.magic_div(S), *L.magic_div(C), cuda.to_device(bias), np.int32(1))
+    np.testing.assert_array_equal(dst.copy_to_host(), _cn_to_nc_ref(src, dst0, n0, bias))
+    x = rng.standard_normal((N, C, S)).astype(np.float32)
+    out = cuda.to_device(np.full(C * Nc * S, np.nan, np.float32))
+    L.nc_to_cn_v3[1, L.V3_THREADS](cuda.to_device(x.ravel()), np.int32(n0), np.int32(C), np.int32(S),
+                                   np.int32(Nc * S), np.int32(total), *L.magic_div(Nc * S),
+                                   *L.magic_div(S), out)
+    want = x[n0:n0 + Nc].transpose(1, 0, 2).reshape(-1)
+    np.testing.assert_array_equal(out.copy_to_host(), want)
+
+
+def test_magic_div_exact():
+    """(n * m) >> s == n // d for divisors 1..2000 and large ones, numerators at the edges of
+    every quotient step and up to 2**31 - 1 (the v3 kernels' whole int32 range)."""
+    rng = np.random.default_rng(0)
+    divisors = list(range(1, 2001)) + [int(d) for d in rng.integers(2001, 2**31 - 1, 300)] + [2**31 - 1]
+    for d in divisors:
+        m, s = L.magic_div(d)
+        top = (2**31 - 1) // d * d
+        n = np.concatenate([rng.integers(0, 2**31, 200), [0, 1, d - 1, d, d + 1, top - 1, top, 2**31 - 1]])
+        n = n[(n >= 0) & (n < 2**31)].astype(np.uint64)
+        got = (n * np.uint64(m)) >> np.uint64(s)
+        np.testing.assert_array_equal(got, n // np.uint64(d), err_msg=f"d={d}")
+    with pytest.raises(ValueError, match="divisor"):
+        L.magic_div(0)
 
 
 @given(geo=layouts(spatial=1), seed=st.integers(0, 2**16))
@@ -104,3 +155,5 @@ def test_shape_errors():
         L.cn_to_nc(src, cuda.to_device(np.zeros((1, 3, 4), np.float32)), 0)
     with pytest.raises(ValueError, match="S == 1"):
         L.cn_to_nc(src, cuda.to_device(np.zeros((2, 3, 4), np.float32)), 0, version="v2")
+    with pytest.raises(ValueError, match="unknown version"):
+        L.nc_to_cn(cuda.to_device(np.zeros((2, 3, 4), np.float32)), 0, src, version="v9")
