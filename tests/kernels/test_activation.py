@@ -60,29 +60,64 @@ def _inputs(kind, n, seed):
     return x
 
 
-def run_op(name, x, dy, params):
+def run_op(name, x, dy, params, version=2):
     """(y, dx) from the kernels under test."""
     uses = OPS[name][0]
     d_x = cuda.to_device(x)
     d_y = cuda.to_device(np.full_like(x, np.nan))
-    getattr(A, f"{name}_fwd")(d_x, d_y, **params)
+    getattr(A, f"{name}_fwd")(d_x, d_y, **params, version=version)
     d_dx = cuda.to_device(np.full_like(x, np.nan))
     args = [cuda.to_device(dy)] + [d_x if u == "x" else d_y for u in uses] + [d_dx]
-    getattr(A, f"{name}_bwd")(*args, **params)
+    getattr(A, f"{name}_bwd")(*args, **params, version=version)
     return d_y.copy_to_host(), d_dx.copy_to_host()
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("name", sorted(OPS))
 @given(n=st.integers(0, MAX_ELEMENTS), seed=st.integers(0, 2**16), case=st.integers(0, 7))
-def test_activation_matches_reference(name, n, seed, case):
+def test_activation_matches_reference(name, version, n, seed, case):
     _, cases, kind, rtol, atol = OPS[name]
     params = cases[case % len(cases)]
     x = _inputs(kind, n, seed)
     dy = np.random.default_rng(seed + 1).standard_normal(n).astype(np.float32)
-    y, dx = run_op(name, x, dy, params)
+    y, dx = run_op(name, x, dy, params, version)
     assert_close(y, getattr(R, f"{name}_ref")(x, **params), rtol=rtol, atol=atol, name=f"{name} y")
     assert_close(dx, getattr(R, f"{name}_grad_ref")(x, dy, **params), rtol=rtol, atol=atol,
                  name=f"{name} dx")
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@given(n=st.integers(0, 90), seed=st.integers(0, 2**16), case=st.integers(0, 7),
+       launch=st.sampled_from([(1, 1), (1, 4), (2, 3), (3, 8)]))
+def test_v2_bit_identical_to_v1(name, n, seed, case, launch):
+    """v2 (uint32 indices, unrolled by 4) gives v1's bits exactly, forward and backward; a tiny
+    launch geometry makes the simulator's sizes run the unrolled body, its tail and in-place use."""
+    _, cases, kind, _, _ = OPS[name]
+    params = cases[case % len(cases)]
+    x = _inputs(kind, n, seed)
+    dy = np.random.default_rng(seed + 1).standard_normal(n).astype(np.float32)
+    y1, dx1 = run_op(name, x, dy, params, version=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(A, "configured_v2", lambda kernel, n, threads=0: kernel[launch])
+        y2, dx2 = run_op(name, x, dy, params, version=2)
+    np.testing.assert_array_equal(y2.view(np.uint32), y1.view(np.uint32), err_msg=f"{name} y")
+    np.testing.assert_array_equal(dx2.view(np.uint32), dx1.view(np.uint32), err_msg=f"{name} dx")
+
+
+def test_v2_in_place_and_version_argument():
+    """In-place v2 (y is x) at a geometry with an unrolled body; version=3 is refused."""
+    x = _inputs("any", 61, 4)
+    d = cuda.to_device(x)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(A, "configured_v2", lambda kernel, n, threads=0: kernel[2, 4])
+        A.relu_fwd(d, d, 0.5)
+        g = cuda.to_device(np.ones_like(x))
+        A.relu_bwd(g, cuda.to_device(x), g, 0.5)
+    assert_close(d.copy_to_host(), R.relu_ref(x, 0.5), rtol=0, atol=0, name="in-place relu v2")
+    assert_close(g.copy_to_host(), R.relu_grad_ref(x, np.ones_like(x), 0.5), rtol=0, atol=0,
+                 name="in-place relu bwd v2")
+    with pytest.raises(ValueError, match="version"):
+        A.relu_fwd(d, d, version=3)
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
