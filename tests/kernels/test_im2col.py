@@ -3,7 +3,10 @@
 im2col copies values, so it must match exactly; col2im sums at most kh*kw float32 terms per pixel
 (rtol 1e-5, atol 1e-6). Adjointness: <im2col(x), Y> == <x, col2im(Y)> within 1e-5 relative (float64
 dot products of the float32 results). Shapes: hypothesis over batch ranges [n0, n1), channels, H, W,
-kernel, pad (up to the kernel size), stride (up to kernel + 1), dilation (1-2), plus fixed edge cases.
+kernel, pad (up to the kernel size), stride (up to kernel + 1), dilation (1-2), plus fixed edge cases;
+every version (im2col v1-v3, col2im v1-v2). im2col_v3 / col2im_v2 are also launched with a single
+block so their grid-stride loops (row groups; dx pixels) run, with row counts that are not multiples
+of the 4-row unroll / 8-row group and column counts that are not multiples of the block.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import im2col as I
+from kernels import layout as L
 from tests.helpers import assert_close
 from tests.reference.conv import col2im_ref, im2col_ref, out_size
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
@@ -49,6 +53,9 @@ EDGES = [
     ((2, 2, 7, 6), 1, 2, (2, 2), (0, 1), (3, 4), (1, 1)),   # stride > kernel (gaps)
     ((1, 3, 7, 7), 0, 1, (3, 3), (2, 1), (1, 2), (2, 3)),   # dilation > 1, non-square
     ((3, 1, 3, 6), 1, 3, (1, 4), (0, 0), (2, 1), (1, 1)),   # non-square kernel, chunk in the batch
+    ((2, 3, 6, 5), 0, 2, (3, 3), (1, 2), (2, 3), (1, 1)),   # stride 2/3, dilation 1 (col2im fast path)
+    ((1, 2, 9, 8), 0, 1, (2, 3), (1, 0), (3, 1), (3, 2)),   # dilation 3 with stride 3 (ties in Caffe's test)
+    ((2, 1, 5, 5), 1, 2, (5, 5), (2, 2), (1, 1), (1, 1)),   # conv2's 5x5 pad 2, every pixel near an edge
 ]
 
 
@@ -64,18 +71,76 @@ def _run_im2col(version, geo, seed):
     return x, got
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 @given(geo=geometries(), seed=st.integers(0, 2**16))
 def test_im2col_matches_reference(version, geo, seed):
     _run_im2col(version, geo, seed)
 
 
+@pytest.mark.parametrize("version", ["v2", "v3"])
 @pytest.mark.parametrize("geo", EDGES)
-def test_im2col_edges(geo):
-    _run_im2col("v2", geo, 1)
+def test_im2col_edges(geo, version):
+    _run_im2col(version, geo, 1)
 
 
-def _run_col2im(geo, seed):
+def _v3_args(x_shape, n0, n1, kernel, pad, stride, dil):
+    """The int32 geometry and magic numbers of im2col_v3 / col2im_v2 (as the public functions pass)."""
+    N, C, H, W = x_shape
+    OH = out_size(H, kernel[0], pad[0], stride[0], dil[0])
+    OW = out_size(W, kernel[1], pad[1], stride[1], dil[1])
+    geo = [np.int32(v) for v in (n0, C, H, W, *kernel, *pad, *stride, *dil, OH, OW)]
+    return geo, OH, OW
+
+
+def test_im2col_v3_grid_stride_rows():
+    """One block in y: the 8-row groups are walked by the grid-stride loop; K = 3*3*3 = 27 is not a
+    multiple of 4 or 8 (last group: 3 rows), ncols = 2*5*4 = 40 < 256 (a partial block in x)."""
+    geo = ((3, 3, 5, 4), 1, 3, (3, 3), (1, 1), (1, 1), (1, 1))
+    x_shape, n0, n1, kernel, pad, stride, dil = geo
+    x = np.random.default_rng(5).standard_normal(x_shape).astype(np.float32)
+    want = im2col_ref(x, n0, n1, kernel, pad, stride, dil)
+    K, ncols = want.shape
+    args, OH, OW = _v3_args(*geo)
+    ngroups = -(-K // I.I2C_ROWS)
+    col = cuda.to_device(np.full(want.size, np.nan, np.float32))
+    I.im2col_v3[(1, 1), I.I2C_THREADS](
+        cuda.to_device(x.ravel()), *args, np.int32(K), np.int32(ncols), np.int32(ngroups),
+        *L.magic_div(OH * OW), *L.magic_div(OW), *L.magic_div(9), *L.magic_div(3), col)
+    assert_close(col.copy_to_host().reshape(K, ncols), want, rtol=0, atol=0, name="im2col_v3 1 block")
+
+
+def test_col2im_v2_grid_stride_pixels():
+    """One block of 128 threads over Nc*C*H*W = 2*2*9*8 = 288 pixels (three grid-stride steps, the
+    last a partial one), dilation 2 (the general path) and then dilation 1 (the unrolled path)."""
+    for dil in ((2, 2), (1, 1)):
+        geo = ((3, 2, 9, 8), 1, 3, (3, 2), (1, 2), (2, 1), dil)
+        x_shape, n0, n1, kernel, pad, stride, _ = geo
+        args, OH, OW = _v3_args(*geo)
+        rng = np.random.default_rng(6)
+        col = rng.standard_normal((2 * 3 * 2, (n1 - n0) * OH * OW)).astype(np.float32)
+        dx0 = rng.standard_normal(x_shape).astype(np.float32)
+        dx = cuda.to_device(dx0.ravel())
+        total = (n1 - n0) * 2 * 9 * 8
+        I.col2im_v2[1, I.C2I_THREADS](
+            cuda.to_device(col.ravel()), *args, np.int32(col.shape[1]), np.int32(total),
+            *L.magic_div(72), *L.magic_div(8), *L.magic_div(2), *L.magic_div(stride[0]),
+            *L.magic_div(stride[1]), *L.magic_div(dil[0]), *L.magic_div(dil[1]), dx)
+        want = dx0.astype(np.float64)
+        want[n0:n1] = col2im_ref(col, x_shape, n0, n1, kernel, pad, stride, dil)
+        assert_close(dx.copy_to_host().reshape(x_shape), want, rtol=1e-5, atol=1e-6,
+                     name=f"col2im_v2 1 block dil {dil}")
+
+
+def test_version_errors():
+    x = cuda.to_device(np.zeros((1, 1, 3, 3), np.float32))
+    col = cuda.to_device(np.zeros((9, 1), np.float32))
+    with pytest.raises(ValueError, match="unknown version"):
+        I.im2col(x, 0, 1, 3, 3, 0, 0, 1, 1, 1, 1, col, version="v4")
+    with pytest.raises(ValueError, match="unknown version"):
+        I.col2im(col, 0, 1, 3, 3, 0, 0, 1, 1, 1, 1, x, version="v3")
+
+
+def _run_col2im(geo, seed, version=None):
     x_shape, n0, n1, kernel, pad, stride, dil = geo
     rng = np.random.default_rng(seed)
     OH = out_size(x_shape[2], kernel[0], pad[0], stride[0], dil[0])
@@ -83,28 +148,30 @@ def _run_col2im(geo, seed):
     col = rng.standard_normal((x_shape[1] * kernel[0] * kernel[1], (n1 - n0) * OH * OW)).astype(np.float32)
     dx_init = rng.standard_normal(x_shape).astype(np.float32)   # outside [n0, n1) must stay
     dx = cuda.to_device(dx_init)
-    I.col2im(cuda.to_device(col), n0, n1, *kernel, *pad, *stride, *dil, dx)
+    I.col2im(cuda.to_device(col), n0, n1, *kernel, *pad, *stride, *dil, dx, version=version)
     got = dx.copy_to_host()
     want = dx_init.astype(np.float64)
     want[n0:n1] = col2im_ref(col, x_shape, n0, n1, kernel, pad, stride, dil)
-    assert_close(got, want, rtol=1e-5, atol=1e-6, name=f"col2im {geo}")
+    assert_close(got, want, rtol=1e-5, atol=1e-6, name=f"col2im_{version} {geo}")
     return col, got
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
 @given(geo=geometries(), seed=st.integers(0, 2**16))
-def test_col2im_matches_reference(geo, seed):
-    _run_col2im(geo, seed)
+def test_col2im_matches_reference(version, geo, seed):
+    _run_col2im(geo, seed, version)
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
 @pytest.mark.parametrize("geo", EDGES)
-def test_col2im_edges(geo):
-    _run_col2im(geo, 2)
+def test_col2im_edges(geo, version):
+    _run_col2im(geo, 2, version)
 
 
-@pytest.mark.parametrize("geo", EDGES[1:4])
+@pytest.mark.parametrize("geo", EDGES[1:4] + EDGES[6:7])
 def test_adjoint(geo):
-    """<im2col(x), Y> == <x, col2im(Y)> with the device kernels on both sides."""
-    x, colx = _run_im2col("v2", geo, 3)
+    """<im2col(x), Y> == <x, col2im(Y)> with the device kernels (the defaults) on both sides."""
+    x, colx = _run_im2col(None, geo, 3)
     Y, dx = _run_col2im(geo, 4)
     _, n0, n1 = geo[:3]
     lhs = float(np.dot(colx.astype(np.float64).ravel(), Y.astype(np.float64).ravel()))
