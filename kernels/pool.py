@@ -24,24 +24,49 @@ Global pooling is kernel = (H, W), pad 0, stride 1. Output sizes are passed in (
 
 Shapes: x, dx (N, C, H, W); y, dy, mask (N, C, PH, PW); all C-contiguous, float32 (mask int32).
 
-Versions:
+Versions (``version=`` on every public function; "v2" is the default):
     v1  one thread per output (forward) or per input element (backward, scanning the outputs whose
-        window covers it, as Caffe's GPU code: no atomics); grid-stride loop.
-
-Launch geometry: 1-D grid over the flat output (forward) / input (backward) index, POOL_THREADS
-threads per block, block count from ``kernels._launch.grid_1d`` (capped, cached per size).
+        window covers it, as Caffe's GPU code: no atomics); 1-D grid-stride loop over the flat
+        index with int64 geometry (4 64-bit divisions per element to find n, c, h, w). Launch:
+        ``kernels._launch.grid_1d``, POOL_THREADS per block. H200, AlexNet pool1: fwd 599 GB/s
+        (15% of copy), bwd 159 GB/s (4%).
+    v2  int32 index math (np.int32 arguments, int32() casts where numba would widen, and one
+        ``div.u32`` per thread via ``_udiv32``: no 64-bit division anywhere); a 2-D block
+        (TX, TY) over a grid (bands or spatial blocks, plane groups): plane p = blockIdx.y*TY +
+        threadIdx.y, so n and c are never computed; arrays are viewed as (N*C, spatial).
+        Forward: the band of input rows under R output rows is one contiguous range, copied to a
+        shared tile (SMEM_FLOATS) with 4 independent coalesced loads in flight per thread, then
+        each output's window is read from shared memory (x leaves DRAM once and the 2.25x window
+        overlap of 3x3/2 costs shared-memory, not L1/LSU, bandwidth). Small planes put TY planes
+        in one block (pool5: 8 planes of 36 outputs per 256 threads). Shapes whose single output
+        row's input rows do not fit the tile, or past int32, run v1.
+        Backward (gather, no atomics): one thread per input element; the covering output range
+        per row and per column comes from a host-precomputed int32 table (``_bounds_table``, no
+        division by the stride); the outputs are visited in 2x2 chunks with clamped indices, so
+        8 loads (4 mask + 4 dy; 4 dy for AVE) are independent and in flight together; a
+        duplicate (clamped) entry is never added. Summation order equals Caffe's whenever a
+        window row overlap is <= 2 along w (kernel <= 2*stride), else it differs by rounding.
+        Predicted (H200, AlexNet pool1): fwd ~65-75% of copy, bwd ~55-65% (see the report).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int32, int64, void
+from numba import cuda, float32, int32, int64, types, void
+from numba.cuda.extending import intrinsic
 
-from kernels._launch import as_device, grid_1d
+from kernels._launch import SIMULATOR, as_device, ceil_div, grid_1d
 
-POOL_THREADS = 256          # threads per block for every pooling kernel (8 warps)
+POOL_THREADS = 256          # v1: threads per block for every pooling kernel (8 warps)
+# v2: threads per block (TX * TY); the simulator runs each thread as a Python thread: keep it small
+V2_THREADS = 64 if SIMULATOR else 256
+SMEM_FLOATS = 6144          # v2 forward tile: 24 KiB per block -> 8 blocks of 256 threads per SM
+_BAND_FLOATS = SMEM_FLOATS  # what the forward planner may use of the tile (tests lower it)
+_MAX_GRID_Y = 65535        # grid y (planes) cap; the kernels loop over the rest (tests lower it)
+INT32_MAX = 2**31 - 1
 NEG_FLT_MAX = np.float32(-np.finfo(np.float32).max)   # Caffe's initial max: -FLT_MAX
 
 
@@ -175,15 +200,293 @@ def ave_pool_bwd_v1(dy, dx, C, H, W, PH, PW, kernel_h, kernel_w, stride_h, strid
         dx[i] = gradient
 
 
+# ------------------------------------------------------------------------------------------ v2
+#
+# Every integer below is int32: the host passes np.int32 scalars and the arrays are 2-D views
+# (plane, spatial), so an element's address is plane*stride + s (numba widens that product itself,
+# a multiply-add, no division). Numba types int32 // int32 as int64 (a 64-bit division with a
+# runtime 32-bit bypass), hence ``_udiv32``: one unsigned 32-bit division for operands known to be
+# >= 0. Strided loops are ``while`` loops: ``range`` with a runtime step divides to get its trip
+# count.
+
+if SIMULATOR:
+    def _udiv32(a, b):
+        """a // b for a, b >= 0 (simulator: plain Python)."""
+        return a // b
+else:
+    @intrinsic
+    def _udiv32(typingctx, a, b):
+        """a // b as one ``div.u32`` (a, b >= 0; arguments are converted to int32)."""
+        sig = types.int32(types.int32, types.int32)
+
+        def codegen(context, builder, signature, args):
+            return builder.udiv(args[0], args[1])
+        return sig, codegen
+
+
+@cuda.jit
+def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w,
+                    pad_h, pad_w, R, SLOT):
+    """Max pooling of the band of output rows [bx*R, bx*R+R) of planes by*TY+ty: the band's input
+    rows are copied to shared memory (one contiguous range, 4 loads in flight per thread), then
+    each thread takes outputs of its plane; first max wins (strict ``>`` scanning h then w)."""
+    tile = cuda.shared.array(SMEM_FLOATS, float32)
+    tx = int32(cuda.threadIdx.x)
+    ty = int32(cuda.threadIdx.y)
+    TX = int32(cuda.blockDim.x)
+    TY = int32(cuda.blockDim.y)
+    base = int32(ty * SLOT)                                  # this plane's slot in the tile
+    ph0 = int32(int32(cuda.blockIdx.x) * R)
+    ph1 = int32(min(ph0 + R, PH))
+    hs0 = int32(max(ph0 * stride_h - pad_h, 0))              # input rows [hs0, he0) cover the band
+    he0 = int32(min((ph1 - 1) * stride_h - pad_h + kernel_h, H))
+    count = int32(max(he0 - hs0, 0) * W)
+    src = int32(hs0 * W)
+    nout = int32((ph1 - ph0) * PW)
+    last = int32(count - 1)
+    pb = int32(cuda.blockIdx.y)
+    nblocks = _udiv32(P + TY - 1, TY)
+    while pb < nblocks:                               # block-uniform: every thread meets the barriers
+        p = int32(pb * TY + ty)
+        if p < P:
+            i = tx
+            while i < count:
+                # four independent loads issued before any store; the indices past the range are
+                # clamped to its last element (rewritten with its own value) instead of branching
+                i1 = int32(min(i + TX, last))
+                i2 = int32(min(i + 2 * TX, last))
+                i3 = int32(min(i + 3 * TX, last))
+                v0 = x[p, src + i]
+                v1 = x[p, src + i1]
+                v2 = x[p, src + i2]
+                v3 = x[p, src + i3]
+                tile[base + i] = v0
+                tile[base + i1] = v1
+                tile[base + i2] = v2
+                tile[base + i3] = v3
+                i = int32(i + 4 * TX)
+        cuda.syncthreads()                            # the band is in shared memory
+        if p < P:
+            o = tx
+            while o < nout:
+                r = _udiv32(o, PW)
+                pw = int32(o - r * PW)
+                ph = int32(ph0 + r)
+                hstart = int32(ph * stride_h - pad_h)
+                wstart = int32(pw * stride_w - pad_w)
+                hend = int32(min(hstart + kernel_h, H))
+                wend = int32(min(wstart + kernel_w, W))
+                hstart = int32(max(hstart, 0))
+                wstart = int32(max(wstart, 0))
+                maxval = NEG_FLT_MAX
+                maxidx = int32(-1)
+                for h in range(hstart, hend):
+                    row = int32(base + (h - hs0) * W)
+                    for w in range(wstart, wend):
+                        v = tile[row + w]
+                        if v > maxval:        # strict: the first maximum wins, as Caffe
+                            maxval = v
+                            maxidx = int32(h * W + w)
+                out = int32(ph * PW + pw)
+                y[p, out] = maxval
+                mask[p, out] = maxidx
+                o = int32(o + TX)
+        cuda.syncthreads()                            # the tile is reused for the next plane
+        pb = int32(pb + cuda.gridDim.y)
+
+
+@cuda.jit
+def ave_pool_fwd_v2(x, y, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                    R, SLOT):
+    """Average pooling, the band scheme of max_pool_fwd_v2; divisor = Caffe's pool_size (the
+    window clipped to the padded extent H+pad, W+pad)."""
+    tile = cuda.shared.array(SMEM_FLOATS, float32)
+    tx = int32(cuda.threadIdx.x)
+    ty = int32(cuda.threadIdx.y)
+    TX = int32(cuda.blockDim.x)
+    TY = int32(cuda.blockDim.y)
+    base = int32(ty * SLOT)
+    ph0 = int32(int32(cuda.blockIdx.x) * R)
+    ph1 = int32(min(ph0 + R, PH))
+    hs0 = int32(max(ph0 * stride_h - pad_h, 0))
+    he0 = int32(min((ph1 - 1) * stride_h - pad_h + kernel_h, H))
+    count = int32(max(he0 - hs0, 0) * W)
+    src = int32(hs0 * W)
+    nout = int32((ph1 - ph0) * PW)
+    last = int32(count - 1)
+    pb = int32(cuda.blockIdx.y)
+    nblocks = _udiv32(P + TY - 1, TY)
+    while pb < nblocks:                               # block-uniform: every thread meets the barriers
+        p = int32(pb * TY + ty)
+        if p < P:
+            i = tx
+            while i < count:
+                i1 = int32(min(i + TX, last))                # clamped: see max_pool_fwd_v2
+                i2 = int32(min(i + 2 * TX, last))
+                i3 = int32(min(i + 3 * TX, last))
+                v0 = x[p, src + i]
+                v1 = x[p, src + i1]
+                v2 = x[p, src + i2]
+                v3 = x[p, src + i3]
+                tile[base + i] = v0
+                tile[base + i1] = v1
+                tile[base + i2] = v2
+                tile[base + i3] = v3
+                i = int32(i + 4 * TX)
+        cuda.syncthreads()                            # the band is in shared memory
+        if p < P:
+            o = tx
+            while o < nout:
+                r = _udiv32(o, PW)
+                pw = int32(o - r * PW)
+                ph = int32(ph0 + r)
+                hstart = int32(ph * stride_h - pad_h)
+                wstart = int32(pw * stride_w - pad_w)
+                hend = int32(min(hstart + kernel_h, H + pad_h))
+                wend = int32(min(wstart + kernel_w, W + pad_w))
+                pool_size = int32((hend - hstart) * (wend - wstart))
+                hstart = int32(max(hstart, 0))
+                wstart = int32(max(wstart, 0))
+                hend = int32(min(hend, H))
+                wend = int32(min(wend, W))
+                total = float32(0)
+                for h in range(hstart, hend):
+                    row = int32(base + (h - hs0) * W)
+                    for w in range(wstart, wend):
+                        total += tile[row + w]
+                y[p, int32(ph * PW + pw)] = total / float32(pool_size)
+                o = int32(o + TX)
+        cuda.syncthreads()                            # the tile is reused for the next plane
+        pb = int32(pb + cuda.gridDim.y)
+
+
+@cuda.jit
+def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW):
+    """dx[p, h*W+w] = sum of dy[p, o] over the outputs o covering (h, w) whose mask is h*W+w.
+    ``bounds`` (int32, 2H+2W) = [phstart(h)..., phend(h)..., pwstart(w)..., pwend(w)...]: the
+    covering output range per axis, precomputed on the host (no division by the stride here).
+    One thread per input element of plane by*TY+ty; outputs visited in 2x2 chunks (8 independent
+    loads: 4 mask, 4 dy)."""
+    tx = int32(cuda.threadIdx.x)
+    ty = int32(cuda.threadIdx.y)
+    TY = int32(cuda.blockDim.y)
+    s = int32(cuda.blockIdx.x * cuda.blockDim.x + tx)
+    if s >= H * W:
+        return                                        # no barrier in this kernel
+    h = _udiv32(s, W)
+    w = int32(s - h * W)
+    phs = bounds[h]
+    phe = bounds[int32(H + h)]
+    pws = bounds[int32(2 * H + w)]
+    pwe = bounds[int32(2 * H + W + w)]
+    p = int32(cuda.blockIdx.y * TY + ty)
+    pstep = int32(cuda.gridDim.y * TY)
+    while p < P:
+        gradient = float32(0)
+        ph = phs
+        while ph < phe:
+            r0 = int32(ph * PW)
+            okh = ph + 1 < phe
+            r1 = int32(min(ph + 1, phe - 1) * PW)           # clamped duplicate row, never added
+            pw = pws
+            while pw < pwe:
+                okw = pw + 1 < pwe
+                pw1 = int32(min(pw + 1, pwe - 1))
+                m00 = mask[p, r0 + pw]
+                m01 = mask[p, r0 + pw1]
+                m10 = mask[p, r1 + pw]
+                m11 = mask[p, r1 + pw1]
+                d00 = dy[p, r0 + pw]
+                d01 = dy[p, r0 + pw1]
+                d10 = dy[p, r1 + pw]
+                d11 = dy[p, r1 + pw1]
+                if m00 == s:
+                    gradient += d00
+                if okw and m01 == s:
+                    gradient += d01
+                if okh and m10 == s:
+                    gradient += d10
+                if okh and okw and m11 == s:
+                    gradient += d11
+                pw = int32(pw + 2)
+            ph = int32(ph + 2)
+        dx[p, s] = gradient
+        p = int32(p + pstep)
+
+
+@cuda.jit
+def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w,
+                    pad_h, pad_w):
+    """dx[p, h*W+w] = sum of dy[p, o] / pool_size(o) over the outputs o covering (h, w); the
+    scheme of max_pool_bwd_v2 (bounds table, 2x2 chunks of 4 independent dy loads)."""
+    tx = int32(cuda.threadIdx.x)
+    ty = int32(cuda.threadIdx.y)
+    TY = int32(cuda.blockDim.y)
+    s = int32(cuda.blockIdx.x * cuda.blockDim.x + tx)
+    if s >= H * W:
+        return                                        # no barrier in this kernel
+    h = _udiv32(s, W)
+    w = int32(s - h * W)
+    phs = bounds[h]
+    phe = bounds[int32(H + h)]
+    pws = bounds[int32(2 * H + w)]
+    pwe = bounds[int32(2 * H + W + w)]
+    p = int32(cuda.blockIdx.y * TY + ty)
+    pstep = int32(cuda.gridDim.y * TY)
+    while p < P:
+        gradient = float32(0)
+        ph = phs
+        while ph < phe:
+            okh = ph + 1 < phe
+            ph1 = int32(min(ph + 1, phe - 1))
+            # Caffe's per-axis pool-size factors: the window clipped to the padded extent
+            hs = int32(ph * stride_h - pad_h)
+            eh0 = int32(min(hs + kernel_h, H + pad_h) - hs)
+            hs = int32(ph1 * stride_h - pad_h)
+            eh1 = int32(min(hs + kernel_h, H + pad_h) - hs)
+            r0 = int32(ph * PW)
+            r1 = int32(ph1 * PW)
+            pw = pws
+            while pw < pwe:
+                okw = pw + 1 < pwe
+                pw1 = int32(min(pw + 1, pwe - 1))
+                d00 = dy[p, r0 + pw]
+                d01 = dy[p, r0 + pw1]
+                d10 = dy[p, r1 + pw]
+                d11 = dy[p, r1 + pw1]
+                ws = int32(pw * stride_w - pad_w)
+                ew0 = int32(min(ws + kernel_w, W + pad_w) - ws)
+                ws = int32(pw1 * stride_w - pad_w)
+                ew1 = int32(min(ws + kernel_w, W + pad_w) - ws)
+                gradient += d00 / float32(eh0 * ew0)
+                if okw:
+                    gradient += d01 / float32(eh0 * ew1)
+                if okh:
+                    gradient += d10 / float32(eh1 * ew0)
+                if okh and okw:
+                    gradient += d11 / float32(eh1 * ew1)
+                pw = int32(pw + 2)
+            ph = int32(ph + 2)
+        dx[p, s] = gradient
+        p = int32(p + pstep)
+
+
 _F = float32[::1]
 _I = int32[::1]
+_F2 = float32[:, ::1]
+_I2 = int32[:, ::1]
 _GEOM = (int64,) * 11       # C, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w
+_GEOM2 = (int32,) * 11      # P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w
 
 KERNELS: dict[str, tuple[Any, list]] = {
     "max_pool_fwd_v1": (max_pool_fwd_v1, [void(_F, _F, _I, *_GEOM)]),
     "max_pool_bwd_v1": (max_pool_bwd_v1, [void(_F, _I, _F, *_GEOM)]),
     "ave_pool_fwd_v1": (ave_pool_fwd_v1, [void(_F, _F, *_GEOM)]),
     "ave_pool_bwd_v1": (ave_pool_bwd_v1, [void(_F, _F, *_GEOM)]),
+    "max_pool_fwd_v2": (max_pool_fwd_v2, [void(_F2, _F2, _I2, *_GEOM2, int32, int32)]),
+    "max_pool_bwd_v2": (max_pool_bwd_v2, [void(_F2, _I2, _F2, _I, *(int32,) * 5)]),
+    "ave_pool_fwd_v2": (ave_pool_fwd_v2, [void(_F2, _F2, *_GEOM2, int32, int32)]),
+    "ave_pool_bwd_v2": (ave_pool_bwd_v2, [void(_F2, _F2, _I, *_GEOM2)]),
 }
 
 
@@ -227,47 +530,178 @@ def _launch(kernel, n: int, *args) -> None:
     kernel[blocks, threads](*args)
 
 
+def _check_version(version: str) -> None:
+    if version not in ("v1", "v2"):
+        raise ValueError(f"pooling version must be 'v1' or 'v2', got {version!r}")
+
+
+def _pow2_at_least(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+@functools.lru_cache(maxsize=1024)
+def _fwd_plan(P: int, H: int, W: int, PH: int, PW: int, kh: int, sh: int, pad_h: int,
+              band_floats: int, threads: int, max_grid_y: int) -> tuple | None:
+    """v2 forward launch: (grid, block, R, SLOT) or None when v2 cannot take the shape (a plane or
+    an index past int32, or not even one output row's input rows fit the tile: v1 runs instead).
+
+    Block (TX, TY): TX threads along a plane's outputs (a power of two >= half the band's outputs,
+    so each thread computes one or two outputs), TY planes per block sharing the tile (small
+    planes). R output rows per band: all PH when TY whole planes fit the tile, else the most rows
+    whose input rows ((R-1)*stride + kernel) * W fit."""
+    if max(P, H * W, PH * PW, (H + 2 * pad_h) * W) > INT32_MAX:
+        return None
+    tx = min(threads, max(32, _pow2_at_least(ceil_div(PH * PW, 2))))
+    if H * W <= band_floats:
+        R = PH
+        ty = max(1, min(threads // tx, band_floats // (H * W)))
+        slot = H * W
+    else:
+        tx, ty = threads, 1
+        R = min(PH, (band_floats // W - kh) // sh + 1)
+        if R < 1:
+            return None
+        slot = min((R - 1) * sh + kh, H) * W
+    grid = (ceil_div(PH, R), min(ceil_div(P, ty), max_grid_y))
+    return grid, (tx, ty), R, slot
+
+
+@functools.lru_cache(maxsize=1024)
+def _bwd_plan(P: int, H: int, W: int, PH: int, PW: int, threads: int,
+              max_grid_y: int) -> tuple | None:
+    """v2 backward launch: (grid, block), one thread per input element, TX along the plane (a
+    multiple of 32 up to ``threads``), TY = threads // TX planes per block; None past int32."""
+    if max(P, H * W, PH * PW) > INT32_MAX:
+        return None
+    tx = min(threads, 32 * ceil_div(H * W, 32))
+    ty = max(1, threads // tx)
+    return (ceil_div(H * W, tx), min(ceil_div(P, ty), max_grid_y)), (tx, ty)
+
+
+@functools.lru_cache(maxsize=256)
+def _bounds_table(H: int, W: int, PH: int, PW: int, kh: int, kw: int, sh: int, sw: int,
+                  pad_h: int, pad_w: int) -> Any:
+    """Device int32 array [phstart(h)..., phend(h)..., pwstart(w)..., pwend(w)...]: the outputs
+    whose window covers input row h are [phstart, phend) (Caffe's formulas), the same for w.
+    Cached per geometry (a few hundred bytes, uploaded once)."""
+    def axis(size, k, s, pad, out):
+        pos = np.arange(size, dtype=np.int64) + pad
+        start = np.where(pos < k, 0, (pos - k) // s + 1)
+        end = np.minimum(pos // s + 1, out)
+        return start, end
+    hs, he = axis(H, kh, sh, pad_h, PH)
+    ws, we = axis(W, kw, sw, pad_w, PW)
+    return cuda.to_device(np.concatenate([hs, he, ws, we]).astype(np.int32))
+
+
+def _planes(a: Any, dtype: Any) -> Any:
+    """The 4-D device array ``a`` viewed as (N*C, H*W), after checking its dtype."""
+    if a.dtype != dtype:
+        raise TypeError(f"expected a {np.dtype(dtype).name} array, got {a.dtype}")
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2] * a.shape[3])
+
+
+def _i32(*values: int) -> list:
+    return [np.int32(v) for v in values]
+
+
+def _fwd_v2(kernel, big, small, geom, *extra) -> bool:
+    """Launch a v2 forward kernel; False (nothing launched) when the shape needs v1."""
+    C, H, W, PH, PW, kh, kw, sh, sw, pad_h, pad_w = geom
+    P = big.shape[0] * C
+    plan = _fwd_plan(P, H, W, PH, PW, kh, sh, pad_h, _BAND_FLOATS, V2_THREADS, _MAX_GRID_Y)
+    if plan is None:
+        return False
+    if P * PH * PW == 0:
+        return True
+    grid, block, R, slot = plan
+    kernel[grid, block](_planes(big, np.float32), _planes(small, np.float32), *extra,
+                        *_i32(P, H, W, PH, PW, kh, kw, sh, sw, pad_h, pad_w, R, slot))
+    return True
+
+
 def max_pool_fwd(x: Any, y: Any, mask: Any, kernel: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> None:
+                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
+                 version: str = "v2") -> None:
     """Max pooling: y (N,C,PH,PW) = max of x (N,C,H,W) over each window (Caffe's clipping, first
     max on ties); mask (N,C,PH,PW) int32 receives the argmax as h*W+w in the input plane (-1 when
     a window holds nothing above -FLT_MAX). PH, PW are taken from y's shape (see ``pooled_size``).
-    ``kernel``, ``stride``, ``pad``: an int or an (h, w) pair."""
+    ``kernel``, ``stride``, ``pad``: an int or an (h, w) pair. ``version``: "v2" (default; falls
+    back to v1 for shapes it cannot take, see ``_fwd_plan``) or "v1"."""
+    _check_version(version)
     x, y, mask = as_device(x), as_device(y), as_device(mask)
     geom = _geometry(x, y, kernel, stride, pad)
     if tuple(mask.shape) != tuple(y.shape):
         raise ValueError(f"max pool mask shape {mask.shape} != output shape {y.shape}")
     yf = _flat(y, np.float32)
-    _launch(max_pool_fwd_v1, yf.size, _flat(x, np.float32), yf, _flat(mask, np.int32), *geom)
+    mf = _flat(mask, np.int32)
+    xf = _flat(x, np.float32)
+    if version == "v2" and _fwd_v2(max_pool_fwd_v2, x, y, geom, _planes(mask, np.int32)):
+        return
+    _launch(max_pool_fwd_v1, yf.size, xf, yf, mf, *geom)
 
 
 def max_pool_bwd(dy: Any, mask: Any, dx: Any, kernel: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> None:
+                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
+                 version: str = "v2") -> None:
     """Max pooling backward: dx (N,C,H,W) = dy (N,C,PH,PW) routed to the argmax recorded in mask
-    by ``max_pool_fwd`` (summed where windows overlap); dx is overwritten."""
+    by ``max_pool_fwd`` (summed where windows overlap); dx is overwritten. ``version``: "v2"
+    (default; v1 past int32) or "v1"."""
+    _check_version(version)
     dy, mask, dx = as_device(dy), as_device(mask), as_device(dx)
     geom = _geometry(dx, dy, kernel, stride, pad)
     if tuple(mask.shape) != tuple(dy.shape):
         raise ValueError(f"max pool mask shape {mask.shape} != top diff shape {dy.shape}")
     dxf = _flat(dx, np.float32)
-    _launch(max_pool_bwd_v1, dxf.size, _flat(dy, np.float32), _flat(mask, np.int32), dxf, *geom)
+    dyf = _flat(dy, np.float32)
+    mf = _flat(mask, np.int32)
+    C, H, W, PH, PW = geom[:5]
+    P = dx.shape[0] * C
+    plan = _bwd_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if version == "v2" else None
+    if plan is None:
+        _launch(max_pool_bwd_v1, dxf.size, dyf, mf, dxf, *geom)
+    elif dxf.size:
+        grid, block = plan
+        max_pool_bwd_v2[grid, block](_planes(dy, np.float32), _planes(mask, np.int32),
+                                     _planes(dx, np.float32), _bounds_table(*geom[1:]),
+                                     *_i32(P, H, W, PH, PW))
 
 
 def ave_pool_fwd(x: Any, y: Any, kernel: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> None:
+                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
+                 version: str = "v2") -> None:
     """Average pooling: y (N,C,PH,PW) = sum of x (N,C,H,W) over each clipped window divided by
-    Caffe's pool_size (the window clipped to the padded extent H+pad, W+pad)."""
+    Caffe's pool_size (the window clipped to the padded extent H+pad, W+pad). ``version``: "v2"
+    (default; falls back to v1 for shapes it cannot take) or "v1"."""
+    _check_version(version)
     x, y = as_device(x), as_device(y)
     geom = _geometry(x, y, kernel, stride, pad)
     yf = _flat(y, np.float32)
-    _launch(ave_pool_fwd_v1, yf.size, _flat(x, np.float32), yf, *geom)
+    xf = _flat(x, np.float32)
+    if version == "v2" and _fwd_v2(ave_pool_fwd_v2, x, y, geom):
+        return
+    _launch(ave_pool_fwd_v1, yf.size, xf, yf, *geom)
 
 
 def ave_pool_bwd(dy: Any, dx: Any, kernel: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> None:
+                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
+                 version: str = "v2") -> None:
     """Average pooling backward: dx (N,C,H,W) = sum over covering windows of dy / pool_size;
-    dx is overwritten."""
+    dx is overwritten. ``version``: "v2" (default; v1 past int32) or "v1"."""
+    _check_version(version)
     dy, dx = as_device(dy), as_device(dx)
     geom = _geometry(dx, dy, kernel, stride, pad)
     dxf = _flat(dx, np.float32)
-    _launch(ave_pool_bwd_v1, dxf.size, _flat(dy, np.float32), dxf, *geom)
+    dyf = _flat(dy, np.float32)
+    C, H, W, PH, PW = geom[:5]
+    P = dx.shape[0] * C
+    plan = _bwd_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if version == "v2" else None
+    if plan is None:
+        _launch(ave_pool_bwd_v1, dxf.size, dyf, dxf, *geom)
+    elif dxf.size:
+        grid, block = plan
+        ave_pool_bwd_v2[grid, block](_planes(dy, np.float32), _planes(dx, np.float32),
+                                     _bounds_table(*geom[1:]), *_i32(P, *geom[1:]))

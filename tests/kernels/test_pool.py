@@ -54,19 +54,19 @@ def _out_hw(shape, kernel, stride, pad):
             pool.pooled_size(shape[3], kernel[1], pad[1], stride[1], any_pad=any_pad))
 
 
-def _check_max(x, kernel, stride, pad, out_hw=None, seed=0):
+def _check_max(x, kernel, stride, pad, out_hw=None, seed=0, version="v2"):
     out_hw = out_hw or _out_hw(x.shape, kernel, stride, pad)
     y_ref, mask_ref = ref.max_pool_fwd_ref(x, out_hw, kernel, stride, pad)
     d_x = cuda.to_device(x)
     d_y = cuda.device_array(y_ref.shape, np.float32)
     d_mask = cuda.device_array(y_ref.shape, np.int32)
-    pool.max_pool_fwd(d_x, d_y, d_mask, kernel, stride, pad)
+    pool.max_pool_fwd(d_x, d_y, d_mask, kernel, stride, pad, version=version)
     np.testing.assert_array_equal(d_mask.copy_to_host(), mask_ref)
     assert_close(d_y.copy_to_host(), y_ref, rtol=0, atol=0, name="max pool y")
 
     dy = np.random.default_rng(seed + 1).standard_normal(y_ref.shape).astype(np.float32)
     d_dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))   # must be overwritten
-    pool.max_pool_bwd(cuda.to_device(dy), d_mask, d_dx, kernel, stride, pad)
+    pool.max_pool_bwd(cuda.to_device(dy), d_mask, d_dx, kernel, stride, pad, version=version)
     assert_close(d_dx.copy_to_host(), ref.max_pool_bwd_ref(x, dy, kernel, stride, pad),
                  rtol=1e-6, atol=1e-6, name="max pool dx")
 
@@ -79,30 +79,35 @@ def _assert_close_nan(actual, expected, rtol, atol, name):
     assert_close(np.where(nan, 0, actual), np.where(nan, 0, expected), rtol=rtol, atol=atol, name=name)
 
 
-def _check_ave(x, kernel, stride, pad, out_hw=None, seed=0):
+def _check_ave(x, kernel, stride, pad, out_hw=None, seed=0, version="v2"):
     out_hw = out_hw or _out_hw(x.shape, kernel, stride, pad)
     y_ref = ref.ave_pool_fwd_ref(x, out_hw, kernel, stride, pad)
     d_y = cuda.device_array(y_ref.shape, np.float32)
-    pool.ave_pool_fwd(cuda.to_device(x), d_y, kernel, stride, pad)
+    pool.ave_pool_fwd(cuda.to_device(x), d_y, kernel, stride, pad, version=version)
     _assert_close_nan(d_y.copy_to_host(), y_ref, rtol=1e-6, atol=1e-6, name="ave pool y")
 
     dy = np.random.default_rng(seed + 1).standard_normal(y_ref.shape).astype(np.float32)
     d_dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))
-    pool.ave_pool_bwd(cuda.to_device(dy), d_dx, kernel, stride, pad)
+    pool.ave_pool_bwd(cuda.to_device(dy), d_dx, kernel, stride, pad, version=version)
     _assert_close_nan(d_dx.copy_to_host(), ref.ave_pool_bwd_ref(x.shape, dy, kernel, stride, pad),
                       rtol=1e-6, atol=1e-6, name="ave pool dx")
 
 
+VERSIONS = ("v1", "v2")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 @given(geom=geometries(), seed=st.integers(0, 2**16), ties=st.booleans())
-def test_max_pool_matches_reference(geom, seed, ties):
+def test_max_pool_matches_reference(version, geom, seed, ties):
     shape, kernel, stride, pad = geom
-    _check_max(_input(shape, seed, ties), kernel, stride, pad, seed=seed)
+    _check_max(_input(shape, seed, ties), kernel, stride, pad, seed=seed, version=version)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @given(geom=geometries(), seed=st.integers(0, 2**16))
-def test_ave_pool_matches_reference(geom, seed):
+def test_ave_pool_matches_reference(version, geom, seed):
     shape, kernel, stride, pad = geom
-    _check_ave(_input(shape, seed, False), kernel, stride, pad, seed=seed)
+    _check_ave(_input(shape, seed, False), kernel, stride, pad, seed=seed, version=version)
 
 
 EDGES = {
@@ -129,12 +134,13 @@ def test_ave_pool_empty_window_is_nan_as_caffe():
     assert y[0] == 1 and np.isnan(y[1])
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("name", sorted(EDGES))
-def test_pool_edges(name):
+def test_pool_edges(name, version):
     shape, kernel, stride, pad = EDGES[name]
     x = _input(shape, 7, ties=name.startswith("global"))
-    _check_max(x, kernel, stride, pad)
-    _check_ave(x, kernel, stride, pad)
+    _check_max(x, kernel, stride, pad, version=version)
+    _check_ave(x, kernel, stride, pad, version=version)
 
 
 def test_max_pool_ties_keep_first():
@@ -227,3 +233,80 @@ def test_pool_rejects_bad_arguments():
     with pytest.raises(TypeError):
         pool.ave_pool_fwd(cuda.device_array((1, 1, 4, 4), np.float64),
                           cuda.device_array((1, 1, 2, 2), np.float32), 2, 2, 0)
+
+
+# ------------------------------------------------------------------------ v2 special paths
+
+@given(geom=geometries(), seed=st.integers(0, 2**16), ties=st.booleans(), frac=st.floats(0, 1))
+def test_v2_forward_bands_and_fallback(geom, seed, ties, frac):
+    """A tile smaller than one plane: v2's forward splits the output rows into bands (input rows
+    of neighbouring bands overlap when kernel > stride), or, when not even one output row's
+    input rows fit, falls back to v1; either way the results are Caffe's."""
+    shape, kernel, stride, pad = geom
+    n, c, h, w = shape
+    band = max(1, int(frac * (h * w - 1)))       # < one plane whenever the plane has 2+ cells
+    out_hw = _out_hw(shape, kernel, stride, pad)
+    plan = pool._fwd_plan(n * c, h, w, *out_hw, kernel[0], stride[0], pad[0], band,
+                          pool.V2_THREADS, pool._MAX_GRID_Y)
+    if plan is not None:                         # the planes of a block fit the tile
+        assert plan[3] * plan[1][1] <= band and plan[2] >= 1
+    old = pool._BAND_FLOATS
+    pool._BAND_FLOATS = band
+    try:
+        x = _input(shape, seed, ties)
+        _check_max(x, kernel, stride, pad, seed=seed, version="v2")
+        _check_ave(x, kernel, stride, pad, seed=seed, version="v2")
+    finally:
+        pool._BAND_FLOATS = old
+
+
+def test_v2_band_rows_overlap():
+    """AlexNet's 3x3/2 with a tile of 3 input rows: one output row per band, each band reloading
+    the row it shares with the previous one."""
+    shape, kernel, stride, pad = (1, 2, 9, 7), (3, 3), (2, 2), (0, 0)
+    plan = pool._fwd_plan(2, 9, 7, 4, 3, 3, 2, 0, 3 * 7, pool.V2_THREADS, pool._MAX_GRID_Y)
+    assert plan is not None and plan[2] == 1 and plan[0][0] == 4
+    old = pool._BAND_FLOATS
+    pool._BAND_FLOATS = 3 * 7
+    try:
+        x = _input(shape, 5, True)
+        _check_max(x, kernel, stride, pad, version="v2")
+        _check_ave(x, kernel, stride, pad, version="v2")
+    finally:
+        pool._BAND_FLOATS = old
+
+
+@pytest.mark.parametrize("max_grid_y", [1, 2])
+def test_v2_plane_loop(max_grid_y, monkeypatch):
+    """Fewer grid rows than plane groups: every kernel loops over the remaining planes (the
+    forward keeps its barriers block-uniform while some of its planes are past the end)."""
+    monkeypatch.setattr(pool, "_MAX_GRID_Y", max_grid_y)
+    x = _input((3, 3, 5, 6), 11, True)           # 9 planes: not a multiple of the planes per block
+    _check_max(x, (3, 2), (2, 1), (1, 0), version="v2")
+    _check_ave(x, (3, 2), (2, 1), (1, 0), version="v2")
+
+
+def test_v2_plans():
+    """v2 takes ordinary shapes (the tests above do run v2) and leaves to v1 what it cannot index in
+    int32 or tile."""
+    assert pool._fwd_plan(6, 7, 7, 3, 3, 3, 2, 0, pool.SMEM_FLOATS, 256, 65535) is not None
+    assert pool._bwd_plan(6, 7, 7, 3, 3, 256, 65535) is not None
+    # AlexNet pool1, b256 on the GPU: one block per plane, all 27 output rows, 256 threads
+    grid, block, R, slot = pool._fwd_plan(256 * 96, 55, 55, 27, 27, 3, 2, 0, pool.SMEM_FLOATS,
+                                          256, 65535)
+    assert (grid, block, R, slot) == ((1, 24576), (256, 1), 27, 55 * 55)
+    # pool5 (13x13 -> 6x6): 32 threads per plane, 8 planes share a block
+    assert pool._fwd_plan(256 * 256, 13, 13, 6, 6, 3, 2, 0, pool.SMEM_FLOATS, 256,
+                          65535)[:2] == ((1, 8192), (32, 8))
+    assert pool._fwd_plan(2**31, 2, 2, 1, 1, 2, 2, 0, pool.SMEM_FLOATS, 256, 65535) is None
+    assert pool._bwd_plan(1, 2**16, 2**15, 2, 2, 256, 65535) is None
+    assert pool._fwd_plan(1, 4, 10000, 2, 5000, 3, 2, 0, pool.SMEM_FLOATS, 256, 65535) is None
+
+
+def test_pool_rejects_unknown_version():
+    d_x = cuda.device_array((1, 1, 4, 4), np.float32)
+    d_y = cuda.device_array((1, 1, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="version"):
+        pool.ave_pool_fwd(d_x, d_y, 2, 2, 0, version="v3")
+    with pytest.raises(ValueError, match="version"):
+        pool.max_pool_bwd(d_y, cuda.device_array((1, 1, 2, 2), np.int32), d_x, 2, 2, 0, version="v0")
