@@ -34,39 +34,75 @@ def test_philox_known_answers():
         assert [int(v) for v in got] == list(want)
 
 
-def _device_fwd(x, ratio, seed, stream, launch=None):
+def _device_fwd(x, ratio, seed, stream, launch=None, version=2):
     d_x = cuda.to_device(x)
     d_y = cuda.to_device(np.full_like(x, np.nan))
     d_m = cuda.to_device(np.full(x.shape, 7, np.uint8))
     if launch is None:
-        D.dropout_fwd(d_x, d_y, d_m, ratio, seed, stream)
-    else:   # the raw kernel at another geometry
+        D.dropout_fwd(d_x, d_y, d_m, ratio, seed, stream, version=version)
+    elif version == 1:   # the raw kernel at another geometry
         D.dropout_fwd_v1[launch](d_x, d_y, d_m, np.uint64(D.uint_threshold(ratio)),
+                                 np.float32(D.dropout_scale(ratio)), np.uint64(seed), np.uint64(stream))
+    else:
+        D.dropout_fwd_v2[launch](d_x, d_y, d_m, np.uint32(x.size), np.uint32(D.uint_threshold(ratio)),
                                  np.float32(D.dropout_scale(ratio)), np.uint64(seed), np.uint64(stream))
     return d_y.copy_to_host(), d_m.copy_to_host()
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @given(n=st.integers(0, MAX_ELEMENTS), ratio=ratios, seed=seeds, stream=st.integers(0, 2**64 - 1))
-def test_device_matches_host_bit_for_bit(n, ratio, seed, stream):
+def test_device_matches_host_bit_for_bit(version, n, ratio, seed, stream):
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
-    y, mask = _device_fwd(x, ratio, seed, stream)
+    y, mask = _device_fwd(x, ratio, seed, stream, version=version)
     host_mask = D.dropout_mask_host(n, ratio, seed, stream)
     np.testing.assert_array_equal(mask, host_mask)
     scale = np.float32(D.dropout_scale(ratio))
     np.testing.assert_array_equal(y, x * host_mask.astype(np.float32) * scale)
     dy = np.random.default_rng(n + 1).standard_normal(n).astype(np.float32)
     d_dx = cuda.to_device(np.full_like(dy, np.nan))
-    D.dropout_bwd(cuda.to_device(dy), cuda.to_device(mask), d_dx, ratio)
+    D.dropout_bwd(cuda.to_device(dy), cuda.to_device(mask), d_dx, ratio, version=version)
     np.testing.assert_array_equal(d_dx.copy_to_host(), dy * host_mask.astype(np.float32) * scale)
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("launch", [(1, 1), (1, 32), (3, 8), (2, 256)])
-def test_mask_independent_of_launch_geometry(launch):
-    x = np.ones(103, np.float32)                  # not a multiple of 4: a partial last group
-    y_ref, m_ref = _device_fwd(x, 0.5, 1234, 5)
-    y, m = _device_fwd(x, 0.5, 1234, 5, launch)
+def test_mask_independent_of_launch_geometry(launch, version):
+    """Every version at every geometry draws v1's mask (the stream is bit-identical), including
+    the partial last group of 103 elements."""
+    x = np.random.default_rng(3).standard_normal(103).astype(np.float32)
+    y_ref, m_ref = _device_fwd(x, 0.5, 1234, 5, version=1)
+    y, m = _device_fwd(x, 0.5, 1234, 5, launch, version)
     np.testing.assert_array_equal(m, m_ref)
-    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(y.view(np.uint32), y_ref.view(np.uint32))
+
+
+@given(n=st.integers(0, 70), ratio=ratios, seed=seeds, stream=st.integers(0, 2**64 - 1),
+       launch=st.sampled_from([(1, 1), (2, 3), (1, 8)]))
+def test_v2_same_stream_as_v1(n, ratio, seed, stream, launch):
+    """dropout_fwd_v2 (32-bit Philox words, uint32 loop) gives v1's mask and y bit for bit for
+    any seed and stream (both 64-bit) and any size, full groups and a partial last one; the
+    backward v2 at a geometry running its unrolled body gives v1's dx."""
+    x = np.random.default_rng(n + 11).standard_normal(n).astype(np.float32)
+    y1, m1 = _device_fwd(x, ratio, seed, stream, (2, 8), version=1)
+    y2, m2 = _device_fwd(x, ratio, seed, stream, launch, version=2)
+    np.testing.assert_array_equal(m2, m1)
+    np.testing.assert_array_equal(y2.view(np.uint32), y1.view(np.uint32))
+    dy = np.random.default_rng(n + 12).standard_normal(n).astype(np.float32)
+    scale = np.float32(D.dropout_scale(ratio))
+    d1 = cuda.to_device(np.full_like(dy, np.nan))
+    D.dropout_bwd_v1[2, 8](cuda.to_device(dy), cuda.to_device(m1), d1, scale)
+    d2 = cuda.to_device(dy)                       # in place: dx is dy
+    D.dropout_bwd_v2[launch](d2, cuda.to_device(m1), d2, np.uint32(n), scale, np.float32(0),
+                             np.float32(0))
+    np.testing.assert_array_equal(d2.copy_to_host().view(np.uint32), d1.copy_to_host().view(np.uint32))
+
+
+def test_version_argument():
+    d = cuda.device_array(8, np.float32)
+    with pytest.raises(ValueError, match="version"):
+        D.dropout_fwd(d, d, cuda.device_array(8, np.uint8), 0.5, 1, version=3)
+    with pytest.raises(ValueError, match="version"):
+        D.dropout_bwd(d, cuda.device_array(8, np.uint8), d, 0.5, version=0)
 
 
 def test_host_stream_is_a_prefix_property():
