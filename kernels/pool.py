@@ -55,7 +55,7 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int32, int64, types, void
+from numba import cuda, float32, int32, int64, types, uint32, void
 from numba.cuda.extending import intrinsic
 
 from kernels._launch import SIMULATOR, as_device, ceil_div, grid_1d
@@ -202,12 +202,13 @@ def ave_pool_bwd_v1(dy, dx, C, H, W, PH, PW, kernel_h, kernel_w, stride_h, strid
 
 # ------------------------------------------------------------------------------------------ v2
 #
-# Every integer below is int32: the host passes np.int32 scalars and the arrays are 2-D views
-# (plane, spatial), so an element's address is plane*stride + s (numba widens that product itself,
-# a multiply-add, no division). Numba types int32 // int32 as int64 (a 64-bit division with a
-# runtime 32-bit bypass), hence ``_udiv32``: one unsigned 32-bit division for operands known to be
-# >= 0. Strided loops are ``while`` loops: ``range`` with a runtime step divides to get its trip
-# count.
+# Every integer below is int32: the host passes np.int32 scalars, computed values are cast back
+# with int32() (numba widens int32 op int32 to int64), and the arrays are 2-D views (plane,
+# spatial), so an element's address is plane*stride + s (one 64-bit multiply-add, no division).
+# Array indices are uint32: numba adds a negative-index wraparound (shift, and, 64-bit add) to
+# every signed index. Numba also types int32 // int32 as int64 (a 64-bit division with a runtime
+# 32-bit bypass), hence ``_udiv32``: one unsigned 32-bit division, for operands known to be >= 0.
+# Strided loops are ``while`` loops: ``range`` with a runtime step divides to get its trip count.
 
 if SIMULATOR:
     def _udiv32(a, b):
@@ -224,47 +225,70 @@ else:
         return sig, codegen
 
 
+UNROLL = 8                  # v2 forward: independent loads per thread in flight while filling the tile
+
+
+@cuda.jit(device=True, inline=True)
+def _load_band(x, tile, p, src, dst, tx, TX, count):
+    """tile[dst + i] = x[p, src + i] for i < count, by the TX threads tx of one plane: UNROLL
+    coalesced loads per thread issued before any store (memory-level parallelism); the indices past
+    the range are clamped to its last element (rewritten with its own value) instead of branching,
+    so the loads stay unconditional and independent."""
+    last = int32(count - 1)
+    i = tx
+    while i < count:
+        i1 = int32(min(i + TX, last))
+        i2 = int32(min(i + 2 * TX, last))
+        i3 = int32(min(i + 3 * TX, last))
+        i4 = int32(min(i + 4 * TX, last))
+        i5 = int32(min(i + 5 * TX, last))
+        i6 = int32(min(i + 6 * TX, last))
+        i7 = int32(min(i + 7 * TX, last))
+        v0 = x[uint32(p), uint32(src + i)]
+        v1 = x[uint32(p), uint32(src + i1)]
+        v2 = x[uint32(p), uint32(src + i2)]
+        v3 = x[uint32(p), uint32(src + i3)]
+        v4 = x[uint32(p), uint32(src + i4)]
+        v5 = x[uint32(p), uint32(src + i5)]
+        v6 = x[uint32(p), uint32(src + i6)]
+        v7 = x[uint32(p), uint32(src + i7)]
+        tile[uint32(dst + i)] = v0
+        tile[uint32(dst + i1)] = v1
+        tile[uint32(dst + i2)] = v2
+        tile[uint32(dst + i3)] = v3
+        tile[uint32(dst + i4)] = v4
+        tile[uint32(dst + i5)] = v5
+        tile[uint32(dst + i6)] = v6
+        tile[uint32(dst + i7)] = v7
+        i = int32(i + UNROLL * TX)
+
+
 @cuda.jit
 def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w,
                     pad_h, pad_w, R, SLOT):
     """Max pooling of the band of output rows [bx*R, bx*R+R) of planes by*TY+ty: the band's input
-    rows are copied to shared memory (one contiguous range, 4 loads in flight per thread), then
+    rows are copied to shared memory (one contiguous range, UNROLL loads in flight per thread), then
     each thread takes outputs of its plane; first max wins (strict ``>`` scanning h then w)."""
     tile = cuda.shared.array(SMEM_FLOATS, float32)
     tx = int32(cuda.threadIdx.x)
     ty = int32(cuda.threadIdx.y)
     TX = int32(cuda.blockDim.x)
     TY = int32(cuda.blockDim.y)
-    base = int32(ty * SLOT)                                  # this plane's slot in the tile
+    base = int32(ty * SLOT)                           # this plane's slot in the tile
     ph0 = int32(int32(cuda.blockIdx.x) * R)
     ph1 = int32(min(ph0 + R, PH))
-    hs0 = int32(max(ph0 * stride_h - pad_h, 0))              # input rows [hs0, he0) cover the band
+    # input rows [hs0, he0) cover the band's windows: one contiguous range of x
+    hs0 = int32(max(ph0 * stride_h - pad_h, 0))
     he0 = int32(min((ph1 - 1) * stride_h - pad_h + kernel_h, H))
     count = int32(max(he0 - hs0, 0) * W)
     src = int32(hs0 * W)
     nout = int32((ph1 - ph0) * PW)
-    last = int32(count - 1)
     pb = int32(cuda.blockIdx.y)
     nblocks = _udiv32(P + TY - 1, TY)
     while pb < nblocks:                               # block-uniform: every thread meets the barriers
         p = int32(pb * TY + ty)
         if p < P:
-            i = tx
-            while i < count:
-                # four independent loads issued before any store; the indices past the range are
-                # clamped to its last element (rewritten with its own value) instead of branching
-                i1 = int32(min(i + TX, last))
-                i2 = int32(min(i + 2 * TX, last))
-                i3 = int32(min(i + 3 * TX, last))
-                v0 = x[p, src + i]
-                v1 = x[p, src + i1]
-                v2 = x[p, src + i2]
-                v3 = x[p, src + i3]
-                tile[base + i] = v0
-                tile[base + i1] = v1
-                tile[base + i2] = v2
-                tile[base + i3] = v3
-                i = int32(i + 4 * TX)
+            _load_band(x, tile, p, src, base, tx, TX, count)
         cuda.syncthreads()                            # the band is in shared memory
         if p < P:
             o = tx
@@ -283,13 +307,13 @@ def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, s
                 for h in range(hstart, hend):
                     row = int32(base + (h - hs0) * W)
                     for w in range(wstart, wend):
-                        v = tile[row + w]
+                        v = tile[uint32(row + w)]
                         if v > maxval:        # strict: the first maximum wins, as Caffe
                             maxval = v
                             maxidx = int32(h * W + w)
                 out = int32(ph * PW + pw)
-                y[p, out] = maxval
-                mask[p, out] = maxidx
+                y[uint32(p), uint32(out)] = maxval
+                mask[uint32(p), uint32(out)] = maxidx
                 o = int32(o + TX)
         cuda.syncthreads()                            # the tile is reused for the next plane
         pb = int32(pb + cuda.gridDim.y)
@@ -313,26 +337,12 @@ def ave_pool_fwd_v2(x, y, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_
     count = int32(max(he0 - hs0, 0) * W)
     src = int32(hs0 * W)
     nout = int32((ph1 - ph0) * PW)
-    last = int32(count - 1)
     pb = int32(cuda.blockIdx.y)
     nblocks = _udiv32(P + TY - 1, TY)
     while pb < nblocks:                               # block-uniform: every thread meets the barriers
         p = int32(pb * TY + ty)
         if p < P:
-            i = tx
-            while i < count:
-                i1 = int32(min(i + TX, last))                # clamped: see max_pool_fwd_v2
-                i2 = int32(min(i + 2 * TX, last))
-                i3 = int32(min(i + 3 * TX, last))
-                v0 = x[p, src + i]
-                v1 = x[p, src + i1]
-                v2 = x[p, src + i2]
-                v3 = x[p, src + i3]
-                tile[base + i] = v0
-                tile[base + i1] = v1
-                tile[base + i2] = v2
-                tile[base + i3] = v3
-                i = int32(i + 4 * TX)
+            _load_band(x, tile, p, src, base, tx, TX, count)
         cuda.syncthreads()                            # the band is in shared memory
         if p < P:
             o = tx
@@ -353,8 +363,8 @@ def ave_pool_fwd_v2(x, y, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_
                 for h in range(hstart, hend):
                     row = int32(base + (h - hs0) * W)
                     for w in range(wstart, wend):
-                        total += tile[row + w]
-                y[p, int32(ph * PW + pw)] = total / float32(pool_size)
+                        total += tile[uint32(row + w)]
+                y[uint32(p), uint32(ph * PW + pw)] = total / float32(pool_size)
                 o = int32(o + TX)
         cuda.syncthreads()                            # the tile is reused for the next plane
         pb = int32(pb + cuda.gridDim.y)
@@ -375,10 +385,10 @@ def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW):
         return                                        # no barrier in this kernel
     h = _udiv32(s, W)
     w = int32(s - h * W)
-    phs = bounds[h]
-    phe = bounds[int32(H + h)]
-    pws = bounds[int32(2 * H + w)]
-    pwe = bounds[int32(2 * H + W + w)]
+    phs = bounds[uint32(h)]
+    phe = bounds[uint32(H + h)]
+    pws = bounds[uint32(2 * H + w)]
+    pwe = bounds[uint32(2 * H + W + w)]
     p = int32(cuda.blockIdx.y * TY + ty)
     pstep = int32(cuda.gridDim.y * TY)
     while p < P:
@@ -392,14 +402,14 @@ def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW):
             while pw < pwe:
                 okw = pw + 1 < pwe
                 pw1 = int32(min(pw + 1, pwe - 1))
-                m00 = mask[p, r0 + pw]
-                m01 = mask[p, r0 + pw1]
-                m10 = mask[p, r1 + pw]
-                m11 = mask[p, r1 + pw1]
-                d00 = dy[p, r0 + pw]
-                d01 = dy[p, r0 + pw1]
-                d10 = dy[p, r1 + pw]
-                d11 = dy[p, r1 + pw1]
+                m00 = mask[uint32(p), uint32(r0 + pw)]
+                m01 = mask[uint32(p), uint32(r0 + pw1)]
+                m10 = mask[uint32(p), uint32(r1 + pw)]
+                m11 = mask[uint32(p), uint32(r1 + pw1)]
+                d00 = dy[uint32(p), uint32(r0 + pw)]
+                d01 = dy[uint32(p), uint32(r0 + pw1)]
+                d10 = dy[uint32(p), uint32(r1 + pw)]
+                d11 = dy[uint32(p), uint32(r1 + pw1)]
                 if m00 == s:
                     gradient += d00
                 if okw and m01 == s:
@@ -410,7 +420,7 @@ def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW):
                     gradient += d11
                 pw = int32(pw + 2)
             ph = int32(ph + 2)
-        dx[p, s] = gradient
+        dx[uint32(p), uint32(s)] = gradient
         p = int32(p + pstep)
 
 
@@ -427,10 +437,10 @@ def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_
         return                                        # no barrier in this kernel
     h = _udiv32(s, W)
     w = int32(s - h * W)
-    phs = bounds[h]
-    phe = bounds[int32(H + h)]
-    pws = bounds[int32(2 * H + w)]
-    pwe = bounds[int32(2 * H + W + w)]
+    phs = bounds[uint32(h)]
+    phe = bounds[uint32(H + h)]
+    pws = bounds[uint32(2 * H + w)]
+    pwe = bounds[uint32(2 * H + W + w)]
     p = int32(cuda.blockIdx.y * TY + ty)
     pstep = int32(cuda.gridDim.y * TY)
     while p < P:
@@ -450,10 +460,10 @@ def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_
             while pw < pwe:
                 okw = pw + 1 < pwe
                 pw1 = int32(min(pw + 1, pwe - 1))
-                d00 = dy[p, r0 + pw]
-                d01 = dy[p, r0 + pw1]
-                d10 = dy[p, r1 + pw]
-                d11 = dy[p, r1 + pw1]
+                d00 = dy[uint32(p), uint32(r0 + pw)]
+                d01 = dy[uint32(p), uint32(r0 + pw1)]
+                d10 = dy[uint32(p), uint32(r1 + pw)]
+                d11 = dy[uint32(p), uint32(r1 + pw1)]
                 ws = int32(pw * stride_w - pad_w)
                 ew0 = int32(min(ws + kernel_w, W + pad_w) - ws)
                 ws = int32(pw1 * stride_w - pad_w)
@@ -467,7 +477,7 @@ def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_
                     gradient += d11 / float32(eh1 * ew1)
                 pw = int32(pw + 2)
             ph = int32(ph + 2)
-        dx[p, s] = gradient
+        dx[uint32(p), uint32(s)] = gradient
         p = int32(p + pstep)
 
 
