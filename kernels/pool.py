@@ -370,13 +370,22 @@ def ave_pool_fwd_v2(x, y, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_
         pb = int32(pb + cuda.gridDim.y)
 
 
+@cuda.jit(device=True, inline=True)
+def _cover(bounds, h, w, H):
+    """(phstart, phend, pwstart, pwend) of input (h, w) from the packed table (start | end << 16)."""
+    th = bounds[uint32(h)]
+    tw = bounds[uint32(H + w)]
+    return (int32(th & 0xFFFF), int32(th >> 16), int32(tw & 0xFFFF), int32(tw >> 16))
+
+
 @cuda.jit
-def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW):
+def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW, pair_h, pair_w):
     """dx[p, h*W+w] = sum of dy[p, o] over the outputs o covering (h, w) whose mask is h*W+w.
-    ``bounds`` (int32, 2H+2W) = [phstart(h)..., phend(h)..., pwstart(w)..., pwend(w)...]: the
-    covering output range per axis, precomputed on the host (no division by the stride here).
-    One thread per input element of plane by*TY+ty; outputs visited in 2x2 chunks (8 independent
-    loads: 4 mask, 4 dy)."""
+    ``bounds`` (int32, H+W) packs phstart(h) | phend(h) << 16, then the same for w: the covering
+    output range per axis, precomputed on the host (no division by the stride here). One thread
+    per input element of plane by*TY+ty; the outputs are visited in chunks of (1+pair_h) x
+    (1+pair_w) (pair_* = 1 where 2+ windows can cover one input along that axis): up to 8
+    independent loads (4 mask, 4 dy) in flight."""
     tx = int32(cuda.threadIdx.x)
     ty = int32(cuda.threadIdx.y)
     TY = int32(cuda.blockDim.y)
@@ -385,10 +394,7 @@ def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW):
         return                                        # no barrier in this kernel
     h = _udiv32(s, W)
     w = int32(s - h * W)
-    phs = bounds[uint32(h)]
-    phe = bounds[uint32(H + h)]
-    pws = bounds[uint32(2 * H + w)]
-    pwe = bounds[uint32(2 * H + W + w)]
+    phs, phe, pws, pwe = _cover(bounds, h, w, H)
     p = int32(cuda.blockIdx.y * TY + ty)
     pstep = int32(cuda.gridDim.y * TY)
     while p < P:
@@ -397,20 +403,30 @@ def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW):
         while ph < phe:
             r0 = int32(ph * PW)
             okh = ph + 1 < phe
-            r1 = int32(min(ph + 1, phe - 1) * PW)           # clamped duplicate row, never added
+            r1 = int32(min(ph + 1, phe - 1) * PW)    # clamped duplicate row: loaded, never added
             pw = pws
             while pw < pwe:
                 okw = pw + 1 < pwe
                 pw1 = int32(min(pw + 1, pwe - 1))
+                # the loads of one chunk are independent; the pair_* branches are uniform
                 m00 = mask[uint32(p), uint32(r0 + pw)]
-                m01 = mask[uint32(p), uint32(r0 + pw1)]
-                m10 = mask[uint32(p), uint32(r1 + pw)]
-                m11 = mask[uint32(p), uint32(r1 + pw1)]
                 d00 = dy[uint32(p), uint32(r0 + pw)]
-                d01 = dy[uint32(p), uint32(r0 + pw1)]
-                d10 = dy[uint32(p), uint32(r1 + pw)]
-                d11 = dy[uint32(p), uint32(r1 + pw1)]
-                if m00 == s:
+                m01 = int32(-1)                       # -1 never names an input
+                m10 = int32(-1)
+                m11 = int32(-1)
+                d01 = float32(0)
+                d10 = float32(0)
+                d11 = float32(0)
+                if pair_w:
+                    m01 = mask[uint32(p), uint32(r0 + pw1)]
+                    d01 = dy[uint32(p), uint32(r0 + pw1)]
+                if pair_h:
+                    m10 = mask[uint32(p), uint32(r1 + pw)]
+                    d10 = dy[uint32(p), uint32(r1 + pw)]
+                    if pair_w:
+                        m11 = mask[uint32(p), uint32(r1 + pw1)]
+                        d11 = dy[uint32(p), uint32(r1 + pw1)]
+                if m00 == s:                          # Caffe's order: row-major over (ph, pw)
                     gradient += d00
                 if okw and m01 == s:
                     gradient += d01
@@ -418,17 +434,17 @@ def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW):
                     gradient += d10
                 if okh and okw and m11 == s:
                     gradient += d11
-                pw = int32(pw + 2)
-            ph = int32(ph + 2)
+                pw = int32(pw + 1 + pair_w)
+            ph = int32(ph + 1 + pair_h)
         dx[uint32(p), uint32(s)] = gradient
         p = int32(p + pstep)
 
 
 @cuda.jit
 def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w,
-                    pad_h, pad_w):
+                    pad_h, pad_w, pair_h, pair_w):
     """dx[p, h*W+w] = sum of dy[p, o] / pool_size(o) over the outputs o covering (h, w); the
-    scheme of max_pool_bwd_v2 (bounds table, 2x2 chunks of 4 independent dy loads)."""
+    scheme of max_pool_bwd_v2 (packed bounds table, chunks of up to 4 independent dy loads)."""
     tx = int32(cuda.threadIdx.x)
     ty = int32(cuda.threadIdx.y)
     TY = int32(cuda.blockDim.y)
@@ -437,10 +453,7 @@ def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_
         return                                        # no barrier in this kernel
     h = _udiv32(s, W)
     w = int32(s - h * W)
-    phs = bounds[uint32(h)]
-    phe = bounds[uint32(H + h)]
-    pws = bounds[uint32(2 * H + w)]
-    pwe = bounds[uint32(2 * H + W + w)]
+    phs, phe, pws, pwe = _cover(bounds, h, w, H)
     p = int32(cuda.blockIdx.y * TY + ty)
     pstep = int32(cuda.gridDim.y * TY)
     while p < P:
@@ -461,9 +474,15 @@ def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_
                 okw = pw + 1 < pwe
                 pw1 = int32(min(pw + 1, pwe - 1))
                 d00 = dy[uint32(p), uint32(r0 + pw)]
-                d01 = dy[uint32(p), uint32(r0 + pw1)]
-                d10 = dy[uint32(p), uint32(r1 + pw)]
-                d11 = dy[uint32(p), uint32(r1 + pw1)]
+                d01 = float32(0)
+                d10 = float32(0)
+                d11 = float32(0)
+                if pair_w:                            # uniform branches: see max_pool_bwd_v2
+                    d01 = dy[uint32(p), uint32(r0 + pw1)]
+                if pair_h:
+                    d10 = dy[uint32(p), uint32(r1 + pw)]
+                    if pair_w:
+                        d11 = dy[uint32(p), uint32(r1 + pw1)]
                 ws = int32(pw * stride_w - pad_w)
                 ew0 = int32(min(ws + kernel_w, W + pad_w) - ws)
                 ws = int32(pw1 * stride_w - pad_w)
@@ -475,8 +494,8 @@ def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_
                     gradient += d10 / float32(eh1 * ew0)
                 if okh and okw:
                     gradient += d11 / float32(eh1 * ew1)
-                pw = int32(pw + 2)
-            ph = int32(ph + 2)
+                pw = int32(pw + 1 + pair_w)
+            ph = int32(ph + 1 + pair_h)
         dx[uint32(p), uint32(s)] = gradient
         p = int32(p + pstep)
 
@@ -494,9 +513,9 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "ave_pool_fwd_v1": (ave_pool_fwd_v1, [void(_F, _F, *_GEOM)]),
     "ave_pool_bwd_v1": (ave_pool_bwd_v1, [void(_F, _F, *_GEOM)]),
     "max_pool_fwd_v2": (max_pool_fwd_v2, [void(_F2, _F2, _I2, *_GEOM2, int32, int32)]),
-    "max_pool_bwd_v2": (max_pool_bwd_v2, [void(_F2, _I2, _F2, _I, *(int32,) * 5)]),
+    "max_pool_bwd_v2": (max_pool_bwd_v2, [void(_F2, _I2, _F2, _I, *(int32,) * 7)]),
     "ave_pool_fwd_v2": (ave_pool_fwd_v2, [void(_F2, _F2, *_GEOM2, int32, int32)]),
-    "ave_pool_bwd_v2": (ave_pool_bwd_v2, [void(_F2, _F2, _I, *_GEOM2)]),
+    "ave_pool_bwd_v2": (ave_pool_bwd_v2, [void(_F2, _F2, _I, *_GEOM2, int32, int32)]),
 }
 
 
@@ -583,8 +602,9 @@ def _fwd_plan(P: int, H: int, W: int, PH: int, PW: int, kh: int, sh: int, pad_h:
 def _bwd_plan(P: int, H: int, W: int, PH: int, PW: int, threads: int,
               max_grid_y: int) -> tuple | None:
     """v2 backward launch: (grid, block), one thread per input element, TX along the plane (a
-    multiple of 32 up to ``threads``), TY = threads // TX planes per block; None past int32."""
-    if max(P, H * W, PH * PW) > INT32_MAX:
+    multiple of 32 up to ``threads``), TY = threads // TX planes per block; None past int32 or
+    with a side of 32768+ (the bounds table packs two 16-bit fields)."""
+    if max(P, H * W, PH * PW) > INT32_MAX or max(H, W, PH, PW) >= 2**15:   # 16-bit table fields
         return None
     tx = min(threads, 32 * ceil_div(H * W, 32))
     ty = max(1, threads // tx)
@@ -593,18 +613,19 @@ def _bwd_plan(P: int, H: int, W: int, PH: int, PW: int, threads: int,
 
 @functools.lru_cache(maxsize=256)
 def _bounds_table(H: int, W: int, PH: int, PW: int, kh: int, kw: int, sh: int, sw: int,
-                  pad_h: int, pad_w: int) -> Any:
-    """Device int32 array [phstart(h)..., phend(h)..., pwstart(w)..., pwend(w)...]: the outputs
-    whose window covers input row h are [phstart, phend) (Caffe's formulas), the same for w.
-    Cached per geometry (a few hundred bytes, uploaded once)."""
+                  pad_h: int, pad_w: int) -> tuple[Any, int, int]:
+    """(table, pair_h, pair_w). table: device int32 (H+W,), entry h = phstart | phend << 16 where
+    [phstart, phend) are the outputs whose window covers input row h (Caffe's formulas), then the
+    same for each column w. pair_*: 1 when some input is covered by 2+ windows along that axis (the
+    kernels then visit outputs in pairs). Cached per geometry (uploaded once)."""
     def axis(size, k, s, pad, out):
         pos = np.arange(size, dtype=np.int64) + pad
         start = np.where(pos < k, 0, (pos - k) // s + 1)
         end = np.minimum(pos // s + 1, out)
-        return start, end
-    hs, he = axis(H, kh, sh, pad_h, PH)
-    ws, we = axis(W, kw, sw, pad_w, PW)
-    return cuda.to_device(np.concatenate([hs, he, ws, we]).astype(np.int32))
+        return start | (end << 16), int((end - start).max(initial=0) > 1)
+    th, pair_h = axis(H, kh, sh, pad_h, PH)
+    tw, pair_w = axis(W, kw, sw, pad_w, PW)
+    return cuda.to_device(np.concatenate([th, tw]).astype(np.int32)), pair_h, pair_w
 
 
 def _planes(a: Any, dtype: Any) -> Any:
@@ -675,9 +696,10 @@ def max_pool_bwd(dy: Any, mask: Any, dx: Any, kernel: int | tuple[int, int],
         _launch(max_pool_bwd_v1, dxf.size, dyf, mf, dxf, *geom)
     elif dxf.size:
         grid, block = plan
+        table, pair_h, pair_w = _bounds_table(*geom[1:])
         max_pool_bwd_v2[grid, block](_planes(dy, np.float32), _planes(mask, np.int32),
-                                     _planes(dx, np.float32), _bounds_table(*geom[1:]),
-                                     *_i32(P, H, W, PH, PW))
+                                     _planes(dx, np.float32), table,
+                                     *_i32(P, H, W, PH, PW, pair_h, pair_w))
 
 
 def ave_pool_fwd(x: Any, y: Any, kernel: int | tuple[int, int],
@@ -713,5 +735,6 @@ def ave_pool_bwd(dy: Any, dx: Any, kernel: int | tuple[int, int],
         _launch(ave_pool_bwd_v1, dxf.size, dyf, dxf, *geom)
     elif dxf.size:
         grid, block = plan
-        ave_pool_bwd_v2[grid, block](_planes(dy, np.float32), _planes(dx, np.float32),
-                                     _bounds_table(*geom[1:]), *_i32(P, *geom[1:]))
+        table, pair_h, pair_w = _bounds_table(*geom[1:])
+        ave_pool_bwd_v2[grid, block](_planes(dy, np.float32), _planes(dx, np.float32), table,
+                                     *_i32(P, *geom[1:], pair_h, pair_w))
