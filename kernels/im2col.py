@@ -57,7 +57,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int32
+from numba import cuda, float32, int32, uint32
 
 from ._launch import as_device, grid_1d
 from .layout import INT32_LIMIT, magic_div, udiv31
@@ -165,12 +165,17 @@ def col2im_v1(col, n0, n1, kh, kw, ph, pw, sh, sw, dh, dw, OH, OW, dx):
 
 
 @cuda.jit(device=True)
-def _x_tap(xf, ok, xc, h, w, H, W):
-    """x value at (h, w) of the plane starting at flat offset xc, 0 outside the image or when not
-    ok (a row past the end of col)."""
+def _x_tap(xf, ok, xt, h0, w0, c, i, j, H, W, HW, dh, dw):
+    """x value of tap (c, i, j) for the column whose window corner is (h0, w0) and whose flat x
+    offset of (c, h, w) = (0, h0, w0) is xt; 0 in the padding or when not ok (a row past the end
+    of col). (c, i, j) are the same for the whole block (uniform registers): per thread this is
+    two adds for (h, w), two compares and one add for the offset."""
+    hi = int32(i * dh)
+    wj = int32(j * dw)
     v = float32(0.0)
-    if ok and h >= 0 and h < H and w >= 0 and w < W:
-        v = xf[int32(xc + h * W + w)]
+    # unsigned compares: 0 <= h < H in one test; uint32 index: no negative-index wraparound code
+    if ok and uint32(h0 + hi) < uint32(H) and uint32(w0 + wj) < uint32(W):
+        v = xf[uint32(xt + (c * HW + hi * W + wj))]
     return v
 
 
@@ -203,7 +208,7 @@ def im2col_v3(xf, n0, C, H, W, kh, kw, ph, pw, sh, sw, dh, dw, OH, OW, K, ncols,
     h0 = int32(oh * sh - ph)
     w0 = int32(ow * sw - pw)
     HW = int32(H * W)
-    xb = int32((n0 + n) * C * HW)
+    xt = int32((n0 + n) * C * HW + h0 * W + w0)   # may be < 0 (padding); xt + tap offset is not
     khkw = int32(kh * kw)
     g = int32(cuda.blockIdx.y)
     gstep = int32(cuda.gridDim.y)
@@ -215,23 +220,23 @@ def im2col_v3(xf, n0, C, H, W, kh, kw, ph, pw, sh, sw, dh, dw, OH, OW, K, ncols,
         j = int32(t - i * kw)
         for _ in range(I2C_ROWS // 4):
             # four independent loads first, then the four stores: 4 loads in flight per thread
-            v0 = _x_tap(xf, r < K, int32(xb + c * HW), int32(h0 + i * dh), int32(w0 + j * dw), H, W)
+            v0 = _x_tap(xf, r < K, xt, h0, w0, c, i, j, H, W, HW, dh, dw)
             c, i, j = _next_row(c, i, j, kh, kw)
-            v1 = _x_tap(xf, r + 1 < K, int32(xb + c * HW), int32(h0 + i * dh), int32(w0 + j * dw), H, W)
+            v1 = _x_tap(xf, r + 1 < K, xt, h0, w0, c, i, j, H, W, HW, dh, dw)
             c, i, j = _next_row(c, i, j, kh, kw)
-            v2 = _x_tap(xf, r + 2 < K, int32(xb + c * HW), int32(h0 + i * dh), int32(w0 + j * dw), H, W)
+            v2 = _x_tap(xf, r + 2 < K, xt, h0, w0, c, i, j, H, W, HW, dh, dw)
             c, i, j = _next_row(c, i, j, kh, kw)
-            v3 = _x_tap(xf, r + 3 < K, int32(xb + c * HW), int32(h0 + i * dh), int32(w0 + j * dw), H, W)
+            v3 = _x_tap(xf, r + 3 < K, xt, h0, w0, c, i, j, H, W, HW, dh, dw)
             c, i, j = _next_row(c, i, j, kh, kw)
             o = int32(r * ncols + q)           # < (K + 4) * ncols < 2**31 (host check)
             if r < K:
-                colf[o] = v0
+                colf[uint32(o)] = v0
             if r + 1 < K:
-                colf[int32(o + ncols)] = v1
+                colf[uint32(o + ncols)] = v1
             if r + 2 < K:
-                colf[int32(o + 2 * ncols)] = v2
+                colf[uint32(o + 2 * ncols)] = v2
             if r + 3 < K:
-                colf[int32(o + 3 * ncols)] = v3
+                colf[uint32(o + 3 * ncols)] = v3
             r = int32(r + 4)
         g = int32(g + gstep)
 
@@ -300,17 +305,17 @@ def col2im_v2(colf, n0, C, H, W, kh, kw, ph, pw, sh, sw, dh, dw, OH, OW, ncols, 
                     o, jw = _next_tap(o, jw, cw, wrap, nw)
                     o3 = o
                     o, jw = _next_tap(o, jw, cw, wrap, nw)
-                    a0 = colf[o0]
-                    a1 = colf[o1]
-                    a2 = colf[o2]
-                    a3 = colf[o3]
+                    a0 = colf[uint32(o0)]
+                    a1 = colf[uint32(o1)]
+                    a2 = colf[uint32(o2)]
+                    a3 = colf[uint32(o3)]
                     acc += a0
                     acc += a1
                     acc += a2
                     acc += a3
                     t = int32(t + 4)
                 while t < T:
-                    acc += colf[o]
+                    acc += colf[uint32(o)]
                     o, jw = _next_tap(o, jw, cw, wrap, nw)
                     t = int32(t + 1)
         else:
@@ -326,10 +331,10 @@ def col2im_v2(colf, n0, C, H, W, kh, kw, ph, pw, sh, sw, dh, dw, OH, OW, ncols, 
                         tw = int32(wp - ow * sw)
                         j = udiv31(tw, mdw, sdw)
                         if j * dw == tw:
-                            acc += colf[int32((rowi + j) * ncols + col0 + oh * OW + ow)]
+                            acc += colf[uint32((rowi + j) * ncols + col0 + oh * OW + ow)]
                         ow = int32(ow + 1)
                 oh = int32(oh + 1)
-        dxf[int32(dbase + idx)] = acc
+        dxf[uint32(dbase + idx)] = acc
         idx = int32(idx + step)
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int32, uint64
+from numba import cuda, float32, int32, uint32, uint64
 
 from ._launch import as_device, ceil_div, grid_1d
 
@@ -47,7 +47,8 @@ INT32_LIMIT = 2**31  # v3 kernels index with int32: every flat index must stay b
 
 def magic_div(d: int) -> tuple[np.uint32, np.int32]:
     """(m, s) with ``n // d == (n * m) >> s`` for every 0 <= n < 2**31 (Granlund-Montgomery,
-    round-up variant: s = 31 + ceil(log2 d), m = ceil(2**s / d) < 2**32). ``d`` in [1, 2**31)."""
+    round-up variant for 31-bit numerators: s = 31 + ceil(log2 d), m = ceil(2**s / d) < 2**32).
+    ``d`` in [1, 2**31)."""
     if not 1 <= d < INT32_LIMIT:
         raise ValueError(f"magic_div: divisor {d} outside [1, 2**31)")
     s = 31 + (d - 1).bit_length()
@@ -57,9 +58,10 @@ def magic_div(d: int) -> tuple[np.uint32, np.int32]:
 
 @cuda.jit(device=True)
 def udiv31(n, m, s):
-    """n // d for 0 <= n < 2**31 from d's ``magic_div`` (m, s): one 32x32->64 multiply and a shift
-    instead of a division (a runtime int64 ``//`` is a long instruction sequence on the GPU)."""
-    return int32((uint64(n) * uint64(m)) >> uint64(s))
+    """n // d for 0 <= n < 2**31 from d's ``magic_div`` (m, s): a 32x32->64 multiply of two
+    zero-extended words and a shift instead of a division (a runtime int64 ``//`` is a long
+    instruction sequence on the GPU; numba would type ``int32 // int32`` as int64)."""
+    return int32((uint64(uint32(n)) * uint64(m)) >> uint64(s))
 
 
 @cuda.jit
@@ -165,13 +167,15 @@ def cn_to_nc_v3(src, dst, n0, C, S, cols, total, mS, sS, mC, sC, bias, has_bias)
         v1 = _cn_load(src, i1, total, C, S, cols, mS, sS, mC, sC, bias, has_bias)
         v2 = _cn_load(src, i2, total, C, S, cols, mS, sS, mC, sC, bias, has_bias)
         v3 = _cn_load(src, i3, total, C, S, cols, mS, sS, mC, sC, bias, has_bias)
-        dst[dbase + i0] = v0
+        # uint32 indices: non-negative by construction, and numba skips the negative-index
+        # wraparound (compare + select per access) for unsigned indices
+        dst[uint32(dbase + i0)] = v0
         if i1 < total:
-            dst[dbase + i1] = v1
+            dst[uint32(dbase + i1)] = v1
         if i2 < total:
-            dst[dbase + i2] = v2
+            dst[uint32(dbase + i2)] = v2
         if i3 < total:
-            dst[dbase + i3] = v3
+            dst[uint32(dbase + i3)] = v3
         i0 = int32(i0 + step)
 
 
@@ -184,9 +188,9 @@ def _cn_load(src, i, total, C, S, cols, mS, sS, mC, sC, bias, has_bias):
         s = int32(i - plane * S)
         n = udiv31(plane, mC, sC)
         c = int32(plane - n * C)
-        v = src[int32(c * cols + n * S + s)]
+        v = src[uint32(c * cols + n * S + s)]
         if has_bias:
-            v += bias[c]
+            v += bias[uint32(c)]
     return v
 
 
@@ -207,13 +211,13 @@ def nc_to_cn_v3(src, n0, C, S, cols, total, mcols, scols, mS, sS, dst):
         v1 = _nc_load(src, j1, total, sbase, C, S, cols, mcols, scols, mS, sS)
         v2 = _nc_load(src, j2, total, sbase, C, S, cols, mcols, scols, mS, sS)
         v3 = _nc_load(src, j3, total, sbase, C, S, cols, mcols, scols, mS, sS)
-        dst[j0] = v0
+        dst[uint32(j0)] = v0             # uint32 index: no negative-index wraparound code
         if j1 < total:
-            dst[j1] = v1
+            dst[uint32(j1)] = v1
         if j2 < total:
-            dst[j2] = v2
+            dst[uint32(j2)] = v2
         if j3 < total:
-            dst[j3] = v3
+            dst[uint32(j3)] = v3
         j0 = int32(j0 + step)
 
 
@@ -226,7 +230,7 @@ def _nc_load(src, j, total, sbase, C, S, cols, mcols, scols, mS, sS):
         q = int32(j - c * cols)
         n = udiv31(q, mS, sS)
         s = int32(q - n * S)
-        v = src[int32(sbase + (n * C + c) * S + s)]
+        v = src[uint32(sbase + (n * C + c) * S + s)]
     return v
 
 
