@@ -40,13 +40,19 @@ Versions (``version=`` on every public function; "v2" is the default):
         overlap of 3x3/2 costs shared-memory, not L1/LSU, bandwidth). Small planes put TY planes
         in one block (pool5: 8 planes of 36 outputs per 256 threads). Shapes whose single output
         row's input rows do not fit the tile, or past int32, run v1.
-        Backward (gather, no atomics): one thread per input element; the covering output range
-        per row and per column comes from a host-precomputed int32 table (``_bounds_table``, no
-        division by the stride); the outputs are visited in 2x2 chunks with clamped indices, so
-        8 loads (4 mask + 4 dy; 4 dy for AVE) are independent and in flight together; a
-        duplicate (clamped) entry is never added. Summation order equals Caffe's whenever a
-        window row overlap is <= 2 along w (kernel <= 2*stride), else it differs by rounding.
-        Predicted (H200, AlexNet pool1): fwd ~65-75% of copy, bwd ~55-65% (see the report).
+        Backward (gather, no atomics): the covering output range per row and per column comes
+        from a host-precomputed packed int32 table (``_bounds_table``: start | end << 16, no
+        division by the stride); outputs are visited in chunks of up to 2x2 with clamped indices,
+        so the chunk's loads (4 mask + 4 dy for MAX, 4 dy for AVE) are independent and in flight
+        together (a clamped duplicate is never added); where no input is covered by 2 windows
+        along an axis (2x2/2) the chunk is 1 wide there (uniform branch on pair_h/pair_w). MAX:
+        one thread per PAIR of horizontally adjacent inputs, which share their covering outputs
+        (3x3/2: the pair's union is the same 2x2 outputs), halving the gather loads per input.
+        AVE: one thread per input. Each input's terms are summed in Caffe's row-major (ph, pw)
+        order whenever the chunk spans the covering outputs along w (3x3/2, 2x2/2, ...); with
+        more (3x3/1) the order differs, hence the sum by rounding only.
+        Predicted (H200, AlexNet pool1 3x3/2 on 256x96x55x55): max fwd ~75% of copy, max bwd
+        ~70% (the reasoning is in the commit message / issue 6 report).
 """
 from __future__ import annotations
 
@@ -379,26 +385,34 @@ def _cover(bounds, h, w, H):
 
 
 @cuda.jit
-def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW, pair_h, pair_w):
+def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW, WP, pair_h, pair_w):
     """dx[p, h*W+w] = sum of dy[p, o] over the outputs o covering (h, w) whose mask is h*W+w.
     ``bounds`` (int32, H+W) packs phstart(h) | phend(h) << 16, then the same for w: the covering
     output range per axis, precomputed on the host (no division by the stride here). One thread
-    per input element of plane by*TY+ty; the outputs are visited in chunks of (1+pair_h) x
-    (1+pair_w) (pair_* = 1 where 2+ windows can cover one input along that axis): up to 8
+    per PAIR of inputs (h, w0=2j), (h, w0+1) of plane by*TY+ty (WP = ceil(W/2) pairs per row):
+    the two share most covering outputs (3x3/2: both lie under the same 2x2 outputs), so each
+    mask/dy load serves both. The union of their ranges is visited in chunks of (1+pair_h) x
+    (1+pair_w) outputs (pair_* = 1 where the union is 2+ wide along that axis): up to 8
     independent loads (4 mask, 4 dy) in flight."""
     tx = int32(cuda.threadIdx.x)
     ty = int32(cuda.threadIdx.y)
     TY = int32(cuda.blockDim.y)
-    s = int32(cuda.blockIdx.x * cuda.blockDim.x + tx)
-    if s >= H * W:
+    t = int32(cuda.blockIdx.x * cuda.blockDim.x + tx)
+    if t >= H * WP:
         return                                        # no barrier in this kernel
-    h = _udiv32(s, W)
-    w = int32(s - h * W)
-    phs, phe, pws, pwe = _cover(bounds, h, w, H)
+    h = _udiv32(t, WP)
+    w0 = int32(2 * (t - h * WP))
+    has1 = w0 + 1 < W                                 # W odd: the row's last pair is one input
+    phs, phe, pws, pwe0 = _cover(bounds, h, w0, H)
+    phs, phe, pws1, pwe = _cover(bounds, h, min(w0 + 1, W - 1), H)
+    # the ranges are monotone in w: the union is [pwstart(w0), pwend(w0+1))
+    s0 = int32(h * W + w0)
+    s1 = int32(s0 + 1)
     p = int32(cuda.blockIdx.y * TY + ty)
     pstep = int32(cuda.gridDim.y * TY)
     while p < P:
-        gradient = float32(0)
+        g0 = float32(0)
+        g1 = float32(0)
         ph = phs
         while ph < phe:
             r0 = int32(ph * PW)
@@ -426,17 +440,35 @@ def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW, pair_h, pair_w):
                     if pair_w:
                         m11 = mask[uint32(p), uint32(r1 + pw1)]
                         d11 = dy[uint32(p), uint32(r1 + pw1)]
-                if m00 == s:                          # Caffe's order: row-major over (ph, pw)
-                    gradient += d00
-                if okw and m01 == s:
-                    gradient += d01
-                if okh and m10 == s:
-                    gradient += d10
-                if okh and okw and m11 == s:
-                    gradient += d11
+                if not okw:                           # a clamped duplicate column
+                    m01 = int32(-1)
+                    m11 = int32(-1)
+                if not okh:                           # a clamped duplicate row
+                    m10 = int32(-1)
+                    m11 = int32(-1)
+                # a mask names an input only if its window covers it: no range test per input;
+                # each input's terms arrive in Caffe's row-major (ph, pw) order
+                if m00 == s0:
+                    g0 += d00
+                if m00 == s1:
+                    g1 += d00
+                if m01 == s0:
+                    g0 += d01
+                if m01 == s1:
+                    g1 += d01
+                if m10 == s0:
+                    g0 += d10
+                if m10 == s1:
+                    g1 += d10
+                if m11 == s0:
+                    g0 += d11
+                if m11 == s1:
+                    g1 += d11
                 pw = int32(pw + 1 + pair_w)
             ph = int32(ph + 1 + pair_h)
-        dx[uint32(p), uint32(s)] = gradient
+        dx[uint32(p), uint32(s0)] = g0
+        if has1:                                      # (s1 is the next row's first cell otherwise)
+            dx[uint32(p), uint32(s1)] = g1
         p = int32(p + pstep)
 
 
@@ -513,7 +545,7 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "ave_pool_fwd_v1": (ave_pool_fwd_v1, [void(_F, _F, *_GEOM)]),
     "ave_pool_bwd_v1": (ave_pool_bwd_v1, [void(_F, _F, *_GEOM)]),
     "max_pool_fwd_v2": (max_pool_fwd_v2, [void(_F2, _F2, _I2, *_GEOM2, int32, int32)]),
-    "max_pool_bwd_v2": (max_pool_bwd_v2, [void(_F2, _I2, _F2, _I, *(int32,) * 7)]),
+    "max_pool_bwd_v2": (max_pool_bwd_v2, [void(_F2, _I2, _F2, _I, *(int32,) * 8)]),
     "ave_pool_fwd_v2": (ave_pool_fwd_v2, [void(_F2, _F2, *_GEOM2, int32, int32)]),
     "ave_pool_bwd_v2": (ave_pool_bwd_v2, [void(_F2, _F2, _I, *_GEOM2, int32, int32)]),
 }
@@ -611,21 +643,33 @@ def _bwd_plan(P: int, H: int, W: int, PH: int, PW: int, threads: int,
     return (ceil_div(H * W, tx), min(ceil_div(P, ty), max_grid_y)), (tx, ty)
 
 
+def _bwd_pairs_plan(P: int, H: int, W: int, PH: int, PW: int, threads: int,
+                    max_grid_y: int) -> tuple | None:
+    """max_pool_bwd_v2's launch: ``_bwd_plan`` over H x ceil(W/2) pairs of inputs."""
+    if _bwd_plan(P, H, W, PH, PW, threads, max_grid_y) is None:
+        return None
+    return _bwd_plan(P, H, ceil_div(W, 2), PH, PW, threads, max_grid_y)
+
+
 @functools.lru_cache(maxsize=256)
 def _bounds_table(H: int, W: int, PH: int, PW: int, kh: int, kw: int, sh: int, sw: int,
-                  pad_h: int, pad_w: int) -> tuple[Any, int, int]:
-    """(table, pair_h, pair_w). table: device int32 (H+W,), entry h = phstart | phend << 16 where
-    [phstart, phend) are the outputs whose window covers input row h (Caffe's formulas), then the
-    same for each column w. pair_*: 1 when some input is covered by 2+ windows along that axis (the
-    kernels then visit outputs in pairs). Cached per geometry (uploaded once)."""
+                  pad_h: int, pad_w: int) -> tuple[Any, int, int, int]:
+    """(table, pair_h, pair_w, pair_w2). table: device int32 (H+W,), entry h = phstart | phend << 16
+    where [phstart, phend) are the outputs whose window covers input row h (Caffe's formulas),
+    then the same for each column w. pair_*: 1 when some input is covered by 2+ windows along
+    that axis (the kernels then visit outputs in pairs); pair_w2: the same for the union of the
+    column pairs (2j, 2j+1) (max_pool_bwd_v2). Cached per geometry (uploaded once)."""
     def axis(size, k, s, pad, out):
         pos = np.arange(size, dtype=np.int64) + pad
         start = np.where(pos < k, 0, (pos - k) // s + 1)
         end = np.minimum(pos // s + 1, out)
-        return start | (end << 16), int((end - start).max(initial=0) > 1)
-    th, pair_h = axis(H, kh, sh, pad_h, PH)
-    tw, pair_w = axis(W, kw, sw, pad_w, PW)
-    return cuda.to_device(np.concatenate([th, tw]).astype(np.int32)), pair_h, pair_w
+        return start, end
+    hs, he = axis(H, kh, sh, pad_h, PH)
+    ws, we = axis(W, kw, sw, pad_w, PW)
+    pair_w2 = (we[np.minimum(np.arange(0, W, 2) + 1, W - 1)] - ws[::2]).max(initial=0) > 1
+    table = np.concatenate([hs | (he << 16), ws | (we << 16)]).astype(np.int32)
+    return (cuda.to_device(table), int((he - hs).max(initial=0) > 1),
+            int((we - ws).max(initial=0) > 1), int(pair_w2))
 
 
 def _planes(a: Any, dtype: Any) -> Any:
@@ -691,15 +735,15 @@ def max_pool_bwd(dy: Any, mask: Any, dx: Any, kernel: int | tuple[int, int],
     mf = _flat(mask, np.int32)
     C, H, W, PH, PW = geom[:5]
     P = dx.shape[0] * C
-    plan = _bwd_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if version == "v2" else None
+    plan = _bwd_pairs_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if version == "v2" else None
     if plan is None:
         _launch(max_pool_bwd_v1, dxf.size, dyf, mf, dxf, *geom)
     elif dxf.size:
         grid, block = plan
-        table, pair_h, pair_w = _bounds_table(*geom[1:])
+        table, pair_h, _, pair_w2 = _bounds_table(*geom[1:])
         max_pool_bwd_v2[grid, block](_planes(dy, np.float32), _planes(mask, np.int32),
                                      _planes(dx, np.float32), table,
-                                     *_i32(P, H, W, PH, PW, pair_h, pair_w))
+                                     *_i32(P, H, W, PH, PW, ceil_div(W, 2), pair_h, pair_w2))
 
 
 def ave_pool_fwd(x: Any, y: Any, kernel: int | tuple[int, int],
@@ -735,6 +779,6 @@ def ave_pool_bwd(dy: Any, dx: Any, kernel: int | tuple[int, int],
         _launch(ave_pool_bwd_v1, dxf.size, dyf, dxf, *geom)
     elif dxf.size:
         grid, block = plan
-        table, pair_h, pair_w = _bounds_table(*geom[1:])
+        table, pair_h, pair_w, _ = _bounds_table(*geom[1:])
         ave_pool_bwd_v2[grid, block](_planes(dy, np.float32), _planes(dx, np.float32), table,
                                      *_i32(P, *geom[1:], pair_h, pair_w))

@@ -120,6 +120,13 @@ EDGES = {
     "non-square": ((1, 2, 3, 7), (2, 4), (1, 2), (1, 0)),
     "global": ((2, 3, 5, 4), (5, 4), (1, 1), (0, 0)),
     "kernel = size + 1": ((1, 1, 3, 3), (4, 4), (1, 1), (1, 1)),
+    # v2 backward chunk shapes: output pairs along h only, along w only; odd W (a row's last input
+    # pair is one input); a window spanning the row (the pair's second index would be the next
+    # row's first cell)
+    "pairs rows only": ((1, 2, 6, 7), (3, 2), (1, 2), (0, 0)),
+    "pairs columns only": ((1, 1, 6, 7), (2, 3), (2, 1), (0, 1)),
+    "odd width 3x3 s2": ((2, 1, 5, 7), (3, 3), (2, 2), (1, 1)),
+    "global odd width": ((1, 2, 3, 5), (3, 5), (1, 1), (0, 0)),
 }
 
 
@@ -301,6 +308,21 @@ def test_v2_plans():
     assert pool._fwd_plan(2**31, 2, 2, 1, 1, 2, 2, 0, pool.SMEM_FLOATS, 256, 65535) is None
     assert pool._bwd_plan(1, 2**16, 2**15, 2, 2, 256, 65535) is None
     assert pool._fwd_plan(1, 4, 10000, 2, 5000, 3, 2, 0, pool.SMEM_FLOATS, 256, 65535) is None
+
+
+def test_v2_bounds_table():
+    """The backward's packed table: row h's covering outputs [start, end) as start | end << 16,
+    then the columns; the pair flags say where 2+ outputs cover one input (or, pair_w2, one pair of
+    columns), so 2x2/2 pooling loads a single mask/dy per input."""
+    table, pair_h, pair_w, pair_w2 = pool._bounds_table(7, 7, 3, 3, 3, 3, 2, 2, 0, 0)   # 3x3/2
+    t = table.copy_to_host()
+    start, end = t & 0xFFFF, t >> 16
+    np.testing.assert_array_equal(start[:7], [0, 0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(end[:7], [1, 1, 2, 2, 3, 3, 3])
+    np.testing.assert_array_equal(t[7:], t[:7])
+    assert (pair_h, pair_w, pair_w2) == (1, 1, 1)
+    assert pool._bounds_table(6, 6, 3, 3, 2, 2, 2, 2, 0, 0)[1:] == (0, 0, 0)   # 2x2/2: one each
+    assert pool._bounds_table(4, 4, 4, 4, 1, 1, 1, 1, 0, 0)[1:] == (0, 0, 1)   # 1x1/1: pairs of w
 
 
 def test_pool_rejects_unknown_version():
