@@ -48,18 +48,25 @@ REDUCE_THREADS (a power of two) for the reductions; block counts from ``kernels.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int32, int64, void
+from numba import cuda, float32, int32, int64, uint32, void
 
-from kernels._launch import as_device, grid_1d
+from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, as_device, ceil_div, grid_1d
 
 SOFTMAX_THREADS = 256       # threads per block for the per-position / per-element kernels
 REDUCE_THREADS = 256        # threads per block of the reductions; a power of two (tree halves it)
 SOFTMAX_ROW_THREADS = 128   # softmax v2: threads per block, one block per position; a power of two
-SOFTMAX_ROW_MIN_C = 128     # softmax_fwd/bwd pick v2 when inner == 1 and C >= this (v1 otherwise)
+SOFTMAX_ROW_MIN_C = 128     # version 2 is picked (when asked for) for inner == 1 and C >= this
+SOFTMAX_V3_THREADS = 256    # v3: threads per block (rows kernels: a multiple of every team size)
+SOFTMAX_V3_WARPS = SOFTMAX_V3_THREADS // 32
+SOFTMAX_V3_MIN_INNER = 32   # v3 spatial kernels for inner >= this; v1 (thread per position) below
+SOFTMAX_V3_PER_THREAD = 4   # v3 rows: team size ~ C / this (4 elements per thread, one unrolled step)
+MAX_GRID_Y = 65535          # CUDA's limit on gridDim.y (kernels loop over o beyond it)
+V3_MAX_ELEMENTS = 1 << 31   # v3 / loss v2 index in uint32 (with room for the unrolled offsets)
 NEG_FLT_MAX = np.float32(-np.finfo(np.float32).max)
 FLT_MIN = np.float32(np.finfo(np.float32).tiny)     # Caffe's floor on the label's probability
 
@@ -287,6 +294,483 @@ def softmax_loss_bwd_v1(prob, label, dx, C, inner, scale, has_ignore, ignore_lab
             dx[i] = (prob[i] - float32(c == label_value)) * scale
 
 
+# ------------------------------------------------------------------------------------------ v3
+# uint32 index arithmetic throughout (every op wrapped in uint32(...): numba would otherwise widen
+# to int64, with 64-bit divides and a sign fix-up per access); the host keeps every index < 2**31.
+
+_U0 = uint32(0)
+_U1 = uint32(1)
+_U2 = uint32(2)
+_U3 = uint32(3)
+_U4 = uint32(4)
+_U5 = uint32(5)
+_U31 = uint32(31)
+_FULL_MASK = uint32(0xFFFFFFFF)
+
+if SIMULATOR:
+    # Numba's simulator has no warp shuffles: the same exchange through a block-wide shared array.
+    # Every thread of the block calls it (as every v3 call site does), so the barriers match.
+    @cuda.jit(device=True)
+    def _shfl_xor(v, offset):
+        """v of lane (lane ^ offset) of this warp (simulator stand-in for shfl_xor_sync)."""
+        sh = cuda.shared.array(SOFTMAX_V3_THREADS, float32)
+        t = cuda.threadIdx.x
+        sh[t] = v
+        cuda.syncthreads()      # every thread's value is stored before any partner reads it
+        r = sh[t ^ offset]
+        cuda.syncthreads()      # every partner has read before the next exchange overwrites sh
+        return r
+else:
+    @cuda.jit(device=True, inline=True)
+    def _shfl_xor(v, offset):
+        """v of lane (lane ^ offset) of this warp; all 32 lanes take part (full mask)."""
+        return cuda.shfl_xor_sync(_FULL_MASK, v, offset)
+
+
+@cuda.jit(device=True, inline=True)
+def _team_max(v, shift):
+    """Max of v over a team of 2**shift threads (32..SOFTMAX_V3_THREADS, consecutive, aligned),
+    returned to every thread of the team: a shuffle butterfly within each warp, then (teams wider
+    than a warp) the team's warp results combined in order through shared memory. Every thread of
+    the block must call it (barriers)."""
+    v = max(v, _shfl_xor(v, uint32(16)))
+    v = max(v, _shfl_xor(v, uint32(8)))
+    v = max(v, _shfl_xor(v, uint32(4)))
+    v = max(v, _shfl_xor(v, uint32(2)))
+    v = max(v, _shfl_xor(v, uint32(1)))
+    if shift > _U5:
+        sh = cuda.shared.array(SOFTMAX_V3_WARPS, float32)
+        t = uint32(cuda.threadIdx.x)
+        if (t & _U31) == _U0:
+            sh[t >> _U5] = v
+        cuda.syncthreads()      # every warp's max is stored before the team reads them
+        first = uint32((t >> shift) << uint32(shift - _U5))
+        v = sh[first]
+        for k in range(1, 1 << (shift - _U5)):
+            v = max(v, sh[uint32(first + uint32(k))])
+        cuda.syncthreads()      # every team has read sh before a later reduction rewrites it
+    return v
+
+
+@cuda.jit(device=True, inline=True)
+def _team_sum(v, shift):
+    """Sum of v over a team of 2**shift threads, in a fixed order (butterfly within warps, then
+    the team's warps in index order): the same inputs give the same bits every run."""
+    v = v + _shfl_xor(v, uint32(16))
+    v = v + _shfl_xor(v, uint32(8))
+    v = v + _shfl_xor(v, uint32(4))
+    v = v + _shfl_xor(v, uint32(2))
+    v = v + _shfl_xor(v, uint32(1))
+    if shift > _U5:
+        sh = cuda.shared.array(SOFTMAX_V3_WARPS, float32)
+        t = uint32(cuda.threadIdx.x)
+        if (t & _U31) == _U0:
+            sh[t >> _U5] = v
+        cuda.syncthreads()      # every warp's sum is stored before the team reads them
+        first = uint32((t >> shift) << uint32(shift - _U5))
+        v = sh[first]
+        for k in range(1, 1 << (shift - _U5)):
+            v = v + sh[uint32(first + uint32(k))]
+        cuda.syncthreads()      # every team has read sh before a later reduction rewrites it
+    return v
+
+
+@cuda.jit
+def softmax_fwd_v3(x, y, rows, C, shift):
+    """inner == 1: a team of 2**shift threads (a warp or more) per row of C, SOFTMAX_V3_THREADS /
+    2**shift rows per block; max, then sum of exp(x - max), then y = exp(x - max) / sum (Caffe's
+    formula; exp recomputed instead of stored and reloaded), the loads unrolled by 4 with the team
+    striding over the row (coalesced); team reductions by shuffles."""
+    rows = uint32(rows)
+    C = uint32(C)
+    shift = uint32(shift)
+    team = uint32(_U1 << shift)
+    t2 = uint32(team + team)
+    t3 = uint32(t2 + team)
+    t4 = uint32(t2 + t2)
+    t = uint32(cuda.threadIdx.x)
+    lane = uint32(t & uint32(team - _U1))
+    per_block = uint32(uint32(SOFTMAX_V3_THREADS) >> shift)
+    r0 = uint32(uint32(cuda.blockIdx.x) * per_block)
+    step = uint32(uint32(cuda.gridDim.x) * per_block)
+    while r0 < rows:                # block-uniform: every thread reaches every barrier
+        row = uint32(r0 + (t >> shift))
+        active = row < rows
+        base = uint32(row * C)
+        m = NEG_FLT_MAX
+        if active:
+            c = lane
+            while uint32(c + t3) < C:   # 4 loads in flight per thread
+                a0 = x[uint32(base + c)]
+                a1 = x[uint32(base + c + team)]
+                a2 = x[uint32(base + c + t2)]
+                a3 = x[uint32(base + c + t3)]
+                m = max(m, max(max(a0, a1), max(a2, a3)))
+                c = uint32(c + t4)
+            while c < C:
+                m = max(m, x[uint32(base + c)])
+                c = uint32(c + team)
+        m = _team_max(m, shift)
+        total = _ZERO
+        if active:
+            c = lane
+            while uint32(c + t3) < C:
+                a0 = x[uint32(base + c)]
+                a1 = x[uint32(base + c + team)]
+                a2 = x[uint32(base + c + t2)]
+                a3 = x[uint32(base + c + t3)]
+                total += math.exp(a0 - m)
+                total += math.exp(a1 - m)
+                total += math.exp(a2 - m)
+                total += math.exp(a3 - m)
+                c = uint32(c + t4)
+            while c < C:
+                total += math.exp(x[uint32(base + c)] - m)
+                c = uint32(c + team)
+        total = _team_sum(total, shift)
+        if active:
+            c = lane
+            while uint32(c + t3) < C:
+                i0 = uint32(base + c)
+                i1 = uint32(i0 + team)
+                i2 = uint32(i0 + t2)
+                i3 = uint32(i0 + t3)
+                a0 = x[i0]              # all four read before any write (y may be x)
+                a1 = x[i1]
+                a2 = x[i2]
+                a3 = x[i3]
+                y[i0] = math.exp(a0 - m) / total
+                y[i1] = math.exp(a1 - m) / total
+                y[i2] = math.exp(a2 - m) / total
+                y[i3] = math.exp(a3 - m) / total
+                c = uint32(c + t4)
+            while c < C:
+                i0 = uint32(base + c)
+                y[i0] = math.exp(x[i0] - m) / total
+                c = uint32(c + team)
+        r0 = uint32(r0 + step)
+
+
+@cuda.jit
+def softmax_bwd_v3(dy, y, dx, rows, C, shift):
+    """inner == 1: a team of 2**shift threads per row; dot = sum dy*y by shuffles (fixed order),
+    dx = (dy - dot) * y; loads unrolled by 4."""
+    rows = uint32(rows)
+    C = uint32(C)
+    shift = uint32(shift)
+    team = uint32(_U1 << shift)
+    t2 = uint32(team + team)
+    t3 = uint32(t2 + team)
+    t4 = uint32(t2 + t2)
+    t = uint32(cuda.threadIdx.x)
+    lane = uint32(t & uint32(team - _U1))
+    per_block = uint32(uint32(SOFTMAX_V3_THREADS) >> shift)
+    r0 = uint32(uint32(cuda.blockIdx.x) * per_block)
+    step = uint32(uint32(cuda.gridDim.x) * per_block)
+    while r0 < rows:                # block-uniform: every thread reaches every barrier
+        row = uint32(r0 + (t >> shift))
+        active = row < rows
+        base = uint32(row * C)
+        dot = _ZERO
+        if active:
+            c = lane
+            while uint32(c + t3) < C:   # 8 loads in flight per thread
+                i0 = uint32(base + c)
+                i1 = uint32(i0 + team)
+                i2 = uint32(i0 + t2)
+                i3 = uint32(i0 + t3)
+                g0 = dy[i0]
+                g1 = dy[i1]
+                g2 = dy[i2]
+                g3 = dy[i3]
+                y0 = y[i0]
+                y1 = y[i1]
+                y2 = y[i2]
+                y3 = y[i3]
+                dot += g0 * y0
+                dot += g1 * y1
+                dot += g2 * y2
+                dot += g3 * y3
+                c = uint32(c + t4)
+            while c < C:
+                i0 = uint32(base + c)
+                dot += dy[i0] * y[i0]
+                c = uint32(c + team)
+        dot = _team_sum(dot, shift)
+        if active:
+            c = lane
+            while uint32(c + t3) < C:
+                i0 = uint32(base + c)
+                i1 = uint32(i0 + team)
+                i2 = uint32(i0 + t2)
+                i3 = uint32(i0 + t3)
+                g0 = dy[i0]             # all read before any write (dx may be dy)
+                g1 = dy[i1]
+                g2 = dy[i2]
+                g3 = dy[i3]
+                y0 = y[i0]
+                y1 = y[i1]
+                y2 = y[i2]
+                y3 = y[i3]
+                dx[i0] = (g0 - dot) * y0
+                dx[i1] = (g1 - dot) * y1
+                dx[i2] = (g2 - dot) * y2
+                dx[i3] = (g3 - dot) * y3
+                c = uint32(c + t4)
+            while c < C:
+                i0 = uint32(base + c)
+                dx[i0] = (dy[i0] - dot) * y[i0]
+                c = uint32(c + team)
+        r0 = uint32(r0 + step)
+
+
+@cuda.jit
+def softmax_fwd_v3_spatial(x, y, outer, C, inner):
+    """inner > 1: grid (inner blocks, outer) -- thread = position s, blockIdx.y = o, so no divide;
+    consecutive threads read consecutive s (coalesced) for each channel c, the C loop unrolled by 4
+    (4 independent loads). Same operations in the same order as v1: bit-identical results."""
+    outer = uint32(outer)
+    C = uint32(C)
+    inner = uint32(inner)
+    s = uint32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+    if s >= inner:
+        return                      # no barriers in this kernel: idle threads may leave
+    i2 = uint32(inner + inner)
+    i3 = uint32(i2 + inner)
+    i4 = uint32(i2 + i2)
+    o = uint32(cuda.blockIdx.y)
+    while o < outer:
+        base = uint32(uint32(o * C) * inner + s)
+        m = x[base]
+        c = _U1
+        off = uint32(base + inner)
+        while uint32(c + _U3) < C:
+            a0 = x[off]
+            a1 = x[uint32(off + inner)]
+            a2 = x[uint32(off + i2)]
+            a3 = x[uint32(off + i3)]
+            m = max(m, a0)
+            m = max(m, a1)
+            m = max(m, a2)
+            m = max(m, a3)
+            c = uint32(c + _U4)
+            off = uint32(off + i4)
+        while c < C:
+            m = max(m, x[off])
+            c = uint32(c + _U1)
+            off = uint32(off + inner)
+        total = _ZERO
+        c = _U0
+        off = base
+        while uint32(c + _U3) < C:
+            a0 = x[off]
+            a1 = x[uint32(off + inner)]
+            a2 = x[uint32(off + i2)]
+            a3 = x[uint32(off + i3)]
+            total += math.exp(a0 - m)   # summed in channel order, as v1
+            total += math.exp(a1 - m)
+            total += math.exp(a2 - m)
+            total += math.exp(a3 - m)
+            c = uint32(c + _U4)
+            off = uint32(off + i4)
+        while c < C:
+            total += math.exp(x[off] - m)
+            c = uint32(c + _U1)
+            off = uint32(off + inner)
+        c = _U0
+        off = base
+        while uint32(c + _U3) < C:
+            o1 = uint32(off + inner)
+            o2 = uint32(off + i2)
+            o3 = uint32(off + i3)
+            a0 = x[off]                 # all four read before any write (y may be x)
+            a1 = x[o1]
+            a2 = x[o2]
+            a3 = x[o3]
+            y[off] = math.exp(a0 - m) / total
+            y[o1] = math.exp(a1 - m) / total
+            y[o2] = math.exp(a2 - m) / total
+            y[o3] = math.exp(a3 - m) / total
+            c = uint32(c + _U4)
+            off = uint32(off + i4)
+        while c < C:
+            y[off] = math.exp(x[off] - m) / total
+            c = uint32(c + _U1)
+            off = uint32(off + inner)
+        o = uint32(o + cuda.gridDim.y)
+
+
+@cuda.jit
+def softmax_bwd_v3_spatial(dy, y, dx, outer, C, inner):
+    """inner > 1: thread = position s, blockIdx.y = o; dot = sum_c dy*y in channel order, then
+    dx = (dy - dot) * y; the C loop unrolled by 4 (8 loads in flight). Bit-identical to v1."""
+    outer = uint32(outer)
+    C = uint32(C)
+    inner = uint32(inner)
+    s = uint32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+    if s >= inner:
+        return                      # no barriers in this kernel: idle threads may leave
+    i2 = uint32(inner + inner)
+    i3 = uint32(i2 + inner)
+    i4 = uint32(i2 + i2)
+    o = uint32(cuda.blockIdx.y)
+    while o < outer:
+        base = uint32(uint32(o * C) * inner + s)
+        dot = _ZERO
+        c = _U0
+        off = base
+        while uint32(c + _U3) < C:
+            o1 = uint32(off + inner)
+            o2 = uint32(off + i2)
+            o3 = uint32(off + i3)
+            g0 = dy[off]
+            g1 = dy[o1]
+            g2 = dy[o2]
+            g3 = dy[o3]
+            y0 = y[off]
+            y1 = y[o1]
+            y2 = y[o2]
+            y3 = y[o3]
+            dot += g0 * y0
+            dot += g1 * y1
+            dot += g2 * y2
+            dot += g3 * y3
+            c = uint32(c + _U4)
+            off = uint32(off + i4)
+        while c < C:
+            dot += dy[off] * y[off]
+            c = uint32(c + _U1)
+            off = uint32(off + inner)
+        c = _U0
+        off = base
+        while uint32(c + _U3) < C:
+            o1 = uint32(off + inner)
+            o2 = uint32(off + i2)
+            o3 = uint32(off + i3)
+            g0 = dy[off]                # all read before any write (dx may be dy)
+            g1 = dy[o1]
+            g2 = dy[o2]
+            g3 = dy[o3]
+            y0 = y[off]
+            y1 = y[o1]
+            y2 = y[o2]
+            y3 = y[o3]
+            dx[off] = (g0 - dot) * y0
+            dx[o1] = (g1 - dot) * y1
+            dx[o2] = (g2 - dot) * y2
+            dx[o3] = (g3 - dot) * y3
+            c = uint32(c + _U4)
+            off = uint32(off + i4)
+        while c < C:
+            dx[off] = (dy[off] - dot) * y[off]
+            c = uint32(c + _U1)
+            off = uint32(off + inner)
+        o = uint32(o + cuda.gridDim.y)
+
+
+@cuda.jit
+def softmax_loss_fwd_v2(prob, label, partial_f, partial_i, counter, out_f, out_i, positions, C,
+                        inner, has_ignore, ignore_label):
+    """v1's per-block sums (same grid, same order: bit-identical) with uint32 indexing, then the
+    last block to finish folds the per-block partials in block order (deterministic, no float
+    atomics) into out_f[0] / out_i[0..2, 0]: one launch instead of two, no host round trip."""
+    positions = uint32(positions)
+    C = uint32(C)
+    inner = uint32(inner)
+    loss = _ZERO
+    valid = int32(0)
+    bad = int32(0)
+    p = uint32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+    stride = uint32(cuda.gridDim.x * cuda.blockDim.x)
+    while p < positions:
+        label_value = int(label[p])     # truncation toward zero (int64: any float label)
+        if has_ignore != 0 and label_value == ignore_label:
+            pass
+        elif label_value < 0 or label_value >= C:
+            bad += int32(1)
+        else:
+            o = uint32(p // inner)
+            s = uint32(p - o * inner)
+            loss -= math.log(max(prob[uint32(uint32(o * C + uint32(label_value)) * inner + s)],
+                                 FLT_MIN))
+            valid += int32(1)
+        p = uint32(p + stride)
+    _block_sum_f3i(loss, valid, bad, int32(0), partial_f, partial_i, cuda.blockIdx.x)
+    last = cuda.shared.array(1, int32)
+    if cuda.threadIdx.x == 0:
+        cuda.threadfence()      # this block's partials are visible device-wide before its ticket
+        ticket = cuda.atomic.add(counter, 0, 1)
+        last[0] = 1 if ticket == cuda.gridDim.x - 1 else 0
+    cuda.syncthreads()          # every thread sees whether this block is the last one
+    if last[0] != 0:
+        cuda.threadfence()      # (pairs with the writers' fences) read the partials after them
+        f = _ZERO
+        a = int32(0)
+        b = int32(0)
+        c = int32(0)
+        for j in range(cuda.threadIdx.x, cuda.gridDim.x, REDUCE_THREADS):   # v1's fold order
+            f += partial_f[j]
+            a += partial_i[0, j]
+            b += partial_i[1, j]
+            c += partial_i[2, j]
+        _block_sum_f3i(f, a, b, c, out_f, out_i, 0)
+        if cuda.threadIdx.x == 0:
+            counter[0] = 0      # ready for the next launch
+
+
+@cuda.jit
+def softmax_loss_bwd_v2(prob, label, dx, outer, C, inner, scale, has_ignore, ignore_label):
+    """dx = (prob - onehot(label)) * scale, 0 at ignored positions; grid (row blocks, outer):
+    blockIdx.y = o (no divide for it), threads stride over the C*inner elements of the row,
+    unrolled by 4; c = j / inner is one uint32 divide, skipped when inner == 1."""
+    outer = uint32(outer)
+    C = uint32(C)
+    inner = uint32(inner)
+    row = uint32(C * inner)
+    stride = uint32(cuda.gridDim.x * cuda.blockDim.x)
+    o = uint32(cuda.blockIdx.y)
+    while o < outer:
+        base = uint32(o * row)
+        j = uint32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+        while j < row:
+            # up to 4 elements j + k*stride: their prob loads are issued together
+            n_here = _U1
+            if uint32(j + stride) < row:
+                n_here = _U2
+                if uint32(j + stride + stride) < row:
+                    n_here = _U3
+                    if uint32(j + stride + stride + stride) < row:
+                        n_here = _U4
+            p0 = prob[uint32(base + j)]
+            p1 = prob[uint32(base + j + stride)] if n_here > _U1 else _ZERO
+            p2 = prob[uint32(base + j + stride + stride)] if n_here > _U2 else _ZERO
+            p3 = prob[uint32(base + j + stride + stride + stride)] if n_here > _U3 else _ZERO
+            for k in range(4):
+                if uint32(k) < n_here:
+                    jk = uint32(j + uint32(k) * stride)
+                    if inner == _U1:
+                        c = jk
+                        s = _U0
+                    else:
+                        c = uint32(jk // inner)
+                        s = uint32(jk - c * inner)
+                    if k == 0:
+                        pv = p0
+                    elif k == 1:
+                        pv = p1
+                    elif k == 2:
+                        pv = p2
+                    else:
+                        pv = p3
+                    label_value = int(label[uint32(o * inner + s)])
+                    if has_ignore != 0 and label_value == ignore_label:
+                        dx[uint32(base + jk)] = _ZERO
+                    else:
+                        dx[uint32(base + jk)] = (pv - float32(c == label_value)) * scale
+            j = uint32(j + stride + stride + stride + stride)
+        o = uint32(o + cuda.gridDim.y)
+
+
 _F = float32[::1]
 _I2 = int32[:, ::1]
 
@@ -303,6 +787,15 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "partial_sum_fwd_v1": (partial_sum_fwd_v1, [void(_F, _I2, _F, _I2)]),
     "softmax_loss_bwd_v1": (softmax_loss_bwd_v1,
                             [void(_F, _F, _F, int64, int64, float32, int64, int64)]),
+    "softmax_fwd_v3": (softmax_fwd_v3, [void(_F, _F, uint32, uint32, uint32)]),
+    "softmax_bwd_v3": (softmax_bwd_v3, [void(_F, _F, _F, uint32, uint32, uint32)]),
+    "softmax_fwd_v3_spatial": (softmax_fwd_v3_spatial, [void(_F, _F, uint32, uint32, uint32)]),
+    "softmax_bwd_v3_spatial": (softmax_bwd_v3_spatial, [void(_F, _F, _F, uint32, uint32, uint32)]),
+    "softmax_loss_fwd_v2": (softmax_loss_fwd_v2,
+                            [void(_F, _F, _F, _I2, int32[::1], _F, _I2, uint32, uint32, uint32,
+                                  int64, int64)]),
+    "softmax_loss_bwd_v2": (softmax_loss_bwd_v2,
+                            [void(_F, _F, _F, uint32, uint32, uint32, float32, int64, int64)]),
 }
 
 
@@ -336,29 +829,62 @@ def _ignore(ignore_label: int | None) -> tuple[int, int]:
     return (0, 0) if ignore_label is None else (1, int(ignore_label))
 
 
-def _softmax_launch(version: int | None, C: int, inner: int, positions: int):
-    """(kernel version, blocks, threads): v2 (a block per position) for long rows with inner == 1
-    (classification heads: C = 1000 over a batch), v1 (a thread per position) otherwise."""
+def _team_shift(C: int) -> int:
+    """log2 of the v3 rows kernels' team size: the power of two nearest above C / 4, clamped to
+    [32, SOFTMAX_V3_THREADS] (one unrolled step of 4 loads covers the row when C <= 1024)."""
+    team = 32
+    while team < SOFTMAX_V3_THREADS and team * SOFTMAX_V3_PER_THREAD < C:
+        team *= 2
+    return team.bit_length() - 1
+
+
+def _pick_version(version: int | None, C: int, inner: int, n: int) -> int:
+    """None -> 3 for inner == 1 (rows) and inner >= SOFTMAX_V3_MIN_INNER (spatial), else 1;
+    3 falls back to 1 for n >= V3_MAX_ELEMENTS (uint32 indexing)."""
     if version is None:
-        version = 2 if inner == 1 and C >= SOFTMAX_ROW_MIN_C else 1
-    if version == 2:
-        return 2, *grid_1d(positions * SOFTMAX_ROW_THREADS, SOFTMAX_ROW_THREADS)
-    if version != 1:
-        raise ValueError(f"softmax version must be 1 or 2, got {version}")
-    return 1, *grid_1d(positions, SOFTMAX_THREADS)
+        version = 3 if inner == 1 or inner >= SOFTMAX_V3_MIN_INNER else 1
+    if version not in (1, 2, 3):
+        raise ValueError(f"softmax version must be 1, 2 or 3, got {version}")
+    if version == 3 and n >= V3_MAX_ELEMENTS:
+        version = 1
+    return version
+
+
+@functools.lru_cache(maxsize=1024)
+def _softmax_launch(version: int | None, C: int, inner: int, outer: int, backward: bool = False):
+    """(configured kernel, extra integer arguments) for softmax fwd/bwd of an (outer, C, inner)
+    view, cached per shape: v3 rows (inner == 1: a team per row), v3 spatial (inner > 1: a thread
+    per position, blockIdx.y = o), v2 (a block per position), v1 (a thread per position)."""
+    positions = outer * inner
+    v = _pick_version(version, C, inner, outer * C * inner)
+    if v == 3 and inner == 1:
+        shift = _team_shift(C)
+        per_block = SOFTMAX_V3_THREADS >> shift
+        blocks = max(1, min(ceil_div(outer, per_block), MAX_BLOCKS_1D))
+        k = softmax_bwd_v3 if backward else softmax_fwd_v3
+        return k[blocks, SOFTMAX_V3_THREADS], (np.uint32(outer), np.uint32(C), np.uint32(shift))
+    if v == 3:
+        grid = (ceil_div(inner, SOFTMAX_V3_THREADS), min(outer, MAX_GRID_Y))
+        k = softmax_bwd_v3_spatial if backward else softmax_fwd_v3_spatial
+        return k[grid, SOFTMAX_V3_THREADS], (np.uint32(outer), np.uint32(C), np.uint32(inner))
+    if v == 2:
+        k = softmax_bwd_v2 if backward else softmax_fwd_v2
+        return k[grid_1d(positions * SOFTMAX_ROW_THREADS, SOFTMAX_ROW_THREADS)], (C, inner)
+    k = softmax_bwd_v1 if backward else softmax_fwd_v1
+    return k[grid_1d(positions, SOFTMAX_THREADS)], (C, inner)
 
 
 def softmax_fwd(x: Any, y: Any, axis: int = 1, version: int | None = None) -> None:
     """Softmax of x over ``axis`` into y (same shape; y may be x), max-subtracted. ``version``:
-    None picks v2 for inner == 1 and C >= SOFTMAX_ROW_MIN_C, else v1."""
+    None picks v3 for inner == 1 (a warp-or-more team per row) and for inner >= 32 (coalesced
+    spatial kernel), else v1; 1, 2 or 3 forces one (3: rows or spatial by inner)."""
     x, y = _dev(x), _dev(y)
     _same_shape(x, y)
     outer, C, inner = axis_view(x.shape, axis)
     if outer * C * inner == 0:
         return
-    v, blocks, threads = _softmax_launch(version, C, inner, outer * inner)
-    kernel = softmax_fwd_v2 if v == 2 else softmax_fwd_v1
-    kernel[blocks, threads](x.reshape(x.size), y.reshape(y.size), C, inner)
+    launch, extra = _softmax_launch(version, C, inner, outer)
+    launch(x.reshape(x.size), y.reshape(y.size), *extra)
 
 
 def softmax_bwd(dy: Any, y: Any, dx: Any, axis: int = 1, version: int | None = None) -> None:
@@ -369,9 +895,8 @@ def softmax_bwd(dy: Any, y: Any, dx: Any, axis: int = 1, version: int | None = N
     outer, C, inner = axis_view(y.shape, axis)
     if outer * C * inner == 0:
         return
-    v, blocks, threads = _softmax_launch(version, C, inner, outer * inner)
-    kernel = softmax_bwd_v2 if v == 2 else softmax_bwd_v1
-    kernel[blocks, threads](dy.reshape(dy.size), y.reshape(y.size), dx.reshape(dx.size), C, inner)
+    launch, extra = _softmax_launch(version, C, inner, outer, True)
+    launch(dy.reshape(dy.size), y.reshape(y.size), dx.reshape(dx.size), *extra)
 
 
 def _labels(label: Any, outer: int, inner: int) -> Any:
@@ -402,32 +927,73 @@ def _check_bad(bad: int, C: int, ignore_label: int | None, what: str) -> None:
                          f"0..{C - 1}{extra}")
 
 
-def softmax_loss_fwd(prob: Any, label: Any, axis: int = 1,
-                     ignore_label: int | None = None) -> tuple[float, int]:
+_LOSS_BUFFERS: dict[int, tuple] = {}
+
+
+def _loss_buffers(blocks: int) -> tuple:
+    """Device buffers of softmax_loss_fwd_v2 for a grid of ``blocks``, allocated once and reused
+    (the per-call allocations were a large part of v1's host time): per-block partials, the
+    zeroed ticket counter (the last block resets it), and one int32[4] result buffer holding the
+    three counts and, through a float32 view of its last word, the loss -- one copy to the host."""
+    bufs = _LOSS_BUFFERS.get(blocks)
+    if bufs is None:
+        result = cuda.to_device(np.zeros(4, np.int32))
+        bufs = (cuda.device_array(blocks, np.float32), cuda.device_array((3, blocks), np.int32),
+                cuda.to_device(np.zeros(1, np.int32)), result[3:4].view(np.float32),
+                result[0:3].reshape(3, 1), result)
+        _LOSS_BUFFERS[blocks] = bufs
+    return bufs
+
+
+def softmax_loss_fwd(prob: Any, label: Any, axis: int = 1, ignore_label: int | None = None,
+                     version: int = 2) -> tuple[float, int]:
     """Multinomial logistic loss of softmax probabilities (Caffe's SoftmaxWithLoss forward after
     its internal softmax): returns (sum over positions of -log(max(prob[label], FLT_MIN)),
     number of non-ignored positions) as host scalars. prob (outer, C, inner) via ``axis``,
-    label outer*inner float32 values. Raises ValueError for labels outside [0, C)."""
+    label outer*inner float32 values. Raises ValueError for labels outside [0, C). ``version``
+    2 (default: one launch, last-block fold, one copy) or 1 (two launches); both give the same
+    bits (same per-block order, same fold)."""
+    if version not in (1, 2):
+        raise ValueError(f"softmax_loss_fwd version must be 1 or 2, got {version}")
     prob = _dev(prob)
     outer, C, inner = axis_view(prob.shape, axis)
     label = _labels(label, outer, inner)
     if outer * inner == 0:
         return 0.0, 0
-    loss, valid, bad, _ = _reduce(softmax_loss_fwd_v1, outer * inner, prob.reshape(prob.size), label,
-                                  C, inner, *_ignore(ignore_label))
+    if version == 2 and prob.size < V3_MAX_ELEMENTS:
+        blocks, threads = grid_1d(outer * inner, REDUCE_THREADS)    # v1's grid: the same partials
+        partial_f, partial_i, counter, out_f, out_i, result = _loss_buffers(blocks)
+        softmax_loss_fwd_v2[blocks, threads](prob.reshape(prob.size), label, partial_f, partial_i,
+                                             counter, out_f, out_i, np.uint32(outer * inner),
+                                             np.uint32(C), np.uint32(inner), *_ignore(ignore_label))
+        host = result.copy_to_host()
+        loss, valid, bad = float(host[3:4].view(np.float32)[0]), int(host[0]), int(host[1])
+    else:
+        loss, valid, bad, _ = _reduce(softmax_loss_fwd_v1, outer * inner, prob.reshape(prob.size),
+                                      label, C, inner, *_ignore(ignore_label))
     _check_bad(bad, C, ignore_label, "SoftmaxWithLoss")
     return loss, valid
 
 
 def softmax_loss_bwd(prob: Any, label: Any, dx: Any, scale: float, axis: int = 1,
-                     ignore_label: int | None = None) -> None:
+                     ignore_label: int | None = None, version: int = 2) -> None:
     """SoftmaxWithLoss backward: dx = (prob - onehot(label)) * scale (same shape as prob), zero
-    for ignored positions. scale = loss_weight / loss_normalizer(...)."""
+    for ignored positions. scale = loss_weight / loss_normalizer(...). ``version`` 2 (default:
+    grid over (row, outer), uint32, unrolled by 4) or 1 (a thread per element, int64 divides)."""
+    if version not in (1, 2):
+        raise ValueError(f"softmax_loss_bwd version must be 1 or 2, got {version}")
     prob, dx = _dev(prob), _dev(dx)
     _same_shape(prob, dx)
     outer, C, inner = axis_view(prob.shape, axis)
     label = _labels(label, outer, inner)
     if prob.size == 0:
+        return
+    if version == 2 and prob.size < V3_MAX_ELEMENTS:
+        row = C * inner
+        grid = (max(1, min(ceil_div(row, SOFTMAX_THREADS * 4), MAX_BLOCKS_1D)), min(outer, MAX_GRID_Y))
+        softmax_loss_bwd_v2[grid, SOFTMAX_THREADS](prob.reshape(prob.size), label, dx.reshape(dx.size),
+                                                   np.uint32(outer), np.uint32(C), np.uint32(inner),
+                                                   np.float32(scale), *_ignore(ignore_label))
         return
     blocks, threads = grid_1d(prob.size, SOFTMAX_THREADS)
     softmax_loss_bwd_v1[blocks, threads](prob.reshape(prob.size), label, dx.reshape(dx.size), C, inner,

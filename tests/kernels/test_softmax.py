@@ -44,18 +44,21 @@ def _labels(shape, axis, seed, ignore_label, p_ignore=0.25):
     return lab
 
 
+@pytest.mark.parametrize("version", [None, 1, 3])
 @given(sa=shapes_and_axis(), seed=st.integers(0, 2**16), magnitude=st.sampled_from([1.0, 30.0, 1e4]))
-def test_softmax_fwd_bwd_match_reference(sa, seed, magnitude):
+def test_softmax_fwd_bwd_match_reference(version, sa, seed, magnitude):
+    """Every version (None: the default pick; 3 on any inner: rows kernel or spatial kernel)
+    against the float64 reference."""
     shape, axis = sa
     x = _logits(shape, seed, magnitude)
     d_y = cuda.to_device(np.full(shape, np.nan, np.float32))
-    S.softmax_fwd(cuda.to_device(x), d_y, axis)
+    S.softmax_fwd(cuda.to_device(x), d_y, axis, version=version)
     y = d_y.copy_to_host()
     assert np.isfinite(y).all()
     assert_close(y, R.softmax_ref(x, axis), rtol=1e-5, atol=1e-7, name="softmax y")
     dy = _logits(shape, seed + 1, 1.0)
     d_dx = cuda.to_device(np.full(shape, np.nan, np.float32))
-    S.softmax_bwd(cuda.to_device(dy), d_y, d_dx, axis)
+    S.softmax_bwd(cuda.to_device(dy), d_y, d_dx, axis, version=version)
     assert_close(d_dx.copy_to_host(), R.softmax_grad_ref(y, dy, axis), rtol=1e-5, atol=1e-6,
                  name="softmax dx")
 
@@ -75,9 +78,53 @@ def test_softmax_v2_block_per_row(shape, axis, magnitude):
     S.softmax_bwd(cuda.to_device(dy), d_y, d_dx, axis, version=2)
     assert_close(d_dx.copy_to_host(), R.softmax_grad_ref(y, dy, axis), rtol=1e-5, atol=1e-6,
                  name="softmax v2 dx")
-    assert S._softmax_launch(None, 1000, 1, 64)[0] == 2
-    assert S._softmax_launch(None, 10, 1, 64)[0] == 1
-    assert S._softmax_launch(None, 1000, 4, 64)[0] == 1
+    assert S._pick_version(None, 1000, 1, 64000) == 3       # rows: a team per row
+    assert S._pick_version(None, 10, 1, 640) == 3
+    assert S._pick_version(None, 21, 4, 64) == 1            # short inner: a thread per position
+    assert S._pick_version(None, 21, 16384, 1 << 20) == 3   # spatial
+    assert S._pick_version(3, 21, 16384, 1 << 31) == 1      # beyond uint32 indexing: v1
+    with pytest.raises(ValueError, match="version"):
+        S._pick_version(4, 3, 1, 3)
+
+
+@pytest.mark.parametrize("rows, C", [(3, 1), (9, 7), (2, 130), (1, 300), (2, 1100)])
+def test_softmax_v3_rows_team_sizes(rows, C):
+    """v3 rows kernel (inner == 1) at each team size -- 32 (C <= 128, 8 rows per block: a partial
+    last block), 64, 128, 256 (C = 1100: a team of 256 with an unrolled step and a tail) --
+    forward and backward against the reference, in place too (y is x, dx is dy)."""
+    x = _logits((rows, C), rows + C, 30.0)
+    d_y = cuda.to_device(np.full((rows, C), np.nan, np.float32))
+    S.softmax_fwd(cuda.to_device(x), d_y, 1, version=3)
+    y = d_y.copy_to_host()
+    assert_close(y, R.softmax_ref(x, 1), rtol=1e-5, atol=1e-7, name="softmax v3 rows y")
+    d_x = cuda.to_device(x)
+    S.softmax_fwd(d_x, d_x, 1, version=3)
+    np.testing.assert_array_equal(d_x.copy_to_host(), y)       # in place: the same bits
+    dy = _logits((rows, C), rows + C + 1, 1.0)
+    d_dy = cuda.to_device(dy)
+    S.softmax_bwd(d_dy, d_y, d_dy, 1, version=3)
+    assert_close(d_dy.copy_to_host(), R.softmax_grad_ref(y, dy, 1), rtol=1e-5, atol=1e-6,
+                 name="softmax v3 rows dx")
+    assert S._team_shift(C) == {1: 5, 7: 5, 130: 6, 300: 7, 1100: 8}[C]
+
+
+@given(outer=st.integers(1, 3), C=st.integers(1, 9), inner=st.integers(2, 40),
+       seed=st.integers(0, 2**16))
+def test_softmax_v3_spatial_bit_identical_to_v1(outer, C, inner, seed):
+    """v3 spatial (thread per position, blockIdx.y = o, C loop unrolled by 4 with a tail) does v1's
+    operations in v1's order: the same bits, forward and backward, in place as well."""
+    shape = (outer, C, inner)
+    x = _logits(shape, seed, 10.0)
+    dy = _logits(shape, seed + 1, 1.0)
+    out = {}
+    for v in (1, 3):
+        d_y = cuda.to_device(np.full(shape, np.nan, np.float32))
+        S.softmax_fwd(cuda.to_device(x), d_y, 1, version=v)
+        d_dy = cuda.to_device(dy)
+        S.softmax_bwd(d_dy, d_y, d_dy, 1, version=v)      # in place: dx is dy
+        out[v] = d_y.copy_to_host(), d_dy.copy_to_host()
+    for a, b, what in zip(out[3], out[1], ("y", "dx")):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32), err_msg=what)
 
 
 def test_softmax_large_logits_do_not_overflow():
@@ -109,17 +156,51 @@ def test_softmax_loss_matches_reference(sa, seed, ignore_label, scale):
                  rtol=1e-6, atol=1e-7, name="loss dx")
 
 
-def test_softmax_loss_floor_and_multi_block_reduction():
+@given(sa=shapes_and_axis(), seed=st.integers(0, 2**16), ignore_label=st.sampled_from([None, -1, 0]))
+def test_softmax_loss_v2_bit_identical_to_v1(sa, seed, ignore_label):
+    """Loss forward v2 (one launch, last-block fold) returns v1's loss bits and count; the
+    backward v2 matches the reference (and v1 bit for bit)."""
+    shape, axis = sa
+    prob = R.softmax_ref(_logits(shape, seed, 3.0), axis).astype(np.float32)
+    label = _labels(shape, axis, seed, ignore_label)
+    d_prob, d_label = cuda.to_device(prob), cuda.to_device(label)
+    l1 = S.softmax_loss_fwd(d_prob, d_label, axis, ignore_label, version=1)
+    l2 = S.softmax_loss_fwd(d_prob, d_label, axis, ignore_label, version=2)
+    assert np.float32(l2[0]).view(np.uint32) == np.float32(l1[0]).view(np.uint32) and l2[1] == l1[1]
+    dx = {}
+    for v in (1, 2):
+        d_dx = cuda.to_device(np.full(shape, np.nan, np.float32))
+        S.softmax_loss_bwd(d_prob, d_label, d_dx, 0.75, axis, ignore_label, version=v)
+        dx[v] = d_dx.copy_to_host()
+    np.testing.assert_array_equal(dx[2].view(np.uint32), dx[1].view(np.uint32))
+
+
+@pytest.mark.parametrize("shape", [(2, 300, 1), (1, 3, 700), (3, 2, 5)])
+def test_softmax_loss_bwd_v2_strided_rows(shape):
+    """Loss backward v2 on rows longer than its grid stride (the 4-way unrolled elements
+    j + k*stride, k > 0) with inner == 1 and inner > 1, against the reference."""
+    prob = R.softmax_ref(_logits(shape, 5, 2.0), 1).astype(np.float32)
+    label = _labels(shape, 1, 5, 1)
+    d_dx = cuda.to_device(np.full(shape, np.nan, np.float32))
+    S.softmax_loss_bwd(cuda.to_device(prob), cuda.to_device(label), d_dx, 0.5, 1, 1, version=2)
+    assert_close(d_dx.copy_to_host(), R.softmax_loss_grad_ref(prob, label, np.float32(0.5), 1, 1),
+                 rtol=1e-6, atol=1e-7, name="loss dx v2")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_softmax_loss_floor_and_multi_block_reduction(version):
     """prob[label] == 0 -> -log(FLT_MIN) = 87.33654; 600 positions span 3 reduction blocks."""
     n = 600
     prob = np.zeros((n, 2), np.float32)
     prob[:, 1] = 1
     label = np.zeros(n, np.float32)
     label[::2] = 1                        # half the positions: loss 0; the rest: the floor
-    loss, count = S.softmax_loss_fwd(cuda.to_device(prob), cuda.to_device(label))
-    assert count == n
-    assert_close(np.float64(loss), n / 2 * -math.log(R.FLT_MIN), rtol=1e-5, atol=0, name="floor")
-    loss, count = S.softmax_loss_fwd(cuda.to_device(prob), cuda.to_device(label), ignore_label=0)
+    for _ in range(2):                    # twice: v2's ticket counter is reset by its last block
+        loss, count = S.softmax_loss_fwd(cuda.to_device(prob), cuda.to_device(label), version=version)
+        assert count == n
+        assert_close(np.float64(loss), n / 2 * -math.log(R.FLT_MIN), rtol=1e-5, atol=0, name="floor")
+    loss, count = S.softmax_loss_fwd(cuda.to_device(prob), cuda.to_device(label), ignore_label=0,
+                                     version=version)
     assert (loss, count) == (0.0, n // 2)
 
 
