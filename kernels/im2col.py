@@ -25,13 +25,13 @@ Versions:
 
 - ``im2col_v1``: one thread per ``col`` element (grid-stride over C*kh*kw*Nc*OH*OW); consecutive
   threads write consecutive columns (coalesced), read x with stride sw.
-- ``im2col_v2`` (promoted): Caffe's scheme, one thread per (c, n, oh, ow) column entry, looping over
+- ``im2col_v2``: Caffe's scheme, one thread per (c, n, oh, ow) column entry, looping over
   the kh*kw taps; the input offset and bounds are computed once per tap row. Grid-stride over
   C*Nc*OH*OW, 256 threads per block.
-- ``col2im_v1`` (promoted): one thread per input pixel (n, c, h, w) of dx[n0:n1], looping over the
+- ``col2im_v1``: one thread per input pixel (n, c, h, w) of dx[n0:n1], looping over the
   kh*kw taps and keeping those with an output position on the stride grid. Grid-stride over
   Nc*C*H*W.
-- ``im2col_v3`` (promoted): block (256 threads over the columns q = (n, oh, ow) of col) x
+- ``im2col_v3`` (default): block (256 threads over the columns q = (n, oh, ow) of col) x
   (grid y over groups of 8 rows r = (c, i, j)); each thread splits its column once (two
   multiply-shift "magic" divisions, ``layout.magic_div``) and its group's first row once, then
   walks the 8 rows by incrementing (j, i, c) -- no division per element, int32 index math on flat
@@ -39,18 +39,30 @@ Versions:
   consecutive floats of one col row (coalesced). v2 did four 64-bit divisions per thread and
   one store per tap in a dependent chain. Predicted 70-80% of copy on the H200 (col writes are
   ~96% of the bytes; x, 1/25 of them for 5x5, stays in L2; ~15 integer instructions per element).
-- ``col2im_v2`` (promoted): Caffe's gather form: one thread per dx pixel, grid-stride over
-  Nc*C*H*W in int32 with magic divisions; the output positions covering the pixel are the ranges
-  ``hs <= oh < he``, ``ws <= ow < we`` (``hs = 0 if h+ph < ext else (h+ph-ext)//sh + 1``,
-  ``he = min((h+ph)//sh + 1, OH)``, ext = dh*(kh-1)+1). With dilation 1 every (oh, ow) in the
-  ranges is a tap (i = h+ph - oh*sh) and its col offset is linear in (oh, ow), so the loop is
-  one add per tap, unrolled by 4 (four loads in flight before the adds); with dilation > 1 it keeps
-  the candidates where (h+ph - oh*sh) is a multiple of dh (Caffe's test, with magic divisions).
-  v1 did two 64-bit ``%``/``//`` per tap (kh*kw taps per pixel): instruction-bound. Predicted
-  55-70% of copy (25 col reads per dx pixel for 5x5, coalesced for interior pixels; edge pixels
-  of a warp read other rows: extra L1/L2 sectors).
+- ``col2im_v2`` (default when a stride is > 1): Caffe's gather form: one thread per dx pixel,
+  grid-stride over Nc*C*H*W in int32 with magic divisions; the output positions covering the pixel
+  are the ranges ``hs <= oh < he``, ``ws <= ow < we`` (``hs = 0 if h+ph < ext else
+  (h+ph-ext)//sh + 1``, ``he = min((h+ph)//sh + 1, OH)``, ext = dh*(kh-1)+1). With dilation 1
+  every (oh, ow) in the ranges is a tap (i = h+ph - oh*sh) and its col offset is linear in
+  (oh, ow), so the loop is one add per tap, unrolled by 4 (four loads in flight before the adds);
+  with dilation > 1 it keeps the candidates where (h+ph - oh*sh) is a multiple of dh (Caffe's
+  test, with magic divisions). v1 did two 64-bit ``%``/``//`` per tap (kh*kw taps per pixel):
+  instruction-bound. Predicted 50-65% of copy at stride 1: the ranges start at different taps for
+  pixels near a left/top edge, so a warp's load at a given step mixes col rows (2-4x the L1
+  sectors of a coalesced load); at stride > 1 it is the only one of v1-v3 that skips the taps off
+  the stride grid without testing them.
+- ``col2im_v3`` (default at stride 1, any dilation): every thread walks all kh*kw taps in the same
+  order, masking those whose output position (h+ph - i*dh, w+pw - j*dw) is outside the output (at
+  stride 1 no divisibility test is needed), so at each step a warp's 32 pixels read consecutive
+  col entries of one row (OW == W for "same" padding: one 128-byte run); offsets advance by two
+  constants, 4 predicated loads in flight. Edge pixels cost masked lanes, not extra sectors.
+  Predicted 70-80% of copy (col reads ~96% of the bytes, each read once, coalesced; ~10 integer
+  instructions per tap).
 
-All integer arguments are int32; ``x``/``dx`` are C-contiguous (N, C, H, W), ``col`` C-contiguous 2-D.
+All integer arguments are int32 (the magic multipliers uint32); ``x``/``dx`` are C-contiguous
+(N, C, H, W), ``col`` C-contiguous 2-D; the v3/v2-col2im kernels take them flattened (1-D views)
+and need every flat index below 2**31 (``_fits_int32``; the public functions fall back to
+im2col_v2 / col2im_v1 beyond that).
 """
 from __future__ import annotations
 
@@ -64,7 +76,7 @@ from .layout import INT32_LIMIT, magic_div, udiv31
 
 I2C_THREADS = 256   # im2col_v3: threads per block (over columns of col)
 I2C_ROWS = 8        # im2col_v3: col rows per thread (grid y = row groups); a multiple of 4
-C2I_THREADS = 128   # col2im_v2: threads per block (one dx pixel each)
+C2I_THREADS = 128   # col2im_v2/v3: threads per block (one dx pixel each)
 GRID_Y_MAX = 65535  # CUDA's limit on gridDim.y; the row-group loop strides past it
 
 
@@ -338,6 +350,85 @@ def col2im_v2(colf, n0, C, H, W, kh, kw, ph, pw, sh, sw, dh, dw, OH, OW, ncols, 
         idx = int32(idx + step)
 
 
+@cuda.jit(device=True)
+def _col_tap(colf, o, oh, ow, OH, OW):
+    """col value at flat offset o when output position (oh, ow) exists, else 0 (predicated load)."""
+    v = float32(0.0)
+    if uint32(oh) < uint32(OH) and uint32(ow) < uint32(OW):
+        v = colf[uint32(o)]
+    return v
+
+
+@cuda.jit(device=True)
+def _next_tap_major(o, oh, ow, j, kw, wp, dh, dw, step_j, step_i):
+    """Tap (i, j) -> (i, j+1), or (i+1, 0) at the end of a kernel row: output position
+    (oh, ow) = (h+ph - i*dh, w+pw - j*dw) and its flat col offset o. j is the same in every thread
+    (uniform branch)."""
+    j = int32(j + 1)
+    ow = int32(ow - dw)
+    o = int32(o + step_j)
+    if j == kw:
+        j = int32(0)
+        ow = wp
+        oh = int32(oh - dh)
+        o = int32(o + step_i)
+    return o, oh, ow, j
+
+
+@cuda.jit
+def col2im_v3(colf, n0, C, H, W, kh, kw, ph, pw, dh, dw, OH, OW, ncols, total, mHW, sHW, mW, sW,
+              mC, sC, dxf):
+    """col2im for stride 1 (any dilation): one thread per dx pixel (grid-stride over Nc*C*H*W,
+    int32), walking all kh*kw taps in the same order in every thread so each load of a warp reads
+    consecutive col entries; taps whose output position (h+ph - i*dh, w+pw - j*dw) falls outside
+    the output are masked (no stride test needed at stride 1)."""
+    HW = int32(H * W)
+    S = int32(OH * OW)
+    T = int32(kh * kw)
+    dbase = int32(n0 * C * HW)
+    step_j = int32(ncols - dw)                 # j+1: next col row, output column ow - dw
+    step_i = int32(kw * ncols - dh * OW - kw * step_j)   # back to j = 0, next kernel row
+    idx = int32(int32(cuda.blockIdx.x) * C2I_THREADS + int32(cuda.threadIdx.x))
+    step = int32(int32(cuda.gridDim.x) * C2I_THREADS)
+    while idx < total:
+        plane = udiv31(idx, mHW, sHW)          # (n - n0)*C + c
+        p = int32(idx - plane * HW)
+        n = udiv31(plane, mC, sC)
+        c = int32(plane - n * C)
+        h = udiv31(p, mW, sW)
+        hp = int32(h + ph)
+        wp = int32(p - h * W + pw)
+        # tap (0, 0): row c*kh*kw, output position (hp, wp) (outside the output for edge pixels;
+        # o is then only used after the steps bring it back in range)
+        o = int32(c * T * ncols + n * S + hp * OW + wp)
+        oh = hp
+        ow = wp
+        j = int32(0)
+        acc = float32(0.0)
+        t = int32(0)
+        while t + 4 <= T:
+            # four predicated loads in flight, then the adds
+            a0 = _col_tap(colf, o, oh, ow, OH, OW)
+            o, oh, ow, j = _next_tap_major(o, oh, ow, j, kw, wp, dh, dw, step_j, step_i)
+            a1 = _col_tap(colf, o, oh, ow, OH, OW)
+            o, oh, ow, j = _next_tap_major(o, oh, ow, j, kw, wp, dh, dw, step_j, step_i)
+            a2 = _col_tap(colf, o, oh, ow, OH, OW)
+            o, oh, ow, j = _next_tap_major(o, oh, ow, j, kw, wp, dh, dw, step_j, step_i)
+            a3 = _col_tap(colf, o, oh, ow, OH, OW)
+            o, oh, ow, j = _next_tap_major(o, oh, ow, j, kw, wp, dh, dw, step_j, step_i)
+            acc += a0
+            acc += a1
+            acc += a2
+            acc += a3
+            t = int32(t + 4)
+        while t < T:
+            acc += _col_tap(colf, o, oh, ow, OH, OW)
+            o, oh, ow, j = _next_tap_major(o, oh, ow, j, kw, wp, dh, dw, step_j, step_i)
+            t = int32(t + 1)
+        dxf[uint32(dbase + idx)] = acc
+        idx = int32(idx + step)
+
+
 _SIG = ("void(float32[:, :, :, ::1], int32, int32, int32, int32, int32, int32, int32, int32, int32, "
         "int32, int32, int32, float32[:, ::1])")
 _SIG_BWD = ("void(float32[:, ::1], int32, int32, int32, int32, int32, int32, int32, int32, int32, "
@@ -346,6 +437,7 @@ _M = "uint32, int32"    # a magic_div pair
 _SIG3 = (f"void(float32[::1], {', '.join(['int32'] * 17)}, {_M}, {_M}, {_M}, {_M}, float32[::1])")
 _SIG_BWD2 = (f"void(float32[::1], {', '.join(['int32'] * 16)}, {_M}, {_M}, {_M}, {_M}, {_M}, {_M}, {_M}, "
              "float32[::1])")
+_SIG_BWD3 = f"void(float32[::1], {', '.join(['int32'] * 14)}, {_M}, {_M}, {_M}, float32[::1])"
 
 KERNELS: dict[str, tuple[Any, list[str]]] = {
     "im2col_v1": (im2col_v1, [_SIG]),
@@ -353,6 +445,7 @@ KERNELS: dict[str, tuple[Any, list[str]]] = {
     "im2col_v3": (im2col_v3, [_SIG3]),
     "col2im_v1": (col2im_v1, [_SIG_BWD]),
     "col2im_v2": (col2im_v2, [_SIG_BWD2]),
+    "col2im_v3": (col2im_v3, [_SIG_BWD3]),
 }
 
 
@@ -380,23 +473,25 @@ def _ints(*values):
     return [np.int32(v) for v in values]
 
 
-def _fits_int32(C: int, H: int, W: int, N: int, kh: int, kw: int, sh: int, sw: int, OW: int,
-                ncols: int) -> bool:
-    """True when every int32 intermediate of im2col_v3 / col2im_v2 stays below 2**31: flat x/dx
-    offsets, col offsets up to 4 rows past the end, and col2im's per-tap offset steps."""
+def _fits_int32(C: int, H: int, W: int, N: int, kh: int, kw: int, ph: int, pw: int, sh: int, sw: int,
+                OW: int, ncols: int) -> bool:
+    """True when every int32 intermediate of im2col_v3 / col2im_v2 / col2im_v3 stays below 2**31:
+    flat x/dx offsets, col offsets up to max(4, kw) rows past the end plus an out-of-range column,
+    and col2im's per-tap offset steps."""
     K = C * kh * kw
-    worst = max(N * C * H * W, (K + 4) * ncols, sh * kw * ncols + OW, sw * ncols + 1)
+    worst = max(N * C * H * W, (K + max(4, kw)) * ncols + (H + ph) * OW + W + pw,
+                sh * kw * ncols + OW, sw * ncols + 1)
     return worst < INT32_LIMIT
 
 
 def _pick(version: str | None, default: str, fast: str, known: tuple[str, ...], fits: bool,
           who: str) -> str:
+    """The kernel version to run: ``fast`` when not forced and the indices fit in int32, else
+    ``default``; a forced version must be known."""
     if version is None:
         return fast if fits else default
     if version not in known:
         raise ValueError(f"{who}: unknown version {version!r} ({', '.join(known)})")
-    if version == fast and not fits:
-        raise ValueError(f"{who}: {fast} needs int32 indices (arrays of fewer than 2**31 elements)")
     return version
 
 
@@ -414,8 +509,10 @@ def im2col(x, n0: int, n1: int, kernel_h: int, kernel_w: int, pad_h: int, pad_w:
                        (dil_h, dil_w), col.shape, "im2col")
     N, C, H, W = x.shape
     K, ncols = col.shape
-    fits = _fits_int32(C, H, W, N, kernel_h, kernel_w, stride_h, stride_w, OW, ncols)
+    fits = _fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, OW, ncols)
     version = _pick(version, "v2", "v3", ("v1", "v2", "v3"), fits, "im2col")
+    if version == "v3" and not fits:
+        raise ValueError("im2col: v3 needs int32 indices (arrays of fewer than 2**31 elements)")
     geo = _ints(n0, n1, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, OH, OW)
     if version == "v3":
         ngroups = -(-K // I2C_ROWS)
@@ -435,23 +532,35 @@ def col2im(col, n0: int, n1: int, kernel_h: int, kernel_w: int, pad_h: int, pad_
            stride_h: int, stride_w: int, dil_h: int, dil_w: int, dx, version: str | None = None) -> None:
     """Adjoint of ``im2col``: write (=) into ``dx[n0:n1]`` of ``dx`` (N, C, H, W) the sum, for each
     input pixel, of the ``col`` (C*kh*kw, (n1-n0)*OH*OW) entries im2col would have copied from it.
-    ``version``: "v1" or "v2"; default v2 (v1 when an index would not fit in int32)."""
+    ``version``: "v1", "v2" (any stride) or "v3" (stride 1 only); default v3 at stride 1, else v2
+    (v1 when an index would not fit in int32)."""
     col = as_device(col)
     dx = as_device(dx)
     OH, OW = _geometry(dx.shape, n0, n1, (kernel_h, kernel_w), (pad_h, pad_w), (stride_h, stride_w),
                        (dil_h, dil_w), col.shape, "col2im")
     N, C, H, W = dx.shape
     ncols = col.shape[1]
-    fits = _fits_int32(C, H, W, N, kernel_h, kernel_w, stride_h, stride_w, OW, ncols)
-    version = _pick(version, "v1", "v2", ("v1", "v2"), fits, "col2im")
+    fits = _fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, OW, ncols)
+    unit_stride = stride_h == 1 and stride_w == 1
+    if version == "v3" and not unit_stride:
+        raise ValueError(f"col2im: v3 is the stride-1 kernel, got stride ({stride_h}, {stride_w})")
+    version = _pick(version, "v1", "v3" if unit_stride else "v2", ("v1", "v2", "v3"), fits, "col2im")
     geo = _ints(n0, n1, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, OH, OW)
     total = (n1 - n0) * C * H * W
-    if version == "v2":
-        blocks, threads = grid_1d(total, C2I_THREADS)
+    if version == "v1":
+        blocks, threads = grid_1d(total)
+        col2im_v1[blocks, threads](col, *geo, dx)
+        return
+    if not fits:
+        raise ValueError(f"col2im: {version} needs int32 indices (arrays of fewer than 2**31 elements)")
+    blocks, threads = grid_1d(total, C2I_THREADS)
+    common = (*_ints(n0, C, H, W, kernel_h, kernel_w, pad_h, pad_w),)
+    if version == "v3":
+        col2im_v3[blocks, threads](
+            col.reshape(col.size), *common, *_ints(dil_h, dil_w, OH, OW, ncols, total),
+            *magic_div(H * W), *magic_div(W), *magic_div(C), dx.reshape(dx.size))
+    else:
         col2im_v2[blocks, threads](
-            col.reshape(col.size), *_ints(n0, C, H, W), *geo[2:], *_ints(ncols, total),
+            col.reshape(col.size), *common, *geo[6:], *_ints(ncols, total),
             *magic_div(H * W), *magic_div(W), *magic_div(C), *magic_div(stride_h), *magic_div(stride_w),
             *magic_div(dil_h), *magic_div(dil_w), dx.reshape(dx.size))
-        return
-    blocks, threads = grid_1d(total)
-    col2im_v1[blocks, threads](col, *geo, dx)

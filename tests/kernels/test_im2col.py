@@ -4,9 +4,11 @@ im2col copies values, so it must match exactly; col2im sums at most kh*kw float3
 (rtol 1e-5, atol 1e-6). Adjointness: <im2col(x), Y> == <x, col2im(Y)> within 1e-5 relative (float64
 dot products of the float32 results). Shapes: hypothesis over batch ranges [n0, n1), channels, H, W,
 kernel, pad (up to the kernel size), stride (up to kernel + 1), dilation (1-2), plus fixed edge cases;
-every version (im2col v1-v3, col2im v1-v2). im2col_v3 / col2im_v2 are also launched with a single
-block so their grid-stride loops (row groups; dx pixels) run, with row counts that are not multiples
-of the 4-row unroll / 8-row group and column counts that are not multiples of the block.
+every version (im2col v1-v3, col2im v1-v3; col2im_v3 is stride-1 only, so its property test draws
+stride 1). im2col_v3 / col2im_v2 / col2im_v3 are also launched with a single block so their
+grid-stride loops (row groups; dx pixels) run, with row counts that are not multiples of the 4-row
+unroll / 8-row group, tap counts that are not multiples of the 4-tap unroll and column counts that
+are not multiples of the block.
 """
 from __future__ import annotations
 
@@ -45,6 +47,18 @@ def geometries(draw):
     if out_size(W, kw, pw, sw, dw) < 1:
         dw, pw = 1, kw
     return (N, C, H, W), n0, n1, (kh, kw), (ph, pw), (sh, sw), (dh, dw)
+
+
+@st.composite
+def unit_stride_geometries(draw):
+    """geometries() with stride 1 (col2im_v3's domain); dilation and padding still drawn."""
+    x_shape, n0, n1, (kh, kw), (ph, pw), _, (dh, dw) = draw(geometries())
+    H, W = x_shape[2:]
+    if out_size(H, kh, ph, 1, dh) < 1:
+        dh, ph = 1, kh
+    if out_size(W, kw, pw, 1, dw) < 1:
+        dw, pw = 1, kw
+    return x_shape, n0, n1, (kh, kw), (ph, pw), (1, 1), (dh, dw)
 
 
 EDGES = [
@@ -137,7 +151,7 @@ def test_version_errors():
     with pytest.raises(ValueError, match="unknown version"):
         I.im2col(x, 0, 1, 3, 3, 0, 0, 1, 1, 1, 1, col, version="v4")
     with pytest.raises(ValueError, match="unknown version"):
-        I.col2im(col, 0, 1, 3, 3, 0, 0, 1, 1, 1, 1, x, version="v3")
+        I.col2im(col, 0, 1, 3, 3, 0, 0, 1, 1, 1, 1, x, version="v4")
 
 
 def _run_col2im(geo, seed, version=None):
@@ -162,10 +176,38 @@ def test_col2im_matches_reference(version, geo, seed):
     _run_col2im(geo, seed, version)
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@given(geo=unit_stride_geometries(), seed=st.integers(0, 2**16))
+def test_col2im_v3_matches_reference(geo, seed):
+    _run_col2im(geo, seed, "v3")
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 @pytest.mark.parametrize("geo", EDGES)
 def test_col2im_edges(geo, version):
+    if version == "v3" and geo[5] != (1, 1):
+        with pytest.raises(ValueError, match="stride-1"):
+            _run_col2im(geo, 2, version)
+        return
     _run_col2im(geo, 2, version)
+
+
+def test_col2im_v3_grid_stride_pixels():
+    """col2im_v3 with one block of 128 threads over 2*2*9*8 = 288 pixels (three grid-stride steps),
+    a 3x2 kernel (6 taps: one unrolled group of 4 and a tail of 2), dilation (2, 3), pad (3, 2)."""
+    geo = ((3, 2, 9, 8), 1, 3, (3, 2), (3, 2), (1, 1), (2, 3))
+    x_shape, n0, n1, kernel, pad, stride, dil = geo
+    args, OH, OW = _v3_args(*geo)
+    rng = np.random.default_rng(7)
+    col = rng.standard_normal((2 * 3 * 2, (n1 - n0) * OH * OW)).astype(np.float32)
+    dx0 = rng.standard_normal(x_shape).astype(np.float32)
+    dx = cuda.to_device(dx0.ravel())
+    total = (n1 - n0) * 2 * 9 * 8
+    I.col2im_v3[1, I.C2I_THREADS](
+        cuda.to_device(col.ravel()), *args[:8], *args[10:], np.int32(col.shape[1]), np.int32(total),
+        *L.magic_div(72), *L.magic_div(8), *L.magic_div(2), dx)
+    want = dx0.astype(np.float64)
+    want[n0:n1] = col2im_ref(col, x_shape, n0, n1, kernel, pad, stride, dil)
+    assert_close(dx.copy_to_host().reshape(x_shape), want, rtol=1e-5, atol=1e-6, name="col2im_v3 1 block")
 
 
 @pytest.mark.parametrize("geo", EDGES[1:4] + EDGES[6:7])
