@@ -29,12 +29,27 @@ Versions:
                  sum (add the entering channel, subtract the leaving one): O(C) per column, the
                  same arithmetic order as Caffe's GPU code; forward fuses scale and output
                  (promoted)
+    lrn v3       (promoted) v2's running sums, same arithmetic order, restructured for a memory-bound
+                 op: int32 index math (every index cast, geometry passed as int32; tensors of
+                 2**31 elements or more, or local_size > 15, fall back to v2), the image index
+                 from blockIdx.y (no division at all), 2**shift-position tiles packing several
+                 images per block when H*W < 256; each channel value is read from global memory
+                 once (v2 re-reads the leaving and centre channels) and kept in a per-thread
+                 16-slot ring in shared memory (forward: x; backward: dy*y/scale and
+                 dy*scale^-beta, so the division and pow are done once per element, not twice);
+                 the loads of the next 4 channels are issued before the current 4 are computed
+                 (4 loads in flight per thread forward, 16 backward). Predicted H200: forward
+                 ~55-60% of copy, backward ~65-70% (limited by the per-element powf, ~130
+                 instructions, not by memory: see the report in the commit / BENCHMARKS.md)
     lrn_within v1  one thread per element, forward over its n x n window, backward over the n x n
                  outputs whose windows cover it (no atomics)
 
 Launch geometry: 1-D grid-stride loops with LRN_THREADS threads per block over elements (v1,
 within) or over N*H*W columns (v2; consecutive threads take consecutive w: coalesced), block counts
-from ``kernels._launch.grid_1d``.
+from ``kernels._launch.grid_1d``. v3: grid (ceil(H*W / 2**shift), ceil(N / images per block)
+capped at 65535 with a stride loop over n); thread tid of a block takes position
+blockIdx.x*2**shift + tid % 2**shift of image blockIdx.y*(256 >> shift) + tid >> shift and walks
+its C channels (consecutive threads on consecutive h*w: coalesced), UNROLL = 4 channels per step.
 """
 from __future__ import annotations
 
@@ -42,15 +57,23 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int64, void
+from numba import cuda, float32, int32, int64, uint32, void
 
-from kernels._launch import as_device, grid_1d
+from kernels._launch import as_device, ceil_div, grid_1d
 
-LRN_THREADS = 256           # threads per block for every LRN kernel
+LRN_THREADS = 256           # threads per block for every LRN kernel (v3: a power of 2, <= 1024)
+RING = 16                   # v3: per-thread ring of channel values in shared memory (a power of 2);
+                            # holds the window plus the entering channel: local_size <= RING - 1
+_RING_MASK = int32(RING - 1)
 
 _ZERO = float32(0.0)
 _ONE = float32(1.0)
 _TWO = float32(2.0)
+_I0 = int32(0)              # int32 constants: a bare literal is int64 and would widen the index math
+_I1 = int32(1)
+_I2 = int32(2)
+_I3 = int32(3)
+_I4 = int32(4)
 
 
 # ------------------------------------------------------------------------------ across channels
@@ -154,6 +177,191 @@ def lrn_bwd_v2(dy, x, y, scale, dx, C, H, W, size, negative_beta, cache_ratio):
             head += 1
 
 
+# v3: one thread per (n, h*w) column, 32-bit index math, n from blockIdx.y (no division), the
+# channel values the sliding window still needs kept in a per-thread ring in shared memory, and the
+# global loads of the next UNROLL channels issued before the current UNROLL channels are computed.
+
+@cuda.jit(device=True, inline=True)
+def _ld(a, j, ok):
+    """a[j] when ok, else 0 (a predicated load; j is an int32 flat index, used unsigned so numba
+    emits no negative-index wraparound)."""
+    if ok:
+        return a[uint32(j)]
+    return _ZERO
+
+
+@cuda.jit(device=True, inline=True)
+def _column(tid, shift):
+    """(p, nsub, ipb): spatial position p of this thread in its block's tile of 2**shift
+    positions, its image offset nsub inside the block, and images per block ipb."""
+    pw = int32(int32(1) << shift)
+    p = int32(int32(int32(cuda.blockIdx.x) << shift) + int32(tid & int32(pw - _I1)))
+    return p, int32(tid >> shift), int32(int32(LRN_THREADS) >> shift)
+
+
+@cuda.jit(device=True, inline=True)
+def _fwd_step(head, e, ring, tid, accum, scale, y, off, HW, C, size, post_pad, alpha_over_size, k,
+              negative_beta):
+    """One step of Caffe's LRNFillScale + LRNComputeOutput at window head ``head`` (entering
+    value e = x[head]); returns the running sum. Same arithmetic order as v2 (add, subtract)."""
+    if head < C:
+        accum += e * e
+        ring[head & _RING_MASK, tid] = e
+    c = int32(head - post_pad)
+    if c < C:                       # heads past C + post_pad - 1 (the last chunk's tail) do nothing
+        if head >= size:
+            v = ring[int32(head - size) & _RING_MASK, tid]   # the square subtracted is the one added
+            accum -= v * v
+        if c >= _I0:
+            s = k + accum * alpha_over_size
+            j = uint32(int32(off + int32(c * HW)))
+            scale[j] = s
+            y[j] = ring[c & _RING_MASK, tid] * math.pow(s, negative_beta)
+    return accum
+
+
+@cuda.jit
+def lrn_fwd_v3(x, scale, y, N, C, HW, size, shift, alpha_over_size, k, negative_beta):
+    """v2's running sum, one thread per (n, p) column, int32 indices, x in a shared ring, the
+    next UNROLL channels' loads in flight while the current ones are computed."""
+    # ring[slot, tid]: this thread's x values for the last RING channels (only this thread reads
+    # its column: no barrier needed; consecutive tid -> consecutive banks, conflict-free)
+    ring = cuda.shared.array((RING, LRN_THREADS), float32)
+    N = int32(N)                    # int32 geometry: the host checks N*C*HW < 2**31
+    C = int32(C)
+    HW = int32(HW)
+    size = int32(size)
+    tid = int32(cuda.threadIdx.x)
+    p, nsub, ipb = _column(tid, int32(shift))
+    pre_pad = int32(int32(size - _I1) >> _I1)
+    post_pad = int32(size - pre_pad - _I1)
+    end = int32(C + post_pad)
+    for n in range(int32(int32(int32(cuda.blockIdx.y) * ipb) + nsub), N, int32(int32(cuda.gridDim.y) * ipb)):
+        if p < HW:
+            off = int32(int32(int32(n * C) * HW) + p)
+            accum = _ZERO
+            e0 = _ld(x, off, _I0 < C)
+            e1 = _ld(x, off + HW, _I1 < C)
+            e2 = _ld(x, off + int32(_I2 * HW), _I2 < C)
+            e3 = _ld(x, off + int32(_I3 * HW), _I3 < C)
+            for h in range(_I0, end, _I4):          # UNROLL = 4 channels per iteration
+                # issue the next 4 loads before this chunk's stores (scale/y may alias x as far as
+                # the compiler knows, so it cannot hoist them itself): 4 loads in flight per thread
+                h4 = int32(h + _I4)
+                f0 = _ld(x, int32(off + int32(h4 * HW)), h4 < C)
+                f1 = _ld(x, int32(off + int32(int32(h4 + _I1) * HW)), int32(h4 + _I1) < C)
+                f2 = _ld(x, int32(off + int32(int32(h4 + _I2) * HW)), int32(h4 + _I2) < C)
+                f3 = _ld(x, int32(off + int32(int32(h4 + _I3) * HW)), int32(h4 + _I3) < C)
+                accum = _fwd_step(h, e0, ring, tid, accum, scale, y, off, HW, C, size, post_pad,
+                                  alpha_over_size, k, negative_beta)
+                accum = _fwd_step(int32(h + _I1), e1, ring, tid, accum, scale, y, off, HW, C, size,
+                                  post_pad, alpha_over_size, k, negative_beta)
+                accum = _fwd_step(int32(h + _I2), e2, ring, tid, accum, scale, y, off, HW, C, size,
+                                  post_pad, alpha_over_size, k, negative_beta)
+                accum = _fwd_step(int32(h + _I3), e3, ring, tid, accum, scale, y, off, HW, C, size,
+                                  post_pad, alpha_over_size, k, negative_beta)
+                e0 = f0
+                e1 = f1
+                e2 = f2
+                e3 = f3
+
+
+@cuda.jit(device=True, inline=True)
+def _bwd_step(head, d, yy, sc, xc, ring_r, ring_t, tid, accum, dx, off, HW, C, size, post_pad,
+              negative_beta, cache_ratio):
+    """One step of Caffe's LRNComputeDiff at window head ``head`` (entering dy, y, scale = d, yy,
+    sc; xc = x of the output channel head - post_pad); returns the running sum of dy*y/scale."""
+    if head < C:
+        r = d * yy / sc                                   # Caffe's top_diff * top_data / scale
+        accum += r
+        ring_r[head & _RING_MASK, tid] = r
+        ring_t[head & _RING_MASK, tid] = d * math.pow(sc, negative_beta)
+    c = int32(head - post_pad)
+    if c < C:                       # heads past C + post_pad - 1 (the last chunk's tail) do nothing
+        if head >= size:
+            accum -= ring_r[int32(head - size) & _RING_MASK, tid]   # the very value added
+        if c >= _I0:
+            dx[uint32(int32(off + int32(c * HW)))] = ring_t[c & _RING_MASK, tid] - cache_ratio * xc * accum
+    return accum
+
+
+@cuda.jit
+def lrn_bwd_v3(dy, x, y, scale, dx, N, C, HW, size, shift, negative_beta, cache_ratio):
+    """v2's running sum of dy*y/scale with v3's geometry: int32, rings of dy*y/scale and
+    dy*scale^-beta in shared memory, the next UNROLL channels' loads in flight."""
+    # two per-thread rings (see lrn_fwd_v3): r = dy*y/scale for the sliding sum, t = dy*scale^-beta
+    # computed when the channel enters, used when it is the output channel
+    ring_r = cuda.shared.array((RING, LRN_THREADS), float32)
+    ring_t = cuda.shared.array((RING, LRN_THREADS), float32)
+    N = int32(N)
+    C = int32(C)
+    HW = int32(HW)
+    size = int32(size)
+    tid = int32(cuda.threadIdx.x)
+    p, nsub, ipb = _column(tid, int32(shift))
+    pre_pad = int32(size - int32(int32(size + _I1) >> _I1))     # Caffe's backward window
+    post_pad = int32(size - pre_pad - _I1)
+    end = int32(C + post_pad)
+    for n in range(int32(int32(int32(cuda.blockIdx.y) * ipb) + nsub), N, int32(int32(cuda.gridDim.y) * ipb)):
+        if p < HW:
+            off = int32(int32(int32(n * C) * HW) + p)
+            accum = _ZERO
+            # chunk 0: entering channels 0..3 (dy, y, scale) and output channels -post_pad..3-post_pad (x)
+            a0, b0, s0 = _ld(dy, off, _I0 < C), _ld(y, off, _I0 < C), _ld(scale, off, _I0 < C)
+            j = int32(off + HW)
+            a1, b1, s1 = _ld(dy, j, _I1 < C), _ld(y, j, _I1 < C), _ld(scale, j, _I1 < C)
+            j = int32(off + int32(_I2 * HW))
+            a2, b2, s2 = _ld(dy, j, _I2 < C), _ld(y, j, _I2 < C), _ld(scale, j, _I2 < C)
+            j = int32(off + int32(_I3 * HW))
+            a3, b3, s3 = _ld(dy, j, _I3 < C), _ld(y, j, _I3 < C), _ld(scale, j, _I3 < C)
+            c = int32(-post_pad)
+            x0 = _ld(x, int32(off + int32(c * HW)), c >= _I0 and c < C)
+            c = int32(c + _I1)
+            x1 = _ld(x, int32(off + int32(c * HW)), c >= _I0 and c < C)
+            c = int32(c + _I1)
+            x2 = _ld(x, int32(off + int32(c * HW)), c >= _I0 and c < C)
+            c = int32(c + _I1)
+            x3 = _ld(x, int32(off + int32(c * HW)), c >= _I0 and c < C)
+            for h in range(_I0, end, _I4):          # UNROLL = 4 channels per iteration
+                # the next chunk's 16 loads first (see lrn_fwd_v3), then this chunk's 4 steps
+                hh = int32(h + _I4)
+                j = int32(off + int32(hh * HW))
+                g0, q0, t0 = _ld(dy, j, hh < C), _ld(y, j, hh < C), _ld(scale, j, hh < C)
+                hh = int32(hh + _I1)
+                j = int32(j + HW)
+                g1, q1, t1 = _ld(dy, j, hh < C), _ld(y, j, hh < C), _ld(scale, j, hh < C)
+                hh = int32(hh + _I1)
+                j = int32(j + HW)
+                g2, q2, t2 = _ld(dy, j, hh < C), _ld(y, j, hh < C), _ld(scale, j, hh < C)
+                hh = int32(hh + _I1)
+                j = int32(j + HW)
+                g3, q3, t3 = _ld(dy, j, hh < C), _ld(y, j, hh < C), _ld(scale, j, hh < C)
+                c = int32(int32(h + _I4) - post_pad)
+                j = int32(off + int32(c * HW))
+                w0 = _ld(x, j, c >= _I0 and c < C)
+                c = int32(c + _I1)
+                j = int32(j + HW)
+                w1 = _ld(x, j, c >= _I0 and c < C)
+                c = int32(c + _I1)
+                j = int32(j + HW)
+                w2 = _ld(x, j, c >= _I0 and c < C)
+                c = int32(c + _I1)
+                j = int32(j + HW)
+                w3 = _ld(x, j, c >= _I0 and c < C)
+                accum = _bwd_step(h, a0, b0, s0, x0, ring_r, ring_t, tid, accum, dx, off, HW, C, size,
+                                  post_pad, negative_beta, cache_ratio)
+                accum = _bwd_step(int32(h + _I1), a1, b1, s1, x1, ring_r, ring_t, tid, accum, dx, off,
+                                  HW, C, size, post_pad, negative_beta, cache_ratio)
+                accum = _bwd_step(int32(h + _I2), a2, b2, s2, x2, ring_r, ring_t, tid, accum, dx, off,
+                                  HW, C, size, post_pad, negative_beta, cache_ratio)
+                accum = _bwd_step(int32(h + _I3), a3, b3, s3, x3, ring_r, ring_t, tid, accum, dx, off,
+                                  HW, C, size, post_pad, negative_beta, cache_ratio)
+                a0, b0, s0, x0 = g0, q0, t0, w0
+                a1, b1, s1, x1 = g1, q1, t1, w1
+                a2, b2, s2, x2 = g2, q2, t2, w2
+                a3, b3, s3, x3 = g3, q3, t3, w3
+
+
 # ------------------------------------------------------------------------------- within channel
 
 @cuda.jit
@@ -216,12 +424,15 @@ def lrn_within_bwd_v1(dy, x, scale, dx, H, W, size, alpha, negative_beta):
 
 _F = float32[::1]
 _I = int64
+_J = int32
 
 KERNELS: dict[str, tuple[Any, list]] = {
     "lrn_fwd_v1": (lrn_fwd_v1, [void(_F, _F, _F, _I, _I, _I, _I, float32, float32, float32)]),
     "lrn_bwd_v1": (lrn_bwd_v1, [void(_F, _F, _F, _F, _F, _I, _I, _I, _I, float32, float32)]),
     "lrn_fwd_v2": (lrn_fwd_v2, [void(_F, _F, _F, _I, _I, _I, _I, float32, float32, float32)]),
     "lrn_bwd_v2": (lrn_bwd_v2, [void(_F, _F, _F, _F, _F, _I, _I, _I, _I, float32, float32)]),
+    "lrn_fwd_v3": (lrn_fwd_v3, [void(_F, _F, _F, _J, _J, _J, _J, _J, float32, float32, float32)]),
+    "lrn_bwd_v3": (lrn_bwd_v3, [void(_F, _F, _F, _F, _F, _J, _J, _J, _J, _J, float32, float32)]),
     "lrn_within_fwd_v1": (lrn_within_fwd_v1, [void(_F, _F, _F, _I, _I, _I, float32, float32)]),
     "lrn_within_bwd_v1": (lrn_within_bwd_v1, [void(_F, _F, _F, _F, _I, _I, _I, float32, float32)]),
 }
@@ -249,36 +460,77 @@ def _check_size(local_size: int) -> int:
     return int(local_size)
 
 
+INT32_MAX = 2**31 - 1
+MAX_GRID_Y = 65535
+
+
+def _v3_geometry(N: int, C: int, HW: int, size: int) -> tuple[tuple[int, int], int] | None:
+    """v3 launch for (N, C, HW): (grid (x over spatial tiles, y over image groups), shift) where a
+    block covers 2**shift consecutive positions of LRN_THREADS >> shift images (2**shift = the
+    smallest power of 2 >= HW, at most LRN_THREADS: small planes pack several images per block).
+    None where v3 does not apply (falls back to v2): more than 2**31-1 elements (v3 indexes in
+    int32) or local_size > RING - 1 (the shared ring holds the window plus one channel)."""
+    if size > RING - 1 or N * C * HW + 8 * HW > INT32_MAX:
+        return None
+    shift = min(max(HW - 1, 1).bit_length(), LRN_THREADS.bit_length() - 1)
+    ipb = LRN_THREADS >> shift
+    grid = (ceil_div(HW, 1 << shift), min(ceil_div(N, ipb), MAX_GRID_Y))   # y: stride loop over n
+    return grid, shift
+
+
+def _check_version(version: int) -> None:
+    if version not in (1, 2, 3):
+        raise ValueError(f"LRN across channels has versions 1, 2 and 3, got version={version}")
+
+
 def lrn_fwd(x: Any, scale: Any, y: Any, local_size: int = 5, alpha: float = 1.0, beta: float = 0.75,
-            k: float = 1.0, version: int = 2) -> None:
+            k: float = 1.0, version: int = 3) -> None:
     """ACROSS_CHANNELS LRN: scale = k + alpha/n * sum of x^2 over n neighbouring channels,
-    y = x * scale^-beta; scale (kept for the backward) and y are (N,C,H,W) outputs."""
+    y = x * scale^-beta; scale (kept for the backward) and y are (N,C,H,W) outputs.
+    version 3 (default) runs v2 where v3 does not apply (over 2**31-1 elements or local_size > 15)."""
     size = _check_size(local_size)
+    _check_version(version)
     (N, C, H, W), (xf, sf, yf) = _arrays(x, scale, y)
+    if N * C * H * W == 0:
+        return
     alpha_over_size = np.float32(np.float32(alpha) / np.float32(size))
+    geometry = _v3_geometry(N, C, H * W, size) if version == 3 else None
+    if geometry is not None:
+        grid, shift = geometry
+        lrn_fwd_v3[grid, LRN_THREADS](xf, sf, yf, np.int32(N), np.int32(C), np.int32(H * W), np.int32(size),
+                                      np.int32(shift), alpha_over_size, np.float32(k), np.float32(-beta))
+        return
     args = (xf, sf, yf, C, H, W, size, alpha_over_size, np.float32(k), np.float32(-beta))
     if version == 1:
-        if xf.size:
-            blocks, threads = grid_1d(xf.size, LRN_THREADS)
-            lrn_fwd_v1[blocks, threads](*args)
-    elif N * H * W * C:
+        blocks, threads = grid_1d(xf.size, LRN_THREADS)
+        lrn_fwd_v1[blocks, threads](*args)
+    else:
         blocks, threads = grid_1d(N * H * W, LRN_THREADS)
         lrn_fwd_v2[blocks, threads](*args)
 
 
 def lrn_bwd(dy: Any, x: Any, y: Any, scale: Any, dx: Any, local_size: int = 5, alpha: float = 1.0,
-            beta: float = 0.75, version: int = 2) -> None:
+            beta: float = 0.75, version: int = 3) -> None:
     """ACROSS_CHANNELS LRN backward (Caffe's ComputeDiff) from x, y and the forward's scale:
-    dx = dy*scale^-beta - 2*alpha*beta/n * x * sum over the window of dy*y/scale."""
+    dx = dy*scale^-beta - 2*alpha*beta/n * x * sum over the window of dy*y/scale.
+    version 3 (default) runs v2 where v3 does not apply (over 2**31-1 elements or local_size > 15)."""
     size = _check_size(local_size)
+    _check_version(version)
     (N, C, H, W), (dyf, xf, yf, sf, dxf) = _arrays(dy, x, y, scale, dx)
+    if N * C * H * W == 0:
+        return
     cache_ratio = np.float32(np.float32(2.0 * np.float32(alpha) * np.float32(beta)) / np.float32(size))
+    geometry = _v3_geometry(N, C, H * W, size) if version == 3 else None
+    if geometry is not None:
+        grid, shift = geometry
+        lrn_bwd_v3[grid, LRN_THREADS](dyf, xf, yf, sf, dxf, np.int32(N), np.int32(C), np.int32(H * W),
+                                      np.int32(size), np.int32(shift), np.float32(-beta), cache_ratio)
+        return
     args = (dyf, xf, yf, sf, dxf, C, H, W, size, np.float32(-beta), cache_ratio)
     if version == 1:
-        if xf.size:
-            blocks, threads = grid_1d(xf.size, LRN_THREADS)
-            lrn_bwd_v1[blocks, threads](*args)
-    elif N * H * W * C:
+        blocks, threads = grid_1d(xf.size, LRN_THREADS)
+        lrn_bwd_v1[blocks, threads](*args)
+    else:
         blocks, threads = grid_1d(N * H * W, LRN_THREADS)
         lrn_bwd_v2[blocks, threads](*args)
 
