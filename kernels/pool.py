@@ -633,12 +633,15 @@ def _fwd_plan(P: int, H: int, W: int, PH: int, PW: int, kh: int, sh: int, pad_h:
 @functools.lru_cache(maxsize=1024)
 def _bwd_plan(P: int, H: int, W: int, PH: int, PW: int, threads: int,
               max_grid_y: int) -> tuple | None:
-    """v2 backward launch: (grid, block), one thread per input element, TX along the plane (a
-    multiple of 32 up to ``threads``), TY = threads // TX planes per block; None past int32 or
+    """v2 backward launch: (grid, block), one thread per input element, TX along the plane (the
+    fewest warps, up to ``threads``, that cover it in as few blocks as ``threads`` would: pool1's
+    1540 input pairs run as 7 x 224, not 7 x 256), TY = threads // TX planes per block (small
+    planes); None past int32 or
     with a side of 32768+ (the bounds table packs two 16-bit fields)."""
     if max(P, H * W, PH * PW) > INT32_MAX or max(H, W, PH, PW) >= 2**15:   # 16-bit table fields
         return None
-    tx = min(threads, 32 * ceil_div(H * W, 32))
+    nx = ceil_div(H * W, threads)                     # blocks along the plane
+    tx = 32 * ceil_div(H * W, 32 * nx)                # the fewest warps covering it in nx blocks
     ty = max(1, threads // tx)
     return (ceil_div(H * W, tx), min(ceil_div(P, ty), max_grid_y)), (tx, ty)
 

@@ -305,6 +305,10 @@ def test_v2_plans():
     # pool5 (13x13 -> 6x6): 32 threads per plane, 8 planes share a block
     assert pool._fwd_plan(256 * 256, 13, 13, 6, 6, 3, 2, 0, pool.SMEM_FLOATS, 256,
                           65535)[:2] == ((1, 8192), (32, 8))
+    # pool1 backward, a thread per pair of inputs: 55 x 28 = 1540 pairs as 7 blocks of 224
+    assert pool._bwd_pairs_plan(256 * 96, 55, 55, 27, 27, 256, 65535) == ((7, 24576), (224, 1))
+    # pool5 backward: 65536 planes, grid rows capped at 65535 (the kernel loops over the rest)
+    assert pool._bwd_plan(256 * 256, 13, 13, 6, 6, 256, 65535) == ((1, 65535), (192, 1))
     assert pool._fwd_plan(2**31, 2, 2, 1, 1, 2, 2, 0, pool.SMEM_FLOATS, 256, 65535) is None
     assert pool._bwd_plan(1, 2**16, 2**15, 2, 2, 256, 65535) is None
     assert pool._fwd_plan(1, 4, 10000, 2, 5000, 3, 2, 0, pool.SMEM_FLOATS, 256, 65535) is None
