@@ -346,8 +346,11 @@ def _team_max(v, shift):
         cuda.syncthreads()      # every warp's max is stored before the team reads them
         first = uint32((t >> shift) << uint32(shift - _U5))
         v = sh[first]
-        for k in range(1, 1 << (shift - _U5)):
-            v = max(v, sh[uint32(first + uint32(k))])
+        k = _U1
+        n_warps = uint32(_U1 << uint32(shift - _U5))
+        while k < n_warps:              # the team's warps in index order (deterministic)
+            v = max(v, sh[uint32(first + k)])
+            k = uint32(k + _U1)
         cuda.syncthreads()      # every team has read sh before a later reduction rewrites it
     return v
 
@@ -369,8 +372,11 @@ def _team_sum(v, shift):
         cuda.syncthreads()      # every warp's sum is stored before the team reads them
         first = uint32((t >> shift) << uint32(shift - _U5))
         v = sh[first]
-        for k in range(1, 1 << (shift - _U5)):
-            v = v + sh[uint32(first + uint32(k))]
+        k = _U1
+        n_warps = uint32(_U1 << uint32(shift - _U5))
+        while k < n_warps:              # the team's warps in index order (deterministic)
+            v = v + sh[uint32(first + k)]
+            k = uint32(k + _U1)
         cuda.syncthreads()      # every team has read sh before a later reduction rewrites it
     return v
 
