@@ -40,11 +40,45 @@ Versions:
     partial_sum_fwd_v1                   one block folds the per-block partials (deterministic order:
                                          no float atomics)
     softmax_loss_bwd_v1                  one thread per element of dx
+    softmax_fwd_v3 / softmax_bwd_v3      inner == 1 (fc8 -> loss, 256x1000): a team of 32..256
+                                         threads (power of two ~ C/4) per row, 256/team rows per
+                                         block; loads unrolled by 4 along the row (coalesced), max /
+                                         sum / dot by warp shuffles (shfl_xor butterfly) and, for
+                                         teams wider than a warp, the warps' results combined in
+                                         order via shared memory; exp recomputed in the last pass
+                                         instead of v1's store-then-reload of y; uint32 indices.
+                                         v1 gave one thread per row (0.2% of copy). Predicted:
+                                         kernel ~2-3 us for 1 MB (~20-35% of copy, latency bound:
+                                         3 dependent passes per row, 256 rows on 132 SMs); as the
+                                         bench times it, launch overhead (~15-30 us host + launch
+                                         for numba) dominates, so ~3-8% of copy measured
+    softmax_fwd_v3_spatial / _bwd_v3_spatial
+                                         inner > 1 (default for inner >= 32): grid (inner/256, outer):
+                                         a thread per position s, blockIdx.y = o (no divides),
+                                         consecutive threads on consecutive s; the C loop unrolled
+                                         by 4 (4 or 8 independent loads); v1's operations in v1's
+                                         order (bit-identical results). Predicted fwd ~55-70% of copy
+                                         (x read 3 times -- the re-reads mostly from L1/L2 -- and two
+                                         exps per element), bwd ~70-80%
+    softmax_loss_fwd_v2                  v1's per-block sums (same grid and order: same bits), uint32
+                                         indices, then the last block (ticket by atomic add after a
+                                         threadfence) folds the partials in block order: one launch,
+                                         device buffers cached per grid size, one 16-byte copy to the
+                                         host instead of four allocations, two launches, two copies
+    softmax_loss_bwd_v2                  grid (row blocks, outer): blockIdx.y = o, threads over the
+                                         C*inner elements of a row, 4 per thread in flight, one uint32
+                                         divide for c (none when inner == 1). Predicted ~75-85% of copy
+                                         on large inputs
 
-Launch geometry: 1-D grid-stride loops; SOFTMAX_THREADS threads per block over positions/elements,
-SOFTMAX_ROW_THREADS per block and one block per position (grid-stride over positions) for v2,
-REDUCE_THREADS (a power of two) for the reductions; block counts from ``kernels._launch.grid_1d``
-(capped, cached per size).
+Launch geometry: v1, v2 and the reductions: 1-D grid-stride loops; SOFTMAX_THREADS threads per
+block over positions/elements, SOFTMAX_ROW_THREADS per block and one block per position
+(grid-stride over positions) for v2, REDUCE_THREADS (a power of two) for the reductions; block
+counts from ``kernels._launch.grid_1d`` (capped). v3: SOFTMAX_V3_THREADS per block; rows: blocks
+over rows / (256 / team) (capped, grid-stride over row groups); spatial and loss bwd v2: 2-D grid,
+y over outer (capped at 65535, looped beyond). Configured launches cached per shape. The
+public ``softmax_fwd/bwd`` default to v3 for inner == 1 or inner >= SOFTMAX_V3_MIN_INNER, else v1;
+``version=`` picks any (3: rows or spatial by inner); v3 and loss v2 need fewer than 2**31 elements
+(v1 runs above). Simulator: warp shuffles are emulated through shared memory (``_shfl_xor``).
 """
 from __future__ import annotations
 
