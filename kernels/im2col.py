@@ -509,10 +509,11 @@ def im2col(x, n0: int, n1: int, kernel_h: int, kernel_w: int, pad_h: int, pad_w:
                        (dil_h, dil_w), col.shape, "im2col")
     N, C, H, W = x.shape
     K, ncols = col.shape
-    fits = _fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, OW, ncols)
+    fits = (_fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, OW, ncols)
+            and x.is_c_contiguous() and col.is_c_contiguous())      # v3 indexes flat views
     version = _pick(version, "v2", "v3", ("v1", "v2", "v3"), fits, "im2col")
     if version == "v3" and not fits:
-        raise ValueError("im2col: v3 needs int32 indices (arrays of fewer than 2**31 elements)")
+        raise ValueError("im2col: v3 needs C-contiguous arrays with int32 indices (< 2**31 elements)")
     geo = _ints(n0, n1, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, OH, OW)
     if version == "v3":
         ngroups = -(-K // I2C_ROWS)
@@ -540,7 +541,8 @@ def col2im(col, n0: int, n1: int, kernel_h: int, kernel_w: int, pad_h: int, pad_
                        (dil_h, dil_w), col.shape, "col2im")
     N, C, H, W = dx.shape
     ncols = col.shape[1]
-    fits = _fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, OW, ncols)
+    fits = (_fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, OW, ncols)
+            and col.is_c_contiguous() and dx.is_c_contiguous())     # v2/v3 index flat views
     unit_stride = stride_h == 1 and stride_w == 1
     if version == "v3" and not unit_stride:
         raise ValueError(f"col2im: v3 is the stride-1 kernel, got stride ({stride_h}, {stride_w})")
@@ -552,7 +554,7 @@ def col2im(col, n0: int, n1: int, kernel_h: int, kernel_w: int, pad_h: int, pad_
         col2im_v1[blocks, threads](col, *geo, dx)
         return
     if not fits:
-        raise ValueError(f"col2im: {version} needs int32 indices (arrays of fewer than 2**31 elements)")
+        raise ValueError(f"col2im: {version} needs C-contiguous arrays with int32 indices (< 2**31 elements)")
     blocks, threads = grid_1d(total, C2I_THREADS)
     common = (*_ints(n0, C, H, W, kernel_h, kernel_w, pad_h, pad_w),)
     if version == "v3":

@@ -273,8 +273,9 @@ def as_ncs(arr) -> Any:
 
 
 def _fits_int32(*arrays) -> bool:
-    """True when every flat index of every array fits the v3 kernels' int32 math."""
-    return all(a.size < INT32_LIMIT for a in arrays)
+    """True when the v3 kernels can take these arrays: C-contiguous (they index flat views) and
+    every flat index fits their int32 math."""
+    return all(a.size < INT32_LIMIT and a.is_c_contiguous() for a in arrays)
 
 
 def _grid_v3(total: int) -> tuple[int, int]:
@@ -290,7 +291,7 @@ def _pick(version: str | None, S: int, fits: bool, who: str) -> str:
     if version == "v2" and S != 1:
         raise ValueError(f"{who}: v2 is the S == 1 transpose, got S = {S}")
     if version == "v3" and not fits:
-        raise ValueError(f"{who}: v3 needs arrays of fewer than 2**31 elements")
+        raise ValueError(f"{who}: v3 needs C-contiguous arrays of fewer than 2**31 elements")
     return version
 
 

@@ -232,6 +232,21 @@ def test_bad_geometry_raises():
         I.im2col(x, 0, 2, 3, 3, 0, 0, 1, 1, 1, 1, col)
 
 
+def test_non_contiguous_falls_back():
+    """A batch-strided x (x_full[::2]) is not C-contiguous: the default im2col runs v2 (4-D
+    indexing) and still matches; forcing v3 (flat views) is refused."""
+    rng = np.random.default_rng(8)
+    x_full = rng.standard_normal((4, 2, 4, 5)).astype(np.float32)
+    x = x_full[::2]
+    want = im2col_ref(np.ascontiguousarray(x), 0, 2, (2, 2), (1, 0), (1, 1), (1, 1))
+    xd = cuda.to_device(x_full)[::2]
+    col = cuda.to_device(np.full(want.shape, np.nan, np.float32))
+    I.im2col(xd, 0, 2, 2, 2, 1, 0, 1, 1, 1, 1, col)
+    assert_close(col.copy_to_host(), want, rtol=0, atol=0, name="im2col strided x")
+    with pytest.raises(ValueError, match="C-contiguous"):
+        I.im2col(xd, 0, 2, 2, 2, 1, 0, 1, 1, 1, 1, col, version="v3")
+
+
 # ---- conv_forward / conv_backward (kernels/conv.py: im2col + gemm + layout + bias) ------------
 
 from kernels import conv as CV  # noqa: E402
@@ -316,3 +331,4 @@ def test_conv_shape_errors():
     w = cuda.to_device(np.zeros((2, 4, 3, 3), np.float32))
     with pytest.raises(ValueError, match="output"):
         CV.conv_forward(x, w, None, cuda.to_device(np.zeros((1, 2, 4, 4), np.float32)))
+
