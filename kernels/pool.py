@@ -472,7 +472,12 @@ def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW, WP, pair_h, pair_w):
         p = int32(p + pstep)
 
 
-@cuda.jit
+# ptxas gives ave_pool_bwd_v2 53 registers (4 inlined IEEE divisions): 4 blocks of 256 per SM;
+# bounded to 5 blocks it needs 45, with no spill (tests/test_ptx.py would catch one)
+_AVE_BWD_OPTS = {} if SIMULATOR else {"launch_bounds": (V2_THREADS, 5)}
+
+
+@cuda.jit(**_AVE_BWD_OPTS)
 def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w,
                     pad_h, pad_w, pair_h, pair_w):
     """dx[p, h*W+w] = sum of dy[p, o] / pool_size(o) over the outputs o covering (h, w); the
@@ -613,7 +618,7 @@ def _fwd_plan(P: int, H: int, W: int, PH: int, PW: int, kh: int, sh: int, pad_h:
     so each thread computes one or two outputs), TY planes per block sharing the tile (small
     planes). R output rows per band: all PH when TY whole planes fit the tile, else the most rows
     whose input rows ((R-1)*stride + kernel) * W fit."""
-    if max(P, H * W, PH * PW, (H + 2 * pad_h) * W) > INT32_MAX:
+    if max(P + threads, H * W, PH * PW, (H + 2 * pad_h) * W) > INT32_MAX:   # P + TY - 1 too
         return None
     tx = min(threads, max(32, _pow2_at_least(ceil_div(PH * PW, 2))))
     if H * W <= band_floats:
