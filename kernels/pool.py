@@ -643,7 +643,8 @@ def _bwd_plan(P: int, H: int, W: int, PH: int, PW: int, threads: int,
     1540 input pairs run as 7 x 224, not 7 x 256), TY = threads // TX planes per block (small
     planes); None past int32 or
     with a side of 32768+ (the bounds table packs two 16-bit fields)."""
-    if max(P, H * W, PH * PW) > INT32_MAX or max(H, W, PH, PW) >= 2**15:   # 16-bit table fields
+    # p + gridDim.y*TY must not wrap; the table packs two 16-bit fields
+    if max(P + max_grid_y * threads, H * W, PH * PW) > INT32_MAX or max(H, W, PH, PW) >= 2**15:
         return None
     nx = ceil_div(H * W, threads)                     # blocks along the plane
     tx = 32 * ceil_div(H * W, 32 * nx)                # the fewest warps covering it in nx blocks
