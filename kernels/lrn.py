@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int32, int64, uint32, void
 
-from kernels._launch import as_device, ceil_div, grid_1d
+from kernels._launch import SIMULATOR, as_device, ceil_div, grid_1d
 
 LRN_THREADS = 256           # threads per block for every LRN kernel (v3: a power of 2, <= 1024)
 RING = 16                   # v3: per-thread ring of channel values in shared memory (a power of 2);
@@ -177,6 +177,19 @@ def lrn_bwd_v2(dy, x, y, scale, dx, C, H, W, size, negative_beta, cache_ratio):
             head += 1
 
 
+# Resident blocks per SM the v3 kernels are compiled for (ptxas caps registers to fit them):
+# forward 8 x 256 threads = a full SM (32 registers, 17 KB of ring each, no spills), backward
+# 4 x 256 (64 registers instead of 72: 4 blocks instead of 3; 48 would spill).
+LRN_FWD_V3_MIN_BLOCKS = 8
+LRN_BWD_V3_MIN_BLOCKS = 4
+
+
+def _bounds(min_blocks: int) -> dict:
+    """cuda.jit options: launch_bounds (LRN_THREADS, min_blocks); none in the simulator, which
+    has no such option."""
+    return {} if SIMULATOR else {"launch_bounds": (LRN_THREADS, min_blocks)}
+
+
 # v3: one thread per (n, h*w) column, 32-bit index math, n from blockIdx.y (no division), the
 # channel values the sliding window still needs kept in a per-thread ring in shared memory, and the
 # global loads of the next UNROLL channels issued before the current UNROLL channels are computed.
@@ -220,7 +233,7 @@ def _fwd_step(head, e, ring, tid, accum, scale, y, off, HW, C, size, post_pad, a
     return accum
 
 
-@cuda.jit
+@cuda.jit(**_bounds(LRN_FWD_V3_MIN_BLOCKS))
 def lrn_fwd_v3(x, scale, y, N, C, HW, size, shift, alpha_over_size, k, negative_beta):
     """v2's running sum, one thread per (n, p) column, int32 indices, x in a shared ring, the
     next UNROLL channels' loads in flight while the current ones are computed."""
@@ -285,7 +298,7 @@ def _bwd_step(head, d, yy, sc, xc, ring_r, ring_t, tid, accum, dx, off, HW, C, s
     return accum
 
 
-@cuda.jit
+@cuda.jit(**_bounds(LRN_BWD_V3_MIN_BLOCKS))
 def lrn_bwd_v3(dy, x, y, scale, dx, N, C, HW, size, shift, negative_beta, cache_ratio):
     """v2's running sum of dy*y/scale with v3's geometry: int32, rings of dy*y/scale and
     dy*scale^-beta in shared memory, the next UNROLL channels' loads in flight."""
