@@ -123,6 +123,16 @@ def test_im2col_v3_grid_stride_rows():
     assert_close(col.copy_to_host().reshape(K, ncols), want, rtol=0, atol=0, name="im2col_v3 1 block")
 
 
+def test_several_blocks_per_row():
+    """ncols = 18*17 = 306 > 256: two blocks in x for im2col_v3 (the blockIdx.x offset), and
+    1*2*18*17 = 612 dx pixels over five 128-thread blocks for col2im v2/v3; K = 2*3*3 = 18 (three
+    8-row groups, the last of 2 rows)."""
+    geo = ((1, 2, 18, 17), 0, 1, (3, 3), (1, 1), (1, 1), (1, 1))
+    _run_im2col("v3", geo, 9)
+    _run_col2im(geo, 10, "v2")
+    _run_col2im(geo, 10, "v3")
+
+
 def test_col2im_v2_grid_stride_pixels():
     """One block of 128 threads over Nc*C*H*W = 2*2*9*8 = 288 pixels (three grid-stride steps, the
     last a partial one), dilation 2 (the general path) and then dilation 1 (the unrolled path)."""

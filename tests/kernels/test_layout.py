@@ -109,6 +109,13 @@ def test_v3_grid_stride_single_block():
     np.testing.assert_array_equal(out.copy_to_host(), want)
 
 
+def test_v3_several_blocks():
+    """Nc*C*S = 3*5*170 = 2550 elements: three 1024-element blocks through the public functions
+    (the default for S > 1 is v3), the last block partial."""
+    _check_cn_to_nc((4, 1, 3, 5, 170), True, None, 10)
+    _check_nc_to_cn((4, 0, 3, 5, 170), None, 11)
+
+
 def test_magic_div_exact():
     """(n * m) >> s == n // d for divisors 1..2000 and large ones, numerators at the edges of
     every quotient step and up to 2**31 - 1 (the v3 kernels' whole int32 range)."""
