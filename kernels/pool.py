@@ -272,9 +272,12 @@ def _load_band(x, tile, p, src, dst, tx, TX, count):
 @cuda.jit
 def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w,
                     pad_h, pad_w, R, SLOT):
-    """Max pooling of the band of output rows [bx*R, bx*R+R) of planes by*TY+ty: the band's input
-    rows are copied to shared memory (one contiguous range, UNROLL loads in flight per thread), then
-    each thread takes outputs of its plane; first max wins (strict ``>`` scanning h then w)."""
+    """y[p, ph*PW+pw] = first max of x[p] over the clipped window; mask = its index h*W+w.
+
+    Block (bx, by) thread (tx, ty): output rows [bx*R, bx*R+R) of plane by*TY+ty (then + gridDim.y
+    * TY ...). The band's input rows are copied to shared memory (one contiguous range, UNROLL
+    loads in flight per thread), then each thread takes outputs of its plane; first max wins
+    (strict ``>`` scanning h then w, as Caffe)."""
     tile = cuda.shared.array(SMEM_FLOATS, float32)
     tx = int32(cuda.threadIdx.x)
     ty = int32(cuda.threadIdx.y)
@@ -328,8 +331,9 @@ def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, s
 @cuda.jit
 def ave_pool_fwd_v2(x, y, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
                     R, SLOT):
-    """Average pooling, the band scheme of max_pool_fwd_v2; divisor = Caffe's pool_size (the
-    window clipped to the padded extent H+pad, W+pad)."""
+    """y[p, ph*PW+pw] = sum of x[p] over the clipped window / Caffe's pool_size (padded extent).
+
+    The band scheme of max_pool_fwd_v2; the window is summed in Caffe's order (h, then w)."""
     tile = cuda.shared.array(SMEM_FLOATS, float32)
     tx = int32(cuda.threadIdx.x)
     ty = int32(cuda.threadIdx.y)
@@ -387,6 +391,7 @@ def _cover(bounds, h, w, H):
 @cuda.jit
 def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW, WP, pair_h, pair_w):
     """dx[p, h*W+w] = sum of dy[p, o] over the outputs o covering (h, w) whose mask is h*W+w.
+
     ``bounds`` (int32, H+W) packs phstart(h) | phend(h) << 16, then the same for w: the covering
     output range per axis, precomputed on the host (no division by the stride here). One thread
     per PAIR of inputs (h, w0=2j), (h, w0+1) of plane by*TY+ty (WP = ceil(W/2) pairs per row):
@@ -480,8 +485,10 @@ _AVE_BWD_OPTS = {} if SIMULATOR else {"launch_bounds": (V2_THREADS, 5)}
 @cuda.jit(**_AVE_BWD_OPTS)
 def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w,
                     pad_h, pad_w, pair_h, pair_w):
-    """dx[p, h*W+w] = sum of dy[p, o] / pool_size(o) over the outputs o covering (h, w); the
-    scheme of max_pool_bwd_v2 (packed bounds table, chunks of up to 4 independent dy loads)."""
+    """dx[p, h*W+w] = sum of dy[p, o] / pool_size(o) over the outputs o covering (h, w).
+
+    One thread per input; the scheme of max_pool_bwd_v2 otherwise (packed bounds table, chunks
+    of up to 2x2 outputs: up to 4 independent dy loads)."""
     tx = int32(cuda.threadIdx.x)
     ty = int32(cuda.threadIdx.y)
     TY = int32(cuda.blockDim.y)
