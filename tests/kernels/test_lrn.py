@@ -1,8 +1,9 @@
 """kernels/lrn.py against tests/reference/lrn.py: ACROSS_CHANNELS (v1 direct sums, v2 Caffe's
 running sums, v3 the same running sums with int32 indices, a shared ring and prefetched loads: its
 packed small planes, channel tails, ring wrap-around, image stride loop and v2 fallback) and
-WITHIN_CHANNEL (against the literal composition square -> AVE pool -> power -> product), forward
-(scale and y) and backward.
+WITHIN_CHANNEL (v1 direct windows, v2 shared tiles with halo: tile edges, the largest halo, plane
+stride loop, v1 fallback; against the literal composition square -> AVE pool -> power -> product),
+forward (scale and y) and backward.
 
 Tolerances: rtol 1e-5, atol 1e-6 (float32 pow and window sums of up to n*n terms; the running sum
 of v2/v3 adds and subtracts squares, which may lose a few ulps of the window sum).
@@ -96,18 +97,58 @@ def test_lrn_across_window_wider_than_channels(C):
                      name=f"v{version} dx")
 
 
+def _within(x, dy, p, version):
+    d_x, d_s, d_y, d_dx = cuda.to_device(x), _nan(x.shape), _nan(x.shape), _nan(x.shape)
+    L.lrn_within_fwd(d_x, d_s, d_y, version=version, **p)
+    L.lrn_within_bwd(cuda.to_device(dy), d_x, d_s, d_dx, version=version, **p)
+    return d_s.copy_to_host(), d_y.copy_to_host(), d_dx.copy_to_host()
+
+
+def _check_within(x, dy, p, got, name):
+    ref_scale, ref_y = R.lrn_within_ref(x, **p)
+    assert_close(got[0], ref_scale, rtol=1e-5, atol=1e-6, name=f"{name} within scale")
+    assert_close(got[1], ref_y, rtol=1e-5, atol=1e-6, name=f"{name} within y")
+    assert_close(got[2], R.lrn_within_grad_ref(x, dy, **p), rtol=1e-5, atol=1e-5, name=f"{name} within dx")
+
+
+@pytest.mark.parametrize("version", [1, 2])
 @given(shape=shapes(max_channels=MAX_CHANNELS), p=params, seed=st.integers(0, 2**16))
-def test_lrn_within_channel(shape, p, seed):
+def test_lrn_within_channel(version, shape, p, seed):
     x = _x(shape, seed)
     dy = _x(shape, seed + 1)
-    d_x, d_s, d_y, d_dx = cuda.to_device(x), _nan(shape), _nan(shape), _nan(shape)
-    L.lrn_within_fwd(d_x, d_s, d_y, **p)
-    ref_scale, ref_y = R.lrn_within_ref(x, **p)
-    assert_close(d_s.copy_to_host(), ref_scale, rtol=1e-5, atol=1e-6, name="within scale")
-    assert_close(d_y.copy_to_host(), ref_y, rtol=1e-5, atol=1e-6, name="within y")
-    L.lrn_within_bwd(cuda.to_device(dy), d_x, d_s, d_dx, **p)
-    assert_close(d_dx.copy_to_host(), R.lrn_within_grad_ref(x, dy, **p), rtol=1e-5, atol=1e-5,
-                 name="within dx")
+    _check_within(x, dy, p, _within(x, dy, p, version), f"v{version}")
+
+
+@pytest.mark.parametrize("shape, size", [
+    ((1, 1, 10, 35), 9),     # 2 x 2 tiles of 8 x 32: halos cross tile edges; the largest halo (4)
+    ((1, 2, 9, 33), 7),      # one row and one column past the first tile
+    ((1, 1, 3, 4), 11),      # local_size > 9: version 2 falls back to v1
+])
+def test_lrn_within_v2_tiles(shape, size):
+    """within v2 against the reference across tile edges, and equal to v1 up to rounding."""
+    p = {"local_size": size, "alpha": 1.5, "beta": 0.75}
+    x = _x(shape, size)
+    dy = _x(shape, size + 1)
+    got = _within(x, dy, p, 2)
+    _check_within(x, dy, p, got, f"v2 size {size} shape {shape}")
+    for a, b in zip(got, _within(x, dy, p, 1)):
+        assert_close(a, b, rtol=1e-6, atol=1e-6, name="within v2 vs v1")
+
+
+def test_lrn_within_v2_plane_stride_loop():
+    """A grid with fewer z-blocks than (n, c) planes (as for N*C > 65535): blocks stride over
+    planes, with a barrier-separated refill of the shared tiles per plane."""
+    shape = (2, 3, 3, 5)
+    p = {"local_size": 3, "alpha": 0.5, "beta": 0.75}
+    x = _x(shape, 9)
+    dy = _x(shape, 10)
+    d_x, d_s, d_y, d_dx = (cuda.to_device(x.ravel()), _nan(x.size), _nan(x.size), _nan(x.size))
+    geometry = (np.int32(6), np.int32(3), np.int32(5), np.int32(3), np.float32(0.5), np.float32(-0.75))
+    block = (L.WITHIN_TX, L.WITHIN_TY)
+    L.lrn_within_fwd_v2[(1, 1, 2), block](d_x, d_s, d_y, *geometry)
+    L.lrn_within_bwd_v2[(1, 1, 2), block](cuda.to_device(dy.ravel()), d_x, d_s, d_dx, *geometry)
+    got = tuple(d.copy_to_host().reshape(shape) for d in (d_s, d_y, d_dx))
+    _check_within(x, dy, p, got, "v2 stride")
 
 
 def test_lrn_within_ignores_k_and_uses_padded_divisor():
