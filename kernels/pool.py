@@ -34,12 +34,14 @@ Versions (``version=`` on every public function; "v2" is the default):
         ``div.u32`` per thread via ``_udiv32``: no 64-bit division anywhere); a 2-D block
         (TX, TY) over a grid (bands or spatial blocks, plane groups): plane p = blockIdx.y*TY +
         threadIdx.y, so n and c are never computed; arrays are viewed as (N*C, spatial).
-        Forward: the band of input rows under R output rows is one contiguous range, copied to a
-        shared tile (SMEM_FLOATS) with 4 independent coalesced loads in flight per thread, then
-        each output's window is read from shared memory (x leaves DRAM once and the 2.25x window
-        overlap of 3x3/2 costs shared-memory, not L1/LSU, bandwidth). Small planes put TY planes
-        in one block (pool5: 8 planes of 36 outputs per 256 threads). Shapes whose single output
-        row's input rows do not fit the tile, or past int32, run v1.
+        Forward: the input rows under the block's R output rows of one plane (a band), or the
+        block's TY whole planes (small planes), are one contiguous range of x, copied to a shared
+        tile (SMEM_FLOATS) by all the block's threads with 8 independent coalesced loads in
+        flight per thread; then each output's window is read from shared memory (x leaves DRAM
+        once, and the 2.25x window overlap of 3x3/2 costs shared-memory, not L1/LSU, bandwidth).
+        TX threads per plane = a power of two >= half its outputs (pool1: 256 threads, one plane;
+        pool5: 32 x 8 planes; global 7x7: 2 x 125 planes). Shapes whose single output row's
+        input rows do not fit the tile, or past int32, run v1.
         Backward (gather, no atomics): the covering output range per row and per column comes
         from a host-precomputed packed int32 table (``_bounds_table``: start | end << 16, no
         division by the stride); outputs are visited in chunks of up to 2x2 with clamped indices,
@@ -61,7 +63,7 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int32, int64, types, uint32, void
+from numba import cuda, float32, int32, int64, types, uint32, uint64, void
 from numba.cuda.extending import intrinsic
 
 from kernels._launch import SIMULATOR, as_device, ceil_div, grid_1d
@@ -235,70 +237,87 @@ UNROLL = 8                  # v2 forward: independent loads per thread in flight
 
 
 @cuda.jit(device=True, inline=True)
-def _load_band(x, tile, p, src, dst, tx, TX, count):
-    """tile[dst + i] = x[p, src + i] for i < count, by the TX threads tx of one plane: UNROLL
-    coalesced loads per thread issued before any store (memory-level parallelism); the indices past
-    the range are clamped to its last element (rewritten with its own value) instead of branching,
-    so the loads stay unconditional and independent."""
+def _load_tile(x, tile, src, tid, NT, count):
+    """tile[i] = x[src + i] for i < count (x flat, src int64), by the NT threads tid of the
+    block: UNROLL coalesced loads per thread issued before any store (memory-level parallelism);
+    the indices past the range are clamped to its last element (rewritten with its own value)
+    instead of branching, so the loads stay unconditional and independent."""
     last = int32(count - 1)
-    i = tx
+    i = tid
     while i < count:
-        i1 = int32(min(i + TX, last))
-        i2 = int32(min(i + 2 * TX, last))
-        i3 = int32(min(i + 3 * TX, last))
-        i4 = int32(min(i + 4 * TX, last))
-        i5 = int32(min(i + 5 * TX, last))
-        i6 = int32(min(i + 6 * TX, last))
-        i7 = int32(min(i + 7 * TX, last))
-        v0 = x[uint32(p), uint32(src + i)]
-        v1 = x[uint32(p), uint32(src + i1)]
-        v2 = x[uint32(p), uint32(src + i2)]
-        v3 = x[uint32(p), uint32(src + i3)]
-        v4 = x[uint32(p), uint32(src + i4)]
-        v5 = x[uint32(p), uint32(src + i5)]
-        v6 = x[uint32(p), uint32(src + i6)]
-        v7 = x[uint32(p), uint32(src + i7)]
-        tile[uint32(dst + i)] = v0
-        tile[uint32(dst + i1)] = v1
-        tile[uint32(dst + i2)] = v2
-        tile[uint32(dst + i3)] = v3
-        tile[uint32(dst + i4)] = v4
-        tile[uint32(dst + i5)] = v5
-        tile[uint32(dst + i6)] = v6
-        tile[uint32(dst + i7)] = v7
-        i = int32(i + UNROLL * TX)
+        i1 = int32(min(i + NT, last))
+        i2 = int32(min(i + 2 * NT, last))
+        i3 = int32(min(i + 3 * NT, last))
+        i4 = int32(min(i + 4 * NT, last))
+        i5 = int32(min(i + 5 * NT, last))
+        i6 = int32(min(i + 6 * NT, last))
+        i7 = int32(min(i + 7 * NT, last))
+        v0 = x[uint64(src + i)]
+        v1 = x[uint64(src + i1)]
+        v2 = x[uint64(src + i2)]
+        v3 = x[uint64(src + i3)]
+        v4 = x[uint64(src + i4)]
+        v5 = x[uint64(src + i5)]
+        v6 = x[uint64(src + i6)]
+        v7 = x[uint64(src + i7)]
+        tile[uint32(i)] = v0
+        tile[uint32(i1)] = v1
+        tile[uint32(i2)] = v2
+        tile[uint32(i3)] = v3
+        tile[uint32(i4)] = v4
+        tile[uint32(i5)] = v5
+        tile[uint32(i6)] = v6
+        tile[uint32(i7)] = v7
+        i = int32(i + UNROLL * NT)
 
 
-@cuda.jit
+@cuda.jit(device=True, inline=True)
+def _band_rows(ph0, ph1, TY, H, kernel_h, stride_h, pad_h):
+    """(hs0, rows): the input rows [hs0, hs0+rows) under output rows [ph0, ph1) of one plane
+    (TY == 1), or all H rows (TY > 1: the planner gives whole planes, R = PH, so the TY planes of
+    a block are one contiguous range of x)."""
+    if TY > 1:
+        return int32(0), H
+    hs0 = int32(max(ph0 * stride_h - pad_h, 0))
+    he0 = int32(min((ph1 - 1) * stride_h - pad_h + kernel_h, H))
+    return hs0, int32(max(he0 - hs0, 0))
+
+
+# max_pool_fwd_v2 compiles to 40 registers (6 blocks of 256 per SM); bounded to the 8 blocks the
+# 25.6 KB tile allows per SM it needs 32, with no spill (tests/test_ptx.py would catch one)
+_MAX_FWD_OPTS = {} if SIMULATOR else {"launch_bounds": (V2_THREADS, 8)}
+
+
+@cuda.jit(**_MAX_FWD_OPTS)
 def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w,
                     pad_h, pad_w, R, SLOT):
     """y[p, ph*PW+pw] = first max of x[p] over the clipped window; mask = its index h*W+w.
 
     Block (bx, by) thread (tx, ty): output rows [bx*R, bx*R+R) of plane by*TY+ty (then + gridDim.y
-    * TY ...). The band's input rows are copied to shared memory (one contiguous range, UNROLL
-    loads in flight per thread), then each thread takes outputs of its plane; first max wins
+    * TY ...). The block copies the input rows under its band (TY == 1) or its TY whole planes
+    (small planes) to shared memory, one contiguous range of the flat x (UNROLL loads in flight
+    per thread, all threads), then each thread takes outputs of its plane; first max wins
     (strict ``>`` scanning h then w, as Caffe)."""
     tile = cuda.shared.array(SMEM_FLOATS, float32)
     tx = int32(cuda.threadIdx.x)
     ty = int32(cuda.threadIdx.y)
     TX = int32(cuda.blockDim.x)
     TY = int32(cuda.blockDim.y)
-    base = int32(ty * SLOT)                           # this plane's slot in the tile
+    tid = int32(ty * TX + tx)
+    HW = int32(H * W)
+    base = int32(ty * SLOT)                           # this thread's plane in the tile
     ph0 = int32(int32(cuda.blockIdx.x) * R)
     ph1 = int32(min(ph0 + R, PH))
-    # input rows [hs0, he0) cover the band's windows: one contiguous range of x
-    hs0 = int32(max(ph0 * stride_h - pad_h, 0))
-    he0 = int32(min((ph1 - 1) * stride_h - pad_h + kernel_h, H))
-    count = int32(max(he0 - hs0, 0) * W)
-    src = int32(hs0 * W)
+    hs0, rows = _band_rows(ph0, ph1, TY, H, kernel_h, stride_h, pad_h)
     nout = int32((ph1 - ph0) * PW)
     pb = int32(cuda.blockIdx.y)
     nblocks = _udiv32(P + TY - 1, TY)
     while pb < nblocks:                               # block-uniform: every thread meets the barriers
-        p = int32(pb * TY + ty)
-        if p < P:
-            _load_band(x, tile, p, src, base, tx, TX, count)
+        p0 = int32(pb * TY)
+        count = int32(min(TY, P - p0) * rows * W)     # TY > 1: whole planes, the last group short
+        _load_tile(x, tile, int64(p0) * HW + hs0 * W, tid, TX * TY, count)
         cuda.syncthreads()                            # the band is in shared memory
+        p = int32(p0 + ty)
         if p < P:
             o = tx
             while o < nout:
@@ -339,21 +358,21 @@ def ave_pool_fwd_v2(x, y, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_
     ty = int32(cuda.threadIdx.y)
     TX = int32(cuda.blockDim.x)
     TY = int32(cuda.blockDim.y)
-    base = int32(ty * SLOT)
+    tid = int32(ty * TX + tx)
+    HW = int32(H * W)
+    base = int32(ty * SLOT)                           # this thread's plane in the tile
     ph0 = int32(int32(cuda.blockIdx.x) * R)
     ph1 = int32(min(ph0 + R, PH))
-    hs0 = int32(max(ph0 * stride_h - pad_h, 0))
-    he0 = int32(min((ph1 - 1) * stride_h - pad_h + kernel_h, H))
-    count = int32(max(he0 - hs0, 0) * W)
-    src = int32(hs0 * W)
+    hs0, rows = _band_rows(ph0, ph1, TY, H, kernel_h, stride_h, pad_h)
     nout = int32((ph1 - ph0) * PW)
     pb = int32(cuda.blockIdx.y)
     nblocks = _udiv32(P + TY - 1, TY)
     while pb < nblocks:                               # block-uniform: every thread meets the barriers
-        p = int32(pb * TY + ty)
-        if p < P:
-            _load_band(x, tile, p, src, base, tx, TX, count)
+        p0 = int32(pb * TY)
+        count = int32(min(TY, P - p0) * rows * W)     # TY > 1: whole planes, the last group short
+        _load_tile(x, tile, int64(p0) * HW + hs0 * W, tid, TX * TY, count)
         cuda.syncthreads()                            # the band is in shared memory
+        p = int32(p0 + ty)
         if p < P:
             o = tx
             while o < nout:
@@ -556,9 +575,9 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "max_pool_bwd_v1": (max_pool_bwd_v1, [void(_F, _I, _F, *_GEOM)]),
     "ave_pool_fwd_v1": (ave_pool_fwd_v1, [void(_F, _F, *_GEOM)]),
     "ave_pool_bwd_v1": (ave_pool_bwd_v1, [void(_F, _F, *_GEOM)]),
-    "max_pool_fwd_v2": (max_pool_fwd_v2, [void(_F2, _F2, _I2, *_GEOM2, int32, int32)]),
+    "max_pool_fwd_v2": (max_pool_fwd_v2, [void(_F, _F2, _I2, *_GEOM2, int32, int32)]),
     "max_pool_bwd_v2": (max_pool_bwd_v2, [void(_F2, _I2, _F2, _I, *(int32,) * 8)]),
-    "ave_pool_fwd_v2": (ave_pool_fwd_v2, [void(_F2, _F2, *_GEOM2, int32, int32)]),
+    "ave_pool_fwd_v2": (ave_pool_fwd_v2, [void(_F, _F2, *_GEOM2, int32, int32)]),
     "ave_pool_bwd_v2": (ave_pool_bwd_v2, [void(_F2, _F2, _I, *_GEOM2, int32, int32)]),
 }
 
@@ -622,15 +641,18 @@ def _fwd_plan(P: int, H: int, W: int, PH: int, PW: int, kh: int, sh: int, pad_h:
     an index past int32, or not even one output row's input rows fit the tile: v1 runs instead).
 
     Block (TX, TY): TX threads along a plane's outputs (a power of two >= half the band's outputs,
-    so each thread computes one or two outputs), TY planes per block sharing the tile (small
-    planes). R output rows per band: all PH when TY whole planes fit the tile, else the most rows
+    so each thread computes one or two outputs; 1 for global pooling), TY planes per block sharing
+    the tile (small planes: their TY planes are one contiguous range, loaded by all TX*TY threads).
+    R output rows per band: all PH when TY whole planes fit the tile, else (TY = 1) the most rows
     whose input rows ((R-1)*stride + kernel) * W fit."""
     if max(P + threads, H * W, PH * PW, (H + 2 * pad_h) * W) > INT32_MAX:   # P + TY - 1 too
         return None
-    tx = min(threads, max(32, _pow2_at_least(ceil_div(PH * PW, 2))))
+    tx = min(threads, _pow2_at_least(ceil_div(PH * PW, 2)))
     if H * W <= band_floats:
         R = PH
         ty = max(1, min(threads // tx, band_floats // (H * W)))
+        while tx * ty * 2 <= threads:       # the tile limits the planes: widen TX, so that the
+            tx *= 2                         # whole block still shares the load
         slot = H * W
     else:
         tx, ty = threads, 1
@@ -709,7 +731,7 @@ def _fwd_v2(kernel, big, small, geom, *extra) -> bool:
     if P * PH * PW == 0:
         return True
     grid, block, R, slot = plan
-    kernel[grid, block](_planes(big, np.float32), _planes(small, np.float32), *extra,
+    kernel[grid, block](_flat(big, np.float32), _planes(small, np.float32), *extra,
                         *_i32(P, H, W, PH, PW, kh, kw, sh, sw, pad_h, pad_w, R, slot))
     return True
 

@@ -283,6 +283,19 @@ def test_v2_band_rows_overlap():
         pool._BAND_FLOATS = old
 
 
+@pytest.mark.parametrize("band", [2, 3])
+def test_v2_forward_tile_limits_planes(band, monkeypatch):
+    """Global pooling with a tile holding only 2 or 3 whole planes: TY = 2 or 3 planes per block
+    (7 planes: the last group is short), TX widened to keep the block's threads loading."""
+    monkeypatch.setattr(pool, "_BAND_FLOATS", band * 4 * 5)
+    grid, block, R, slot = pool._fwd_plan(7, 4, 5, 1, 1, 4, 1, 0, band * 20, pool.V2_THREADS,
+                                          pool._MAX_GRID_Y)
+    assert block[1] == band and block[0] * band * 2 > pool.V2_THREADS and R == 1 and slot == 20
+    x = _input((7, 1, 4, 5), 13, True)
+    _check_max(x, (4, 5), (1, 1), (0, 0), version="v2")
+    _check_ave(x, (4, 5), (1, 1), (0, 0), version="v2")
+
+
 @pytest.mark.parametrize("max_grid_y", [1, 2])
 def test_v2_plane_loop(max_grid_y, monkeypatch):
     """Fewer grid rows than plane groups: every kernel loops over the remaining planes (the
@@ -309,6 +322,10 @@ def test_v2_plans():
     assert pool._bwd_pairs_plan(256 * 96, 55, 55, 27, 27, 256, 65535) == ((7, 24576), (224, 1))
     # pool5 backward: 65536 planes, grid rows capped at 65535 (the kernel loops over the rest)
     assert pool._bwd_plan(256 * 256, 13, 13, 6, 6, 256, 65535) == ((1, 65535), (192, 1))
+    # global 7x7 pooling (GoogLeNet, 256 x 1024 planes): 125 whole planes share the tile, one or
+    # two threads per plane (TX widened so the block keeps 250 threads for the load)
+    assert pool._fwd_plan(256 * 1024, 7, 7, 1, 1, 7, 1, 0, pool.SMEM_FLOATS, 256,
+                          65535)[:3] == ((1, 2098), (2, 125), 1)
     assert pool._fwd_plan(2**31, 2, 2, 1, 1, 2, 2, 0, pool.SMEM_FLOATS, 256, 65535) is None
     assert pool._bwd_plan(1, 2**16, 2**15, 2, 2, 256, 65535) is None
     assert pool._fwd_plan(1, 4, 10000, 2, 5000, 3, 2, 0, pool.SMEM_FLOATS, 256, 65535) is None
