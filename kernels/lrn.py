@@ -38,9 +38,11 @@ Versions:
                  16-slot ring in shared memory (forward: x; backward: dy*y/scale and
                  dy*scale^-beta, so the division and pow are done once per element, not twice);
                  the loads of the next 4 channels are issued before the current 4 are computed
-                 (4 loads in flight per thread forward, 16 backward). Predicted H200: forward
-                 ~55-60% of copy, backward ~65-70% (limited by the per-element powf, ~130
-                 instructions, not by memory: see the report in the commit / BENCHMARKS.md)
+                 (4 loads in flight per thread forward, 16 backward). Predicted H200 (AlexNet
+                 norm1): forward ~60% of copy, backward ~70%. Not memory but issue bound: Caffe's
+                 powf is ~80 instructions per element, about as long as the memory time of the
+                 forward's 12 bytes per element (v2 was latency bound: one dependent load chain
+                 per iteration at half occupancy)
     lrn_within v1  one thread per element, forward over its n x n window, backward over the n x n
                  outputs whose windows cover it (no atomics)
     lrn_within v2  (promoted) a 32 x 8 tile of outputs per block on one (n, c) plane from
@@ -610,7 +612,7 @@ def _v3_geometry(N: int, C: int, HW: int, size: int) -> tuple[tuple[int, int], i
     int32) or local_size > RING - 1 (the shared ring holds the window plus one channel)."""
     if size > RING - 1 or N * C * HW + 8 * HW > INT32_MAX:
         return None
-    shift = min(max(HW - 1, 1).bit_length(), LRN_THREADS.bit_length() - 1)
+    shift = min((HW - 1).bit_length(), LRN_THREADS.bit_length() - 1)
     ipb = LRN_THREADS >> shift
     grid = (ceil_div(HW, 1 << shift), min(ceil_div(N, ipb), MAX_GRID_Y))   # y: stride loop over n
     return grid, shift

@@ -193,6 +193,7 @@ def test_lrn_rejects_even_sizes_and_mismatched_shapes():
 
 @pytest.mark.parametrize("shape, size", [
     ((3, 6, 1, 3), 3),      # HW = 3: 4-position tiles, 64 images per block (only 3 present)
+    ((3, 5, 1, 1), 5),      # HW = 1: 1-position tiles (shift 0), 256 images per block
     ((2, 9, 5, 7), 5),      # HW = 35: 64-position tile, C = 9 (not a multiple of the unroll 4)
     ((1, 21, 2, 2), 15),    # the largest window the 16-slot ring holds; C > 16 wraps the ring
     ((2, 19, 1, 2), 13),    # wrap-around with a smaller window, C = 19 leaves a 3-channel tail
@@ -215,7 +216,8 @@ def test_lrn_v3_geometry_choice():
     planes); None (v2) for windows over the ring and tensors beyond int32 indexing."""
     assert L._v3_geometry(256, 96, 55 * 55, 5) == ((ceil_div(3025, 256), 256), 8)
     assert L._v3_geometry(5, 3, 36, 5) == ((1, 2), 6)           # 64-wide tiles, 4 images per block
-    assert L._v3_geometry(1, 3, 1, 5) == ((1, 1), 1)
+    assert L._v3_geometry(1, 3, 1, 5) == ((1, 1), 0)                # 1x1 planes: 256 images per block
+    assert L._v3_geometry(3, 3, 2, 5) == ((1, 1), 1)
     assert L._v3_geometry(70000, 1, 256, 5)[0] == (1, L.MAX_GRID_Y)
     assert L._v3_geometry(2, 3, 4, L.RING - 1) is not None
     assert L._v3_geometry(2, 3, 4, L.RING + 1) is None
