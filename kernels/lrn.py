@@ -78,6 +78,7 @@ LRN_THREADS = 256           # threads per block for every LRN kernel (v3: a powe
 RING = 16                   # v3: per-thread ring of channel values in shared memory (a power of 2);
                             # holds the window plus the entering channel: local_size <= RING - 1
 _RING_MASK = int32(RING - 1)
+_RING_CELLS = RING * LRN_THREADS   # one ring: [slot][tid]
 
 _ZERO = float32(0.0)
 _ONE = float32(1.0)
@@ -217,6 +218,13 @@ def _ld(a, j, ok):
 
 
 @cuda.jit(device=True, inline=True)
+def _slot(channel, tid):
+    """Index of this thread's ring entry for ``channel`` (ring slot channel % RING, row-major
+    [slot][tid]); 32-bit unsigned so the shared address needs no 64-bit arithmetic."""
+    return uint32(int32(int32(channel & _RING_MASK) * int32(LRN_THREADS)) + tid)
+
+
+@cuda.jit(device=True, inline=True)
 def _column(tid, shift):
     """(p, nsub, ipb): spatial position p of this thread in its block's tile of 2**shift
     positions, its image offset nsub inside the block, and images per block ipb."""
@@ -232,17 +240,17 @@ def _fwd_step(head, e, ring, tid, accum, scale, y, off, HW, C, size, post_pad, a
     value e = x[head]); returns the running sum. Same arithmetic order as v2 (add, subtract)."""
     if head < C:
         accum += e * e
-        ring[head & _RING_MASK, tid] = e
+        ring[_slot(head, tid)] = e
     c = int32(head - post_pad)
     if c < C:                       # heads past C + post_pad - 1 (the last chunk's tail) do nothing
         if head >= size:
-            v = ring[int32(head - size) & _RING_MASK, tid]   # the square subtracted is the one added
+            v = ring[_slot(int32(head - size), tid)]   # the square subtracted is the one added
             accum -= v * v
         if c >= _I0:
             s = k + accum * alpha_over_size
             j = uint32(int32(off + int32(c * HW)))
             scale[j] = s
-            y[j] = ring[c & _RING_MASK, tid] * math.pow(s, negative_beta)
+            y[j] = ring[_slot(c, tid)] * math.pow(s, negative_beta)
     return accum
 
 
@@ -250,9 +258,9 @@ def _fwd_step(head, e, ring, tid, accum, scale, y, off, HW, C, size, post_pad, a
 def lrn_fwd_v3(x, scale, y, N, C, HW, size, shift, alpha_over_size, k, negative_beta):
     """v2's running sum, one thread per (n, p) column, int32 indices, x in a shared ring, the
     next UNROLL channels' loads in flight while the current ones are computed."""
-    # ring[slot, tid]: this thread's x values for the last RING channels (only this thread reads
+    # ring[slot * LRN_THREADS + tid]: this thread's x values for the last RING channels (only it reads
     # its column: no barrier needed; consecutive tid -> consecutive banks, conflict-free)
-    ring = cuda.shared.array((RING, LRN_THREADS), float32)
+    ring = cuda.shared.array(_RING_CELLS, float32)
     N = int32(N)                    # int32 geometry: the host checks N*C*HW < 2**31
     C = int32(C)
     HW = int32(HW)
@@ -300,14 +308,14 @@ def _bwd_step(head, d, yy, sc, xc, ring_r, ring_t, tid, accum, dx, off, HW, C, s
     if head < C:
         r = d * yy / sc                                   # Caffe's top_diff * top_data / scale
         accum += r
-        ring_r[head & _RING_MASK, tid] = r
-        ring_t[head & _RING_MASK, tid] = d * math.pow(sc, negative_beta)
+        ring_r[_slot(head, tid)] = r
+        ring_t[_slot(head, tid)] = d * math.pow(sc, negative_beta)
     c = int32(head - post_pad)
     if c < C:                       # heads past C + post_pad - 1 (the last chunk's tail) do nothing
         if head >= size:
-            accum -= ring_r[int32(head - size) & _RING_MASK, tid]   # the very value added
+            accum -= ring_r[_slot(int32(head - size), tid)]   # the very value added
         if c >= _I0:
-            dx[uint32(int32(off + int32(c * HW)))] = ring_t[c & _RING_MASK, tid] - cache_ratio * xc * accum
+            dx[uint32(int32(off + int32(c * HW)))] = ring_t[_slot(c, tid)] - cache_ratio * xc * accum
     return accum
 
 
@@ -317,8 +325,8 @@ def lrn_bwd_v3(dy, x, y, scale, dx, N, C, HW, size, shift, negative_beta, cache_
     dy*scale^-beta in shared memory, the next UNROLL channels' loads in flight."""
     # two per-thread rings (see lrn_fwd_v3): r = dy*y/scale for the sliding sum, t = dy*scale^-beta
     # computed when the channel enters, used when it is the output channel
-    ring_r = cuda.shared.array((RING, LRN_THREADS), float32)
-    ring_t = cuda.shared.array((RING, LRN_THREADS), float32)
+    ring_r = cuda.shared.array(_RING_CELLS, float32)
+    ring_t = cuda.shared.array(_RING_CELLS, float32)
     N = int32(N)
     C = int32(C)
     HW = int32(HW)
