@@ -847,8 +847,8 @@ def axis_view(shape: tuple[int, ...], axis: int = 1) -> tuple[int, int, int]:
     if not -nd <= axis < nd:
         raise ValueError(f"axis {axis} out of range for a {nd}-D shape {tuple(shape)}")
     axis %= nd
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    outer = math.prod(int(d) for d in shape[:axis])     # Python ints: exact, and cheaper than
+    inner = math.prod(int(d) for d in shape[axis + 1:])  # np.prod on the per-call host path
     return outer, int(shape[axis]), inner
 
 
