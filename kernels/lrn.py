@@ -39,7 +39,7 @@ Versions:
                  dy*scale^-beta, so the division and pow are done once per element, not twice);
                  the loads of the next 4 channels are issued before the current 4 are computed
                  (4 loads in flight per thread forward, 16 backward). Predicted H200 (AlexNet
-                 norm1): forward ~60% of copy, backward ~70%. Not memory but issue bound: Caffe's
+                 norm1): forward ~60-65% of copy, backward ~70%. Not memory but issue bound: Caffe's
                  powf is ~80 instructions per element, about as long as the memory time of the
                  forward's 12 bytes per element (v2 was latency bound: one dependent load chain
                  per iteration at half occupancy)
@@ -206,7 +206,10 @@ def _bounds(min_blocks: int) -> dict:
 
 # v3: one thread per (n, h*w) column, 32-bit index math, n from blockIdx.y (no division), the
 # channel values the sliding window still needs kept in a per-thread ring in shared memory, and the
-# global loads of the next UNROLL channels issued before the current UNROLL channels are computed.
+# global loads of the next UNROLL channels issued before the current UNROLL channels are computed
+# (forward: 4 loads x 2048 threads = 32 KB in flight per SM). The int32(...) around every index
+# expression matters: numba types int32 op int32 as int64, and only the truncation lets LLVM keep
+# the arithmetic 32-bit; uint32 indices also drop numba's negative-index wraparound test.
 
 @cuda.jit(device=True, inline=True)
 def _ld(a, j, ok):
