@@ -419,8 +419,10 @@ def _team_sum(v, shift):
 def softmax_fwd_v3(x, y, rows, C, shift):
     """inner == 1: a team of 2**shift threads (a warp or more) per row of C, SOFTMAX_V3_THREADS /
     2**shift rows per block; max, then sum of exp(x - max), then y = exp(x - max) / sum (Caffe's
-    formula; exp recomputed instead of stored and reloaded), the loads unrolled by 4 with the team
-    striding over the row (coalesced); team reductions by shuffles."""
+    formula; exp recomputed instead of stored and reloaded). Each pass steps the team over the
+    row 4 strides at a time with the 4 loads issued together (the ones past the row's end
+    predicated off, so a row of <= 4 * team elements is one round trip per pass); coalesced;
+    team reductions by shuffles."""
     rows = uint32(rows)
     C = uint32(C)
     shift = uint32(shift)
@@ -440,61 +442,69 @@ def softmax_fwd_v3(x, y, rows, C, shift):
         m = NEG_FLT_MAX
         if active:
             c = lane
-            while uint32(c + t3) < C:   # 4 loads in flight per thread
-                a0 = x[uint32(base + c)]
-                a1 = x[uint32(base + c + team)]
-                a2 = x[uint32(base + c + t2)]
-                a3 = x[uint32(base + c + t3)]
+            while c < C:
+                i0 = uint32(base + c)
+                h1 = uint32(c + team) < C
+                h2 = uint32(c + t2) < C
+                h3 = uint32(c + t3) < C
+                a0 = x[i0]              # up to 4 independent loads in flight
+                a1 = x[uint32(i0 + team)] if h1 else NEG_FLT_MAX
+                a2 = x[uint32(i0 + t2)] if h2 else NEG_FLT_MAX
+                a3 = x[uint32(i0 + t3)] if h3 else NEG_FLT_MAX
                 m = max(m, max(max(a0, a1), max(a2, a3)))
                 c = uint32(c + t4)
-            while c < C:
-                m = max(m, x[uint32(base + c)])
-                c = uint32(c + team)
         m = _team_max(m, shift)
         total = _ZERO
         if active:
             c = lane
-            while uint32(c + t3) < C:
-                a0 = x[uint32(base + c)]
-                a1 = x[uint32(base + c + team)]
-                a2 = x[uint32(base + c + t2)]
-                a3 = x[uint32(base + c + t3)]
-                total += math.exp(a0 - m)
-                total += math.exp(a1 - m)
-                total += math.exp(a2 - m)
-                total += math.exp(a3 - m)
-                c = uint32(c + t4)
             while c < C:
-                total += math.exp(x[uint32(base + c)] - m)
-                c = uint32(c + team)
+                i0 = uint32(base + c)
+                h1 = uint32(c + team) < C
+                h2 = uint32(c + t2) < C
+                h3 = uint32(c + t3) < C
+                a0 = x[i0]
+                a1 = x[uint32(i0 + team)] if h1 else _ZERO
+                a2 = x[uint32(i0 + t2)] if h2 else _ZERO
+                a3 = x[uint32(i0 + t3)] if h3 else _ZERO
+                total += math.exp(a0 - m)
+                if h1:
+                    total += math.exp(a1 - m)
+                if h2:
+                    total += math.exp(a2 - m)
+                if h3:
+                    total += math.exp(a3 - m)
+                c = uint32(c + t4)
         total = _team_sum(total, shift)
         if active:
             c = lane
-            while uint32(c + t3) < C:
+            while c < C:
                 i0 = uint32(base + c)
                 i1 = uint32(i0 + team)
                 i2 = uint32(i0 + t2)
                 i3 = uint32(i0 + t3)
-                a0 = x[i0]              # all four read before any write (y may be x)
-                a1 = x[i1]
-                a2 = x[i2]
-                a3 = x[i3]
+                h1 = uint32(c + team) < C
+                h2 = uint32(c + t2) < C
+                h3 = uint32(c + t3) < C
+                a0 = x[i0]              # all read before any write (y may be x)
+                a1 = x[i1] if h1 else _ZERO
+                a2 = x[i2] if h2 else _ZERO
+                a3 = x[i3] if h3 else _ZERO
                 y[i0] = math.exp(a0 - m) / total
-                y[i1] = math.exp(a1 - m) / total
-                y[i2] = math.exp(a2 - m) / total
-                y[i3] = math.exp(a3 - m) / total
+                if h1:
+                    y[i1] = math.exp(a1 - m) / total
+                if h2:
+                    y[i2] = math.exp(a2 - m) / total
+                if h3:
+                    y[i3] = math.exp(a3 - m) / total
                 c = uint32(c + t4)
-            while c < C:
-                i0 = uint32(base + c)
-                y[i0] = math.exp(x[i0] - m) / total
-                c = uint32(c + team)
         r0 = uint32(r0 + step)
 
 
 @cuda.jit
 def softmax_bwd_v3(dy, y, dx, rows, C, shift):
     """inner == 1: a team of 2**shift threads per row; dot = sum dy*y by shuffles (fixed order),
-    dx = (dy - dot) * y; loads unrolled by 4."""
+    dx = (dy - dot) * y; 4 strides per step with the loads (8) issued together, predicated at the
+    row's end."""
     rows = uint32(rows)
     C = uint32(C)
     shift = uint32(shift)
@@ -514,53 +524,57 @@ def softmax_bwd_v3(dy, y, dx, rows, C, shift):
         dot = _ZERO
         if active:
             c = lane
-            while uint32(c + t3) < C:   # 8 loads in flight per thread
+            while c < C:
                 i0 = uint32(base + c)
                 i1 = uint32(i0 + team)
                 i2 = uint32(i0 + t2)
                 i3 = uint32(i0 + t3)
+                h1 = uint32(c + team) < C
+                h2 = uint32(c + t2) < C
+                h3 = uint32(c + t3) < C
                 g0 = dy[i0]
-                g1 = dy[i1]
-                g2 = dy[i2]
-                g3 = dy[i3]
+                g1 = dy[i1] if h1 else _ZERO
+                g2 = dy[i2] if h2 else _ZERO
+                g3 = dy[i3] if h3 else _ZERO
                 y0 = y[i0]
-                y1 = y[i1]
-                y2 = y[i2]
-                y3 = y[i3]
+                y1 = y[i1] if h1 else _ZERO
+                y2 = y[i2] if h2 else _ZERO
+                y3 = y[i3] if h3 else _ZERO
                 dot += g0 * y0
-                dot += g1 * y1
-                dot += g2 * y2
-                dot += g3 * y3
+                if h1:
+                    dot += g1 * y1
+                if h2:
+                    dot += g2 * y2
+                if h3:
+                    dot += g3 * y3
                 c = uint32(c + t4)
-            while c < C:
-                i0 = uint32(base + c)
-                dot += dy[i0] * y[i0]
-                c = uint32(c + team)
         dot = _team_sum(dot, shift)
         if active:
             c = lane
-            while uint32(c + t3) < C:
+            while c < C:
                 i0 = uint32(base + c)
                 i1 = uint32(i0 + team)
                 i2 = uint32(i0 + t2)
                 i3 = uint32(i0 + t3)
+                h1 = uint32(c + team) < C
+                h2 = uint32(c + t2) < C
+                h3 = uint32(c + t3) < C
                 g0 = dy[i0]             # all read before any write (dx may be dy)
-                g1 = dy[i1]
-                g2 = dy[i2]
-                g3 = dy[i3]
+                g1 = dy[i1] if h1 else _ZERO
+                g2 = dy[i2] if h2 else _ZERO
+                g3 = dy[i3] if h3 else _ZERO
                 y0 = y[i0]
-                y1 = y[i1]
-                y2 = y[i2]
-                y3 = y[i3]
+                y1 = y[i1] if h1 else _ZERO
+                y2 = y[i2] if h2 else _ZERO
+                y3 = y[i3] if h3 else _ZERO
                 dx[i0] = (g0 - dot) * y0
-                dx[i1] = (g1 - dot) * y1
-                dx[i2] = (g2 - dot) * y2
-                dx[i3] = (g3 - dot) * y3
+                if h1:
+                    dx[i1] = (g1 - dot) * y1
+                if h2:
+                    dx[i2] = (g2 - dot) * y2
+                if h3:
+                    dx[i3] = (g3 - dot) * y3
                 c = uint32(c + t4)
-            while c < C:
-                i0 = uint32(base + c)
-                dx[i0] = (dy[i0] - dot) * y[i0]
-                c = uint32(c + team)
         r0 = uint32(r0 + step)
 
 
