@@ -10,6 +10,7 @@ from runner.layers.base import Layer
 
 
 class NeuronLayer(Layer):
+    replayable = True
     _x_copy: Any = None
 
     def reshape(self, bottoms: list[Blob], tops: list[Blob]) -> None:

@@ -47,6 +47,10 @@ class Layer:
     type: str = ""
     #: Caffe LossLayer subclasses: default loss_weight 1 on top 0, no force-backward to labels
     is_loss: bool = False
+    #: runner.replay may record this layer's launches once and re-issue them: set only on classes
+    #: whose forward/backward use the same buffers and scalars every iteration and read nothing
+    #: from the device on the host (audited; a host copy found while recording still falls back)
+    replayable: bool = False
 
     def __init__(self, param: pb.LayerParameter, backend: Backend, phase: Any = "TEST",
                  rng: np.random.Generator | None = None):

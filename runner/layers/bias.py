@@ -10,6 +10,8 @@ from runner.registry import register
 
 @register("Bias")
 class BiasLayer(Layer):
+    replayable = True
+
     def setup(self, bottoms, tops) -> None:
         p = self.param.bias_param
         self.bias_is_bottom = len(bottoms) > 1

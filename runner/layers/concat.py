@@ -16,6 +16,8 @@ def concat_axis(param, ndim: int, where: str) -> int:
 
 @register("Concat")
 class ConcatLayer(Layer):
+    replayable = True
+
     def on_reshape(self, bottoms, tops, shapes) -> None:
         s = bottoms[0].shape
         a = concat_axis(self.param, len(s), f"layer '{self.name}'")

@@ -14,6 +14,7 @@ from runner.registry import register
 
 @register("Convolution")
 class ConvolutionLayer(Layer):
+    replayable = True
     deconv = False
 
     def setup(self, bottoms: list[Blob], tops: list[Blob]) -> None:

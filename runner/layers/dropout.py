@@ -14,6 +14,7 @@ MASK_DTYPE = "uint8"
 
 @register("Dropout")
 class DropoutLayer(NeuronLayer):
+    replayable = False      # the mask's counter advances every TRAIN forward
     def setup(self, bottoms, tops) -> None:
         self.ratio = float(self.param.dropout_param.dropout_ratio)
         if not 0.0 <= self.ratio < 1.0:

@@ -13,6 +13,8 @@ EP = pb.EltwiseParameter
 
 @register("Eltwise")
 class EltwiseLayer(Layer):
+    replayable = True
+
     def setup(self, bottoms, tops) -> None:
         p = self.param.eltwise_param
         self.op = p.operation

@@ -8,6 +8,8 @@ from runner.registry import register
 
 @register("Flatten")
 class FlattenLayer(Layer):
+    replayable = True
+
     def reshape(self, bottoms, tops) -> None:
         super().reshape(bottoms, tops)
         tops[0].share_data(bottoms[0])

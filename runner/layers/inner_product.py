@@ -11,6 +11,8 @@ from runner.registry import register
 
 @register("InnerProduct")
 class InnerProductLayer(Layer):
+    replayable = True
+
     def setup(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         p = self.param.inner_product_param
         self.axis = canonical_axis(p.axis, len(bottoms[0].shape), f"layer '{self.name}'")

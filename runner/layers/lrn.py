@@ -11,6 +11,8 @@ from runner.registry import register
 
 @register("LRN")
 class LRNLayer(Layer):
+    replayable = True
+
     def setup(self, bottoms, tops) -> None:
         p = self.param.lrn_param
         self.size = int(p.local_size)

@@ -14,6 +14,8 @@ from runner.registry import register
 
 @register("Pooling")
 class PoolingLayer(Layer):
+    replayable = True
+
     def setup(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         p = self.param.pooling_param
         if p.pool == pb.PoolingParameter.STOCHASTIC:

@@ -13,6 +13,8 @@ from runner.registry import register
 
 @register("Scale")
 class ScaleLayer(Layer):
+    replayable = True
+
     def setup(self, bottoms, tops) -> None:
         p = self.param.scale_param
         shapes = self.infer(bottoms)

@@ -9,6 +9,8 @@ from runner.registry import register
 
 @register("Slice")
 class SliceLayer(Layer):
+    replayable = True
+
     def on_reshape(self, bottoms, tops, shapes) -> None:
         s = bottoms[0].shape
         p = self.param.slice_param

@@ -15,6 +15,8 @@ def softmax_dims(shape, axis_param: int, where: str) -> tuple[int, int, int]:
 
 @register("Softmax")
 class SoftmaxLayer(Layer):
+    replayable = True
+
     def on_reshape(self, bottoms, tops, shapes) -> None:
         self.dims = softmax_dims(bottoms[0].shape, self.param.softmax_param.axis, f"layer '{self.name}'")
 

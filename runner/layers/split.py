@@ -8,6 +8,8 @@ from runner.registry import register
 
 @register("Split")
 class SplitLayer(Layer):
+    replayable = True
+
     def reshape(self, bottoms, tops) -> None:
         for t in tops:
             if t.shape != bottoms[0].shape:

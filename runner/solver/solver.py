@@ -26,6 +26,7 @@ import numpy as np
 
 from netdef.errors import CaffeError, SolverError, WeightsError
 from proto import caffe_pb2 as pb
+from runner.replay import NetReplay, replay_enabled
 from runner.solver import updates
 from runner.solver.glog import GLog, fmt
 from runner.solver.lr_policy import LearningRate
@@ -125,6 +126,10 @@ class Solver:
             tn.share_weights(self.net)
             self.test_nets.append(tn)
         self.backend = self.net.backend
+        # cuda: record the steady-state launches once and replay them (runner/replay.py)
+        self.replay = None
+        if self.backend.host_mirror and replay_enabled():
+            self.replay = NetReplay(self.net)
         self.params = list(self.net.learnable_params)
         n_hist = updates.HISTORY_BLOBS[self.type]
         # Caffe's history_ layout: all first histories, then (AdaDelta/Adam) all second ones
@@ -294,7 +299,8 @@ class Solver:
                 loss = 0.0
                 for i in range(p.iter_size):
                     self._set_iteration(self.iter * p.iter_size + i)
-                    loss += float(self.net.forward_backward())
+                    loss += float(self.net.forward_backward() if self.replay is None
+                                  else self.replay.forward_backward())
                 loss /= p.iter_size
                 if not math.isfinite(loss):
                     last = self.last_snapshot or "none (no snapshot was written in this run)"
@@ -310,6 +316,7 @@ class Solver:
                     t_last, iter_last = now, self.iter
                     self._log_outputs(self.net, "Train", None, "solver.cpp", 258)
                 self.apply_update()
+                self._log_replay_notes()
                 self.iter += 1
                 if self.progress is not None:
                     self.progress.update(1)
@@ -333,8 +340,20 @@ class Solver:
                 self.log(f"    {kind} net output #{k}: {name} = {fmt(v)}{extra}", src, line)
                 k += 1
 
+    def _log_replay_notes(self) -> None:
+        """Log, once each, the stretches replay had to leave eager (runner/replay.py)."""
+        if self.replay is None:
+            return
+        logged = getattr(self, "_replay_logged", 0)
+        for note in self.replay.notes[logged:]:
+            self.log(f"replay: {note}", "replay.py", 1)
+        self._replay_logged = len(self.replay.notes)
+
     def _clear_param_diffs(self) -> None:
-        self.net.clear_param_diffs()
+        if self.replay is None:
+            self.net.clear_param_diffs()
+        else:
+            self.replay.clear_param_diffs()
 
     # ------------------------------------------------------------------ testing
     def test_all(self) -> None:
@@ -398,18 +417,26 @@ class Solver:
             raise SolverError(f"Unknown regularization type: {reg_type!r} (L2 or L1)")
         n = len(self.params)
         cuda = self.backend.host_mirror
-        for i, prm in enumerate(self.params):
-            local_rate = np.float32(rate) * np.float32(prm.lr_mult)
-            local_decay = np.float32(p.weight_decay) * np.float32(prm.decay_mult)
-            hist = [self.history[i + k * n] for k in range(updates.HISTORY_BLOBS[self.type])]
-            if cuda:
-                self._update_cuda(prm, hist, float(local_rate), float(local_decay), reg_type)
+        rates = [(float(np.float32(rate) * np.float32(prm.lr_mult)),
+                  float(np.float32(p.weight_decay) * np.float32(prm.decay_mult))) for prm in self.params]
+        if cuda:
+            def work() -> None:
+                for i, prm in enumerate(self.params):
+                    hist = [self.history[i + k * n] for k in range(updates.HISTORY_BLOBS[self.type])]
+                    self._update_cuda(prm, hist, rates[i][0], rates[i][1], reg_type)
+            if self.replay is None or self.type == "Adam":   # Adam's step count t changes every call
+                work()
             else:
-                data, diff = prm.blob.dev_data, prm.blob.dev_diff
-                updates.normalize(diff, p.iter_size)
-                updates.regularize(data, diff, float(local_decay), reg_type)
-                updates.compute_update(self.type, diff, hist, float(local_rate), p, self.iter)
-                data -= diff
+                self.replay.update(work, (tuple(rates), reg_type))
+            return
+        for i, prm in enumerate(self.params):
+            local_rate, local_decay = rates[i]
+            hist = [self.history[i + k * n] for k in range(updates.HISTORY_BLOBS[self.type])]
+            data, diff = prm.blob.dev_data, prm.blob.dev_diff
+            updates.normalize(diff, p.iter_size)
+            updates.regularize(data, diff, local_decay, reg_type)
+            updates.compute_update(self.type, diff, hist, local_rate, p, self.iter)
+            data -= diff
 
     def _update_cuda(self, prm, hist, local_rate: float, local_decay: float, reg: str) -> None:
         from kernels import solver_update as su

@@ -1,0 +1,401 @@
+"""Launch replay: record the kernel launches of a steady-state stretch of work once, then re-issue
+them as pre-bound launches, with none of the Python that produced them.
+
+A training iteration of a small net on the cuda backend is bound by host work, not by the GPU:
+LeNet at batch 64 issues 55 launches, and each one costs the layer's Python, the backend op, the
+kernel module's checks and Numba's dispatch (type inference of every argument, then packing them),
+about 150 µs in all, while the GPU needs a few µs per kernel. Caffe's C++ pays ~5 µs per launch.
+Replay closes that gap the way CUDA graphs do, without needing a capturable stream:
+
+1. ``Recorder`` (a context manager) hooks Numba's kernel launch (``_Kernel.launch`` on a GPU,
+   ``FakeCUDAKernel.__call__`` in the simulator) and its copy/memset entry points. Inside it, the
+   work runs normally and every launch is also kept as a ``BoundLaunch``: the compiled kernel, the
+   launch configuration and the argument values already packed for the driver. A device-to-device
+   copy or memset is kept as a replayable op too. A host<->device transfer inside the recording
+   makes it *unsafe* (the Python around a transfer usually decides something from device data),
+   and the stretch stays eager.
+2. ``Segment.run()`` re-issues the ops in order. Pre-bound launches skip Numba's dispatch; the
+   packed arguments carry raw device pointers, and each ``BoundLaunch`` holds references to its
+   arrays so none of them can be freed while the segment exists.
+
+What makes a stretch replayable (``Layer.replayable``, set only on audited layer classes): every
+launch's arguments are the same from one iteration to the next (same buffers, same scalars), the
+Python around the launches decides nothing from device data, and no host<->device copy happens.
+Dropout (a per-iteration counter), data layers (host input), loss layers (read the loss on the
+host) and the solver update under a changing learning rate stay eager; ``NetReplay`` runs them
+between replayed segments. Segments are re-recorded when a bottom's shape changes.
+
+Use: ``Solver`` turns this on for the cuda backend (``NBCAFFE_REPLAY=0`` turns it off); the first
+iteration records, later ones replay. Results are identical to the eager path (tested bit for bit
+in the simulator in ``tests/runner/test_replay.py``).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from kernels._launch import SIMULATOR
+
+_ACTIVE: list[Recorder] = []       # the recorder in effect (innermost last)
+_HOOKED = False
+
+
+def replay_enabled() -> bool:
+    """Replay is on unless ``NBCAFFE_REPLAY`` is ``0`` / ``off`` / ``false``."""
+    return os.environ.get("NBCAFFE_REPLAY", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+class BoundLaunch:
+    """One kernel launch with its arguments packed once; ``__call__`` issues it again."""
+
+    __slots__ = ("name", "args", "_call")
+
+    def __init__(self, name: str, args: tuple, call: Callable[[], Any]):
+        self.name = name
+        self.args = args          # keeps every argument (device buffers) alive
+        self._call = call
+
+    def __call__(self) -> None:
+        self._call()
+
+    def __repr__(self) -> str:
+        return f"BoundLaunch({self.name})"
+
+
+def _bind_gpu(kernel: Any, args: tuple, griddim: Any, blockdim: Any, stream: Any,
+              sharedmem: int) -> BoundLaunch:
+    """Pack ``args`` for ``kernel`` exactly as Numba's ``_Kernel.launch`` does, once."""
+    from numba.cuda import dispatcher as nd
+    if kernel.debug:
+        raise NotReplayable(f"kernel {kernel.entry_name} was compiled with debug=True")
+    cufunc = kernel._codelibrary.get_cufunc()
+    retr: list = []
+    packed: list = []
+    for t, v in zip(kernel.argument_types, args):
+        kernel._prepare_args(t, v, stream, retr, packed)
+    if retr:        # a host array was passed and auto-copied: not a pure device launch
+        raise NotReplayable(f"kernel {kernel.entry_name} was given a host array")
+    if nd.CUDA_CORE_GE_1_0:
+        config = nd.LaunchConfig(grid=griddim, block=blockdim, shmem_size=sharedmem,
+                                 is_cooperative=kernel.cooperative)
+    else:
+        config = nd.LaunchConfig(grid=griddim, block=blockdim, shmem_size=sharedmem,
+                                 cooperative_launch=kernel.cooperative)
+    call = functools.partial(nd.launch, stream, config, cufunc.kernel, *packed)
+    return BoundLaunch(getattr(kernel, "entry_name", "kernel"), args, call)
+
+
+def _bind_sim(fake: Any, args: tuple, original: Callable) -> BoundLaunch:
+    """Simulator: the configured kernel object is shared (``k[grid, block]`` mutates it), so the
+    configuration is captured here and restored before each replayed call."""
+    cfg = (fake.grid_dim, fake.block_dim, fake.dynshared_size, fake.stream)
+
+    def call() -> None:
+        fake.grid_dim, fake.block_dim, fake.dynshared_size, fake.stream = cfg
+        original(fake, *args)
+    return BoundLaunch(getattr(fake.fn, "__name__", "kernel"), args, call)
+
+
+class NotReplayable(RuntimeError):
+    """The recorded work cannot be replayed (the message says why)."""
+
+
+class Recorder:
+    """Context manager: records replayable ops of the launches made inside it (see module doc)."""
+
+    def __init__(self) -> None:
+        self.ops: list[Callable[[], None]] = []
+        self.unsafe: str | None = None
+
+    def mark_unsafe(self, why: str) -> None:
+        if self.unsafe is None:
+            self.unsafe = why
+
+    def __enter__(self) -> Recorder:
+        _install_hooks()
+        _ACTIVE.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _ACTIVE.remove(self)
+
+
+def _recorder() -> Recorder | None:
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+def _install_hooks() -> None:
+    """Wrap Numba's launch and transfer entry points once per process; the wrappers do nothing
+    extra unless a Recorder is active."""
+    global _HOOKED
+    if _HOOKED:
+        return
+    if SIMULATOR:
+        _hook_simulator()
+    else:
+        _hook_gpu()
+    _HOOKED = True
+
+
+def _hook_gpu() -> None:
+    from numba.cuda import dispatcher as nd
+    from numba.cuda.cudadrv import driver as drv
+
+    launch = nd._Kernel.launch
+
+    def launch_hook(self, args, griddim, blockdim, stream=0, sharedmem=0):
+        launch(self, args, griddim, blockdim, stream, sharedmem)
+        rec = _recorder()
+        if rec is not None and rec.unsafe is None:
+            try:
+                rec.ops.append(_bind_gpu(self, tuple(args), griddim, blockdim, stream, sharedmem))
+            except NotReplayable as e:
+                rec.mark_unsafe(str(e))
+
+    nd._Kernel.launch = launch_hook
+
+    def unsafe(name: str, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            rec = _recorder()
+            if rec is not None:
+                rec.mark_unsafe(f"{name} inside a replayable stretch")
+            return fn(*a, **k)
+        return wrapper
+
+    def device_op(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            out = fn(*a, **k)
+            rec = _recorder()
+            if rec is not None:
+                rec.ops.append(functools.partial(fn, *a, **k))
+            return out
+        return wrapper
+
+    drv.host_to_device = unsafe("host-to-device copy", drv.host_to_device)
+    drv.device_to_host = unsafe("device-to-host copy", drv.device_to_host)
+    drv.device_to_device = device_op(drv.device_to_device)
+    drv.device_memset = device_op(drv.device_memset)
+
+
+def _hook_simulator() -> None:
+    from numba.cuda.simulator import kernel as sk
+    from numba.cuda.simulator.cudadrv import devicearray as sda
+
+    call = sk.FakeCUDAKernel.__call__
+
+    def call_hook(self, *args):
+        out = call(self, *args)
+        rec = _recorder()
+        if rec is not None and not self._device and self.grid_dim is not None:
+            rec.ops.append(_bind_sim(self, args, call))
+        return out
+
+    sk.FakeCUDAKernel.__call__ = call_hook
+
+    to_host = sda.FakeCUDAArray.copy_to_host
+    to_dev = sda.FakeCUDAArray.copy_to_device
+
+    def copy_to_host_hook(self, *a, **k):
+        rec = _recorder()
+        if rec is not None:
+            rec.mark_unsafe("device-to-host copy inside a replayable stretch")
+        return to_host(self, *a, **k)
+
+    def copy_to_device_hook(self, ary, *a, **k):
+        out = to_dev(self, ary, *a, **k)
+        rec = _recorder()
+        if rec is not None:
+            if isinstance(ary, sda.FakeCUDAArray):
+                rec.ops.append(functools.partial(to_dev, self, ary, *a, **k))
+            else:
+                rec.mark_unsafe("host-to-device copy inside a replayable stretch")
+        return out
+
+    sda.FakeCUDAArray.copy_to_host = copy_to_host_hook
+    sda.FakeCUDAArray.copy_to_device = copy_to_device_hook
+
+
+class Segment:
+    """Recorded ops plus what to check and touch before re-issuing them.
+
+    ``shapes``: the shapes of the blobs the work read, at recording time; ``valid(blobs)`` is
+    False when one changed (the caller re-records). ``touch``: blobs whose device copy the work
+    uses; before replay each is synced to the device and marked device-newest, as the layers'
+    own ``dev_data``/``dev_diff`` accesses would have done.
+    """
+
+    __slots__ = ("ops", "shapes", "touch", "unsafe", "key")
+
+    def __init__(self, ops: list, shapes: tuple, touch: Sequence[Any], unsafe: str | None,
+                 key: Any = None):
+        self.ops = ops
+        self.shapes = shapes
+        self.touch = tuple(touch)
+        self.unsafe = unsafe
+        self.key = key
+
+    def run(self) -> None:
+        """Sync the touched blobs, then re-issue the ops."""
+        _touch(self.touch)
+        self.issue()
+
+    def issue(self) -> None:
+        """Re-issue the recorded ops in order (the caller has synced the blobs)."""
+        for op in self.ops:
+            op()
+
+
+def _touch(blobs: Sequence[Any]) -> None:
+    """Sync each blob's host writes up and mark its device copies newest, as the layers' own
+    ``dev_data``/``dev_diff`` accesses do."""
+    for b in blobs:
+        b._data.device()
+        b._diff.device()
+
+
+def record(work: Callable[[], Any], shapes: tuple, touch: Sequence[Any],
+           key: Any = None) -> tuple[Segment, Any]:
+    """Run ``work()`` under a Recorder; return the Segment (check ``.unsafe``) and work's result."""
+    with Recorder() as rec:
+        result = work()
+    return Segment(rec.ops, shapes, touch, rec.unsafe, key), result
+
+
+# ------------------------------------------------------------------------------------ nets
+
+def _buffers_key(blobs: Sequence[Any]) -> tuple:
+    """Shapes and buffer identities of ``blobs``: a recorded segment is valid while this holds."""
+    return tuple((b.shape, id(b._data), id(b._diff)) for b in blobs)
+
+
+def _unique(blobs: Sequence[Any]) -> list:
+    seen: dict[int, Any] = {}
+    for b in blobs:
+        seen.setdefault(id(b), b)
+    return list(seen.values())
+
+
+class NetReplay:
+    """``clear_param_diffs`` and ``forward_backward`` of a Net with the replayable stretches of
+    layers (consecutive layers whose class sets ``replayable``) recorded once and replayed.
+
+    Eager layers (data, loss, dropout, anything unaudited) run as in ``Net`` between the replayed
+    stretches; the loss is summed the same way. ``notes`` lists, once each, the stretches that
+    were found unsafe while recording (they then stay eager) -- the solver logs them.
+    """
+
+    def __init__(self, net: Any):
+        self.net = net
+        self._segments: dict[tuple, Segment] = {}
+        self._seen: dict[tuple, Any] = {}       # key -> buffers check of the last eager pass
+        self.notes: list[str] = []
+        self.replayed = 0           # segments replayed (for tests and benchmarks)
+        n = len(net.layers)
+        self._fwd_runs = self._runs(range(n))
+        self._bwd_runs = self._runs([i for i in range(n - 1, -1, -1) if net.need_backward_flags[i]])
+
+    def _runs(self, order: Sequence[int]) -> list[tuple[bool, list[int]]]:
+        """Split a layer order into (replayable?, [indices]) runs."""
+        runs: list[tuple[bool, list[int]]] = []
+        for i in order:
+            ok = bool(getattr(self.net.layers[i], "replayable", False))
+            if ok and runs and runs[-1][0]:
+                runs[-1][1].append(i)
+            else:
+                runs.append((ok, [i]))
+        return runs
+
+    def _blobs(self, idx: Sequence[int]) -> list:
+        net = self.net
+        out: list = []
+        for i in idx:
+            out += net.bottom_vecs[i] + net.top_vecs[i] + list(net.layers[i].blobs)
+        return _unique(out)
+
+    def _run(self, tag: str, idx: Sequence[int], blobs: Sequence[Any], work: Callable[[], Any],
+             extra: Any = None) -> None:
+        """Replay the segment for (tag, idx) if it is recorded and still valid (same buffers and
+        shapes, same ``extra``), else run ``work`` under a recorder (a segment found unsafe stays
+        eager until its buffers change)."""
+        key = (tag, idx[0], idx[-1])
+        check = (_buffers_key(blobs), extra)
+        _touch(blobs)               # host writes go up here, outside any recording
+        seg = self._segments.get(key)
+        if seg is not None and seg.shapes == check:
+            if seg.unsafe is None:
+                seg.issue()
+                self.replayed += 1
+            else:
+                work()
+            return
+        if self._seen.get(key) != check:
+            # first sight of these buffers: run eagerly (JIT compiles, per-shape tables uploaded
+            # on first use, blobs reshaped), record on the next pass, in the steady state; the
+            # check is taken after the work, since a forward's reshape may reallocate its tops
+            work()
+            self._seen[key] = (_buffers_key(blobs), extra)
+            return
+        seg, _ = record(work, check, blobs, key)
+        seg.shapes = (_buffers_key(blobs), extra)
+        self._segments[key] = seg
+        if seg.unsafe is not None:
+            names = ([self.net.layers[i].name for i in idx] if tag in ("forward", "backward")
+                     else [tag])
+            note = f"{tag} of {names[0]}..{names[-1]} runs eagerly: {seg.unsafe}"
+            if note not in self.notes:
+                self.notes.append(note)
+
+    def clear_param_diffs(self) -> None:
+        """Zero every learnable parameter's diff (one replayed segment)."""
+        net = self.net
+        blobs = [p.blob for p in net.learnable_params]
+        if blobs:
+            self._run("clear", [0], blobs, net.clear_param_diffs)
+
+    def update(self, work: Callable[[], Any], scalars: tuple) -> None:
+        """The solver's parameter update ``work()`` as one segment, replayed while ``scalars``
+        (every host value its launches take: learning and decay rates per parameter) repeat."""
+        blobs = [p.blob for p in self.net.learnable_params]
+        if blobs:
+            self._run("update", [0], blobs, work, extra=scalars)
+
+    def forward_backward(self) -> float:
+        """Net.forward_backward() (forward, loss, backward) with replayed stretches."""
+        net = self.net
+        layers, bottoms, tops = net.layers, net.bottom_vecs, net.top_vecs
+        loss = 0.0
+        for replayable, idx in self._fwd_runs:
+            if replayable:
+                def work(idx=idx) -> None:
+                    for i in idx:
+                        layers[i].reshape(bottoms[i], tops[i])
+                        layers[i].forward(bottoms[i], tops[i])
+                self._run("forward", idx, self._blobs(idx), work)
+            else:
+                i = idx[0]
+                layers[i].reshape(bottoms[i], tops[i])
+                layers[i].forward(bottoms[i], tops[i])
+            for i in idx:
+                for t, w in zip(tops[i], layers[i].loss_weights):
+                    if w != 0:
+                        loss += w * float(np.sum(t.host_data(), dtype=np.float64))
+        net.last_loss = loss
+        for _, t, w in net._loss_tops:
+            net.backend.fill(t.dev_diff, w)
+        prop = net.bottom_need_backward
+        for replayable, idx in self._bwd_runs:
+            if replayable:
+                def work(idx=idx) -> None:
+                    for i in idx:
+                        layers[i].backward(tops[i], prop[i], bottoms[i])
+                self._run("backward", idx, self._blobs(idx), work)
+            else:
+                i = idx[0]
+                layers[i].backward(tops[i], prop[i], bottoms[i])
+        return loss

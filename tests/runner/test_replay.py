@@ -1,0 +1,187 @@
+"""Launch replay (runner/replay.py): a cuda Solver that records its steady-state launches once and
+replays them must give the same losses and weights, bit for bit, as the eager path
+(NBCAFFE_REPLAY=0), with fresh input every iteration, dropout and an eager loss layer in between,
+a learning rate that changes (the update segment is re-recorded), a batch-size change (segments
+re-recorded) and a layer whose forward copies to the host (found unsafe, left eager)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from proto import caffe_pb2 as pb
+from runner.replay import NetReplay, Recorder
+from runner.solver.solver import Solver
+
+NET = """
+name: "mini"
+layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: {n} dim: 2 dim: 7 dim: 7 }} }} }}
+layer {{ name: "label" type: "Input" top: "label" input_param {{ shape {{ dim: {n} }} }} }}
+layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param {{ num_output: 4 kernel_size: 3 group: 2 weight_filler {{ type: "gaussian" std: 0.3 }}
+  bias_filler {{ type: "constant" value: 0.1 }} }} }}
+layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
+layer {{ name: "norm1" type: "LRN" bottom: "conv1" top: "norm1" lrn_param {{ local_size: 3 }} }}
+layer {{ name: "pool1" type: "Pooling" bottom: "norm1" top: "pool1" {pool_tops}
+  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}
+layer {{ name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
+  inner_product_param {{ num_output: 6 weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "drop1" type: "Dropout" bottom: "ip1" top: "ip1" dropout_param {{ dropout_ratio: 0.5 }} }}
+layer {{ name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+  inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }}
+"""
+
+
+def _solver(monkeypatch, replay: bool, n: int = 2, pool_mask_top: bool = False,
+            policy: str = "fixed") -> Solver:
+    monkeypatch.setenv("NBCAFFE_REPLAY", "1" if replay else "0")
+    sp = pb.SolverParameter()
+    tops = 'top: "mask1"' if pool_mask_top else ""
+    text_format.Parse(NET.format(n=n, pool_tops=tops), sp.net_param)
+    if pool_mask_top:
+        text_format.Parse('name: "silence" type: "Silence" bottom: "mask1"', sp.net_param.layer.add())
+    sp.base_lr, sp.momentum, sp.weight_decay = 0.1, 0.9, 0.01
+    sp.lr_policy, sp.gamma, sp.stepsize = policy, 0.5, 2
+    sp.max_iter, sp.display, sp.snapshot, sp.random_seed = 100, 0, 0, 7
+    return Solver(sp, device="cuda", log=lambda *a, **k: None)
+
+
+def _train(solver: Solver, steps: int, n: int = 2, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    losses = []
+    net = solver.net
+    for _ in range(steps):
+        shape = (n, 2, 7, 7)
+        if net.blobs["data"].shape != shape:
+            net.blobs["data"].reshape(shape)
+            net.blobs["label"].reshape((n,))
+        net.blobs["data"].data[...] = rng.standard_normal(shape).astype(np.float32)
+        net.blobs["label"].data[...] = rng.integers(0, 3, n).astype(np.float32)
+        solver.step(1)
+        losses.append(solver.smoothed_loss)
+    return losses
+
+
+def _weights(solver: Solver) -> list[np.ndarray]:
+    return [np.array(b.data) for blobs in solver.net.params.values() for b in blobs]
+
+
+def _assert_same(a: Solver, b: Solver, la: list[float], lb: list[float]) -> None:
+    assert la == lb
+    for wa, wb in zip(_weights(a), _weights(b)):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_replay_matches_eager_bit_for_bit(monkeypatch):
+    """Conv (grouped), ReLU in place, LRN, pooling, inner products, dropout (eager) and the loss
+    (eager) between replayed stretches: three iterations (eager, record, replay) agree exactly."""
+    rep = _solver(monkeypatch, replay=True)
+    eager = _solver(monkeypatch, replay=False)
+    assert eager.replay is None
+    la, lb = _train(rep, 3), _train(eager, 3)
+    _assert_same(rep, eager, la, lb)
+    assert rep.replay.notes == []
+    # the third iteration replays: clear, forward conv1..ip1 and ip2, backward ip2 and ip1..conv1,
+    # and the update
+    assert rep.replay.replayed == 6
+    assert {k[0] for k in rep.replay._segments} == {"clear", "forward", "backward", "update"}
+
+
+POOL_NET = """
+name: "pool"
+force_backward: true
+layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 2 dim: 3 dim: 4 dim: 4 }} }} }}
+layer {{ name: "label" type: "Input" top: "label" input_param {{ shape {{ dim: 2 dim: 2 dim: 2 }} }} }}
+layer {{ name: "relu" type: "ReLU" bottom: "data" top: "relu" }}
+layer {{ name: "pool" type: "Pooling" bottom: "relu" top: "pool" {mask}
+  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}
+{silence}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "pool" bottom: "label" top: "loss" }}
+"""
+
+
+def _pool_net(mask: bool):
+    from runner.net import Net
+    text = POOL_NET.format(mask='top: "mask"' if mask else "",
+                           silence='layer { name: "s" type: "Silence" bottom: "mask" }' if mask else "")
+    p = pb.NetParameter()
+    text_format.Parse(text, p)
+    return Net(p, phase="TRAIN", device="cuda")
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_net_replay_rerecords_on_batch_change_and_keeps_unsafe_eager(mask):
+    """Fresh inputs every pass, a batch-size change (stretches re-recorded) and, with a pooling
+    mask top (a device-to-host copy in forward), a stretch noted unsafe and kept eager."""
+    eager, rep_net = _pool_net(mask), _pool_net(mask)
+    rep = NetReplay(rep_net)
+    rng = np.random.default_rng(3)
+    for n in (2, 2, 2, 3, 3, 3):
+        x = rng.standard_normal((n, 3, 4, 4)).astype(np.float32)
+        y = rng.integers(0, 3, (n, 2, 2)).astype(np.float32)
+        for net in (eager, rep_net):
+            if net.blobs["data"].shape[0] != n:
+                net.blobs["data"].reshape((n, 3, 4, 4))
+                net.blobs["label"].reshape((n, 2, 2))
+            net.blobs["data"].data[...] = x
+            net.blobs["label"].data[...] = y
+        assert rep.forward_backward() == eager.forward_backward()
+        np.testing.assert_array_equal(rep_net.blobs["data"].diff, eager.blobs["data"].diff)
+        np.testing.assert_array_equal(rep_net.blobs["pool"].data, eager.blobs["pool"].data)
+    if mask:
+        assert any("forward of relu..pool" in n and "device-to-host" in n for n in rep.notes)
+        assert rep.replayed == 2          # the backward of pool..relu, once per batch size
+    else:
+        assert rep.notes == [] and rep.replayed == 4
+
+
+def test_update_segment_follows_its_scalars():
+    """NetReplay.update replays while the scalars repeat and re-records when they change."""
+    net = _pool_net(False)
+    from runner.blob import Blob
+    from runner.net import Param
+    blob = Blob(net.backend, (5,), "w")
+    net.learnable_params.append(Param(blob, 1.0, 1.0, "w"))
+    rep = NetReplay(net)
+    blob.data[...] = 1.0
+    calls = []
+
+    def work(alpha):
+        def run():
+            calls.append(alpha)
+            net.backend.scal(alpha, blob.dev_data)
+        return run
+    for alpha in (2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0):
+        rep.update(work(alpha), (alpha,))
+    # eager, record, replay, replay; eager (new scalars), record, replay
+    assert calls == [2.0, 2.0, 3.0, 3.0] and rep.replayed == 3
+    np.testing.assert_array_equal(blob.data, np.full(5, 2.0**4 * 3.0**3, np.float32))
+
+
+def test_recorder_replays_launches_in_order(monkeypatch):
+    """The recorded ops of a stretch re-issue the same kernels on the same buffers."""
+    monkeypatch.setenv("NBCAFFE_REPLAY", "1")
+    from runner.backend import get_backend
+    be = get_backend("cuda")
+    x = be.to_device(np.arange(6, dtype=np.float32) - 3)
+    y = be.zeros((6,))
+    with Recorder() as rec:
+        be.relu_fwd(x, y)
+        be.scal(2.0, y)
+    assert rec.unsafe is None and len(rec.ops) == 2
+    np.testing.assert_array_equal(be.to_host(y), [0, 0, 0, 0, 2, 4])
+    for op in rec.ops:
+        op()                      # relu again (y = relu(x)), then y *= 2
+    np.testing.assert_array_equal(be.to_host(y), [0, 0, 0, 0, 2, 4])
+    with Recorder() as rec:
+        be.to_host(y)
+    assert rec.unsafe is not None and "device-to-host" in rec.unsafe
+
+
+@pytest.mark.parametrize("flag", ["0", "off"])
+def test_replay_can_be_turned_off(monkeypatch, flag):
+    monkeypatch.setenv("NBCAFFE_REPLAY", flag)
+    from runner.replay import replay_enabled
+    assert not replay_enabled()
+    assert isinstance(NetReplay, type)
