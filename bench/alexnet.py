@@ -80,8 +80,8 @@ def conv_layers(batch: int | None = None) -> list[Conv]:
 
 def conv_chunk(layer: Conv) -> int:
     """Images per column buffer that kernels/conv.py uses for ``layer``
-    (``chunk_images(N, C*kh*kw, OH*OW)``: as many images as keep the im2col buffer under its byte
-    cap); 1 (Caffe's one image per im2col) when conv.py is absent."""
+    (``chunk_images(N, C*kh*kw, OH*OW, cap)`` with the cuda backend's cap for this device); 1
+    (Caffe's one image per im2col) when conv.py is absent."""
     try:
         from kernels import conv as kconv
     except Exception:  # noqa: BLE001 - conv.py absent or broken: Caffe's rule
@@ -89,4 +89,9 @@ def conv_chunk(layer: Conv) -> int:
     fn = getattr(kconv, "chunk_images", None)
     if not callable(fn):
         return 1
-    return int(fn(layer.n, layer.cin * layer.k * layer.k, layer.oh * layer.ow))
+    try:
+        from runner.backend.cuda import conv_workspace_bytes
+        cap = conv_workspace_bytes()
+    except Exception:  # noqa: BLE001 - backend absent: the kernel module's default cap
+        cap = getattr(kconv, "MAX_COL_BYTES", 256 << 20)
+    return int(fn(layer.n, layer.cin * layer.k * layer.k, layer.oh * layer.ow, cap))

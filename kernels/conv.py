@@ -64,8 +64,12 @@ def _pair(v) -> tuple[int, int]:
 
 
 def chunk_images(N: int, K: int, S: int, max_col_bytes: int = MAX_COL_BYTES) -> int:
-    """Images per chunk: as many as keep the (K, Nc*S) float32 col buffer under max_col_bytes."""
-    return max(1, min(N, max_col_bytes // max(1, 4 * K * S)))
+    """Images per chunk: the fewest chunks whose (K, Nc*S) float32 col buffer fits max_col_bytes,
+    then balanced (256 images at most 153 per chunk -> 2 chunks of 128, not 153 + 103), so the
+    last chunk's GEMMs are not a small tail."""
+    most = max(1, min(N, max_col_bytes // max(1, 4 * K * S)))
+    chunks = -(-N // most)
+    return -(-N // chunks)
 
 
 def _geometry(x, w, out, pad, stride, dilation, group, who):

@@ -65,13 +65,27 @@ from kernels import reduce as _red
 from kernels import runner_extra as _rx
 from kernels import scale as _scale
 from kernels import softmax as _sm
-from kernels._launch import THREADS_PER_BLOCK, as_device, grid_1d
+from kernels._launch import SIMULATOR, THREADS_PER_BLOCK, as_device, grid_1d
 from runner.backend.base import Backend, ConvGeometry, PoolGeometry
 
 Array = Any
 
 #: upper bound of the im2col column workspace (bytes); the batch is processed in chunks that fit
 CONV_WORKSPACE_BYTES = 256 << 20
+#: on a GPU the cap grows with the device: 1/32 of its memory, at most 1 GiB (H100/H200: 1 GiB, so
+#: AlexNet's conv1 runs as 2 chunks of 128 images instead of 5 of <= 61 at 256 MiB)
+CONV_WORKSPACE_MAX_BYTES = 1 << 30
+
+
+def conv_workspace_bytes() -> int:
+    """The im2col workspace cap for this device (see ``CONV_WORKSPACE_MAX_BYTES``)."""
+    if SIMULATOR:
+        return CONV_WORKSPACE_BYTES
+    try:
+        total = int(cuda.current_context().get_memory_info()[1])
+    except Exception:            # no context / driver query failed: the conservative default
+        return CONV_WORKSPACE_BYTES
+    return max(CONV_WORKSPACE_BYTES, min(CONV_WORKSPACE_MAX_BYTES, total // 32))
 
 _F32 = np.dtype(np.float32)
 _VIEWS = "_nbcaffe_views"
@@ -129,17 +143,22 @@ _LAUNCHERS: dict[tuple[Any, int], Any] = {}
 _GEMM_KERNEL: dict[tuple[int, int, int], str] = {}     # (M, N, K) -> kernels.gemm kernel name
 
 
-def _launcher(kernel: Any, n: int, threads: int = THREADS_PER_BLOCK) -> Any:
-    """``kernel`` configured for a 1-D grid-stride launch over n items (grid from
-    ``kernels._launch.grid_1d``), created once per (kernel, n) and reused: a steady-state
-    iteration pays neither the geometry nor the configuration object again."""
-    cfg = _LAUNCHERS.get((kernel, n))
+_Z = np.float32(0)      # an unused parameter slot of a v2 template kernel
+
+
+def _map(kernel_v1: Any, kernel_v2: Any, n: int, threads: int = THREADS_PER_BLOCK) -> tuple[Any, bool]:
+    """The configured launch for n elements: the v2 template kernel (uint32 indices, 4 loads in
+    flight per thread; ``kernels.fill`` map*_v2) below ``V2_MAX_ELEMENTS``, else v1. Returns
+    (configured kernel, is_v2); cached per (kernel, n)."""
+    v2 = n < _fill.V2_MAX_ELEMENTS
+    key = (kernel_v2 if v2 else kernel_v1, n)
+    cfg = _LAUNCHERS.get(key)
     if cfg is None:
-        if len(_LAUNCHERS) > 8192:    # many distinct sizes (a long-running process): start over
+        if len(_LAUNCHERS) > 8192:
             _LAUNCHERS.clear()
-        blocks, threads = grid_1d(n, threads)
-        cfg = _LAUNCHERS[(kernel, n)] = kernel[blocks, threads]
-    return cfg
+        cfg = _LAUNCHERS[key] = (_fill.configured_v2(kernel_v2, n, threads) if v2
+                                 else kernel_v1[grid_1d(n, threads)])
+    return cfg, v2
 
 
 def _flats(name: str, *arrays: Any) -> list:
@@ -164,6 +183,7 @@ class CudaBackend(Backend):
     def __init__(self) -> None:
         config.CUDA_LOW_OCCUPANCY_WARNINGS = False
         self._workspaces: dict[Any, Any] = {}
+        self._conv_workspace = conv_workspace_bytes()
 
     # ------------------------------------------------------------------ arrays
     def empty(self, shape: Sequence[int], dtype: Any = None) -> Array:
@@ -245,7 +265,8 @@ class CudaBackend(Backend):
         if n == 0:
             return
         if s.dtype == _F32 and d.dtype == _F32:
-            _launcher(_fill.copy_v1, n)(s, d, n)
+            k, v2 = _map(_fill.copy_v1, _fill.copy_v2, n)
+            k(s, d, np.uint32(n), _Z, _Z, _Z) if v2 else k(s, d, n)
         else:
             d.copy_to_device(s)
 
@@ -255,7 +276,8 @@ class CudaBackend(Backend):
         if n:
             if a.dtype != _F32:
                 raise TypeError(f"fill: float32 arrays only, got {a.dtype}")
-            _launcher(_fill.fill_v1, n)(a, n, np.float32(value))
+            k, v2 = _map(_fill.fill_v1, _fill.fill_v2, n)
+            k(a, np.uint32(n) if v2 else n, np.float32(value))
 
     def synchronize(self) -> None:
         cuda.synchronize()
@@ -265,7 +287,11 @@ class CudaBackend(Backend):
         xf, yf = _flats("axpy", x, y)
         n = xf.size
         if n:
-            _launcher(_fill.axpy_v1, n)(xf, yf, n, np.float32(alpha))
+            k, v2 = _map(_fill.axpy_v1, _fill.axpy_v2, n)
+            if v2:
+                k(xf, yf, yf, np.uint32(n), np.float32(alpha), _Z, _Z)
+            else:
+                k(xf, yf, n, np.float32(alpha))
 
     def axpby(self, alpha: float, x: Array, beta: float, y: Array) -> None:
         xf, yf = _flats("axpby", x, y)
@@ -273,9 +299,17 @@ class CudaBackend(Backend):
         if not n:
             return
         if beta == 0:    # y is not read (it may hold NaN garbage)
-            _launcher(_fill.scale_v1, n)(xf, yf, n, np.float32(alpha))
+            k, v2 = _map(_fill.scale_v1, _fill.scale_v2, n)
+            if v2:
+                k(xf, yf, np.uint32(n), np.float32(alpha), _Z, _Z)
+            else:
+                k(xf, yf, n, np.float32(alpha))
         else:
-            _launcher(_fill.axpby_v1, n)(xf, yf, n, np.float32(alpha), np.float32(beta))
+            k, v2 = _map(_fill.axpby_v1, _fill.axpby_v2, n)
+            if v2:
+                k(xf, yf, yf, np.uint32(n), np.float32(alpha), np.float32(beta), _Z)
+            else:
+                k(xf, yf, n, np.float32(alpha), np.float32(beta))
 
     def scal(self, alpha: float, x: Array) -> None:
         (xf,) = _flats("scal", x)
@@ -283,9 +317,13 @@ class CudaBackend(Backend):
         if not n:
             return
         if alpha == 0:   # writes zeros without reading x
-            _launcher(_fill.fill_v1, n)(xf, n, np.float32(0))
+            self.fill(xf, 0.0)
         else:
-            _launcher(_fill.scal_v1, n)(xf, n, np.float32(alpha))
+            k, v2 = _map(_fill.scal_v1, _fill.scale_v2, n)
+            if v2:
+                k(xf, xf, np.uint32(n), np.float32(alpha), _Z, _Z)
+            else:
+                k(xf, n, np.float32(alpha))
 
     def dot(self, x: Array, y: Array) -> float:
         return float(_red.dot(_flat(x), _flat(y)))
@@ -310,57 +348,79 @@ class CudaBackend(Backend):
         _gemm.gemm_with(name, trans_a, trans_b, alpha, a, b, beta, c)
 
     # ------------------------------------------------------------------ elementwise arithmetic
-    def _binary(self, kernel, name: str, a, b, out) -> None:
+    def _binary(self, kernel, kernel_v2, name: str, a, b, out) -> None:
         af, bf, of = _flats(name, a, b, out)
         n = af.size
         if n:
-            _launcher(kernel, n)(af, bf, of, n)
+            k, v2 = _map(kernel, kernel_v2, n)
+            k(af, bf, of, np.uint32(n), _Z, _Z, _Z) if v2 else k(af, bf, of, n)
 
     def add(self, a, b, out) -> None:
-        self._binary(_fill.add_v1, "add", a, b, out)
+        self._binary(_fill.add_v1, _fill.add_v2, "add", a, b, out)
 
     def sub(self, a, b, out) -> None:
-        self._binary(_fill.sub_v1, "sub", a, b, out)
+        self._binary(_fill.sub_v1, _fill.sub_v2, "sub", a, b, out)
 
     def mul(self, a, b, out) -> None:
-        self._binary(_fill.mul_v1, "mul", a, b, out)
+        self._binary(_fill.mul_v1, _fill.mul_v2, "mul", a, b, out)
 
     def div(self, a, b, out) -> None:
-        self._binary(_fill.div_v1, "div", a, b, out)
+        self._binary(_fill.div_v1, _fill.div_v2, "div", a, b, out)
 
     # ------------------------------------------------------------------ activations
     # the hot ones (ReLU, sigmoid, TanH) launch their kernels directly with cached flat views;
     # the others go through kernels.activation's wrappers (parameter special cases live there)
     def relu_fwd(self, x, y, negative_slope: float = 0.0) -> None:
         xf, yf = _flats("relu_fwd", x, y)
-        if xf.size:
-            _launcher(_act.relu_fwd_v1, xf.size, _act.ACT_THREADS)(xf, yf, np.float32(negative_slope))
+        n = xf.size
+        if n:
+            k, v2 = _map(_act.relu_fwd_v1, _act.relu_fwd_v2, n, _act.ACT_THREADS)
+            if v2:
+                k(xf, yf, np.uint32(n), np.float32(negative_slope), _Z, _Z)
+            else:
+                k(xf, yf, np.float32(negative_slope))
 
     def relu_bwd(self, x, dy, dx, negative_slope: float = 0.0) -> None:
         xf, dyf, dxf = _flats("relu_bwd", x, dy, dx)
-        if xf.size:
-            _launcher(_act.relu_bwd_v1, xf.size, _act.ACT_THREADS)(dyf, xf, dxf,
-                                                                   np.float32(negative_slope))
+        n = xf.size
+        if n:
+            k, v2 = _map(_act.relu_bwd_v1, _act.relu_bwd_v2, n, _act.ACT_THREADS)
+            if v2:
+                k(dyf, xf, dxf, np.uint32(n), np.float32(negative_slope), _Z, _Z)
+            else:
+                k(dyf, xf, dxf, np.float32(negative_slope))
 
     def sigmoid_fwd(self, x, y) -> None:
         xf, yf = _flats("sigmoid_fwd", x, y)
-        if xf.size:
-            _launcher(_act.sigmoid_fwd_v1, xf.size, _act.ACT_THREADS)(xf, yf)
+        self._act1(_act.sigmoid_fwd_v1, _act.sigmoid_fwd_v2, xf, yf)
 
     def sigmoid_bwd(self, y, dy, dx) -> None:
         yf, dyf, dxf = _flats("sigmoid_bwd", y, dy, dx)
-        if yf.size:
-            _launcher(_act.sigmoid_bwd_v1, yf.size, _act.ACT_THREADS)(dyf, yf, dxf)
+        self._act2(_act.sigmoid_bwd_v1, _act.sigmoid_bwd_v2, dyf, yf, dxf)
 
     def tanh_fwd(self, x, y) -> None:
         xf, yf = _flats("tanh_fwd", x, y)
-        if xf.size:
-            _launcher(_act.tanh_fwd_v1, xf.size, _act.ACT_THREADS)(xf, yf)
+        self._act1(_act.tanh_fwd_v1, _act.tanh_fwd_v2, xf, yf)
 
     def tanh_bwd(self, y, dy, dx) -> None:
         yf, dyf, dxf = _flats("tanh_bwd", y, dy, dx)
-        if yf.size:
-            _launcher(_act.tanh_bwd_v1, yf.size, _act.ACT_THREADS)(dyf, yf, dxf)
+        self._act2(_act.tanh_bwd_v1, _act.tanh_bwd_v2, dyf, yf, dxf)
+
+    @staticmethod
+    def _act1(k1, k2, x, y) -> None:
+        """y = f(x) with a parameterless activation kernel pair (v1, v2)."""
+        n = x.size
+        if n:
+            k, v2 = _map(k1, k2, n, _act.ACT_THREADS)
+            k(x, y, np.uint32(n), _Z, _Z, _Z) if v2 else k(x, y)
+
+    @staticmethod
+    def _act2(k1, k2, a, b, out) -> None:
+        """out = f(a, b) with a parameterless activation gradient kernel pair (v1, v2)."""
+        n = a.size
+        if n:
+            k, v2 = _map(k1, k2, n, _act.ACT_THREADS)
+            k(a, b, out, np.uint32(n), _Z, _Z, _Z) if v2 else k(a, b, out)
 
     def elu_fwd(self, x, y, alpha: float) -> None:
         _act.elu_fwd(_flat(x), _flat(y), alpha)
@@ -410,9 +470,11 @@ class CudaBackend(Backend):
         if mf.size != dyf.size or mf.dtype != np.uint8:
             raise ValueError(f"dropout_bwd: mask must be uint8 of {dyf.size} elements, got "
                              f"{mf.size} {mf.dtype}")
-        if dyf.size:
-            _launcher(_dropout.dropout_bwd_v1, dyf.size, _dropout.DROPOUT_THREADS)(
-                dyf, mf, dxf, np.float32(_dropout.dropout_scale(ratio)))
+        n = dyf.size
+        if n:
+            scale = np.float32(_dropout.dropout_scale(ratio))
+            k, v2 = _map(_dropout.dropout_bwd_v1, _dropout.dropout_bwd_v2, n, _dropout.DROPOUT_THREADS)
+            k(dyf, mf, dxf, np.uint32(n), scale, _Z, _Z) if v2 else k(dyf, mf, dxf, scale)
 
     # ------------------------------------------------------------------ bias / scale
     def bias_fwd(self, x, b, y, outer: int, dim: int, inner: int) -> None:
@@ -436,11 +498,10 @@ class CudaBackend(Backend):
                          None if ds is None else _flat(ds), outer, dim, inner, accumulate_ds)
 
     # ------------------------------------------------------------------ convolution
-    @staticmethod
-    def _conv_args(g: ConvGeometry) -> dict:
+    def _conv_args(self, g: ConvGeometry) -> dict:
         return {"pad": (g.pad_h, g.pad_w), "stride": (g.stride_h, g.stride_w),
                 "dilation": (g.dilation_h, g.dilation_w), "group": g.group,
-                "max_col_bytes": CONV_WORKSPACE_BYTES}
+                "max_col_bytes": self._conv_workspace}
 
     def conv_forward(self, x, w, b, y, g: ConvGeometry) -> None:
         if not g.n or not g.c_out:
