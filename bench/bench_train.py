@@ -202,16 +202,30 @@ def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
         with LaunchCounter() as lc:
             solver.step(1)
             sync()
+    replay = getattr(solver, "replay", None)
     if DRY:     # that first step is the dry run's one timing (nothing to compile in the simulator)
+        solver.step(1)          # (a third step: the first replayed one, exercising the path)
         t = {"ms": first_s * 1e3, "wall_ms": first_s * 1e3, "reps": 1}
+        te = dict(t)
     else:
+        budget = max(2.0, st.time_left() / 6)
         t = time_fn(lambda: solver.step(1), warmup=1, min_reps=3, max_reps=10, target_s=1.0,
-                    max_s=max(2.0, st.time_left() / 4))
+                    max_s=budget)
+        te = t
+        if replay is not None:          # the same solver with replay off: the eager path's time
+            solver.replay = None
+            te = time_fn(lambda: solver.step(1), warmup=1, min_reps=3, max_reps=10, target_s=1.0,
+                         max_s=budget)
+            solver.replay = replay
     res = {"batch": batch, "iter_ms": t["ms"], "iter_wall_ms": t["wall_ms"], "reps": t["reps"],
+           "iter_ms_eager": te["ms"], "replay": replay is not None,
+           "replayed_segments": getattr(replay, "replayed", 0),
+           "replay_notes": "; ".join(getattr(replay, "notes", []) or []),
            "images_per_s": batch / t["ms"] * 1e3, "launches_per_iter": lc.count,
            "setup_s": setup_s, "first_iter_s": first_s}
-    log(f"train {name}: ours {t['ms']:.2f} ms/iter ({res['images_per_s']:.0f} img/s), {lc.count} launches, "
-        f"first iteration (JIT) {first_s:.1f}s")
+    log(f"train {name}: ours {t['ms']:.2f} ms/iter with replay ({res['images_per_s']:.0f} img/s), "
+        f"{te['ms']:.2f} ms/iter eager, {lc.count} launches, first iteration (JIT) {first_s:.1f}s"
+        + (f"; replay notes: {res['replay_notes']}" if res["replay_notes"] else ""))
     if (name == "alexnet" or DRY) and st.time_left() > 10:
         st.guard(f"{name} per-layer times", _per_layer, st, name, net)
     return res
@@ -317,6 +331,22 @@ def launch_overhead(st: Stage) -> None:
         sync()
         st.put("tiny_layer_op_us", round((time.perf_counter() - t0) / n * 1e6, 2))
         log(f"tiny backend op (relu_fwd on 1 element): {st.data['scalars']['tiny_layer_op_us']} us")
+        # the same launch pre-bound by runner.replay: what a replayed iteration pays per launch
+        from runner.replay import Recorder
+        with Recorder() as rec:
+            be.relu_fwd(x, y)
+        if rec.unsafe is None and len(rec.ops) == 1:
+            op = rec.ops[0]
+            op()
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                op()
+            sync()
+            st.put("replayed_launch_us", round((time.perf_counter() - t0) / n * 1e6, 2))
+            log(f"replayed launch (pre-bound relu_fwd): {st.data['scalars']['replayed_launch_us']} us")
+        else:
+            st.note(f"replayed launch: not measured ({rec.unsafe or len(rec.ops)} ops)")
 
 
 def body(st: Stage) -> None:
