@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run_kernel_tests.sh: the kernel property tests (tests/kernels) for gpu_check.sh's "tests" stage.
+# bench/run_kernel_tests.sh: the kernel property tests (tests/kernels, and tests/runner/test_replay.py) for gpu_check.sh's "tests" stage.
 # On the GPU: hypothesis "gpu" profile (NBCAFFE_DEVICE=gpu: larger shapes, 60 examples), 8 xdist
 # workers when pytest-xdist is there (tests spread one by one; compiled kernels shared through Numba's
 # disk cache, bench/pytest_kernel_cache.py, and left there for the benchmark stages), a per-test cap when
@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/nbcaffe-bench-out}
 maxfail=${NBCAFFE_TESTS_MAXFAIL:-5}
-args=(-m pytest -v tests/kernels -p no:cacheprovider -p bench.pytest_kernel_cache --maxfail="$maxfail" -rfE
+# plus the runner's replay tests: its pre-bound launch path (runner/replay.py, _bind_gpu) only runs
+# on a real GPU
+args=(-m pytest -v tests/kernels tests/runner/test_replay.py -p no:cacheprovider -p bench.pytest_kernel_cache --maxfail="$maxfail" -rfE
       --continue-on-collection-errors)   # one broken file must not stop the others
 if [[ ${NBCAFFE_BENCH_DRY:-0} == 1 ]]; then
   # the dry run also collects with the GPU profile (no GPU needed to import and collect): a test file
