@@ -379,6 +379,7 @@ def body(st: Stage) -> None:
                 if o:
                     row.update(o)
                     st.put(f"{name}_iter_ms", round(o["iter_ms"], 3))
+                    st.put(f"{name}_iter_ms_eager", round(o["iter_ms_eager"], 3))
                     st.put(f"{name}_launches_per_iter", o["launches_per_iter"])
             else:
                 st.note(f"{name} ours: skipped (stage time budget)")

@@ -51,7 +51,7 @@ else
   PY=python3
   export NBCAFFE_DEVICE=gpu
   # real run: about 7.5 minutes in all on an H100 (see docs/benchmarks-method.md)
-  declare -A TIMEOUT=([env]=20 [tests]=130 [gemm]=90 [conv]=60 [memory]=45 [train]=90)
+  declare -A TIMEOUT=([env]=20 [tests]=150 [gemm]=90 [conv]=60 [memory]=80 [train]=130)
 fi
 
 say() { echo "[$(date -u +%T) +$(( $(date +%s) - T_START ))s] $*"; }
