@@ -632,6 +632,247 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False, split: b
 
 
 # ----------------------------------------------------------------------------------------------
+# v8: warp tiling (each warp owns a contiguous sub-tile of C)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WarpConfig:
+    """Tile configuration of the warp-tiled kernels (v8): block tile BM x BN, K step BK; the block's
+    warps tile it as (BM/WM) x (BN/WN) sub-tiles of WM x WN, and inside a warp the 32 lanes form
+    (WM/TM) x (WN/TN) threads, each owning TM x TN outputs as (TM/4) x (TN/4) runs of 4 x 4.
+    ``threads = 32 * (BM/WM) * (BN/WN)``; the block is 1-D."""
+    BM: int
+    BN: int
+    BK: int
+    WM: int
+    WN: int
+    TM: int
+    TN: int
+    min_blocks: int = 0   # launch bounds: ask ptxas to fit this many blocks per SM (0: none)
+
+    @property
+    def threads(self) -> int:
+        return 32 * (self.BM // self.WM) * (self.BN // self.WN)
+
+    @property
+    def block(self) -> tuple[int, int]:
+        """CUDA block (x, y) = (threads, 1)."""
+        return self.threads, 1
+
+    @property
+    def smem_bytes(self) -> int:
+        """Shared memory of the two (double-buffered) A and B tile pairs, padding included."""
+        return 2 * 4 * self.BK * (self.BM + self.BN + 2 * PAD)
+
+
+# v8 tiles: 256 threads (8 warps) each, lanes arranged 4 (m) x 8 (n) in every config, so one
+# 128-bit fragment read of a warp touches 4 distinct 16-byte words of As (64 B) and 8 consecutive
+# ones of Bs (128 B): one shared-memory wavefront each, the other lanes get broadcasts.
+V8_CONFIGS: dict[str, WarpConfig] = {
+    "128x128x8": WarpConfig(128, 128, 8, 32, 64, 8, 8),   # 4 x 2 warps of 32x64; 8x8 per thread
+    "128x64x8": WarpConfig(128, 64, 8, 32, 32, 8, 4),     # 4 x 2 warps of 32x32; 8x4
+    "64x128x8": WarpConfig(64, 128, 8, 16, 64, 4, 8),     # 4 x 2 warps of 16x64; 4x8
+    "64x64x8": WarpConfig(64, 64, 8, 16, 32, 4, 4),       # 4 x 2 warps of 16x32; 4x4
+}
+V8_WIDE = ("128x128x8",)   # configs that also get a v8w kernel (128-bit global loads, as v7)
+
+
+def _make_v8(cfg: WarpConfig, wide: bool = False):
+    """Warp-tiled GEMM kernel for one configuration (v8; ``wide``: v8w, 128-bit global loads of
+    interior K-tiles as in v7).
+
+    Same pipeline as v6: the next K-tile is loaded from global memory into registers while the
+    current one is multiplied, registers -> the other shared buffer at the top of the next
+    iteration, one barrier per K-tile; A is stored transposed (``As[k][m]``) so both fragments are
+    read along the fast index; the BK steps of a K-tile are straight-line code. What changes is
+    which outputs a thread owns: warp w computes the contiguous WM x WN sub-tile
+    (w // (BN/WN), w % (BN/WN)) of the block's C tile and lane l the rows
+    ``wm*WM + (l // LN)*4 + r*RO + (0..3)`` and columns ``wn*WN + (l % LN)*4 + c*CO + (0..3)``
+    (LN = WN/TN lanes along n, RO = 4*WM/TM, CO = 4*WN/TN). Per k step a warp then reads
+    WM + WN = 96 floats of shared memory for its 2048 products (v6: 16 + 128 = 144), in 4
+    conflict-free wavefronts instead of 6.
+    """
+    BM, BN, BK, WM, WN, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.WM, cfg.WN, cfg.TM, cfg.TN
+    NT = cfg.threads
+    WARPS_N = BN // WN             # warps along n
+    LN = WN // TN                  # lanes along n inside a warp
+    LM = WM // TM                  # lanes along m
+    RO = 4 * LM                    # distance between a thread's row runs (= WM / (TM/4))
+    CO = 4 * LN                    # distance between its column runs
+    LA = BM * BK // NT             # A-tile elements per thread per K-tile
+    LB = BN * BK // NT
+    SA = BM + PAD
+    SB = BN + PAD
+    NA = BK * SA
+    NB = BK * SB
+    NA2 = 2 * NA
+    NB2 = 2 * NB
+    W = 4 if wide else 1           # consecutive elements per global load
+    assert LM * LN == 32 and BM % WM == 0 and BN % WN == 0 and TM % 4 == 0 and TN % 4 == 0, cfg
+    assert BK % 8 == 0 and NT % (BM // W) == 0 and NT % (BN // W) == 0 and NT % (BK // W) == 0, cfg
+    assert LA % W == 0 and LB % W == 0, cfg
+
+    # Global -> register -> shared staging: the same scheme as v5-v7 (a thread's runs of W
+    # elements share one column of the operand and step by a fixed number of rows, so one load
+    # path serves every transpose), repeated here so that v8 can change without touching v5-v7.
+    @cuda.jit(device=True, inline=True)
+    def tile_coords(trans, tid, BX, SX):
+        # (first row, first column, row step, shared offset of the first element, shared step
+        # per run, shared step per element of a run); shared offset = k*SX + x
+        if trans:    # the operand is stored with K rows: its tile is BK x BX, read along BX
+            r0 = tid // (BX // W)
+            c0 = (tid - r0 * (BX // W)) * W
+            return r0, c0, NT // (BX // W), r0 * SX + c0, (NT // (BX // W)) * SX, 1
+        r0 = tid // (BK // W)       # BX rows, BK columns, read along k
+        c0 = (tid - r0 * (BK // W)) * W
+        return r0, c0, NT // (BK // W), c0 * SX + r0, NT // (BK // W), SX
+
+    @cuda.jit(device=True, inline=True)
+    def gload(X, row0, col0, rlim, clim, rstep, pre, L):
+        # edge K-tiles / edge blocks: zero outside the operand
+        for q in range(L // W):
+            gr = row0 + q * rstep
+            for u in range(W):
+                gc = col0 + u
+                pre[q * W + u] = X[gr, gc] if (gr < rlim and gc < clim) else float32(0.0)
+
+    @cuda.jit(device=True, inline=True)
+    def gload_full(X, row0, col0, rstep, pre, L):
+        # a K-tile inside both operands: no bounds tests, non-negative indices; v8w reads each
+        # run with one 128-bit load (the launcher checked 16-byte alignment)
+        gc = uint64(col0)
+        for q in range(L // W):
+            gr = uint64(row0 + q * rstep)
+            if W == 4:
+                v0, v1, v2, v3 = load4(X, gr, gc)
+                pre[q * 4] = v0
+                pre[q * 4 + 1] = v1
+                pre[q * 4 + 2] = v2
+                pre[q * 4 + 3] = v3
+            else:
+                pre[q] = X[gr, gc]
+
+    @cuda.jit(device=True, inline=True)
+    def sstore(Xs, base, sstep, su, pre, L):
+        for q in range(L // W):
+            for u in range(W):
+                Xs[uint64(base + q * sstep + u * su)] = pre[q * W + u]
+
+    @cuda.jit(device=True, inline=True)
+    def k_step(As, Bs, a, b, acc, a_frag, b_frag):
+        # one k: a/b point at this lane's first A/B run in row k of the tiles (multiples of 4
+        # floats, so each run of 4 is one 128-bit ld.shared.v4); TM*TN FMAs
+        for i in range(TM):
+            a_frag[i] = As[a + uint64((i // 4) * RO + i % 4)]
+        for j in range(TN):
+            b_frag[j] = Bs[b + uint64((j // 4) * CO + j % 4)]
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] += a_frag[i] * b_frag[j]
+
+    @cuda.jit(device=True, inline=True)
+    def multiply_tile(As, Bs, abase, bbase, acc, a_frag, b_frag):
+        # the BK steps of one K-tile written out 8 at a time (NVVM keeps a k loop rolled)
+        for k8 in range(0, BK, 8):
+            a = abase + uint64(k8 * SA)
+            b = bbase + uint64(k8 * SB)
+            k_step(As, Bs, a, b, acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(SA), b + uint64(SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(2 * SA), b + uint64(2 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(3 * SA), b + uint64(3 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(4 * SA), b + uint64(4 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(5 * SA), b + uint64(5 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(6 * SA), b + uint64(6 * SB), acc, a_frag, b_frag)
+            k_step(As, Bs, a + uint64(7 * SA), b + uint64(7 * SB), acc, a_frag, b_frag)
+
+    @cuda.jit(device=True, inline=True)
+    def epilogue(C, acc, alpha, beta, gm0, gn0, M, N):
+        # gm0/gn0: the lane's first row/column in C; beta == 0 never reads C (uniform branch)
+        if beta == float32(0.0):
+            for i in range(TM):
+                gm = gm0 + (i // 4) * RO + i % 4
+                if gm < M:
+                    for j in range(TN):
+                        gn = gn0 + (j // 4) * CO + j % 4
+                        if gn < N:
+                            C[gm, gn] = alpha * acc[i, j]
+        else:
+            for i in range(TM):
+                gm = gm0 + (i // 4) * RO + i % 4
+                if gm < M:
+                    for j in range(TN):
+                        gn = gn0 + (j // 4) * CO + j % 4
+                        if gn < N:
+                            C[gm, gn] = alpha * acc[i, j] + beta * C[gm, gn]
+
+    def gemm_v8(trans_a, trans_b, alpha, A, B, beta, C):
+        As = cuda.shared.array(NA2, float32, alignment=SMEM_ALIGN)   # buffer b at offset b*NA
+        Bs = cuda.shared.array(NB2, float32, alignment=SMEM_ALIGN)
+        acc = cuda.local.array((TM, TN), float32)            # registers (loops fully unrolled)
+        a_frag = cuda.local.array(TM, float32)
+        b_frag = cuda.local.array(TN, float32)
+        a_pre = cuda.local.array(LA, float32)                # next K-tile, in registers
+        b_pre = cuda.local.array(LB, float32)
+        tid = cuda.threadIdx.x
+        warp = tid // 32
+        lane = tid - warp * 32
+        # this lane's first row (of As / of the C tile) and first column (of Bs / of the C tile)
+        rb = (warp // WARPS_N) * WM + (lane // LN) * 4
+        cb = (warp - (warp // WARPS_N) * WARPS_N) * WN + (lane - (lane // LN) * LN) * 4
+        m0 = cuda.blockIdx.y * BM
+        n0 = cuda.blockIdx.x * BN
+        M = C.shape[0]
+        N = C.shape[1]
+        K = A.shape[0] if trans_a else A.shape[1]
+        ar, ac, a_rstep, a_s, a_sstep, a_su = tile_coords(trans_a, tid, BM, SA)
+        br, bc, b_rstep, b_s, b_sstep, b_su = tile_coords(not trans_b, tid, BN, SB)   # B (K, N): K rows
+        a_rlim = K if trans_a else M
+        a_clim = M if trans_a else K
+        b_rlim = N if trans_b else K
+        b_clim = K if trans_b else N
+        interior = m0 + BM <= M and n0 + BN <= N    # this block's C tile has no ragged edge
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] = float32(0.0)
+        ntiles = (K + BK - 1) // BK
+        gload(A, ar + (0 if trans_a else m0), ac + (m0 if trans_a else 0), a_rlim, a_clim, a_rstep,
+              a_pre, LA)
+        gload(B, br + (n0 if trans_b else 0), bc + (0 if trans_b else n0), b_rlim, b_clim, b_rstep,
+              b_pre, LB)
+        for t in range(ntiles):
+            buf = t & 1
+            # ONE barrier per K-tile is enough. The stores below write buffer `buf`, whose last
+            # readers multiplied tile t-2; a thread gets here only after passing the barrier of
+            # iteration t-1, which every thread reached after finishing that multiply -- so no
+            # thread still reads `buf`. Threads still multiplying tile t-1 read the OTHER buffer,
+            # which nobody can overwrite before all of them arrive at the barrier just below
+            # (the next stores into it are in iteration t+1, after that barrier).
+            sstore(As, buf * NA + a_s, a_sstep, a_su, a_pre, LA)
+            sstore(Bs, buf * NB + b_s, b_sstep, b_su, b_pre, LB)
+            cuda.syncthreads()  # buffer `buf` complete before anyone multiplies it
+            k1 = (t + 1) * BK
+            if interior and k1 + BK <= K:   # the common case: tile t+1 is whole, no bounds tests
+                gload_full(A, ar + (k1 if trans_a else m0), ac + (m0 if trans_a else k1), a_rstep, a_pre, LA)
+                gload_full(B, br + (n0 if trans_b else k1), bc + (k1 if trans_b else n0), b_rstep, b_pre, LB)
+            elif k1 < K:        # global loads of tile t+1 are in flight during the multiply
+                gload(A, ar + (k1 if trans_a else m0), ac + (m0 if trans_a else k1), a_rlim, a_clim,
+                      a_rstep, a_pre, LA)
+                gload(B, br + (n0 if trans_b else k1), bc + (k1 if trans_b else n0), b_rlim, b_clim,
+                      b_rstep, b_pre, LB)
+            multiply_tile(As, Bs, uint64(buf * NA + rb), uint64(buf * NB + cb), acc, a_frag, b_frag)
+        epilogue(C, acc, alpha, beta, m0 + rb, n0 + cb, M, N)
+
+    gemm_v8.__doc__ = (f"warp-tiled GEMM{' with 128-bit global loads' if wide else ''}, prefetch + double "
+                       f"buffer, tile {BM}x{BN}x{BK}, warp tile {WM}x{WN}, {TM}x{TN} per thread; block "
+                       f"{NT}, grid (N/{BN}, M/{BM})")
+    opts = {}
+    if cfg.min_blocks and not SIMULATOR:   # the simulator has no launch_bounds option
+        opts["launch_bounds"] = (cfg.threads, cfg.min_blocks)
+    return cuda.jit(**opts)(gemm_v8)
+
+
+# ----------------------------------------------------------------------------------------------
 # registry, launch geometry, public API
 # ----------------------------------------------------------------------------------------------
 
@@ -654,6 +895,14 @@ for _name, _cfg in CONFIGS.items():
     if (_cfg.BM * _cfg.BK // _cfg.threads) % 4 == 0 and (_cfg.BN * _cfg.BK // _cfg.threads) % 4 == 0:
         _LAUNCH[f"gemm_v7_{_name.replace('x', '_')}"] = (_make_v5(_cfg, unroll=True, wide=True), _cfg.block,
                                                            (_cfg.BM, _cfg.BN))
+
+# v8 (warp tiling) and v8w (v8 + 128-bit global loads): measured next to v6/v7 by the benchmark's
+# sweep over KERNELS; not launched by gemm() until a GPU measurement promotes them
+for _name, _wcfg in V8_CONFIGS.items():
+    _LAUNCH[f"gemm_v8_{_name.replace('x', '_')}"] = (_make_v8(_wcfg), _wcfg.block, (_wcfg.BM, _wcfg.BN))
+    if _name in V8_WIDE:
+        _LAUNCH[f"gemm_v8w_{_name.replace('x', '_')}"] = (_make_v8(_wcfg, wide=True), _wcfg.block,
+                                                            (_wcfg.BM, _wcfg.BN))
 
 # split-K (weight gradients of convolutions: small M x N, K = batch x pixels): one tile config
 SPLITK_CONFIG = "64x64x8"
@@ -782,8 +1031,8 @@ def gemm_with(name: str, trans_a: bool, trans_b: bool, alpha: float, A, B, beta:
     M, N, K = _check(trans_a, trans_b, A, B, C)
     if M == 0 or N == 0:
         return
-    if name.startswith("gemm_v7_") and not (_aligned16(A) and _aligned16(B)):
-        name = name.replace("gemm_v7_", "gemm_v6_")
+    if name.startswith(("gemm_v7_", "gemm_v8w_")) and not (_aligned16(A) and _aligned16(B)):
+        name = name.replace("gemm_v7_", "gemm_v6_").replace("gemm_v8w_", "gemm_v8_")
     kernel = _LAUNCH[name][0]
     grid, block = _grid(name, M, N)
     kernel[grid, block](np.int32(bool(trans_a)), np.int32(bool(trans_b)), np.float32(alpha), A, B,

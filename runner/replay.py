@@ -71,14 +71,14 @@ def _bind_gpu(kernel: Any, args: tuple, griddim: Any, blockdim: Any, stream: Any
     """Pack ``args`` for ``kernel`` exactly as Numba's ``_Kernel.launch`` does, once."""
     from numba.cuda import dispatcher as nd
     if kernel.debug:
-        raise NotReplayable(f"kernel {kernel.entry_name} was compiled with debug=True")
+        raise NotReplayable(f"kernel {getattr(kernel, 'entry_name', '?')} was compiled with debug=True")
     cufunc = kernel._codelibrary.get_cufunc()
     retr: list = []
     packed: list = []
     for t, v in zip(kernel.argument_types, args):
         kernel._prepare_args(t, v, stream, retr, packed)
     if retr:        # a host array was passed and auto-copied: not a pure device launch
-        raise NotReplayable(f"kernel {kernel.entry_name} was given a host array")
+        raise NotReplayable(f"kernel {getattr(kernel, 'entry_name', '?')} was given a host array")
     if nd.CUDA_CORE_GE_1_0:
         config = nd.LaunchConfig(grid=griddim, block=blockdim, shmem_size=sharedmem,
                                  is_cooperative=kernel.cooperative)
