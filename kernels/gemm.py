@@ -42,6 +42,25 @@ Versions (``KERNELS``; every version stays and is tested):
   ``PROMOTED = "v7"`` if the benchmark shows it faster: ``gemm`` then falls back to v6 for
   unaligned operands and to older versions for tiles without v7.
 
+- ``gemm_v8_<config>`` (``V8_CONFIGS``; not launched by ``gemm`` until measured): warp tiling.
+  v6 (register prefetch + double-buffered shared memory with one barrier per K-tile, A transposed
+  in shared memory, 128-bit fragment loads, unrolled k) with a different ownership of C: each of
+  the 8 warps computes a contiguous WM x WN sub-tile (32x64 at 128x128x8) and its lanes form a
+  4 x 8 grid, each lane 2x2 runs of 4x4 outputs. Per k step a warp reads 32 + 64 floats of shared
+  memory (v6's 16 x 128 warp footprint: 16 + 128) in 4 wavefronts instead of 6 (4 distinct As
+  words = 64 B, 8 consecutive Bs words = 128 B; the rest are broadcasts). 1-D blocks of 256
+  threads; 127 registers at 128x128x8 (2 blocks per SM). Predicted: a few % over v6 at 4096^3
+  (shared-memory wavefronts were ~37 % of the LSU budget in v6, 25 % in v8; FFMA issue is the
+  limit for both), i.e. ~83-86 % of cuBLAS.
+- ``gemm_v8w_<config>`` (``V8_WIDE``): v8 with v7's 128-bit global loads of interior K-tiles
+  (same alignment rule: ``gemm_with`` runs v8 for unaligned operands).
+
+Dispatch (``kernel_for``): the measured per-shape winners of the H200 run in ``MEASURED_BEST``
+(v7 at 2048^3 and on AlexNet conv1 fwd, v6 tiles other than ``select_config``'s at 1024^3 and conv2
+fwd), v7 for conv1-like shapes (``_wide_n``: one row of 128-row tiles, >= 4 waves of blocks), else
+the ``PROMOTED`` version of ``select_config``'s tile. v8/v8w stay out of it until a GPU run shows
+them faster (then: ``PROMOTED = "v8"`` plus the fallback order in ``_VERSIONS``, or entries here).
+
 Tile configurations are named in ``CONFIGS`` (``"128x128x8"``, ...); ``select_config(M, N, K)`` picks
 one by shape (big tiles for big problems, small tiles when the grid would not fill the GPU), and a
 benchmark can time every ``(version, config)`` through ``gemm_with(kernel_name, ...)``.
@@ -63,7 +82,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, uint64
+from numba import cuda, float32, int64, uint64
 
 from ._launch import SIMULATOR, as_device, ceil_div, grid_1d
 
@@ -815,11 +834,14 @@ def _make_v8(cfg: WarpConfig, wide: bool = False):
         a_pre = cuda.local.array(LA, float32)                # next K-tile, in registers
         b_pre = cuda.local.array(LB, float32)
         tid = cuda.threadIdx.x
-        warp = tid // 32
-        lane = tid - warp * 32
-        # this lane's first row (of As / of the C tile) and first column (of Bs / of the C tile)
-        rb = (warp // WARPS_N) * WM + (lane // LN) * 4
-        cb = (warp - (warp // WARPS_N) * WARPS_N) * WN + (lane - (lane // LN) * LN) * 4
+        # this lane's first row (of As / of the C tile) and first column (of Bs / of the C tile).
+        # Unsigned arithmetic: the divisions are shifts and LLVM can prove rb, cb multiples of 4,
+        # which the 128-bit ld.shared.v4 fragment loads need (signed // hides it: scalar loads).
+        utid = uint64(tid)
+        warp = utid // uint64(32)
+        lane = utid % uint64(32)
+        rb = (warp // uint64(WARPS_N)) * uint64(WM) + (lane // uint64(LN)) * uint64(4)
+        cb = (warp % uint64(WARPS_N)) * uint64(WN) + (lane % uint64(LN)) * uint64(4)
         m0 = cuda.blockIdx.y * BM
         n0 = cuda.blockIdx.x * BN
         M = C.shape[0]
@@ -860,8 +882,8 @@ def _make_v8(cfg: WarpConfig, wide: bool = False):
                       a_rstep, a_pre, LA)
                 gload(B, br + (n0 if trans_b else k1), bc + (k1 if trans_b else n0), b_rlim, b_clim,
                       b_rstep, b_pre, LB)
-            multiply_tile(As, Bs, uint64(buf * NA + rb), uint64(buf * NB + cb), acc, a_frag, b_frag)
-        epilogue(C, acc, alpha, beta, m0 + rb, n0 + cb, M, N)
+            multiply_tile(As, Bs, uint64(buf * NA) + rb, uint64(buf * NB) + cb, acc, a_frag, b_frag)
+        epilogue(C, acc, alpha, beta, m0 + int64(rb), n0 + int64(cb), M, N)
 
     gemm_v8.__doc__ = (f"warp-tiled GEMM{' with 128-bit global loads' if wide else ''}, prefetch + double "
                        f"buffer, tile {BM}x{BN}x{BK}, warp tile {WM}x{WN}, {TM}x{TN} per thread; block "
@@ -939,6 +961,29 @@ PROMOTED = "v6"   # the version gemm() launches (with select_config's tile; olde
 _VERSIONS = ("v7", "v6", "v5", "v4")   # fallback order below the promoted version
 
 
+# Per-shape winners measured on an H200 (bench/results/2026-11-28-h200.json, gemm_autotune rows),
+# kept where the best kernel beat the promoted kernel of select_config's tile by >= 5 % (smaller
+# margins are within the run-to-run spread of the sweep's 10 repetitions). TFLOP/s best vs default:
+MEASURED_BEST: dict[tuple[int, int, int], str] = {
+    (2048, 2048, 2048): "gemm_v7_128_128_8",     # 33.4 vs v6_128_64_8 30.1 (+11 %; v6_128_128_8 33.1)
+    (1024, 1024, 1024): "gemm_v6_64_128_8",      # 13.9 vs v6_64_64_8 12.1 (+14 %)
+    (96, 184525, 363): "gemm_v7_128_128_8",      # AlexNet conv1 fwd: 20.5 vs v6_128_128_8 18.9 (+8 %)
+    (128, 27702, 1200): "gemm_v6_128_128_16",    # AlexNet conv2 fwd: 22.3 vs v6_128_64_8 21.1 (+5 %)
+}
+# conv1-like shapes (one row of 128-row tiles, N so wide that the grid is >= 4 waves of 128x128
+# blocks, short K): v7's 128-bit global loads won by 8 % at (96, 184525, 363); the rule covers the
+# same layer at other batch chunk sizes. Deeper-M squares (4096^3: v6 +1.6 %, conv3 fwd: v6 +2.4 %)
+# stay on v6.
+WIDE_N_KERNEL = "gemm_v7_128_128_8"
+WIDE_N_MIN_WAVES = 4
+
+
+def _wide_n(M: int, N: int, cfg: str) -> bool:
+    """True for a conv1-like shape: select_config chose 128x128x8, M fits one tile row, and the
+    grid has at least WIDE_N_MIN_WAVES waves of blocks."""
+    return cfg == "128x128x8" and M <= 128 and ceil_div(N, 128) >= WIDE_N_MIN_WAVES * SMS
+
+
 def _promoted_for(cfg: str) -> str:
     """Kernel gemm() launches for a configuration key ("128_128_8"): the promoted version, or the
     next older one that exists for this tile (32x32x8 has only v3/v4)."""
@@ -955,6 +1000,11 @@ def _launched_by_gemm(name: str) -> bool:
         return False
     if name == SPLITK_KERNEL:
         return True
+    extra = set(MEASURED_BEST.values()) | {WIDE_N_KERNEL}
+    if name in extra or name.replace("gemm_v6_", "gemm_v7_") in extra:   # + v6 fallbacks of v7
+        return True
+    if name.startswith("gemm_v8"):     # not in the default dispatch until measured
+        return False
     chosen = _promoted_for(name.split("_", 2)[2])
     return name == chosen or (chosen.startswith("gemm_v7_") and name == chosen.replace("v7", "v6"))
 
@@ -1088,8 +1138,17 @@ def gemm_splitk(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C
 
 
 def kernel_for(M: int, N: int, K: int) -> str:
-    """Name of the kernel ``gemm`` launches for an (M, N, K) problem."""
-    return _promoted_for(select_config(M, N, K).replace("x", "_"))
+    """Name of the kernel ``gemm`` launches for an (M, N, K) problem (without split-K, which
+    ``gemm`` decides first through ``splitk_slices``): a measured per-shape winner from
+    ``MEASURED_BEST``, v7 for conv1-like shapes (``_wide_n``), else the promoted version of
+    ``select_config``'s tile."""
+    measured = MEASURED_BEST.get((M, N, K))
+    if measured is not None:
+        return measured
+    cfg = select_config(M, N, K)
+    if _wide_n(M, N, cfg):
+        return WIDE_N_KERNEL
+    return _promoted_for(cfg.replace("x", "_"))
 
 
 def gemm(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C) -> None:

@@ -139,25 +139,95 @@ def test_select_config_names_a_kernel():
     assert G.select_config(8, 8, 8) == "32x32x8"
 
 
-INTERIOR = sorted(n for n in G.KERNELS if n.startswith(("gemm_v6_", "gemm_v7_"))) + ["gemm_v5_64_64_8"]
+def test_dispatch_follows_measurements():
+    """kernel_for: the measured H200 winners (v7 at 2048^3 and on AlexNet conv1 fwd, also at other
+    batch chunks of conv1; v6 where it won, e.g. 4096^3 and conv3 fwd); v8 only via gemm_with until
+    measured. Every dispatched kernel is declared with the strided signature gemm() may need."""
+    assert G.kernel_for(4096, 4096, 4096) == "gemm_v6_128_128_8"
+    assert G.kernel_for(2048, 2048, 2048) == "gemm_v7_128_128_8"
+    assert G.kernel_for(96, 184525, 363) == "gemm_v7_128_128_8"
+    assert G.kernel_for(96, 3025 * 32, 363) == "gemm_v7_128_128_8"       # conv1, 32-image chunk
+    assert G.kernel_for(384, 29068, 2304) == "gemm_v6_128_128_8"         # conv3 fwd: v6 won
+    assert G.kernel_for(96, 3025, 363).startswith("gemm_v6_")            # one wave only: no rule
+    shapes = [(M, N, K) for M in (1, 17, 96, 128, 384, 2048, 4096) for N in (1, 300, 3025, 29068, 184525)
+              for K in (1, 363, 4096)] + list(G.MEASURED_BEST)
+    for M, N, K in shapes:
+        name = G.kernel_for(M, N, K)
+        assert not name.startswith("gemm_v8"), (M, N, K, name)
+        assert len(G.KERNELS[name][1]) == 2, (M, N, K, name)              # strided signature too
+        if name.startswith("gemm_v7_"):                                   # unaligned fallback
+            assert len(G.KERNELS[name.replace("v7", "v6")][1]) == 2
+
+
+INTERIOR = (sorted(n for n in G.KERNELS if n.startswith(("gemm_v6_", "gemm_v7_", "gemm_v8")))
+            + ["gemm_v5_64_64_8"])
+
+
+def _config(name: str):
+    """Tile configuration of a register-blocked kernel name (v8/v8w: ``V8_CONFIGS``)."""
+    key = name.split("_", 2)[2].replace("_", "x")
+    return G.V8_CONFIGS[key] if name.startswith("gemm_v8") else G.CONFIGS[key]
 
 
 @pytest.mark.parametrize("name", INTERIOR)
 def test_interior_fast_path(name):
-    """v5/v6/v7 skip bounds tests for whole K-tiles of blocks without ragged edges: C exactly one
+    """v5-v8 skip bounds tests for whole K-tiles of blocks without ragged edges: C exactly one
     block tile (interior) with K = 2 whole K-tiles + a ragged one, both transposes of each operand.
-    v7 (128-bit loads; four scalar loads in the simulator) needs 16-byte row pitches: K = 2*BK + 4
-    and contiguous operands, checked by ``gemm._aligned16`` (else gemm_with would run v6)."""
-    cfg = G.CONFIGS[name.split("_", 2)[2].replace("_", "x")]
+    v7/v8w (128-bit loads; four scalar loads in the simulator) need 16-byte row pitches: K = 2*BK + 4
+    and contiguous operands, checked by ``gemm._aligned16`` (else gemm_with would run v6/v8)."""
+    cfg = _config(name)
     idx = INTERIOR.index(name)
     ta, tb = [(False, False), (True, True), (True, False), (False, True)][idx % 4]
-    wide = name.startswith("gemm_v7_")
+    wide = name.startswith(("gemm_v7_", "gemm_v8w_"))
     K = 2 * cfg.BK + (4 if wide else 3)
     strided = idx % 2 == 1 and not wide
     if wide:
         a = cuda.to_device(np.zeros((K, cfg.BM) if ta else (cfg.BM, K), np.float32))
         assert G._aligned16(a)
     _run(name, ta, tb, cfg.BM, cfg.BN, K, 1.0, 0.5, (False, strided, False), idx)
+
+
+V8_KERNELS = sorted(n for n in G.KERNELS if n.startswith("gemm_v8"))
+
+
+@pytest.mark.parametrize("name", V8_KERNELS)
+@given(M=dims, N=dims, K=dims, ta=st.booleans(), tb=st.booleans(), alpha=alphas, beta=betas,
+       strided=st.tuples(st.booleans(), st.booleans(), st.booleans()), seed=st.integers(0, 2**16))
+@settings(max_examples=3 if ON_SIM else settings().max_examples)
+def test_v8_properties(name, M, N, K, ta, tb, alpha, beta, strided, seed):
+    """v8 (warp tiling) against the reference: any M, N, K (ragged tails in all three), both
+    transposes, alpha/beta (beta = 0 with a NaN-poisoned C). Strided views only for kernels declared
+    with a strided signature (v8w on unaligned views runs v8 instead, as gemm_with documents)."""
+    if len(G.KERNELS[name][1]) == 1:
+        strided = (False, False, False)
+    _run(name, ta, tb, M, N, K, alpha, beta, strided, seed)
+
+
+@pytest.mark.parametrize("name", ["gemm_v8_128_128_8", "gemm_v8_64_64_8"])
+def test_v8_full_tile_ragged(name):
+    """A whole block tile plus one row/column of the next (the second block row/column is almost
+    empty: edge path with bounds tests next to an interior block), tiny ragged K."""
+    cfg = G.V8_CONFIGS[name.split("_", 2)[2].replace("_", "x")]
+    _run(name, False, True, cfg.BM + 1, cfg.BN + 1, cfg.BK + 3, 0.5, -1.0, (False, False, False), 3)
+
+
+def test_v8_layout_covers_tile_once():
+    """Each C element of a block tile is owned by exactly one (warp, lane, i, j) of the v8 layout,
+    and a warp's fragment reads touch 4 distinct 16-byte words of As and 8 of Bs (one wavefront
+    each, the documented conflict-free broadcast)."""
+    for cfg in G.V8_CONFIGS.values():
+        owned = np.zeros((cfg.BM, cfg.BN), np.int32)
+        ln = cfg.WN // cfg.TN
+        lm = cfg.WM // cfg.TM
+        for tid in range(cfg.threads):
+            warp, lane = divmod(tid, 32)
+            rb = (warp // (cfg.BN // cfg.WN)) * cfg.WM + (lane // ln) * 4
+            cb = (warp % (cfg.BN // cfg.WN)) * cfg.WN + (lane % ln) * 4
+            for i in range(cfg.TM):
+                for j in range(cfg.TN):
+                    owned[rb + (i // 4) * 4 * lm + i % 4, cb + (j // 4) * 4 * ln + j % 4] += 1
+        assert (owned == 1).all(), cfg
+        assert lm * ln == 32 and lm == 4 and ln == 8, cfg
 
 
 # split-K: K cut into slices of whole 8-wide K tiles (the last ones short or empty), partials in a
