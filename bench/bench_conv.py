@@ -32,16 +32,24 @@ REPS = dict(warmup=0, min_reps=1, max_reps=1) if DRY else dict(warmup=1, min_rep
 
 class _KernelsConv:
     """kernels/conv.py's ``conv_forward`` / ``conv_backward`` behind the backend's signatures
-    (the cuda backend's conv ops are these calls with the geometry unpacked)."""
+    (the cuda backend's conv ops are these calls with the geometry unpacked, and the backend's
+    workspace cap for this device)."""
 
     def __init__(self, kconv):
         self.k = kconv
+        try:
+            from runner.backend.cuda import conv_workspace_bytes
+            self.cap = conv_workspace_bytes()
+        except Exception:  # noqa: BLE001 - backend absent: the kernel module's default
+            self.cap = getattr(kconv, "MAX_COL_BYTES", 256 << 20)
 
     def conv_forward(self, x, w, b, y, c: Conv) -> None:
-        self.k.conv_forward(x, w, b, y, pad=c.pad, stride=c.stride, group=c.group)
+        self.k.conv_forward(x, w, b, y, pad=c.pad, stride=c.stride, group=c.group,
+                            max_col_bytes=self.cap)
 
     def conv_backward(self, x, w, dy, dx, dw, db, c: Conv) -> None:
-        self.k.conv_backward(x, w, dy, dx, dw, db, pad=c.pad, stride=c.stride, group=c.group)
+        self.k.conv_backward(x, w, dy, dx, dw, db, pad=c.pad, stride=c.stride, group=c.group,
+                             max_col_bytes=self.cap)
 
 
 def _backend():

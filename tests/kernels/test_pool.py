@@ -67,8 +67,11 @@ def _check_max(x, kernel, stride, pad, out_hw=None, seed=0, version="v2"):
     dy = np.random.default_rng(seed + 1).standard_normal(y_ref.shape).astype(np.float32)
     d_dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))   # must be overwritten
     pool.max_pool_bwd(cuda.to_device(dy), d_mask, d_dx, kernel, stride, pad, version=version)
+    # v2 adds a pixel's terms in Caffe's order only when one chunk of covering outputs spans it
+    # along w (3x3/2, 2x2/2); with more overlap (e.g. 5x10/1, up to 50 terms) the order differs,
+    # so the sums agree to rounding (measured on the H200: 2e-6 relative), not bit for bit
     assert_close(d_dx.copy_to_host(), ref.max_pool_bwd_ref(x, dy, kernel, stride, pad),
-                 rtol=1e-6, atol=1e-6, name="max pool dx")
+                 rtol=1e-5, atol=1e-5, name="max pool dx")
 
 
 def _assert_close_nan(actual, expected, rtol, atol, name):
