@@ -10,7 +10,7 @@ Per net:
    one ``train_step`` on the same data. Compared: the loss (relative error) and the weight change of
    every parameter blob (relative Frobenius error of ``w_after - w_before``, which is
    -lr * lr_mult * grad on the first step: it checks forward, backward and update at once).
-2. **Timing**: ``solver.step(1)`` (Caffe's iteration: clear diffs, forward, backward, loss to the
+2. **Timing**: ``solver.step(5)`` / 5 (Caffe's iteration: clear diffs, forward, backward, loss to the
    host, update) and torch's ``zero_grad/forward/backward/step``, after warm-up iterations (Numba JIT,
    cuDNN autotune), median over repetitions, each synchronised.
 3. **Launch overhead**: kernel launches per iteration (counted by wrapping Numba's launch call), and
@@ -51,6 +51,7 @@ BASE_LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 0.0005
 TOL_LOSS = 1e-4      # relative error of the loss
 TOL_DELTA = 2e-3     # relative Frobenius error of each parameter's first-step change
 OUR_DEVICE = os.environ.get("NBCAFFE_BENCH_TRAIN_DEVICE", "cuda")
+STEPS = 5    # iterations per timed call: solver.step(5), as training runs (its per-call setup amortised)
 
 # (name, timed batch, validation batch); AlexNet first: it is the headline, and its JIT compiles
 # nearly every kernel LeNet needs, so LeNet is quick after it
@@ -181,7 +182,8 @@ def _classes(param) -> int:
 
 
 def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
-    """Median ms of ``solver.step(1)`` at ``batch``, launches per iteration, per-layer times."""
+    """Median ms per iteration of ``solver.step(STEPS)`` at ``batch``, with replay (the default) and
+    without; launches per iteration; per-layer times (AlexNet) or a profile (LeNet)."""
     from bench.netprep import synthetic_param
     param = synthetic_param(name, batch, shrink=DRY)
     t0 = time.perf_counter()
@@ -209,14 +211,16 @@ def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
         te = dict(t)
     else:
         budget = max(2.0, st.time_left() / 6)
-        t = time_fn(lambda: solver.step(1), warmup=1, min_reps=3, max_reps=10, target_s=1.0,
-                    max_s=budget)
+        t = _per_iteration(time_fn(lambda: solver.step(STEPS), warmup=1, min_reps=3, max_reps=10,
+                                   target_s=1.0, max_s=budget))
         te = t
         if replay is not None:          # the same solver with replay off: the eager path's time
             solver.replay = None
-            te = time_fn(lambda: solver.step(1), warmup=1, min_reps=3, max_reps=10, target_s=1.0,
-                         max_s=budget)
+            te = _per_iteration(time_fn(lambda: solver.step(STEPS), warmup=1, min_reps=3,
+                                        max_reps=10, target_s=1.0, max_s=budget))
             solver.replay = replay
+        if name == "lenet" and st.time_left() > 15:
+            st.guard("lenet profile", _profile, st, name, solver)
     res = {"batch": batch, "iter_ms": t["ms"], "iter_wall_ms": t["wall_ms"], "reps": t["reps"],
            "iter_ms_eager": te["ms"], "replay": replay is not None,
            "replayed_segments": getattr(replay, "replayed", 0),
@@ -229,6 +233,50 @@ def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
     if (name == "alexnet" or DRY) and st.time_left() > 10:
         st.guard(f"{name} per-layer times", _per_layer, st, name, net)
     return res
+
+
+def _per_iteration(t: dict[str, Any]) -> dict[str, Any]:
+    """time_fn's result for ``solver.step(STEPS)`` as per-iteration times."""
+    return {**t, "ms": t["ms"] / STEPS, "wall_ms": t["wall_ms"] / STEPS,
+            "min_ms": t.get("min_ms", t["ms"]) / STEPS}
+
+
+def _profile(st: Stage, name: str, solver) -> None:
+    """Where a replayed iteration's time goes: (1) the host, a cProfile of 20 iterations (top
+    functions by own time, in bench.log); (2) the GPU, each replayed launch timed alone with an
+    event pair and a synchronisation (table ``<name>_ops``: ms per kernel name, summed)."""
+    import cProfile
+    import io
+    import pstats
+
+    from numba import cuda
+    pr = cProfile.Profile()
+    pr.enable()
+    solver.step(20)
+    sync()
+    pr.disable()
+    buf = io.StringIO()
+    pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(25)
+    log(f"{name} host profile, 20 iterations (cProfile, replay on):\n" + buf.getvalue()[-6000:])
+    replay = getattr(solver, "replay", None)
+    if replay is None:
+        return
+    per: dict[str, list[float]] = {}
+    for key, seg in replay._segments.items():
+        for op in seg.ops:
+            e0, e1 = cuda.event(), cuda.event()
+            e0.record()
+            op()
+            e1.record()
+            e1.synchronize()
+            nm = f"{key[0]}:{getattr(op, 'name', type(op).__name__)}"
+            per.setdefault(nm, []).append(cuda.event_elapsed_time(e0, e1))
+    for nm, ms in sorted(per.items(), key=lambda kv: -sum(kv[1])):
+        st.row(f"{name}_ops", {"op": nm, "count": len(ms), "ms": round(sum(ms), 4)})
+    total = sum(sum(v) for v in per.values())
+    log(f"{name}: replayed ops alone (event per launch) {total:.3f} ms in {sum(map(len, per.values()))} "
+        f"launches; top: " + ", ".join(f"{k} {sum(v):.3f}" for k, v in
+                                      sorted(per.items(), key=lambda kv: -sum(kv[1]))[:8]))
 
 
 def _per_layer(st: Stage, name: str, net) -> None:

@@ -14,7 +14,10 @@ OUT=${OUT:-/tmp/nbcaffe-bench-out}
 maxfail=${NBCAFFE_TESTS_MAXFAIL:-5}
 # plus the runner's replay tests: its pre-bound launch path (runner/replay.py, _bind_gpu) only runs
 # on a real GPU
-args=(-m pytest -v tests/kernels tests/runner/test_replay.py -p no:cacheprovider -p bench.pytest_kernel_cache --maxfail="$maxfail" -rfE
+# NBCAFFE_TESTS_PATHS (space-separated) narrows the run to some files, e.g. a re-check of the files
+# changed since the last full GPU run
+read -r -a paths <<< "${NBCAFFE_TESTS_PATHS:-tests/kernels tests/runner/test_replay.py}"
+args=(-m pytest -v "${paths[@]}" -p no:cacheprovider -p bench.pytest_kernel_cache --maxfail="$maxfail" -rfE
       --continue-on-collection-errors)   # one broken file must not stop the others
 if [[ ${NBCAFFE_BENCH_DRY:-0} == 1 ]]; then
   # the dry run also collects with the GPU profile (no GPU needed to import and collect): a test file
