@@ -730,7 +730,7 @@ def _make_v8(cfg: WarpConfig, wide: bool = False):
     W = 4 if wide else 1           # consecutive elements per global load
     assert LM * LN == 32 and BM % WM == 0 and BN % WN == 0 and TM % 4 == 0 and TN % 4 == 0, cfg
     assert BK % 8 == 0 and NT % (BM // W) == 0 and NT % (BN // W) == 0 and NT % (BK // W) == 0, cfg
-    assert LA % W == 0 and LB % W == 0, cfg
+    assert LA % W == 0 and LB % W == 0 and NA % 4 == 0 and NB % 4 == 0, cfg
 
     # Global -> register -> shared staging: the same scheme as v5-v7 (a thread's runs of W
     # elements share one column of the operand and step by a fixed number of rows, so one load
@@ -840,8 +840,12 @@ def _make_v8(cfg: WarpConfig, wide: bool = False):
         utid = uint64(tid)
         warp = utid // uint64(32)
         lane = utid % uint64(32)
-        rb = (warp // uint64(WARPS_N)) * uint64(WM) + (lane // uint64(LN)) * uint64(4)
-        cb = (warp % uint64(WARPS_N)) * uint64(WN) + (lane % uint64(LN)) * uint64(4)
+        # (in units of 4 floats: the "* 4" is applied last, where LLVM's known-bits analysis
+        # sees it; deeper in the expression it gave up and split the first loads into scalars)
+        rb4 = (warp // uint64(WARPS_N)) * uint64(WM // 4) + lane // uint64(LN)
+        cb4 = (warp % uint64(WARPS_N)) * uint64(WN // 4) + lane % uint64(LN)
+        rb = rb4 * uint64(4)
+        cb = cb4 * uint64(4)
         m0 = cuda.blockIdx.y * BM
         n0 = cuda.blockIdx.x * BN
         M = C.shape[0]
@@ -882,7 +886,8 @@ def _make_v8(cfg: WarpConfig, wide: bool = False):
                       a_rstep, a_pre, LA)
                 gload(B, br + (n0 if trans_b else k1), bc + (k1 if trans_b else n0), b_rlim, b_clim,
                       b_rstep, b_pre, LB)
-            multiply_tile(As, Bs, uint64(buf * NA) + rb, uint64(buf * NB) + cb, acc, a_frag, b_frag)
+            multiply_tile(As, Bs, (uint64(buf * (NA // 4)) + rb4) * uint64(4),
+                          (uint64(buf * (NB // 4)) + cb4) * uint64(4), acc, a_frag, b_frag)
         epilogue(C, acc, alpha, beta, m0 + int64(rb), n0 + int64(cb), M, N)
 
     gemm_v8.__doc__ = (f"warp-tiled GEMM{' with 128-bit global loads' if wide else ''}, prefetch + double "
