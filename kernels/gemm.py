@@ -59,7 +59,8 @@ Dispatch (``kernel_for``): the measured per-shape winners of the H200 run in ``M
 (v7 at 2048^3 and on AlexNet conv1 fwd, v6 tiles other than ``select_config``'s at 1024^3 and conv2
 fwd), v7 for conv1-like shapes (``_wide_n``: one row of 128-row tiles, >= 4 waves of blocks), else
 the ``PROMOTED`` version of ``select_config``'s tile. v8/v8w stay out of it until a GPU run shows
-them faster (then: ``PROMOTED = "v8"`` plus the fallback order in ``_VERSIONS``, or entries here).
+them faster (then ``PROMOTED = "v8"`` or ``"v8w"``: the fallback order ``_VERSIONS`` already lists
+them, and ``MEASURED_BEST`` entries that v8 beats should go).
 
 Tile configurations are named in ``CONFIGS`` (``"128x128x8"``, ...); ``select_config(M, N, K)`` picks
 one by shape (big tiles for big problems, small tiles when the grid would not fill the GPU), and a
@@ -963,7 +964,10 @@ _SIG_REDUCE = ["void(float32[:, ::1], int32, float32, float32[:, ::1])",
                "void(float32[:, ::1], int32, float32, float32[:, :])"]
 
 PROMOTED = "v6"   # the version gemm() launches (with select_config's tile; older where there is none)
-_VERSIONS = ("v7", "v6", "v5", "v4")   # fallback order below the promoted version
+# fallback order below the promoted version (PROMOTED = "v8" or "v8w" promotes the warp-tiled
+# kernels where V8_CONFIGS has the tile, v7/v6 elsewhere)
+_VERSIONS = ("v8w", "v8", "v7", "v6", "v5", "v4")
+_UNALIGNED = {"gemm_v7_": "gemm_v6_", "gemm_v8w_": "gemm_v8_"}   # 128-bit global loads -> scalar
 
 
 # Per-shape winners measured on an H200 (bench/results/2026-11-28-h200.json, gemm_autotune rows),
@@ -999,19 +1003,26 @@ def _promoted_for(cfg: str) -> str:
 
 
 def _launched_by_gemm(name: str) -> bool:
-    """True for the kernels gemm() itself may launch: the promoted version of every config, and
-    v6 where a v7 falls back on unaligned operands."""
+    """True for the kernels gemm() itself may launch: the promoted version of every config, the
+    per-shape choices of ``kernel_for``, and the scalar-load kernels that v7/v8w fall back to on
+    unaligned operands."""
     if name in ("gemm_v1", "gemm_v2"):
         return False
     if name == SPLITK_KERNEL:
         return True
-    extra = set(MEASURED_BEST.values()) | {WIDE_N_KERNEL}
-    if name in extra or name.replace("gemm_v6_", "gemm_v7_") in extra:   # + v6 fallbacks of v7
-        return True
-    if name.startswith("gemm_v8"):     # not in the default dispatch until measured
-        return False
-    chosen = _promoted_for(name.split("_", 2)[2])
-    return name == chosen or (chosen.startswith("gemm_v7_") and name == chosen.replace("v7", "v6"))
+    chosen = {_promoted_for(cfg.replace("x", "_")) for cfg in CONFIGS}
+    chosen |= set(MEASURED_BEST.values()) | {WIDE_N_KERNEL}
+    chosen |= {_unaligned(n) for n in chosen}
+    return name in chosen
+
+
+def _unaligned(name: str) -> str:
+    """The kernel ``gemm_with`` runs instead of ``name`` when A or B is not 16-byte aligned with
+    16-byte row pitches (v7 -> v6, v8w -> v8; others unchanged)."""
+    for wide, scalar in _UNALIGNED.items():
+        if name.startswith(wide):
+            return scalar + name[len(wide):]
+    return name
 
 
 # signatures: C-contiguous operands for every kernel (what tests/benchmarks launch through
@@ -1086,8 +1097,8 @@ def gemm_with(name: str, trans_a: bool, trans_b: bool, alpha: float, A, B, beta:
     M, N, K = _check(trans_a, trans_b, A, B, C)
     if M == 0 or N == 0:
         return
-    if name.startswith(("gemm_v7_", "gemm_v8w_")) and not (_aligned16(A) and _aligned16(B)):
-        name = name.replace("gemm_v7_", "gemm_v6_").replace("gemm_v8w_", "gemm_v8_")
+    if name.startswith(tuple(_UNALIGNED)) and not (_aligned16(A) and _aligned16(B)):
+        name = _unaligned(name)
     kernel = _LAUNCH[name][0]
     grid, block = _grid(name, M, N)
     kernel[grid, block](np.int32(bool(trans_a)), np.int32(bool(trans_b)), np.float32(alpha), A, B,

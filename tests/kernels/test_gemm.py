@@ -159,6 +159,23 @@ def test_dispatch_follows_measurements():
             assert len(G.KERNELS[name.replace("v7", "v6")][1]) == 2
 
 
+def test_v8_promotion_switch(monkeypatch):
+    """PROMOTED = "v8" / "v8w" makes gemm() launch the warp-tiled kernels where V8_CONFIGS has the
+    tile (older versions elsewhere) and declares them (and v8w's unaligned fallback) for strided
+    operands; the default promotes none of them."""
+    assert not any(G._launched_by_gemm(n) for n in G.KERNELS if n.startswith("gemm_v8"))
+    monkeypatch.setattr(G, "PROMOTED", "v8")
+    assert G._promoted_for("128_128_8") == "gemm_v8_128_128_8"
+    assert G._promoted_for("128_128_16") == "gemm_v7_128_128_16"
+    assert G._promoted_for("32_32_8") == "gemm_v4_32_32_8"
+    assert G._launched_by_gemm("gemm_v8_64_64_8")
+    monkeypatch.setattr(G, "PROMOTED", "v8w")
+    assert G._promoted_for("128_128_8") == "gemm_v8w_128_128_8"
+    assert G._promoted_for("128_64_8") == "gemm_v8_128_64_8"
+    assert G._launched_by_gemm("gemm_v8w_128_128_8") and G._launched_by_gemm("gemm_v8_128_128_8")
+    assert G._unaligned("gemm_v8w_128_128_8") == "gemm_v8_128_128_8"
+
+
 INTERIOR = (sorted(n for n in G.KERNELS if n.startswith(("gemm_v6_", "gemm_v7_", "gemm_v8")))
             + ["gemm_v5_64_64_8"])
 
@@ -196,9 +213,10 @@ V8_KERNELS = sorted(n for n in G.KERNELS if n.startswith("gemm_v8"))
 @settings(max_examples=3 if ON_SIM else settings().max_examples)
 def test_v8_properties(name, M, N, K, ta, tb, alpha, beta, strided, seed):
     """v8 (warp tiling) against the reference: any M, N, K (ragged tails in all three), both
-    transposes, alpha/beta (beta = 0 with a NaN-poisoned C). Strided views only for kernels declared
-    with a strided signature (v8w on unaligned views runs v8 instead, as gemm_with documents)."""
-    if len(G.KERNELS[name][1]) == 1:
+    transposes, alpha/beta (beta = 0 with a NaN-poisoned C), row-strided views (in the simulator
+    always; on a GPU only once v8 is declared with the strided signature, i.e. promoted: another
+    layout is another JIT compile). v8w on unaligned views runs v8, as gemm_with documents."""
+    if not ON_SIM and len(G.KERNELS[name][1]) == 1:
         strided = (False, False, False)
     _run(name, ta, tb, M, N, K, alpha, beta, strided, seed)
 
