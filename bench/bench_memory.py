@@ -323,7 +323,7 @@ class _Slice:
 OPS: dict[str, Builder] = {   # most wanted first: the stage skips what its time budget cannot fit
     # the defaults (what the runner uses), then the previous versions for the same-run comparison
     "copy": copy_torch,
-    "relu_fwd": _relu_fwd(2),
+    "relu_fwd": _relu_fwd(3),
     "relu_bwd": relu_bwd,
     "maxpool_fwd": _maxpool_fwd("v2"),
     "maxpool_bwd": _maxpool_bwd("v2"),
@@ -336,8 +336,10 @@ OPS: dict[str, Builder] = {   # most wanted first: the stage skips what its time
     "softmax_fwd_fc8": _softmax_fwd(SOFTMAX_SHAPES["softmax_fwd_fc8"]),
     "softmax_fwd_spatial": _softmax_fwd(SOFTMAX_SHAPES["softmax_fwd_spatial"]),
     "softmax_bwd_spatial": softmax_bwd,
-    "copy_ours": _copy_ours(2),
+    "copy_ours": _copy_ours(3),
+    "copy_ours_v2": _copy_ours(2),
     "copy_ours_v1": _copy_ours(1),
+    "relu_fwd_v2": _relu_fwd(2),
     "relu_fwd_v1": _relu_fwd(1),
     "maxpool_fwd_v1": _maxpool_fwd("v1"),
     "maxpool_bwd_v1": _maxpool_bwd("v1"),

@@ -66,6 +66,7 @@ from kernels import runner_extra as _rx
 from kernels import scale as _scale
 from kernels import softmax as _sm
 from kernels._launch import SIMULATOR, THREADS_PER_BLOCK, as_device, grid_1d
+from kernels._vec import aligned16
 from runner.backend.base import Backend, ConvGeometry, PoolGeometry
 
 Array = Any
@@ -159,6 +160,18 @@ def _map(kernel_v1: Any, kernel_v2: Any, n: int, threads: int = THREADS_PER_BLOC
         cfg = _LAUNCHERS[key] = (_fill.configured_v2(kernel_v2, n, threads) if v2
                                  else kernel_v1[grid_1d(n, threads)])
     return cfg, v2
+
+
+def _map3(kernel_v3: Any, n: int, arrays: Sequence[Any], threads: int = THREADS_PER_BLOCK) -> Any:
+    """The configured 128-bit (``kernels.fill`` map*_v3) launch for n elements, or None when the
+    arrays are not all 16-byte aligned or n is too large (the caller then uses ``_map``)."""
+    if n >= _fill.V2_MAX_ELEMENTS or not aligned16(*arrays):
+        return None
+    key = (kernel_v3, n)
+    cfg = _LAUNCHERS.get(key)
+    if cfg is None:
+        cfg = _LAUNCHERS[key] = _fill.configured_v3(kernel_v3, n, threads)
+    return cfg
 
 
 def _flats(name: str, *arrays: Any) -> list:
@@ -265,6 +278,10 @@ class CudaBackend(Backend):
         if n == 0:
             return
         if s.dtype == _F32 and d.dtype == _F32:
+            k3 = _map3(_fill.copy_v3, n, (s, d))
+            if k3 is not None:
+                k3(s, d, np.uint32(n), _Z, _Z, _Z)
+                return
             k, v2 = _map(_fill.copy_v1, _fill.copy_v2, n)
             k(s, d, np.uint32(n), _Z, _Z, _Z) if v2 else k(s, d, n)
         else:
@@ -373,7 +390,10 @@ class CudaBackend(Backend):
     def relu_fwd(self, x, y, negative_slope: float = 0.0) -> None:
         xf, yf = _flats("relu_fwd", x, y)
         n = xf.size
-        if n:
+        k3 = _map3(_act.relu_fwd_v3, n, (xf, yf), _act.ACT_THREADS) if n else None
+        if k3 is not None:
+            k3(xf, yf, np.uint32(n), np.float32(negative_slope), _Z, _Z)
+        elif n:
             k, v2 = _map(_act.relu_fwd_v1, _act.relu_fwd_v2, n, _act.ACT_THREADS)
             if v2:
                 k(xf, yf, np.uint32(n), np.float32(negative_slope), _Z, _Z)
@@ -383,7 +403,10 @@ class CudaBackend(Backend):
     def relu_bwd(self, x, dy, dx, negative_slope: float = 0.0) -> None:
         xf, dyf, dxf = _flats("relu_bwd", x, dy, dx)
         n = xf.size
-        if n:
+        k3 = _map3(_act.relu_bwd_v3, n, (dyf, xf, dxf), _act.ACT_THREADS) if n else None
+        if k3 is not None:
+            k3(dyf, xf, dxf, np.uint32(n), np.float32(negative_slope), _Z, _Z)
+        elif n:
             k, v2 = _map(_act.relu_bwd_v1, _act.relu_bwd_v2, n, _act.ACT_THREADS)
             if v2:
                 k(dyf, xf, dxf, np.uint32(n), np.float32(negative_slope), _Z, _Z)

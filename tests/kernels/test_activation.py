@@ -105,19 +105,19 @@ def test_v2_bit_identical_to_v1(name, n, seed, case, launch):
 
 
 def test_v2_in_place_and_version_argument():
-    """In-place v2 (y is x) at a geometry with an unrolled body; version=3 is refused."""
+    """In-place v2 (y is x) at a geometry with an unrolled body; version=4 is refused."""
     x = _inputs("any", 61, 4)
     d = cuda.to_device(x)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(A, "configured_v2", lambda kernel, n, threads=0: kernel[2, 4])
-        A.relu_fwd(d, d, 0.5)
+        A.relu_fwd(d, d, 0.5, version=2)
         g = cuda.to_device(np.ones_like(x))
-        A.relu_bwd(g, cuda.to_device(x), g, 0.5)
+        A.relu_bwd(g, cuda.to_device(x), g, 0.5, version=2)
     assert_close(d.copy_to_host(), R.relu_ref(x, 0.5), rtol=0, atol=0, name="in-place relu v2")
     assert_close(g.copy_to_host(), R.relu_grad_ref(x, np.ones_like(x), 0.5), rtol=0, atol=0,
                  name="in-place relu bwd v2")
     with pytest.raises(ValueError, match="version"):
-        A.relu_fwd(d, d, version=3)
+        A.relu_fwd(d, d, version=4)
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
@@ -206,3 +206,20 @@ def test_cuda_array_interface_and_shapes():
         A.tanh_fwd(cuda.to_device(x), cuda.device_array(5, np.float32))
     with pytest.raises(TypeError):
         A.tanh_fwd(x, cuda.device_array(x.shape, np.float32))
+
+
+@given(n=st.integers(0, 90), seed=st.integers(0, 2**16), case=st.integers(0, 7),
+       launch=st.sampled_from([(1, 1), (1, 4), (2, 3), (3, 8)]))
+def test_relu_v3_bit_identical_to_v1(n, seed, case, launch):
+    """ReLU v3 (128-bit loads/stores, two groups of four per step, a single last group, the
+    n % 4 tail) gives v1's bits exactly at tiny launch geometries, forward and backward."""
+    _, cases, kind, _, _ = OPS["relu"]
+    params = cases[case % len(cases)]
+    x = _inputs(kind, n, seed)
+    dy = np.random.default_rng(seed + 1).standard_normal(n).astype(np.float32)
+    y1, dx1 = run_op("relu", x, dy, params, version=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(A, "configured_v3", lambda kernel, n, threads=0: kernel[launch])
+        y3, dx3 = run_op("relu", x, dy, params, version=3)
+    np.testing.assert_array_equal(y3.view(np.uint32), y1.view(np.uint32), err_msg="relu y")
+    np.testing.assert_array_equal(dx3.view(np.uint32), dx1.view(np.uint32), err_msg="relu dx")

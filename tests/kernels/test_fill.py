@@ -207,3 +207,25 @@ def test_version_argument():
         F.fill(x, 1.0, version=3)
     assert F._use_v2(2, 10) and not F._use_v2(1, 10)
     assert not F._use_v2(2, F.V2_MAX_ELEMENTS)      # huge arrays stay on v1's int64 indexing
+
+
+V3_LAUNCHES = [(1, 1), (1, 4), (2, 3), (3, 8)]
+
+
+@pytest.mark.parametrize("launch", V3_LAUNCHES)
+@given(n=st.integers(0, 120), offset=st.integers(0, 3), seed=st.integers(0, 2**16))
+def test_copy_v3_groups_and_tail_bit_identical(launch, n, offset, seed):
+    """copy_v3 (128-bit accesses) at tiny geometries -- two groups per step, a single last group
+    and the n % 4 tail all run -- copies exactly; through ``copy`` an unaligned view (offset not a
+    multiple of 4 elements on a GPU) falls back to v2 with the same result."""
+    rng = np.random.default_rng(seed)
+    h = rng.standard_normal(n + 4).astype(np.float32)
+    src = cuda.to_device(h)
+    dst = cuda.to_device(np.full(n + 4, np.nan, np.float32))
+    F.copy_v3[launch](src[:n], dst[:n], np.uint32(n), np.float32(0), np.float32(0), np.float32(0))
+    out = dst.copy_to_host()
+    np.testing.assert_array_equal(out[:n].view(np.uint32), h[:n].view(np.uint32))
+    assert np.isnan(out[n:]).all()                       # nothing past n written
+    dst2 = cuda.to_device(np.full(n + 4, np.nan, np.float32))
+    F.copy(src[offset:offset + n], dst2[offset:offset + n], version=3)
+    np.testing.assert_array_equal(dst2.copy_to_host()[offset:offset + n], h[offset:offset + n])
