@@ -51,7 +51,7 @@ if [[ $DRY == 1 ]]; then
 else
   PY=python3
   export NBCAFFE_DEVICE=gpu
-  # real run: about 7.5 minutes in all on an H100 (see docs/benchmarks-method.md)
+  # real run: under 9 minutes in all (see docs/benchmarks-method.md; ~4 min measured on an H200)
   declare -A TIMEOUT=([env]=20 [tests]=150 [gemm]=90 [conv]=60 [memory]=80 [train]=130)
 fi
 
