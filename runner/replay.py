@@ -224,8 +224,8 @@ def _hook_simulator() -> None:
 class Segment:
     """Recorded ops plus what to check and touch before re-issuing them.
 
-    ``shapes``: the shapes of the blobs the work read, at recording time; ``valid(blobs)`` is
-    False when one changed (the caller re-records). ``touch``: blobs whose device copy the work
+    ``shapes``: the shapes and buffers of the blobs the work used, after recording (``NetReplay``
+    re-records when they differ). ``touch``: blobs whose device copy the work
     uses; before replay each is synced to the device and marked device-newest, as the layers'
     own ``dev_data``/``dev_diff`` accesses would have done.
     """
@@ -270,8 +270,10 @@ def record(work: Callable[[], Any], shapes: tuple, touch: Sequence[Any],
 # ------------------------------------------------------------------------------------ nets
 
 def _buffers_key(blobs: Sequence[Any]) -> tuple:
-    """Shapes and buffer identities of ``blobs``: a recorded segment is valid while this holds."""
-    return tuple((b.shape, id(b._data), id(b._diff)) for b in blobs)
+    """Shapes and buffers of ``blobs``: a recorded segment is valid while this compares equal.
+    The buffer objects themselves (compared by identity), not their ``id()``: holding them keeps
+    a freed buffer's id from being reused by a new one that would then pass for it."""
+    return tuple((b.shape, b._data, b._diff) for b in blobs)
 
 
 def _unique(blobs: Sequence[Any]) -> list:
