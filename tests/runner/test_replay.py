@@ -185,3 +185,22 @@ def test_replay_can_be_turned_off(monkeypatch, flag):
     from runner.replay import replay_enabled
     assert not replay_enabled()
     assert isinstance(NetReplay, type)
+
+
+def test_buffers_key_follows_reallocation_and_holds_the_buffers():
+    """A segment's validity key changes when a blob reallocates (grows past its capacity), not when
+    it shrinks into its capacity, and it holds the buffers so their ids cannot be reused."""
+    from runner.backend import get_backend
+    from runner.blob import Blob
+    from runner.replay import _buffers_key
+    b = Blob(get_backend("cuda"), (2, 3), "b")
+    old = b._data
+    k1 = _buffers_key([b])
+    assert k1[0][1] is old                  # the buffer object itself: held while k1 lives
+    b.reshape((4, 3))                       # grows: new buffers
+    assert b._data is not old and _buffers_key([b]) != k1
+    k2 = _buffers_key([b])
+    b.reshape((2, 3))                       # fits the capacity: same buffers, other shape
+    assert _buffers_key([b]) != k2
+    b.reshape((4, 3))
+    assert _buffers_key([b]) == k2
