@@ -52,31 +52,66 @@ def replay_enabled() -> bool:
 class BoundLaunch:
     """One kernel launch with its arguments packed once; ``__call__`` issues it again."""
 
-    __slots__ = ("name", "args", "_call")
+    __slots__ = ("name", "args", "_call", "_floats")
 
-    def __init__(self, name: str, args: tuple, call: Callable[[], Any]):
+    def __init__(self, name: str, args: tuple, call: Callable[[], Any],
+                 floats: dict[int, Any] | None = None):
         self.name = name
         self.args = args          # keeps every argument (device buffers) alive
         self._call = call
+        self._floats = floats or {}   # argument index -> mutable holder of a float scalar
 
     def __call__(self) -> None:
         self._call()
+
+    def float_args(self) -> dict[int, float]:
+        """The current value of each floating-point scalar argument, by argument index."""
+        return {i: float(h.value) for i, h in self._floats.items()}
+
+    def set_float(self, index: int, value: float) -> None:
+        """Re-bind floating-point scalar argument ``index`` (rounded to the kernel's type, as
+        the original launch rounded it) for the next re-issue."""
+        self._floats[index].value = value
 
     def __repr__(self) -> str:
         return f"BoundLaunch({self.name})"
 
 
+class _SimFloat:
+    """Simulator: a float argument slot in a replayed call's argument list, keeping its numpy type."""
+
+    __slots__ = ("args", "index", "kind")
+
+    def __init__(self, args: list, index: int):
+        self.args, self.index, self.kind = args, index, type(args[index])
+
+    @property
+    def value(self) -> float:
+        return float(self.args[self.index])
+
+    @value.setter
+    def value(self, v: float) -> None:
+        self.args[self.index] = self.kind(v)
+
+
 def _bind_gpu(kernel: Any, args: tuple, griddim: Any, blockdim: Any, stream: Any,
               sharedmem: int) -> BoundLaunch:
-    """Pack ``args`` for ``kernel`` exactly as Numba's ``_Kernel.launch`` does, once."""
+    """Pack ``args`` for ``kernel`` exactly as Numba's ``_Kernel.launch`` does, once. Float
+    scalars are packed as mutable ctypes values (``c_float``/``c_double``), kept by argument
+    index so ``BoundLaunch.set_float`` can change them in place between re-issues."""
+    from numba.core import types as nt
     from numba.cuda import dispatcher as nd
     if kernel.debug:
         raise NotReplayable(f"kernel {getattr(kernel, 'entry_name', '?')} was compiled with debug=True")
     cufunc = kernel._codelibrary.get_cufunc()
     retr: list = []
     packed: list = []
-    for t, v in zip(kernel.argument_types, args):
+    floats: dict[int, Any] = {}
+    for index, (t, v) in enumerate(zip(kernel.argument_types, args)):
+        start = len(packed)
         kernel._prepare_args(t, v, stream, retr, packed)
+        if t in (nt.float32, nt.float64) and len(packed) == start + 1:
+            floats[index] = packed[start]
     if retr:        # a host array was passed and auto-copied: not a pure device launch
         raise NotReplayable(f"kernel {getattr(kernel, 'entry_name', '?')} was given a host array")
     if nd.CUDA_CORE_GE_1_0:
@@ -86,18 +121,21 @@ def _bind_gpu(kernel: Any, args: tuple, griddim: Any, blockdim: Any, stream: Any
         config = nd.LaunchConfig(grid=griddim, block=blockdim, shmem_size=sharedmem,
                                  cooperative_launch=kernel.cooperative)
     call = functools.partial(nd.launch, stream, config, cufunc.kernel, *packed)
-    return BoundLaunch(getattr(kernel, "entry_name", "kernel"), args, call)
+    return BoundLaunch(getattr(kernel, "entry_name", "kernel"), args, call, floats)
 
 
 def _bind_sim(fake: Any, args: tuple, original: Callable) -> BoundLaunch:
     """Simulator: the configured kernel object is shared (``k[grid, block]`` mutates it), so the
     configuration is captured here and restored before each replayed call."""
     cfg = (fake.grid_dim, fake.block_dim, fake.dynshared_size, fake.stream)
+    current = list(args)
+    floats = {i: _SimFloat(current, i) for i, v in enumerate(args)
+              if isinstance(v, (float, np.floating))}
 
     def call() -> None:
         fake.grid_dim, fake.block_dim, fake.dynshared_size, fake.stream = cfg
-        original(fake, *args)
-    return BoundLaunch(getattr(fake.fn, "__name__", "kernel"), args, call)
+        original(fake, *current)
+    return BoundLaunch(getattr(fake.fn, "__name__", "kernel"), args, call, floats)
 
 
 class NotReplayable(RuntimeError):
@@ -230,7 +268,7 @@ class Segment:
     own ``dev_data``/``dev_diff`` accesses would have done.
     """
 
-    __slots__ = ("ops", "shapes", "touch", "unsafe", "key")
+    __slots__ = ("ops", "shapes", "touch", "unsafe", "key", "slots")
 
     def __init__(self, ops: list, shapes: tuple, touch: Sequence[Any], unsafe: str | None,
                  key: Any = None):
@@ -239,6 +277,7 @@ class Segment:
         self.touch = tuple(touch)
         self.unsafe = unsafe
         self.key = key
+        self.slots: list[list[tuple[BoundLaunch, int]]] | None = None   # see NetReplay.update
 
     def run(self) -> None:
         """Sync the touched blobs, then re-issue the ops."""
@@ -283,6 +322,29 @@ def _unique(blobs: Sequence[Any]) -> list:
     return list(seen.values())
 
 
+def _rate_slots(ops: Sequence[Any], bounds: Sequence[int],
+                rates: Sequence[float]) -> list[list[tuple[BoundLaunch, int]]] | None:
+    """For each parameter i (its launches are ops[bounds[i-1]:bounds[i]]), the (launch, argument
+    index) of the one float argument equal to rates[i] in each launch; None when some launch has
+    no such argument or more than one (the rate cannot be told apart), or is not a launch."""
+    out: list[list[tuple[BoundLaunch, int]]] = []
+    start = 0
+    for end, r in zip(bounds, rates):
+        mine = []
+        for op in ops[start:end]:
+            if not isinstance(op, BoundLaunch):
+                return None
+            hits = [i for i, v in op.float_args().items() if v == r]
+            if len(hits) != 1:
+                return None
+            mine.append((op, hits[0]))
+        if not mine:
+            return None
+        out.append(mine)
+        start = end
+    return out
+
+
 class NetReplay:
     """``clear_param_diffs`` and ``forward_backward`` of a Net with the replayable stretches of
     layers (consecutive layers whose class sets ``replayable``) recorded once and replayed.
@@ -296,6 +358,7 @@ class NetReplay:
         self.net = net
         self._segments: dict[tuple, Segment] = {}
         self._seen: dict[tuple, Any] = {}       # key -> buffers check of the last eager pass
+        self._rates_rebindable = True           # see update()
         self.notes: list[str] = []
         self.replayed = 0           # segments replayed (for tests and benchmarks)
         n = len(net.layers)
@@ -360,12 +423,48 @@ class NetReplay:
         if blobs:
             self._run("clear", [0], blobs, net.clear_param_diffs)
 
-    def update(self, work: Callable[[], Any], scalars: tuple) -> None:
-        """The solver's parameter update ``work()`` as one segment, replayed while ``scalars``
-        (every host value its launches take: learning and decay rates per parameter) repeat."""
+    def update(self, works: Sequence[Callable[[], Any]], rates: Sequence[float], static: Any) -> None:
+        """The solver's parameter update as one segment: ``works[i]()`` updates parameter i with
+        learning rate ``rates[i]``; ``static`` holds every other host value the launches take
+        (decay rates, regularization, solver constants).
+
+        When the recording shows each launch of ``works[i]`` taking ``rates[i]`` as exactly one
+        float argument (and nothing else equal to it), those argument slots are re-bound on each
+        re-issue, so the segment replays under any learning-rate policy. Otherwise (no launch, or
+        an ambiguous match) the rates join the validity key: replayed only while they repeat.
+        """
         blobs = [p.blob for p in self.net.learnable_params]
-        if blobs:
-            self._run("update", [0], blobs, work, extra=scalars)
+        if not blobs:
+            return
+        rates = tuple(float(r) for r in rates)
+        bounds: list[int] = []
+
+        def work() -> None:
+            rec = _recorder()
+            for w in works:
+                w()
+                bounds.append(len(rec.ops) if rec is not None else -1)
+        if not self._rates_rebindable:      # replayed only while the rates repeat
+            self._run("update", [0], blobs, work, extra=(static, rates))
+            return
+        key = ("update", 0, 0)
+        seg = self._segments.get(key)
+        if seg is not None and seg.slots is not None and seg.shapes == (_buffers_key(blobs), static):
+            _touch(blobs)
+            for slots, r in zip(seg.slots, rates):
+                for op, index in slots:
+                    op.set_float(index, r)
+            seg.issue()
+            self.replayed += 1
+            return
+        self._run("update", [0], blobs, work, extra=static)
+        new = self._segments.get(key)
+        if new is not None and new is not seg and new.unsafe is None:     # just recorded
+            new.slots = _rate_slots(new.ops, bounds, rates)
+            if new.slots is None:           # the rates cannot be told apart: key on them
+                self._rates_rebindable = False
+                del self._segments[key]
+                self._seen.pop(key, None)
 
     def forward_backward(self) -> float:
         """Net.forward_backward() (forward, loss, backward) with replayed stretches."""

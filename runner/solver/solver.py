@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -420,14 +421,18 @@ class Solver:
         rates = [(float(np.float32(rate) * np.float32(prm.lr_mult)),
                   float(np.float32(p.weight_decay) * np.float32(prm.decay_mult))) for prm in self.params]
         if cuda:
-            def work() -> None:
-                for i, prm in enumerate(self.params):
+            def one(i: int) -> Callable[[], None]:
+                def run() -> None:
                     hist = [self.history[i + k * n] for k in range(updates.HISTORY_BLOBS[self.type])]
-                    self._update_cuda(prm, hist, rates[i][0], rates[i][1], reg_type)
+                    self._update_cuda(self.params[i], hist, rates[i][0], rates[i][1], reg_type)
+                return run
+            works = [one(i) for i in range(n)]
             if self.replay is None or self.type == "Adam":   # Adam's step count t changes every call
-                work()
+                for w in works:
+                    w()
             else:
-                self.replay.update(work, (tuple(rates), reg_type))
+                self.replay.update(works, [r[0] for r in rates],
+                                   (tuple(r[1] for r in rates), reg_type, self.type))
             return
         for i, prm in enumerate(self.params):
             local_rate, local_decay = rates[i]

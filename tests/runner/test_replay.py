@@ -34,7 +34,7 @@ layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top:
 
 
 def _solver(monkeypatch, replay: bool, n: int = 2, pool_mask_top: bool = False,
-            policy: str = "fixed") -> Solver:
+            policy: str = "fixed", stepsize: int = 2) -> Solver:
     monkeypatch.setenv("NBCAFFE_REPLAY", "1" if replay else "0")
     sp = pb.SolverParameter()
     tops = 'top: "mask1"' if pool_mask_top else ""
@@ -42,7 +42,7 @@ def _solver(monkeypatch, replay: bool, n: int = 2, pool_mask_top: bool = False,
     if pool_mask_top:
         text_format.Parse('name: "silence" type: "Silence" bottom: "mask1"', sp.net_param.layer.add())
     sp.base_lr, sp.momentum, sp.weight_decay = 0.1, 0.9, 0.01
-    sp.lr_policy, sp.gamma, sp.stepsize = policy, 0.5, 2
+    sp.lr_policy, sp.gamma, sp.stepsize = policy, 0.5, stepsize
     sp.max_iter, sp.display, sp.snapshot, sp.random_seed = 100, 0, 0, 7
     return Solver(sp, device="cuda", log=lambda *a, **k: None)
 
@@ -75,9 +75,11 @@ def _assert_same(a: Solver, b: Solver, la: list[float], lb: list[float]) -> None
 
 def test_replay_matches_eager_bit_for_bit(monkeypatch):
     """Conv (grouped), ReLU in place, LRN, pooling, inner products, dropout (eager) and the loss
-    (eager) between replayed stretches: three iterations (eager, record, replay) agree exactly."""
-    rep = _solver(monkeypatch, replay=True)
-    eager = _solver(monkeypatch, replay=False)
+    (eager) between replayed stretches: three iterations (eager, record, replay) agree exactly;
+    the learning rate halves every iteration (step policy, stepsize 1), so the replayed update
+    runs with its rate arguments re-bound."""
+    rep = _solver(monkeypatch, replay=True, policy="step", stepsize=1)
+    eager = _solver(monkeypatch, replay=False, policy="step", stepsize=1)
     assert eager.replay is None
     la, lb = _train(rep, 3), _train(eager, 3)
     _assert_same(rep, eager, la, lb)
@@ -136,27 +138,57 @@ def test_net_replay_rerecords_on_batch_change_and_keeps_unsafe_eager(mask):
         assert rep.notes == [] and rep.replayed == 4
 
 
-def test_update_segment_follows_its_scalars():
-    """NetReplay.update replays while the scalars repeat and re-records when they change."""
+def _update_net():
     net = _pool_net(False)
     from runner.blob import Blob
     from runner.net import Param
     blob = Blob(net.backend, (5,), "w")
     net.learnable_params.append(Param(blob, 1.0, 1.0, "w"))
-    rep = NetReplay(net)
     blob.data[...] = 1.0
+    return net, blob
+
+
+def test_update_segment_rebinds_a_changing_rate():
+    """NetReplay.update: eager, then recorded, then re-issued with the rate argument re-bound in
+    place -- a changing learning rate (an ``inv`` or ``step`` policy) keeps replaying."""
+    net, blob = _update_net()
+    rep = NetReplay(net)
     calls = []
 
     def work(alpha):
         def run():
             calls.append(alpha)
-            net.backend.scal(alpha, blob.dev_data)
+            net.backend.scal(alpha, blob.dev_data)     # y = alpha * y: alpha is one float argument
         return run
-    for alpha in (2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0):
-        rep.update(work(alpha), (alpha,))
-    # eager, record, replay, replay; eager (new scalars), record, replay
-    assert calls == [2.0, 2.0, 3.0, 3.0] and rep.replayed == 3
-    np.testing.assert_array_equal(blob.data, np.full(5, 2.0**4 * 3.0**3, np.float32))
+    alphas = (2.0, 2.0, 3.0, 0.5, 1.5)
+    for alpha in alphas:
+        rep.update([work(alpha)], [alpha], ())
+    assert calls == [2.0, 2.0] and rep.replayed == 3    # eager, record, then re-bound replays
+    np.testing.assert_array_equal(blob.data, np.full(5, np.prod(np.float32(alphas)), np.float32))
+
+
+def test_update_segment_with_an_ambiguous_rate_replays_only_while_it_repeats():
+    """When the rate equals another float argument of the launch (here axpby's beta), its slot
+    cannot be told apart: the rates then join the validity key."""
+    net, blob = _update_net()
+    x = net.backend.to_device(np.ones(5, np.float32))
+    rep = NetReplay(net)
+    calls = []
+
+    def work(a):
+        def run():
+            calls.append(a)
+            net.backend.axpby(a, x, a, blob.dev_data)   # y = a*x + a*y
+        return run
+    for a in (2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0):
+        rep.update([work(a)], [a], ())
+    # eager, record (ambiguous: falls back), then keyed on the rate: eager, record, replay, replay;
+    # new rate: eager, record, replay
+    assert calls == [2.0, 2.0, 2.0, 2.0, 3.0, 3.0] and rep.replayed == 1
+    y = np.float32(1.0)
+    for a in (2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0):
+        y = np.float32(np.float32(a) * np.float32(1.0) + np.float32(a) * y)
+    np.testing.assert_allclose(blob.data, np.full(5, y, np.float32), rtol=1e-6)
 
 
 def test_recorder_replays_launches_in_order(monkeypatch):
