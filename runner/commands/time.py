@@ -4,7 +4,8 @@ Times every layer's forward and backward pass (the backend synchronized around e
 cuda) and prints Caffe's benchmark block: ``<layer>\\tforward: X ms.`` / ``backward: X ms.`` per
 layer (with the layer's achieved GFLOP/s from netdef's FLOP count; backward counted as 2x forward
 FLOPs for layers with parameters, 1x otherwise), then ``Average Forward pass``, ``Average Backward
-pass``, ``Average Forward-Backward`` and ``Total Time``.
+pass``, ``Average Forward-Backward`` and ``Total Time``. On cuda it adds the forward-backward time
+with the launches replayed (``runner/replay.py``), which is what a training iteration pays.
 
 ``--compare cpu,cuda --batch 64,128,256`` replaces the data layers by Input layers of the same
 shapes filled with random data (labels 0), and prints a table: batch, CPU ms, GPU ms, speed-up.
@@ -135,8 +136,32 @@ def time_net(net, iterations: int, log=None) -> dict:
     log(f"Average Backward pass: {fmt(res['bwd_ms'])} ms.", "caffe.cpp", 429)
     log(f"Average Forward-Backward: {fmt(res['fb_ms'])} ms.", "caffe.cpp", 431)
     log(f"Total Time: {fmt(total)} ms.", "caffe.cpp", 432)
+    fb = _replayed_fb_ms(net, iterations)
+    if fb is not None:
+        res["fb_replay_ms"] = fb
+        log(f"Average Forward-Backward with replayed launches (as training runs): {fmt(fb)} ms.",
+            "replay.py", 1)
     log("*** Benchmark ends ***", "caffe.cpp", 433)
     return res
+
+
+def _replayed_fb_ms(net, iterations: int) -> float | None:
+    """cuda (replay on): ms per forward-backward through runner.replay.NetReplay -- no
+    synchronisation between layers, launches re-issued pre-bound, the loss read on the host once
+    per pass as the solver does -- after an eager and a recording pass. None on cpu or with
+    NBCAFFE_REPLAY=0."""
+    from runner.replay import NetReplay, replay_enabled
+    if not net.backend.host_mirror or not replay_enabled():
+        return None
+    rep = NetReplay(net)
+    for _ in range(2):              # first sight (eager), then the recording pass
+        rep.forward_backward()
+    net.backend.synchronize()
+    t0 = _time.perf_counter()
+    for _ in range(iterations):
+        rep.forward_backward()
+    net.backend.synchronize()
+    return (_time.perf_counter() - t0) * 1e3 / iterations
 
 
 def _build(param, phase, device, stages, level, batch, synthetic: bool):

@@ -236,3 +236,12 @@ def test_buffers_key_follows_reallocation_and_holds_the_buffers():
     assert _buffers_key([b]) != k2
     b.reshape((4, 3))
     assert _buffers_key([b]) == k2
+
+
+def test_time_reports_the_replayed_forward_backward():
+    """``nbcaffe time`` on cuda adds the replayed forward-backward time to Caffe's block."""
+    from runner.commands.time import time_net
+    lines = []
+    res = time_net(_pool_net(False), 1, log=lambda msg, *a: lines.append(msg))
+    assert res["fb_replay_ms"] > 0
+    assert any(m.startswith("Average Forward-Backward with replayed launches") for m in lines)
