@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ import numpy as np
 
 from kernels._launch import SIMULATOR
 
-_ACTIVE: list[Recorder] = []       # the recorder in effect (innermost last)
+_ACTIVE = threading.local()        # .stack: the recorders in effect in this thread (innermost last)
 _HOOKED = False
 
 
@@ -155,15 +156,21 @@ class Recorder:
 
     def __enter__(self) -> Recorder:
         _install_hooks()
-        _ACTIVE.append(self)
+        stack = getattr(_ACTIVE, "stack", None)
+        if stack is None:
+            stack = _ACTIVE.stack = []
+        stack.append(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _ACTIVE.remove(self)
+        _ACTIVE.stack.remove(self)
 
 
 def _recorder() -> Recorder | None:
-    return _ACTIVE[-1] if _ACTIVE else None
+    """The innermost recorder of the calling thread: launches from other threads (a data
+    prefetcher, a user's own) are never recorded into it."""
+    stack = getattr(_ACTIVE, "stack", None)
+    return stack[-1] if stack else None
 
 
 def _install_hooks() -> None:

@@ -245,3 +245,19 @@ def test_time_reports_the_replayed_forward_backward():
     res = time_net(_pool_net(False), 1, log=lambda msg, *a: lines.append(msg))
     assert res["fb_replay_ms"] > 0
     assert any(m.startswith("Average Forward-Backward with replayed launches") for m in lines)
+
+
+def test_recorder_ignores_other_threads():
+    """A launch from another thread while a stretch is recorded is not part of the stretch."""
+    import threading
+
+    from runner.backend import get_backend
+    be = get_backend("cuda")
+    x = be.to_device(np.ones(4, np.float32))
+    with Recorder() as rec:
+        t = threading.Thread(target=lambda: be.scal(2.0, x))
+        t.start()
+        t.join()
+        be.scal(3.0, x)
+    assert rec.unsafe is None and len(rec.ops) == 1
+    np.testing.assert_array_equal(be.to_host(x), np.full(4, 6.0, np.float32))
