@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iter", type=int, default=None, help="override the solver's max_iter")
     p.add_argument("--log", default=None, help="also append the log lines to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.add_argument("--no-replay", action="store_true",
+                   help="cuda: run every launch through Python instead of replaying the recorded "
+                        "steady-state launches (same results, slower; as NBCAFFE_REPLAY=0)")
 
 
 def run(args) -> int:
@@ -34,7 +37,8 @@ def run(args) -> int:
     log = make_log(args)
     device = device_of(args)
     log(f"Using {'GPU (cuda backend)' if device == 'cuda' else 'CPU (cpu backend)'}", "caffe.cpp", 200)
-    solver = Solver(args.solver, device=device, stages=stages_of(args), level=args.level, log=log)
+    solver = Solver(args.solver, device=device, stages=stages_of(args), level=args.level, log=log,
+                    replay=False if getattr(args, "no_replay", False) else None)
     try:
         if args.max_iter is not None:
             solver.param.max_iter = args.max_iter

@@ -86,10 +86,12 @@ class Solver:
     net and its test nets. See the module docstring."""
 
     def __init__(self, solver, device: str = "cpu", stages: tuple[str, ...] = (), level: int = 0,
-                 log: GLog | None = None, solver_path: str | None = None):
+                 log: GLog | None = None, solver_path: str | None = None,
+                 replay: bool | None = None):
         """``solver``: path to a solver prototxt, or a caffe_pb2.SolverParameter (with
         ``solver_path`` its file for relative net paths). ``stages``/``level`` are added to the
-        train net's state (Caffe's -stage/-level)."""
+        train net's state (Caffe's -stage/-level). ``replay``: record and replay the steady-state
+        launches on cuda (runner/replay.py); None = on unless NBCAFFE_REPLAY=0."""
         from netdef.prototxt import read_solver, solver_nets
         if isinstance(solver, (str, os.PathLike)):
             solver_path = str(solver)
@@ -129,7 +131,7 @@ class Solver:
         self.backend = self.net.backend
         # cuda: record the steady-state launches once and replay them (runner/replay.py)
         self.replay = None
-        if self.backend.host_mirror and replay_enabled():
+        if self.backend.host_mirror and (replay_enabled() if replay is None else replay):
             self.replay = NetReplay(self.net)
         self.params = list(self.net.learnable_params)
         n_hist = updates.HISTORY_BLOBS[self.type]

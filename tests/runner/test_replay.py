@@ -261,3 +261,17 @@ def test_recorder_ignores_other_threads():
         be.scal(3.0, x)
     assert rec.unsafe is None and len(rec.ops) == 1
     np.testing.assert_array_equal(be.to_host(x), np.full(4, 6.0, np.float32))
+
+
+def test_solver_replay_flag_overrides_the_environment(monkeypatch):
+    """Solver(replay=False) (``nbcaffe train --no-replay``) turns replay off whatever the
+    environment says; replay=None follows NBCAFFE_REPLAY."""
+    monkeypatch.setenv("NBCAFFE_REPLAY", "1")
+    sp = pb.SolverParameter()
+    text_format.Parse(NET.format(n=1, pool_tops=""), sp.net_param)
+    sp.base_lr, sp.lr_policy, sp.max_iter = 0.1, "fixed", 1
+    assert Solver(sp, device="cuda", log=lambda *a, **k: None, replay=False).replay is None
+    assert Solver(sp, device="cuda", log=lambda *a, **k: None).replay is not None
+    from runner.cli import build_parser
+    args = build_parser().parse_args(["train", "--solver", "s.prototxt", "--no-replay"])
+    assert args.no_replay
