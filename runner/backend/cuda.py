@@ -19,19 +19,16 @@ Design
   iterations create no new device-array objects: a layer asking for ``blob.dev_data`` or
   ``backend.reshape(x, (M, K))`` every iteration gets the same object back. Views never own
   memory, so the cache costs nothing on the device; a reallocated buffer starts a new cache.
-- **Launch overhead.** The hot elementwise ops (fill, copy, axpy/axpby/scal, add/sub/mul/div,
-  ReLU/sigmoid/TanH forward and backward, dropout backward) launch their ``kernels/`` kernels
-  directly: flat views come from the cache above and the configured launcher
-  (``kernel[blocks, threads]``, geometry from ``kernels._launch.grid_1d``) is built once per
-  (kernel, size) and reused, so a steady-state call is a few dict lookups, a size/dtype check and
-  the numba launch itself. The other ops call the kernel modules' public functions (which cache
-  their geometry per shape and own their special cases: GEMM tile choice, convolution chunking,
-  pooling/LRN geometry). Scratch memory (convolution column buffer, accuracy counters) is
-  allocated once and reused. Numba's low-occupancy warning is switched off at backend creation
-  (tiny bias/solver kernels would otherwise issue a Python warning per launch). Nothing
-  synchronises unless it returns a host value.
+- **Launch overhead.** Every op calls its ``kernels/`` module's public function, which owns the
+  version choice (e.g. 128-bit ReLU/copy when the arrays are 16-byte aligned, uint32 templates
+  below 2**31 elements, v1 otherwise) and caches its geometry per size; flat views come from the
+  cache above. A training iteration does not pay this Python at all in its steady state:
+  ``runner/replay.py`` re-issues the recorded launches pre-bound. Scratch memory (convolution
+  column buffer, accuracy counters) is allocated once and reused. Numba's low-occupancy warning
+  is switched off at backend creation (tiny bias/solver kernels would otherwise issue a Python
+  warning per launch). Nothing synchronises unless it returns a host value.
 - **Convolution** is ``kernels.conv`` (im2col + the GEMM kernels over the whole batch, chunked so the
-  column workspace stays under ``CONV_WORKSPACE_BYTES``); the Python code never loops over images
+  column workspace stays under ``conv_workspace_bytes()``); the Python code never loops over images
   except through those chunks. 1x1 convolutions skip im2col.
 - **Dropout** uses ``kernels.dropout``'s counter-based generator (Philox-4x32-10 keyed by the
   layer's seed, the layer's counter as the stream): the cpu backend's host twin
@@ -65,8 +62,7 @@ from kernels import reduce as _red
 from kernels import runner_extra as _rx
 from kernels import scale as _scale
 from kernels import softmax as _sm
-from kernels._launch import SIMULATOR, THREADS_PER_BLOCK, as_device, grid_1d
-from kernels._vec import aligned16
+from kernels._launch import SIMULATOR, as_device
 from runner.backend.base import Backend, ConvGeometry, PoolGeometry
 
 Array = Any
@@ -140,38 +136,7 @@ def _flat(a: Any) -> Any:
     return _shaped(a, (a.size,))
 
 
-_LAUNCHERS: dict[tuple[Any, int], Any] = {}
 _GEMM_KERNEL: dict[tuple[int, int, int], str] = {}     # (M, N, K) -> kernels.gemm kernel name
-
-
-_Z = np.float32(0)      # an unused parameter slot of a v2 template kernel
-
-
-def _map(kernel_v1: Any, kernel_v2: Any, n: int, threads: int = THREADS_PER_BLOCK) -> tuple[Any, bool]:
-    """The configured launch for n elements: the v2 template kernel (uint32 indices, 4 loads in
-    flight per thread; ``kernels.fill`` map*_v2) below ``V2_MAX_ELEMENTS``, else v1. Returns
-    (configured kernel, is_v2); cached per (kernel, n)."""
-    v2 = n < _fill.V2_MAX_ELEMENTS
-    key = (kernel_v2 if v2 else kernel_v1, n)
-    cfg = _LAUNCHERS.get(key)
-    if cfg is None:
-        if len(_LAUNCHERS) > 8192:
-            _LAUNCHERS.clear()
-        cfg = _LAUNCHERS[key] = (_fill.configured_v2(kernel_v2, n, threads) if v2
-                                 else kernel_v1[grid_1d(n, threads)])
-    return cfg, v2
-
-
-def _map3(kernel_v3: Any, n: int, arrays: Sequence[Any], threads: int = THREADS_PER_BLOCK) -> Any:
-    """The configured 128-bit (``kernels.fill`` map*_v3) launch for n elements, or None when the
-    arrays are not all 16-byte aligned or n is too large (the caller then uses ``_map``)."""
-    if n >= _fill.V2_MAX_ELEMENTS or not aligned16(*arrays):
-        return None
-    key = (kernel_v3, n)
-    cfg = _LAUNCHERS.get(key)
-    if cfg is None:
-        cfg = _LAUNCHERS[key] = _fill.configured_v3(kernel_v3, n, threads)
-    return cfg
 
 
 def _flats(name: str, *arrays: Any) -> list:
@@ -274,27 +239,19 @@ class CudaBackend(Backend):
         s, d = _flat(src), _flat(dst)
         if s.size != d.size:
             raise ValueError(f"copy: {tuple(_dev(src).shape)} into {tuple(_dev(dst).shape)}")
-        n = s.size
-        if n == 0:
+        if s.size == 0:
             return
         if s.dtype == _F32 and d.dtype == _F32:
-            k3 = _map3(_fill.copy_v3, n, (s, d))
-            if k3 is not None:
-                k3(s, d, np.uint32(n), _Z, _Z, _Z)
-                return
-            k, v2 = _map(_fill.copy_v1, _fill.copy_v2, n)
-            k(s, d, np.uint32(n), _Z, _Z, _Z) if v2 else k(s, d, n)
+            _fill.copy(s, d)        # kernels.fill picks the version (128-bit when aligned)
         else:
             d.copy_to_device(s)
 
     def fill(self, arr: Array, value: float) -> None:
         a = _flat(arr)
-        n = a.size
-        if n:
+        if a.size:
             if a.dtype != _F32:
                 raise TypeError(f"fill: float32 arrays only, got {a.dtype}")
-            k, v2 = _map(_fill.fill_v1, _fill.fill_v2, n)
-            k(a, np.uint32(n) if v2 else n, np.float32(value))
+            _fill.fill(a, value)
 
     def synchronize(self) -> None:
         cuda.synchronize()
@@ -302,45 +259,15 @@ class CudaBackend(Backend):
     # ------------------------------------------------------------------ BLAS-like
     def axpy(self, alpha: float, x: Array, y: Array) -> None:
         xf, yf = _flats("axpy", x, y)
-        n = xf.size
-        if n:
-            k, v2 = _map(_fill.axpy_v1, _fill.axpy_v2, n)
-            if v2:
-                k(xf, yf, yf, np.uint32(n), np.float32(alpha), _Z, _Z)
-            else:
-                k(xf, yf, n, np.float32(alpha))
+        _fill.axpy(alpha, xf, yf)
 
     def axpby(self, alpha: float, x: Array, beta: float, y: Array) -> None:
         xf, yf = _flats("axpby", x, y)
-        n = xf.size
-        if not n:
-            return
-        if beta == 0:    # y is not read (it may hold NaN garbage)
-            k, v2 = _map(_fill.scale_v1, _fill.scale_v2, n)
-            if v2:
-                k(xf, yf, np.uint32(n), np.float32(alpha), _Z, _Z)
-            else:
-                k(xf, yf, n, np.float32(alpha))
-        else:
-            k, v2 = _map(_fill.axpby_v1, _fill.axpby_v2, n)
-            if v2:
-                k(xf, yf, yf, np.uint32(n), np.float32(alpha), np.float32(beta), _Z)
-            else:
-                k(xf, yf, n, np.float32(alpha), np.float32(beta))
+        _fill.axpby(alpha, xf, beta, yf)    # beta == 0 does not read y (Caffe's NaN safety)
 
     def scal(self, alpha: float, x: Array) -> None:
         (xf,) = _flats("scal", x)
-        n = xf.size
-        if not n:
-            return
-        if alpha == 0:   # writes zeros without reading x
-            self.fill(xf, 0.0)
-        else:
-            k, v2 = _map(_fill.scal_v1, _fill.scale_v2, n)
-            if v2:
-                k(xf, xf, np.uint32(n), np.float32(alpha), _Z, _Z)
-            else:
-                k(xf, n, np.float32(alpha))
+        _fill.scal(xf, alpha)               # alpha == 0 writes zeros without reading x
 
     def dot(self, x: Array, y: Array) -> float:
         return float(_red.dot(_flat(x), _flat(y)))
@@ -365,85 +292,45 @@ class CudaBackend(Backend):
         _gemm.gemm_with(name, trans_a, trans_b, alpha, a, b, beta, c)
 
     # ------------------------------------------------------------------ elementwise arithmetic
-    def _binary(self, kernel, kernel_v2, name: str, a, b, out) -> None:
-        af, bf, of = _flats(name, a, b, out)
-        n = af.size
-        if n:
-            k, v2 = _map(kernel, kernel_v2, n)
-            k(af, bf, of, np.uint32(n), _Z, _Z, _Z) if v2 else k(af, bf, of, n)
+    def _binary(self, op, name: str, a, b, out) -> None:
+        op(*_flats(name, a, b, out))
 
     def add(self, a, b, out) -> None:
-        self._binary(_fill.add_v1, _fill.add_v2, "add", a, b, out)
+        self._binary(_fill.add, "add", a, b, out)
 
     def sub(self, a, b, out) -> None:
-        self._binary(_fill.sub_v1, _fill.sub_v2, "sub", a, b, out)
+        self._binary(_fill.sub, "sub", a, b, out)
 
     def mul(self, a, b, out) -> None:
-        self._binary(_fill.mul_v1, _fill.mul_v2, "mul", a, b, out)
+        self._binary(_fill.mul, "mul", a, b, out)
 
     def div(self, a, b, out) -> None:
-        self._binary(_fill.div_v1, _fill.div_v2, "div", a, b, out)
+        self._binary(_fill.div, "div", a, b, out)
 
     # ------------------------------------------------------------------ activations
     # the hot ones (ReLU, sigmoid, TanH) launch their kernels directly with cached flat views;
     # the others go through kernels.activation's wrappers (parameter special cases live there)
     def relu_fwd(self, x, y, negative_slope: float = 0.0) -> None:
         xf, yf = _flats("relu_fwd", x, y)
-        n = xf.size
-        k3 = _map3(_act.relu_fwd_v3, n, (xf, yf), _act.ACT_THREADS) if n else None
-        if k3 is not None:
-            k3(xf, yf, np.uint32(n), np.float32(negative_slope), _Z, _Z)
-        elif n:
-            k, v2 = _map(_act.relu_fwd_v1, _act.relu_fwd_v2, n, _act.ACT_THREADS)
-            if v2:
-                k(xf, yf, np.uint32(n), np.float32(negative_slope), _Z, _Z)
-            else:
-                k(xf, yf, np.float32(negative_slope))
+        _act.relu_fwd(xf, yf, negative_slope)
 
     def relu_bwd(self, x, dy, dx, negative_slope: float = 0.0) -> None:
         xf, dyf, dxf = _flats("relu_bwd", x, dy, dx)
-        n = xf.size
-        k3 = _map3(_act.relu_bwd_v3, n, (dyf, xf, dxf), _act.ACT_THREADS) if n else None
-        if k3 is not None:
-            k3(dyf, xf, dxf, np.uint32(n), np.float32(negative_slope), _Z, _Z)
-        elif n:
-            k, v2 = _map(_act.relu_bwd_v1, _act.relu_bwd_v2, n, _act.ACT_THREADS)
-            if v2:
-                k(dyf, xf, dxf, np.uint32(n), np.float32(negative_slope), _Z, _Z)
-            else:
-                k(dyf, xf, dxf, np.float32(negative_slope))
+        _act.relu_bwd(dyf, xf, dxf, negative_slope)
 
     def sigmoid_fwd(self, x, y) -> None:
-        xf, yf = _flats("sigmoid_fwd", x, y)
-        self._act1(_act.sigmoid_fwd_v1, _act.sigmoid_fwd_v2, xf, yf)
+        _act.sigmoid_fwd(*_flats("sigmoid_fwd", x, y))
 
     def sigmoid_bwd(self, y, dy, dx) -> None:
         yf, dyf, dxf = _flats("sigmoid_bwd", y, dy, dx)
-        self._act2(_act.sigmoid_bwd_v1, _act.sigmoid_bwd_v2, dyf, yf, dxf)
+        _act.sigmoid_bwd(dyf, yf, dxf)
 
     def tanh_fwd(self, x, y) -> None:
-        xf, yf = _flats("tanh_fwd", x, y)
-        self._act1(_act.tanh_fwd_v1, _act.tanh_fwd_v2, xf, yf)
+        _act.tanh_fwd(*_flats("tanh_fwd", x, y))
 
     def tanh_bwd(self, y, dy, dx) -> None:
         yf, dyf, dxf = _flats("tanh_bwd", y, dy, dx)
-        self._act2(_act.tanh_bwd_v1, _act.tanh_bwd_v2, dyf, yf, dxf)
-
-    @staticmethod
-    def _act1(k1, k2, x, y) -> None:
-        """y = f(x) with a parameterless activation kernel pair (v1, v2)."""
-        n = x.size
-        if n:
-            k, v2 = _map(k1, k2, n, _act.ACT_THREADS)
-            k(x, y, np.uint32(n), _Z, _Z, _Z) if v2 else k(x, y)
-
-    @staticmethod
-    def _act2(k1, k2, a, b, out) -> None:
-        """out = f(a, b) with a parameterless activation gradient kernel pair (v1, v2)."""
-        n = a.size
-        if n:
-            k, v2 = _map(k1, k2, n, _act.ACT_THREADS)
-            k(a, b, out, np.uint32(n), _Z, _Z, _Z) if v2 else k(a, b, out)
+        _act.tanh_bwd(dyf, yf, dxf)
 
     def elu_fwd(self, x, y, alpha: float) -> None:
         _act.elu_fwd(_flat(x), _flat(y), alpha)
@@ -493,11 +380,7 @@ class CudaBackend(Backend):
         if mf.size != dyf.size or mf.dtype != np.uint8:
             raise ValueError(f"dropout_bwd: mask must be uint8 of {dyf.size} elements, got "
                              f"{mf.size} {mf.dtype}")
-        n = dyf.size
-        if n:
-            scale = np.float32(_dropout.dropout_scale(ratio))
-            k, v2 = _map(_dropout.dropout_bwd_v1, _dropout.dropout_bwd_v2, n, _dropout.DROPOUT_THREADS)
-            k(dyf, mf, dxf, np.uint32(n), scale, _Z, _Z) if v2 else k(dyf, mf, dxf, scale)
+        _dropout.dropout_bwd(dyf, mf, dxf, ratio)
 
     # ------------------------------------------------------------------ bias / scale
     def bias_fwd(self, x, b, y, outer: int, dim: int, inner: int) -> None:
