@@ -14,7 +14,7 @@ Replay closes that gap the way CUDA graphs do, without needing a capturable stre
    copy or memset is kept as a replayable op too. A host<->device transfer inside the recording
    makes it *unsafe* (the Python around a transfer usually decides something from device data),
    and the stretch stays eager.
-2. ``Segment.run()`` re-issues the ops in order. Pre-bound launches skip Numba's dispatch; the
+2. ``Segment.issue()`` re-issues the ops in order. Pre-bound launches skip Numba's dispatch; the
    packed arguments carry raw device pointers, and each ``BoundLaunch`` holds references to its
    arrays so none of them can be freed while the segment exists.
 
@@ -275,24 +275,17 @@ class Segment:
     own ``dev_data``/``dev_diff`` accesses would have done.
     """
 
-    __slots__ = ("ops", "shapes", "touch", "unsafe", "key", "slots")
+    __slots__ = ("ops", "shapes", "touch", "unsafe", "slots")
 
-    def __init__(self, ops: list, shapes: tuple, touch: Sequence[Any], unsafe: str | None,
-                 key: Any = None):
+    def __init__(self, ops: list, shapes: tuple, touch: Sequence[Any], unsafe: str | None):
         self.ops = ops
         self.shapes = shapes
         self.touch = tuple(touch)
         self.unsafe = unsafe
-        self.key = key
         self.slots: list[list[tuple[BoundLaunch, int]]] | None = None   # see NetReplay.update
 
-    def run(self) -> None:
-        """Sync the touched blobs, then re-issue the ops."""
-        _touch(self.touch)
-        self.issue()
-
     def issue(self) -> None:
-        """Re-issue the recorded ops in order (the caller has synced the blobs)."""
+        """Re-issue the recorded ops in order (the caller has synced ``touch`` with ``_touch``)."""
         for op in self.ops:
             op()
 
@@ -305,12 +298,12 @@ def _touch(blobs: Sequence[Any]) -> None:
         b._diff.device()
 
 
-def record(work: Callable[[], Any], shapes: tuple, touch: Sequence[Any],
-           key: Any = None) -> tuple[Segment, Any]:
-    """Run ``work()`` under a Recorder; return the Segment (check ``.unsafe``) and work's result."""
+def record(work: Callable[[], Any], touch: Sequence[Any], validity: Any) -> Segment:
+    """Run ``work()`` under a Recorder; return its Segment (check ``.unsafe``), valid while
+    ``validity()`` -- evaluated after the work, which may have reshaped blobs -- holds."""
     with Recorder() as rec:
-        result = work()
-    return Segment(rec.ops, shapes, touch, rec.unsafe, key), result
+        work()
+    return Segment(rec.ops, validity(), touch, rec.unsafe)
 
 
 # ------------------------------------------------------------------------------------ nets
@@ -413,8 +406,7 @@ class NetReplay:
             work()
             self._seen[key] = (_buffers_key(blobs), extra)
             return
-        seg, _ = record(work, check, blobs, key)
-        seg.shapes = (_buffers_key(blobs), extra)
+        seg = record(work, blobs, lambda: (_buffers_key(blobs), extra))
         self._segments[key] = seg
         if seg.unsafe is not None:
             names = ([self.net.layers[i].name for i in idx] if tag in ("forward", "backward")
