@@ -425,8 +425,8 @@ class Solver:
         if cuda:
             def one(i: int) -> Callable[[], None]:
                 def run() -> None:
-                    hist = [self.history[i + k * n] for k in range(updates.HISTORY_BLOBS[self.type])]
-                    self._update_cuda(self.params[i], hist, rates[i][0], rates[i][1], reg_type)
+                    self._update_cuda(self.params[i], self._history_of(i), rates[i][0], rates[i][1],
+                                      reg_type)
                 return run
             works = [one(i) for i in range(n)]
             if self.replay is None or self.type == "Adam":   # Adam's step count t changes every call
@@ -438,12 +438,17 @@ class Solver:
             return
         for i, prm in enumerate(self.params):
             local_rate, local_decay = rates[i]
-            hist = [self.history[i + k * n] for k in range(updates.HISTORY_BLOBS[self.type])]
+            hist = self._history_of(i)
             data, diff = prm.blob.dev_data, prm.blob.dev_diff
             updates.normalize(diff, p.iter_size)
             updates.regularize(data, diff, local_decay, reg_type)
             updates.compute_update(self.type, diff, hist, local_rate, p, self.iter)
             data -= diff
+
+    def _history_of(self, i: int) -> list:
+        """Parameter i's history blobs in Caffe's layout (all first histories, then the second)."""
+        n = len(self.params)
+        return [self.history[i + k * n] for k in range(updates.HISTORY_BLOBS[self.type])]
 
     def _update_cuda(self, prm, hist, local_rate: float, local_decay: float, reg: str) -> None:
         from kernels import solver_update as su
