@@ -6,20 +6,23 @@ with the images-per-column-buffer chunk that kernels/conv.py uses.
 
 Order (most important first, each item under the stage's time budget):
 
-1. per shape: validate ``gemm()`` (the promoted kernel + ``select_config``) against cuBLAS on fresh
-   random data (relative Frobenius error <= TOL), then time both: GFLOP/s = 2*M*N*K / time and % of
-   cuBLAS;
-2. autotune table: every kernel in ``gemm.KERNELS`` (v1, v2, and each later version x every tile in
-   ``CONFIGS``) on the square and the forward conv shapes, each validated before it is timed; the
-   best per shape, and what ``select_config`` chose.
+1. per shape: validate the public ``gemm()`` -- exactly what the convolutions run, split-K
+   included (``describe_plan`` names it) -- against cuBLAS on fresh random data (relative Frobenius
+   error <= TOL), then time both: GFLOP/s = 2*M*N*K / time and % of cuBLAS;
+2. split sweep: on the weight-gradient shapes (``*_bwd_w``: small M x N, K = images x pixels) every
+   split-K kernel (``gemm_v6k_*`` / ``gemm_v7k_*``) at half, once and twice its ``splitk_slices``
+   count (``gemm_splitk``); the best plan per shape is what ``MEASURED_SPLITK`` should hold;
+3. autotune table: every other kernel in ``gemm.KERNELS`` (v1, v2, and each later version x every
+   tile in ``CONFIGS``) on the square and the forward conv shapes, each validated before it is
+   timed; the best per shape, and what ``select_config`` chose.
 
 JIT compilation of two dozen register-blocked kernels (the unrolled ones take 10+ s each) costs far
 more than timing them, so every measurement of our kernels runs in ``SWEEP_WORKERS`` processes that
 compile their share of ``KERNELS`` in parallel (``dispatcher.compile``: nothing runs on the GPU)
 while this process times cuBLAS (no JIT here). Then the measurements run in one global priority
-order (``plan``: the promoted kernel on every shape, then the sweep), one process at a time: a
-shared turn counter passes from item to item, so only one process uses the GPU while a measurement
-runs. If the worker processes cannot start, the plan runs in this process.
+order (``plan``: ``gemm()`` on every shape, the split sweep, then the autotune sweep), one process
+at a time: a shared turn counter passes from item to item, so only one process uses the GPU while a
+measurement runs. If the worker processes cannot start, the plan runs in this process.
 
 Run: ``python -m bench.bench_gemm`` (dry run: NBCAFFE_BENCH_DRY=1, tiny shapes, simulator).
 """
@@ -90,22 +93,32 @@ def measure_cublas(p: Problem) -> dict[str, float]:
     return time_fn(lambda: torch.mm(p.aa, p.bb, out=p.ct), **REPS)
 
 
-def measure_kernel(p: Problem, kname: str | None, reps: dict, cublas_ms: float | None) -> dict[str, Any]:
-    """Validate, then time, kernel ``kname`` (None: the public ``gemm``) on problem ``p``; the row."""
+def measure_kernel(p: Problem, kname: str, reps: dict, cublas_ms: float | None,
+                   how: str = "with", slices: int = 1) -> dict[str, Any]:
+    """Validate, then time, one way of computing problem ``p``; the row. ``how``: ``"gemm"`` -- the
+    public ``gemm()`` (``kname`` is what it launches, for the label only); ``"split"`` --
+    ``gemm_splitk`` with split kernel ``kname`` and ``slices``; ``"with"`` -- ``gemm_with(kname)``."""
     from kernels import gemm as kg
     a, b, c, ta, tb = p.a, p.b, p.c, p.ta, p.tb
-    if kname is None:
+    if how == "gemm":
         def fn():
             kg.gemm(ta, tb, 1.0, a, b, 0.0, c)
+        label = _plan_label(p.m, p.n, p.k)
+    elif how == "split":
+        def fn():
+            kg.gemm_splitk(ta, tb, 1.0, a, b, 0.0, c, slices, kname)
+        label = f"{kname} x{slices} + splitk_reduce_v1"
     else:
         def fn():
             kg.gemm_with(kname, ta, tb, 1.0, a, b, 0.0, c)
+        label = kname
     p.ct.fill_(float("nan"))
     fn()   # first call: JIT compile if needed (outside any timed region) and the result to validate
     err = rel_err_dev(c, p.ref)
     row: dict[str, Any] = {"shape": p.label, "M": p.m, "N": p.n, "K": p.k,
                            "trans": f"{'T' if ta else 'N'}{'T' if tb else 'N'}",
-                           "kernel": kname or f"gemm() -> {kg.kernel_for(p.m, p.n, p.k)}", "rel_err": err}
+                           "kernel": label, "slices": slices if how == "split" else None,
+                           "rel_err": err}
     if not err <= TOL:
         row["status"] = f"WRONG (rel_err {err:.2e} > {TOL})"
         return row
@@ -116,27 +129,73 @@ def measure_kernel(p: Problem, kname: str | None, reps: dict, cublas_ms: float |
     return row
 
 
+def _plan_label(m: int, n: int, k: int) -> str:
+    """What ``gemm()`` launches for (m, n, k): ``describe_plan`` (split-K included), or the
+    ``kernel_for`` name where the module predates it."""
+    from kernels import gemm as kg
+    describe = getattr(kg, "describe_plan", None)
+    return describe(m, n, k) if callable(describe) else kg.kernel_for(m, n, k)
+
+
+def _gemm_launches(m: int, n: int, k: int) -> str:
+    """The kernel ``gemm()`` launches for (m, n, k) (the split kernel when it splits K): the worker
+    that compiled it measures the item."""
+    from kernels import gemm as kg
+    plan_fn = getattr(kg, "splitk_plan", None)
+    if callable(plan_fn):
+        kname, slices = plan_fn(m, n, k)
+        if slices > 1:
+            return kname
+    return kg.kernel_for(m, n, k)
+
+
+def split_options(m: int, n: int, k: int, kname: str) -> list[int]:
+    """Slice counts the split sweep times for kernel ``kname``: half, once and twice its
+    ``splitk_slices`` count (at least 2, at most ``SPLITK_MAX``); the dry run: 2 only."""
+    from kernels import gemm as kg
+    if DRY:
+        return [2]
+    s = kg.splitk_slices(m, n, k, kname)
+    return sorted({max(2, s // 2), max(2, s), min(kg.SPLITK_MAX, max(2, 2 * s))})
+
+
 # --------------------------------------------------------------------------- the measurement plan
-# An item is (index, shape, kernel name, kind): kind "promoted" = the kernel ``gemm()`` picks for that
-# shape (every shape, first), "sweep" = the autotune table (every other kernel on the sweep shapes).
-Item = tuple[int, Shape, str, str]
+# An item is (index, shape, kernel name, kind, slices): kind "promoted" = the public gemm() (every
+# shape, first; the kernel name is what it launches), "split" = gemm_splitk with that split kernel
+# and slice count (the bwd_w shapes), "sweep" = the autotune table (every other kernel on the sweep
+# shapes, gemm_with).
+Item = tuple[int, Shape, str, str, int]
+
+
+def _is_split(name: str) -> bool:
+    return name.startswith(("gemm_v6k_", "gemm_v7k_"))
 
 
 def plan(names: list[str]) -> list[Item]:
-    """Every measurement in priority order: the promoted kernel on every shape, then the sweep."""
-    from kernels import gemm as kg
+    """Every measurement in priority order: gemm() on every shape, the split sweep, the autotune."""
     items: list[Item] = []
-    done: set[tuple[str, str]] = set()
     for s in shapes():
-        kname = kg.kernel_for(s[1], s[2], s[3])
-        items.append((len(items), s, kname, "promoted"))
-        done.add((s[0], kname))
+        items.append((len(items), s, _gemm_launches(s[1], s[2], s[3]), "promoted", 1))
+    bwd_w = [s for s in shapes() if s[0].endswith("_bwd_w")]
+    for s in bwd_w[:1] if DRY else bwd_w:
+        for kname in names:
+            if _is_split(kname):
+                for slices in split_options(s[1], s[2], s[3], kname):
+                    items.append((len(items), s, kname, "split", slices))
     for s in sweep_shapes():
         for kname in names:
-            if (s[0], kname) in done or (kname == "gemm_v1" and s[1] * s[2] * s[3] > 2048 ** 3):
-                continue   # measured above / naive kernel: seconds per call, its 2048 row tells enough
-            items.append((len(items), s, kname, "sweep"))
+            if _is_split(kname) or (kname == "gemm_v1" and s[1] * s[2] * s[3] > 2048 ** 3):
+                continue   # split kernels: above / naive kernel: seconds per call, 2048 tells enough
+            items.append((len(items), s, kname, "sweep", 1))
     return items
+
+
+def _measure_item(prob: Problem, kname: str, kind: str, slices: int) -> dict[str, Any]:
+    how = {"promoted": "gemm", "split": "split"}.get(kind, "with")
+    row = measure_kernel(prob, kname, REPS if kind == "promoted" else SWEEP_REPS, None, how, slices)
+    row["kind"] = kind
+    row["kname"] = kname
+    return row
 
 
 def _compile(names: list[str]) -> dict[str, float]:
@@ -175,7 +234,7 @@ def _worker(wid: int, names: list[str], items: list[Item], deadline: float, turn
         queue.put(("note", f"autotune worker {wid}: compile failed: {type(e).__name__}: {str(e)[:300]}"))
         ok = set()
     prob: Problem | None = None
-    for i, shape, kname, kind in items:
+    for i, shape, kname, kind, slices in items:
         if kname not in names:
             continue
         with cond:
@@ -195,9 +254,7 @@ def _worker(wid: int, names: list[str], items: list[Item], deadline: float, turn
                     if not DRY:
                         torch_mod().cuda.empty_cache()
                     prob = Problem(*shape[:6])
-                row = measure_kernel(prob, kname, REPS if kind == "promoted" else SWEEP_REPS, None)
-                row["kind"] = kind
-                queue.put(("row", row))
+                queue.put(("row", _measure_item(prob, kname, kind, slices)))
         except Exception as e:  # noqa: BLE001 - one item's failure is data
             queue.put(("note", f"{shape[0]} {kname}: failed: {type(e).__name__}: {str(e)[:300]}"))
         finally:
@@ -291,7 +348,7 @@ def run_serial(st: Stage, items: list[Item], record) -> None:
     """The same plan in this process (no worker processes)."""
     record("cublas")
     prob: Problem | None = None
-    for i, shape, kname, kind in items:
+    for i, shape, kname, kind, slices in items:
         if st.time_left() < 4:
             record("skip", (i, shape[0], kname))
             continue
@@ -300,10 +357,8 @@ def run_serial(st: Stage, items: list[Item], record) -> None:
             prob = st.guard(f"{shape[0]} operands", Problem, *shape[:6])
             if prob is None:
                 continue
-        row = st.guard(f"{shape[0]} {kname}", measure_kernel, prob, kname,
-                       REPS if kind == "promoted" else SWEEP_REPS, None)
+        row = st.guard(f"{shape[0]} {kname} ({kind})", _measure_item, prob, kname, kind, slices)
         if row is not None:
-            row["kind"] = kind
             record("row", row)
 
 
@@ -352,7 +407,7 @@ def body(st: Stage) -> None:
         st.row("gemm_autotune", row)
         if row.get("kind") == "promoted":
             r = dict(row)
-            r["kernel"] = f"gemm() -> {row['kernel']}"
+            r["kernel"] = f"gemm() -> {row['kernel']}"   # measured through gemm() itself
             if label in cublas:
                 r["cublas_ms"] = cublas[label]["ms"]
                 r["cublas_gflops"] = cublas[label]["gflops"]
@@ -372,25 +427,28 @@ def body(st: Stage) -> None:
             run_serial(st, items, record)
     except (OSError, RuntimeError, ImportError, EOFError) as e:
         st.note(f"gemm: worker processes failed ({type(e).__name__}: {e}); running in this process")
-        run_serial(st, [it for it in items if not any(r["shape"] == it[1][0] and r["kernel"] == it[2]
-                                                      for r in st.data["tables"].get("gemm_autotune", []))],
-                   record)
+        done = {(r["shape"], r.get("kname"), r.get("kind"), r.get("slices") or 1)
+                for r in st.data["tables"].get("gemm_autotune", [])}
+        run_serial(st, [it for it in items if (it[1][0], it[2], it[3], it[4]) not in done], record)
 
     rows = st.data["tables"].get("gemm_autotune", [])
-    for label, m, n, k, _, _, _ in sweep_shapes():
+    best_shapes = sweep_shapes() + [s for s in shapes() if s[0].endswith("_bwd_w")]
+    for label, m, n, k, _, _, _ in best_shapes:
         timed = [r for r in rows if r["shape"] == label and "gflops" in r]
         if not timed:
             continue
         b = max(timed, key=lambda r: r["gflops"])
-        chosen = kg.kernel_for(m, n, k)
-        chosen_row = next((r for r in timed if r["kernel"] == chosen), None)
+        public = next((r for r in timed if r.get("kind") == "promoted"), None)
         st.row("gemm_best", {"shape": label, "M": m, "N": n, "K": k, "best_kernel": b["kernel"],
+                             "best_slices": b.get("slices"),
                              "best_gflops": b["gflops"], "pct_cublas": b.get("pct_cublas"),
-                             "select_config_kernel": chosen,
-                             "select_config_gflops": chosen_row["gflops"] if chosen_row else None,
+                             "gemm_launches": public["kernel"] if public else _plan_label(m, n, k),
+                             "gemm_gflops": public["gflops"] if public else None,
                              "kernels_timed": len(timed)})
         log(f"autotune {label}: best {b['kernel']} {b['gflops']:.0f} GFLOP/s of {len(timed)} timed; "
-            f"select_config -> {chosen}")
+            f"gemm() -> {_plan_label(m, n, k)}")
+        if b.get("kind") == "split":
+            log(f"  MEASURED_SPLITK[({m}, {n}, {k})] = ({b['kname']!r}, {b['slices']})")
         if label.startswith("sq"):
             st.put(f"sgemm_{label[2:]}_best_gflops", round(b["gflops"], 1))
             st.put(f"sgemm_{label[2:]}_best_kernel", b["kernel"])

@@ -267,9 +267,10 @@ def summary(res: dict[str, Any]) -> str:
     if best:
         out.append("  GEMM autotune (best kernel per shape):")
         for r in best:
-            out.append(f"    {r['shape']:10s} {r['best_kernel']:24s} {_fmt(r.get('best_gflops')):>8s} "
-                       f"GFLOP/s {_fmt(r.get('pct_cublas')):>5s}% cuBLAS; select_config "
-                       f"{r.get('select_config_kernel')} {_fmt(r.get('select_config_gflops'))}")
+            out.append(f"    {r['shape']:12s} {r['best_kernel']:24s} {_fmt(r.get('best_gflops')):>8s} "
+                       f"GFLOP/s {_fmt(r.get('pct_cublas')):>5s}% cuBLAS; gemm() "
+                       f"{r.get('gemm_launches', r.get('select_config_kernel'))} "
+                       f"{_fmt(r.get('gemm_gflops', r.get('select_config_gflops')))}")
     for r in res.get("tables", {}).get("train", {}).get("train", []):
         if "valid" in r:
             out.append(f"  train {r['net']}: validation {'ok' if r['valid'] else 'MISMATCH'} (loss rel err "

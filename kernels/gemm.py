@@ -932,11 +932,36 @@ for _name, _wcfg in V8_CONFIGS.items():
         _LAUNCH[f"gemm_v8w_{_name.replace('x', '_')}"] = (_make_v8(_wcfg, wide=True), _wcfg.block,
                                                             (_wcfg.BM, _wcfg.BN))
 
-# split-K (weight gradients of convolutions: small M x N, K = batch x pixels): one tile config
-SPLITK_CONFIG = "64x64x8"
-SPLITK_KERNEL = f"gemm_v6k_{SPLITK_CONFIG.replace('x', '_')}"
-_SK = CONFIGS[SPLITK_CONFIG]
-_LAUNCH[SPLITK_KERNEL] = (_make_v5(_SK, unroll=True, split=True), _SK.block, (_SK.BM, _SK.BN))
+# split-K (weight gradients of convolutions: small M x N, K = batch x pixels). Both operands of a
+# convolution's dW GEMM are K-contiguous (dY is (M, K); col is (N, K), read transposed), so one
+# K-tile reads BK consecutive floats of every operand row it covers: at BK = 8 one 32-byte sector
+# per row per tile, from rows ~K*4 bytes apart (a new DRAM page and TLB entry per row). The
+# BK = 16 / 32 tiles read 64 / 128 bytes per row per tile; v7k reads them as 128-bit loads (runs
+# of 4 consecutive k). v6k runs on any operands, v7k needs the v7 alignment (else v6k runs).
+SPLITK_CONFIGS: dict[str, GemmConfig] = {
+    "64x64x8": CONFIGS["64x64x8"],               # the split kernel of sessions 1-2
+    "64x64x32": GemmConfig(64, 64, 32, 4, 4),    # a 128-byte line per operand row per K-tile
+    "128x128x16": CONFIGS["128x128x16"],         # 8x8 per thread: twice the FMAs per shared read
+}
+for _name, _cfg in SPLITK_CONFIGS.items():
+    _key = _name.replace("x", "_")
+    _LAUNCH[f"gemm_v6k_{_key}"] = (_make_v5(_cfg, unroll=True, split=True), _cfg.block, (_cfg.BM, _cfg.BN))
+    if (_cfg.BM * _cfg.BK // _cfg.threads) % 4 == 0 and (_cfg.BN * _cfg.BK // _cfg.threads) % 4 == 0:
+        _LAUNCH[f"gemm_v7k_{_key}"] = (_make_v5(_cfg, unroll=True, wide=True, split=True), _cfg.block,
+                                       (_cfg.BM, _cfg.BN))
+SPLITK_KERNEL = "gemm_v6k_64_64_8"   # gemm()'s split kernel where MEASURED_SPLITK has no entry
+
+# Per-shape split-K plans measured on a GPU: (M, N, K) -> (split kernel, slices). Empty until the
+# benchmark's split sweep (bench/bench_gemm.py, the *_bwd_w shapes: every split kernel at half,
+# once and twice splitk_slices' count) has run on a card; gemm() uses SPLITK_KERNEL and
+# splitk_slices elsewhere.
+MEASURED_SPLITK: dict[tuple[int, int, int], tuple[str, int]] = {}
+
+
+def _splitk_launched() -> set[str]:
+    """Split kernels that gemm() may launch: the default, the measured ones, their v6k fallbacks."""
+    names = {SPLITK_KERNEL} | {k for k, _ in MEASURED_SPLITK.values()}
+    return names | {_unaligned(n) for n in names}
 
 
 @cuda.jit
@@ -967,7 +992,8 @@ PROMOTED = "v6"   # the version gemm() launches (with select_config's tile; olde
 # fallback order below the promoted version (PROMOTED = "v8" or "v8w" promotes the warp-tiled
 # kernels where V8_CONFIGS has the tile, v7/v6 elsewhere)
 _VERSIONS = ("v8w", "v8", "v7", "v6", "v5", "v4")
-_UNALIGNED = {"gemm_v7_": "gemm_v6_", "gemm_v8w_": "gemm_v8_"}   # 128-bit global loads -> scalar
+_UNALIGNED = {"gemm_v7_": "gemm_v6_", "gemm_v7k_": "gemm_v6k_",   # 128-bit global loads -> scalar
+              "gemm_v8w_": "gemm_v8_"}
 
 
 # Per-shape winners measured on an H200 (bench/results/2026-11-28-h200.json, gemm_autotune rows),
@@ -1010,7 +1036,7 @@ def _launched_by_gemm(name: str) -> bool:
     unaligned operands."""
     if name in ("gemm_v1", "gemm_v2"):
         return False
-    if name == SPLITK_KERNEL:
+    if name in _splitk_launched():
         return True
     chosen = {_promoted_for(cfg.replace("x", "_")) for cfg in CONFIGS}
     chosen |= set(MEASURED_BEST.values()) | {WIDE_N_KERNEL}
@@ -1111,16 +1137,40 @@ SPLITK_MIN_K = 2048      # below this a K slice is too short to pay for the redu
 SPLITK_MIN_SLICE = 256   # K values per slice at least
 SPLITK_MAX = 64
 
+def _tile_of(name: str) -> tuple[int, int]:
+    """(BM, BN) of a kernel name in ``_LAUNCH``."""
+    return _LAUNCH[name][2]
+
 
 @functools.lru_cache(maxsize=4096)
-def splitk_slices(M: int, N: int, K: int) -> int:
-    """How many K slices ``gemm`` cuts a problem into: 1 when the (M, N) tiles already fill the GPU
-    or K is short; else enough slices for about two waves of 64x64 tiles."""
-    cfg = CONFIGS[SPLITK_CONFIG]
-    blocks = ceil_div(M, cfg.BM) * ceil_div(N, cfg.BN)
+def splitk_slices(M: int, N: int, K: int, kernel: str = SPLITK_KERNEL) -> int:
+    """How many K slices to cut a problem into for split kernel ``kernel``: 1 when its (M, N)
+    tiles already fill the GPU or K is short; else enough slices for about two waves of blocks
+    (``2 * SMS``), each slice at least ``SPLITK_MIN_SLICE`` long, at most ``SPLITK_MAX``."""
+    bm, bn = _tile_of(kernel)
+    blocks = ceil_div(M, bm) * ceil_div(N, bn)
     if blocks >= SMS or K < SPLITK_MIN_K:
         return 1
     return max(1, min(ceil_div(2 * SMS, blocks), K // SPLITK_MIN_SLICE, SPLITK_MAX))
+
+
+def splitk_plan(M: int, N: int, K: int) -> tuple[str, int]:
+    """(split kernel, slices) that ``gemm`` uses for an (M, N, K) problem; slices == 1: no split
+    (``kernel_for`` then names the kernel). A measured entry of ``MEASURED_SPLITK`` first."""
+    measured = MEASURED_SPLITK.get((M, N, K))
+    if measured is not None:
+        return measured
+    return SPLITK_KERNEL, splitk_slices(M, N, K, SPLITK_KERNEL)
+
+
+def describe_plan(M: int, N: int, K: int) -> str:
+    """What ``gemm`` launches for an (M, N, K) problem, in words (benchmark tables, logs): the
+    kernel name, or ``"<split kernel> x<slices> + splitk_reduce_v1"``. Operand alignment is not
+    known here: a v7/v8w/v7k name runs as its scalar twin on unaligned operands."""
+    kname, slices = splitk_plan(M, N, K)
+    if slices > 1:
+        return f"{kname} x{slices} + splitk_reduce_v1"
+    return kernel_for(M, N, K)
 
 
 _workspace: dict[int, Any] = {}
@@ -1136,20 +1186,27 @@ def _splitk_workspace(rows: int, cols: int):
     return buf[:need].reshape(rows, cols)
 
 
-def gemm_splitk(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C, slices: int) -> None:
-    """``C = alpha*op(A)@op(B) + beta*C`` as ``slices`` K-slice products (one launch of the v6k
-    kernel with a z grid, partials in a workspace) summed by ``splitk_reduce_v1`` (a second launch).
-    Same contract as ``gemm``; the sum over slices runs in a fixed order (deterministic)."""
+def gemm_splitk(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C, slices: int,
+                kernel: str = SPLITK_KERNEL) -> None:
+    """``C = alpha*op(A)@op(B) + beta*C`` as ``slices`` K-slice products (one launch of the split
+    kernel ``kernel`` -- a ``gemm_v6k_*`` / ``gemm_v7k_*`` name -- with a z grid, partials in a
+    workspace) summed by ``splitk_reduce_v1`` (a second launch). Same contract as ``gemm``; the
+    sum over slices runs in a fixed order (deterministic). A v7k kernel on operands without
+    16-byte alignment runs as the v6k kernel of its tile."""
     A = as_device(A)
     B = as_device(B)
     C = as_device(C)
     M, N, K = _check(trans_a, trans_b, A, B, C)
     if M == 0 or N == 0:
         return
+    if not kernel.startswith(("gemm_v6k_", "gemm_v7k_")):
+        raise ValueError(f"gemm_splitk: {kernel!r} is not a split-K kernel (gemm_v6k_* / gemm_v7k_*)")
+    if kernel.startswith("gemm_v7k_") and not (_aligned16(A) and _aligned16(B)):
+        kernel = _unaligned(kernel)
     slices = max(1, int(slices))
     W = _splitk_workspace(slices * M, N)
-    kernel, block, (bm, bn) = _LAUNCH[SPLITK_KERNEL]
-    kernel[(ceil_div(N, bn), ceil_div(M, bm), slices), block](
+    kern, block, (bm, bn) = _LAUNCH[kernel]
+    kern[(ceil_div(N, bn), ceil_div(M, bm), slices), block](
         np.int32(bool(trans_a)), np.int32(bool(trans_b)), np.float32(alpha), A, B, np.float32(0.0), W)
     blocks, threads = grid_1d(M * N)
     splitk_reduce_v1[blocks, threads](W, np.int32(slices), np.float32(beta), C)
@@ -1181,8 +1238,8 @@ def gemm(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C) -> No
     B = as_device(B)
     C = as_device(C)
     M, N, K = _check(trans_a, trans_b, A, B, C)
-    slices = splitk_slices(M, N, K)
+    split_kernel, slices = splitk_plan(M, N, K)
     if slices > 1:
-        gemm_splitk(trans_a, trans_b, alpha, A, B, beta, C, slices)
+        gemm_splitk(trans_a, trans_b, alpha, A, B, beta, C, slices, split_kernel)
         return
     gemm_with(kernel_for(M, N, K), trans_a, trans_b, alpha, A, B, beta, C)

@@ -261,8 +261,58 @@ def test_split_k(ta, tb, slices, beta, strided):
     _run(None, ta, tb, M, N, K, 0.5, beta, strided, slices, slices=slices)
 
 
-def test_split_k_dispatch():
-    """gemm() splits K only when M x N leaves the GPU idle and K is long."""
+SPLIT_KERNELS = sorted(n for n in G.KERNELS if n.startswith(("gemm_v6k_", "gemm_v7k_")))
+
+
+@pytest.mark.parametrize("name", SPLIT_KERNELS)
+def test_split_kernels_interior_and_ragged(name):
+    """Every split kernel, K cut into 2 slices: (1) one interior block tile with whole K-tiles in
+    each slice plus a short one (v7k: 128-bit loads of whole tiles, K a multiple of 4 so the row
+    pitches stay 16-byte aligned), (2) a tile and one more row/column with a ragged K (edge path,
+    and for v7k on an unaligned pitch: its v6k twin runs, as gemm_splitk documents)."""
+    bm, bn = G._LAUNCH[name][2]
+    bk = G.SPLITK_CONFIGS[name.split("_", 2)[2].replace("_", "x")].BK
+    idx = SPLIT_KERNELS.index(name)
+    ta, tb = [(False, True), (True, False), (False, False), (True, True)][idx % 4]
+    for M, N, K in ((bm, bn, 4 * bk + 4), (bm + 1, bn + 1, 2 * bk + 3)):
+        rng = np.random.default_rng(11 + idx)
+        A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+        B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+        C = rng.standard_normal((M, N)).astype(np.float32)
+        dC = cuda.to_device(C)
+        G.gemm_splitk(ta, tb, 0.75, cuda.to_device(A), cuda.to_device(B), -0.5, dC, 2, kernel=name)
+        err = rel_frobenius(dC.copy_to_host(), gemm_ref(ta, tb, 0.75, A, B, -0.5, C))
+        assert err <= REL_TOL, f"{name} ta={ta} tb={tb} M={M} N={N} K={K}: rel err {err:.3g}"
+
+
+def test_split_k_rejects_other_kernels():
+    a = cuda.to_device(np.ones((4, 4), np.float32))
+    with pytest.raises(ValueError, match="not a split-K kernel"):
+        G.gemm_splitk(False, False, 1.0, a, a, 0.0, a, 2, kernel="gemm_v6_64_64_8")
+
+
+def test_split_k_dispatch(monkeypatch):
+    """gemm() splits K only when M x N leaves the GPU idle and K is long; a measured plan wins."""
     assert G.splitk_slices(96, 363, 256 * 3025) > 1          # AlexNet conv1 weight gradient
     assert G.splitk_slices(4096, 4096, 4096) == 1
     assert G.splitk_slices(96, 363, 512) == 1
+    # larger tiles: fewer tiles, so more slices for the same two waves (capped at SPLITK_MAX)
+    assert (G.splitk_slices(128, 1200, 93312, "gemm_v7k_128_128_16")
+            > G.splitk_slices(128, 1200, 93312, "gemm_v6k_64_64_8"))
+    assert G.splitk_plan(96, 363, 387200) == (G.SPLITK_KERNEL, G.splitk_slices(96, 363, 387200))
+    assert G.describe_plan(96, 363, 387200).startswith(f"{G.SPLITK_KERNEL} x")
+    assert G.describe_plan(4096, 4096, 4096) == G.kernel_for(4096, 4096, 4096)
+    monkeypatch.setitem(G.MEASURED_SPLITK, (96, 363, 387200), ("gemm_v7k_64_64_32", 12))
+    assert G.splitk_plan(96, 363, 387200) == ("gemm_v7k_64_64_32", 12)
+    assert G._launched_by_gemm("gemm_v7k_64_64_32") and G._launched_by_gemm("gemm_v6k_64_64_32")
+
+
+def test_gemm_runs_a_measured_split_plan(monkeypatch):
+    """gemm() launches the MEASURED_SPLITK plan for its shape (the result is the same GEMM)."""
+    M, N, K = (6, 5, 40)
+    monkeypatch.setitem(G.MEASURED_SPLITK, (M, N, K), ("gemm_v7k_64_64_32", 3))
+    launched = []
+    real = G.gemm_splitk
+    monkeypatch.setattr(G, "gemm_splitk", lambda *a, **k: (launched.append(a[-2:]), real(*a, **k)))
+    _run(None, False, True, M, N, K, 1.0, 1.0, (False, False, False), 5)
+    assert launched == [(3, "gemm_v7k_64_64_32")]
