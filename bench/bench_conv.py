@@ -7,6 +7,10 @@ cuDNN picks its fastest algorithm): ``F.conv2d`` forward and ``aten.convolution_
 (dx, dw, db) together, the same three outputs as our backward (Caffe's conv1 skips dx since its
 bottom is the data; both sides compute it here).
 
+A third row per layer, ``fwd+bwd kept``, times what a training iteration runs on the cuda backend:
+forward and backward as a pair sharing a ``KeptColumns`` (the whole batch's columns stay from the
+forward, so backward skips im2col), against cuDNN's forward + backward.
+
 Validation first (fresh random x, w, b, dy): y, dx, dw, db against cuDNN's, relative Frobenius
 error <= TOL (our dw and db accumulate with ``+=``, so they are zeroed before the validation call).
 FLOPs per layer: forward 2*N*Cout*OH*OW*(Cin/g*kh*kw) (see bench/alexnet.py); backward twice that
@@ -19,6 +23,8 @@ Run: ``python -m bench.bench_conv``.
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from bench.alexnet import Conv, conv_layers
 from bench.common import DRY, Stage, enable_kernel_cache, log, main_guard, missing, time_fn, torch_mod
@@ -43,13 +49,18 @@ class _KernelsConv:
         except Exception:  # noqa: BLE001 - backend absent: the kernel module's default
             self.cap = getattr(kconv, "MAX_COL_BYTES", 256 << 20)
 
-    def conv_forward(self, x, w, b, y, c: Conv) -> None:
+    def conv_forward(self, x, w, b, y, c: Conv, **keep) -> None:
         self.k.conv_forward(x, w, b, y, pad=c.pad, stride=c.stride, group=c.group,
-                            max_col_bytes=self.cap)
+                            max_col_bytes=self.cap, **keep)
 
-    def conv_backward(self, x, w, dy, dx, dw, db, c: Conv) -> None:
+    def conv_backward(self, x, w, dy, dx, dw, db, c: Conv, **keep) -> None:
         self.k.conv_backward(x, w, dy, dx, dw, db, pad=c.pad, stride=c.stride, group=c.group,
-                             max_col_bytes=self.cap)
+                             max_col_bytes=self.cap, **keep)
+
+
+def _zero(a) -> None:
+    """Zero our device array ``a`` (its torch twin shares the memory only on a GPU)."""
+    a.copy_to_device(np.zeros(a.shape, np.float32))
 
 
 def _backend():
@@ -98,6 +109,7 @@ def bench_layer(st: Stage, be, c: Conv) -> dict[str, float]:
     # the judge is a float64 reference (torch double on the same device), not cuDNN FP32: cuDNN's
     # own algorithms (Winograd/FFT wgrad) may differ from the exact result by more than ours does.
     # Errors of both sides against it are recorded (err64_* ours, cudnn_err64_* cuDNN's).
+    judge: dict[str, Any] = {}     # float64 dx, dw rounded to float32: the kept-columns row's judge
     x64, w64, b64, dy64 = xt.double(), wt.double(), bt.double(), dyt.double()
     y64 = F.conv2d(x64, w64, b64, s, p, 1, c.group)
     dx64, dw64, db64 = torch.ops.aten.convolution_backward(
@@ -107,6 +119,8 @@ def bench_layer(st: Stage, be, c: Conv) -> dict[str, float]:
         exact32 = exact.float()
         errs[f"err64_{key}"] = rel_err_dev(ours_arr, exact32)
         errs[f"cudnn_err64_{key}"] = rel_err_dev(cudnn_arr, exact32)
+        if key in ("dx", "dw"):
+            judge[key] = exact32
     del x64, w64, b64, dy64, y64, dx64, dw64, db64
     out: dict[str, float] = {}
     for pass_, ofn, tfn, flops, keys in (("fwd", ours_fwd, cudnn_fwd, c.flops, ("err_y",)),
@@ -132,6 +146,39 @@ def bench_layer(st: Stage, be, c: Conv) -> dict[str, float]:
         log(f"conv {c.name} {pass_}: ours {row.get('ms', float('nan')):.3f} ms "
             f"({row.get('gflops', float('nan')):.0f} GFLOP/s), cuDNN {tt['ms']:.3f} ms "
             f"({row['cudnn_gflops']:.0f} GFLOP/s), err {err:.1e}")
+    kept_cls = getattr(getattr(be, "k", None), "KeptColumns", None)
+    if kept_cls is not None:
+        keep = kept_cls()
+
+        def ours_pair():
+            be.conv_forward(x, w, b, y, g, keep=keep)
+            be.conv_backward(x, w, dy, dx, dw, db, g, keep=keep)
+
+        def cudnn_pair():
+            cudnn_fwd()
+            return cudnn_bwd()
+
+        ours_pair()            # the first pair fills the kept columns in backward
+        _zero(dw)
+        _zero(db)
+        ours_pair()            # this one's backward reads the columns its forward kept
+        err = max(rel_err_dev(dx, judge["dx"]), rel_err_dev(dw, judge["dw"]))
+        row = {"layer": c.name, "pass": "fwd+bwd kept", "M_N_K": "x".join(
+            map(str, c.gemm_shapes(1)["fwd"][:3])), "err64_dx_dw": err}
+        tt = time_fn(cudnn_pair, **REPS)
+        row.update(cudnn_ms=tt["ms"], cudnn_gflops=3 * c.flops / tt["ms"] / 1e6)
+        if not err <= TOL:
+            row["status"] = f"WRONG (rel_err {err:.2e} > {TOL})"
+            st.note(f"{c.name} fwd+bwd kept: validation failed (rel err {err:.3e}): not timed")
+        else:
+            t = time_fn(ours_pair, **REPS)
+            row.update(ms=t["ms"], gflops=3 * c.flops / t["ms"] / 1e6,
+                       speedup_vs_cudnn=tt["ms"] / t["ms"], status="ok")
+            out["kept"] = t["ms"]
+        out["cudnn_kept"] = tt["ms"]
+        st.row("conv_layers", row)
+        log(f"conv {c.name} fwd+bwd kept columns: ours {row.get('ms', float('nan')):.3f} ms, cuDNN "
+            f"{tt['ms']:.3f} ms, err {err:.1e}")
     return out
 
 
@@ -142,6 +189,7 @@ def body(st: Stage) -> None:
     if why:
         st.note(f"ours: skipped: {why}; cuDNN alone is timed")
     ours_total, cudnn_total, complete = 0.0, 0.0, True
+    kept_total, cudnn_kept_total, kept_complete = 0.0, 0.0, True
     for c in conv_layers():
         if st.time_left() < 6:
             st.note(f"{c.name}: skipped (stage time budget)")
@@ -162,6 +210,11 @@ def body(st: Stage) -> None:
             else:
                 complete = False
             cudnn_total += res.get(f"cudnn_{pass_}", 0.0)
+        if res.get("kept") is not None:
+            kept_total += res["kept"]
+            cudnn_kept_total += res["cudnn_kept"]
+        else:
+            kept_complete = False
         if not DRY:
             torch.cuda.empty_cache()
     if complete:
@@ -169,6 +222,9 @@ def body(st: Stage) -> None:
         st.put("cudnn_alexnet_conv_total_ms", round(cudnn_total, 3))
     elif cudnn_total:
         st.note("alexnet_conv_total_ms not reported: not every layer/pass was measured")
+    if kept_complete:    # forward + backward pairs with kept columns (the training path)
+        st.put("alexnet_conv_kept_total_ms", round(kept_total, 3))
+        st.put("cudnn_alexnet_conv_pair_total_ms", round(cudnn_kept_total, 3))
 
 
 def _cudnn_only(st: Stage, c: Conv) -> dict[str, float]:

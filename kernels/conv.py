@@ -27,6 +27,13 @@ convolution with stride 1 and no padding skips im2col (``x[n]`` viewed as (C, S)
 
 Scratch buffers (col, channel-major Y) are cached in this module and reused across calls (all
 launches go to the default stream, in order).
+
+Kept columns (``keep``, a ``KeptColumns``): a caller that runs forward then backward on the same
+input can give both calls the same ``KeptColumns``. Forward then writes the whole batch's columns
+(one chunk, whatever ``max_col_bytes`` says) into its buffer and marks it valid; backward reads
+them for dW instead of running im2col again, then writes the column gradient into the same
+memory (no longer the forward's columns: valid is cleared). A pointwise convolution of one image
+keeps nothing (its columns are the input itself).
 """
 from __future__ import annotations
 
@@ -54,6 +61,31 @@ def _buffer(name: str, rows: int, cols: int):
         buf = cuda.device_array(max(n, 1), np.float32)
         _buffers[name] = buf
     return buf[:n].reshape(rows, cols)
+
+
+class KeptColumns:
+    """The im2col columns (K, N*OH*OW) of one convolution input, kept from ``conv_forward`` for
+    ``conv_backward`` (see the module docstring). ``valid``: the buffer holds the columns of the
+    input as the last forward saw it; the owner clears it (``valid = False``) when the input may
+    have changed since. The buffer only grows."""
+
+    __slots__ = ("buf", "valid")
+
+    def __init__(self) -> None:
+        self.buf = None
+        self.valid = False
+
+    def columns(self, rows: int, cols: int):
+        """A (rows, cols) float32 view of the kept buffer (grown, and invalidated, when too small)."""
+        n = rows * cols
+        if self.buf is None or self.buf.shape[0] < n:
+            self.buf = cuda.device_array(max(n, 1), np.float32)
+            self.valid = False
+        return self.buf[:n].reshape(rows, cols)
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.buf is None else 4 * int(self.buf.shape[0])
 
 
 def _pair(v) -> tuple[int, int]:
@@ -89,26 +121,39 @@ def _is_pointwise(kh, kw, pad, stride, dilation) -> bool:
     return (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1)
 
 
-def _fill_col(x, n0, Nc, C, S, kh, kw, pad, stride, dilation):
+def _col_buffer(keep: KeptColumns | None, rows: int, cols: int):
+    """The (rows, cols) column buffer: the kept one when given, else the module's scratch "col"."""
+    return _buffer("col", rows, cols) if keep is None else keep.columns(rows, cols)
+
+
+def _keeps(keep: KeptColumns | None, N: int, kh, kw, pad, stride, dilation) -> KeptColumns | None:
+    """``keep`` where it applies: not for a pointwise convolution of one image (col is x)."""
+    if keep is None or (N == 1 and _is_pointwise(kh, kw, pad, stride, dilation)):
+        return None
+    return keep
+
+
+def _fill_col(x, n0, Nc, C, S, kh, kw, pad, stride, dilation, keep: KeptColumns | None = None):
     """col (C*kh*kw, Nc*S) for images n0..n0+Nc-1: a view of x for a pointwise conv of one image,
-    else the cached "col" buffer filled by nc_to_cn (pointwise) or im2col."""
+    else the column buffer (kept or scratch) filled by nc_to_cn (pointwise) or im2col."""
     if _is_pointwise(kh, kw, pad, stride, dilation):
         if Nc == 1:
             return x[n0].reshape(C, S)
-        col = _buffer("col", C, Nc * S)
+        col = _col_buffer(keep, C, Nc * S)
         _layout.nc_to_cn(x, n0, col)
         return col
-    col = _buffer("col", C * kh * kw, Nc * S)
+    col = _col_buffer(keep, C * kh * kw, Nc * S)
     im2col(x, n0, n0 + Nc, kh, kw, pad[0], pad[1], stride[0], stride[1], dilation[0], dilation[1], col)
     return col
 
 
 def conv_forward(x, w, b, y, pad=(0, 0), stride=(1, 1), dilation=(1, 1), group: int = 1,
-                 max_col_bytes: int = MAX_COL_BYTES) -> None:
+                 max_col_bytes: int = MAX_COL_BYTES, keep: KeptColumns | None = None) -> None:
     """``y = conv(x, w) + b`` (Caffe's Convolution forward), written into ``y``.
 
     ``x`` (N, C, H, W), ``w`` (Cout, C/group, kh, kw), ``b`` (Cout,) or None, ``y`` (N, Cout, OH, OW),
-    all float32 C-contiguous device arrays; pad/stride/dilation are ints or (h, w) pairs.
+    all float32 C-contiguous device arrays; pad/stride/dilation are ints or (h, w) pairs. With
+    ``keep`` the whole batch's columns stay in it for ``conv_backward`` (one chunk).
     """
     x, w, y = as_device(x), as_device(w), as_device(y)
     b = None if b is None else as_device(b)
@@ -118,10 +163,13 @@ def conv_forward(x, w, b, y, pad=(0, 0), stride=(1, 1), dilation=(1, 1), group: 
     K = C * kh * kw
     Kg, Og = K // group, Cout // group
     w2 = w.reshape(Cout, Kg)
-    Nc = chunk_images(N, K, S, max_col_bytes)
+    keep = _keeps(keep, N, kh, kw, pad, stride, dilation)
+    Nc = N if keep is not None else chunk_images(N, K, S, max_col_bytes)
     for n0 in range(0, N, Nc):
         nc = min(Nc, N - n0)
-        col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation)
+        col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation, keep)
+        if keep is not None:
+            keep.valid = True
         ycn = y[n0].reshape(Cout, S) if nc == 1 else _buffer("ycn", Cout, nc * S)
         for g in range(group):
             gemm(False, False, 1.0, w2[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 0.0,
@@ -133,13 +181,15 @@ def conv_forward(x, w, b, y, pad=(0, 0), stride=(1, 1), dilation=(1, 1), group: 
 
 
 def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1), dilation=(1, 1),
-                  group: int = 1, max_col_bytes: int = MAX_COL_BYTES) -> None:
+                  group: int = 1, max_col_bytes: int = MAX_COL_BYTES,
+                  keep: KeptColumns | None = None) -> None:
     """Gradients of ``conv_forward`` for the output gradient ``dy`` (N, Cout, OH, OW).
 
     ``dw`` (Cout, C/group, kh, kw) and ``db`` (Cout,) accumulate (``+=``); ``dx`` (N, C, H, W) is
     written (``=``). Any of them may be None (not computed). ``x`` is read only when ``dw`` is
     computed and ``w`` only when ``dx`` is; otherwise they only give shapes (a caller may pass dx
-    for x or dw for w).
+    for x or dw for w). With ``keep`` (the forward's): dW reads its columns when ``keep.valid``
+    (else im2col fills it first) and the column gradient for dx is written into it afterwards.
     """
     x, w, dy = as_device(x), as_device(w), as_device(dy)
     dx = None if dx is None else as_device(dx)
@@ -161,7 +211,8 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
     w2 = w.reshape(Cout, Kg)
     dw2 = None if dw is None else dw.reshape(Cout, Kg)
     pointwise = _is_pointwise(kh, kw, pad, stride, dilation)
-    Nc = chunk_images(N, K, S, max_col_bytes)
+    keep = _keeps(keep, N, kh, kw, pad, stride, dilation)
+    Nc = N if keep is not None else chunk_images(N, K, S, max_col_bytes)
     for n0 in range(0, N, Nc):
         nc = min(Nc, N - n0)
         if nc == 1:
@@ -170,7 +221,12 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
             dycn = _buffer("ycn", Cout, nc * S)
             _layout.nc_to_cn(dy, n0, dycn)
         if dw2 is not None:
-            col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation)
+            if keep is not None and keep.valid:
+                col = keep.columns(K, nc * S)     # the forward's columns: no im2col
+            else:
+                col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation, keep)
+                if keep is not None:
+                    keep.valid = True
             for g in range(group):
                 gemm(False, True, 1.0, dycn[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 1.0,
                      dw2[g * Og:(g + 1) * Og])
@@ -179,7 +235,9 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
         if pointwise and nc == 1:
             dcol = dx[n0].reshape(C, S)          # dcol is dx[n0] itself: no col2im
         else:
-            dcol = _buffer("col", K, nc * S)     # the col buffer is free once dW is done
+            dcol = _col_buffer(keep, K, nc * S)  # the col buffer is free once dW is done
+            if keep is not None:
+                keep.valid = False               # it now holds the column gradient
         for g in range(group):
             gemm(True, False, 1.0, w2[g * Og:(g + 1) * Og], dycn[g * Og:(g + 1) * Og], 0.0,
                  dcol[g * Kg:(g + 1) * Kg])

@@ -44,7 +44,7 @@ SYNCED, HOST, DEVICE = "synced", "host", "device"
 class SyncedBuffer:
     """A flat buffer on a backend with an optional host mirror (see the module docstring)."""
 
-    __slots__ = ("backend", "capacity", "dev", "host", "head")
+    __slots__ = ("backend", "capacity", "dev", "host", "head", "host_writes")
 
     def __init__(self, backend: Backend, capacity: int):
         self.backend = backend
@@ -52,6 +52,7 @@ class SyncedBuffer:
         self.dev = backend.zeros((self.capacity,))
         self.host: np.ndarray | None = None
         self.head = SYNCED if not backend.host_mirror else DEVICE
+        self.host_writes = 0     # writable host views handed out + assignments (see Blob.data_version)
 
     def device(self) -> Any:
         """The flat device buffer, synced; marks the device as the newest copy."""
@@ -65,6 +66,7 @@ class SyncedBuffer:
     def host_view(self, writable: bool = True) -> np.ndarray:
         """The flat host buffer, synced; writable marks the host as the newest copy."""
         if not self.backend.host_mirror:
+            self.host_writes += bool(writable)
             return self.dev
         if self.host is None:
             self.host = np.zeros(self.capacity, dtype=self.backend.dtype)
@@ -75,6 +77,7 @@ class SyncedBuffer:
             self.head = SYNCED
         if writable:
             self.head = HOST
+            self.host_writes += 1
         return self.host
 
 
@@ -183,7 +186,16 @@ class Blob:
             v.flags.writeable = False
         return v
 
+    def data_version(self) -> tuple[Any, int]:
+        """A token that changes whenever the data may have been changed from the host (a writable
+        ``data`` view handed out, an assignment) or the blob got another buffer (reshape beyond
+        its capacity, ``share_data``); layers compare it between their forward and backward.
+        Writes by layers on the device do not change it (Caffe's split layers give every reader
+        its own blob, so no later layer writes a layer's bottom in place)."""
+        return self._data, self._data.host_writes
+
     def _assign(self, buf: SyncedBuffer, value: Any, what: str) -> None:
+        buf.host_writes += 1
         arr = np.asarray(value)
         if arr.size != self.count:
             raise ValueError(f"blob {self.name!r}: cannot assign {what} of shape {arr.shape} to shape "

@@ -125,6 +125,39 @@ def pool_out_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool
     return out
 
 
+class ConvCache:
+    """What a backend may keep of one convolution input from its forward to its backward: the
+    input's im2col columns, so that backward does not run im2col again (memory traded for time,
+    as a cuDNN workspace is). A layer creates one per bottom and passes it to both calls and calls
+    ``invalidate()`` when the input may have changed since the forward. The backend arms it at
+    the first backward that fits its ``keep_columns_bytes`` budget, so a forward-only (test) net
+    never pays the memory; ``state`` is the backend's own (None until armed)."""
+
+    __slots__ = ("armed", "state", "reserved", "owner")
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.state: Any = None
+        self.reserved = 0        # bytes counted against the owner backend's budget
+        self.owner: Backend | None = None
+
+    def invalidate(self) -> None:
+        """The input may differ from what the last forward saw: backward must recompute."""
+        if self.state is not None:
+            self.state.valid = False
+
+    def release(self) -> None:
+        """Drop the kept columns and return their bytes to the backend's budget."""
+        if self.owner is not None and self.reserved:
+            self.owner._kept_columns_bytes -= self.reserved
+        self.reserved = 0
+        self.armed = False
+        self.state = None
+
+    def __del__(self) -> None:   # a net that goes away gives its budget back
+        self.release()
+
+
 class Backend(abc.ABC):
     """Abstract op set. ``name`` is "cpu" or "cuda"; ``dtype`` is the float type of arrays
     (float32; the cpu backend can also run float64 for gradient checks)."""
@@ -132,6 +165,29 @@ class Backend(abc.ABC):
     name: str = "abstract"
     host_mirror: bool = False
     dtype: np.dtype = np.dtype(np.float32)
+    #: bytes of convolution columns that ConvCaches may keep, all layers together (0: none)
+    keep_columns_bytes: int = 0
+    _kept_columns_bytes: int = 0
+
+    def arm_conv_cache(self, cache: ConvCache | None, nbytes: int) -> bool:
+        """Count ``nbytes`` of kept columns for ``cache`` against ``keep_columns_bytes`` (growing
+        its reservation when its input grew); True when the cache may keep them. A cache that no
+        longer fits is disarmed and its memory released."""
+        if cache is None:
+            return False
+        if cache.owner is not None and cache.owner is not self:
+            cache.release()          # a layer moved to another backend
+        extra = nbytes - cache.reserved
+        if extra <= 0:
+            return cache.armed
+        if self._kept_columns_bytes + extra <= self.keep_columns_bytes:
+            self._kept_columns_bytes += extra
+            cache.reserved = nbytes
+            cache.owner = self
+            cache.armed = True
+            return True
+        cache.release()
+        return False
 
     # ------------------------------------------------------------------ arrays
     @abc.abstractmethod
@@ -335,9 +391,10 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------------ convolution
     @abc.abstractmethod
-    def conv_forward(self, x: Array, w: Array, b: Array | None, y: Array, g: ConvGeometry) -> None:
+    def conv_forward(self, x: Array, w: Array, b: Array | None, y: Array, g: ConvGeometry,
+                     cache: ConvCache | None = None) -> None:
         """y = conv2d(x, w) (+ b per output channel), Caffe's cross-correlation with groups, pad,
-        stride, dilation. Shapes from ``g``."""
+        stride, dilation. Shapes from ``g``. An armed ``cache`` keeps x's columns for backward."""
 
     @abc.abstractmethod
     def conv_backward_data(self, dy: Array, w: Array, dx: Array, g: ConvGeometry) -> None:
@@ -345,17 +402,19 @@ class Backend(abc.ABC):
         Deconvolution's forward is this op with (dy, dx) = (bottom, top)."""
 
     @abc.abstractmethod
-    def conv_backward_weight(self, x: Array, dy: Array, dw: Array, g: ConvGeometry) -> None:
-        """dw += gradient of ``conv_forward`` w.r.t. w (accumulates)."""
+    def conv_backward_weight(self, x: Array, dy: Array, dw: Array, g: ConvGeometry,
+                             cache: ConvCache | None = None) -> None:
+        """dw += gradient of ``conv_forward`` w.r.t. w (accumulates). With the forward's ``cache``
+        the kept columns of x are used when valid (the backend may arm it here)."""
 
     def conv_backward(self, x: Array, w: Array, dy: Array, dx: Array | None, dw: Array | None,
-                      db: Array | None, g: ConvGeometry) -> None:
+                      db: Array | None, g: ConvGeometry, cache: ConvCache | None = None) -> None:
         """All three gradients of ``conv_forward``; None skips one. db += sum over n, h, w of dy;
         dw += ; dx =. Default: composed of the three ops above."""
         if db is not None:
             self.bias_bwd(dy, db, g.n, g.c_out, g.out_h * g.out_w)
         if dw is not None:
-            self.conv_backward_weight(x, dy, dw, g)
+            self.conv_backward_weight(x, dy, dw, g, cache)
         if dx is not None:
             self.conv_backward_data(dy, w, dx, g)
 

@@ -29,7 +29,10 @@ Design
   warning per launch). Nothing synchronises unless it returns a host value.
 - **Convolution** is ``kernels.conv`` (im2col + the GEMM kernels over the whole batch, chunked so the
   column workspace stays under ``conv_workspace_bytes()``); the Python code never loops over images
-  except through those chunks. 1x1 convolutions skip im2col.
+  except through those chunks. 1x1 convolutions skip im2col. A training net's convolutions keep
+  their input's columns from forward to backward (``ConvCache``, armed at the first backward while
+  all kept columns fit ``keep_columns_bytes``, 1/8 of device memory): backward then skips im2col
+  and the batch is one chunk.
 - **Dropout** uses ``kernels.dropout``'s counter-based generator (Philox-4x32-10 keyed by the
   layer's seed, the layer's counter as the stream): the cpu backend's host twin
   (``dropout_mask_host``) produces the same uint8 mask bit for bit. Masks are uint8 here.
@@ -63,7 +66,7 @@ from kernels import runner_extra as _rx
 from kernels import scale as _scale
 from kernels import softmax as _sm
 from kernels._launch import SIMULATOR, as_device
-from runner.backend.base import Backend, ConvGeometry, PoolGeometry
+from runner.backend.base import Backend, ConvCache, ConvGeometry, PoolGeometry
 
 Array = Any
 
@@ -72,6 +75,22 @@ CONV_WORKSPACE_BYTES = 256 << 20
 #: on a GPU the cap grows with the device: 1/32 of its memory, at most 1 GiB (H100/H200: 1 GiB, so
 #: AlexNet's conv1 runs as 2 chunks of 128 images instead of 5 of <= 61 at 256 MiB)
 CONV_WORKSPACE_MAX_BYTES = 1 << 30
+
+
+#: kept convolution columns (ConvCache), all layers together: this fraction of device memory
+KEEP_COLUMNS_FRACTION = 8
+KEEP_COLUMNS_SIM_BYTES = 64 << 20     # in the simulator (no device memory to ask)
+
+
+def keep_columns_budget() -> int:
+    """Bytes of convolution columns kept from forward to backward (see ``KEEP_COLUMNS_FRACTION``)."""
+    if SIMULATOR:
+        return KEEP_COLUMNS_SIM_BYTES
+    try:
+        total = int(cuda.current_context().get_memory_info()[1])
+    except Exception:            # no context / driver query failed: keep nothing
+        return 0
+    return total // KEEP_COLUMNS_FRACTION
 
 
 def conv_workspace_bytes() -> int:
@@ -162,6 +181,7 @@ class CudaBackend(Backend):
         config.CUDA_LOW_OCCUPANCY_WARNINGS = False
         self._workspaces: dict[Any, Any] = {}
         self._conv_workspace = conv_workspace_bytes()
+        self.keep_columns_bytes = keep_columns_budget()
 
     # ------------------------------------------------------------------ arrays
     def empty(self, shape: Sequence[int], dtype: Any = None) -> Array:
@@ -409,22 +429,33 @@ class CudaBackend(Backend):
                 "dilation": (g.dilation_h, g.dilation_w), "group": g.group,
                 "max_col_bytes": self._conv_workspace}
 
-    def conv_forward(self, x, w, b, y, g: ConvGeometry) -> None:
+    @staticmethod
+    def _kept(cache: ConvCache | None) -> _conv.KeptColumns | None:
+        """The armed cache's kept columns (created on first use), else None."""
+        if cache is None or not cache.armed:
+            return None
+        if cache.state is None:
+            cache.state = _conv.KeptColumns()
+        return cache.state
+
+    def conv_forward(self, x, w, b, y, g: ConvGeometry, cache: ConvCache | None = None) -> None:
         if not g.n or not g.c_out:
             return
         _conv.conv_forward(_shaped(_dev(x), g.x_shape), _shaped(_dev(w), g.w_shape),
                            None if b is None else _flat(b), _shaped(_dev(y), g.y_shape),
-                           **self._conv_args(g))
+                           keep=self._kept(cache), **self._conv_args(g))
 
     def conv_backward_data(self, dy, w, dx, g: ConvGeometry) -> None:
         self.conv_backward(None, w, dy, dx, None, None, g)
 
-    def conv_backward_weight(self, x, dy, dw, g: ConvGeometry) -> None:
-        self.conv_backward(x, None, dy, None, dw, None, g)
+    def conv_backward_weight(self, x, dy, dw, g: ConvGeometry, cache: ConvCache | None = None) -> None:
+        self.conv_backward(x, None, dy, None, dw, None, g, cache)
 
-    def conv_backward(self, x, w, dy, dx, dw, db, g: ConvGeometry) -> None:
+    def conv_backward(self, x, w, dy, dx, dw, db, g: ConvGeometry, cache: ConvCache | None = None) -> None:
         """All gradients in one pass over the batch chunks (the im2col buffer of a chunk serves dw,
-        then its memory takes the column gradient for dx): db +=, dw +=, dx =."""
+        then its memory takes the column gradient for dx): db +=, dw +=, dx =. With a ``cache``
+        (armed here when the columns fit the budget) the whole batch is one chunk and dw reads the
+        forward's kept columns when they are valid."""
         if dx is None and dw is None and db is None:
             return
         dyv = _shaped(_dev(dy), g.y_shape)
@@ -437,8 +468,10 @@ class CudaBackend(Backend):
             if dxv is not None and dxv.size:
                 self.fill(dxv, 0.0)
             return
+        if cache is not None and dwv is not None and not (g.n == 1 and g.is_1x1):
+            self.arm_conv_cache(cache, 4 * g.c_in * g.kernel_h * g.kernel_w * g.n * g.out_h * g.out_w)
         _conv.conv_backward(xv, wv, dyv, dxv, dwv, None if db is None else _flat(db),
-                            **self._conv_args(g))
+                            keep=self._kept(cache), **self._conv_args(g))
 
     # ------------------------------------------------------------------ pooling
     @staticmethod

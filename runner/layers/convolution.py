@@ -5,7 +5,7 @@ bias (num_output,); fillers ``weight_filler`` / ``bias_filler`` (default constan
 2-D only (``axis`` selects the channel axis; axes before it are batch)."""
 from __future__ import annotations
 
-from runner.backend.base import ConvGeometry
+from runner.backend.base import ConvCache, ConvGeometry
 from runner.blob import Blob
 from runner.layers._util import canonical_axis, conv_hyper, count
 from runner.layers.base import Layer
@@ -33,6 +33,8 @@ class ConvolutionLayer(Layer):
             self.add_param(shapes.param_shapes[1], p.bias_filler, "bias")
 
     def on_reshape(self, bottoms, tops, shapes) -> None:
+        for cache in self._caches(len(bottoms)):
+            cache.invalidate()               # new geometry: the kept columns are another shape
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.hyper
         b = bottoms[0].shape
         t = shapes.top_shapes[0]
@@ -46,18 +48,31 @@ class ConvolutionLayer(Layer):
             self.geom = ConvGeometry(n, t[a], t[a + 1], t[a + 2], b[a], b[a + 1], b[a + 2], kh, kw,
                                      sh, sw, ph, pw, dh, dw, group)
 
+    def _caches(self, n: int) -> list[ConvCache]:
+        """One ConvCache per bottom (the backend may keep each input's columns for backward)."""
+        caches = self.__dict__.setdefault("_col_caches", [])
+        while len(caches) < n:
+            caches.append(ConvCache())
+        return caches
+
     def forward(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         be = self.backend
         w = self.blobs[0].dev_data
         b = self.blobs[1].dev_data if self.bias_term else None
-        for x, y in zip(bottoms, tops):
-            be.conv_forward(x.dev_data, w, b, y.dev_data, self.geom)
+        caches = self._caches(len(bottoms))
+        self._seen = [x.data_version() for x in bottoms]
+        for x, y, cache in zip(bottoms, tops, caches):
+            be.conv_forward(x.dev_data, w, b, y.dev_data, self.geom, cache)
 
     def backward(self, tops: list[Blob], propagate_down: list[bool], bottoms: list[Blob]) -> None:
         be = self.backend
         w = self.blobs[0].dev_data
         dw = self.blobs[0].dev_diff if self.param_propagate_down[0] else None
         db = self.blobs[1].dev_diff if self.bias_term and self.param_propagate_down[1] else None
+        caches = self._caches(len(bottoms))
+        seen = getattr(self, "_seen", [])
         for i, (x, y) in enumerate(zip(bottoms, tops)):
+            if i >= len(seen) or x.data_version() != seen[i]:
+                caches[i].invalidate()     # x changed (or no forward) since the kept columns
             dx = x.dev_diff if propagate_down[i] else None
-            be.conv_backward(x.dev_data, w, y.dev_diff, dx, dw, db, self.geom)
+            be.conv_backward(x.dev_data, w, y.dev_diff, dx, dw, db, self.geom, caches[i])

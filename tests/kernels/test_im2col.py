@@ -342,3 +342,36 @@ def test_conv_shape_errors():
     with pytest.raises(ValueError, match="output"):
         CV.conv_forward(x, w, None, cuda.to_device(np.zeros((1, 2, 4, 4), np.float32)))
 
+
+
+@pytest.mark.parametrize("case", CONV_CASES + [((1, 3, 4, 3), (2, 1, 1), (0, 0), (1, 1), (1, 1), 1, 1)])
+def test_conv_kept_columns(case):
+    """Forward with ``keep`` leaves the whole batch's columns in it; backward then reads them for
+    dW without looking at x (x is NaN there), and writes the column gradient over them (valid
+    cleared); a backward with invalid columns runs im2col again; without dx they stay valid. A
+    pointwise convolution of one image keeps nothing (col is x itself)."""
+    rng, x, w, b, y_shape, max_bytes = _conv_setup(case, 14)
+    _, _, pad, stride, dil, group, _ = case
+    keep = CV.KeptColumns()
+    y = cuda.to_device(np.full(y_shape, np.nan, np.float32))
+    CV.conv_forward(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), y, pad, stride, dil, group,
+                    max_col_bytes=max_bytes, keep=keep)
+    assert rel_frobenius(y.copy_to_host(), conv_forward_ref(x, w, b, pad, stride, dil, group)) <= 1e-5
+    kept = CV._keeps(keep, x.shape[0], *w.shape[2:], pad, stride, dil) is not None
+    assert keep.valid == kept
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    rdx, rdw, _ = conv_backward_ref(x, w, dy, pad, stride, dil, group)
+    x_nan = cuda.to_device(np.full(x.shape, np.nan, np.float32))
+    dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))
+    dw = cuda.to_device(np.zeros(w.shape, np.float32))
+    CV.conv_backward(x_nan if kept else cuda.to_device(x), cuda.to_device(w), cuda.to_device(dy), dx, dw,
+                     None, pad, stride, dil, group, max_col_bytes=max_bytes, keep=keep)
+    assert rel_frobenius(dw.copy_to_host(), rdw) <= 1e-5
+    assert rel_frobenius(dx.copy_to_host(), rdx) <= 1e-5
+    assert not keep.valid
+    # columns gone (they hold dcol now): the next backward recomputes them from x; dW only
+    dw = cuda.to_device(np.zeros(w.shape, np.float32))
+    CV.conv_backward(cuda.to_device(x), cuda.to_device(w), cuda.to_device(dy), None, dw, None, pad,
+                     stride, dil, group, max_col_bytes=max_bytes, keep=keep)
+    assert rel_frobenius(dw.copy_to_host(), rdw) <= 1e-5
+    assert keep.valid == kept
