@@ -16,6 +16,12 @@ from runner.registry import register
 class ConvolutionLayer(Layer):
     replayable = True
     deconv = False
+    #: pass a ConvCache so the backend may keep the input's columns for backward. No later layer of
+    #: a valid net writes this layer's bottom on the device: a second reader of a blob gets a Split
+    #: top, and a layer in place on it would then produce the blob's name a second time, which the
+    #: graph refuses as Caffe does (tests/runner/test_conv_cache.py); host writes are caught by
+    #: ``Blob.data_version``
+    keep_columns = True
 
     def setup(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         p = self.param.convolution_param
@@ -59,7 +65,7 @@ class ConvolutionLayer(Layer):
         be = self.backend
         w = self.blobs[0].dev_data
         b = self.blobs[1].dev_data if self.bias_term else None
-        caches = self._caches(len(bottoms))
+        caches = self._caches(len(bottoms)) if self.keep_columns else [None] * len(bottoms)
         self._seen = [x.data_version() for x in bottoms]
         for x, y, cache in zip(bottoms, tops, caches):
             be.conv_forward(x.dev_data, w, b, y.dev_data, self.geom, cache)
@@ -69,10 +75,10 @@ class ConvolutionLayer(Layer):
         w = self.blobs[0].dev_data
         dw = self.blobs[0].dev_diff if self.param_propagate_down[0] else None
         db = self.blobs[1].dev_diff if self.bias_term and self.param_propagate_down[1] else None
-        caches = self._caches(len(bottoms))
+        caches = self._caches(len(bottoms)) if self.keep_columns else [None] * len(bottoms)
         seen = getattr(self, "_seen", [])
         for i, (x, y) in enumerate(zip(bottoms, tops)):
-            if i >= len(seen) or x.data_version() != seen[i]:
+            if caches[i] is not None and (i >= len(seen) or x.data_version() != seen[i]):
                 caches[i].invalidate()     # x changed (or no forward) since the kept columns
             dx = x.dev_diff if propagate_down[i] else None
             be.conv_backward(x.dev_data, w, y.dev_diff, dx, dw, db, self.geom, caches[i])

@@ -12,6 +12,7 @@ from runner.registry import register
 @register("Deconvolution")
 class DeconvolutionLayer(ConvolutionLayer):
     deconv = True
+    keep_columns = False   # its forward is conv_backward_data: no columns to keep
 
     def forward(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         be = self.backend

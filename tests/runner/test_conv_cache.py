@@ -138,3 +138,21 @@ def test_layer_recomputes_after_a_host_write_to_its_bottom(backend):
     rdx, rdw = _grads(G, x0.astype(np.float64), w, dy)
     assert rel_frobenius(np.array(layer.blobs[0].host_diff()), rdw) <= 1e-5
     assert all(c.armed for c in layer._col_caches)
+
+
+def test_no_valid_net_writes_a_convolution_bottom_after_it():
+    """The invariant the kept columns rely on: a layer after a convolution cannot write the
+    convolution's bottom in place (a second reader gets a Split top, and an in-place top then
+    names the blob a second time, which the graph refuses as Caffe does)."""
+    from google.protobuf import text_format
+
+    from netdef.errors import NetDefinitionError
+    from proto import caffe_pb2 as pb
+    from runner.net import Net
+    text = '''
+    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 5 dim: 5 } } }
+    layer { name: "conv1" type: "Convolution" bottom: "data" top: "c1"
+            convolution_param { num_output: 2 kernel_size: 3 } }
+    layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }'''
+    with pytest.raises(NetDefinitionError, match="produced by multiple sources"):
+        Net(text_format.Parse(text, pb.NetParameter()), phase="TRAIN")
