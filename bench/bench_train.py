@@ -205,6 +205,7 @@ def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
             solver.step(1)
             sync()
     replay = getattr(solver, "replay", None)
+    graph_ms = n_graphs = None
     if DRY:     # that first step is the dry run's one timing (nothing to compile in the simulator)
         solver.step(1)          # (a third step: the first replayed one, exercising the path)
         t = {"ms": first_s * 1e3, "wall_ms": first_s * 1e3, "reps": 1}
@@ -219,9 +220,20 @@ def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
             te = _per_iteration(time_fn(lambda: solver.step(STEPS), warmup=1, min_reps=3,
                                         max_reps=10, target_s=1.0, max_s=budget))
             solver.replay = replay
+        if name == "lenet" and replay is not None and not getattr(replay, "graphs", True):
+            # replayed segments as CUDA graphs (runner/replay.py; off by default until measured)
+            replay.graphs = True
+            tg = _per_iteration(time_fn(lambda: solver.step(STEPS), warmup=1, min_reps=3,
+                                        max_reps=10, target_s=1.0, max_s=budget))
+            replay.graphs = False
+            n_graphs = sum(seg.graph is not None for seg in replay._segments.values())
+            graph_ms = tg["ms"]
+            log(f"train {name}: {tg['ms']:.2f} ms/iter with CUDA graphs ({n_graphs} segments "
+                f"captured)")
         if name == "lenet" and st.time_left() > 15:
             st.guard("lenet profile", _profile, st, name, solver)
     res = {"batch": batch, "iter_ms": t["ms"], "iter_wall_ms": t["wall_ms"], "reps": t["reps"],
+           "iter_ms_graphs": graph_ms, "graph_segments": n_graphs,
            "iter_ms_eager": te["ms"], "replay": replay is not None,
            "replayed_segments": getattr(replay, "replayed", 0),
            "replay_notes": "; ".join(getattr(replay, "notes", []) or []),
@@ -428,6 +440,8 @@ def body(st: Stage) -> None:
                     row.update(o)
                     st.put(f"{name}_iter_ms", round(o["iter_ms"], 3))
                     st.put(f"{name}_iter_ms_eager", round(o["iter_ms_eager"], 3))
+                    if o.get("iter_ms_graphs") is not None:
+                        st.put(f"{name}_iter_ms_graphs", round(o["iter_ms_graphs"], 3))
                     st.put(f"{name}_launches_per_iter", o["launches_per_iter"])
             else:
                 st.note(f"{name} ours: skipped (stage time budget)")

@@ -25,6 +25,14 @@ Dropout (a per-iteration counter), data layers (host input), loss layers (read t
 host) and the solver update under a changing learning rate stay eager; ``NetReplay`` runs them
 between replayed segments. Segments are re-recorded when a bottom's shape changes.
 
+CUDA graphs (``NBCAFFE_CUDA_GRAPHS=1``, or ``NetReplay.graphs = True``; off by default until a GPU
+run measures them): a segment made only of kernel launches whose arguments never change (every
+forward/backward stretch; not the update, whose learning rates are re-bound) is, at its first
+replay, re-launched into a ``cuda.core`` GraphBuilder on a side stream (stream capture) and from
+then on launched as one graph on the default stream: one driver call per segment instead of one
+per kernel, and shorter gaps between the kernels on the GPU. Any failure while capturing leaves
+the segment on plain replay (noted once).
+
 Use: ``Solver`` turns this on for the cuda backend (``NBCAFFE_REPLAY=0`` turns it off); the first
 iteration records, later ones replay. Results are identical to the eager path (tested bit for bit
 in the simulator in ``tests/runner/test_replay.py``).
@@ -50,20 +58,36 @@ def replay_enabled() -> bool:
     return os.environ.get("NBCAFFE_REPLAY", "1").strip().lower() not in ("0", "off", "false", "no")
 
 
+def graphs_enabled() -> bool:
+    """Replayed segments become CUDA graphs when ``NBCAFFE_CUDA_GRAPHS`` is ``1`` / ``on`` (and
+    not in the simulator, which has no graphs)."""
+    flag = os.environ.get("NBCAFFE_CUDA_GRAPHS", "0").strip().lower() in ("1", "on", "true", "yes")
+    return flag and not SIMULATOR
+
+
 class BoundLaunch:
     """One kernel launch with its arguments packed once; ``__call__`` issues it again."""
 
-    __slots__ = ("name", "args", "_call", "_floats")
+    __slots__ = ("name", "args", "_call", "_floats", "parts")
 
     def __init__(self, name: str, args: tuple, call: Callable[[], Any],
-                 floats: dict[int, Any] | None = None):
+                 floats: dict[int, Any] | None = None, parts: tuple | None = None):
         self.name = name
         self.args = args          # keeps every argument (device buffers) alive
         self._call = call
         self._floats = floats or {}   # argument index -> mutable holder of a float scalar
+        self.parts = parts        # GPU: (launch function, config, kernel, packed args)
 
     def __call__(self) -> None:
         self._call()
+
+    def launch_into(self, target: Any) -> None:
+        """Issue this launch into ``target`` (a cuda.core stream or GraphBuilder) instead of the
+        stream it was recorded on (GPU launches only)."""
+        if self.parts is None:
+            raise NotReplayable(f"{self.name}: no packed launch to re-target (simulator)")
+        launch, config, kernel, packed = self.parts
+        launch(target, config, kernel, *packed)
 
     def float_args(self) -> dict[int, float]:
         """The current value of each floating-point scalar argument, by argument index."""
@@ -122,7 +146,8 @@ def _bind_gpu(kernel: Any, args: tuple, griddim: Any, blockdim: Any, stream: Any
         config = nd.LaunchConfig(grid=griddim, block=blockdim, shmem_size=sharedmem,
                                  cooperative_launch=kernel.cooperative)
     call = functools.partial(nd.launch, stream, config, cufunc.kernel, *packed)
-    return BoundLaunch(getattr(kernel, "entry_name", "kernel"), args, call, floats)
+    return BoundLaunch(getattr(kernel, "entry_name", "kernel"), args, call, floats,
+                       parts=(nd.launch, config, cufunc.kernel, tuple(packed)))
 
 
 def _bind_sim(fake: Any, args: tuple, original: Callable) -> BoundLaunch:
@@ -275,7 +300,7 @@ class Segment:
     own ``dev_data``/``dev_diff`` accesses would have done.
     """
 
-    __slots__ = ("ops", "shapes", "touch", "unsafe", "slots")
+    __slots__ = ("ops", "shapes", "touch", "unsafe", "slots", "graph", "graph_error")
 
     def __init__(self, ops: list, shapes: tuple, touch: Sequence[Any], unsafe: str | None):
         self.ops = ops
@@ -283,11 +308,52 @@ class Segment:
         self.touch = tuple(touch)
         self.unsafe = unsafe
         self.slots: list[list[tuple[BoundLaunch, int]]] | None = None   # see NetReplay.update
+        self.graph: _CapturedGraph | None = None
+        self.graph_error: str | None = None
 
-    def issue(self) -> None:
-        """Re-issue the recorded ops in order (the caller has synced ``touch`` with ``_touch``)."""
+    def issue(self, graphs: bool = False) -> None:
+        """Re-issue the recorded ops in order (the caller has synced ``touch`` with ``_touch``);
+        with ``graphs``, as one CUDA graph where the segment can be captured (see module doc)."""
+        if graphs and self.slots is None and self.graph_error is None:
+            if self.graph is None:
+                try:
+                    self.graph = _CapturedGraph(self.ops)
+                except Exception as e:  # noqa: BLE001 - any capture failure: plain replay
+                    self.graph_error = f"{type(e).__name__}: {e}"
+            if self.graph is not None:
+                self.graph.launch()
+                return
         for op in self.ops:
             op()
+
+
+class _CapturedGraph:
+    """The launches of a segment captured into one CUDA graph (cuda.core stream capture on a side
+    stream, relaxed mode); ``launch()`` runs it on the default stream, in order with the eager
+    work around it. Holds the launches (and so their buffers) for as long as it exists."""
+
+    def __init__(self, ops: Sequence[Any]):
+        if SIMULATOR:
+            raise NotReplayable("the simulator has no CUDA graphs")
+        if not ops or not all(isinstance(op, BoundLaunch) and op.parts is not None for op in ops):
+            raise NotReplayable("the segment holds a copy or memset, not only kernel launches")
+        from numba import cuda
+        from numba.cuda.cudadrv import driver as drv
+        self.ops = tuple(ops)
+        self._side = cuda.stream()                       # capture may not use the legacy stream
+        builder = drv._to_core_stream(self._side).create_graph_builder()
+        builder.begin_building("relaxed")
+        try:
+            for op in self.ops:
+                op.launch_into(builder)
+        finally:
+            builder.end_building()
+        self._graph = builder.complete()
+        self._stream = drv._to_core_stream(0)             # the default stream every launch uses
+        self._graph.upload(self._stream)
+
+    def launch(self) -> None:
+        self._graph.launch(self._stream)
 
 
 def _touch(blobs: Sequence[Any]) -> None:
@@ -359,6 +425,7 @@ class NetReplay:
         self._segments: dict[tuple, Segment] = {}
         self._seen: dict[tuple, Any] = {}       # key -> buffers check of the last eager pass
         self._rates_rebindable = True           # see update()
+        self.graphs = graphs_enabled()          # replayed segments as CUDA graphs (module doc)
         self.notes: list[str] = []
         self.replayed = 0           # segments replayed (for tests and benchmarks)
         n = len(net.layers)
@@ -394,8 +461,12 @@ class NetReplay:
         seg = self._segments.get(key)
         if seg is not None and seg.shapes == check:
             if seg.unsafe is None:
-                seg.issue()
+                seg.issue(self.graphs)
                 self.replayed += 1
+                if seg.graph_error is not None:
+                    note = f"{tag} segment at layer {idx[0]} is not a CUDA graph: {seg.graph_error}"
+                    if note not in self.notes:
+                        self.notes.append(note)
             else:
                 work()
             return
