@@ -32,6 +32,15 @@ def _grads(g: ConvGeometry, x, w, dy):
     return dx, dw
 
 
+def _case(seed: int):
+    """Random x, w, dy of geometry G and the float64 reference (dx, dw)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(G.x_shape).astype(np.float32)
+    w = rng.standard_normal(G.w_shape).astype(np.float32)
+    dy = rng.standard_normal(G.y_shape).astype(np.float32)
+    return (x, w, dy) + _grads(G, x, w, dy)
+
+
 def _step(be, g, x, w, dy, cache, x_for_backward=None):
     """forward (x) then backward (x_for_backward, default x) on ``be``; (dx, dw) on the host."""
     y = be.empty(g.y_shape)
@@ -46,11 +55,7 @@ def _step(be, g, x, w, dy, cache, x_for_backward=None):
 @pytest.mark.parametrize("make", [CpuBackend, CudaBackend], ids=["cpu", "cuda"])
 def test_cache_armed_at_first_backward_and_exact(make):
     be = make()
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(G.x_shape).astype(np.float32)
-    w = rng.standard_normal(G.w_shape).astype(np.float32)
-    dy = rng.standard_normal(G.y_shape).astype(np.float32)
-    rdx, rdw = _grads(G, x, w, dy)
+    x, w, dy, rdx, rdw = _case(0)
     cache = ConvCache()
     y = be.empty(G.y_shape)
     be.conv_forward(be.to_device(x), be.to_device(w), None, y, G, cache)
@@ -66,11 +71,7 @@ def test_cache_armed_at_first_backward_and_exact(make):
 def test_cuda_backward_with_valid_columns_does_not_read_x():
     """After forward(x), backward given a NaN x still produces x's gradients: the kept columns."""
     be = CudaBackend()
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal(G.x_shape).astype(np.float32)
-    w = rng.standard_normal(G.w_shape).astype(np.float32)
-    dy = rng.standard_normal(G.y_shape).astype(np.float32)
-    rdx, rdw = _grads(G, x, w, dy)
+    x, w, dy, rdx, rdw = _case(1)
     cache = ConvCache()
     _step(be, G, x, w, dy, cache)                           # arms
     dx, dw = _step(be, G, x, w, dy, cache, x_for_backward=np.full_like(x, np.nan))
@@ -83,11 +84,8 @@ def test_cuda_backward_with_valid_columns_does_not_read_x():
 @pytest.mark.parametrize("make", [CpuBackend, CudaBackend], ids=["cpu", "cuda"])
 def test_budget_and_release(make):
     be = make()
+    x, w, dy, rdx, rdw = _case(2)
     rng = np.random.default_rng(2)
-    x = rng.standard_normal(G.x_shape).astype(np.float32)
-    w = rng.standard_normal(G.w_shape).astype(np.float32)
-    dy = rng.standard_normal(G.y_shape).astype(np.float32)
-    rdx, rdw = _grads(G, x, w, dy)
     need = 4 * G.c_in * 9 * G.n * G.out_h * G.out_w
     be.keep_columns_bytes = need + need // 2                # room for one cache, not two
     a, b = ConvCache(), ConvCache()
