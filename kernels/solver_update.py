@@ -263,6 +263,12 @@ def adam_correction(beta1: float, beta2: float, t: int) -> np.float32:
     return np.float32(math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
 
 
+def adam_rate(local_rate: float, beta1: float, beta2: float, t: int) -> np.float32:
+    """The float32 rate ``adam_update`` passes its kernel for step t: local_rate * correction (the
+    argument a replayed update re-binds every iteration)."""
+    return np.float32(np.float32(local_rate) * adam_correction(beta1, beta2, t))
+
+
 def adam_update(w: Any, diff: Any, m: Any, v: Any, local_rate: float, beta1: float, beta2: float,
                 eps_hat: float, t: int, local_decay: float = 0.0, regularization: str = "L2",
                 diff_scale: float = 1.0) -> None:
@@ -273,9 +279,9 @@ def adam_update(w: Any, diff: Any, m: Any, v: Any, local_rate: float, beta1: flo
         raise ValueError(f"adam_update: t = iter + 1 must be >= 1, got {t}")
     wf, gf, mf, vf = _arrays("adam_update", w, diff, m, v)
     reg, decay = _reg(regularization, local_decay)
-    corrected_rate = np.float32(local_rate) * adam_correction(beta1, beta2, t)
+    corrected_rate = adam_rate(local_rate, beta1, beta2, t)
     n = wf.size
     blocks, threads = grid_1d(n)
-    adam_update_v1[blocks, threads](wf, gf, mf, vf, n, np.float32(corrected_rate), np.float32(beta1),
+    adam_update_v1[blocks, threads](wf, gf, mf, vf, n, corrected_rate, np.float32(beta1),
                                     np.float32(beta2), np.float32(eps_hat), reg, decay,
                                     np.float32(diff_scale))

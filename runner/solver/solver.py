@@ -429,12 +429,18 @@ class Solver:
                                       reg_type)
                 return run
             works = [one(i) for i in range(n)]
-            if self.replay is None or self.type == "Adam":   # Adam's step count t changes every call
+            if self.replay is None:
                 for w in works:
                     w()
-            else:
-                self.replay.update(works, [r[0] for r in rates],
-                                   (tuple(r[1] for r in rates), reg_type, self.type))
+                return
+            # the float each parameter's launches take as its rate, re-bound on every replay
+            # (Adam: the bias-corrected rate of this step, the only per-step value it takes)
+            launch_rates = [r[0] for r in rates]
+            if self.type == "Adam":
+                from kernels.solver_update import adam_rate
+                launch_rates = [float(adam_rate(r, p.momentum, p.momentum2, self.iter + 1))
+                                for r in launch_rates]
+            self.replay.update(works, launch_rates, (tuple(r[1] for r in rates), reg_type, self.type))
             return
         for i, prm in enumerate(self.params):
             local_rate, local_decay = rates[i]

@@ -35,7 +35,7 @@ layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top:
 
 
 def _solver(monkeypatch, replay: bool, n: int = 2, pool_mask_top: bool = False,
-            policy: str = "fixed", stepsize: int = 2) -> Solver:
+            policy: str = "fixed", stepsize: int = 2, solver_type: str = "SGD") -> Solver:
     monkeypatch.setenv("NBCAFFE_REPLAY", "1" if replay else "0")
     sp = pb.SolverParameter()
     tops = 'top: "mask1"' if pool_mask_top else ""
@@ -45,6 +45,7 @@ def _solver(monkeypatch, replay: bool, n: int = 2, pool_mask_top: bool = False,
     sp.base_lr, sp.momentum, sp.weight_decay = 0.1, 0.9, 0.01
     sp.lr_policy, sp.gamma, sp.stepsize = policy, 0.5, stepsize
     sp.max_iter, sp.display, sp.snapshot, sp.random_seed = 100, 0, 0, 7
+    sp.type = solver_type
     return Solver(sp, device="cuda", log=lambda *a, **k: None)
 
 
@@ -89,6 +90,18 @@ def test_replay_matches_eager_bit_for_bit(monkeypatch):
     # and the update
     assert rep.replay.replayed == 6
     assert {k[0] for k in rep.replay._segments} == {"clear", "forward", "backward", "update"}
+
+
+def test_adam_update_replays_with_its_corrected_rate_rebound(monkeypatch):
+    """Adam's kernel takes this step's bias-corrected rate (the only value that changes with the
+    step count) as one float: the update segment replays with it re-bound, bit for bit."""
+    rep = _solver(monkeypatch, replay=True, solver_type="Adam")
+    eager = _solver(monkeypatch, replay=False, solver_type="Adam")
+    la, lb = _train(rep, 3), _train(eager, 3)
+    _assert_same(rep, eager, la, lb)
+    seg = rep.replay._segments[("update", 0, 0)]
+    assert seg.slots is not None and rep.replay._rates_rebindable
+    assert rep.replay.replayed == 6            # the update among them (as for SGD above)
 
 
 def test_cuda_graphs_match_eager_bit_for_bit(monkeypatch):
