@@ -169,6 +169,10 @@ class Backend(abc.ABC):
     keep_columns_bytes: int = 0
     _kept_columns_bytes: int = 0
 
+    def columns_fit(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more of kept columns fit in free memory now (cpu: always)."""
+        return True
+
     def arm_conv_cache(self, cache: ConvCache | None, nbytes: int) -> bool:
         """Count ``nbytes`` of kept columns for ``cache`` against ``keep_columns_bytes`` (growing
         its reservation when its input grew); True when the cache may keep them. A cache that no
@@ -180,7 +184,7 @@ class Backend(abc.ABC):
         extra = nbytes - cache.reserved
         if extra <= 0:
             return cache.armed
-        if self._kept_columns_bytes + extra <= self.keep_columns_bytes:
+        if self._kept_columns_bytes + extra <= self.keep_columns_bytes and self.columns_fit(extra):
             self._kept_columns_bytes += extra
             cache.reserved = nbytes
             cache.owner = self

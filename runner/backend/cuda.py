@@ -80,6 +80,7 @@ CONV_WORKSPACE_MAX_BYTES = 1 << 30
 #: kept convolution columns (ConvCache), all layers together: this fraction of device memory
 KEEP_COLUMNS_FRACTION = 8
 KEEP_COLUMNS_SIM_BYTES = 64 << 20     # in the simulator (no device memory to ask)
+KEEP_COLUMNS_SPARE = 8                # ... and only while 1/8 of device memory stays free
 
 
 def keep_columns_budget() -> int:
@@ -428,6 +429,17 @@ class CudaBackend(Backend):
         return {"pad": (g.pad_h, g.pad_w), "stride": (g.stride_h, g.stride_w),
                 "dilation": (g.dilation_h, g.dilation_w), "group": g.group,
                 "max_col_bytes": self._conv_workspace}
+
+    def columns_fit(self, nbytes: int) -> bool:
+        """Kept columns never take the last of the device memory: they are armed only while at
+        least ``KEEP_COLUMNS_SPARE`` of the device's free memory would remain."""
+        if SIMULATOR:
+            return True
+        try:
+            free, total = (int(v) for v in cuda.current_context().get_memory_info())
+        except Exception:        # no answer from the driver: keep nothing
+            return False
+        return free - nbytes >= total // KEEP_COLUMNS_SPARE
 
     @staticmethod
     def _kept(cache: ConvCache | None) -> _conv.KeptColumns | None:

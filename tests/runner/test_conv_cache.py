@@ -154,3 +154,15 @@ def test_no_valid_net_writes_a_convolution_bottom_after_it():
     layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }'''
     with pytest.raises(NetDefinitionError, match="produced by multiple sources"):
         Net(text_format.Parse(text, pb.NetParameter()), phase="TRAIN")
+
+
+@pytest.mark.parametrize("make", [CpuBackend, CudaBackend], ids=["cpu", "cuda"])
+def test_not_armed_without_free_memory(make, monkeypatch):
+    """Within the budget but without free memory to spare (``columns_fit``), nothing is kept."""
+    be = make()
+    monkeypatch.setattr(be, "columns_fit", lambda nbytes: False)
+    x, w, dy, rdx, rdw = _case(3)
+    cache = ConvCache()
+    dx, dw = _step(be, G, x, w, dy, cache)
+    assert not cache.armed and be._kept_columns_bytes == 0
+    assert rel_frobenius(dw, rdw) <= 1e-5 and rel_frobenius(dx, rdx) <= 1e-5
