@@ -11,7 +11,7 @@
 #   NBCAFFE_BENCH_STAGES  comma list of stages to run (default: env,tests,gemm,conv,memory,train)
 #   NBCAFFE_BENCH_SCALE   multiply every stage timeout (default 1)
 #   NBCAFFE_TESTS_MAXFAIL pytest --maxfail for the kernel tests (default 5)
-#   NBCAFFE_TESTS_PATHS   test files/dirs for the tests stage (default: tests/kernels tests/runner/test_replay.py)
+#   NBCAFFE_TESTS_PATHS   test files/dirs for the tests stage (default: tests/kernels tests/runner/test_replay.py tests/runner/test_conv_cache.py)
 #   NBCAFFE_BENCH_GEMM_WORKERS  GEMM stage compile/measure processes (default 6; 1 = all in one)
 #   NBCAFFE_BENCH_KERNEL_CACHE  0 turns off Numba's disk cache shared by the stages (default 1)
 #   NBCAFFE_BENCH_TRAIN_DEVICE  cpu runs the train stage's "ours" on the cpu backend (a dry-run aid)

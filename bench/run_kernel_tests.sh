@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run_kernel_tests.sh: the kernel property tests (tests/kernels, and tests/runner/test_replay.py) for gpu_check.sh's "tests" stage.
+# bench/run_kernel_tests.sh: the kernel property tests (tests/kernels, tests/runner/test_replay.py and tests/runner/test_conv_cache.py) for gpu_check.sh's "tests" stage.
 # On the GPU: hypothesis "gpu" profile (NBCAFFE_DEVICE=gpu: larger shapes, 60 examples), 8 xdist
 # workers when pytest-xdist is there (tests spread one by one; compiled kernels shared through Numba's
 # disk cache, bench/pytest_kernel_cache.py, and left there for the benchmark stages), a per-test cap when
@@ -16,7 +16,7 @@ maxfail=${NBCAFFE_TESTS_MAXFAIL:-5}
 # on a real GPU
 # NBCAFFE_TESTS_PATHS (space-separated) narrows the run to some files, e.g. a re-check of the files
 # changed since the last full GPU run
-read -r -a paths <<< "${NBCAFFE_TESTS_PATHS:-tests/kernels tests/runner/test_replay.py}"
+read -r -a paths <<< "${NBCAFFE_TESTS_PATHS:-tests/kernels tests/runner/test_replay.py tests/runner/test_conv_cache.py}"
 args=(-m pytest -v "${paths[@]}" -p no:cacheprovider -p bench.pytest_kernel_cache --maxfail="$maxfail" -rfE
       --continue-on-collection-errors)   # one broken file must not stop the others
 if [[ ${NBCAFFE_BENCH_DRY:-0} == 1 ]]; then
