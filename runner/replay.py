@@ -26,8 +26,8 @@ host) and the solver update under a changing learning rate stay eager; ``NetRepl
 between replayed segments. Segments are re-recorded when a bottom's shape changes.
 
 CUDA graphs (``NBCAFFE_CUDA_GRAPHS=1``, or ``NetReplay.graphs = True``; off by default until a GPU
-run measures them): a segment made only of kernel launches whose arguments never change (every
-forward/backward stretch; not the update, whose learning rates are re-bound) is, at its first
+run measures them): a segment made only of kernel launches whose arguments never change (the
+diff clear and every forward/backward stretch; not the update, whose rates are re-bound) is, at its first
 replay, re-launched into a ``cuda.core`` GraphBuilder on a side stream (stream capture) and from
 then on launched as one graph on the default stream: one driver call per segment instead of one
 per kernel, and shorter gaps between the kernels on the GPU. Any failure while capturing leaves

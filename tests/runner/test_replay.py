@@ -105,8 +105,8 @@ def test_adam_update_replays_with_its_corrected_rate_rebound(monkeypatch):
 
 
 def test_cuda_graphs_match_eager_bit_for_bit(monkeypatch):
-    """NBCAFFE_CUDA_GRAPHS=1: on a GPU the forward/backward segments run as captured CUDA graphs
-    (the update, whose rates are re-bound, and the clear stay plain replays) and every iteration
+    """NBCAFFE_CUDA_GRAPHS=1: on a GPU the clear, forward and backward segments run as captured
+    CUDA graphs (the update, whose rates are re-bound, stays a plain replay) and every iteration
     still agrees exactly with the eager path; in the simulator (no graphs) each segment says once
     why it is not a graph and replays as before."""
     monkeypatch.setenv("NBCAFFE_CUDA_GRAPHS", "1")
@@ -122,7 +122,7 @@ def test_cuda_graphs_match_eager_bit_for_bit(monkeypatch):
         assert all("no CUDA graphs" in n for n in rep.replay.notes)
     else:
         assert rep.replay.notes == []
-        assert {k[0] for k in graphs} == {"forward", "backward"}
+        assert {k[0] for k in graphs} == {"clear", "forward", "backward"}
 
 
 POOL_NET = """
