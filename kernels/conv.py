@@ -69,11 +69,16 @@ class KeptColumns:
     input as the last forward saw it; the owner clears it (``valid = False``) when the input may
     have changed since. The buffer only grows."""
 
-    __slots__ = ("buf", "valid")
+    __slots__ = ("buf", "valid", "holds")
 
     def __init__(self) -> None:
         self.buf = None
         self.valid = False
+        self.holds: tuple[int, int] | None = None    # (rows, cols) the last fill wrote
+
+    def has(self, rows: int, cols: int) -> bool:
+        """True when the buffer holds valid columns of exactly this shape."""
+        return self.valid and self.holds == (rows, cols)
 
     def columns(self, rows: int, cols: int):
         """A (rows, cols) float32 view of the kept buffer (grown, and invalidated, when too small)."""
@@ -141,9 +146,12 @@ def _fill_col(x, n0, Nc, C, S, kh, kw, pad, stride, dilation, keep: KeptColumns 
             return x[n0].reshape(C, S)
         col = _col_buffer(keep, C, Nc * S)
         _layout.nc_to_cn(x, n0, col)
-        return col
-    col = _col_buffer(keep, C * kh * kw, Nc * S)
-    im2col(x, n0, n0 + Nc, kh, kw, pad[0], pad[1], stride[0], stride[1], dilation[0], dilation[1], col)
+    else:
+        col = _col_buffer(keep, C * kh * kw, Nc * S)
+        im2col(x, n0, n0 + Nc, kh, kw, pad[0], pad[1], stride[0], stride[1], dilation[0], dilation[1],
+               col)
+    if keep is not None:
+        keep.valid, keep.holds = True, tuple(col.shape)
     return col
 
 
@@ -168,8 +176,6 @@ def conv_forward(x, w, b, y, pad=(0, 0), stride=(1, 1), dilation=(1, 1), group: 
     for n0 in range(0, N, Nc):
         nc = min(Nc, N - n0)
         col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation, keep)
-        if keep is not None:
-            keep.valid = True
         ycn = y[n0].reshape(Cout, S) if nc == 1 else _buffer("ycn", Cout, nc * S)
         for g in range(group):
             gemm(False, False, 1.0, w2[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 0.0,
@@ -221,12 +227,10 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
             dycn = _buffer("ycn", Cout, nc * S)
             _layout.nc_to_cn(dy, n0, dycn)
         if dw2 is not None:
-            if keep is not None and keep.valid:
+            if keep is not None and keep.has(K, nc * S):
                 col = keep.columns(K, nc * S)     # the forward's columns: no im2col
             else:
                 col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation, keep)
-                if keep is not None:
-                    keep.valid = True
             for g in range(group):
                 gemm(False, True, 1.0, dycn[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 1.0,
                      dw2[g * Og:(g + 1) * Og])

@@ -375,3 +375,21 @@ def test_conv_kept_columns(case):
                      stride, dil, group, max_col_bytes=max_bytes, keep=keep)
     assert rel_frobenius(dw.copy_to_host(), rdw) <= 1e-5
     assert keep.valid == kept
+
+
+def test_conv_kept_columns_of_another_shape_are_not_used():
+    """Columns kept for one geometry are never read by a backward of another (``has`` checks the
+    shape): the backward recomputes them from its own x."""
+    keep = CV.KeptColumns()
+    rng, x, w, b, y_shape, _ = _conv_setup(CONV_CASES[0], 15)
+    _, _, pad, stride, dil, group, _ = CONV_CASES[0]
+    CV.conv_forward(cuda.to_device(x), cuda.to_device(w), None, cuda.device_array(y_shape, np.float32),
+                    pad, stride, dil, group, keep=keep)
+    assert keep.valid
+    rng, x, w, b, y_shape, _ = _conv_setup(CONV_CASES[1], 16)
+    _, _, pad, stride, dil, group, _ = CONV_CASES[1]
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    dw = cuda.to_device(np.zeros(w.shape, np.float32))
+    CV.conv_backward(cuda.to_device(x), cuda.to_device(w), cuda.to_device(dy), None, dw, None, pad,
+                     stride, dil, group, keep=keep)
+    assert rel_frobenius(dw.copy_to_host(), conv_backward_ref(x, w, dy, pad, stride, dil, group)[1]) <= 1e-5
