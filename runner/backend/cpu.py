@@ -482,7 +482,10 @@ class CpuBackend(Backend):
         x = x.reshape(g.x_shape)
         col = self._im2col(x, g)
         if cache is not None and cache.armed:
-            cache.state = _KeptHostColumns(col)     # a reference: the forward allocated it anyway
+            if col.nbytes <= cache.reserved:       # a reference: the forward allocated it anyway
+                cache.state = _KeptHostColumns(col)
+            else:                                  # grew: backward re-arms within the budget
+                cache.invalidate()
         grp = g.group
         cg = g.c_in // grp
         og = g.c_out // grp
