@@ -321,8 +321,11 @@ class Segment:
                 except Exception as e:  # noqa: BLE001 - any capture failure: plain replay
                     self.graph_error = f"{type(e).__name__}: {e}"
             if self.graph is not None:
-                self.graph.launch()
-                return
+                try:
+                    self.graph.launch()
+                    return
+                except Exception as e:  # noqa: BLE001 - refused before it ran: plain replay from now
+                    self.graph, self.graph_error = None, f"launch: {type(e).__name__}: {e}"
         for op in self.ops:
             op()
 
