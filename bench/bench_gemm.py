@@ -9,9 +9,10 @@ Order (most important first, each item under the stage's time budget):
 1. per shape: validate the public ``gemm()`` -- exactly what the convolutions run, split-K
    included (``describe_plan`` names it) -- against cuBLAS on fresh random data (relative Frobenius
    error <= TOL), then time both: GFLOP/s = 2*M*N*K / time and % of cuBLAS;
-2. split sweep: on the weight-gradient shapes (``*_bwd_w``: small M x N, K = images x pixels) every
-   split-K kernel (``gemm_v6k_*`` / ``gemm_v7k_*``) at half, once and twice its ``splitk_slices``
-   count (``gemm_splitk``); the best plan per shape is what ``MEASURED_SPLITK`` should hold;
+2. split sweep: on the weight-gradient shapes (``*_bwd_w``: small M x N, K = images x pixels)
+   every split-K kernel (``gemm_v6k_*`` / ``gemm_v7k_*`` / ``gemm_v9k_*``) at half, once and twice
+   its ``splitk_slices`` count (``gemm_splitk``); the best plan per shape is what
+   ``MEASURED_SPLITK`` should hold;
 3. autotune table: every other kernel in ``gemm.KERNELS`` (v1, v2, and each later version x every
    tile in ``CONFIGS``) on the square and the forward conv shapes, each validated before it is
    timed; the best per shape, and what ``select_config`` chose.
@@ -168,7 +169,7 @@ Item = tuple[int, Shape, str, str, int]
 
 
 def _is_split(name: str) -> bool:
-    return name.startswith(("gemm_v6k_", "gemm_v7k_"))
+    return name.startswith(("gemm_v6k_", "gemm_v7k_", "gemm_v9k_"))
 
 
 def plan(names: list[str]) -> list[Item]:

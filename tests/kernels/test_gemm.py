@@ -176,7 +176,7 @@ def test_v8_promotion_switch(monkeypatch):
     assert G._unaligned("gemm_v8w_128_128_8") == "gemm_v8_128_128_8"
 
 
-INTERIOR = (sorted(n for n in G.KERNELS if n.startswith(("gemm_v6_", "gemm_v7_", "gemm_v8")))
+INTERIOR = (sorted(n for n in G.KERNELS if n.startswith(("gemm_v6_", "gemm_v7_", "gemm_v8", "gemm_v9_")))
             + ["gemm_v5_64_64_8"])
 
 
@@ -195,7 +195,7 @@ def test_interior_fast_path(name):
     cfg = _config(name)
     idx = INTERIOR.index(name)
     ta, tb = [(False, False), (True, True), (True, False), (False, True)][idx % 4]
-    wide = name.startswith(("gemm_v7_", "gemm_v8w_"))
+    wide = name.startswith(("gemm_v7_", "gemm_v8w_", "gemm_v9_"))
     K = 2 * cfg.BK + (4 if wide else 3)
     strided = idx % 2 == 1 and not wide
     if wide:
@@ -261,7 +261,7 @@ def test_split_k(ta, tb, slices, beta, strided):
     _run(None, ta, tb, M, N, K, 0.5, beta, strided, slices, slices=slices)
 
 
-SPLIT_KERNELS = sorted(n for n in G.KERNELS if n.startswith(("gemm_v6k_", "gemm_v7k_")))
+SPLIT_KERNELS = sorted(n for n in G.KERNELS if n.startswith(("gemm_v6k_", "gemm_v7k_", "gemm_v9k_")))
 
 
 @pytest.mark.parametrize("name", SPLIT_KERNELS)
@@ -316,3 +316,31 @@ def test_gemm_runs_a_measured_split_plan(monkeypatch):
     monkeypatch.setattr(G, "gemm_splitk", lambda *a, **k: (launched.append(a[-2:]), real(*a, **k)))
     _run(None, False, True, M, N, K, 1.0, 1.0, (False, False, False), 5)
     assert launched == [(3, "gemm_v7k_64_64_32")]
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_v9_flat_offsets(ta, tb):
+    """v9's interior path addresses its loads by flat offsets (row * pitch + column, advanced one
+    K-tile at a time): two interior blocks along m or n (a block origin in the offsets), whole
+    K-tiles and a ragged one, every transpose, operands that are column slices of wider arrays
+    whose pitch keeps 16-byte alignment (so v9 itself runs, not its v6 fallback)."""
+    name = "gemm_v9_128_128_8"
+    cfg = G.CONFIGS["128x128x8"]
+    M, N = (2 * cfg.BM, cfg.BN) if ta == tb else (cfg.BM, 2 * cfg.BN)
+    K = 3 * cfg.BK + 4
+    rng = np.random.default_rng(21)
+
+    def padded(rows, cols):          # (rows, cols) view of a (rows, cols + 4) device array
+        host = rng.standard_normal((rows, cols)).astype(np.float32)
+        wide = np.zeros((rows, cols + 4), np.float32)
+        wide[:, :cols] = host
+        return host, cuda.to_device(wide)[:, :cols]
+
+    A, dA = padded(*((K, M) if ta else (M, K)))
+    B, dB = padded(*((N, K) if tb else (K, N)))
+    assert G._aligned16(dA) and G._aligned16(dB)
+    C = rng.standard_normal((M, N)).astype(np.float32)
+    dC = cuda.to_device(C)
+    G.gemm_with(name, ta, tb, 0.5, dA, dB, -1.0, dC)
+    err = rel_frobenius(dC.copy_to_host(), gemm_ref(ta, tb, 0.5, A, B, -1.0, C))
+    assert err <= REL_TOL, f"{name} ta={ta} tb={tb}: rel err {err:.3g}"
