@@ -610,11 +610,7 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False, split: b
         for q in range(L // W):
             gr = uint64(row0 + q * rstep)
             if W == 4:
-                v0, v1, v2, v3 = load4(X, gr, gc)
-                pre[q * 4] = v0
-                pre[q * 4 + 1] = v1
-                pre[q * 4 + 2] = v2
-                pre[q * 4 + 3] = v3
+                pre[q * 4], pre[q * 4 + 1], pre[q * 4 + 2], pre[q * 4 + 3] = load4(X, gr, gc)
             else:
                 pre[q] = X[gr, gc]
 
@@ -624,11 +620,7 @@ def _make_v5(cfg: GemmConfig, unroll: bool = False, wide: bool = False, split: b
         for q in range(L // W):
             o = off + uint64(q) * rs
             if W == 4:
-                v0, v1, v2, v3 = flat_load4(X, o, ld)
-                pre[q * 4] = v0
-                pre[q * 4 + 1] = v1
-                pre[q * 4 + 2] = v2
-                pre[q * 4 + 3] = v3
+                pre[q * 4], pre[q * 4 + 1], pre[q * 4 + 2], pre[q * 4 + 3] = flat_load4(X, o, ld)
             else:
                 pre[q] = flat_load(X, o, ld)
 
