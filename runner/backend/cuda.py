@@ -83,26 +83,33 @@ KEEP_COLUMNS_SIM_BYTES = 64 << 20     # in the simulator (no device memory to as
 KEEP_COLUMNS_SPARE = 8                # ... and only while 1/8 of device memory stays free
 
 
+def device_memory() -> tuple[int, int] | None:
+    """(free, total) bytes of the current device, or None (simulator, or the driver gave no
+    answer): the sizing rules below then take their conservative defaults."""
+    if SIMULATOR:
+        return None
+    try:
+        free, total = cuda.current_context().get_memory_info()
+    except Exception:            # no context / driver query failed
+        return None
+    return int(free), int(total)
+
+
 def keep_columns_budget() -> int:
-    """Bytes of convolution columns kept from forward to backward (see ``KEEP_COLUMNS_FRACTION``)."""
+    """Bytes of convolution columns kept from forward to backward (see ``KEEP_COLUMNS_FRACTION``;
+    nothing when the device does not answer)."""
     if SIMULATOR:
         return KEEP_COLUMNS_SIM_BYTES
-    try:
-        total = int(cuda.current_context().get_memory_info()[1])
-    except Exception:            # no context / driver query failed: keep nothing
-        return 0
-    return total // KEEP_COLUMNS_FRACTION
+    mem = device_memory()
+    return 0 if mem is None else mem[1] // KEEP_COLUMNS_FRACTION
 
 
 def conv_workspace_bytes() -> int:
     """The im2col workspace cap for this device (see ``CONV_WORKSPACE_MAX_BYTES``)."""
-    if SIMULATOR:
+    mem = device_memory()
+    if mem is None:
         return CONV_WORKSPACE_BYTES
-    try:
-        total = int(cuda.current_context().get_memory_info()[1])
-    except Exception:            # no context / driver query failed: the conservative default
-        return CONV_WORKSPACE_BYTES
-    return max(CONV_WORKSPACE_BYTES, min(CONV_WORKSPACE_MAX_BYTES, total // 32))
+    return max(CONV_WORKSPACE_BYTES, min(CONV_WORKSPACE_MAX_BYTES, mem[1] // 32))
 
 _F32 = np.dtype(np.float32)
 _VIEWS = "_nbcaffe_views"
@@ -435,11 +442,8 @@ class CudaBackend(Backend):
         least ``KEEP_COLUMNS_SPARE`` of the device's free memory would remain."""
         if SIMULATOR:
             return True
-        try:
-            free, total = (int(v) for v in cuda.current_context().get_memory_info())
-        except Exception:        # no answer from the driver: keep nothing
-            return False
-        return free - nbytes >= total // KEEP_COLUMNS_SPARE
+        mem = device_memory()
+        return mem is not None and mem[0] - nbytes >= mem[1] // KEEP_COLUMNS_SPARE
 
     @staticmethod
     def _kept(cache: ConvCache | None) -> _conv.KeptColumns | None:

@@ -40,7 +40,8 @@ class ConvolutionLayer(Layer):
 
     def on_reshape(self, bottoms, tops, shapes) -> None:
         for cache in self._caches(len(bottoms)):
-            cache.invalidate()               # new geometry: the kept columns are another shape
+            if cache is not None:
+                cache.invalidate()           # new geometry: the kept columns are another shape
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.hyper
         b = bottoms[0].shape
         t = shapes.top_shapes[0]
@@ -54,20 +55,26 @@ class ConvolutionLayer(Layer):
             self.geom = ConvGeometry(n, t[a], t[a + 1], t[a + 2], b[a], b[a + 1], b[a + 2], kh, kw,
                                      sh, sw, ph, pw, dh, dw, group)
 
-    def _caches(self, n: int) -> list[ConvCache]:
-        """One ConvCache per bottom (the backend may keep each input's columns for backward)."""
-        caches = self.__dict__.setdefault("_col_caches", [])
-        while len(caches) < n:
-            caches.append(ConvCache())
-        return caches
+    _col_caches: list[ConvCache] | None = None   # one per bottom, made on first use
+    _seen: tuple = ()                             # data_version() of each bottom at the forward
+
+    def _caches(self, n: int) -> list[ConvCache | None]:
+        """One ConvCache per bottom (the backend may keep each input's columns for backward);
+        Nones when this layer keeps nothing (``keep_columns`` False)."""
+        if not self.keep_columns:
+            return [None] * n
+        if self._col_caches is None:
+            self._col_caches = []
+        while len(self._col_caches) < n:
+            self._col_caches.append(ConvCache())
+        return self._col_caches[:n]
 
     def forward(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         be = self.backend
         w = self.blobs[0].dev_data
         b = self.blobs[1].dev_data if self.bias_term else None
-        caches = self._caches(len(bottoms)) if self.keep_columns else [None] * len(bottoms)
-        self._seen = [x.data_version() for x in bottoms]
-        for x, y, cache in zip(bottoms, tops, caches):
+        self._seen = tuple(x.data_version() for x in bottoms)
+        for x, y, cache in zip(bottoms, tops, self._caches(len(bottoms))):
             be.conv_forward(x.dev_data, w, b, y.dev_data, self.geom, cache)
 
     def backward(self, tops: list[Blob], propagate_down: list[bool], bottoms: list[Blob]) -> None:
@@ -75,8 +82,8 @@ class ConvolutionLayer(Layer):
         w = self.blobs[0].dev_data
         dw = self.blobs[0].dev_diff if self.param_propagate_down[0] else None
         db = self.blobs[1].dev_diff if self.bias_term and self.param_propagate_down[1] else None
-        caches = self._caches(len(bottoms)) if self.keep_columns else [None] * len(bottoms)
-        seen = getattr(self, "_seen", [])
+        caches = self._caches(len(bottoms))
+        seen = self._seen
         for i, (x, y) in enumerate(zip(bottoms, tops)):
             if caches[i] is not None and (i >= len(seen) or x.data_version() != seen[i]):
                 caches[i].invalidate()     # x changed (or no forward) since the kept columns
