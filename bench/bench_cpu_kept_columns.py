@@ -21,9 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-
-from bench.bench_cpu_train import cpu_model, feed, our_solver  # noqa: E402
+from bench.bench_cpu_train import cpu_model, fed_solver, feed, our_solver  # noqa: E402
 
 
 def armed(solver) -> int:
@@ -41,12 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from runner.backend import get_backend
     be = get_backend("cpu")
     param = synthetic_param(args.net, args.batch)
-    rng = np.random.default_rng(1)
-    kept = our_solver(param)
-    shape = kept.net.blobs["data"].shape
-    data = rng.random(shape, dtype=np.float32)
-    label = rng.integers(0, 10, shape[0]).astype(np.float32)
-    feed(kept.net, data, label)
+    kept, data, label = fed_solver(param, 1)
     kept.step(1)                         # arms its caches
     budget, be.keep_columns_bytes = be.keep_columns_bytes, 0
     try:

@@ -65,6 +65,17 @@ def feed(net, data: np.ndarray, label: np.ndarray) -> None:
     net.blobs["label"].data = label
 
 
+def fed_solver(param, seed: int):
+    """``our_solver(param)`` with random data in [0, 1) and labels 0-9 fed; (solver, data, label)."""
+    rng = np.random.default_rng(seed)
+    s = our_solver(param)
+    shape = s.net.blobs["data"].shape
+    data = rng.random(shape, dtype=np.float32)
+    label = rng.integers(0, 10, shape[0]).astype(np.float32)
+    feed(s.net, data, label)
+    return s, data, label
+
+
 def validate(name: str, batch: int) -> dict:
     """One step on both sides with dropout 0 and shared initial weights: loss and weight change."""
     import torch
@@ -72,12 +83,7 @@ def validate(name: str, batch: int) -> dict:
     from bench.netprep import synthetic_param
     from bench.torch_nets import CaffeTorchNet, caffe_sgd, train_step
     param = synthetic_param(name, batch, dropout_ratio=0.0)
-    rng = np.random.default_rng(0)
-    s = our_solver(param)
-    shape = s.net.blobs["data"].shape
-    data = rng.random(shape, dtype=np.float32)
-    label = rng.integers(0, 10, shape[0]).astype(np.float32)
-    feed(s.net, data, label)
+    s, data, label = fed_solver(param, 0)
     before = {k: [np.array(b.data) for b in v] for k, v in s.net.params.items()}
     model = CaffeTorchNet(param, "TRAIN")
     model.load_from(before)
@@ -123,12 +129,7 @@ def bench(name: str, batch: int, warmup: int, reps: int) -> dict:
     from bench.netprep import synthetic_param
     from bench.torch_nets import CaffeTorchNet, caffe_sgd, train_step
     param = synthetic_param(name, batch)
-    rng = np.random.default_rng(1)
-    s = our_solver(param)
-    shape = s.net.blobs["data"].shape
-    data = rng.random(shape, dtype=np.float32)
-    label = rng.integers(0, 10, shape[0]).astype(np.float32)
-    feed(s.net, data, label)
+    s, data, label = fed_solver(param, 1)
     model = CaffeTorchNet(param, "TRAIN")
     opt = caffe_sgd(model, 0.01, 0.9, 0.0005)
     td, tl = torch.from_numpy(data), torch.from_numpy(label)
