@@ -46,6 +46,7 @@ class ParamInfo:
     shape: Shape
     share_mode: int = pb.ParamSpec.STRICT
     owner: tuple[str, int] | None = None   # (layer name, param index) when shared, else None
+    fixed: bool = False            # statistics no solver or gradient touches (BatchNorm's blobs)
 
     @property
     def shared(self) -> bool:
@@ -331,6 +332,7 @@ def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
                         f"statistics as layer parameters (param {pi} has lr_mult "
                         f"{spec.lr_mult}; it must be 0 or absent)")
                 info.lr_mult = 0.0
+                info.fixed = True
             if spec.name and spec.name in param_owner:
                 oi, op = param_owner[spec.name]
                 owner_node = nodes[oi]

@@ -38,8 +38,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from netdef.errors import ShapeError
+from netdef.geometry import ConvGeometry, PoolGeometry
 from proto import caffe_pb2 as pb
 
 Shape = tuple[int, ...]
@@ -47,10 +49,13 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class LayerShapes:
-    """What ``infer`` returns: top shapes, learnable parameter shapes, forward FLOPs."""
+    """What ``infer`` returns: top shapes, learnable parameter shapes, forward FLOPs, and for
+    Convolution / Deconvolution (2-D) and Pooling the parsed ``netdef.geometry`` object the layer
+    runs with (None for other types)."""
     top_shapes: list[Shape]
     param_shapes: list[Shape] = field(default_factory=list)
     flops: int = 0
+    geometry: Any = None
 
     @property
     def num_params(self) -> int:
@@ -87,6 +92,14 @@ def known_types() -> list[str]:
 def count(shape: Sequence[int], start: int = 0, end: int | None = None) -> int:
     """Product of shape[start:end] (1 for an empty range), like Blob::count."""
     return math.prod(shape[start:end])
+
+
+def canonical_axis(axis: int, ndim: int, where: str, what: str = "axis") -> int:
+    """Caffe's CanonicalAxisIndex: a negative axis counts from the end; out of range is a
+    ShapeError naming ``where`` (the layer)."""
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"{where}: {what} {axis} out of range for a {ndim}-D blob")
+    return axis + ndim if axis < 0 else axis
 
 
 def fmt(shape: Sequence[int]) -> str:
@@ -130,11 +143,9 @@ class _Ctx:
             raise self.fail(f"produces at most {hi} top blob(s), got {n}")
 
     def axis(self, axis: int, shape: Shape, what: str = "axis") -> int:
-        """CanonicalAxisIndex: negative counts from the end; out of range is an error."""
-        n = len(shape)
-        if not -n <= axis < n:
-            raise self.fail(f"{what} {axis} out of range for {n}-D blob with shape {fmt(shape)}")
-        return axis + n if axis < 0 else axis
+        """``canonical_axis`` of ``axis`` in ``shape``, its error naming this layer."""
+        return canonical_axis(axis, len(shape), f"layer '{self.lp.name}' ({self.lp.type}), bottom "
+                              f"{fmt(shape)}", what)
 
 
 def needs_data_shapes(lp: pb.LayerParameter) -> bool:
@@ -399,7 +410,15 @@ def _conv_like(ctx: _Ctx, deconv: bool) -> LayerShapes:
         macs = outer * channels * count(in_spatial) * (num_output // group) * ksize
     else:
         macs = outer * num_output * count(out_spatial) * (channels // group) * ksize
-    return LayerShapes([top] * ctx.ntop, params, 2 * macs * len(ctx.b))
+    geometry = None
+    if n_spatial == 2:
+        # a deconvolution runs as the forward convolution from its top back onto its bottom
+        src, dst = (out_spatial, in_spatial) if deconv else (in_spatial, out_spatial)
+        c_src, c_dst = (num_output, channels) if deconv else (channels, num_output)
+        geometry = ConvGeometry(outer, c_src, src[0], src[1], c_dst, dst[0], dst[1],
+                                kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1],
+                                dilation[0], dilation[1], group)
+    return LayerShapes([top] * ctx.ntop, params, 2 * macs * len(ctx.b), geometry)
 
 
 @register("Convolution")
@@ -465,7 +484,8 @@ def _pooling(ctx: _Ctx) -> LayerShapes:
         if (ow - 1) * sw >= w + pw:
             ow -= 1
     top = (n, c, oh, ow)
-    return LayerShapes([top] * ctx.ntop, [], count(top) * kh * kw)
+    geometry = PoolGeometry(n, c, h, w, oh, ow, kh, kw, sh, sw, ph, pw)
+    return LayerShapes([top] * ctx.ntop, [], count(top) * kh * kw, geometry)
 
 
 @register("InnerProduct")

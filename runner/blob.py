@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from netdef.shapes import canonical_axis, count
 from runner.backend.base import Backend
 
 SYNCED, HOST, DEVICE = "synced", "host", "device"
@@ -81,13 +82,6 @@ class SyncedBuffer:
         return self.host
 
 
-def _count(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
-
-
 class Blob:
     """Caffe Blob: ``shape``, ``count``, ``data``/``diff`` (host numpy views), ``dev_data``/``dev_diff``
     (backend arrays for layers), ``reshape``, ``share_data``/``share_diff``."""
@@ -107,7 +101,7 @@ class Blob:
 
     @property
     def count(self) -> int:
-        return _count(self._shape)
+        return count(self._shape)
 
     @property
     def num_axes(self) -> int:
@@ -115,14 +109,11 @@ class Blob:
 
     def canonical_axis(self, axis: int) -> int:
         """Caffe's CanonicalAxisIndex: negative axes count from the end."""
-        n = len(self._shape)
-        if not -n <= axis < max(n, 1):
-            raise IndexError(f"axis {axis} out of range for a {n}-D blob {self.name!r} {self._shape}")
-        return axis + n if axis < 0 else axis
+        return canonical_axis(axis, len(self._shape), f"blob {self.name!r} {self._shape}")
 
     def count_range(self, start: int, end: int | None = None) -> int:
         """Product of shape[start:end] (Caffe's count(start, end))."""
-        return _count(self._shape[start:end])
+        return count(self._shape[start:end])
 
     def reshape(self, shape: Sequence[int]) -> None:
         """Set the shape; reallocates (zeroed, contents lost) only when the count exceeds the
@@ -130,7 +121,7 @@ class Blob:
         shape = tuple(int(s) for s in shape)
         if any(s < 0 for s in shape):
             raise ValueError(f"blob {self.name!r}: negative dimension in {shape}")
-        n = _count(shape)
+        n = count(shape)
         # data and diff are checked separately: one of them may be shared with another blob
         if self._data is None or n > self._data.capacity:
             self._data = SyncedBuffer(self.backend, n)

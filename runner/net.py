@@ -129,16 +129,9 @@ class Net:
                 raise NetDefinitionError(
                     f"layer '{node.name}' ({node.type}): created {len(layer.blobs)} parameter blobs, "
                     f"the shape rules expect {len(node.param_specs)}")
-            fixed = node.type == "BatchNorm"   # Caffe's BatchNormLayer forces lr_mult 0 on its stats
-            if fixed:
-                for spec in node.param.param:
-                    if spec.HasField("lr_mult") and spec.lr_mult != 0:
-                        raise NetDefinitionError(
-                            f"layer '{node.name}' (BatchNorm): cannot configure batch normalization "
-                            f"statistics as layer parameters (lr_mult {spec.lr_mult}; it must be 0)")
             for pi, info in enumerate(node.param_specs):
                 blob = layer.blobs[pi]
-                lr_mult = 0.0 if fixed else float(info.lr_mult)
+                lr_mult = float(info.lr_mult)     # netdef.graph: 0 for BatchNorm's statistics
                 if info.owner is not None:
                     owner = owners[info.owner]
                     blob.share_data(owner)
@@ -147,7 +140,7 @@ class Net:
                     owners[(node.name, pi)] = blob
                     self.learnable_params.append(
                         Param(blob, lr_mult, float(info.decay_mult), info.name or f"{node.name}[{pi}]"))
-                layer.param_propagate_down[pi] = bool((self.graph.force_backward and not fixed)
+                layer.param_propagate_down[pi] = bool((self.graph.force_backward and not info.fixed)
                                                       or lr_mult != 0)
             if layer.blobs:
                 self.params[node.name] = layer.blobs

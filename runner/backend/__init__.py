@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from runner.backend.base import Backend, ConvGeometry, PoolGeometry
+from netdef.geometry import ConvGeometry, PoolGeometry
+from runner.backend.base import Backend
 
 __all__ = ["Backend", "ConvGeometry", "PoolGeometry", "get_backend", "BACKENDS"]
 

@@ -14,7 +14,8 @@ Conventions (all ops)
   **accumulate** (``+=``, so ``iter_size`` > 1 works); bottom gradients (``dx``) are **written**
   (``=``). Ops whose name says otherwise say so in their docstring.
 - In-place: every elementwise op accepts ``y is x`` / ``dx is dy`` (Caffe in-place layers).
-- Geometry objects (``ConvGeometry``, ``PoolGeometry``) are frozen and hashable, so a backend may
+- Geometry objects (``netdef.geometry``: ``ConvGeometry``, ``PoolGeometry``, built only by
+  ``netdef.shapes.infer``) are frozen and hashable, so a backend may
   cache launch configurations or workspaces per geometry.
 - Shapes "(outer, dim, inner)": the array is viewed as a 3-D C-contiguous array; ``outer`` is the
   product of the axes before the active axis, ``inner`` of the axes after it (Caffe's
@@ -28,101 +29,14 @@ them directly. When True (cuda), ``Blob`` keeps a numpy mirror and a head flag (
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from netdef.geometry import ConvGeometry, PoolGeometry
+
 Array = Any  # numpy.ndarray on cpu, numba DeviceNDArray on cuda
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """2-D convolution geometry for a batch of images (Caffe's BaseConvolutionLayer fields).
-
-    Input x: (N, C_in, H, W); weight w: (C_out, C_in // group, KH, KW); output y: (N, C_out, OH, OW)
-    with OH = (H + 2*pad_h - (dilation_h*(KH-1)+1)) // stride_h + 1 (same for W).
-    For Deconvolution the same geometry describes the *forward convolution* from the deconv's top
-    to its bottom (Caffe's ``reverse_dimensions``): see ``conv_backward_data``.
-    """
-
-    n: int
-    c_in: int
-    h: int
-    w: int
-    c_out: int
-    out_h: int
-    out_w: int
-    kernel_h: int
-    kernel_w: int
-    stride_h: int = 1
-    stride_w: int = 1
-    pad_h: int = 0
-    pad_w: int = 0
-    dilation_h: int = 1
-    dilation_w: int = 1
-    group: int = 1
-
-    @property
-    def is_1x1(self) -> bool:
-        """True when the convolution is a plain GEMM (1x1 kernel, stride 1, no pad): Caffe's
-        ``is_1x1_`` skips im2col."""
-        return (self.kernel_h == 1 and self.kernel_w == 1 and self.stride_h == 1 and self.stride_w == 1
-                and self.pad_h == 0 and self.pad_w == 0)
-
-    @property
-    def x_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c_in, self.h, self.w)
-
-    @property
-    def y_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c_out, self.out_h, self.out_w)
-
-    @property
-    def w_shape(self) -> tuple[int, int, int, int]:
-        return (self.c_out, self.c_in // self.group, self.kernel_h, self.kernel_w)
-
-
-@dataclass(frozen=True)
-class PoolGeometry:
-    """2-D pooling geometry, Caffe's PoolingLayer (x: (N, C, H, W) -> y: (N, C, OH, OW)).
-
-    OH/OW are computed by netdef.shapes (ceil mode, with Caffe's "last window must start inside the
-    padded image" clip). Window (ph, pw): hstart = ph*stride_h - pad_h, hend = min(hstart + kernel_h,
-    H + pad_h); AVE divides by (hend - hstart)*(wend - wstart) computed *before* clipping hstart/hend
-    to [0, H) (so padding counts), MAX ignores padding.
-    """
-
-    n: int
-    c: int
-    h: int
-    w: int
-    out_h: int
-    out_w: int
-    kernel_h: int
-    kernel_w: int
-    stride_h: int = 1
-    stride_w: int = 1
-    pad_h: int = 0
-    pad_w: int = 0
-
-
-def conv_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
-    """Caffe's convolution output size along one axis."""
-    return (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
-
-
-def pool_out_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool = True) -> int:
-    """Caffe's pooling output size along one axis (ceil mode by default, last window clipped)."""
-    if ceil_mode:
-        out = int(math.ceil((size + 2 * pad - kernel) / stride)) + 1
-    else:
-        out = (size + 2 * pad - kernel) // stride + 1
-    if pad and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
 
 
 class ConvCache:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.layers._util import canonical_axis, count
+from netdef.shapes import canonical_axis, count
 from runner.layers.base import Layer
 from runner.registry import register
 

@@ -4,7 +4,7 @@
 higher index first (Caffe's std::greater on (value, index) pairs). No gradient."""
 from __future__ import annotations
 
-from runner.layers._util import canonical_axis, count
+from netdef.shapes import canonical_axis, count
 from runner.layers.base import Layer
 from runner.registry import register
 

@@ -9,7 +9,7 @@ or dy / sqrt(var + eps) with global stats. The normalised y is kept aside, so an
 Scale after an in-place BatchNorm does not corrupt the backward."""
 from __future__ import annotations
 
-from runner.layers._util import count
+from netdef.shapes import count
 from runner.layers.base import Layer
 from runner.registry import register
 

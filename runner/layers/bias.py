@@ -3,7 +3,7 @@
 bottom. Backward: dx = dy, db += sum(dy) (written when b is a bottom)."""
 from __future__ import annotations
 
-from runner.layers._util import canonical_axis, count
+from netdef.shapes import canonical_axis, count
 from runner.layers.base import Layer
 from runner.registry import register
 

@@ -2,7 +2,7 @@
 ``concat_dim``); backward splits the top diff back into the bottoms that need it."""
 from __future__ import annotations
 
-from runner.layers._util import canonical_axis, count
+from netdef.shapes import canonical_axis, count
 from runner.layers.base import Layer
 from runner.registry import register
 

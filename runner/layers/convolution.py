@@ -5,9 +5,8 @@ bias (num_output,); fillers ``weight_filler`` / ``bias_filler`` (default constan
 2-D only (``axis`` selects the channel axis; axes before it are batch)."""
 from __future__ import annotations
 
-from runner.backend.base import ConvCache, ConvGeometry
+from runner.backend.base import ConvCache
 from runner.blob import Blob
-from runner.layers._util import canonical_axis, conv_hyper, count
 from runner.layers.base import Layer
 from runner.registry import register
 
@@ -25,14 +24,10 @@ class ConvolutionLayer(Layer):
 
     def setup(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         p = self.param.convolution_param
-        where = f"layer '{self.name}' ({self.type})"
-        self.hyper = conv_hyper(p, where)
-        ndim = len(bottoms[0].shape)
-        self.axis = canonical_axis(p.axis, ndim, where)
-        if ndim - self.axis - 1 != 2:
-            raise self.error(f"nbcaffe supports 2-D convolution only; bottom shape {bottoms[0].shape} "
-                             f"with channel axis {self.axis} has {ndim - self.axis - 1} spatial axes")
         shapes = self.infer(bottoms)
+        if shapes.geometry is None:
+            raise self.error(f"nbcaffe supports 2-D convolution only; bottom shape {bottoms[0].shape} "
+                             f"with channel axis {p.axis} does not have 2 spatial axes")
         self.bias_term = bool(p.bias_term)
         self.add_param(shapes.param_shapes[0], p.weight_filler, "weight")
         if self.bias_term:
@@ -42,18 +37,9 @@ class ConvolutionLayer(Layer):
         for cache in self._caches(len(bottoms)):
             if cache is not None:
                 cache.invalidate()           # new geometry: the kept columns are another shape
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.hyper
-        b = bottoms[0].shape
-        t = shapes.top_shapes[0]
-        a = self.axis
-        n = count(b, 0, a)
-        group = int(self.param.convolution_param.group)
-        if not self.deconv:
-            self.geom = ConvGeometry(n, b[a], b[a + 1], b[a + 2], t[a], t[a + 1], t[a + 2], kh, kw,
-                                     sh, sw, ph, pw, dh, dw, group)
-        else:   # the forward convolution that maps the top back onto the bottom
-            self.geom = ConvGeometry(n, t[a], t[a + 1], t[a + 2], b[a], b[a + 1], b[a + 2], kh, kw,
-                                     sh, sw, ph, pw, dh, dw, group)
+        # netdef.shapes parsed it; for a Deconvolution it is the forward convolution from the top
+        # back onto the bottom
+        self.geom = shapes.geometry
 
     _col_caches: list[ConvCache] | None = None   # one per bottom, made on first use
     _seen: tuple = ()                             # data_version() of each bottom at the forward

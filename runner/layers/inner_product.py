@@ -3,8 +3,8 @@ K = count(axis); y (M, N) = x W^T + b, W (N, K) (or (K, N) with ``transpose: tru
 b (N,). Fillers ``weight_filler`` / ``bias_filler``."""
 from __future__ import annotations
 
+from netdef.shapes import canonical_axis, count
 from runner.blob import Blob
-from runner.layers._util import canonical_axis, count
 from runner.layers.base import Layer
 from runner.registry import register
 

@@ -5,9 +5,7 @@ MAX ignores padding. STOCHASTIC is not supported (error at setup)."""
 from __future__ import annotations
 
 from proto import caffe_pb2 as pb
-from runner.backend.base import PoolGeometry
 from runner.blob import Blob
-from runner.layers._util import pool_hyper
 from runner.layers.base import Layer
 from runner.registry import register
 
@@ -24,10 +22,7 @@ class PoolingLayer(Layer):
         self.mask = None
 
     def on_reshape(self, bottoms, tops, shapes) -> None:
-        n, c, h, w = bottoms[0].shape
-        (kh, kw), (sh, sw), (ph, pw) = pool_hyper(self.param.pooling_param, h, w)
-        oh, ow = shapes.top_shapes[0][2:]
-        self.geom = PoolGeometry(n, c, h, w, oh, ow, kh, kw, sh, sw, ph, pw)
+        self.geom = shapes.geometry          # parsed by netdef.shapes
         if self.is_max:
             self.mask = self.backend.empty(shapes.top_shapes[0], dtype="int32")
 

@@ -5,8 +5,8 @@ constant 0). Backward: dx = dy * s, ds += sum(dy * x) (written when s is a botto
 In place keeps a copy of x for the backward (as Caffe)."""
 from __future__ import annotations
 
+from netdef.shapes import canonical_axis, count
 from proto import caffe_pb2 as pb
-from runner.layers._util import canonical_axis, count
 from runner.layers.base import Layer
 from runner.registry import register
 

@@ -2,7 +2,7 @@
 ``slice_dim``) at ``slice_point``s (or into equal parts); backward joins the top diffs."""
 from __future__ import annotations
 
-from runner.layers._util import canonical_axis, count
+from netdef.shapes import canonical_axis, count
 from runner.layers.base import Layer
 from runner.registry import register
 

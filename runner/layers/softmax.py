@@ -2,7 +2,7 @@
 backward dx = y * (dy - sum_axis(dy * y)). In place allowed."""
 from __future__ import annotations
 
-from runner.layers._util import canonical_axis, count
+from netdef.shapes import canonical_axis, count
 from runner.layers.base import Layer
 from runner.registry import register
 

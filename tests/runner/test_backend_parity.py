@@ -16,9 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from netdef.geometry import ConvGeometry, PoolGeometry
 from runner.backend import get_backend
-from runner.backend.base import ConvGeometry, PoolGeometry, conv_out_size, pool_out_size
 from tests.helpers import assert_close, rel_frobenius
+from tests.reference.conv import out_size as conv_out_size
+from tests.reference.pool import pooled_size_ref
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_ELEMENTS, MAX_GEMM_DIM, MAX_SPATIAL
 
 _SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -345,7 +347,7 @@ def conv_geometries(draw):
         stride = draw(st.integers(1, 2))
         if size + 2 * pad < dil * (k - 1) + 1:
             pad = (dil * (k - 1) + 1 - size + 1) // 2
-        dims.append((size, k, stride, pad, dil, conv_out_size(size, k, stride, pad, dil)))
+        dims.append((size, k, stride, pad, dil, conv_out_size(size, k, pad, stride, dil)))
     (h, kh, sh, ph, dh, oh), (w, kw, sw, pw, dw, ow) = dims
     return ConvGeometry(n, cin, h, w, cout, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, group)
 
@@ -398,8 +400,11 @@ def pool_geometries(draw):
         if k > size + 2 * pad:
             pad = k - 1
         stride = draw(st.integers(1, k))   # stride > kernel can leave an empty last window (Caffe: 0/0)
-        dims.append((size, k, stride, pad, pool_out_size(size, k, stride, pad)))
-    (h, kh, sh, ph, oh), (w, kw, sw, pw, ow) = dims
+        dims.append((size, k, stride, pad))
+    (h, kh, sh, ph), (w, kw, sw, pw) = dims
+    any_pad = bool(ph or pw)          # Caffe clips the last window on both axes when either pads
+    oh = pooled_size_ref(h, kh, ph, sh, any_pad=any_pad)
+    ow = pooled_size_ref(w, kw, pw, sw, any_pad=any_pad)
     return PoolGeometry(n, c, h, w, oh, ow, kh, kw, sh, sw, ph, pw)
 
 

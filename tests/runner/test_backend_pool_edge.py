@@ -4,8 +4,8 @@ neither raises."""
 import numpy as np
 import pytest
 
+from netdef.geometry import PoolGeometry
 from runner.backend import get_backend
-from runner.backend.base import PoolGeometry
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])

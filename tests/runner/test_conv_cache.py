@@ -14,7 +14,8 @@ import gc
 import numpy as np
 import pytest
 
-from runner.backend.base import ConvCache, ConvGeometry
+from netdef.geometry import ConvGeometry
+from runner.backend.base import ConvCache
 from runner.backend.cpu import CpuBackend
 from runner.backend.cuda import CudaBackend
 from tests.helpers import rel_frobenius
