@@ -149,6 +149,7 @@ class Solver:
         self.sighup_effect = "snapshot"
         self.progress = None
         self.test_results: list[dict] = []
+        self.callbacks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         self.log("Solver scaffolding done.", "solver.cpp", 57)
 
     # ------------------------------------------------------------------ setup helpers
@@ -165,6 +166,12 @@ class Solver:
         if prefix.endswith("/") or os.path.isdir(prefix):
             return str(Path(prefix) / stem.name)
         return prefix
+
+    def add_callback(self, on_start: Callable[[], None], on_gradients_ready: Callable[[], None]) -> None:
+        """Call ``on_start()`` at every iteration after the diffs are cleared (and the test pass,
+        if any) and ``on_gradients_ready()`` after its forward/backward passes, before the update
+        (Caffe's Solver::Callback, pycaffe's ``add_callback``)."""
+        self.callbacks.append((on_start, on_gradients_ready))
 
     # ------------------------------------------------------------------ signals
     def set_actions(self, sigint: str = "stop", sighup: str = "snapshot") -> None:
@@ -298,6 +305,8 @@ class Solver:
                     self.test_all()
                     if self.requested_early_exit:
                         break
+                for on_start, _ in self.callbacks:
+                    on_start()
                 display = bool(p.display) and self.iter % p.display == 0
                 loss = 0.0
                 for i in range(p.iter_size):
@@ -318,6 +327,8 @@ class Solver:
                              f"iters), loss = {fmt(self.smoothed_loss)}", "solver.cpp", 243)
                     t_last, iter_last = now, self.iter
                     self._log_outputs(self.net, "Train", None, "solver.cpp", 258)
+                for _, on_gradients_ready in self.callbacks:
+                    on_gradients_ready()
                 self.apply_update()
                 self._log_replay_notes()
                 self.iter += 1

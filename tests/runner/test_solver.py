@@ -259,3 +259,23 @@ def test_failed_snapshot_leaves_nothing_behind(workdir):
         s.snapshot()
     s.close()
     assert os.listdir("snap") == []      # no .caffemodel, no .caffemodel.tmp
+
+
+def test_callbacks_run_around_the_gradients(workdir):
+    """pycaffe's add_callback: on_start after the diffs are cleared and the test pass,
+    on_gradients_ready after forward/backward (diffs filled) and before the update."""
+    s = Solver(write(workdir, max_iter=3, test_interval=2), log=GLog(stream=io.StringIO()))
+    events = []
+    w = s.params[0].blob
+
+    def hook(name):
+        return lambda: events.append((name, s.iter, float(np.abs(w.diff).sum()), np.array(w.data)))
+    s.add_callback(hook("start"), hook("ready"))
+    try:
+        s.step(2)
+    finally:
+        s.close()
+    assert [e[:2] for e in events] == [("start", 0), ("ready", 0), ("start", 1), ("ready", 1)]
+    assert events[0][2] == 0.0 and events[1][2] > 0.0      # cleared at start, filled when ready
+    assert np.array_equal(events[0][3], events[1][3])       # no update before on_gradients_ready
+    assert not np.array_equal(events[1][3], events[2][3])   # the update comes right after it
