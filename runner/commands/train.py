@@ -36,7 +36,7 @@ def run(args) -> int:
         raise SolverError("Give a snapshot to resume training or weights to finetune but not both.")
     log = make_log(args)
     device = device_of(args)
-    log(f"Using {'GPU (cuda backend)' if device == 'cuda' else 'CPU (cpu backend)'}", "caffe.cpp", 200)
+    log(f"Using {'GPU (cuda backend)' if device == 'cuda' else 'CPU (cpu backend)'}")
     solver = Solver(args.solver, device=device, stages=stages_of(args), level=args.level, log=log,
                     replay=False if getattr(args, "no_replay", False) else None)
     try:
@@ -45,7 +45,7 @@ def run(args) -> int:
         solver.set_actions(args.sigint_effect, args.sighup_effect)
         weights = [w for w in solver.param.weights] + [w for w in args.weights.split(",") if w]
         for w in weights:
-            log(f"Finetuning from {w}", "caffe.cpp", 254)
+            log(f"Finetuning from {w}")
             solver.net.copy_from(w)
         bar = None
         if sys.stderr.isatty() and not args.no_progress:
@@ -56,15 +56,15 @@ def run(args) -> int:
                 solver.progress = bar
             except ImportError:
                 bar = None
-        log("Starting Optimization", "caffe.cpp", 256)
+        log("Starting Optimization")
         if args.snapshot:
-            log(f"Resuming from {args.snapshot}", "caffe.cpp", 258)
+            log(f"Resuming from {args.snapshot}")
             solver.solve(resume=args.snapshot)
         else:
             solver.solve()
         if bar is not None:
             bar.close()
-        log("Optimization Done.", "caffe.cpp", 264)
+        log("Optimization Done.")
     finally:
         solver.close()
         log.close()

@@ -32,6 +32,21 @@ def resolve_source(path: str, base_dir: str | None) -> str:
     return cand if os.path.exists(cand) else path
 
 
+def resolve_data_paths(net_param, base_dir: str | None) -> None:
+    """In place: each data layer's source and mean file given relative to ``base_dir`` (the
+    prototxt's folder) when it is not found from the working directory (``resolve_source``)."""
+    if not base_dir:
+        return
+    for lp in net_param.layer:
+        for field in ("data_param", "image_data_param", "hdf5_data_param", "window_data_param"):
+            if lp.HasField(field):
+                p = getattr(lp, field)
+                if p.source:
+                    p.source = resolve_source(p.source, base_dir)
+        if lp.transform_param.mean_file:
+            lp.transform_param.mean_file = resolve_source(lp.transform_param.mean_file, base_dir)
+
+
 class DatumDBSource:
     """Data layer source: Datum records of an LMDB/LevelDB, transformed by ``transform_param``."""
 
