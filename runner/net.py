@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -103,7 +103,9 @@ class Net:
         self._loss_tops: list[tuple[int, Blob, float]] = []   # (layer index, top blob, weight)
         self.params: OrderedDict[str, list[Blob]] = OrderedDict()
         self.learnable_params: list[Param] = []
-        owners: dict[tuple[str, int], Blob] = {}
+        #: per learnable parameter, the indices of the layers that use it (the owner and sharers)
+        self.param_users: list[list[int]] = []
+        owners: dict[tuple[str, int], int] = {}     # (layer, param index) -> learnable index
 
         for li, (node, cls) in enumerate(zip(self.graph.layers, classes)):
             layer = cls(node.param, self.backend, phase=self.phase, rng=self.rng)
@@ -133,13 +135,15 @@ class Net:
                 blob = layer.blobs[pi]
                 lr_mult = float(info.lr_mult)     # netdef.graph: 0 for BatchNorm's statistics
                 if info.owner is not None:
-                    owner = owners[info.owner]
-                    blob.share_data(owner)
-                    blob.share_diff(owner)
+                    j = owners[info.owner]
+                    blob.share_data(self.learnable_params[j].blob)
+                    blob.share_diff(self.learnable_params[j].blob)
                 else:
-                    owners[(node.name, pi)] = blob
+                    j = owners[(node.name, pi)] = len(self.learnable_params)
                     self.learnable_params.append(
                         Param(blob, lr_mult, float(info.decay_mult), info.name or f"{node.name}[{pi}]"))
+                    self.param_users.append([])
+                self.param_users[j].append(li)
                 layer.param_propagate_down[pi] = bool((self.graph.force_backward and not info.fixed)
                                                       or lr_mult != 0)
             if layer.blobs:
@@ -294,17 +298,22 @@ class Net:
         names = list(self.inputs) + [d for d in (diffs or ()) if d not in self.inputs]
         return {n: np.array(self.blobs[n].host_diff()) for n in names}
 
-    def _backward_range(self, start: int, end: int) -> None:
+    def _backward_range(self, start: int, end: int,
+                        after_backward: Callable[[int], None] | None = None) -> None:
         self.seed_loss_diffs()
         for i in range(start, end - 1, -1):
             if self._need_backward[i]:
                 self.backward_layer(i)
+                if after_backward is not None:
+                    after_backward(i)
 
-    def forward_backward(self, **inputs: Any) -> float:
+    def forward_backward(self, after_backward: Callable[[int], None] | None = None,
+                         **inputs: Any) -> float:
         """forward then backward over the whole net; returns the weighted loss. Parameter diffs
-        accumulate. Nothing is copied to the host except the loss."""
+        accumulate. Nothing is copied to the host except the loss. ``after_backward(i)`` is
+        called after each layer's backward (data-parallel training starts exchanges there)."""
         loss = self.forward_loss(**inputs)
-        self._backward_range(len(self.layers) - 1, 0)
+        self._backward_range(len(self.layers) - 1, 0, after_backward)
         return loss
 
     def clear_param_diffs(self) -> None:

@@ -459,6 +459,7 @@ class NetReplay:
 
     def __init__(self, net: Any):
         self.net = net
+        self.after_backward: Callable[[int], None] | None = None   # see runner.executor
         self._segments: dict[tuple, Segment] = {}
         self._seen: dict[tuple, Any] = {}       # key -> buffers check of the last eager pass
         self._rates_rebindable = True           # see update()
@@ -598,4 +599,7 @@ class NetReplay:
                 self._run("backward", idx, self._blobs(idx), work)
             else:
                 net.backward_layer(idx[0])
+            if self.after_backward is not None:
+                for i in idx:
+                    self.after_backward(i)
         return loss

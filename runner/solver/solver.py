@@ -23,14 +23,19 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from netdef.errors import SolverError, WeightsError
 from proto import caffe_pb2 as pb
+from runner.dist.world import World
 from runner.solver import updates
 from runner.solver.glog import GLog, fmt
 from runner.solver.lr_policy import LearningRate
+
+if TYPE_CHECKING:
+    from runner.dist.gradients import GradientReducer
 
 ACTIONS = ("stop", "snapshot", "none")
 
@@ -41,11 +46,13 @@ class Solver:
 
     def __init__(self, solver, device: str = "cpu", stages: tuple[str, ...] = (), level: int = 0,
                  log: GLog | None = None, solver_path: str | None = None,
-                 replay: bool | None = None):
+                 replay: bool | None = None, world: World | None = None):
         """``solver``: path to a solver prototxt, or a caffe_pb2.SolverParameter (with
         ``solver_path`` its file for relative net paths). ``stages``/``level`` are added to the
         train net's state (Caffe's -stage/-level). ``replay``: record and replay the steady-state
-        launches on cuda (runner/backend/replay.py); None = on unless NBCAFFE_REPLAY=0."""
+        launches on cuda (runner/backend/replay.py); None = on unless NBCAFFE_REPLAY=0.
+        ``world``: the processes of a data-parallel run (runner/dist; default: the MPI world when
+        started by mpiexec, else this process alone)."""
         from netdef.prototxt import read_solver, solver_nets
         if isinstance(solver, (str, os.PathLike)):
             solver_path = str(solver)
@@ -54,7 +61,10 @@ class Solver:
             solver = read_solver(Path(solver_path))
         self.param: pb.SolverParameter = solver
         self.solver_path = solver_path
+        self.world = world if world is not None else World.from_environment()
         self.log = log or GLog()
+        if not self.world.is_root:           # rank 0 logs, tests and snapshots (Caffe's root solver)
+            self.log = GLog(quiet=True)
         self.device = device
         p = self.param
         self.type = updates.solver_type(p)
@@ -69,6 +79,9 @@ class Solver:
             raise SolverError(f"unknown snapshot_format {p.snapshot_format}")
         self.log(f"Initializing solver from parameters: \n{p}".rstrip())
         self.seed = int(p.random_seed) if p.random_seed >= 0 else None
+        if self.world.size > 1:              # every rank builds the same nets from the same seed
+            self.seed = self.world.bcast(self.seed if self.seed is not None
+                                         else int(np.random.SeedSequence().entropy % 2**31))
         if stages or level:
             p.train_state.level = int(level)
             p.train_state.stage.extend(stages)
@@ -79,6 +92,8 @@ class Solver:
                        base_dir=nets.train_dir)
         self.test_nets = []
         for i, (tp, src, d) in enumerate(zip(nets.tests, nets.test_sources, nets.test_dirs)):
+            if not self.world.is_root:
+                break
             self.log(f"Creating test net (#{i}) specified by {src}")
             tn = Net(tp, "TEST", device=device, seed=self._net_seed(i + 1), base_dir=d)
             tn.share_weights(self.net)
@@ -104,7 +119,26 @@ class Solver:
         self.test_results: list[dict] = []
         self.callbacks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         self._notes_logged = 0
+        self.reducer: GradientReducer | None = None
+        self._params_synced = True
+        if self.world.size > 1:
+            self._distribute()
         self.log("Solver scaffolding done.")
+
+    def _distribute(self) -> None:
+        """Data-parallel run: each rank reads its share of every batch (runner.data.sources), and
+        the gradients are averaged over the ranks before each update, the exchange overlapped
+        with backward (runner.dist.gradients)."""
+        from runner.dist.gradients import GradientReducer
+        w, p = self.world, self.param
+        for layer in self.net.layers:
+            layer.set_shard(w.rank, w.size)
+        self.reducer = GradientReducer(w, self.net, overlap=p.iter_size == 1)
+        self.executor.after_backward = self.reducer.after_backward
+        self.add_callback(self.reducer.on_start, self.reducer.on_gradients_ready)
+        self._params_synced = False
+        self.log(f"Data-parallel training on {w.size} processes: effective batch {w.size} x the "
+                 f"prototxt's batch, gradients averaged over the ranks")
 
     # ------------------------------------------------------------------ setup helpers
     def _net_seed(self, i: int):
@@ -218,10 +252,10 @@ class Solver:
             return
         if p.display and self.iter % p.display == 0:
             self._set_iteration(self.iter * p.iter_size)
-            loss = self._forward_loss(self.net)
+            loss = self.world.mean(self._forward_loss(self.net))
             self._update_smoothed_loss(loss, start_iter, p.average_loss)
             self.log(f"Iteration {self.iter}, loss = {fmt(self.smoothed_loss)}")
-        if p.test_interval and self.iter % p.test_interval == 0:
+        if p.test_interval and self.iter % p.test_interval == 0 and self.world.is_root:
             self.test_all()
         self.log("Optimization Done.")
 
@@ -249,6 +283,9 @@ class Solver:
         stop_iter = self.iter + iters
         self.losses, self.smoothed_loss = [], 0.0
         self._sync_data()
+        if self.reducer is not None and not self._params_synced:
+            self.reducer.broadcast_parameters()
+            self._params_synced = True
         old_handlers = self._install_signals()
         t_last, iter_last = time.perf_counter(), self.iter
         try:
@@ -256,8 +293,10 @@ class Solver:
                 self.executor.clear_param_diffs()
                 if p.test_interval and self.iter % p.test_interval == 0 and (
                         self.iter > 0 or p.test_initialization):
-                    self.test_all()
-                    if self.requested_early_exit:
+                    if self.world.is_root:
+                        self.test_all()
+                    if self.world.bcast(self.requested_early_exit):
+                        self.requested_early_exit = True
                         break
                 for on_start, _ in self.callbacks:
                     on_start()
@@ -266,7 +305,7 @@ class Solver:
                 for i in range(p.iter_size):
                     self._set_iteration(self.iter * p.iter_size + i)
                     loss += float(self.executor.forward_backward())
-                loss /= p.iter_size
+                loss = self.world.mean(loss / p.iter_size)
                 if not math.isfinite(loss):
                     last = self.last_snapshot or "none (no snapshot was written in this run)"
                     raise SolverError(f"Iteration {self.iter}: the training loss is {loss}; stopping. "
@@ -279,7 +318,7 @@ class Solver:
                     self.log(f"Iteration {self.iter} ({fmt(per_s)} iter/s, {fmt(lapse)}s/{p.display} "
                              f"iters), loss = {fmt(self.smoothed_loss)}")
                     t_last, iter_last = now, self.iter
-                    self._log_outputs(self.net, "Train", None)
+                    self._log_outputs(self.net, "Train", self._train_outputs())
                 for _, on_gradients_ready in self.callbacks:
                     on_gradients_ready()
                 self.apply_update()
@@ -287,7 +326,7 @@ class Solver:
                 self.iter += 1
                 if self.progress is not None:
                     self.progress.update(1)
-                action = self._requested_action()
+                action = self.world.bcast(self._requested_action())
                 if (p.snapshot and self.iter % p.snapshot == 0) or action == "snapshot":
                     self.snapshot()
                 if action == "stop":
@@ -296,6 +335,11 @@ class Solver:
         finally:
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
+
+    def _train_outputs(self) -> dict[str, np.ndarray]:
+        """The train net's outputs, averaged over the ranks (each computed them on its share)."""
+        return {name: np.ravel(self.world.mean(np.asarray(self.net.blobs[name].data, np.float64)))
+                for name, _ in self._loss_weights(self.net)}
 
     def _log_outputs(self, net, kind: str, values) -> None:
         """``    Train net output #k: name = v (* w = v*w loss)`` for every element of every output."""
@@ -412,11 +456,14 @@ class Solver:
 
     def snapshot(self) -> str:
         """Write ``<prefix>_iter_<N>.caffemodel`` (or .caffemodel.h5) and the matching
-        ``.solverstate`` (.h5), each atomically (netdef.weights). Returns the model path."""
+        ``.solverstate`` (.h5), each atomically (netdef.weights). Returns the model path. In a
+        data-parallel run only rank 0 writes (every rank holds the same weights and history)."""
         from netdef.weights import write_solverstate
         h5 = self.param.snapshot_format == pb.SolverParameter.HDF5
         model = self._filename(".caffemodel.h5" if h5 else ".caffemodel")
         state_path = self._filename(".solverstate.h5" if h5 else ".solverstate")
+        if not self.world.is_root:
+            return model
         Path(model).parent.mkdir(parents=True, exist_ok=True)
         kind = "HDF5" if h5 else "binary proto"
         self.log(f"Snapshotting to {kind} file {model}")
@@ -465,6 +512,7 @@ class Solver:
             self.backend.to_device(h.astype(np.float32).reshape(tuple(mine.shape)), out=mine)
         self.iter = int(st.iter)
         self.lr_policy.current_step = int(st.current_step)
+        self._params_synced = False          # a data-parallel run re-broadcasts rank 0's weights
         self.log("SGDSolver: restoring history")
 
     def close(self) -> None:
