@@ -90,3 +90,27 @@ def deconv_nd_ref(x, w, b, pad, stride, dil, group=1):
     if b is not None:
         y += np.asarray(b, np.float64).reshape((1, Co) + (1,) * len(outs))
     return y
+
+
+def conv_nd_backward_ref(x, w, dy, pad, stride, dil, group=1):
+    """(dx, dw, db) of conv_nd_ref for the output gradient dy, by the same loops: every
+    (output, channel, tap) product x * w sends dy * w to x's element and dy * x to w's."""
+    N, C, *ins = x.shape
+    Co, Cg, *kernel = w.shape
+    outs = dy.shape[2:]
+    og = Co // group
+    dx = np.zeros(x.shape)
+    dw = np.zeros(w.shape)
+    for n in range(N):
+        for o in range(Co):
+            g = o // og
+            for pos in itertools.product(*(range(v) for v in outs)):
+                d = float(dy[(n, o) + pos])
+                for ci in range(Cg):
+                    for tap in itertools.product(*(range(k) for k in kernel)):
+                        src = tuple(q * s - p + j * e for q, s, p, j, e in zip(pos, stride, pad, tap, dil))
+                        if all(0 <= v < i for v, i in zip(src, ins)):
+                            dx[(n, g * Cg + ci) + src] += d * float(w[(o, ci) + tap])
+                            dw[(o, ci) + tap] += d * float(x[(n, g * Cg + ci) + src])
+    db = np.asarray(dy, np.float64).sum(axis=tuple(i for i in range(dy.ndim) if i != 1))
+    return dx, dw, db

@@ -58,3 +58,20 @@ def rnn_ref(x, cont, W_xh, b_h, W_hh, W_ho, b_o, x_static=None, W_xh_static=None
         h = np.tanh((k * h) @ W_hh.T + xs[t] @ W_xh.T + b_h + static)
         out.append(np.tanh(h @ W_ho.T + b_o))
     return np.stack(out), h
+
+
+def lstm_unit_bwd_ref(c_prev, gates, cont, dc, dh):
+    """(dc_prev (N, D), dgates (N, 4D)) of Caffe's LSTMUnit backward (lstm_unit_layer.cpp):
+    t = tanh(c), dc_term = dc + dh*o*(1 - t^2), dc_prev = dc_term*f, di' = dc_term*g*i(1-i),
+    df' = dc_term*c_prev*f(1-f), do' = dh*t*o(1-o), dg' = dc_term*i(1-g^2), f = cont*sig(f')."""
+    d = c_prev.shape[-1]
+    g4 = gates.reshape(-1, 4 * d).astype(np.float64)
+    k = np.asarray(cont, np.float64).reshape(-1, 1)
+    i, f, o, g = _sig(g4[:, :d]), k * _sig(g4[:, d:2 * d]), _sig(g4[:, 2 * d:3 * d]), np.tanh(g4[:, 3 * d:])
+    cp = c_prev.reshape(-1, d).astype(np.float64)
+    t = np.tanh(f * cp + i * g)
+    dh = dh.reshape(-1, d)
+    term = dc.reshape(-1, d) + dh * o * (1 - t * t)
+    dgates = np.concatenate([term * g * i * (1 - i), term * cp * f * (1 - f), dh * t * o * (1 - o),
+                             term * i * (1 - g * g)], axis=1)
+    return term * f, dgates
