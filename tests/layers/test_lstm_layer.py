@@ -230,3 +230,35 @@ def test_errors_name_the_layer():
     layer.forward(b, t)
     with pytest.raises(CaffeError, match="sequence indicators"):
         layer.backward(t, [True, True], b)
+
+
+def test_shared_weights_reach_the_unrolled_net():
+    """Net.share_weights (the solver's test net) and a later weight change in the train net: the
+    test net's unrolled steps all use the train net's blobs (Caffe re-shares them at TEST time)."""
+    train = Net(_net(2, 2, 3, 4), phase="TRAIN", seed=1, dtype=np.float64)
+    test = Net(_net(2, 2, 3, 4), phase="TEST", seed=2, dtype=np.float64)
+    test.share_weights(train)
+    for blob in train.params["lstm"]:
+        blob.data = np.random.default_rng(blob.count).standard_normal(blob.shape)
+    x, cont = np.random.default_rng(3).standard_normal((2, 2, 3)), np.array([[0, 0], [1, 1]], np.float64)
+    want, _, _ = lstm_ref(x, cont, *_params(train))
+    assert_close(test.forward(x=x, cont=cont)["h"], want, 1e-12, 1e-12, name="h")
+
+
+def test_sgd_on_the_lstm_lowers_a_loss():
+    """Gradients flow through the unrolled net into the layer's blobs: 30 plain SGD steps on an
+    Euclidean loss towards a fixed target lower it (shared W_hc gets the sum over steps)."""
+    text = _net(3, 2, 2, 3) + ('input: "target" input_shape { dim: 3 dim: 2 dim: 3 }\n'
+                               'layer { name: "loss" type: "EuclideanLoss" bottom: "h" bottom: "target" '
+                               'top: "loss" }\n')
+    net = Net(text, phase="TRAIN", seed=4, dtype=np.float64)
+    rng = np.random.default_rng(5)
+    feed = dict(x=rng.standard_normal((3, 2, 2)), cont=np.array([[0, 0], [1, 1], [1, 0]], np.float64),
+                target=0.5 * np.tanh(rng.standard_normal((3, 2, 3))))
+    losses = []
+    for _ in range(30):
+        net.clear_param_diffs()
+        losses.append(net.forward_backward(**feed))
+        for p in net.learnable_params:
+            p.blob.data = p.blob.data - 0.5 * p.blob.diff
+    assert losses[-1] < 0.5 * losses[0]
