@@ -262,3 +262,33 @@ def test_sgd_on_the_lstm_lowers_a_loss():
         for p in net.learnable_params:
             p.blob.data = p.blob.data - 0.5 * p.blob.diff
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_streams_may_change_between_forwards():
+    """Caffe's RecurrentLayer::Reshape takes a new #streams (T is fixed at setup)."""
+    net = Net(_net(2, 2, 3, 3, static=4), seed=7, dtype=np.float64)
+    W_xc, b_c, W_s, W_hc = _params(net)
+    for n in (3, 1):
+        rng = np.random.default_rng(n)
+        feed = dict(x=rng.standard_normal((2, n, 3)), cont=np.array([[0] * n, [1] * n], np.float64),
+                    xs=rng.standard_normal((n, 4)))
+        for name, value in feed.items():
+            net.blobs[name].reshape(value.shape)
+            net.blobs[name].data = value
+        want, _, _ = lstm_ref(feed["x"], feed["cont"], W_xc, b_c, W_hc, x_static=feed["xs"],
+                              W_xc_static=W_s)
+        assert_close(net.forward()["h"], want, 1e-12, 1e-12, name=f"h, {n} streams")
+
+
+def test_layers_sharing_their_blobs_by_name():
+    """Two LSTM layers whose params are shared by name compute the same sequence (the second's
+    unrolled steps follow the owner's blobs)."""
+    shared = " ".join(f'param {{ name: "{p}" }}' for p in ("W_x", "b", "W_h"))
+    text = _net(2, 2, 3, 4) + (f'layer {{ name: "twin" type: "LSTM" bottom: "x" bottom: "cont" '
+                               f'top: "h2" {shared} recurrent_param {{ num_output: 4 {FILLERS} }} }}\n')
+    text = text.replace('top: "h" recurrent_param', f'top: "h" {shared} recurrent_param')
+    net = Net(text, seed=8, dtype=np.float64)
+    x, cont = np.random.default_rng(9).standard_normal((2, 2, 3)), np.array([[0, 0], [1, 1]], np.float64)
+    out = net.forward(x=x, cont=cont)
+    assert_close(out["h2"], out["h"], 0, 0, name="twin")
+    assert len(net.learnable_params) == 3
