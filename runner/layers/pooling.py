@@ -38,7 +38,7 @@ class PoolingLayer(Layer):
         return self.counter if self.stochastic and self.phase == "TRAIN" else None
 
     def set_rng_state(self, state) -> None:
-        if self.stochastic:
+        if self.stochastic and state is not None:
             self.counter = int(state)
 
     def on_reshape(self, bottoms, tops, shapes) -> None:
