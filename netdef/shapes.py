@@ -940,3 +940,10 @@ def _parameter(ctx: _Ctx) -> LayerShapes:
     ctx.ntops(exact=1)
     s = tuple(ctx.lp.parameter_param.shape.dim)
     return LayerShapes([s], [s], 0)
+
+
+@register("Python")
+def _python(ctx: _Ctx) -> LayerShapes:
+    mod = f"{ctx.lp.python_param.module}.{ctx.lp.python_param.layer}"
+    raise ctx.fail(f"the shapes of a Python layer ({mod}) come from running its setup and reshape; "
+                   "build the net with runner.Net (or caffe.Net), which does")

@@ -75,18 +75,27 @@ class Net:
     def __init__(self, net: Any, phase: Any = "TEST", weights: str | os.PathLike | None = None,
                  device: str | Backend = "cpu", stages: Sequence[str] = (), level: int = 0,
                  seed: int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 dtype: Any = np.float32):
+                 dtype: Any = np.float32, prototxt_dir: str | os.PathLike | None = None):
+        """``prototxt_dir``: the folder of the prototxt a NetParameter ``net`` was read from,
+        where Python layer modules are also looked up (default: ``net``'s own folder when it is
+        a path)."""
         from netdef.graph import build_graph
+        from runner.layers.python import PythonLayers
         self.phase = phase_name(phase)
         self.backend: Backend = get_backend(device, dtype)
         self.net_param = _read_net_param(net)
         if input_shapes is None:
             input_shapes = _probe_data_shapes(self.net_param, net, self.phase, stages, level)
-        self.graph = build_graph(self.net_param, phase=self.phase, stages=tuple(stages), level=level,
-                                 input_shapes=input_shapes)
-        self.name = self.graph.name
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        if prototxt_dir is None and isinstance(net, (str, os.PathLike)):
+            prototxt_dir = os.path.dirname(os.path.abspath(net))
+        # Python layers are set up while the graph is built: only running them tells their shapes
+        python = PythonLayers(self.backend, self.phase, self.rng,
+                              None if prototxt_dir is None else os.fspath(prototxt_dir))
+        self.graph = build_graph(self.net_param, phase=self.phase, stages=tuple(stages), level=level,
+                                 input_shapes=input_shapes, layer_shapes=python)
+        self.name = self.graph.name
 
         # 1. every layer type must be known before anything is allocated
         classes = [get_layer_class(node.type, node.name) for node in self.graph.layers]
@@ -106,14 +115,15 @@ class Net:
         owners: dict[tuple[str, int], Blob] = {}
 
         for li, (node, cls) in enumerate(zip(self.graph.layers, classes)):
-            layer = cls(node.param, self.backend, phase=self.phase, rng=self.rng)
+            layer = python.layers.pop(node.name, None) or cls(node.param, self.backend,
+                                                              phase=self.phase, rng=self.rng)
             bottoms = [self.blobs[b] for b in node.bottoms]
             tops = []
             for t, shape in zip(node.tops, node.top_shapes):
                 if t in self.blobs and t in node.bottoms:
                     tops.append(self.blobs[t])          # in place
                 else:
-                    blob = Blob(self.backend, shape, t)
+                    blob = python.take_blob(t, shape) or Blob(self.backend, shape, t)
                     self.blobs[t] = blob
                     tops.append(blob)
             layer.loss_weights = list(node.loss_weights)

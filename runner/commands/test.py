@@ -33,7 +33,7 @@ def score(model: str, weights: list[str], iterations: int, phase: str = "TEST", 
     param.state.phase = 0 if phase == "TRAIN" else 1
     param.state.stage.extend(stages)
     param.state.level = level
-    net = build_net(param, phase, device)
+    net = build_net(param, phase, device, source=model)
     try:
         for w in weights:
             net.copy_from(w)

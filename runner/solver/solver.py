@@ -60,15 +60,19 @@ def resolve_data_paths(net_param: pb.NetParameter, source: str | None) -> pb.Net
 
 
 def build_net(net_param: pb.NetParameter, phase: str, device: str = "cpu", seed: int | None = None,
-              weights: str | None = None):
+              weights: str | None = None, source: str | None = None):
     """A runner.Net for ``net_param`` in ``phase`` with the stages/level of its ``state``; data
-    layers' top shapes are read from their sources (runner.data.probe)."""
+    layers' top shapes are read from their sources (runner.data.probe). ``source``: the prototxt
+    it was read from (``solver_nets``' ``path (field)`` form too): Python layer modules are also
+    looked up in its folder."""
     from runner.data.probe import data_input_shapes
     from runner.net import Net
     stages, level = tuple(net_param.state.stage), int(net_param.state.level)
     shapes = data_input_shapes(net_param, phase, stages, level)
+    src = source.split(" (")[0] if source else None
+    folder = str(Path(src).resolve().parent) if src and os.path.exists(src) else None
     return Net(net_param, phase=phase, device=device, seed=seed, stages=stages, level=level,
-               input_shapes=shapes or None, weights=weights)
+               input_shapes=shapes or None, weights=weights, prototxt_dir=folder)
 
 
 def blob_loss_weights(net) -> dict[str, float]:
@@ -120,12 +124,12 @@ class Solver:
         nets = solver_nets(p, solver_path)
         self.log(f"Creating training net from {nets.train_source}", "solver.cpp", 87)
         resolve_data_paths(nets.train, nets.train_source)
-        self.net = build_net(nets.train, "TRAIN", device, self._net_seed(0))
+        self.net = build_net(nets.train, "TRAIN", device, self._net_seed(0), source=nets.train_source)
         self.test_nets = []
         for i, (tp, src) in enumerate(zip(nets.tests, nets.test_sources)):
             self.log(f"Creating test net (#{i}) specified by {src}", "solver.cpp", 172)
             resolve_data_paths(tp, src)
-            tn = build_net(tp, "TEST", device, self._net_seed(i + 1))
+            tn = build_net(tp, "TEST", device, self._net_seed(i + 1), source=src)
             tn.share_weights(self.net)
             self.test_nets.append(tn)
         self.backend = self.net.backend
