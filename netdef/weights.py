@@ -6,6 +6,7 @@
   with ``net`` (a NetParameter) every layer of the definition is written in full, with its blobs
   attached, as Caffe's Net::ToProto does; layers only in ``weights`` are appended.
   ``caffemodel_bytes`` returns the same bytes (e.g. for cv2.dnn.readNetFromCaffe buffers).
+  ``write_caffemodel_hdf5(path, {layer: [arrays]})``: Caffe's HDF5 weights (Net::ToHDF5).
 - ``copy_trained_layers(graph, source) -> {layer name: [np.ndarray]}``: Caffe's
   CopyTrainedLayersFrom: source layers matched by name (unknown ones skipped with a log line),
   blob count and shapes checked (legacy 4-D num/channels/height/width shapes accepted as Caffe's
@@ -318,6 +319,31 @@ def copy_trained_layers(graph, source: str | os.PathLike | pb.NetParameter
         log.info("%s: no weights for layer(s) %s (they keep their initialization)", where,
                  ", ".join(missing))
     return out
+
+
+def write_caffemodel_hdf5(path: str | os.PathLike, weights: Mapping[str, Sequence[np.ndarray]],
+                          diffs: Mapping[str, Sequence[np.ndarray]] | None = None) -> None:
+    """Caffe's Net::ToHDF5: group ``/data`` with one group per layer (in ``weights``' order, empty
+    for a layer without parameters) holding float32 datasets ``0``, ``1``, ...; with ``diffs`` the
+    same under ``/diff``. ``read_caffemodel`` / ``copy_trained_layers`` read it back. Atomic."""
+    import h5py
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    try:
+        with h5py.File(tmp, "w") as f:
+            for group_name, arrays in (("data", weights), ("diff", diffs)):
+                if arrays is None:
+                    continue
+                g = f.create_group(group_name)
+                for layer, blobs in arrays.items():
+                    lg = g.create_group(layer)
+                    for i, a in enumerate(blobs):
+                        lg.create_dataset(str(i), data=np.asarray(a, dtype=np.float32))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 # ---------------------------------------------------------------------------- binaryproto
