@@ -158,8 +158,9 @@ def shape_equals(target: Sequence[int], blob: pb.BlobProto) -> bool:
 
 # ---------------------------------------------------------------------------- caffemodel
 
-def read_caffemodel(path: str | os.PathLike) -> pb.NetParameter:
-    """Read a binary .caffemodel into an upgraded NetParameter (V0/V1 files become ``layer``)."""
+def read_caffemodel(path: str | os.PathLike, upgrade: bool = True) -> pb.NetParameter:
+    """Read a binary .caffemodel into an upgraded NetParameter (V0/V1 files become ``layer``;
+    ``upgrade=False`` returns it as stored)."""
     from netdef.upgrade import upgrade_net
 
     data = _read_bytes(path, "caffemodel")
@@ -169,6 +170,8 @@ def read_caffemodel(path: str | os.PathLike) -> pb.NetParameter:
     if not len(net.layer) and not len(net.layers):
         raise WeightsError(f"{os.fspath(path)}: not a caffemodel: it holds no layers"
                            + (" (empty file)" if not data else ""))
+    if not upgrade:
+        return net
     try:
         return upgrade_net(net, os.fspath(path))
     except CaffeError as e:
