@@ -224,15 +224,6 @@ class Blob:
         else:
             buf.dev[:self.count] = arr.reshape(-1)
 
-    def sync_to_device(self) -> None:
-        """Push host writes of data and diff to the device now (cuda; no-op on cpu), so that later
-        device work finds no pending upload (code that writes blobs from the host, such as a
-        Python layer, calls it before handing the blobs back)."""
-        for buf in (self._data, self._diff):
-            if buf.head == HOST:
-                self.backend.to_device(buf.host, out=buf.dev)
-                buf.head = SYNCED
-
     # ------------------------------------------------------------------ sharing
     def share_data(self, other: Blob) -> None:
         """Use ``other``'s data buffer (Caffe ShareData); counts must match."""

@@ -15,9 +15,10 @@ import retried. The class is constructed with the LayerParameter; ``param_str`` 
 
 Blobs: the layer gets runner Blobs (``data``/``diff`` host numpy views, ``shape``, ``count``,
 ``num``/``channels``/``height``/``width``, ``reshape(*dims)``). On the cuda backend those views are
-host mirrors synced on access, as pycaffe's cpu_data is on a GPU net; after each call whatever the
-layer wrote is pushed back to the device (``Blob.sync_to_device``), so the device work that follows
-finds nothing to upload. A Python layer is never replayable: runner/replay.py runs it eagerly.
+host mirrors synced on access (runner/blob.py), as pycaffe's cpu_data is on a GPU net: what the
+layer writes reaches the device before the next device work reads it. A Python layer is never
+replayable: runner/replay.py runs it eagerly between replayed stretches (and uploads its host
+writes before the next stretch).
 
 Shapes: only running ``setup``/``reshape`` tells a Python layer's top and parameter shapes, so the
 Net sets Python layers up while its graph is built (``PythonLayers``, the ``layer_shapes`` hook of
@@ -168,11 +169,6 @@ class PythonLayer(Layer):
                              f"{_origin(e, self._module_file)}: {type(e).__name__}: "
                              f"{_one_line(e)}") from e
 
-    def _synced(self, blobs: Sequence[Blob]) -> None:
-        if self.backend.host_mirror:
-            for b in blobs:
-                b.sync_to_device()
-
     def setup(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         """The user's ``setup``, once (the Net asks again after graph building: no-op)."""
         if self._set_up:
@@ -185,19 +181,15 @@ class PythonLayer(Layer):
                                  f"found {type(b).__name__}")
         self.param_propagate_down = [True] * len(self.blobs)
         self._set_up = True
-        self._synced([*bottoms, *tops, *self.blobs])
 
     def reshape(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         self._call("reshape", self.py.reshape, bottoms, tops)
-        self._synced(tops)
 
     def forward(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         self._call("forward", self.py.forward, bottoms, tops)
-        self._synced([*bottoms, *tops, *self.blobs])
 
     def backward(self, tops: list[Blob], propagate_down: list[bool], bottoms: list[Blob]) -> None:
         self._call("backward", self.py.backward, tops, list(propagate_down), bottoms)
-        self._synced([*bottoms, *tops, *self.blobs])
 
     def __repr__(self) -> str:
         return f"<PythonLayer {self.name!r} {self.describe}>"
