@@ -203,6 +203,8 @@ class Net:
     def _batch(self, arrays: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         """Split equally long arrays into batches of the net's batch size (its first blob's
         first dimension); the last batch is padded with zeros."""
+        if not arrays:
+            return
         num = len(next(iter(arrays.values())))
         batch = next(iter(self._net.blobs.values())).shape[0]
         for i in range(0, num - num % batch, batch):
@@ -216,6 +218,8 @@ class Net:
                     ) -> dict[str, np.ndarray]:
         """``forward`` over inputs of any length, batch by batch; {blob: all rows}, padding
         dropped."""
+        if not kwargs:
+            raise ValueError("forward_all needs input arrays, e.g. forward_all(data=images)")
         outs: dict[str, list] = {n: [] for n in set(self.outputs + list(blobs or []))}
         for batch in self._batch(kwargs):
             for name, value in self.forward(blobs=blobs, **batch).items():
@@ -228,6 +232,8 @@ class Net:
                              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """``forward`` then ``backward`` batch by batch; ``kwargs`` holds inputs (for forward)
         and output diffs (for backward). Returns ({blob: data rows}, {blob: diff rows})."""
+        if not kwargs:
+            raise ValueError("forward_backward_all needs input or output-diff arrays")
         outs: dict[str, list] = {n: [] for n in set(self.outputs + list(blobs or []))}
         grads: dict[str, list] = {n: [] for n in set(self.inputs + list(diffs or []))}
         fwd = self._batch({k: kwargs[k] for k in self.inputs if k in kwargs})
