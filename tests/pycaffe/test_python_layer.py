@@ -165,7 +165,7 @@ def test_learnable_python_layer_trains_saves_and_sees_its_phase(mode, tmp_path, 
     np.testing.assert_array_equal(solver.net.params["scale"][0].data, [0.5, 0.5, 0.5])
     rng = np.random.default_rng(1)
     before = solver.net.params["scale"][0].data.copy()
-    for _ in range(3):
+    for _ in range(2):
         solver.net.blobs["x"].data[...] = rng.standard_normal((2, 3))
         solver.net.blobs["y"].data[...] = rng.standard_normal((2, 3))
         # SGD without momentum: w -= lr * dw, with dw the Python layer's own gradient
@@ -276,7 +276,7 @@ def test_python_layer_on_cuda_replays_like_eager(tmp_path, monkeypatch):
     for replay_on in ("1", "0"):
         monkeypatch.setenv("NBCAFFE_REPLAY", replay_on)
         solver = caffe.get_solver("solver.prototxt")
-        solver.step(4)
+        solver.step(3)                      # eager, recorded, replayed
         replay = solver._solver.replay      # the runner solver under the pycaffe one
         assert (replay is not None and replay.replayed > 0) == (replay_on == "1")
         weights.append([b.data.copy() for b in solver.net.params["ip"]])
