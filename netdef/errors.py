@@ -42,3 +42,8 @@ class DataError(CaffeError):
 
 class SolverError(CaffeError):
     """Training cannot go on (bad solver settings, NaN loss, snapshot for another net, ...)."""
+
+
+class LayerError(CaffeError):
+    """A layer failed while it ran (e.g. a Python layer's code raised); the message names the
+    layer, its type (for a Python layer its module and class) and what went wrong, in one line."""
