@@ -20,6 +20,14 @@ from caffe import io
 from caffe._mode import set_device, set_mode_cpu, set_mode_gpu, set_random_seed
 from caffe.classifier import Classifier
 from caffe.detector import Detector
+from caffe.nccl import (
+    NCCL,
+    set_multiprocess,
+    set_solver_count,
+    set_solver_rank,
+    solver_count,
+    solver_rank,
+)
 from caffe.net_spec import NetSpec, layers, params, to_proto
 from caffe.proto.caffe_pb2 import TEST, TRAIN
 from caffe.pycaffe import (
@@ -43,7 +51,8 @@ def layer_type_list() -> list[str]:
     return known_types()
 
 
-__all__ = ["AdaDeltaSolver", "AdaGradSolver", "AdamSolver", "Classifier", "Detector", "Layer", "Net",
-           "NesterovSolver", "NetSpec", "RMSPropSolver", "SGDSolver", "TEST", "TRAIN", "get_solver",
-           "io", "layer_type_list", "layers", "params", "set_device", "set_mode_cpu", "set_mode_gpu",
-           "set_random_seed", "to_proto"]
+__all__ = ["AdaDeltaSolver", "AdaGradSolver", "AdamSolver", "Classifier", "Detector", "Layer", "NCCL",
+           "Net", "NesterovSolver", "NetSpec", "RMSPropSolver", "SGDSolver", "TEST", "TRAIN",
+           "get_solver", "io", "layer_type_list", "layers", "params", "set_device", "set_mode_cpu",
+           "set_mode_gpu", "set_multiprocess", "set_random_seed", "set_solver_count",
+           "set_solver_rank", "solver_count", "solver_rank", "to_proto"]

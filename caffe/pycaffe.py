@@ -247,6 +247,11 @@ class Net:
         return ({k: np.asarray(v)[:n] for k, v in outs.items()},
                 {k: np.asarray(v)[:n] for k, v in grads.items()})
 
+    def after_backward(self, nccl: Any) -> None:
+        """Exchange the gradients of ``nccl``'s solver layer by layer during backward (pycaffe's
+        ``net.after_backward(nccl)``, used with ``layer_wise_reduce``)."""
+        nccl.layer_wise()
+
     def reshape(self) -> None:
         """Reshape every layer to its bottoms (after ``blobs[name].reshape(...)``)."""
         self._net.reshape()
@@ -303,7 +308,9 @@ class Solver:
         seed = _mode.next_seed()
         if param.random_seed < 0 and seed is not None:
             param.random_seed = seed
-        self._solver = RunnerSolver(param, device=_mode.device(), solver_path=filename)
+        from caffe.nccl import world
+        self._solver = RunnerSolver(param, device=_mode.device(), solver_path=filename,
+                                    world=world())
         self._net = Net._wrap(self._solver.net)
         self._test_nets = [Net._wrap(t) for t in self._solver.test_nets]
 
@@ -348,10 +355,12 @@ class Solver:
         """Write ``<prefix>_iter_<N>.caffemodel`` and ``.solverstate``."""
         self._solver.snapshot()
 
-    def add_callback(self, on_start: Callable[[], None],
-                     on_gradients_ready: Callable[[], None]) -> None:
+    def add_callback(self, on_start: Any, on_gradients_ready: Callable[[], None] | None = None) -> None:
         """Call ``on_start()`` at the start of every iteration (after a test pass, if any) and
-        ``on_gradients_ready()`` once its gradients are computed, before the update."""
+        ``on_gradients_ready()`` once its gradients are computed, before the update; or, given a
+        ``caffe.NCCL``, average the gradients over the solvers there (pycaffe's two overloads)."""
+        if on_gradients_ready is None:          # add_callback(nccl)
+            on_start, on_gradients_ready = on_start.on_start, on_start.on_gradients_ready
         self._solver.add_callback(on_start, on_gradients_ready)
 
     def share_weights(self, net: Net) -> None:

@@ -126,3 +126,23 @@ def test_snapshot_restore_and_solve_resume(tmp_path, monkeypatch):
     other = caffe.Net("net.prototxt", caffe.TEST)
     c.share_weights(other)
     np.testing.assert_array_equal(other.params["ip"][0].data, c.net.params["ip"][0].data)
+
+
+def test_multiprocess_api_without_a_gpu_says_what_is_missing(tmp_path):
+    """pycaffe's multi-GPU calls: solver count/rank are kept; a solver of rank 1 of 2 is not the
+    root and waits for caffe.NCCL; NCCL in CPU mode is refused with a line saying what to do."""
+    import caffe
+    assert caffe.solver_count() == 1 and caffe.solver_rank() == 0
+    caffe.set_multiprocess(True)
+    caffe.set_solver_count(2)
+    caffe.set_solver_rank(1)
+    try:
+        assert (caffe.solver_count(), caffe.solver_rank()) == (2, 1)
+        caffe.set_mode_cpu()
+        solver = caffe.SGDSolver(_solver_file(tmp_path))
+        assert not solver._solver.world.is_root and solver._solver.test_nets == []
+        with pytest.raises(Exception, match="caffe.NCCL needs GPU mode"):
+            caffe.NCCL(solver, b"\0" * 128)
+    finally:
+        caffe.set_solver_count(1)
+        caffe.set_solver_rank(0)
