@@ -15,6 +15,7 @@ is how close an op gets to the memory roof. Each op is validated against torch f
 | LRN across 5 fwd / bwd (norm1) | 256x96x55x55 | x, scale, y: 3 N / x, y, scale, dy, dx: 5 N |
 | softmax over channels fwd | 256x1000 and 32x21x128x128 | 2 N |
 | im2col 5x5 pad 2 (conv2 input, one chunk) | 96x27x27 per image | x + col |
+| SSD Normalize fwd (per position, per-channel scale) / Permute 0 2 3 1 | 32x512x38x38 | 2 N / 2 N |
 
 (N, P: elements times 4 bytes.) Our time is the op's launches re-issued pre-bound
 (``runner.replay``: what a training iteration pays), with the time through the Python wrapper kept
@@ -354,6 +355,44 @@ OPS: dict[str, Builder] = {   # most wanted first: the stage skips what its time
     "cn_to_nc_v1": _layout("cn_to_nc", "v1"),
     "softmax_fwd_fc8_v2": _softmax_fwd(SOFTMAX_SHAPES["softmax_fwd_fc8"], 2),
 }
+
+
+# ------------------------------------------------------------------ SSD fork layers (kernels.normalize,
+# kernels.permute): VGG SSD300's conv4_3 at batch 32, 32x512x38x38 = 94 MB
+SSD_ACT = size((32, 512, 38, 38), (2, 3, 5, 5))
+
+
+def ssd_normalize_fwd():
+    """conv4_3_norm: L2 over the channels per position, a scale per channel; x + y: 2 N."""
+    kn = _need("kernels.normalize", "normalize_fwd")
+    torch = torch_mod()
+    n, c, h, w = SSD_ACT
+    x, xt = rand_pair(SSD_ACT, 11)
+    s, st_ = rand_pair((c,), 12)
+    y, yt = empty_pair(SSD_ACT)
+    norm, _ = empty_pair((n, h * w))
+    ref = xt / torch.sqrt((xt * xt).sum(1, keepdim=True) + 1e-10) * st_[None, :, None, None]
+    out = torch.empty_like(xt)
+
+    def theirs():
+        torch.mul(xt, torch.rsqrt((xt * xt).sum(1, keepdim=True) + 1e-10), out=out)
+        out.mul_(st_[None, :, None, None])
+    return (lambda: kn.normalize_fwd(x, s, y, norm, (n, c, h * w), False, 1e-10)), theirs, \
+        [(y, ref)], 2 * 4 * _numel(SSD_ACT)
+
+
+def ssd_permute_nhwc():
+    """The multibox heads' Permute 0 2 3 1 (NCHW -> NHWC): 2 N."""
+    kp = _need("kernels.permute", "permute")
+    n, c, h, w = SSD_ACT
+    x, xt = rand_pair(SSD_ACT, 13)
+    y, yt = empty_pair((n, h, w, c))
+    ref = xt.permute(0, 2, 3, 1).contiguous()
+    return (lambda: kp.permute(x, y, SSD_ACT, (0, 2, 3, 1))), \
+        (lambda: yt.copy_(xt.permute(0, 2, 3, 1))), [(y, ref)], 2 * 4 * _numel(SSD_ACT)
+
+
+OPS.update({"ssd_normalize_fwd": ssd_normalize_fwd, "ssd_permute_nhwc": ssd_permute_nhwc})
 
 
 def _prebound(fn: Callable[[], None]) -> Callable[[], None] | None:
