@@ -10,8 +10,9 @@ variances) give ``boxes`` (N, P * L * 4) (xmin, ymin, xmax, ymax), the SSD fork'
 code type (v = the prior's variances, or 1 when ``variance_encoded_in_target``):
 CORNER ``prior + v * loc``; CENTER_SIZE ``c = v0,1 * loc0,1 * prior size + prior centre``,
 ``size = exp(v2,3 * loc2,3) * prior size``, corners ``c -+ size / 2``; CORNER_SIZE
-``prior + v * loc * prior size`` (width for x, height for y). No clipping (the fork's
-DetectionOutput decodes unclipped).
+``prior + v * loc * prior size`` (width for x, height for y). With ``clip`` every coordinate is
+then clamped to [0, 1] (the fork's ClipBBox; its DetectionOutput decodes unclipped, OpenCV's
+``clip: 1`` clips).
 
 Versions:
 
@@ -68,8 +69,9 @@ def prior_box_fwd_v1(y, widths, heights, layer_w, img_w, img_h, step_w, step_h, 
 
 
 @cuda.jit
-def bbox_decode_v1(loc, prior, boxes, num_priors, num_loc, code_type, var_in_target):
-    """boxes = decode(loc, prior) per (n, p, l) box (see the module docstring)."""
+def bbox_decode_v1(loc, prior, boxes, num_priors, num_loc, code_type, var_in_target, clip):
+    """boxes = decode(loc, prior) per (n, p, l) box, clamped to [0, 1] when ``clip`` (see the
+    module docstring)."""
     total = loc.shape[0] // 4
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
         p = (i // num_loc) % num_priors
@@ -118,6 +120,9 @@ def bbox_decode_v1(loc, prior, boxes, num_priors, num_loc, code_type, var_in_tar
             boxes[o + 1] = py0 + v1 * l1 * ph
             boxes[o + 2] = px1 + v2 * l2 * pw
             boxes[o + 3] = py1 + v3 * l3 * ph
+        if clip:
+            for k in range(4):
+                boxes[o + k] = min(max(boxes[o + k], float32(0.0)), float32(1.0))
 
 
 _F = "float32"
@@ -126,7 +131,7 @@ KERNELS: dict[str, tuple[Any, list[str]]] = {
         f"void({_F}[:, ::1], {_F}[::1], {_F}[::1], int64, {_F}, {_F}, {_F}, {_F}, {_F}, boolean, "
         f"{_F}, {_F}, {_F}, {_F})"]),
     "bbox_decode_v1": (bbox_decode_v1, [
-        f"void({_F}[::1], {_F}[:, ::1], {_F}[::1], int64, int64, int64, boolean)"]),
+        f"void({_F}[::1], {_F}[:, ::1], {_F}[::1], int64, int64, int64, boolean, boolean)"]),
 }
 
 
@@ -154,9 +159,9 @@ def prior_box_fwd(y, widths, heights, layer_h: int, layer_w: int, img_h: int, im
 
 
 def bbox_decode(loc, prior, boxes, num_priors: int, num_loc: int, code_type: int,
-                variance_encoded_in_target: bool) -> None:
+                variance_encoded_in_target: bool, clip: bool = False) -> None:
     """``boxes`` (N * P * L * 4) decoded from ``loc`` (same size) against the first 2 * P * 4
-    values of ``prior`` (see the module docstring)."""
+    values of ``prior``, clamped to [0, 1] when ``clip`` (see the module docstring)."""
     if code_type not in (CORNER, CENTER_SIZE, CORNER_SIZE):
         raise ValueError(f"bbox_decode: unknown code_type {code_type}")
     loc = as_device(loc)
@@ -171,4 +176,4 @@ def bbox_decode(loc, prior, boxes, num_priors: int, num_loc: int, code_type: int
         return
     blocks, threads = grid_1d(n // 4)
     bbox_decode_v1[blocks, threads](lv, pv, bv, num_priors, num_loc, code_type,
-                                    bool(variance_encoded_in_target))
+                                    bool(variance_encoded_in_target), bool(clip))

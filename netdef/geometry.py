@@ -158,7 +158,8 @@ class DetectionGeometry:
     """The SSD fork's DetectionOutput: ``num`` images, ``num_priors`` priors, loc (num, P * L * 4)
     with L = ``num_loc_classes`` (1 when ``share_location``, else ``num_classes``), conf
     (num, P * num_classes), prior (1, 2, P * 4). ``code_type`` 1 CORNER, 2 CENTER_SIZE,
-    3 CORNER_SIZE; ``confidence_threshold`` -FLT_MAX and ``top_k`` -1 when not given."""
+    3 CORNER_SIZE; ``confidence_threshold`` -FLT_MAX and ``top_k`` -1 when not given; ``clip``
+    (OpenCV's extension) clips the decoded boxes to [0, 1] before the NMS."""
 
     num: int
     num_priors: int
@@ -173,3 +174,4 @@ class DetectionGeometry:
     nms_threshold: float
     top_k: int
     eta: float
+    clip: bool = False

@@ -1104,6 +1104,7 @@ def _detection_output(ctx: _Ctx) -> LayerShapes:
         num, num_priors, num_classes, num_loc, bool(p.share_location), int(p.background_label_id),
         int(p.code_type), bool(p.variance_encoded_in_target), int(p.keep_top_k),
         float(p.confidence_threshold) if p.HasField("confidence_threshold") else -FLT_MAX,
-        float(nms.nms_threshold), int(nms.top_k) if nms.HasField("top_k") else -1, float(nms.eta))
+        float(nms.nms_threshold), int(nms.top_k) if nms.HasField("top_k") else -1, float(nms.eta),
+        bool(p.clip))
     # the number of detections is known only after NMS: Caffe-SSD's Reshape gives a fake 1 row
     return LayerShapes([(1, 1, 1, 7)], [], 2 * (count(loc) + count(conf)), g)

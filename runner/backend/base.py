@@ -423,7 +423,8 @@ class Backend(abc.ABC):
     def bbox_decode(self, loc: Array, prior: Array, boxes: Array, g: DetectionGeometry) -> None:
         """The SSD fork's DecodeBBox (g.code_type CORNER / CENTER_SIZE / CORNER_SIZE, variances from
         the prior's second channel unless ``g.variance_encoded_in_target``) of loc (num, P*L*4)
-        against prior (1, 2, P*4) into boxes (num, P*L*4) as (xmin, ymin, xmax, ymax); no clip."""
+        against prior (1, 2, P*4) into boxes (num, P*L*4) as (xmin, ymin, xmax, ymax), clamped to
+        [0, 1] when ``g.clip`` (OpenCV's extension; the fork does not clip)."""
 
     def detection_rows(self, boxes: Array, conf: Array, g: DetectionGeometry) -> np.ndarray:
         """Host (K, 7) float32 rows (image_id, label, score, xmin, ymin, xmax, ymax) of the fork's

@@ -690,14 +690,21 @@ class CpuBackend(Backend):
         out[1] = np.tile(np.asarray(g.variance, dtype=f32), g.dim // 4)
 
     def bbox_decode(self, loc, prior, boxes, g: DetectionGeometry) -> None:
-        t = boxes.dtype.type
         lv = loc.reshape(g.num, g.num_priors, g.num_loc_classes, 4)
         pr = prior.reshape(-1)[:2 * g.num_priors * 4].reshape(2, g.num_priors, 1, 4)
         p, v = pr[0], (np.ones_like(pr[1]) if g.variance_encoded_in_target else pr[1])
         out = boxes.reshape(g.num, g.num_priors, g.num_loc_classes, 4)
         if g.code_type == CODE_CORNER:
             out[...] = p + v * lv
-            return
+        else:
+            self._decode_sized(p, v, lv, out, g)
+        if g.clip:
+            np.clip(out, 0, 1, out=out)
+
+    @staticmethod
+    def _decode_sized(p, v, lv, out, g: DetectionGeometry) -> None:
+        """CENTER_SIZE / CORNER_SIZE decoding (see ``bbox_decode``)."""
+        t = out.dtype.type
         pw = p[..., 2] - p[..., 0]
         ph = p[..., 3] - p[..., 1]
         if g.code_type == CODE_CENTER_SIZE:

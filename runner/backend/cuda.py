@@ -581,7 +581,7 @@ class CudaBackend(Backend):
 
     def bbox_decode(self, loc, prior, boxes, g: DetectionGeometry) -> None:
         _det.bbox_decode(_flat(loc), _flat(prior), _flat(boxes), g.num_priors, g.num_loc_classes,
-                         g.code_type, g.variance_encoded_in_target)
+                         g.code_type, g.variance_encoded_in_target, g.clip)
 
     def softmax_loss_fwd(self, prob, label, outer: int, dim: int, inner: int,
                          ignore_label: int | None) -> tuple[float, int]:

@@ -10,7 +10,9 @@ decodes on the GPU, then runs ApplyNMSFast on the host). The rules are the fork'
   far is <= the adaptive threshold, which starts at ``nms_threshold`` and is multiplied by
   ``eta`` after each kept box while eta < 1 and the threshold > 0.5;
 - overlap: 0 unless the boxes intersect with positive width and height, else
-  inter / (area1 + area2 - inter), an area being 0 for a box with xmax < xmin or ymax < ymin;
+  inter / (area1 + area2 - inter), an area being 0 for a box with xmax < xmin or ymax < ymin (the
+  fork's JaccardOverlap of NormalizedBBox, which OpenCV follows too; the array version of the
+  fork's GPU path would give 0/0 for two touching zero-area boxes, e.g. clipped to a border);
 - when an image keeps more than ``keep_top_k`` (> -1) boxes over all classes, only the
   ``keep_top_k`` highest scores stay (a stable sort: equal scores keep label, then NMS order;
   Caffe-SSD's std::sort leaves their order unspecified);
@@ -28,13 +30,13 @@ from numba import njit
 from netdef.geometry import DetectionGeometry
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _overlap(b, i, j):  # pragma: no cover - compiled
     """The fork's JaccardOverlap of boxes i and j of ``b`` (P, 4) float32."""
-    if b[j, 0] > b[i, 2] or b[j, 2] < b[i, 0] or b[j, 1] > b[i, 3] or b[j, 3] < b[i, 1]:
-        return np.float32(0.0)
     iw = min(b[i, 2], b[j, 2]) - max(b[i, 0], b[j, 0])
     ih = min(b[i, 3], b[j, 3]) - max(b[i, 1], b[j, 1])
+    if not (iw > 0 and ih > 0):
+        return np.float32(0.0)
     inter = iw * ih
     a1 = np.float32(0.0)
     if not (b[i, 2] < b[i, 0] or b[i, 3] < b[i, 1]):
@@ -45,7 +47,7 @@ def _overlap(b, i, j):  # pragma: no cover - compiled
     return inter / (a1 + a2 - inter)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def nms_fast(boxes, scores, score_threshold, nms_threshold, eta, top_k):  # pragma: no cover
     """The fork's ApplyNMSFast: indices (int64) of the boxes kept, in keep order. ``boxes``
     (P, 4) float32, ``scores`` (P,) float32; thresholds are float32 values."""

@@ -52,8 +52,9 @@ def test_prior_box(lh, lw, img, mn, with_max, clip, offset, four):
 
 
 @given(n=st.integers(1, 2), p=st.integers(1, 5), nloc=st.integers(1, 3),
-       code=st.sampled_from([1, 2, 3]), vet=st.booleans(), seed=st.integers(0, 2**16))
-def test_bbox_decode(n, p, nloc, code, vet, seed):
+       code=st.sampled_from([1, 2, 3]), vet=st.booleans(), clip=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_bbox_decode(n, p, nloc, code, vet, clip, seed):
     rng = np.random.default_rng(seed)
     loc = (rng.standard_normal((n, p * nloc * 4)) * 0.5).astype(np.float32)
     c = rng.uniform(0.2, 0.8, (p, 2))
@@ -61,9 +62,9 @@ def test_bbox_decode(n, p, nloc, code, vet, seed):
     prior = np.stack([np.concatenate([c - s / 2, c + s / 2], 1).reshape(-1),
                       np.tile([0.1, 0.1, 0.2, 0.2], p)]).astype(np.float32)[None]
     boxes = cuda.device_array(loc.size, np.float32)
-    K.bbox_decode(cuda.to_device(loc), cuda.to_device(prior), boxes, p, nloc, code, vet)
+    K.bbox_decode(cuda.to_device(loc), cuda.to_device(prior), boxes, p, nloc, code, vet, clip)
     lv = loc.reshape(n, p, nloc, 4)
     want = np.array([[[decode_ref(lv[i, q, k], prior[0, 0, q * 4:q * 4 + 4],
-                                  prior[0, 1, q * 4:q * 4 + 4], code, vet)
+                                  prior[0, 1, q * 4:q * 4 + 4], code, vet, clip)
                        for k in range(nloc)] for q in range(p)] for i in range(n)], np.float32)
     assert_close(boxes.copy_to_host(), want.reshape(-1), rtol=1e-5, atol=1e-6, name="boxes")

@@ -17,10 +17,11 @@ CODES = {1: "CORNER", 2: "CENTER_SIZE", 3: "CORNER_SIZE"}
 
 
 def _text(num_classes, share=True, bg=0, code=1, vet=False, keep_top_k=-1, conf=None, nms=0.3,
-          top_k=None, eta=None):
+          top_k=None, eta=None, clip=False):
     nmsp = f"nms_threshold: {nms}" + ("" if top_k is None else f" top_k: {top_k}") + \
         ("" if eta is None else f" eta: {eta}")
     c = "" if conf is None else f" confidence_threshold: {conf}"
+    c += " clip: true" if clip else ""
     return (f'type: "DetectionOutput" detection_output_param {{ num_classes: {num_classes} '
             f'share_location: {str(share).lower()} background_label_id: {bg} nms_param {{ {nmsp} }} '
             f'code_type: {CODES[code]} variance_encoded_in_target: {str(vet).lower()} '
@@ -86,6 +87,7 @@ CONFIGS = [
     dict(code=2, share=False), dict(code=1, share=False, bg=1), dict(code=2, bg=-1),
     dict(code=2, keep_top_k=5), dict(code=2, top_k=3, nms=0.45), dict(code=2, eta=0.8, nms=0.8),
     dict(code=2, conf=0.3), dict(code=3, share=False, keep_top_k=4, conf=0.2),
+    dict(code=2, clip=True), dict(code=1, clip=True, share=False),
 ]
 
 
@@ -145,3 +147,17 @@ def test_unsupported_outputs_are_logged(caplog):
                             'visualize: true keep_top_k')
     make_layer(text, [(1, 16), (1, 12), (1, 2, 16)])
     assert "save_output_param.output_directory and visualize not supported" in caplog.text
+
+
+def test_clip_and_zero_area_boxes():
+    """clip: true clamps the decoded boxes into [0, 1]; two boxes clipped to the same zero-width
+    strip at the border overlap 0 (the fork's JaccardOverlap needs a positive intersection), so
+    both are kept; a third box overlapping nothing stays too."""
+    boxes = [[1.2, .2, 1.5, .6], [1.1, .2, 1.3, .6], [.1, .1, .4, .4]]
+    conf = np.array([[0, .9], [0, .8], [0, .7]], np.float32).reshape(1, 6)
+    y = _run(_text(2, nms=0.2, clip=True), np.zeros((1, 12), np.float32), conf, _prior(boxes))
+    np.testing.assert_allclose(y[0, 0], [[0, 1, .9, 1, .2, 1, .6], [0, 1, .8, 1, .2, 1, .6],
+                                         [0, 1, .7, .1, .1, .4, .4]], rtol=1e-6)
+    y = _run(_text(2, nms=0.2), np.zeros((1, 12), np.float32), conf, _prior(boxes))
+    np.testing.assert_allclose(y[0, 0, 0, 3:], [1.2, .2, 1.5, .6], rtol=1e-6)   # unclipped
+    assert y.shape[2] == 2          # IoU(box 0, box 1) = .04 / .16 = .25 > .2: box 1 suppressed

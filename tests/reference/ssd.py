@@ -106,8 +106,15 @@ def prior_box_ref(layer_h, layer_w, img_h, img_w, min_sizes, max_sizes=(), aspec
     return np.stack([boxes, np.tile(var_row, len(boxes) // 4)])
 
 
-def decode_ref(loc4, prior4, var4, code_type: int, variance_encoded_in_target: bool):
-    """One box: the fork's DecodeBBox (code_type 1 CORNER, 2 CENTER_SIZE, 3 CORNER_SIZE), float32."""
+def decode_ref(loc4, prior4, var4, code_type: int, variance_encoded_in_target: bool,
+               clip: bool = False):
+    """One box: the fork's DecodeBBox (code_type 1 CORNER, 2 CENTER_SIZE, 3 CORNER_SIZE), float32;
+    ``clip``: the fork's ClipBBox after it (each coordinate into [0, 1])."""
+    box = _decode(loc4, prior4, var4, code_type, variance_encoded_in_target)
+    return [min(max(b, f32(0)), f32(1)) for b in box] if clip else box
+
+
+def _decode(loc4, prior4, var4, code_type, variance_encoded_in_target):
     lx0, ly0, lx1, ly1 = (f32(v) for v in loc4)
     px0, py0, px1, py1 = (f32(v) for v in prior4)
     v = [f32(1)] * 4 if variance_encoded_in_target else [f32(t) for t in var4]
@@ -132,11 +139,14 @@ def _size(b) -> float:
 
 
 def jaccard_ref(a, b) -> float:
-    """The fork's JaccardOverlap of two normalized boxes."""
+    """The fork's JaccardOverlap of two NormalizedBBox: IntersectBBox (an empty box when they do
+    not overlap), 0 unless the intersection has positive width and height."""
     if b[0] > a[2] or b[2] < a[0] or b[1] > a[3] or b[3] < a[1]:
         return 0.0
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])
+    if not (iw > 0 and ih > 0):
+        return 0.0
     inter = iw * ih
     return inter / (_size(a) + _size(b) - inter)
 
@@ -160,7 +170,8 @@ def nms_ref(boxes, scores, score_threshold, nms_threshold, eta, top_k):
 
 def detection_output_ref(loc, conf, prior, num_classes, share_location=True, background_label_id=0,
                          code_type=1, variance_encoded_in_target=False, keep_top_k=-1,
-                         confidence_threshold=None, nms_threshold=0.3, top_k=-1, eta=1.0):
+                         confidence_threshold=None, nms_threshold=0.3, top_k=-1, eta=1.0,
+                         clip=False):
     """(K, 7) rows of the fork's DetectionOutput (GPU path: decode, then NMS per class, keep_top_k,
     rows by image, label ascending, score descending). loc (N, P*L*4), conf (N, P*C), prior
     (1, 2, P*4)."""
@@ -175,7 +186,8 @@ def detection_output_ref(loc, conf, prior, num_classes, share_location=True, bac
     thr = -float(np.finfo(np.float32).max) if confidence_threshold is None else confidence_threshold
     rows = []
     for i in range(n):
-        dec = [[decode_ref(loc[i, p, lc], pbox[p], pvar[p], code_type, variance_encoded_in_target)
+        dec = [[decode_ref(loc[i, p, lc], pbox[p], pvar[p], code_type, variance_encoded_in_target,
+                           clip)
                 for lc in range(L)] for p in range(P)]
         kept = {}
         for c in range(num_classes):

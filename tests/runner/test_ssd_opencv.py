@@ -63,6 +63,19 @@ def _close(mine, theirs, what: str) -> None:
     assert err <= TOL, f"{what}: max |diff| / max = {err:.3g}"
 
 
+def _compare_blobs(net: Net, theirs: dict, what: str) -> int:
+    """Every blob against OpenCV's output of the last layer writing it (in-place layers overwrite
+    their bottom), DetectionOutput aside. Returns the number compared."""
+    writer = {}
+    for layer in net.layers:
+        if layer.type not in ("Split", "Input", "DetectionOutput"):
+            for t in net.top_names[layer.name]:
+                writer[t] = layer.name
+    for blob, lname in writer.items():
+        _close(net.blobs[blob].host_data(), theirs[lname], f"{what}: blob {blob!r}")
+    return len(writer)
+
+
 def _check_detections(mine: np.ndarray, theirs: np.ndarray, what: str) -> int:
     """Our (1, 1, K, 7) rows against OpenCV's (1, 1, R, 7): the same detections in OpenCV's order
     (per image by descending confidence) with OpenCV's remaining rows zero. Returns K."""
@@ -138,10 +151,12 @@ def test_prior_box(tmp_path, params):
     np.testing.assert_allclose(mine, theirs, atol=1e-6, rtol=0)
 
 
-def _det_inputs(n, p, c, nloc, seed):
+def _det_inputs(n, p, c, nloc, seed, edge=False):
+    """loc, conf (softmax), prior for n images, p priors, c classes; ``edge``: priors reaching
+    past the image border (so that clipping changes boxes)."""
     rng = np.random.default_rng(seed)
-    ctr = rng.uniform(0.25, 0.75, (p, 2))
-    size = rng.uniform(0.15, 0.5, (p, 2))
+    ctr = rng.uniform(0.0, 1.0, (p, 2)) if edge else rng.uniform(0.25, 0.75, (p, 2))
+    size = rng.uniform(0.3, 0.8, (p, 2)) if edge else rng.uniform(0.15, 0.5, (p, 2))
     boxes = np.concatenate([ctr - size / 2, ctr + size / 2], 1).reshape(-1)
     logits = rng.standard_normal((n, p, c)) * 2
     return {"loc": (rng.standard_normal((n, p * nloc * 4)) * 0.5).astype(np.float32),
@@ -155,10 +170,12 @@ def _det_inputs(n, p, c, nloc, seed):
     ("CORNER", True, "keep_top_k: 10"),
     ("CENTER_SIZE", False, "keep_top_k: 30 confidence_threshold: 0.2"),
     ("CENTER_SIZE", True, "keep_top_k: 7 background_label_id: 2"),
+    ("CENTER_SIZE", True, "keep_top_k: 40 clip: true"),      # OpenCV's face detector sets clip
 ])
 def test_detection_output(tmp_path, code, share, extra):
     c = 4
-    feed = _det_inputs(2, 24, c, 1 if share else c, seed=len(extra))
+    clip = "clip" in extra
+    feed = _det_inputs(2, 24, c, 1 if share else c, seed=len(extra), edge=clip)
     bg = "" if "background_label_id" in extra else "background_label_id: 0 "   # OpenCV needs it
     body = (f"detection_output_param {{ num_classes: {c} share_location: {str(share).lower()} "
             f"{bg}nms_param {{ nms_threshold: 0.45 top_k: 15 }} code_type: {code} {extra} }}")
@@ -166,8 +183,11 @@ def test_detection_output(tmp_path, code, share, extra):
     proto.write_text("".join(_input(k, v.shape) for k, v in feed.items()) +
                      _layer("det", "DetectionOutput", ["loc", "conf", "prior"], "y", body))
     (theirs,) = _opencv(proto, None, feed, ["det"])
-    k = _check_detections(Net(str(proto)).forward(**feed)["y"], theirs, f"{code} {extra}")
+    mine = Net(str(proto)).forward(**feed)["y"]
+    k = _check_detections(mine, theirs, f"{code} {extra}")
     assert k > 2
+    if clip:       # the data puts boxes past the border: clipped coordinates are exactly 0 or 1
+        assert np.isin(mine[..., 3:], [0.0, 1.0]).sum() > 5
 
 
 # ----------------------------------------------------------------------------- SSD deploy net
@@ -274,21 +294,91 @@ def test_ssd_deploy_net_matches_opencv(tmp_path, device):
     proto, weights, x, theirs = _ssd_model(tmp_path, batch, size, width)
     net = Net(str(proto), weights=str(weights), device=device)
     out = net.forward(data=x)["detection_out"]
-    writer = {}
-    for layer in net.layers:
-        if layer.type not in ("Split", "Input"):
-            for t in net.top_names[layer.name]:
-                writer[t] = layer.name
-    checked = 0
-    for blob, lname in writer.items():
-        if lname == "detection_out":
-            continue
-        _close(net.blobs[blob].host_data(), theirs[lname], f"{device}: blob {blob!r}")
-        checked += 1
-    assert checked >= 30
+    assert _compare_blobs(net, theirs, device) >= 30
     k = _check_detections(out, theirs["detection_out"], device)
     n_priors = sum(_num_priors(a, f) * (size // s) ** 2 for (_, _, _, a, f), s in zip(HEADS, (2, 4, 8)))
     assert net.blobs["mbox_priorbox"].shape == (1, 2, n_priors * 4)
     # the detections exercise every stage: every image, both classes, NMS and keep_top_k
     assert set(out[0, 0, :, 0]) == set(range(batch)) and set(out[0, 0, :, 1]) == {1, 2}
     assert k == batch * 25
+
+
+# OpenCV's face detector (res10_300x300_ssd, samples/dnn/face_detector/deploy.prototxt): its six
+# heads' prior geometry at 300x300 and its DetectionOutput parameters (2 classes, clip: 1), on a
+# cheap backbone that produces the same 38/19/10/5/3/1 feature maps
+RES10_HEADS = [  # (name, stride, kernel, pad, min_size, max_size, aspect ratios, step)
+    ("conv4_3", 8, 3, 1, 30, 60, [2], 8), ("fc7", 2, 3, 1, 60, 111, [2, 3], 16),
+    ("conv6_2", 2, 3, 1, 111, 162, [2, 3], 32), ("conv7_2", 2, 3, 1, 162, 213, [2, 3], 64),
+    ("conv8_2", 2, 3, 1, 213, 264, [2], 100), ("conv9_2", 1, 3, 0, 264, 315, [2], 300),
+]
+
+
+def res10_like() -> str:
+    t = _input("data", (1, 3, 300, 300))
+    src = "data"
+    locs, confs, priors = [], [], []
+    for name, stride, k, pad, mn, mx, ars, step in RES10_HEADS:
+        t += _layer(name, "Convolution", [src], name,
+                    f"convolution_param {{ num_output: 4 kernel_size: {k} pad: {pad} stride: {stride} }}")
+        t += _layer(f"{name}_relu", "ReLU", [name], name)
+        src = head = name
+        if name == "conv4_3":
+            t += _layer("conv4_3_norm", "Normalize", [name], "conv4_3_norm",
+                        'norm_param { across_spatial: false scale_filler { type: "constant" value: 20 } '
+                        "channel_shared: false }")
+            head = "conv4_3_norm"
+        p = 2 + 2 * len(ars)
+        for kind, n_out in (("loc", p * 4), ("conf", p * 2)):
+            t += _layer(f"{head}_mbox_{kind}", "Convolution", [head], f"{head}_mbox_{kind}",
+                        f"convolution_param {{ num_output: {n_out} kernel_size: 3 pad: 1 }}")
+            t += _layer(f"{head}_mbox_{kind}_perm", "Permute", [f"{head}_mbox_{kind}"],
+                        f"{head}_mbox_{kind}_perm", "permute_param { order: 0 order: 2 order: 3 order: 1 }")
+            t += _layer(f"{head}_mbox_{kind}_flat", "Flatten", [f"{head}_mbox_{kind}_perm"],
+                        f"{head}_mbox_{kind}_flat", "flatten_param { axis: 1 }")
+        locs.append(f"{head}_mbox_loc_flat")
+        confs.append(f"{head}_mbox_conf_flat")
+        ar = " ".join(f"aspect_ratio: {a}" for a in ars)
+        t += _layer(f"{head}_mbox_priorbox", "PriorBox", [head, "data"], f"{head}_mbox_priorbox",
+                    f"prior_box_param {{ min_size: {mn}.0 max_size: {mx}.0 {ar} flip: true clip: false "
+                    f"variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 step: {step} offset: 0.5 }}")
+        priors.append(f"{head}_mbox_priorbox")
+    t += _layer("mbox_loc", "Concat", locs, "mbox_loc", "concat_param { axis: 1 }")
+    t += _layer("mbox_conf", "Concat", confs, "mbox_conf", "concat_param { axis: 1 }")
+    t += _layer("mbox_priorbox", "Concat", priors, "mbox_priorbox", "concat_param { axis: 2 }")
+    t += _layer("mbox_conf_reshape", "Reshape", ["mbox_conf"], "mbox_conf_reshape",
+                "reshape_param { shape { dim: 0 dim: -1 dim: 2 } }")
+    t += _layer("mbox_conf_softmax", "Softmax", ["mbox_conf_reshape"], "mbox_conf_softmax",
+                "softmax_param { axis: 2 }")
+    t += _layer("mbox_conf_flatten", "Flatten", ["mbox_conf_softmax"], "mbox_conf_flatten",
+                "flatten_param { axis: 1 }")
+    t += _layer("detection_out", "DetectionOutput", ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"],
+                "detection_out", "include { phase: TEST } detection_output_param { num_classes: 2 "
+                "share_location: true background_label_id: 0 nms_param { nms_threshold: 0.45 top_k: 400 } "
+                "code_type: CENTER_SIZE keep_top_k: 200 confidence_threshold: 0.2 clip: 1 }")
+    return t
+
+
+def test_res10_face_detector_geometry_matches_opencv(tmp_path):
+    """8732-style prior bank at 300x300 (here 38*38*4 + 19*19*6 + 10*10*6 + 5*5*6 + 3*3*4 + 1*4 =
+    8732 priors), Normalize, two classes, clip: 1: every blob and the detections equal OpenCV's."""
+    proto = tmp_path / "res10_like.prototxt"
+    proto.write_text(res10_like())
+    net = Net(str(proto), seed=0)
+    rng = np.random.default_rng(3)
+    for layer in net.layers:
+        for j, blob in enumerate(layer.blobs):
+            if layer.type == "Normalize":
+                blob.data = rng.uniform(1, 3, blob.shape)
+            elif j == 0:      # heads small: confidences well inside (0, 1), none tied
+                gain = 0.02 if "mbox" in layer.name else 2.0
+                blob.data = rng.standard_normal(blob.shape) * np.sqrt(gain / (blob.count // blob.shape[0]))
+            else:
+                blob.data = rng.standard_normal(blob.shape) * 0.1
+    net.save(tmp_path / "res10_like.caffemodel")
+    x = rng.uniform(-1, 1, (1, 3, 300, 300)).astype(np.float32)
+    out = net.forward(data=x)["detection_out"]
+    assert net.blobs["mbox_priorbox"].shape == (1, 2, 8732 * 4)
+    names = [layer.name for layer in net.layers if layer.type not in ("Split", "Input")]
+    theirs = dict(zip(names, _opencv(proto, tmp_path / "res10_like.caffemodel", {"data": x}, names)))
+    assert _compare_blobs(net, theirs, "res10") >= 40
+    assert _check_detections(out, theirs["detection_out"], "res10") == 200
