@@ -116,15 +116,17 @@ def blob_to_array(blob: pb.BlobProto, where: str = "blob") -> np.ndarray:
 def array_to_blob(arr, legacy_4d: bool = False) -> pb.BlobProto:
     """numpy array -> BlobProto (float32 ``data``, ``shape.dim``; or num/channels/height/width
     when ``legacy_4d`` and the array has at most 4 axes, padded with leading 1s)."""
+    shape = np.shape(arr)          # ascontiguousarray makes a 0-axis array 1-D; Caffe keeps ()
     a = np.ascontiguousarray(arr, dtype=np.float32)
     if legacy_4d:
         if a.ndim > 4:
             raise ValueError(f"legacy 4-D blob cannot hold shape {a.shape}")
-        s = (1,) * (4 - a.ndim) + a.shape
+        s = (1,) * (4 - len(shape)) + shape
         blob = pb.BlobProto(num=s[0], channels=s[1], height=s[2], width=s[3])
     else:
         blob = pb.BlobProto()
-        blob.shape.dim.extend(int(d) for d in a.shape)
+        blob.shape.SetInParent()
+        blob.shape.dim.extend(int(d) for d in shape)
     # the packed float field (data = 5) encoded directly: tag, byte length, little-endian floats
     raw = a.astype("<f4", copy=False).tobytes()
     blob.MergeFromString(b"\x2a" + _varint(len(raw)) + raw)
@@ -265,9 +267,10 @@ def _caffemodel_pieces(out: pb.NetParameter, layers) -> list:
 
 
 def _blob_pieces(arr) -> list:
+    dims_t = np.shape(arr)        # a 0-axis blob (the SSD fork's shared Normalize scale) keeps ()
     a = np.ascontiguousarray(arr, dtype="<f4")
-    dims = b"".join(_varint(int(d)) for d in a.shape)
-    shape = b"\x0a" + _varint(len(dims)) + dims if a.shape else b""
+    dims = b"".join(_varint(int(d)) for d in dims_t)
+    shape = b"\x0a" + _varint(len(dims)) + dims if dims_t else b""
     raw = memoryview(a.reshape(-1)).cast("B")
     return [b"\x2a" + _varint(len(raw)), raw, b"\x3a" + _varint(len(shape)) + shape]
 

@@ -177,3 +177,38 @@ def test_ssd_deploy_prototxt_parses():
 def test_misspelled_ssd_field_is_a_parse_error():
     with pytest.raises(ParseError, match="no field named \"min_sizes\""):
         read_net(SSD_HEAD.replace("min_size: 8", "min_sizes: 8"))
+
+
+def test_ssd_deploy_graph_shapes():
+    """netdef's shape rules (what `nbcaffe inspect` prints) for the SSD layers of SSD_HEAD."""
+    from netdef.graph import build_graph
+    g = build_graph(read_net(SSD_HEAD))
+    shapes = {n.name: (n.top_shapes, n.param_shapes) for n in g.layers}
+    assert shapes["conv_norm"] == ([(1, 4, 8, 8)], [(4,)])           # per-channel scale
+    assert shapes["loc_perm"][0] == [(1, 8, 8, 16)]
+    assert shapes["prior"][0] == [(1, 2, 8 * 8 * 4 * 4)]              # min, max, 2, 1/2
+    assert shapes["detection_out"][0] == [(1, 1, 1, 7)]              # Caffe-SSD's placeholder
+    shared = read_net(SSD_HEAD.replace("channel_shared: false", "channel_shared: true"))
+    assert build_graph(shared).layer("conv_norm").param_shapes == [()]
+
+
+def test_shared_normalize_scale_is_a_0_axis_blob(tmp_path):
+    """The fork stores a channel-shared Normalize scale as a 0-axis blob (``Blob(vector<int>(0))``,
+    written as an empty ``shape {}``): such a file loads, and Net.save writes the blob the same way
+    (not as (1,))."""
+    from runner import Net
+    text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 dim: 2 '
+            'dim: 2 } } }\nlayer { name: "n" type: "Normalize" bottom: "x" top: "y" }')
+    proto = tmp_path / "n.prototxt"
+    proto.write_text(text)
+    fork = _len(100, _s(1, "n") + _s(2, "Normalize")
+                + _len(7, _len(7, b"") + _len(5, np.float32(20).tobytes())))
+    (tmp_path / "fork.caffemodel").write_bytes(fork)
+    net = Net(str(proto), weights=str(tmp_path / "fork.caffemodel"))
+    assert net.params["n"][0].shape == () and float(net.params["n"][0].data) == 20.0
+    net.save(tmp_path / "ours.caffemodel")
+    blob = [lp for lp in read_caffemodel(tmp_path / "ours.caffemodel").layer if lp.name == "n"][0].blobs[0]
+    assert blob.HasField("shape") and list(blob.shape.dim) == [] and list(blob.data) == [20.0]
+    x = np.random.default_rng(0).standard_normal((1, 2, 2, 2)).astype(np.float32)
+    np.testing.assert_allclose(Net(str(proto), weights=str(tmp_path / "ours.caffemodel")).forward(x=x)["y"],
+                               net.forward(x=x)["y"])
