@@ -10,7 +10,9 @@ Design
   copy. Nothing is copied to the host between layers: the only device->host transfers are
   ``to_host`` (asked for explicitly, e.g. by ``Blob``'s host mirror) and the host scalars that the
   interface returns (``dot``/``asum``/``sumsq``, loss sums and counts, accuracy counts), which
-  synchronise by nature. ``argmax`` uses the base class's host implementation (a deploy-time op).
+  synchronise by nature. ``argmax`` uses the base class's host implementation (a deploy-time op),
+  and so does ``detection_rows`` (DetectionOutput's NMS: the device-decoded boxes and the
+  confidences come to the host, as in Caffe-SSD's GPU path).
 - **Blob memory like Caffe.** ``Blob`` keeps one flat buffer per data/diff with a capacity; a
   smaller reshape takes a view of the first elements (``view``), a larger one reallocates. The
   ``host_mirror`` flag tells ``Blob`` to keep a lazily synced numpy mirror (SyncedMemory-style).
