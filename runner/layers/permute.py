@@ -1,7 +1,8 @@
 """Permute (the SSD fork's PermuteLayer, ``permute_param.order``): top axis i is bottom axis
 order[i]; the axes not named follow in their order (SSD heads use 0 2 3 1, NCHW -> NHWC).
 Backward applies the inverse permutation. When the order is the identity the top shares the
-bottom's data and diff, as the fork does."""
+bottom's data and diff, as the fork does. A real permutation cannot run in place (the fork would
+scramble the blob): refused at setup."""
 from __future__ import annotations
 
 from runner.layers.base import Layer
@@ -11,6 +12,10 @@ from runner.registry import register
 @register("Permute")
 class PermuteLayer(Layer):
     replayable = True
+
+    def setup(self, bottoms, tops) -> None:
+        if tops[0] is bottoms[0] and self.infer(bottoms).geometry.need_permute:
+            raise self.error("cannot permute in place; give the top another name")
 
     def reshape(self, bottoms, tops) -> None:
         super().reshape(bottoms, tops)

@@ -56,6 +56,14 @@ def test_drawn_orders(shape, data):
     np.testing.assert_array_equal(y, x.transpose(full))
 
 
+def test_in_place_is_refused():
+    from netdef.errors import NetDefinitionError
+    with pytest.raises(NetDefinitionError, match="cannot permute in place"):
+        make_layer(_text(1, 0), [(2, 3)], in_place=True)
+    layer, b, t = make_layer(_text(0, 1), [(2, 3)], in_place=True)     # the identity is fine
+    layer.forward(b, t)
+
+
 @pytest.mark.parametrize("order,msg", [((0, 4), "less than the input dimension"),
                                        ((1, 1), "duplicate orders")])
 def test_errors(order, msg):
