@@ -18,9 +18,10 @@ is how close an op gets to the memory roof. Each op is validated against torch f
 | im2col_nd 3x3x3 pad 1 (C3D conv3a input, one clip) | 128x8x56x56 | x + col |
 | STOCHASTIC pool TEST 3x3/2 (pool1's shape) | 256x96x55x55 -> 27x27 | N + P |
 | LSTM unit step fwd | 4096 x 1024 cells | c_prev, X (4x), cont, c, h |
+| SSD Normalize fwd (per position, per-channel scale) / Permute 0 2 3 1 | 32x512x38x38 | 2 N / 2 N |
 
 (N, P: elements times 4 bytes.) Our time is the op's launches re-issued pre-bound
-(``runner.replay``: what a training iteration pays), with the time through the Python wrapper kept
+(``runner.backend.replay``: what a training iteration pays), with the time through the Python wrapper kept
 as ``ms_call``; before session 2's last run the wrapper's host time (30-90 us per call) was inside
 the measured time of a ~150 us kernel. Run: ``python -m bench.bench_memory``.
 """
@@ -361,6 +362,44 @@ OPS: dict[str, Builder] = {   # most wanted first: the stage skips what its time
 }
 
 
+# ------------------------------------------------------------------ SSD fork layers (kernels.normalize,
+# kernels.permute): VGG SSD300's conv4_3 at batch 32, 32x512x38x38 = 94 MB
+SSD_ACT = size((32, 512, 38, 38), (2, 3, 5, 5))
+
+
+def ssd_normalize_fwd():
+    """conv4_3_norm: L2 over the channels per position, a scale per channel; x + y: 2 N."""
+    kn = _need("kernels.normalize", "normalize_fwd")
+    torch = torch_mod()
+    n, c, h, w = SSD_ACT
+    x, xt = rand_pair(SSD_ACT, 11)
+    s, st_ = rand_pair((c,), 12)
+    y, yt = empty_pair(SSD_ACT)
+    norm, _ = empty_pair((n, h * w))
+    ref = xt / torch.sqrt((xt * xt).sum(1, keepdim=True) + 1e-10) * st_[None, :, None, None]
+    out = torch.empty_like(xt)
+
+    def theirs():
+        torch.mul(xt, torch.rsqrt((xt * xt).sum(1, keepdim=True) + 1e-10), out=out)
+        out.mul_(st_[None, :, None, None])
+    return (lambda: kn.normalize_fwd(x, s, y, norm, (n, c, h * w), False, 1e-10)), theirs, \
+        [(y, ref)], 2 * 4 * _numel(SSD_ACT)
+
+
+def ssd_permute_nhwc():
+    """The multibox heads' Permute 0 2 3 1 (NCHW -> NHWC): 2 N."""
+    kp = _need("kernels.permute", "permute")
+    n, c, h, w = SSD_ACT
+    x, xt = rand_pair(SSD_ACT, 13)
+    y, yt = empty_pair((n, h, w, c))
+    ref = xt.permute(0, 2, 3, 1).contiguous()
+    return (lambda: kp.permute(x, y, SSD_ACT, (0, 2, 3, 1))), \
+        (lambda: yt.copy_(xt.permute(0, 2, 3, 1))), [(y, ref)], 2 * 4 * _numel(SSD_ACT)
+
+
+OPS.update({"ssd_normalize_fwd": ssd_normalize_fwd, "ssd_permute_nhwc": ssd_permute_nhwc})
+
+
 def _prebound(fn: Callable[[], None]) -> Callable[[], None] | None:
     """``fn``'s kernel launches recorded once and re-issued pre-bound (runner.backend.replay.Recorder), or
     None when ``fn`` copies to/from the host or launches nothing."""
@@ -407,7 +446,7 @@ def body(st: Stage) -> None:
                 row["status"] = f"WRONG (rel_err {err:.2e})"
                 st.note(f"{name}: validation failed, rel_err={err:.3e}: not timed")
                 return row
-            # the kernel's own time: its launches pre-bound (runner.replay, ~7 us each on an
+            # the kernel's own time: its launches pre-bound (runner.backend.replay, ~7 us each on an
             # H200) so the Python wrapper's checks (~30-90 us per call, comparable to a 150 us
             # kernel) do not count; the through-Python time is kept beside it (ms_call)
             bound = _prebound(ours)

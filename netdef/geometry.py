@@ -146,3 +146,99 @@ def _prod(values: tuple[int, ...]) -> int:
     for v in values:
         out *= int(v)
     return out
+
+
+# --------------------------------------------------------------------------- SSD fork layers
+
+@dataclass(frozen=True)
+class NormalizeGeometry:
+    """The SSD fork's Normalize on x viewed as (N, C, S), S = H*W (the fork's legacy num / channels
+    / height / width accessors, so 2-4 axes): norm = sqrt(sum of x^2 + eps) over (C, S) per image
+    when ``across_spatial``, else over C per (n, s); y = x / norm * scale, scale one value when
+    ``channel_shared`` else one per channel."""
+
+    n: int
+    c: int
+    s: int
+    across_spatial: bool
+    channel_shared: bool
+    eps: float
+
+
+@dataclass(frozen=True)
+class PermuteGeometry:
+    """The SSD fork's Permute: top axis i is bottom axis ``order[i]`` (the given orders, then the
+    unnamed axes in their order). ``need_permute`` False: the identity (top shares the bottom)."""
+
+    shape: tuple[int, ...]
+    order: tuple[int, ...]
+
+    @property
+    def need_permute(self) -> bool:
+        return self.order != tuple(range(len(self.order)))
+
+    @property
+    def inverse(self) -> tuple[int, ...]:
+        inv = [0] * len(self.order)
+        for i, o in enumerate(self.order):
+            inv[o] = i
+        return tuple(inv)
+
+
+@dataclass(frozen=True)
+class PriorBoxGeometry:
+    """The SSD fork's PriorBox for a ``layer_h`` x ``layer_w`` feature map over an ``img_h`` x
+    ``img_w`` image. At cell (h, w) the centre is ((w + offset) * step_w, (h + offset) * step_h)
+    (float32, as the fork computes it) and prior p is the box of ``widths[p]`` x ``heights[p]``
+    around it, divided by the image size: (xmin, ymin, xmax, ymax), clipped to [0, 1] when
+    ``clip``. Top (1, 2, layer_h * layer_w * P * 4): channel 0 the boxes in (h, w, p) order,
+    channel 1 ``variance`` (4 values) repeated per box."""
+
+    layer_h: int
+    layer_w: int
+    img_h: int
+    img_w: int
+    step_h: float
+    step_w: float
+    offset: float
+    widths: tuple[float, ...]
+    heights: tuple[float, ...]
+    clip: bool
+    variance: tuple[float, float, float, float]
+
+    @property
+    def num_priors(self) -> int:
+        return len(self.widths)
+
+    @property
+    def dim(self) -> int:
+        """Number of box coordinates: layer_h * layer_w * num_priors * 4."""
+        return self.layer_h * self.layer_w * self.num_priors * 4
+
+
+#: PriorBoxParameter.CodeType values (the fork's numbers)
+CODE_CORNER, CODE_CENTER_SIZE, CODE_CORNER_SIZE = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class DetectionGeometry:
+    """The SSD fork's DetectionOutput: ``num`` images, ``num_priors`` priors, loc (num, P * L * 4)
+    with L = ``num_loc_classes`` (1 when ``share_location``, else ``num_classes``), conf
+    (num, P * num_classes), prior (1, 2, P * 4). ``code_type`` 1 CORNER, 2 CENTER_SIZE,
+    3 CORNER_SIZE; ``confidence_threshold`` -FLT_MAX and ``top_k`` -1 when not given; ``clip``
+    (OpenCV's extension) clips the decoded boxes to [0, 1] before the NMS."""
+
+    num: int
+    num_priors: int
+    num_classes: int
+    num_loc_classes: int
+    share_location: bool
+    background_label_id: int
+    code_type: int
+    variance_encoded_in_target: bool
+    keep_top_k: int
+    confidence_threshold: float
+    nms_threshold: float
+    top_k: int
+    eta: float
+    clip: bool = False

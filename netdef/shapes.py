@@ -35,6 +35,9 @@ FLOP convention (forward pass, whole batch, a multiply and an add count as 2):
 - Accuracy / ArgMax / Reduction: 1 per input element.
 - Data layers, Input, Parameter, Split, Concat, Slice, Flatten, Reshape, Silence, Crop, Tile,
   Embed (a lookup), HDF5Output: 0 (memory only).
+- SSD fork layers: Normalize 4 per element; Permute and PriorBox 0 (memory, or a function of the
+  shapes only); DetectionOutput 2 per element of its loc and conf bottoms (decode, threshold; the
+  NMS that follows depends on the data and is not counted).
 """
 from __future__ import annotations
 
@@ -43,8 +46,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from netdef.errors import ShapeError
-from netdef.geometry import ConvGeometry, ConvNdGeometry, PoolGeometry
+from netdef.geometry import (
+    ConvGeometry,
+    ConvNdGeometry,
+    DetectionGeometry,
+    NormalizeGeometry,
+    PermuteGeometry,
+    PoolGeometry,
+    PriorBoxGeometry,
+)
 from proto import caffe_pb2 as pb
 
 Shape = tuple[int, ...]
@@ -1072,3 +1085,159 @@ def _python(ctx: _Ctx) -> LayerShapes:
     mod = f"{ctx.lp.python_param.module}.{ctx.lp.python_param.layer}"
     raise ctx.fail(f"the shapes of a Python layer ({mod}) come from running its setup and reshape; "
                    "build the net with runner.Net (or caffe.Net), which does")
+
+
+# --------------------------------------------------------------------------- SSD fork layers
+# Wei Liu's SSD fork of Caffe (weiliu89/caffe, branch ssd): Normalize, Permute, PriorBox,
+# DetectionOutput, with the fork's LayerSetUp/Reshape checks. The fork reads shapes through
+# Caffe's legacy num/channels/height/width accessors, which refuse blobs of more than 4 axes and
+# give 1 for missing trailing axes.
+
+def _legacy(ctx: _Ctx, shape: Shape, index: int, what: str) -> int:
+    """Blob::LegacyShape(index) of a bottom: shape[index], 1 past the last axis."""
+    ctx.check(len(shape) <= 4, f"{what} {fmt(shape)} has more than 4 axes (the SSD layers read "
+              "num/channels/height/width)")
+    return shape[index] if index < len(shape) else 1
+
+
+@register("Normalize")
+def _normalize(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.norm_param
+    b = ctx.b[0]
+    ctx.check(len(b) >= 2, f"number of axes of bottom blob must be >= 2, got {len(b)}")
+    n, c = _legacy(ctx, b, 0, "bottom"), _legacy(ctx, b, 1, "bottom")
+    s = _legacy(ctx, b, 2, "bottom") * _legacy(ctx, b, 3, "bottom")
+    g = NormalizeGeometry(n, c, s, bool(p.across_spatial), bool(p.channel_shared), float(p.eps))
+    return LayerShapes([b], [() if g.channel_shared else (c,)], count(b) * 4, g)
+
+
+@register("Permute")
+def _permute(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    b = ctx.b[0]
+    order: list[int] = []
+    for o in ctx.lp.permute_param.order:
+        ctx.check(o < len(b), f"order {o} should be less than the input dimension {len(b)}")
+        ctx.check(o not in order, f"there are duplicate orders ({o})")
+        order.append(int(o))
+    order += [i for i in range(len(b)) if i not in order]
+    g = PermuteGeometry(b, tuple(order))
+    return LayerShapes([tuple(b[o] for o in order)], [], 0, g)
+
+
+def _f32(v: float) -> float:
+    """``v`` rounded to float32 (the fork computes prior geometry in float)."""
+    return float(np.float32(v))
+
+
+@register("PriorBox")
+def _prior_box(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=2)
+    ctx.ntops(exact=1)
+    p = ctx.lp.prior_box_param
+    feat, img = ctx.b
+    ctx.check(len(p.min_size) > 0, "must provide min_size")
+    ctx.check(all(m > 0 for m in p.min_size), f"min_size must be positive, got {list(p.min_size)}")
+    ctx.check(all(a > 0 for a in p.aspect_ratio), f"aspect_ratio must be positive, got "
+              f"{list(p.aspect_ratio)}")
+    ratios = [1.0]
+    for ar in p.aspect_ratio:
+        if any(abs(_f32(ar) - r) < 1e-6 for r in ratios):
+            continue
+        ratios.append(_f32(ar))
+        if p.flip:
+            ratios.append(_f32(1.0 / ar))
+    if len(p.max_size):
+        ctx.check(len(p.max_size) == len(p.min_size), f"{len(p.max_size)} max_size values for "
+                  f"{len(p.min_size)} min_size values; give one per min_size")
+        ctx.check(all(mx > mn for mn, mx in zip(p.min_size, p.max_size)),
+                  "max_size must be greater than min_size")
+    widths: list[float] = []
+    heights: list[float] = []
+    for i, mn in enumerate(p.min_size):
+        mn_i = int(mn)                 # the fork's `int min_size_ = min_sizes_[s]`
+        widths.append(float(mn_i))
+        heights.append(float(mn_i))
+        if len(p.max_size):
+            side = _f32(math.sqrt(mn_i * int(p.max_size[i])))
+            widths.append(side)
+            heights.append(side)
+        for ar in ratios:
+            if abs(ar - 1.0) < 1e-6:
+                continue
+            root = np.sqrt(np.float32(ar))
+            widths.append(float(np.float32(mn_i) * root))
+            heights.append(float(np.float32(mn_i) / root))
+    nv = len(p.variance)
+    ctx.check(nv in (0, 1, 4), f"give 1 or 4 variance values, got {nv}")
+    ctx.check(all(v > 0 for v in p.variance), f"variance must be positive, got {list(p.variance)}")
+    var = (0.1,) * 4 if nv == 0 else tuple(_f32(v) for v in p.variance) * (4 // nv)
+    if p.HasField("img_h") or p.HasField("img_w"):
+        ctx.check(not p.HasField("img_size"), "either img_size or img_h/img_w should be "
+                  "specified; not both")
+        ctx.check(p.img_h > 0 and p.img_w > 0, "img_h and img_w should be larger than 0")
+        img_h, img_w = int(p.img_h), int(p.img_w)
+    elif p.HasField("img_size"):
+        ctx.check(p.img_size > 0, "img_size should be larger than 0")
+        img_h = img_w = int(p.img_size)
+    else:
+        img_h, img_w = _legacy(ctx, img, 2, "image bottom"), _legacy(ctx, img, 3, "image bottom")
+    layer_h, layer_w = _legacy(ctx, feat, 2, "bottom"), _legacy(ctx, feat, 3, "bottom")
+    if p.HasField("step_h") or p.HasField("step_w"):
+        ctx.check(not p.HasField("step"), "either step or step_h/step_w should be specified; "
+                  "not both")
+        ctx.check(p.step_h > 0 and p.step_w > 0, "step_h and step_w should be larger than 0")
+        step_h, step_w = _f32(p.step_h), _f32(p.step_w)
+    elif p.HasField("step"):
+        ctx.check(p.step > 0, "step should be larger than 0")
+        step_h = step_w = _f32(p.step)
+    else:
+        ctx.check(layer_h > 0 and layer_w > 0, "the feature map is empty")
+        step_h = float(np.float32(img_h) / np.float32(layer_h))
+        step_w = float(np.float32(img_w) / np.float32(layer_w))
+    g = PriorBoxGeometry(layer_h, layer_w, img_h, img_w, step_h, step_w, _f32(p.offset),
+                         tuple(widths), tuple(heights), bool(p.clip), var)  # type: ignore[arg-type]
+    ctx.check(g.dim > 0, f"the prior box output would be empty (feature map {layer_h}x{layer_w})")
+    return LayerShapes([(1, 2, g.dim)], [], 0, g)
+
+
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+@register("DetectionOutput")
+def _detection_output(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(lo=3, hi=4)
+    ctx.ntops(exact=1)
+    p = ctx.lp.detection_output_param
+    ctx.check(p.HasField("num_classes") and p.num_classes > 0, "must specify num_classes")
+    nms = p.nms_param
+    ctx.check(nms.nms_threshold >= 0, f"nms_threshold must be non negative, got {nms.nms_threshold}")
+    ctx.check(0 < nms.eta <= 1, f"eta must be in (0, 1], got {nms.eta}")
+    loc, conf, prior = ctx.b[:3]
+    num = _legacy(ctx, loc, 0, "loc bottom")
+    ctx.check(_legacy(ctx, conf, 0, "conf bottom") == num, "loc and conf bottoms must have the same "
+              "num")
+    num_classes = int(p.num_classes)
+    num_loc = 1 if p.share_location else num_classes
+    num_priors = _legacy(ctx, prior, 2, "prior bottom") // 4
+    ctx.check(_legacy(ctx, loc, 1, "loc bottom") == num_priors * num_loc * 4 and
+              count(loc) == num * num_priors * num_loc * 4,
+              f"number of priors ({num_priors}) must match number of location predictions: loc "
+              f"must be ({num}, {num_priors * num_loc * 4})")
+    ctx.check(_legacy(ctx, conf, 1, "conf bottom") == num_priors * num_classes and
+              count(conf) == num * num_priors * num_classes,
+              f"number of priors ({num_priors}) must match number of confidence predictions: conf "
+              f"must be ({num}, {num_priors * num_classes})")
+    ctx.check(count(prior) >= 2 * num_priors * 4, "the prior bottom must hold the boxes and their "
+              "variances (1, 2, num_priors * 4)")
+    g = DetectionGeometry(
+        num, num_priors, num_classes, num_loc, bool(p.share_location), int(p.background_label_id),
+        int(p.code_type), bool(p.variance_encoded_in_target), int(p.keep_top_k),
+        float(p.confidence_threshold) if p.HasField("confidence_threshold") else -FLT_MAX,
+        float(nms.nms_threshold), int(nms.top_k) if nms.HasField("top_k") else -1, float(nms.eta),
+        bool(p.clip))
+    # the number of detections is known only after NMS: Caffe-SSD's Reshape gives a fake 1 row
+    return LayerShapes([(1, 1, 1, 7)], [], 2 * (count(loc) + count(conf)), g)

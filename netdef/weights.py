@@ -129,15 +129,16 @@ def blob_to_array(blob: pb.BlobProto, where: str = "blob") -> np.ndarray:
 def array_to_blob(arr, legacy_4d: bool = False) -> pb.BlobProto:
     """numpy array -> BlobProto (float32 ``data``, ``shape.dim``; or num/channels/height/width
     when ``legacy_4d`` and the array has at most 4 axes, padded with leading 1s)."""
+    shape = np.shape(arr)   # ascontiguousarray makes a 0-axis array 1-D; Caffe writes no shape
     a = np.ascontiguousarray(arr, dtype=np.float32)
     if legacy_4d:
         if a.ndim > 4:
             raise ValueError(f"legacy 4-D blob cannot hold shape {a.shape}")
-        s = (1,) * (4 - a.ndim) + a.shape
+        s = (1,) * (4 - len(shape)) + shape
         blob = pb.BlobProto(num=s[0], channels=s[1], height=s[2], width=s[3])
     else:
         blob = pb.BlobProto()
-        blob.shape.dim.extend(int(d) for d in a.shape)
+        blob.shape.dim.extend(int(d) for d in shape)
     # the packed float field (data = 5) encoded directly: tag, byte length, little-endian floats
     raw = a.astype("<f4", copy=False).tobytes()
     blob.MergeFromString(b"\x2a" + _varint(len(raw)) + raw)
@@ -281,10 +282,15 @@ def _caffemodel_pieces(out: pb.NetParameter, layers) -> list:
 
 
 def _blob_pieces(arr) -> list:
+    # a 0-axis blob (the SSD fork's shared Normalize scale) gets no shape field, as Caffe's
+    # Blob::ToProto writes it (it reads back as ()); ascontiguousarray alone would make it (1,)
+    dims_t = np.shape(arr)
     a = np.ascontiguousarray(arr, dtype="<f4")
-    dims = b"".join(_varint(int(d)) for d in a.shape)
-    shape = b"\x0a" + _varint(len(dims)) + dims if a.shape else b""
+    dims = b"".join(_varint(int(d)) for d in dims_t)
+    shape = b"\x0a" + _varint(len(dims)) + dims
     raw = memoryview(a.reshape(-1)).cast("B")
+    if not dims_t:
+        return [b"\x2a" + _varint(len(raw)), raw]
     return [b"\x2a" + _varint(len(raw)), raw, b"\x3a" + _varint(len(shape)) + shape]
 
 

@@ -1,9 +1,12 @@
-"""Write proto/caffe.proto from the wire-format fact table (../shared/caffe-wire-format.md).
+"""Write proto/caffe.proto from wire-format fact tables: BVLC Caffe's (../shared/caffe-wire-format.md)
+followed by the SSD fork's detection messages (proto/ssd-fork-wire-format.md). A later table may
+add messages and enums, or add fields to an earlier message under "### message X (continued)".
 
-Run once when the table changes; the .proto it writes is committed and is the source of truth
-afterwards (tests/netdef/test_proto_schema.py checks the two agree when ../shared exists).
+Run once when a table changes; the .proto it writes is committed and is the source of truth
+afterwards (tests/netdef/test_proto_schema.py checks they agree when ../shared exists).
 
-    python tools/wire_to_proto.py ../shared/caffe-wire-format.md > proto/caffe.proto
+    python tools/wire_to_proto.py ../shared/caffe-wire-format.md proto/ssd-fork-wire-format.md \
+        > proto/caffe.proto
     python -m grpc_tools.protoc -Iproto --python_out=proto proto/caffe.proto
 """
 from __future__ import annotations
@@ -73,8 +76,9 @@ def default_option(ftype: str, default: str, enum_names: set[str]) -> str:
 
 def render(messages, enums, order) -> str:
     enum_short = {n.split(".")[-1] for n in enums}
-    out = ['// Caffe\'s schema, written from the wire-format fact table (names, numbers, labels,',
-           '// types, defaults and packing as Caffe defines them). Generated Python: caffe_pb2.py.',
+    out = ['// Caffe\'s schema, written from the wire-format fact tables (names, numbers, labels,',
+           '// types, defaults and packing as Caffe defines them): BVLC Caffe\'s, then the SSD',
+           '// fork\'s detection messages. Generated Python: caffe_pb2.py.',
            'syntax = "proto2";', "", "package caffe;", ""]
 
     def render_enum(name, values, indent):
@@ -114,5 +118,7 @@ def render(messages, enums, order) -> str:
 
 
 if __name__ == "__main__":
-    msgs, ens, order = parse(open(sys.argv[1]).read())
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: wire_to_proto.py TABLE.md [MORE_TABLES.md ...] > caffe.proto")
+    msgs, ens, order = parse("\n".join(open(path).read() for path in sys.argv[1:]))
     sys.stdout.write(render(msgs, ens, order))

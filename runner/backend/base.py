@@ -34,7 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from netdef.geometry import ConvGeometry, ConvNdGeometry, PoolGeometry
+from netdef.geometry import (
+    ConvGeometry,
+    ConvNdGeometry,
+    DetectionGeometry,
+    NormalizeGeometry,
+    PoolGeometry,
+    PriorBoxGeometry,
+)
 
 Array = Any  # numpy.ndarray on cpu, numba DeviceNDArray on cuda
 
@@ -492,6 +499,49 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def softmax_bwd(self, y: Array, dy: Array, dx: Array, outer: int, dim: int, inner: int) -> None:
         """dx = y * (dy - sum_d(dy * y)) per (outer, inner) column. dx may be dy."""
+
+    # ------------------------------------------------------------------ SSD fork detection layers
+    @abc.abstractmethod
+    def normalize_fwd(self, x: Array, scale: Array, y: Array, norm: Array,
+                      g: NormalizeGeometry) -> None:
+        """The SSD fork's Normalize on x viewed as (g.n, g.c, g.s): norm = sqrt(sum of x^2 + eps),
+        over (c, s) per image into ``norm`` (n,) when ``g.across_spatial``, else over c per
+        (n, s) into ``norm`` (n, s); y = x / norm * scale, ``scale`` (1,) when
+        ``g.channel_shared`` else (c,). y must not be x (the layer keeps a copy)."""
+
+    @abc.abstractmethod
+    def normalize_bwd(self, x: Array, y: Array, dy: Array, scale: Array, norm: Array,
+                      dx: Array | None, dscale: Array | None, g: NormalizeGeometry) -> None:
+        """Gradients of ``normalize_fwd`` (``y`` its output, ``norm`` its norms), with
+        a = sum of x * dy over the norm's axes: dx = (dy - x * a / norm^2) / norm * scale (=);
+        dscale += sum over the scale's broadcast axes of y * dy / scale (accumulates; the fork's
+        formula). None skips one."""
+
+    @abc.abstractmethod
+    def permute(self, x: Array, y: Array, shape: Sequence[int], order: Sequence[int]) -> None:
+        """y = x.transpose(order), x C-contiguous with ``shape`` (any rank; y has the permuted
+        shape). Permute's backward is this op with the inverse order."""
+
+    @abc.abstractmethod
+    def prior_box_fwd(self, y: Array, g: PriorBoxGeometry) -> None:
+        """The SSD fork's prior boxes into y (1, 2, g.dim): channel 0 per (h, w, p) the box
+        (cx -+ widths[p]/2) / img_w, (cy -+ heights[p]/2) / img_h with cx = (w + offset) * step_w,
+        cy = (h + offset) * step_h, clipped to [0, 1] when ``g.clip``; channel 1 the variances."""
+
+    @abc.abstractmethod
+    def bbox_decode(self, loc: Array, prior: Array, boxes: Array, g: DetectionGeometry) -> None:
+        """The SSD fork's DecodeBBox (g.code_type CORNER / CENTER_SIZE / CORNER_SIZE, variances from
+        the prior's second channel unless ``g.variance_encoded_in_target``) of loc (num, P*L*4)
+        against prior (1, 2, P*4) into boxes (num, P*L*4) as (xmin, ymin, xmax, ymax), clamped to
+        [0, 1] when ``g.clip`` (OpenCV's extension; the fork does not clip)."""
+
+    def detection_rows(self, boxes: Array, conf: Array, g: DetectionGeometry) -> np.ndarray:
+        """Host (K, 7) float32 rows (image_id, label, score, xmin, ymin, xmax, ymax) of the fork's
+        per-class NMS and keep_top_k over decoded ``boxes`` and ``conf`` (num, P*C); see
+        ``runner.backend.detection``. Default: both arrays are copied to the host (Caffe-SSD's GPU
+        path also runs its NMS on the host)."""
+        from runner.backend.detection import detections
+        return detections(self.to_host(boxes), self.to_host(conf), g)
 
     @abc.abstractmethod
     def softmax_loss_fwd(self, prob: Array, label: Array, outer: int, dim: int, inner: int,

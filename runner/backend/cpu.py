@@ -16,6 +16,14 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from netdef.geometry import (
+    CODE_CENTER_SIZE,
+    CODE_CORNER,
+    CODE_CORNER_SIZE,
+    DetectionGeometry,
+    NormalizeGeometry,
+    PriorBoxGeometry,
+)
 from runner.backend.base import Backend, ConvCache, ConvGeometry, ConvNdGeometry, PoolGeometry
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
@@ -744,6 +752,89 @@ class CpuBackend(Backend):
         dyv = _oid(dy, outer, dim, inner)
         s = (dyv * yv).sum(axis=1, keepdims=True)
         np.multiply(yv, dyv - s, out=_oid(dx, outer, dim, inner))
+
+    # ------------------------------------------------------------------ SSD fork detection layers
+    @staticmethod
+    def _norm_view(norm, g: NormalizeGeometry) -> np.ndarray:
+        """norm as (n, 1, 1) (per image) or (n, 1, s) (per position), broadcasting over (n, c, s)."""
+        return norm.reshape(g.n, 1, 1) if g.across_spatial else norm.reshape(g.n, 1, g.s)
+
+    @staticmethod
+    def _scale_view(scale, g: NormalizeGeometry) -> np.ndarray:
+        return scale.reshape(1, 1, 1) if g.channel_shared else scale.reshape(1, g.c, 1)
+
+    def normalize_fwd(self, x, scale, y, norm, g: NormalizeGeometry) -> None:
+        t = y.dtype.type
+        xv = _oid(x, g.n, g.c, g.s)
+        axes = (1, 2) if g.across_spatial else (1,)
+        nv = self._norm_view(norm, g)
+        nv[...] = np.sqrt(np.sum(xv * xv, axis=axes, keepdims=True) + t(g.eps))
+        np.multiply(xv / nv, self._scale_view(scale, g), out=_oid(y, g.n, g.c, g.s))
+
+    def normalize_bwd(self, x, y, dy, scale, norm, dx, dscale, g: NormalizeGeometry) -> None:
+        xv = _oid(x, g.n, g.c, g.s)
+        dyv = _oid(dy, g.n, g.c, g.s)
+        sv = self._scale_view(scale, g)
+        if dscale is not None:
+            axes = (0, 1, 2) if g.channel_shared else (0, 2)
+            ty = _oid(y, g.n, g.c, g.s) * dyv
+            dscale += (ty.sum(axis=axes, keepdims=True) / sv).reshape(dscale.shape)
+        if dx is not None:
+            nv = self._norm_view(norm, g)
+            axes = (1, 2) if g.across_spatial else (1,)
+            a = np.sum(xv * dyv, axis=axes, keepdims=True)
+            np.multiply((dyv - xv * (a / (nv * nv))) / nv, sv, out=_oid(dx, g.n, g.c, g.s))
+
+    def permute(self, x, y, shape, order) -> None:
+        y.reshape(-1)[...] = np.asarray(x).reshape(tuple(shape)).transpose(tuple(order)).reshape(-1)
+
+    def prior_box_fwd(self, y, g: PriorBoxGeometry) -> None:
+        f32 = np.float32
+        cx = (np.arange(g.layer_w, dtype=f32) + f32(g.offset)) * f32(g.step_w)       # (W,)
+        cy = (np.arange(g.layer_h, dtype=f32) + f32(g.offset)) * f32(g.step_h)       # (H,)
+        hw = np.asarray(g.widths, dtype=np.float64) / 2.0                            # (P,)
+        hh = np.asarray(g.heights, dtype=np.float64) / 2.0
+        shape = (g.layer_h, g.layer_w, g.num_priors)
+        box = np.empty(shape + (4,), dtype=np.float64)   # the fork computes in double, stores float
+        box[..., 0] = (cx[None, :, None].astype(np.float64) - hw) / g.img_w
+        box[..., 1] = (cy[:, None, None].astype(np.float64) - hh) / g.img_h
+        box[..., 2] = (cx[None, :, None].astype(np.float64) + hw) / g.img_w
+        box[..., 3] = (cy[:, None, None].astype(np.float64) + hh) / g.img_h
+        out = y.reshape(2, g.dim)
+        out[0] = box.astype(f32).reshape(-1)
+        if g.clip:
+            np.clip(out[0], 0, 1, out=out[0])
+        out[1] = np.tile(np.asarray(g.variance, dtype=f32), g.dim // 4)
+
+    def bbox_decode(self, loc, prior, boxes, g: DetectionGeometry) -> None:
+        lv = loc.reshape(g.num, g.num_priors, g.num_loc_classes, 4)
+        pr = prior.reshape(-1)[:2 * g.num_priors * 4].reshape(2, g.num_priors, 1, 4)
+        p, v = pr[0], (np.ones_like(pr[1]) if g.variance_encoded_in_target else pr[1])
+        out = boxes.reshape(g.num, g.num_priors, g.num_loc_classes, 4)
+        if g.code_type == CODE_CORNER:
+            out[...] = p + v * lv
+        else:
+            self._decode_sized(p, v, lv, out, g)
+        if g.clip:
+            np.clip(out, 0, 1, out=out)
+
+    @staticmethod
+    def _decode_sized(p, v, lv, out, g: DetectionGeometry) -> None:
+        """CENTER_SIZE / CORNER_SIZE decoding (see ``bbox_decode``)."""
+        t = out.dtype.type
+        pw = p[..., 2] - p[..., 0]
+        ph = p[..., 3] - p[..., 1]
+        if g.code_type == CODE_CENTER_SIZE:
+            cx = v[..., 0] * lv[..., 0] * pw + (p[..., 0] + p[..., 2]) * t(0.5)
+            cy = v[..., 1] * lv[..., 1] * ph + (p[..., 1] + p[..., 3]) * t(0.5)
+            hw = np.exp(v[..., 2] * lv[..., 2]) * pw * t(0.5)
+            hh = np.exp(v[..., 3] * lv[..., 3]) * ph * t(0.5)
+            out[..., 0], out[..., 1], out[..., 2], out[..., 3] = cx - hw, cy - hh, cx + hw, cy + hh
+        elif g.code_type == CODE_CORNER_SIZE:
+            size = np.stack([pw, ph, pw, ph], axis=-1)
+            out[...] = p + v * lv * size
+        else:
+            raise ValueError(f"unknown code_type {g.code_type}")
 
     @staticmethod
     def _labels(label, outer: int, inner: int, dim: int, ignore_label: int | None):

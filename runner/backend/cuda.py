@@ -10,7 +10,9 @@ Design
   copy. Nothing is copied to the host between layers: the only device->host transfers are
   ``to_host`` (asked for explicitly, e.g. by ``Blob``'s host mirror) and the host scalars that the
   interface returns (``dot``/``asum``/``sumsq``, loss sums and counts, accuracy counts), which
-  synchronise by nature. ``argmax`` uses the base class's host implementation (a deploy-time op).
+  synchronise by nature. ``argmax`` uses the base class's host implementation (a deploy-time op),
+  and so does ``detection_rows`` (DetectionOutput's NMS: the device-decoded boxes and the
+  confidences come to the host, as in Caffe-SSD's GPU path).
 - **Blob memory like Caffe.** ``Blob`` keeps one flat buffer per data/diff with a capacity; a
   smaller reshape takes a view of the first elements (``view``), a larger one reallocates. The
   ``host_mirror`` flag tells ``Blob`` to keep a lazily synced numpy mirror (SyncedMemory-style).
@@ -55,11 +57,14 @@ from kernels import batchnorm as _bn
 from kernels import bias as _bias
 from kernels import concat as _concat
 from kernels import conv as _conv
+from kernels import detection as _det
 from kernels import dropout as _dropout
 from kernels import eltwise as _elt
 from kernels import fill as _fill
 from kernels import gemm as _gemm
 from kernels import lrn as _lrn
+from kernels import normalize as _norm
+from kernels import permute as _perm
 from kernels import pool as _pool
 from kernels import reduce as _red
 from kernels import runner_extra as _rx
@@ -67,6 +72,7 @@ from kernels import scale as _scale
 from kernels import softmax as _sm
 from kernels import solver_update as _su
 from kernels._launch import SIMULATOR, as_device
+from netdef.geometry import DetectionGeometry, NormalizeGeometry, PriorBoxGeometry
 from runner.backend.base import Backend, ConvCache, ConvGeometry, ConvNdGeometry, PoolGeometry
 
 Array = Any
@@ -617,6 +623,33 @@ class CudaBackend(Backend):
     def softmax_bwd(self, y, dy, dx, outer: int, dim: int, inner: int) -> None:
         shp = (outer, dim, inner)
         _sm.softmax_bwd(_shaped(_dev(dy), shp), _shaped(_dev(y), shp), _shaped(_dev(dx), shp), 1)
+
+    # ------------------------------------------------------------------ SSD fork detection layers
+    def normalize_fwd(self, x, scale, y, norm, g: NormalizeGeometry) -> None:
+        _norm.normalize_fwd(_flat(x), _flat(scale), _flat(y), _flat(norm), (g.n, g.c, g.s),
+                            g.across_spatial, g.eps)
+
+    def normalize_bwd(self, x, y, dy, scale, norm, dx, dscale, g: NormalizeGeometry) -> None:
+        _norm.normalize_bwd(_flat(x), _flat(y), _flat(dy), _flat(scale), _flat(norm),
+                            None if dx is None else _flat(dx),
+                            None if dscale is None else _flat(dscale), (g.n, g.c, g.s),
+                            g.across_spatial)
+
+    def permute(self, x, y, shape, order) -> None:
+        _perm.permute(_flat(x), _flat(y), shape, order)
+
+    def prior_box_fwd(self, y, g: PriorBoxGeometry) -> None:
+        key = ("prior_box", g.widths, g.heights)
+        sizes = self._workspaces.get(key)
+        if sizes is None:      # the prior sizes, uploaded once per geometry
+            sizes = self._workspaces[key] = (cuda.to_device(np.asarray(g.widths, dtype=_F32)),
+                                             cuda.to_device(np.asarray(g.heights, dtype=_F32)))
+        _det.prior_box_fwd(_flat(y), sizes[0], sizes[1], g.layer_h, g.layer_w, g.img_h, g.img_w,
+                           g.step_h, g.step_w, g.offset, g.clip, g.variance)
+
+    def bbox_decode(self, loc, prior, boxes, g: DetectionGeometry) -> None:
+        _det.bbox_decode(_flat(loc), _flat(prior), _flat(boxes), g.num_priors, g.num_loc_classes,
+                         g.code_type, g.variance_encoded_in_target, g.clip)
 
     def softmax_loss_fwd(self, prob, label, outer: int, dim: int, inner: int,
                          ignore_label: int | None) -> tuple[float, int]:

@@ -18,7 +18,11 @@ from typing import TextIO
 
 def _caller(depth: int) -> str:
     """``file:line`` of the frame ``depth`` levels above the caller of this function."""
-    f = sys._getframe(depth + 1)
+    f = sys._getframe(1)
+    for _ in range(depth):
+        if f.f_back is None:      # called from C (a map, a callback): tag the last Python frame
+            break
+        f = f.f_back
     return f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
 
 
