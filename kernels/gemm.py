@@ -549,12 +549,6 @@ def _make_v6(cfg: GemmConfig, wide: bool = False, split: bool = False, flat: boo
     return cuda.jit(**opts)(gemm_v6)
 
 
-# ----------------------------------------------------------------------------------------------
-# v8: warp tiling (each warp owns a contiguous sub-tile of C)
-# ----------------------------------------------------------------------------------------------
-
-
-
 @cuda.jit
 def splitk_reduce_v1(W, S, beta, C):
     """C[m, n] = sum_z W[z*M + m, n] + beta * C[m, n] (beta == 0 never reads C), z = 0..S-1 in
@@ -574,8 +568,6 @@ def splitk_reduce_v1(W, S, beta, C):
             C[m, n] = total
         else:
             C[m, n] = total + beta * C[m, n]
-
-
 
 
 # ----------------------------------------------------------------------------------------------
