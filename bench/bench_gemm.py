@@ -6,16 +6,18 @@ with the images-per-column-buffer chunk that kernels/conv.py uses.
 
 Order (most important first, each item under the stage's time budget):
 
-1. per shape: validate the public ``gemm()`` -- exactly what the convolutions run, split-K
-   included (``describe_plan`` names it) -- against cuBLAS on fresh random data (relative Frobenius
-   error <= TOL), then time both: GFLOP/s = 2*M*N*K / time and % of cuBLAS;
+1. per shape: validate the public ``gemm()`` -- exactly what the convolutions and the cuda backend
+   run, split-K included (``str(gemm.plan(M, N, K))`` names it) -- against cuBLAS on fresh random
+   data (relative Frobenius error <= TOL), then time both: GFLOP/s = 2*M*N*K / time and % of cuBLAS;
 2. split sweep: on the weight-gradient shapes (``*_bwd_w``: small M x N, K = images x pixels)
    every split-K kernel (``gemm_v6k_*`` / ``gemm_v7k_*`` / ``gemm_v9k_*``) at half, once and twice
-   its ``splitk_slices`` count (``gemm_splitk``); the best plan per shape is what
-   ``MEASURED_SPLITK`` should hold;
-3. autotune table: every other kernel in ``gemm.KERNELS`` (v1, v2, and each later version x every
-   tile in ``CONFIGS``) on the square and the forward conv shapes, each validated before it is
-   timed; the best per shape, and what ``select_config`` chose.
+   its ``splitk_slices`` count (``gemm.launch(Plan(kernel, slices))``);
+3. autotune table: every other kernel in ``gemm.KERNELS`` -- the ones the planner launches and the
+   unmeasured candidates -- on the square and the forward conv shapes (``launch(Plan(kernel))``),
+   each validated before it is timed.
+Then the best plan per shape next to what ``gemm()`` launches; where the best beats it by
+``MEASURED_MARGIN`` or more, the log prints the ``gemm.MEASURED`` entry to paste (the planner's
+table).
 
 JIT compilation of two dozen register-blocked kernels (the unrolled ones take 10+ s each) costs far
 more than timing them, so every measurement of our kernels runs in ``SWEEP_WORKERS`` processes that
@@ -37,6 +39,7 @@ from bench.common import DRY, Stage, log, main_guard, missing, size, time_fn, to
 from bench.devarrays import empty_pair, rand_pair, rel_err_dev
 
 TOL = 1e-4    # relative Frobenius error allowed against cuBLAS (fp32 with K <= ~1e6 gives ~1e-6)
+MEASURED_MARGIN = 1.05   # a sweep winner this much faster than gemm()'s plan is logged for MEASURED
 SWEEP_WORKERS = int(os.environ.get("NBCAFFE_BENCH_GEMM_WORKERS", size(6, 2)))
 
 REPS = dict(warmup=0, min_reps=1, max_reps=1) if DRY else dict(warmup=1, min_reps=3, max_reps=20,
@@ -97,22 +100,20 @@ def measure_cublas(p: Problem) -> dict[str, float]:
 def measure_kernel(p: Problem, kname: str, reps: dict, cublas_ms: float | None,
                    how: str = "with", slices: int = 1) -> dict[str, Any]:
     """Validate, then time, one way of computing problem ``p``; the row. ``how``: ``"gemm"`` -- the
-    public ``gemm()`` (``kname`` is what it launches, for the label only); ``"split"`` --
-    ``gemm_splitk`` with split kernel ``kname`` and ``slices``; ``"with"`` -- ``gemm_with(kname)``."""
+    public ``gemm()`` (``kname`` is what its plan launches, for the label only); otherwise
+    ``launch(Plan(kname, slices))``."""
     from kernels import gemm as kg
     a, b, c, ta, tb = p.a, p.b, p.c, p.ta, p.tb
     if how == "gemm":
         def fn():
             kg.gemm(ta, tb, 1.0, a, b, 0.0, c)
-        label = _plan_label(p.m, p.n, p.k)
-    elif how == "split":
-        def fn():
-            kg.gemm_splitk(ta, tb, 1.0, a, b, 0.0, c, slices, kname)
-        label = f"{kname} x{slices} + splitk_reduce_v1"
+        label = str(kg.plan(p.m, p.n, p.k))
     else:
+        plan_ = kg.Plan(kname, slices)
+
         def fn():
-            kg.gemm_with(kname, ta, tb, 1.0, a, b, 0.0, c)
-        label = kname
+            kg.launch(plan_, ta, tb, 1.0, a, b, 0.0, c)
+        label = str(plan_)
     p.ct.fill_(float("nan"))
     fn()   # first call: JIT compile if needed (outside any timed region) and the result to validate
     err = rel_err_dev(c, p.ref)
@@ -130,24 +131,11 @@ def measure_kernel(p: Problem, kname: str, reps: dict, cublas_ms: float | None,
     return row
 
 
-def _plan_label(m: int, n: int, k: int) -> str:
-    """What ``gemm()`` launches for (m, n, k): ``describe_plan`` (split-K included), or the
-    ``kernel_for`` name where the module predates it."""
-    from kernels import gemm as kg
-    describe = getattr(kg, "describe_plan", None)
-    return describe(m, n, k) if callable(describe) else kg.kernel_for(m, n, k)
-
-
 def _gemm_launches(m: int, n: int, k: int) -> str:
-    """The kernel ``gemm()`` launches for (m, n, k) (the split kernel when it splits K): the worker
-    that compiled it measures the item."""
+    """The kernel ``gemm()``'s plan launches for (m, n, k): the worker that compiled it measures
+    the item."""
     from kernels import gemm as kg
-    plan_fn = getattr(kg, "splitk_plan", None)
-    if callable(plan_fn):
-        kname, slices = plan_fn(m, n, k)
-        if slices > 1:
-            return kname
-    return kg.kernel_for(m, n, k)
+    return kg.plan(m, n, k).kernel
 
 
 def split_options(m: int, n: int, k: int, kname: str) -> list[int]:
@@ -162,9 +150,9 @@ def split_options(m: int, n: int, k: int, kname: str) -> list[int]:
 
 # --------------------------------------------------------------------------- the measurement plan
 # An item is (index, shape, kernel name, kind, slices): kind "promoted" = the public gemm() (every
-# shape, first; the kernel name is what it launches), "split" = gemm_splitk with that split kernel
-# and slice count (the bwd_w shapes), "sweep" = the autotune table (every other kernel on the sweep
-# shapes, gemm_with).
+# shape, first; the kernel name is what its plan launches), "split" = launch(Plan(kernel, slices))
+# with a split kernel (the bwd_w shapes), "sweep" = the autotune table (launch(Plan(kernel)) of
+# every other kernel on the sweep shapes).
 Item = tuple[int, Shape, str, str, int]
 
 
@@ -214,7 +202,7 @@ def _compile(names: list[str]) -> dict[str, float]:
         else:
             if tiny is None:
                 tiny = Problem("tiny", 8, 8, 8, False, False)
-            kg.gemm_with(name, False, False, 1.0, tiny.a, tiny.b, 0.0, tiny.c)
+            kg.launch(kg.Plan(name), False, False, 1.0, tiny.a, tiny.b, 0.0, tiny.c)
         secs[name] = round(time.time() - t0, 2)
     return secs
 
@@ -268,10 +256,10 @@ def _worker(wid: int, names: list[str], items: list[Item], deadline: float, turn
 
 def _groups(names: list[str], n: int) -> list[list[str]]:
     """Split kernels over n workers, the slow-to-compile (unrolled, big-tile) ones spread evenly."""
-    def cost(name: str) -> int:
-        if name in ("gemm_v1", "gemm_v2"):
+    def cost(name: str) -> int:     # v6/v7/v9 and their split twins have unrolled k loops
+        if name == "gemm_v1":
             return 0
-        return ("v6" in name) * 4 + ("v5" in name) * 2 + ("128" in name)
+        return ("_v4_" not in name) * 4 + ("128" in name)
     groups: list[list[str]] = [[] for _ in range(n)]
     for i, name in enumerate(sorted(names, key=cost, reverse=True)):
         groups[i % n if (i // n) % 2 == 0 else n - 1 - i % n].append(name)
@@ -364,15 +352,16 @@ def run_serial(st: Stage, items: list[Item], record) -> None:
 
 
 def body(st: Stage) -> None:
-    why = missing("kernels.gemm", "gemm", "gemm_with", "KERNELS", "kernel_for")
+    why = missing("kernels.gemm", "gemm", "launch", "plan", "Plan", "KERNELS")
     if why:
         st.note(f"skipped: {why}")
         st.finish("skipped")
         return
     from kernels import gemm as kg
     torch = torch_mod()
-    st.put("gemm_promoted", getattr(kg, "PROMOTED", "?"))
-    st.put("gemm_square_max", max(s[1] for s in shapes() if s[0].startswith("sq")))
+    square = max(s[1] for s in shapes() if s[0].startswith("sq"))
+    st.put("gemm_square_max", square)
+    st.put("gemm_square_plan", str(kg.plan(square, square, square)))
     st.put("gemm_kernels", len(kg.KERNELS))
     # the GEMM kernels (gemm_*); helpers such as splitk_reduce_v1 take other arguments
     names = [n for n in kg.KERNELS if n.startswith("gemm_")]
@@ -443,13 +432,14 @@ def body(st: Stage) -> None:
         st.row("gemm_best", {"shape": label, "M": m, "N": n, "K": k, "best_kernel": b["kernel"],
                              "best_slices": b.get("slices"),
                              "best_gflops": b["gflops"], "pct_cublas": b.get("pct_cublas"),
-                             "gemm_launches": public["kernel"] if public else _plan_label(m, n, k),
+                             "gemm_launches": public["kernel"] if public else str(kg.plan(m, n, k)),
                              "gemm_gflops": public["gflops"] if public else None,
                              "kernels_timed": len(timed)})
         log(f"autotune {label}: best {b['kernel']} {b['gflops']:.0f} GFLOP/s of {len(timed)} timed; "
-            f"gemm() -> {_plan_label(m, n, k)}")
-        if b.get("kind") == "split":
-            log(f"  MEASURED_SPLITK[({m}, {n}, {k})] = ({b['kname']!r}, {b['slices']})")
+            f"gemm() -> {kg.plan(m, n, k)}")
+        if public and b is not public and b["gflops"] >= MEASURED_MARGIN * public["gflops"]:
+            log(f"  MEASURED[({m}, {n}, {k})] = Plan({b['kname']!r}, {b.get('slices') or 1})"
+                f"   # {b['gflops'] / public['gflops']:.2f}x gemm()")
         if label.startswith("sq"):
             st.put(f"sgemm_{label[2:]}_best_gflops", round(b["gflops"], 1))
             st.put(f"sgemm_{label[2:]}_best_kernel", b["kernel"])

@@ -9,7 +9,7 @@ is how close an op gets to the memory roof. Each op is validated against torch f
 
 | op | shape (GPU) | bytes counted |
 |---|---|---|
-| copy (torch, and ours: kernels.fill.copy) | 256x96x55x55 | 2 N |
+| copy (torch, and ours: kernels.blas1.copy) | 256x96x55x55 | 2 N |
 | ReLU fwd / bwd | 256x96x55x55 | 2 N / 3 N |
 | max pool 3x3/2 fwd / bwd (pool1) | 256x96x55x55 -> 27x27 | N + 2 P (y, int32 mask) / 2 P + N |
 | LRN across 5 fwd / bwd (norm1) | 256x96x55x55 | x, scale, y: 3 N / x, y, scale, dy, dx: 5 N |
@@ -22,8 +22,9 @@ is how close an op gets to the memory roof. Each op is validated against torch f
 
 (N, P: elements times 4 bytes.) Our time is the op's launches re-issued pre-bound
 (``runner.backend.replay``: what a training iteration pays), with the time through the Python wrapper kept
-as ``ms_call``; before session 2's last run the wrapper's host time (30-90 us per call) was inside
-the measured time of a ~150 us kernel. Run: ``python -m bench.bench_memory``.
+as ``ms_call``. The unsuffixed rows run each module's promoted versions (what the runner uses);
+``_v<N>`` rows run an older version (``kernels._launch.promoted``) for the same-run comparison.
+Run: ``python -m bench.bench_memory``.
 """
 from __future__ import annotations
 
@@ -60,6 +61,17 @@ Builder = Callable[[], tuple[Callable[[], None], Callable[[], Any], list, int]]
 ACT = size((256, 96, 55, 55), (2, 3, 7, 7))
 
 
+def _versioned(module: Any, version: str | None, ops: tuple[str, ...], fn: Callable[[], Any]):
+    """``fn`` run with ``ops`` of kernel ``module`` at ``version`` (None: the promoted ones)."""
+    from kernels._launch import promoted
+    table = {} if version is None else dict.fromkeys(ops, version)
+
+    def run() -> None:
+        with promoted(module.PROMOTED, **table):
+            fn()
+    return run
+
+
 def _numel(shape) -> int:
     n = 1
     for d in shape:
@@ -74,17 +86,17 @@ def copy_torch():
     return (lambda: yt.copy_(xt)), (lambda: yt.copy_(xt)), [], 2 * 4 * n
 
 
-def _copy_ours(version: int):
+def _copy_ours(version: str | None):
     def build():
-        kf = _need("kernels.fill", "copy")
+        kf = _need("kernels.blas1", "copy")
         x, xt = rand_pair(ACT, 1)
         y, yt = empty_pair(ACT)
-        return (lambda: kf.copy(x, y, version=version)), (lambda: yt.copy_(xt)), [(y, xt)], \
-            2 * 4 * _numel(ACT)
+        return _versioned(kf, version, ("copy",), lambda: kf.copy(x, y)), (lambda: yt.copy_(xt)), \
+            [(y, xt)], 2 * 4 * _numel(ACT)
     return build
 
 
-def _relu_fwd(version: int):
+def _relu_fwd(version: str | None):
     def build():
         ka = _need("kernels.activation", "relu_fwd")
         torch = torch_mod()
@@ -92,7 +104,7 @@ def _relu_fwd(version: int):
         y, yt = empty_pair(ACT)
         ref = torch.relu(xt)
         out = torch.empty_like(xt)
-        return (lambda: ka.relu_fwd(x, y, version=version)), \
+        return _versioned(ka, version, ("relu_fwd",), lambda: ka.relu_fwd(x, y)), \
             (lambda: torch.clamp(xt, min=0, out=out)), [(y, ref)], 2 * 4 * _numel(ACT)
     return build
 
@@ -118,15 +130,15 @@ def _pool_geom():
     return (n, c, ph, pw), k, s
 
 
-def _maxpool_fwd(version: str):
+def _maxpool_fwd(version: str | None):
     return lambda: maxpool_fwd(version)
 
 
-def _maxpool_bwd(version: str):
+def _maxpool_bwd(version: str | None):
     return lambda: maxpool_bwd(version)
 
 
-def maxpool_fwd(version: str = "v2"):
+def maxpool_fwd(version: str | None = None):
     kp = _need("kernels.pool", "max_pool_fwd")
     torch = torch_mod()
     F = torch.nn.functional
@@ -135,12 +147,12 @@ def maxpool_fwd(version: str = "v2"):
     y, yt = empty_pair(yshape)
     mask, _ = empty_pair(yshape, "int32")
     ref = F.max_pool2d(xt, k, s, ceil_mode=True)
-    return (lambda: kp.max_pool_fwd(x, y, mask, k, s, 0, version=version)), \
+    return _versioned(kp, version, ("max_pool_fwd",), lambda: kp.max_pool_fwd(x, y, mask, k, s, 0)), \
         (lambda: F.max_pool2d_with_indices(xt, k, s, ceil_mode=True)), [(y, ref)], \
         4 * (_numel(ACT) + 2 * _numel(yshape))
 
 
-def maxpool_bwd(version: str = "v2"):
+def maxpool_bwd(version: str | None = None):
     kp = _need("kernels.pool", "max_pool_fwd", "max_pool_bwd")
     torch = torch_mod()
     F = torch.nn.functional
@@ -156,7 +168,7 @@ def maxpool_bwd(version: str = "v2"):
     yr.backward(dyt)
     ref = xr.grad.detach()
     mb = torch.ops.aten.max_pool2d_with_indices_backward
-    return (lambda: kp.max_pool_bwd(dy, mask, dx, k, s, 0, version=version)), \
+    return _versioned(kp, version, ("max_pool_bwd",), lambda: kp.max_pool_bwd(dy, mask, dx, k, s, 0)), \
         (lambda: mb(dyt, xt, [k, k], [s, s], [0, 0], [1, 1], True, idx)), [(dx, ref)], \
         4 * (2 * _numel(yshape) + _numel(ACT))
 
@@ -165,7 +177,7 @@ SOFTMAX_SHAPES = {"softmax_fwd_fc8": size((256, 1000), (3, 5)),
                   "softmax_fwd_spatial": size((32, 21, 128, 128), (2, 3, 4, 4))}
 
 
-def _softmax_fwd(shape, version: int | None = None):
+def _softmax_fwd(shape):
     def build():
         ks = _need("kernels.softmax", "softmax_fwd")
         torch = torch_mod()
@@ -174,7 +186,7 @@ def _softmax_fwd(shape, version: int | None = None):
         ref = torch.softmax(xt, 1)
         out = torch.empty_like(xt)
         sm = torch.ops.aten._softmax.out
-        return (lambda: ks.softmax_fwd(x, y, 1, version=version)), \
+        return (lambda: ks.softmax_fwd(x, y, 1)), \
             (lambda: sm(xt, 1, False, out=out)), [(y, ref)], \
             2 * 4 * _numel(shape)
     return build
@@ -205,7 +217,7 @@ def _as_ours(t):
 LRN = dict(local_size=5, alpha=1e-4, beta=0.75, k=1.0)   # AlexNet's norm1/norm2
 
 
-def _lrn_fwd(version: int):
+def _lrn_fwd(version: str | None):
     def build():
         kl = _need("kernels.lrn", "lrn_fwd")
         torch = torch_mod()
@@ -215,12 +227,12 @@ def _lrn_fwd(version: int):
         sc, _ = empty_pair(ACT)
         n, a, b, k = LRN["local_size"], LRN["alpha"], LRN["beta"], LRN["k"]
         ref = F.local_response_norm(xt, n, a, b, k)
-        return (lambda: kl.lrn_fwd(x, sc, y, n, a, b, k, version=version)), \
+        return _versioned(kl, version, ("lrn_fwd",), lambda: kl.lrn_fwd(x, sc, y, n, a, b, k)), \
             (lambda: F.local_response_norm(xt, n, a, b, k)), [(y, ref)], 3 * 4 * _numel(ACT)
     return build
 
 
-def _lrn_bwd(version: int):
+def _lrn_bwd(version: str | None):
     def build():
         kl = _need("kernels.lrn", "lrn_fwd", "lrn_bwd")
         torch = torch_mod()
@@ -235,7 +247,7 @@ def _lrn_bwd(version: int):
         xr = xt.clone().requires_grad_(True)
         yr = F.local_response_norm(xr, n, a, b, k)
         ref = torch.autograd.grad(yr, xr, dyt, retain_graph=True)[0]
-        return (lambda: kl.lrn_bwd(dy, x, y, sc, dx, n, a, b, version=version)), \
+        return _versioned(kl, version, ("lrn_bwd",), lambda: kl.lrn_bwd(dy, x, y, sc, dx, n, a, b)), \
             (lambda: torch.autograd.grad(yr, xr, dyt, retain_graph=True)), [(dx, ref)], \
             5 * 4 * _numel(ACT)
     return build
@@ -259,7 +271,7 @@ def _im2col_setup(seed: int):
     return n, c, h, w, k, p, oh, s_, kk, nc, x, xt
 
 
-def _im2col(version: str):
+def _im2col(version: str | None):
     def build():
         ki = _need("kernels.im2col", "im2col")
         torch = torch_mod()
@@ -268,8 +280,9 @@ def _im2col(version: str):
         col, _ = empty_pair((kk, nc * s_))
         xc = xt[:nc]
         ref = F.unfold(xc, k, padding=p).permute(1, 0, 2).reshape(kk, nc * s_)   # ours: (K, Nc*S)
-        return (lambda: ki.im2col(x, 0, nc, k, k, p, p, 1, 1, 1, 1, col, version=version)), \
-            (lambda: F.unfold(xc, k, padding=p)), [(col, ref)], 4 * (nc * c * h * w + kk * nc * s_)
+        ours = _versioned(ki, version, ("im2col",),
+                          lambda: ki.im2col(x, 0, nc, k, k, p, p, 1, 1, 1, 1, oh, oh, col))
+        return ours, (lambda: F.unfold(xc, k, padding=p)), [(col, ref)], 4 * (nc * c * h * w + kk * nc * s_)
     return build
 
 
@@ -287,11 +300,13 @@ def col2im(version: str | None = None):
     col_t = colt.reshape(kk, nc, s_).permute(1, 0, 2).contiguous()     # torch's (Nc, K, S) layout
     ref = F.fold(col_t, (h, w), k, padding=p)
     check = _Slice(dx, nc)
-    return (lambda: ki.col2im(col, 0, nc, k, k, p, p, 1, 1, 1, 1, dx, version=version)), \
-        (lambda: F.fold(col_t, (h, w), k, padding=p)), [(check, ref)], 4 * (kk * nc * s_ + nc * c * h * w)
+    ours = _versioned(ki, version, ("col2im",),
+                      lambda: ki.col2im(col, 0, nc, k, k, p, p, 1, 1, 1, 1, oh, oh, dx))
+    return ours, (lambda: F.fold(col_t, (h, w), k, padding=p)), [(check, ref)], \
+        4 * (kk * nc * s_ + nc * c * h * w)
 
 
-def _layout(which: str, version: str):
+def _layout(which: str, version: str | None):
     """conv2's channel-major output of one chunk (256 x Nc x 729) to NCHW and back."""
     def build():
         kl = _need("kernels.layout", which)
@@ -303,14 +318,14 @@ def _layout(which: str, version: str):
             dst, _ = empty_pair((n, c, s_))
             ref = srct.reshape(c, nc, s_).permute(1, 0, 2)
             out = torch.empty((nc, c, s_), device=srct.device)
-            return (lambda: kl.cn_to_nc(src, dst, 0, version=version)), \
+            return _versioned(kl, version, (which,), lambda: kl.cn_to_nc(src, dst, 0)), \
                 (lambda: out.copy_(srct.reshape(c, nc, s_).permute(1, 0, 2))), \
                 [(_Slice(dst, nc), ref)], 2 * 4 * c * nc * s_
         src, srct = rand_pair((n, c, s_), 18)
         dst, _ = empty_pair((c, nc * s_))
         ref = srct[:nc].permute(1, 0, 2).reshape(c, nc * s_)
         out = torch.empty((c, nc, s_), device=srct.device)
-        return (lambda: kl.nc_to_cn(src, 0, dst, version=version)), \
+        return _versioned(kl, version, (which,), lambda: kl.nc_to_cn(src, 0, dst)), \
             (lambda: out.copy_(srct[:nc].permute(1, 0, 2))), [(dst, ref)], 2 * 4 * c * nc * s_
     return build
 
@@ -330,35 +345,34 @@ class _Slice:
 
 
 OPS: dict[str, Builder] = {   # most wanted first: the stage skips what its time budget cannot fit
-    # the defaults (what the runner uses), then the previous versions for the same-run comparison
+    # the promoted versions (what the runner uses), then older ones for the same-run comparison
     "copy": copy_torch,
-    "relu_fwd": _relu_fwd(3),
+    "relu_fwd": _relu_fwd(None),
     "relu_bwd": relu_bwd,
-    "maxpool_fwd": _maxpool_fwd("v2"),
-    "maxpool_bwd": _maxpool_bwd("v2"),
-    "lrn_fwd": _lrn_fwd(3),
-    "lrn_bwd": _lrn_bwd(3),
-    "im2col": _im2col("v3"),
+    "maxpool_fwd": _maxpool_fwd(None),
+    "maxpool_bwd": _maxpool_bwd(None),
+    "lrn_fwd": _lrn_fwd(None),
+    "lrn_bwd": _lrn_bwd(None),
+    "im2col": _im2col(None),
     "col2im": _col2im(None),
-    "cn_to_nc": _layout("cn_to_nc", "v3"),
-    "nc_to_cn": _layout("nc_to_cn", "v3"),
+    "cn_to_nc": _layout("cn_to_nc", None),
+    "nc_to_cn": _layout("nc_to_cn", None),
     "softmax_fwd_fc8": _softmax_fwd(SOFTMAX_SHAPES["softmax_fwd_fc8"]),
     "softmax_fwd_spatial": _softmax_fwd(SOFTMAX_SHAPES["softmax_fwd_spatial"]),
     "softmax_bwd_spatial": softmax_bwd,
-    "copy_ours": _copy_ours(3),
-    "copy_ours_v2": _copy_ours(2),
-    "copy_ours_v1": _copy_ours(1),
-    "relu_fwd_v2": _relu_fwd(2),
-    "relu_fwd_v1": _relu_fwd(1),
+    "copy_ours": _copy_ours(None),
+    "copy_ours_v2": _copy_ours("v2"),
+    "copy_ours_v1": _copy_ours("v1"),
+    "relu_fwd_v2": _relu_fwd("v2"),
+    "relu_fwd_v1": _relu_fwd("v1"),
     "maxpool_fwd_v1": _maxpool_fwd("v1"),
     "maxpool_bwd_v1": _maxpool_bwd("v1"),
-    "lrn_fwd_v2": _lrn_fwd(2),
-    "lrn_bwd_v2": _lrn_bwd(2),
+    "lrn_fwd_v2": _lrn_fwd("v2"),
+    "lrn_bwd_v2": _lrn_bwd("v2"),
     "im2col_v2": _im2col("v2"),
     "col2im_v2": _col2im("v2"),
     "col2im_v1": _col2im("v1"),
     "cn_to_nc_v1": _layout("cn_to_nc", "v1"),
-    "softmax_fwd_fc8_v2": _softmax_fwd(SOFTMAX_SHAPES["softmax_fwd_fc8"], 2),
 }
 
 

@@ -14,7 +14,7 @@ Per net:
    host, update) and torch's ``zero_grad/forward/backward/step``, after warm-up iterations (Numba JIT,
    cuDNN autotune), median over repetitions, each synchronised.
 3. **Launch overhead**: kernel launches per iteration (counted by wrapping Numba's launch call), and
-   the cost of one tiny launch (a 1-element ``kernels.fill.scal``) against a tiny torch op; launches
+   the cost of one tiny launch (a 1-element ``kernels.blas1.scal``) against a tiny torch op; launches
    x that cost is the iteration's Python/launch floor.
 4. **Per-layer times** (AlexNet, like ``caffe time``): each layer's forward and backward, synchronised.
 
@@ -351,7 +351,7 @@ def time_torch(name: str, batch: int) -> dict[str, Any]:
 
 
 def launch_overhead(st: Stage) -> None:
-    """µs per tiny launch: ours (kernels.fill.scal on 1 element) and torch (mul_ on 1 element)."""
+    """µs per tiny launch: ours (kernels.blas1.scal on 1 element) and torch (mul_ on 1 element)."""
     torch = torch_mod()
     n = size(2000, 20)
     t = torch.ones(1, device=torch_device())
@@ -361,13 +361,13 @@ def launch_overhead(st: Stage) -> None:
         t.mul_(1.0)
     sync()
     st.put("torch_launch_overhead_us", round((time.perf_counter() - t0) / n * 1e6, 2))
-    why = missing("kernels.fill", "scal")
+    why = missing("kernels.blas1", "scal")
     if why:
         st.note(f"launch overhead (ours): skipped: {why}")
         return
     from numba import cuda
 
-    from kernels import fill
+    from kernels import blas1 as fill
     a = cuda.to_device(np.ones(1, np.float32))
     fill.scal(a, 1.0)     # compile
     sync()

@@ -1,9 +1,12 @@
 """Hand-written Numba CUDA kernels, one module per family (see DESIGN.md and docs/kernels.md).
 
 Each module exports public ``<op>_fwd``/``<op>_bwd`` (or named) functions taking device arrays
-(numba or any ``__cuda_array_interface__`` object) with preallocated outputs, and a ``KERNELS``
-dict of every ``@cuda.jit`` kernel with its launch signatures. Shared launch helpers live in
-``kernels._launch``; ``kernels.conv`` composes im2col + gemm + layout + bias into a convolution.
+(numba or any ``__cuda_array_interface__`` object) with preallocated outputs, a ``KERNELS`` dict
+of every ``@cuda.jit`` kernel with its launch signatures, and, where an op has several versions, a
+``PROMOTED`` table naming the one its public function launches (GEMM: the planner, ``gemm.plan``).
+Helpers shared by several families live in the private modules ``_launch`` (launch geometry,
+scratch buffers, ``promoted``), ``_index`` (flat views, magic division), ``_block`` (block
+reductions), ``_vec`` (128-bit loads/stores) and ``_elementwise`` (elementwise templates).
 Submodules are imported explicitly (``from kernels import gemm``) so importing this package does
 not import numba.
 """

@@ -5,13 +5,19 @@
   block count is capped at ``MAX_BLOCKS_1D`` (enough to fill every SM of an H100/H200 several times
   over), the loop ``for i in range(cuda.grid(1), n, cuda.gridsize(1))`` covers the rest. Cached per n.
 - ``grid_2d(rows, cols, block)``: blocks for a 2-D launch (no cap), cached.
+- ``grid_rows(rows)``: ``(blocks, ROW_THREADS)`` for the block-per-row kernels (a block per row of
+  ``inner`` contiguous values, block-stride over the rows); they run where ``inner >= ROW_MIN_INNER``.
+- ``scratch(name, n)``: a cached float32 device buffer of n elements, reused between calls.
+- ``promoted(table, **ops)``: temporarily change a module's ``PROMOTED`` versions (tests, benches).
 - ``as_device(arr)``: a numba device array for a numba device array or any object exposing
   ``__cuda_array_interface__`` (CuPy, PyTorch, ...), without copying.
 - ``SIMULATOR``: True when running in Numba's CUDA simulator.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,6 +27,8 @@ SIMULATOR: bool = bool(config.ENABLE_CUDASIM)
 
 THREADS_PER_BLOCK = 256     # 1-D kernels: 8 warps per block, a multiple of the warp size
 MAX_BLOCKS_1D = 4096        # cap for grid-stride loops: ~31 blocks per SM on 132 SMs (H100 SXM)
+ROW_THREADS = 32 if SIMULATOR else 128   # block-per-row kernels: threads along a row
+ROW_MIN_INNER = 32          # rows at least one warp long use the block-per-row kernels
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -38,6 +46,46 @@ def grid_1d(n: int, threads: int = THREADS_PER_BLOCK) -> tuple[int, int]:
 def grid_2d(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]:
     """Blocks (x over cols, y over rows) covering a rows x cols domain with a (bx, by) block."""
     return max(1, ceil_div(cols, block[0])), max(1, ceil_div(rows, block[1]))
+
+
+@functools.lru_cache(maxsize=4096)
+def grid_rows(rows: int) -> tuple[int, int]:
+    """(blocks, threads) for the block-per-row kernels: one block per row, capped (block-stride)."""
+    return max(1, min(rows, MAX_BLOCKS_1D)), ROW_THREADS
+
+
+_SCRATCH: dict[str, Any] = {}
+_VIEWS: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def scratch(name: str, n: int) -> Any:
+    """A float32 device array of n elements named ``name`` (a view of a cached buffer that only
+    grows), reused by every call: all launches go to the default stream, which orders each use
+    after the previous one. The same (name, n) returns the same view object while the buffer
+    lasts (the pre-bound launch replay needs stable arguments)."""
+    buf = _SCRATCH.get(name)
+    if buf is None or buf.size < n:
+        buf = _SCRATCH[name] = cuda.device_array(max(n, 1), dtype=np.float32)
+    cached = _VIEWS.get((name, n))
+    if cached is None or cached[0] is not buf:
+        cached = _VIEWS[(name, n)] = (buf, buf if buf.size == n else buf[:n])
+    return cached[1]
+
+
+@contextlib.contextmanager
+def promoted(table: dict[str, str], **ops: str) -> Iterator[None]:
+    """Run other versions for a while: ``with promoted(activation.PROMOTED, relu_fwd="v1"): ...``
+    makes the public functions named launch those versions, then restores the table (tests and
+    the benchmarks' same-run comparisons)."""
+    unknown = set(ops) - set(table)
+    if unknown:
+        raise KeyError(f"promoted: no such op(s) {sorted(unknown)}; known: {sorted(table)}")
+    saved = {op: table[op] for op in ops}
+    table.update(ops)
+    try:
+        yield
+    finally:
+        table.update(saved)
 
 
 class _HostInterface:

@@ -29,22 +29,19 @@ Host-computed constants (Exp's inner/outer, Log's 1/ln(base), Power's diff_scale
 float32 before the launch, as Caffe stores them in Dtype. Every kernel may run in place (y is x,
 dx is dy) since each thread reads its element before writing it.
 
-Versions:
+Versions (``PROMOTED`` names the one each public function launches: v3 for ReLU, v2 for the others;
+``kernels._elementwise.runnable`` gives the fallback: v3 needs 16-byte aligned arrays, v2 and v3
+fewer than 2**31 elements):
     v1  one thread per element in a grid-stride loop (memory bound: one read or two, one write per
-        element; nothing to tile); int64 index arithmetic, one load in flight per thread per
-        iteration: ReLU fwd/bwd measured at 51%/63% of a device copy on an H200.
-    v2  the same per-element expressions (bit-identical results) in ``kernels.fill``'s map
-        templates: uint32 indices and the grid stride unrolled by 4 (4 elements' loads -- 8 or 12
-        for the backward kernels' two or three inputs -- issued before any use). Predicted ReLU
-        fwd/bwd 85-90% of copy; the transcendental ones (sigmoid, tanh, BNLL, ELU, exp, log, power)
-        too, their math being far below the H200's FP32 rate at these byte counts. Arrays of
-        2**31 elements or more run v1. Measured (H200): ReLU fwd/bwd v2 57%/64% of copy.
-    v3  ReLU only (the hot one): ``kernels.fill``'s map*_v3 templates, 128-bit loads and stores
-        (two groups of four elements per thread per step). Predicted >= 80% of copy. Needs 16-byte
-        aligned arrays (else v2). The default of ``relu_fwd``/``relu_bwd``.
+        element; nothing to tile); int64 index arithmetic.
+    v2  the same per-element expressions (bit-identical results) in the ``kernels._elementwise``
+        v2 templates: uint32 indices and the grid stride unrolled by 4 (4 elements' loads -- 8 or
+        12 for the backward kernels' two or three inputs -- issued before any use).
+    v3  ReLU only: the v3 templates, 128-bit loads and stores (two groups of four elements per
+        thread per step).
 
 Launch geometry: 1-D grid, ACT_THREADS per block; v1 ``kernels._launch.grid_1d(n, ACT_THREADS)``,
-v2 ``kernels.fill.configured_v2`` (grid_1d over ceil(n / 4)); both cached per n.
+v2/v3 ``kernels._elementwise.configured_v2``/``configured_v3``; cached per n.
 """
 from __future__ import annotations
 
@@ -54,18 +51,8 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, uint32, void
 
+from kernels import _elementwise as ew
 from kernels._launch import as_device, grid_1d
-from kernels._vec import aligned16
-from kernels.fill import (
-    V2_MAX_ELEMENTS,
-    configured_v2,
-    configured_v3,
-    map1_v2,
-    map1_v3,
-    map2_v2,
-    map2_v3,
-    map3_v2,
-)
 
 ACT_THREADS = 256           # threads per block for every elementwise kernel
 BNLL_THRESHOLD = float32(50.0)   # Caffe's kBNLL_THRESHOLD: exp is clamped there in the backward
@@ -274,7 +261,7 @@ def elu_bwd_v1(dy, x, y, dx, alpha):
 
 # --------------------------------------------------------------------------------- v2 (templates)
 # Each op is the v1 kernel's per-element expression, verbatim, as an inline device function
-# (a, [b, [c,]] p0, p1, p2); the templates in kernels.fill add the uint32, unroll-by-4 loop.
+# (a, [b, [c,]] p0, p1, p2); the templates in kernels._elementwise add the loop.
 
 @cuda.jit(device=True, inline=True)
 def _relu(v, negative_slope, p1, p2):
@@ -415,27 +402,27 @@ def _elu_grad(g, v, yv, alpha, p1, p2):
     return g * (float32(v > _ZERO) + (alpha + yv) * float32(v <= _ZERO))
 
 
-relu_fwd_v2 = map1_v2(_relu, "y = x > 0 ? x : negative_slope*x (p0); uint32, unrolled by 4.")
-relu_bwd_v2 = map2_v2(_relu_grad, "dx = dy*((x > 0) + negative_slope*(x <= 0)) (a = dy, b = x).")
-relu_fwd_v3 = map1_v3(_relu, "y = x > 0 ? x : negative_slope*x (p0); 128-bit loads and stores.")
-relu_bwd_v3 = map2_v3(_relu_grad, "dx = dy*((x > 0) + negative_slope*(x <= 0)); 128-bit accesses.")
-sigmoid_fwd_v2 = map1_v2(_sigmoid, "y = 0.5*tanh(0.5*x) + 0.5; uint32, unrolled by 4.")
-sigmoid_bwd_v2 = map2_v2(_sigmoid_grad, "dx = dy*y*(1 - y) (a = dy, b = y).")
-tanh_fwd_v2 = map1_v2(_tanh, "y = tanh(x); uint32, unrolled by 4.")
-tanh_bwd_v2 = map2_v2(_tanh_grad, "dx = dy*(1 - y^2) (a = dy, b = y).")
-power_fwd_v2 = map1_v2(_power, "y = (shift + scale*x)^power (p0 power, p1 scale, p2 shift).")
-power_bwd_v2 = map3_v2(_power_grad, "dx = dy*power*scale*(shift + scale*x)^(power-1), Caffe's forms "
+relu_fwd_v2 = ew.map1_v2(_relu, "y = x > 0 ? x : negative_slope*x (p0); uint32, unrolled by 4.")
+relu_bwd_v2 = ew.map2_v2(_relu_grad, "dx = dy*((x > 0) + negative_slope*(x <= 0)) (a = dy, b = x).")
+relu_fwd_v3 = ew.map1_v3(_relu, "y = x > 0 ? x : negative_slope*x (p0); 128-bit loads and stores.")
+relu_bwd_v3 = ew.map2_v3(_relu_grad, "dx = dy*((x > 0) + negative_slope*(x <= 0)); 128-bit accesses.")
+sigmoid_fwd_v2 = ew.map1_v2(_sigmoid, "y = 0.5*tanh(0.5*x) + 0.5; uint32, unrolled by 4.")
+sigmoid_bwd_v2 = ew.map2_v2(_sigmoid_grad, "dx = dy*y*(1 - y) (a = dy, b = y).")
+tanh_fwd_v2 = ew.map1_v2(_tanh, "y = tanh(x); uint32, unrolled by 4.")
+tanh_bwd_v2 = ew.map2_v2(_tanh_grad, "dx = dy*(1 - y^2) (a = dy, b = y).")
+power_fwd_v2 = ew.map1_v2(_power, "y = (shift + scale*x)^power (p0 power, p1 scale, p2 shift).")
+power_bwd_v2 = ew.map3_v2(_power_grad, "dx = dy*power*scale*(shift + scale*x)^(power-1), Caffe's forms "
                        "(a = dy, b = x, c = y).")
-exp_fwd_v2 = map1_v2(_exp, "y = outer*exp(inner*x) (p0 inner, p1 outer).")
-exp_bwd_v2 = map2_v2(_exp_grad, "dx = dy*y*inner (a = dy, b = y, p0 inner).")
-log_fwd_v2 = map1_v2(_log, "y = log(shift + scale*x)*base_scale (p0 scale, p1 shift, p2 base_scale).")
-log_bwd_v2 = map2_v2(_log_grad, "dx = dy*num_scale/(shift + scale*x) (a = dy, b = x).")
-absval_fwd_v2 = map1_v2(_absval, "y = |x|; uint32, unrolled by 4.")
-absval_bwd_v2 = map2_v2(_absval_grad, "dx = dy*sign(x) (a = dy, b = x).")
-bnll_fwd_v2 = map1_v2(_bnll, "y = log(1 + exp(x)), Caffe's stable form.")
-bnll_bwd_v2 = map2_v2(_bnll_grad, "dx = dy*e/(e + 1), e = exp(min(x, 50)) (a = dy, b = x).")
-elu_fwd_v2 = map1_v2(_elu, "y = x > 0 ? x : alpha*(exp(x) - 1) (p0 alpha).")
-elu_bwd_v2 = map3_v2(_elu_grad, "dx = dy*((x > 0) + (alpha + y)*(x <= 0)) (a = dy, b = x, c = y).")
+exp_fwd_v2 = ew.map1_v2(_exp, "y = outer*exp(inner*x) (p0 inner, p1 outer).")
+exp_bwd_v2 = ew.map2_v2(_exp_grad, "dx = dy*y*inner (a = dy, b = y, p0 inner).")
+log_fwd_v2 = ew.map1_v2(_log, "y = log(shift + scale*x)*base_scale (p0 scale, p1 shift, p2 base_scale).")
+log_bwd_v2 = ew.map2_v2(_log_grad, "dx = dy*num_scale/(shift + scale*x) (a = dy, b = x).")
+absval_fwd_v2 = ew.map1_v2(_absval, "y = |x|; uint32, unrolled by 4.")
+absval_bwd_v2 = ew.map2_v2(_absval_grad, "dx = dy*sign(x) (a = dy, b = x).")
+bnll_fwd_v2 = ew.map1_v2(_bnll, "y = log(1 + exp(x)), Caffe's stable form.")
+bnll_bwd_v2 = ew.map2_v2(_bnll_grad, "dx = dy*e/(e + 1), e = exp(min(x, 50)) (a = dy, b = x).")
+elu_fwd_v2 = ew.map1_v2(_elu, "y = x > 0 ? x : alpha*(exp(x) - 1) (p0 alpha).")
+elu_bwd_v2 = ew.map3_v2(_elu_grad, "dx = dy*((x > 0) + (alpha + y)*(x <= 0)) (a = dy, b = x, c = y).")
 
 
 _F = float32[::1]
@@ -479,18 +466,10 @@ for _name, _k, _sig in (
         ("elu_fwd_v2", elu_fwd_v2, _SIG1), ("elu_bwd_v2", elu_bwd_v2, _SIG3)):
     KERNELS[_name] = (_k, [_sig])
 
-# v1 kernel -> its v2 template kernel (the public functions launch by v1 name, see _launch)
-V2_OF: dict[Any, Any] = {
-    relu_fwd_v1: relu_fwd_v2, relu_bwd_v1: relu_bwd_v2, sigmoid_fwd_v1: sigmoid_fwd_v2,
-    sigmoid_bwd_v1: sigmoid_bwd_v2, tanh_fwd_v1: tanh_fwd_v2, tanh_bwd_v1: tanh_bwd_v2,
-    power_fwd_v1: power_fwd_v2, power_bwd_v1: power_bwd_v2, exp_fwd_v1: exp_fwd_v2,
-    exp_bwd_v1: exp_bwd_v2, log_fwd_v1: log_fwd_v2, log_bwd_v1: log_bwd_v2,
-    absval_fwd_v1: absval_fwd_v2, absval_bwd_v1: absval_bwd_v2, bnll_fwd_v1: bnll_fwd_v2,
-    bnll_bwd_v1: bnll_bwd_v2, elu_fwd_v1: elu_fwd_v2, elu_bwd_v1: elu_bwd_v2,
-}
-
-#: v1 kernel -> its 128-bit v3 (ReLU only)
-V3_OF: dict[Any, Any] = {relu_fwd_v1: relu_fwd_v3, relu_bwd_v1: relu_bwd_v3}
+PROMOTED: dict[str, str] = {
+    op: ("v3" if op.startswith("relu") else "v2")
+    for op in (f"{name}_{d}" for name in ("relu", "sigmoid", "tanh", "power", "exp", "log", "absval",
+                                            "bnll", "elu") for d in ("fwd", "bwd"))}
 
 
 # ------------------------------------------------------------------------------------- public API
@@ -507,78 +486,73 @@ def _flat(*arrays: Any) -> list:
     return [a.reshape(n) for a in out]
 
 
-def _launch(kernel, arrays: list, *scalars, version: int = 2) -> None:
-    """Launch v1 ``kernel`` (arrays, scalars) or, for version 2, its v2 template kernel
-    (arrays, n, three float32 parameters: the scalars padded with zeros)."""
-    if version not in (1, 2, 3):
-        raise ValueError(f"activation version must be 1, 2 or 3, got {version}")
+def _launch(op: str, arrays: list, *scalars) -> None:
+    """Launch ``op``'s promoted version (or the one ``runnable`` falls back to): v1 takes
+    (arrays, scalars), the templates (arrays, n, three float32 parameters: the scalars padded)."""
     n = arrays[0].size
     if n == 0:
         return
-    k3 = V3_OF.get(kernel)
-    if version == 3:
-        if k3 is not None and n < V2_MAX_ELEMENTS and aligned16(*arrays):
-            params = list(scalars) + [np.float32(0)] * (3 - len(scalars))
-            configured_v3(k3, n, ACT_THREADS)(*arrays, np.uint32(n), *params)
-            return
-        version = 2         # no v3 for this kernel, or unaligned arrays
-    k2 = V2_OF.get(kernel)
-    if version == 2 and k2 is not None and n < V2_MAX_ELEMENTS:
-        params = list(scalars) + [np.float32(0)] * (3 - len(scalars))
-        configured_v2(k2, n, ACT_THREADS)(*arrays, np.uint32(n), *params)
+    version = ew.runnable(PROMOTED[op], n, *arrays)
+    kernel = KERNELS[f"{op}_{version}"][0]
+    if version == "v1":
+        blocks, threads = grid_1d(n, ACT_THREADS)
+        kernel[blocks, threads](*arrays, *scalars)
         return
-    blocks, threads = grid_1d(n, ACT_THREADS)
-    kernel[blocks, threads](*arrays, *scalars)
+    params = (*scalars, np.float32(0), np.float32(0), np.float32(0))[:3]
+    launch = ew.configured_v3 if version == "v3" else ew.configured_v2
+    launch(kernel, n, ACT_THREADS)(*arrays, np.uint32(n), *params)
 
 
-def relu_fwd(x: Any, y: Any, negative_slope: float = 0.0, version: int = 3) -> None:
+def relu_fwd(x: Any, y: Any, negative_slope: float = 0.0) -> None:
     """ReLU: y = x > 0 ? x : negative_slope*x (y may be x)."""
-    _launch(relu_fwd_v1, _flat(x, y), np.float32(negative_slope), version=version)
+    _launch("relu_fwd", _flat(x, y), np.float32(negative_slope))
 
 
-def relu_bwd(dy: Any, x: Any, dx: Any, negative_slope: float = 0.0, version: int = 3) -> None:
+def relu_bwd(dy: Any, x: Any, dx: Any, negative_slope: float = 0.0) -> None:
     """ReLU backward from the bottom data x: dx = dy*((x > 0) + negative_slope*(x <= 0))."""
-    _launch(relu_bwd_v1, _flat(dy, x, dx), np.float32(negative_slope), version=version)
+    _launch("relu_bwd", _flat(dy, x, dx), np.float32(negative_slope))
 
 
-def sigmoid_fwd(x: Any, y: Any, version: int = 2) -> None:
+def sigmoid_fwd(x: Any, y: Any) -> None:
     """Sigmoid in Caffe's tanh form: y = 0.5*tanh(0.5*x) + 0.5."""
-    _launch(sigmoid_fwd_v1, _flat(x, y), version=version)
+    _launch("sigmoid_fwd", _flat(x, y))
 
 
-def sigmoid_bwd(dy: Any, y: Any, dx: Any, version: int = 2) -> None:
+def sigmoid_bwd(dy: Any, y: Any, dx: Any) -> None:
     """Sigmoid backward from the top data y: dx = dy*y*(1 - y)."""
-    _launch(sigmoid_bwd_v1, _flat(dy, y, dx), version=version)
+    _launch("sigmoid_bwd", _flat(dy, y, dx))
 
 
-def tanh_fwd(x: Any, y: Any, version: int = 2) -> None:
+def tanh_fwd(x: Any, y: Any) -> None:
     """y = tanh(x)."""
-    _launch(tanh_fwd_v1, _flat(x, y), version=version)
+    _launch("tanh_fwd", _flat(x, y))
 
 
-def tanh_bwd(dy: Any, y: Any, dx: Any, version: int = 2) -> None:
+def tanh_bwd(dy: Any, y: Any, dx: Any) -> None:
     """TanH backward from the top data y: dx = dy*(1 - y^2)."""
-    _launch(tanh_bwd_v1, _flat(dy, y, dx), version=version)
+    _launch("tanh_bwd", _flat(dy, y, dx))
 
 
-def power_fwd(x: Any, y: Any, power: float = 1.0, scale: float = 1.0, shift: float = 0.0,
-              version: int = 2) -> None:
+def power_fwd(x: Any, y: Any, power: float = 1.0, scale: float = 1.0, shift: float = 0.0) -> None:
     """Power: y = (shift + scale*x)^power (Caffe's PowerLayer: if power*scale == 0 every y is
     power == 0 ? 1 : shift^power)."""
     p, a, b = np.float32(power), np.float32(scale), np.float32(shift)
     if p * a == 0:
         value = np.float32(1) if p == 0 else np.float32(np.power(b, p))
-        _launch(power_fill_fwd_v1, _flat(y), value, version=version)
+        (yf,) = _flat(y)
+        if yf.size:     # every version: y does not depend on x
+            blocks, threads = grid_1d(yf.size, ACT_THREADS)
+            power_fill_fwd_v1[blocks, threads](yf, value)
         return
-    _launch(power_fwd_v1, _flat(x, y), p, a, b, version=version)
+    _launch("power_fwd", _flat(x, y), p, a, b)
 
 
 def power_bwd(dy: Any, x: Any, y: Any, dx: Any, power: float = 1.0, scale: float = 1.0,
-              shift: float = 0.0, version: int = 2) -> None:
+              shift: float = 0.0) -> None:
     """Power backward: dx = dy*power*scale*(shift + scale*x)^(power-1), computed as Caffe does
     (from y and x; see the module docstring for the special cases)."""
-    _launch(power_bwd_v1, _flat(dy, x, y, dx), np.float32(power), np.float32(scale),
-            np.float32(shift), version=version)
+    _launch("power_bwd", _flat(dy, x, y, dx), np.float32(power), np.float32(scale),
+            np.float32(shift))
 
 
 def _log_of_base(base: float, layer: str) -> np.float32:
@@ -605,18 +579,17 @@ def exp_scales(base: float = -1.0, scale: float = 1.0, shift: float = 0.0) -> tu
     return float(inner), float(outer)
 
 
-def exp_fwd(x: Any, y: Any, base: float = -1.0, scale: float = 1.0, shift: float = 0.0,
-            version: int = 2) -> None:
+def exp_fwd(x: Any, y: Any, base: float = -1.0, scale: float = 1.0, shift: float = 0.0) -> None:
     """Exp: y = base^(shift + scale*x) (base == -1: e), as outer*exp(inner*x)."""
     inner, outer = exp_scales(base, scale, shift)
-    _launch(exp_fwd_v1, _flat(x, y), np.float32(inner), np.float32(outer), version=version)
+    _launch("exp_fwd", _flat(x, y), np.float32(inner), np.float32(outer))
 
 
 def exp_bwd(dy: Any, y: Any, dx: Any, base: float = -1.0, scale: float = 1.0,
-            shift: float = 0.0, version: int = 2) -> None:
+            shift: float = 0.0) -> None:
     """Exp backward from the top data y: dx = dy*y*ln(base)*scale."""
     inner, _ = exp_scales(base, scale, shift)
-    _launch(exp_bwd_v1, _flat(dy, y, dx), np.float32(inner), version=version)
+    _launch("exp_bwd", _flat(dy, y, dx), np.float32(inner))
 
 
 def log_scales(base: float = -1.0, scale: float = 1.0) -> tuple[float, float]:
@@ -628,47 +601,44 @@ def log_scales(base: float = -1.0, scale: float = 1.0) -> tuple[float, float]:
     return float(np.float32(1) / log_base), float(np.float32(scale) / log_base)
 
 
-def log_fwd(x: Any, y: Any, base: float = -1.0, scale: float = 1.0, shift: float = 0.0,
-            version: int = 2) -> None:
+def log_fwd(x: Any, y: Any, base: float = -1.0, scale: float = 1.0, shift: float = 0.0) -> None:
     """Log: y = log_base(shift + scale*x) (base == -1: natural log)."""
     base_scale, _ = log_scales(base, scale)
-    _launch(log_fwd_v1, _flat(x, y), np.float32(scale), np.float32(shift), np.float32(base_scale),
-            version=version)
+    _launch("log_fwd", _flat(x, y), np.float32(scale), np.float32(shift), np.float32(base_scale))
 
 
 def log_bwd(dy: Any, x: Any, dx: Any, base: float = -1.0, scale: float = 1.0,
-            shift: float = 0.0, version: int = 2) -> None:
+            shift: float = 0.0) -> None:
     """Log backward from the bottom data x: dx = dy*(scale/ln(base)) / (shift + scale*x)."""
     _, num_scale = log_scales(base, scale)
-    _launch(log_bwd_v1, _flat(dy, x, dx), np.float32(scale), np.float32(shift), np.float32(num_scale),
-            version=version)
+    _launch("log_bwd", _flat(dy, x, dx), np.float32(scale), np.float32(shift), np.float32(num_scale))
 
 
-def absval_fwd(x: Any, y: Any, version: int = 2) -> None:
+def absval_fwd(x: Any, y: Any) -> None:
     """y = |x|."""
-    _launch(absval_fwd_v1, _flat(x, y), version=version)
+    _launch("absval_fwd", _flat(x, y))
 
 
-def absval_bwd(dy: Any, x: Any, dx: Any, version: int = 2) -> None:
+def absval_bwd(dy: Any, x: Any, dx: Any) -> None:
     """AbsVal backward: dx = dy*sign(x) with sign(0) = 0."""
-    _launch(absval_bwd_v1, _flat(dy, x, dx), version=version)
+    _launch("absval_bwd", _flat(dy, x, dx))
 
 
-def bnll_fwd(x: Any, y: Any, version: int = 2) -> None:
+def bnll_fwd(x: Any, y: Any) -> None:
     """BNLL: y = log(1 + exp(x)) in Caffe's stable form (x + log(1 + exp(-x)) for x > 0)."""
-    _launch(bnll_fwd_v1, _flat(x, y), version=version)
+    _launch("bnll_fwd", _flat(x, y))
 
 
-def bnll_bwd(dy: Any, x: Any, dx: Any, version: int = 2) -> None:
+def bnll_bwd(dy: Any, x: Any, dx: Any) -> None:
     """BNLL backward: dx = dy*e/(e + 1), e = exp(min(x, 50))."""
-    _launch(bnll_bwd_v1, _flat(dy, x, dx), version=version)
+    _launch("bnll_bwd", _flat(dy, x, dx))
 
 
-def elu_fwd(x: Any, y: Any, alpha: float = 1.0, version: int = 2) -> None:
+def elu_fwd(x: Any, y: Any, alpha: float = 1.0) -> None:
     """ELU: y = x > 0 ? x : alpha*(exp(x) - 1)."""
-    _launch(elu_fwd_v1, _flat(x, y), np.float32(alpha), version=version)
+    _launch("elu_fwd", _flat(x, y), np.float32(alpha))
 
 
-def elu_bwd(dy: Any, x: Any, y: Any, dx: Any, alpha: float = 1.0, version: int = 2) -> None:
+def elu_bwd(dy: Any, x: Any, y: Any, dx: Any, alpha: float = 1.0) -> None:
     """ELU backward from bottom x and top y: dx = dy*((x > 0) + (alpha + y)*(x <= 0))."""
-    _launch(elu_bwd_v1, _flat(dy, x, y, dx), np.float32(alpha), version=version)
+    _launch("elu_bwd", _flat(dy, x, y, dx), np.float32(alpha))

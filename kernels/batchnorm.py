@@ -19,35 +19,35 @@ Math:
     TRAIN: dx = (dy - (sum_{n,s}(dy) + y * sum_{n,s}(dy * y)) / m) * inv_std
     TEST:  dx = dy * inv_std
 
-Versions (all v1):
-- ``bn_mean_var_v1``: one block per channel; threads stride over the channel's n*s values (flat
-  k -> (n_idx, s_idx), consecutive threads on consecutive s: coalesced); shared-memory tree for the
-  sum, every thread reads the mean, second pass for the squared deviations.
-- ``bn_running_update_v1`` / ``bn_global_stats_v1``: one thread per channel.
-- ``bn_fwd_v1``: one thread per element, grid-stride; channel ch = (idx // s) % c; the threads with
-  idx < c also store inv_std (each element recomputes the same value, so no ordering is needed).
-- ``bn_bwd_v1``: fused, one block per channel: tree sums of dy and dy*y over the channel, a barrier,
-  then the same block writes dx for the channel (one launch, no scratch, no atomics).
-- ``bn_bwd_global_v1``: one thread per element.
-- row kernels ``bn_fwd_v2``, ``bn_bwd_global_v2``, ``bn_bwd_apply_v3`` (used when s >=
-  ROW_MIN_INNER): a block per (n, c) row of s contiguous values, block-stride over the n*c rows,
-  threads along s (coalesced); ch = r % c once per row instead of two 64-bit divisions per
-  element in the flat versions.
-- v2 (``kernels.reduce.channel_parts(c, n*s)`` != 1): few, long channels run on ``parts`` blocks
-  per channel (``kernels.reduce.channel_partial_v2`` + ``channel_finalize_v2``); short channels
-  (n*s <= CHANNEL_SHORT, e.g. after an InnerProduct) on one thread per channel
+Versions (``PROMOTED``: channel_mean_var v2, batchnorm_fwd v2, batchnorm_bwd v3; a version runs
+where its condition holds, else the next older one):
+- v1: ``bn_mean_var_v1`` (channel_mean_var): one block per channel; threads stride over the
+  channel's n*s values (flat k -> (n_idx, s_idx), consecutive threads on consecutive s:
+  coalesced); shared-memory tree for the sum, every thread reads the mean, second pass for the
+  squared deviations. ``bn_fwd_v1``: one thread per element, grid-stride; channel ch =
+  (idx // s) % c; the threads with idx < c also store inv_std (each element recomputes the same
+  value, so no ordering is needed). ``bn_bwd_v1``: fused, one block per channel: tree sums of dy
+  and dy*y over the channel, a barrier, then the same block writes dx for the channel (one
+  launch, no scratch, no atomics). ``bn_bwd_global_v1``: one thread per element.
+  ``bn_running_update_v1`` / ``bn_global_stats_v1`` (every version): one thread per channel.
+- v2, where ``kernels.reduce.channel_parts(c, n*s)`` != 1: few, long channels run on ``parts``
+  blocks per channel (``kernels.reduce.channel_partial_v2`` + ``channel_finalize_v2``); short
+  channels (n*s <= CHANNEL_SHORT, e.g. after an InnerProduct) on one thread per channel
   (``channel_thread_v2``); deterministic either way. mean/var take two such passes (sum, then
-  squared deviations from the mean); the backward sums dy and dy*y into a cached (2, c) scratch
-  and ``bn_bwd_apply_v2`` writes dx elementwise.
+  squared deviations from the mean); the backward sums dy and dy*y into a (2, c) scratch and
+  ``bn_bwd_apply_v2`` writes dx elementwise.
+  v2 row kernels ``bn_fwd_v2`` and ``bn_bwd_global_v2``, where s >= ``kernels._launch.ROW_MIN_INNER``:
+  a block per (n, c) row of s contiguous values, block-stride over the n*c rows, threads along s
+  (coalesced); ch = r % c once per row instead of two 64-bit divisions per element.
+- v3 (batchnorm_bwd): v2's channel sums with the row kernel ``bn_bwd_apply_v3`` where s >=
+  ROW_MIN_INNER.
 
-Launch geometry: v1 per-channel kernels: c blocks x BN_THREADS threads (32 in the simulator);
+Launch geometry: v1 per-channel kernels: c blocks x ``kernels._block.BLOCK_THREADS`` threads;
 v2: (c, parts) blocks, then one thread per channel; flat elementwise kernels:
-``kernels._launch.grid_1d``; row kernels: min(n*c, MAX_BLOCKS_1D) blocks x ROW_THREADS (128; 32 in
-the simulator).
+``kernels._launch.grid_1d``; row kernels: ``kernels._launch.grid_rows(n*c)``.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -55,61 +55,39 @@ import numpy as np
 from numba import cuda, float32, int64, void
 
 from kernels import reduce as R
-from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, grid_1d
-from kernels.fill import flat
-from kernels.reduce import walk_next, walk_start
+from kernels._block import BLOCK_THREADS, block_sum, walk_next, walk_start
+from kernels._index import flat
+from kernels._launch import ROW_MIN_INNER, grid_1d, grid_rows, scratch
 
-# threads per channel block: a power of two for the halving tree (one warp in the simulator)
-BN_THREADS = 32 if SIMULATOR else 256
-ROW_THREADS = 32 if SIMULATOR else 128   # row kernels (elementwise v2/v3): threads along s
-ROW_MIN_INNER = 32                       # spatial sizes of at least a warp use the row kernels
-
-
-@functools.lru_cache(maxsize=4096)
-def _row_grid(rows: int) -> tuple[int, int]:
-    """(blocks, threads) for the block-per-row kernels: one block per row, capped (block-stride)."""
-    return max(1, min(rows, MAX_BLOCKS_1D)), ROW_THREADS
+PROMOTED: dict[str, str] = {"channel_mean_var": "v2", "batchnorm_fwd": "v2", "batchnorm_bwd": "v3"}
 
 F1 = float32[::1]
-
-
-@cuda.jit(device=True, inline=True)
-def _tree_sum(partial, tid):
-    """Sum of the BN_THREADS values in shared ``partial``, returned to every thread."""
-    cuda.syncthreads()  # every thread's partial is stored before the tree reads its neighbours
-    stride = BN_THREADS // 2
-    while stride > 0:
-        if tid < stride:
-            partial[tid] += partial[tid + stride]
-        cuda.syncthreads()  # this level's sums are visible before the next level (or the read)
-        stride //= 2
-    return partial[0]
 
 
 @cuda.jit
 def bn_mean_var_v1(x, mean, var, n, c, s):
     """Block ch: mean[ch] = sum x / m; var[ch] = sum (x - mean)^2 / m over the (n, s) of channel ch."""
-    partial_sum = cuda.shared.array(BN_THREADS, float32)
-    partial_sq = cuda.shared.array(BN_THREADS, float32)
+    partial_sum = cuda.shared.array(BLOCK_THREADS, float32)
+    partial_sq = cuda.shared.array(BLOCK_THREADS, float32)
     ch = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     m = n * s
     inv_m = float32(1) / float32(m)
     acc = float32(0)
-    n_idx, s_idx, n_step, s_step = walk_start(tid, BN_THREADS, s)
-    while n_idx < n:      # flat k = n_idx*s + s_idx over the channel, stride BN_THREADS
+    n_idx, s_idx, n_step, s_step = walk_start(tid, BLOCK_THREADS, s)
+    while n_idx < n:      # flat k = n_idx*s + s_idx over the channel, stride BLOCK_THREADS
         acc += x[(n_idx * c + ch) * s + s_idx]
         n_idx, s_idx = walk_next(n_idx, s_idx, n_step, s_step, s)
     partial_sum[tid] = acc
-    mu = _tree_sum(partial_sum, tid) * inv_m
+    mu = block_sum(partial_sum, tid) * inv_m
     acc = float32(0)
-    n_idx, s_idx, n_step, s_step = walk_start(tid, BN_THREADS, s)
+    n_idx, s_idx, n_step, s_step = walk_start(tid, BLOCK_THREADS, s)
     while n_idx < n:
         dev = x[(n_idx * c + ch) * s + s_idx] - mu
         acc += dev * dev
         n_idx, s_idx = walk_next(n_idx, s_idx, n_step, s_step, s)
     partial_sq[tid] = acc
-    sigma2 = _tree_sum(partial_sq, tid) * inv_m
+    sigma2 = block_sum(partial_sq, tid) * inv_m
     if tid == 0:
         mean[ch] = mu
         var[ch] = sigma2
@@ -154,15 +132,15 @@ def bn_fwd_v1(x, mean, var, eps, y, inv_std, n, c, s):
 @cuda.jit
 def bn_bwd_v1(y, dy, inv_std, dx, n, c, s):
     """Block ch: dx = (dy - (sum dy + y * sum dy*y) / m) * inv_std[ch] over channel ch."""
-    partial_dy = cuda.shared.array(BN_THREADS, float32)
-    partial_dyy = cuda.shared.array(BN_THREADS, float32)
+    partial_dy = cuda.shared.array(BLOCK_THREADS, float32)
+    partial_dyy = cuda.shared.array(BLOCK_THREADS, float32)
     ch = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     m = n * s
     acc_dy = float32(0)
     acc_dyy = float32(0)
-    n_idx, s_idx, n_step, s_step = walk_start(tid, BN_THREADS, s)
-    while n_idx < n:      # flat k = n_idx*s + s_idx over the channel, stride BN_THREADS
+    n_idx, s_idx, n_step, s_step = walk_start(tid, BLOCK_THREADS, s)
+    while n_idx < n:      # flat k = n_idx*s + s_idx over the channel, stride BLOCK_THREADS
         idx = (n_idx * c + ch) * s + s_idx
         g = dy[idx]
         acc_dy += g
@@ -170,11 +148,11 @@ def bn_bwd_v1(y, dy, inv_std, dx, n, c, s):
         n_idx, s_idx = walk_next(n_idx, s_idx, n_step, s_step, s)
     partial_dy[tid] = acc_dy
     partial_dyy[tid] = acc_dyy
-    sum_dy = _tree_sum(partial_dy, tid)
-    sum_dyy = _tree_sum(partial_dyy, tid)
+    sum_dy = block_sum(partial_dy, tid)
+    sum_dyy = block_sum(partial_dyy, tid)
     neg_inv_m = float32(-1) / float32(m)
     scale = inv_std[ch]
-    n_idx, s_idx, n_step, s_step = walk_start(tid, BN_THREADS, s)
+    n_idx, s_idx, n_step, s_step = walk_start(tid, BLOCK_THREADS, s)
     while n_idx < n:
         idx = (n_idx * c + ch) * s + s_idx
         dx[idx] = (dy[idx] + neg_inv_m * (y[idx] * sum_dyy + sum_dy)) * scale
@@ -272,20 +250,18 @@ def _check(name: str, n: int, c: int, s: int, big: list[tuple[str, Any]],
             raise ValueError(f"{name}: {label} has {a.size} elements, expected c = {c}")
 
 
-def channel_mean_var(x: Any, mean: Any, var: Any, n: int, c: int, s: int,
-                     parts: int | None = None) -> None:
+def channel_mean_var(x: Any, mean: Any, var: Any, n: int, c: int, s: int) -> None:
     """x viewed as (n, c, s): mean[c] = mean over (n, s); var[c] = mean of (x - mean)^2 (biased).
-    mean, var (c,) written. ``parts`` overrides the path (0 = thread per channel, 1 = v1,
-    > 1 = v2 blocks per channel; tests)."""
+    mean, var (c,) written."""
     xf, mf, vf = flat(x), flat(mean), flat(var)
     _check("channel_mean_var", n, c, s, [("x", xf)], [("mean", mf), ("var", vf)])
     if c == 0:
         return
     if n * s == 0:
         raise ValueError("channel_mean_var: no values per channel (n * s == 0)")
-    parts = R.channel_parts(c, n * s) if parts is None else parts
+    parts = R.channel_parts(c, n * s) if PROMOTED["channel_mean_var"] == "v2" else 1
     if parts == 1:
-        bn_mean_var_v1[c, BN_THREADS](xf, mf, vf, n, c, s)
+        bn_mean_var_v1[c, BLOCK_THREADS](xf, mf, vf, n, c, s)
         return
     inv_m = np.float32(1) / np.float32(n * s)
     R.channel_sums(xf, xf, xf, mf, mf, n, c, s, R.CH_SUM_DOT, R.OUT_WRITE, R.OUT_SKIP,
@@ -331,8 +307,8 @@ def batchnorm_fwd(x: Any, mean: Any, var: Any, eps: float, y: Any, inv_std: Any,
     xf, mf, vf, yf, isf = (flat(a) for a in (x, mean, var, y, inv_std))
     _check("batchnorm_fwd", n, c, s, [("x", xf), ("y", yf)],
            [("mean", mf), ("var", vf), ("inv_std", isf)])
-    if s >= ROW_MIN_INNER:
-        blocks, threads = _row_grid(n * c)
+    if PROMOTED["batchnorm_fwd"] == "v2" and s >= ROW_MIN_INNER:
+        blocks, threads = grid_rows(n * c)
         bn_fwd_v2[blocks, threads](xf, mf, vf, np.float32(eps), yf, isf, n, c, s)
         return
     blocks, threads = grid_1d(max(n * c * s, c))
@@ -340,16 +316,15 @@ def batchnorm_fwd(x: Any, mean: Any, var: Any, eps: float, y: Any, inv_std: Any,
 
 
 def batchnorm_bwd(y: Any, dy: Any, inv_std: Any, dx: Any, n: int, c: int, s: int,
-                  use_global_stats: bool, parts: int | None = None) -> None:
+                  use_global_stats: bool) -> None:
     """Caffe BatchNorm backward (y = normalized top data): global stats: dx = dy * inv_std; else
-    dx = (dy - mean_{n,s}(dy) - y * mean_{n,s}(dy * y)) * inv_std. dx written; dx may be dy.
-    ``parts`` overrides the path (0 = thread per channel, 1 = v1, > 1 = v2 blocks per channel;
-    tests)."""
+    dx = (dy - mean_{n,s}(dy) - y * mean_{n,s}(dy * y)) * inv_std. dx written; dx may be dy."""
     yf, dyf, isf, dxf = (flat(a) for a in (y, dy, inv_std, dx))
     _check("batchnorm_bwd", n, c, s, [("y", yf), ("dy", dyf), ("dx", dxf)], [("inv_std", isf)])
+    version = PROMOTED["batchnorm_bwd"]
     if use_global_stats:
-        if s >= ROW_MIN_INNER:
-            blocks, threads = _row_grid(n * c)
+        if version != "v1" and s >= ROW_MIN_INNER:
+            blocks, threads = grid_rows(n * c)
             bn_bwd_global_v2[blocks, threads](dyf, isf, dxf, n, c, s)
             return
         blocks, threads = grid_1d(n * c * s)
@@ -357,16 +332,16 @@ def batchnorm_bwd(y: Any, dy: Any, inv_std: Any, dx: Any, n: int, c: int, s: int
         return
     if c == 0 or n * s == 0:
         return
-    parts = R.channel_parts(c, n * s) if parts is None else parts
+    parts = R.channel_parts(c, n * s) if version != "v1" else 1
     if parts == 1:
-        bn_bwd_v1[c, BN_THREADS](yf, dyf, isf, dxf, n, c, s)
+        bn_bwd_v1[c, BLOCK_THREADS](yf, dyf, isf, dxf, n, c, s)
         return
-    sums = R.scratch("bn_bwd_sums", 2 * c)
+    sums = scratch("batchnorm.bwd_sums", 2 * c)
     sum_dy, sum_dyy = sums[:c], sums[c:2 * c]
     R.channel_sums(dyf, yf, dyf, sum_dy, sum_dyy, n, c, s, R.CH_SUM_DOT, R.OUT_WRITE, R.OUT_WRITE,
                    parts=parts)
-    if s >= ROW_MIN_INNER:
-        blocks, threads = _row_grid(n * c)
+    if version == "v3" and s >= ROW_MIN_INNER:
+        blocks, threads = grid_rows(n * c)
         bn_bwd_apply_v3[blocks, threads](yf, dyf, sum_dy, sum_dyy, isf, dxf, n, c, s)
         return
     blocks, threads = grid_1d(n * c * s)

@@ -9,10 +9,10 @@ viewed so); ``b``/``db`` (C,).
 Versions:
 
 - ``bias_fwd_v1``: one thread per element, grid-stride, 256 threads per block.
-- ``bias_bwd_v1``: one block of 256 threads per channel (grid-stride over channels, at most
-  ``MAX_BLOCKS_1D`` blocks); each thread sums a strided part of the channel's N*S values (reads in
-  runs of S along s), then a shared-memory tree sums the 256 partials and thread 0 adds the total to
-  ``db[c]``. No atomics: each channel is owned by one block.
+- ``bias_bwd_v1``: one block of ``kernels._block.BLOCK_THREADS`` threads per channel (grid-stride
+  over channels, at most ``MAX_BLOCKS_1D`` blocks); each thread sums a strided part of the
+  channel's N*S values (reads in runs of S along s), then a shared-memory tree sums the partials
+  and thread 0 adds the total to ``db[c]``. No atomics: each channel is owned by one block.
 """
 from __future__ import annotations
 
@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32
 
-from ._launch import MAX_BLOCKS_1D, as_device, grid_1d
-from .layout import as_ncs
-
-REDUCE_THREADS = 256   # threads per block of bias_bwd_v1: a power of two for the tree reduction
+from kernels._block import BLOCK_THREADS, block_sum
+from kernels._index import as_ncs
+from kernels._launch import MAX_BLOCKS_1D, as_device, grid_1d
 
 
 @cuda.jit
@@ -43,9 +42,9 @@ def bias_fwd_v1(y, b):
 
 @cuda.jit
 def bias_bwd_v1(dy, db):
-    """db[c] += sum over n, s of dy[n, c, s]: a block of 256 threads per channel, shared-memory tree
-    reduction; grid min(C, 4096), grid-stride over channels."""
-    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    """db[c] += sum over n, s of dy[n, c, s]: a block per channel, shared-memory tree reduction;
+    grid min(C, 4096), grid-stride over channels."""
+    partial = cuda.shared.array(BLOCK_THREADS, float32)
     N = dy.shape[0]
     C = dy.shape[1]
     S = dy.shape[2]
@@ -53,21 +52,15 @@ def bias_bwd_v1(dy, db):
     count = N * S
     for c in range(cuda.blockIdx.x, C, cuda.gridDim.x):
         acc = float32(0.0)
-        for e in range(tid, count, REDUCE_THREADS):
+        for e in range(tid, count, BLOCK_THREADS):
             n = e // S
             s = e - n * S
             acc += dy[n, c, s]
         partial[tid] = acc
-        cuda.syncthreads()  # all partial sums of this channel are in shared memory
-        step = REDUCE_THREADS // 2
-        while step > 0:
-            if tid < step:
-                partial[tid] += partial[tid + step]
-            cuda.syncthreads()  # this level of the tree is complete before the next one reads it
-            step //= 2
+        total = block_sum(partial, tid)
         if tid == 0:
-            db[c] += partial[0]
-        cuda.syncthreads()  # thread 0 has read partial[0] before the next channel overwrites it
+            db[c] += total
+        cuda.syncthreads()  # every thread has read the sum before the next channel overwrites it
 
 
 _SIG_FWD = "void(float32[:, :, ::1], float32[::1])"
@@ -101,4 +94,4 @@ def bias_bwd(dy, db) -> None:
     db = as_device(db)
     _check(dy, db, "bias_bwd")
     C = dy.shape[1]
-    bias_bwd_v1[max(1, min(C, MAX_BLOCKS_1D)), REDUCE_THREADS](dy, db)
+    bias_bwd_v1[max(1, min(C, MAX_BLOCKS_1D)), BLOCK_THREADS](dy, db)

@@ -11,28 +11,28 @@ Both write (=): a bottom diff is written, and the K bottoms of a Concat together
 top, so no fill is needed. ``concat_fwd_all`` / ``concat_bwd_all`` run all K bottoms with the
 running offset (the runner's backend signature).
 
-Versions:
+Versions (``PROMOTED``: v2 for both):
 - v1: one thread per bottom element in a grid-stride loop; the flat bottom index is split into o
   and r = a*inner + i, so consecutive threads touch consecutive addresses of both arrays
   (coalesced on inner, and across a when the slab a*inner is contiguous); one 64-bit division
-  per element. Used when inner < ROW_MIN_INNER.
-- v2: a block per bottom row (o, a) of inner contiguous values, block-stride over the
-  outer*bottom_axis rows, threads along inner (coalesced); one division per row.
+  per element.
+- v2 (where inner >= ``kernels._launch.ROW_MIN_INNER``, else v1): a block per bottom row (o, a) of
+  inner contiguous values, block-stride over the outer*bottom_axis rows, threads along inner
+  (coalesced); one division per row.
 
 Launch geometry: v1: ``kernels._launch.grid_1d(outer * bottom_axis * inner)``; v2:
-min(outer*bottom_axis, MAX_BLOCKS_1D) blocks x ROW_THREADS (128; 32 in the simulator); cached.
+``kernels._launch.grid_rows(outer * bottom_axis)``; cached.
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, grid_1d
-from kernels.fill import flat
+from kernels._index import flat
+from kernels._launch import ROW_MIN_INNER, grid_1d, grid_rows
 
 F1 = float32[::1]
 
@@ -90,14 +90,7 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "concat_bwd_v2": (concat_bwd_v2, _SIG),
 }
 
-ROW_THREADS = 32 if SIMULATOR else 128   # v2: threads along a row's inner values
-ROW_MIN_INNER = 32                       # rows at least one warp long use v2
-
-
-@functools.lru_cache(maxsize=4096)
-def _row_grid(rows: int) -> tuple[int, int]:
-    """(blocks, threads) for the block-per-row kernels: one block per row, capped (block-stride)."""
-    return max(1, min(rows, MAX_BLOCKS_1D)), ROW_THREADS
+PROMOTED: dict[str, str] = {"concat_fwd": "v2", "concat_bwd": "v2"}
 
 
 def _prepare(name: str, bottom: Any, top: Any, outer: int, bottom_axis: int, top_axis: int,
@@ -124,9 +117,9 @@ def concat_fwd(bottom: Any, top: Any, outer: int, bottom_axis: int, top_axis: in
     """Copy ``bottom`` (outer, bottom_axis, inner) into channels [offset, offset + bottom_axis) of
     ``top`` (outer, top_axis, inner)."""
     bf, tf, n = _prepare("concat_fwd", bottom, top, outer, bottom_axis, top_axis, offset, inner)
-    if inner >= ROW_MIN_INNER:
+    if PROMOTED["concat_fwd"] == "v2" and inner >= ROW_MIN_INNER:
         rows = outer * bottom_axis
-        blocks, threads = _row_grid(rows)
+        blocks, threads = grid_rows(rows)
         concat_fwd_v2[blocks, threads](bf, tf, rows, bottom_axis, top_axis, offset, inner)
         return
     blocks, threads = grid_1d(n)
@@ -138,9 +131,9 @@ def concat_bwd(top: Any, bottom: Any, outer: int, bottom_axis: int, top_axis: in
     """Copy channels [offset, offset + bottom_axis) of ``top`` (outer, top_axis, inner) into
     ``bottom`` (outer, bottom_axis, inner) (written)."""
     bf, tf, n = _prepare("concat_bwd", bottom, top, outer, bottom_axis, top_axis, offset, inner)
-    if inner >= ROW_MIN_INNER:
+    if PROMOTED["concat_bwd"] == "v2" and inner >= ROW_MIN_INNER:
         rows = outer * bottom_axis
-        blocks, threads = _row_grid(rows)
+        blocks, threads = grid_rows(rows)
         concat_bwd_v2[blocks, threads](tf, bf, rows, bottom_axis, top_axis, offset, inner)
         return
     blocks, threads = grid_1d(n)

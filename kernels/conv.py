@@ -2,8 +2,9 @@
 batched over chunks of images so one GEMM covers several images).
 
 Shapes: ``x`` (N, C, H, W), weights ``w`` (Cout, C/group, kh, kw), bias ``b`` (Cout,),
-output ``y`` (N, Cout, OH, OW) with ``OH = (H + 2*ph - (dh*(kh-1)+1)) // sh + 1`` (same for OW).
-Let K = C*kh*kw, Kg = K/group, Og = Cout/group, S = OH*OW.
+output ``y`` (N, Cout, OH, OW): the output size is the caller's (Caffe's rule lives in
+``netdef.shapes``), read from the shape of ``y`` / ``dy``. Let K = C*kh*kw, Kg = K/group,
+Og = Cout/group, S = OH*OW.
 
 Forward, per chunk of Nc images [n0, n0+Nc):
 
@@ -25,8 +26,8 @@ viewed as (Cout, S) already is the channel-major block), so the layout moves are
 convolution with stride 1 and no padding skips im2col (``x[n]`` viewed as (C, S) is col, or
 ``nc_to_cn`` of the chunk when Nc > 1).
 
-Scratch buffers (col, channel-major Y) are cached in this module and reused across calls (all
-launches go to the default stream, in order).
+Scratch buffers (col, channel-major Y) are ``kernels._launch.scratch`` buffers, reused across calls
+(all launches go to the default stream, in order).
 
 Kept columns (``keep``, a ``KeptColumns``): a caller that runs forward then backward on the same
 input can give both calls the same ``KeptColumns``. Forward then writes the whole batch's columns
@@ -37,30 +38,25 @@ keeps nothing (its columns are the input itself).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import cuda
 
-from . import bias as _bias
-from . import layout as _layout
-from ._launch import as_device
-from .gemm import gemm
-from .im2col import col2im, im2col, out_size
+from kernels import bias as _bias
+from kernels import layout as _layout
+from kernels._launch import as_device, scratch
+from kernels.gemm import gemm
+from kernels.im2col import col2im, im2col
 
 MAX_COL_BYTES = 256 << 20   # cap on the im2col buffer of one chunk
 
 KERNELS: dict = {}   # no kernels of its own: composes gemm, im2col, layout and bias
 
-_buffers: dict[str, object] = {}
-
 
 def _buffer(name: str, rows: int, cols: int):
-    """A (rows, cols) float32 device scratch array, a view of a cached buffer that only grows."""
-    n = rows * cols
-    buf = _buffers.get(name)
-    if buf is None or buf.shape[0] < n:
-        buf = cuda.device_array(max(n, 1), np.float32)
-        _buffers[name] = buf
-    return buf[:n].reshape(rows, cols)
+    """A (rows, cols) float32 device scratch array (``kernels._launch.scratch``)."""
+    return scratch(f"conv.{name}", rows * cols).reshape(rows, cols)
 
 
 class KeptColumns:
@@ -109,21 +105,27 @@ def chunk_images(N: int, K: int, S: int, max_col_bytes: int = MAX_COL_BYTES) -> 
     return -(-N // chunks)
 
 
-def _geometry(x, w, out, pad, stride, dilation, group, who):
+class _Geometry(NamedTuple):
+    kernel: tuple[int, int]
+    pad: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    out: tuple[int, int]        # (OH, OW), the output array's
+    pointwise: bool             # 1x1 kernel, stride 1, no padding, output the input's size: col is x
+
+
+def _geometry(x, w, out, pad, stride, dilation, group, who) -> tuple[int, int, int, _Geometry]:
+    """(N, C, Cout, geometry) after checking the shapes; OH, OW from the output (``y`` or ``dy``)."""
     N, C, H, W = x.shape
     Cout, Cg, kh, kw = w.shape
     if group < 1 or C % group or Cout % group or Cg != C // group:
         raise ValueError(f"{who}: weights {w.shape} do not fit input {x.shape} with group {group}")
-    OH = out_size(H, kh, pad[0], stride[0], dilation[0])
-    OW = out_size(W, kw, pad[1], stride[1], dilation[1])
-    if tuple(out.shape) != (N, Cout, OH, OW):
-        raise ValueError(f"{who}: output {tuple(out.shape)} != expected {(N, Cout, OH, OW)}")
-    return N, C, Cout, kh, kw, OH, OW
-
-
-def _is_pointwise(kh, kw, pad, stride, dilation) -> bool:
-    """1x1 kernel, stride 1, no padding (dilation is irrelevant): col is x itself."""
-    return (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1)
+    if len(out.shape) != 4 or tuple(out.shape[:2]) != (N, Cout) or min(out.shape[2:]) < 1:
+        raise ValueError(f"{who}: output {tuple(out.shape)} is not (N={N}, Cout={Cout}, OH, OW)")
+    pad, stride, dilation = _pair(pad), _pair(stride), _pair(dilation)
+    OH, OW = int(out.shape[2]), int(out.shape[3])
+    pointwise = (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1) and (OH, OW) == (H, W)
+    return N, C, Cout, _Geometry((kh, kw), pad, stride, dilation, (OH, OW), pointwise)
 
 
 def _col_buffer(keep: KeptColumns | None, rows: int, cols: int):
@@ -131,25 +133,25 @@ def _col_buffer(keep: KeptColumns | None, rows: int, cols: int):
     return _buffer("col", rows, cols) if keep is None else keep.columns(rows, cols)
 
 
-def _keeps(keep: KeptColumns | None, N: int, kh, kw, pad, stride, dilation) -> KeptColumns | None:
+def _keeps(keep: KeptColumns | None, N: int, g: _Geometry) -> KeptColumns | None:
     """``keep`` where it applies: not for a pointwise convolution of one image (col is x)."""
-    if keep is None or (N == 1 and _is_pointwise(kh, kw, pad, stride, dilation)):
+    if keep is None or (N == 1 and g.pointwise):
         return None
     return keep
 
 
-def _fill_col(x, n0, Nc, C, S, kh, kw, pad, stride, dilation, keep: KeptColumns | None = None):
-    """col (C*kh*kw, Nc*S) for images n0..n0+Nc-1: a view of x for a pointwise conv of one image,
-    else the column buffer (kept or scratch) filled by nc_to_cn (pointwise) or im2col."""
-    if _is_pointwise(kh, kw, pad, stride, dilation):
+def _fill_col(x, n0, Nc, C, g: _Geometry, keep: KeptColumns | None = None):
+    """col (C*kh*kw, Nc*OH*OW) for images n0..n0+Nc-1: a view of x for a pointwise conv of one
+    image, else the column buffer (kept or scratch) filled by nc_to_cn (pointwise) or im2col."""
+    S = g.out[0] * g.out[1]
+    if g.pointwise:
         if Nc == 1:
             return x[n0].reshape(C, S)
         col = _col_buffer(keep, C, Nc * S)
         _layout.nc_to_cn(x, n0, col)
     else:
-        col = _col_buffer(keep, C * kh * kw, Nc * S)
-        im2col(x, n0, n0 + Nc, kh, kw, pad[0], pad[1], stride[0], stride[1], dilation[0], dilation[1],
-               col)
+        col = _col_buffer(keep, C * g.kernel[0] * g.kernel[1], Nc * S)
+        im2col(x, n0, n0 + Nc, *g.kernel, *g.pad, *g.stride, *g.dilation, *g.out, col)
     if keep is not None:
         keep.valid, keep.holds = True, tuple(col.shape)
     return col
@@ -165,17 +167,16 @@ def conv_forward(x, w, b, y, pad=(0, 0), stride=(1, 1), dilation=(1, 1), group: 
     """
     x, w, y = as_device(x), as_device(w), as_device(y)
     b = None if b is None else as_device(b)
-    pad, stride, dilation = _pair(pad), _pair(stride), _pair(dilation)
-    N, C, Cout, kh, kw, OH, OW = _geometry(x, w, y, pad, stride, dilation, group, "conv_forward")
-    S = OH * OW
-    K = C * kh * kw
+    N, C, Cout, geo = _geometry(x, w, y, pad, stride, dilation, group, "conv_forward")
+    S = geo.out[0] * geo.out[1]
+    K = C * geo.kernel[0] * geo.kernel[1]
     Kg, Og = K // group, Cout // group
     w2 = w.reshape(Cout, Kg)
-    keep = _keeps(keep, N, kh, kw, pad, stride, dilation)
+    keep = _keeps(keep, N, geo)
     Nc = N if keep is not None else chunk_images(N, K, S, max_col_bytes)
     for n0 in range(0, N, Nc):
         nc = min(Nc, N - n0)
-        col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation, keep)
+        col = _fill_col(x, n0, nc, C, geo, keep)
         ycn = y[n0].reshape(Cout, S) if nc == 1 else _buffer("ycn", Cout, nc * S)
         for g in range(group):
             gemm(False, False, 1.0, w2[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 0.0,
@@ -201,8 +202,7 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
     dx = None if dx is None else as_device(dx)
     dw = None if dw is None else as_device(dw)
     db = None if db is None else as_device(db)
-    pad, stride, dilation = _pair(pad), _pair(stride), _pair(dilation)
-    N, C, Cout, kh, kw, OH, OW = _geometry(x, w, dy, pad, stride, dilation, group, "conv_backward")
+    N, C, Cout, geo = _geometry(x, w, dy, pad, stride, dilation, group, "conv_backward")
     if dx is not None and tuple(dx.shape) != tuple(x.shape):
         raise ValueError(f"conv_backward: dx {tuple(dx.shape)} != x {tuple(x.shape)}")
     if dw is not None and tuple(dw.shape) != tuple(w.shape):
@@ -211,13 +211,12 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
         _bias.bias_bwd(dy, db)
     if dx is None and dw is None:
         return
-    S = OH * OW
-    K = C * kh * kw
+    S = geo.out[0] * geo.out[1]
+    K = C * geo.kernel[0] * geo.kernel[1]
     Kg, Og = K // group, Cout // group
     w2 = w.reshape(Cout, Kg)
     dw2 = None if dw is None else dw.reshape(Cout, Kg)
-    pointwise = _is_pointwise(kh, kw, pad, stride, dilation)
-    keep = _keeps(keep, N, kh, kw, pad, stride, dilation)
+    keep = _keeps(keep, N, geo)
     Nc = N if keep is not None else chunk_images(N, K, S, max_col_bytes)
     for n0 in range(0, N, Nc):
         nc = min(Nc, N - n0)
@@ -230,13 +229,13 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
             if keep is not None and keep.has(K, nc * S):
                 col = keep.columns(K, nc * S)     # the forward's columns: no im2col
             else:
-                col = _fill_col(x, n0, nc, C, S, kh, kw, pad, stride, dilation, keep)
+                col = _fill_col(x, n0, nc, C, geo, keep)
             for g in range(group):
                 gemm(False, True, 1.0, dycn[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 1.0,
                      dw2[g * Og:(g + 1) * Og])
         if dx is None:
             continue
-        if pointwise and nc == 1:
+        if geo.pointwise and nc == 1:
             dcol = dx[n0].reshape(C, S)          # dcol is dx[n0] itself: no col2im
         else:
             dcol = _col_buffer(keep, K, nc * S)  # the col buffer is free once dW is done
@@ -245,9 +244,8 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
         for g in range(group):
             gemm(True, False, 1.0, w2[g * Og:(g + 1) * Og], dycn[g * Og:(g + 1) * Og], 0.0,
                  dcol[g * Kg:(g + 1) * Kg])
-        if pointwise:
+        if geo.pointwise:
             if nc > 1:
                 _layout.cn_to_nc(dcol, dx, n0)
         else:
-            col2im(dcol, n0, n0 + nc, kh, kw, pad[0], pad[1], stride[0], stride[1], dilation[0],
-                   dilation[1], dx)
+            col2im(dcol, n0, n0 + nc, *geo.kernel, *geo.pad, *geo.stride, *geo.dilation, *geo.out, dx)

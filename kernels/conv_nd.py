@@ -140,5 +140,5 @@ def conv_nd_backward(x, w, dy, dx=None, dw=None, db=None, pad: Sequence[int] = (
 
 
 def _layout_zero(a) -> None:
-    from .fill import fill
+    from .blas1 import fill
     fill(a.reshape(a.size), 0.0)

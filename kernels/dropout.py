@@ -23,7 +23,7 @@ from cuRAND's generator state, which no other program reproduces); the distribut
 All Philox arithmetic uses uint64 values holding 32-bit words: the 32x32-bit products fit in 64
 bits and sums are masked to 32 bits, so nothing overflows (also in the simulator and numpy).
 
-Versions:
+Versions (``PROMOTED``: v2 for both; v1 runs for 2**31 elements or more, past v2's uint32 indices):
     dropout_fwd_v1   one thread per group of 4 consecutive elements: one Philox call gives the 4
                      words; writes mask and y
     dropout_bwd_v1   one thread per element: dx = dy * mask * scale
@@ -33,13 +33,12 @@ Versions:
                      shift and a truncation, key bumps and XORs are 32-bit, the group loop index is a
                      uint32 -- v1 keeps every word in a uint64 (64-bit multiplies, masks, compares).
                      The 4 x loads of a group are issued before the Philox rounds so their latency
-                     hides behind the integer math. Predicted ~80-85% of copy (x read, y written,
-                     mask written: 9 bytes per element)
-    dropout_bwd_v2   kernels.fill's map2 template (uint32, unrolled by 4): ~85-90% of copy
+                     hides behind the integer math
+    dropout_bwd_v2   the ``kernels._elementwise`` map2 template (uint32, unrolled by 4)
 
 Launch geometry: 1-D grid-stride loops, DROPOUT_THREADS threads per block over ceil(n/4) groups
 (forward) or n elements (backward), block counts from ``kernels._launch.grid_1d`` (v2 backward:
-``kernels.fill.configured_v2``); v2 needs n < 2**31 (v1 runs above).
+``kernels._elementwise.configured_v2``).
 """
 from __future__ import annotations
 
@@ -49,8 +48,8 @@ import numpy as np
 from numba import cuda, float32, uint8, uint32, uint64, void
 from numba.cuda import libdevice
 
+from kernels import _elementwise as ew
 from kernels._launch import SIMULATOR, as_device, grid_1d
-from kernels.fill import V2_MAX_ELEMENTS, configured_v2, map2_v2
 
 DROPOUT_THREADS = 256       # threads per block for both kernels
 PHILOX_ROUNDS = 10
@@ -202,11 +201,13 @@ def _masked(g, m, scale, p1, p2):
     return g * float32(m) * scale
 
 
-dropout_bwd_v2 = map2_v2(_masked, "dx = dy * mask * scale (a = dy, b = uint8 mask, p0 = scale); "
+dropout_bwd_v2 = ew.map2_v2(_masked, "dx = dy * mask * scale (a = dy, b = uint8 mask, p0 = scale); "
                          "uint32 indices, unrolled by 4.")
 
 _F = float32[::1]
 _M = uint8[::1]
+
+PROMOTED: dict[str, str] = {"dropout_fwd": "v2", "dropout_bwd": "v2"}
 
 KERNELS: dict[str, tuple[Any, list]] = {
     "dropout_fwd_v1": (dropout_fwd_v1, [void(_F, _F, _M, uint64, float32, uint64, uint64)]),
@@ -286,23 +287,16 @@ def _flat(arr: Any, dtype: Any, n: int | None = None) -> Any:
     return d.reshape(d.size)
 
 
-def _check_version(version: int) -> None:
-    if version not in (1, 2):
-        raise ValueError(f"dropout version must be 1 or 2, got {version}")
-
-
-def dropout_fwd(x: Any, y: Any, mask: Any, ratio: float, seed: int, stream: int = 0,
-                version: int = 2) -> None:
+def dropout_fwd(x: Any, y: Any, mask: Any, ratio: float, seed: int, stream: int = 0) -> None:
     """TRAIN-phase dropout: mask (uint8, 1 = kept) from Philox(seed, stream) and
     y = x * mask / (1 - ratio); x, y float32 and mask of the same size (y may be x). Every
-    ``version`` draws the same mask for the same (seed, stream)."""
-    _check_version(version)
+    version draws the same mask for the same (seed, stream)."""
     xf = _flat(x, np.float32)
     yf = _flat(y, np.float32, xf.size)
     mf = _flat(mask, np.uint8, xf.size)
     if xf.size == 0:
         return
-    if version == 2 and xf.size < V2_MAX_ELEMENTS:
+    if ew.runnable(PROMOTED["dropout_fwd"], xf.size) == "v2":
         blocks, threads = grid_1d((xf.size + 3) // 4, DROPOUT_THREADS)
         dropout_fwd_v2[blocks, threads](xf, yf, mf, np.uint32(xf.size),
                                         np.uint32(uint_threshold(ratio)),
@@ -315,17 +309,16 @@ def dropout_fwd(x: Any, y: Any, mask: Any, ratio: float, seed: int, stream: int 
                                     _u64(stream, "stream"))
 
 
-def dropout_bwd(dy: Any, mask: Any, dx: Any, ratio: float, version: int = 2) -> None:
+def dropout_bwd(dy: Any, mask: Any, dx: Any, ratio: float) -> None:
     """Dropout backward: dx = dy * mask / (1 - ratio) (dx may be dy)."""
-    _check_version(version)
     dyf = _flat(dy, np.float32)
     mf = _flat(mask, np.uint8, dyf.size)
     dxf = _flat(dx, np.float32, dyf.size)
     if dyf.size == 0:
         return
-    if version == 2 and dyf.size < V2_MAX_ELEMENTS:
+    if ew.runnable(PROMOTED["dropout_bwd"], dyf.size) == "v2":
         z = np.float32(0)
-        configured_v2(dropout_bwd_v2, dyf.size, DROPOUT_THREADS)(
+        ew.configured_v2(dropout_bwd_v2, dyf.size, DROPOUT_THREADS)(
             dyf, mf, dxf, np.uint32(dyf.size), np.float32(dropout_scale(ratio)), z, z)
         return
     blocks, threads = grid_1d(dyf.size, DROPOUT_THREADS)

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int32, int64, void
 
+from kernels._index import flat
 from kernels._launch import grid_1d
-from kernels.fill import flat
 
 F1 = float32[::1]
 I1 = int32[::1]

@@ -1,8 +1,8 @@
 """im2col / col2im for convolution as GEMM (Caffe's layout, batched over a chunk of images).
 
 Math. Input ``x`` (N, C, H, W); kernel kh x kw, padding ph/pw, stride sh/sw, dilation dh/dw;
-output size ``OH = (H + 2*ph - (dh*(kh-1)+1)) // sh + 1`` (same for OW). For the images
-``n0 <= n < n1`` (Nc = n1 - n0), ``col`` has shape (C*kh*kw, Nc*OH*OW) with
+output size OH x OW (the caller's, from Caffe's rule in ``netdef.shapes``: the kernels take it as
+given). For the images ``n0 <= n < n1`` (Nc = n1 - n0), ``col`` has shape (C*kh*kw, Nc*OH*OW) with
 
     col[c*kh*kw + i*kw + j, (n-n0)*OH*OW + oh*OW + ow] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
 
@@ -21,48 +21,39 @@ needs no im2col: for one image, ``x[n]`` viewed as (C, H*W) already is ``col`` (
 Composition (``kernels/conv.py``): forward ``im2col -> gemm(W, col) -> layout.cn_to_nc (+bias)``;
 backward ``layout.nc_to_cn(dy) -> gemm(dy, col^T, beta=1) for dW and gemm(W^T, dy) -> col2im``.
 
-Versions:
+Versions (``PROMOTED``: v3 for both; where a version does not apply the next older one runs):
 
 - ``im2col_v1``: one thread per ``col`` element (grid-stride over C*kh*kw*Nc*OH*OW); consecutive
   threads write consecutive columns (coalesced), read x with stride sw.
 - ``im2col_v2``: Caffe's scheme, one thread per (c, n, oh, ow) column entry, looping over
   the kh*kw taps; the input offset and bounds are computed once per tap row. Grid-stride over
   C*Nc*OH*OW, 256 threads per block.
+- ``im2col_v3`` (int32 indices): block (256 threads over the columns q = (n, oh, ow) of col) x
+  (grid y over groups of 8 rows r = (c, i, j)); each thread splits its column once (two
+  multiply-shift "magic" divisions, ``kernels._index.magic_div``) and its group's first row once,
+  then walks the 8 rows by incrementing (j, i, c) -- no division per element, int32 index math on
+  flat arrays. Four taps are loaded before the four stores (memory-level parallelism); every store
+  is 32 consecutive floats of one col row (coalesced).
 - ``col2im_v1``: one thread per input pixel (n, c, h, w) of dx[n0:n1], looping over the
   kh*kw taps and keeping those with an output position on the stride grid. Grid-stride over
   Nc*C*H*W.
-- ``im2col_v3`` (default): block (256 threads over the columns q = (n, oh, ow) of col) x
-  (grid y over groups of 8 rows r = (c, i, j)); each thread splits its column once (two
-  multiply-shift "magic" divisions, ``layout.magic_div``) and its group's first row once, then
-  walks the 8 rows by incrementing (j, i, c) -- no division per element, int32 index math on flat
-  arrays. Four taps are loaded before the four stores (memory-level parallelism); every store is 32
-  consecutive floats of one col row (coalesced). v2 did four 64-bit divisions per thread and
-  one store per tap in a dependent chain. Predicted 70-80% of copy on the H200 (col writes are
-  ~96% of the bytes; x, 1/25 of them for 5x5, stays in L2; ~15 integer instructions per element).
-- ``col2im_v2`` (default when a stride is > 1): Caffe's gather form: one thread per dx pixel,
-  grid-stride over Nc*C*H*W in int32 with magic divisions; the output positions covering the pixel
-  are the ranges ``hs <= oh < he``, ``ws <= ow < we`` (``hs = 0 if h+ph < ext else
-  (h+ph-ext)//sh + 1``, ``he = min((h+ph)//sh + 1, OH)``, ext = dh*(kh-1)+1). With dilation 1
-  every (oh, ow) in the ranges is a tap (i = h+ph - oh*sh) and its col offset is linear in
-  (oh, ow), so the loop is one add per tap, unrolled by 4 (four loads in flight before the adds);
-  with dilation > 1 it keeps the candidates where (h+ph - oh*sh) is a multiple of dh (Caffe's
-  test, with magic divisions). v1 did two 64-bit ``%``/``//`` per tap (kh*kw taps per pixel):
-  instruction-bound. Predicted 50-65% of copy at stride 1: the ranges start at different taps for
-  pixels near a left/top edge, so a warp's load at a given step mixes col rows (2-4x the L1
-  sectors of a coalesced load); at stride > 1 it is the only one of v1-v3 that skips the taps off
-  the stride grid without testing them.
-- ``col2im_v3`` (default at stride 1, any dilation): every thread walks all kh*kw taps in the same
-  order, masking those whose output position (h+ph - i*dh, w+pw - j*dw) is outside the output (at
-  stride 1 no divisibility test is needed), so at each step a warp's 32 pixels read consecutive
-  col entries of one row (OW == W for "same" padding: one 128-byte run); offsets advance by two
-  constants, 4 predicated loads in flight. Edge pixels cost masked lanes, not extra sectors.
-  Predicted 70-80% of copy (col reads ~96% of the bytes, each read once, coalesced; ~10 integer
-  instructions per tap).
+- ``col2im_v2`` (int32 indices): Caffe's gather form: one thread per dx pixel, grid-stride over
+  Nc*C*H*W in int32 with magic divisions; the output positions covering the pixel are the ranges
+  ``hs <= oh < he``, ``ws <= ow < we`` (``hs = 0 if h+ph < ext else (h+ph-ext)//sh + 1``,
+  ``he = min((h+ph)//sh + 1, OH)``, ext = dh*(kh-1)+1). With dilation 1 every (oh, ow) in the
+  ranges is a tap (i = h+ph - oh*sh) and its col offset is linear in (oh, ow), so the loop is one
+  add per tap, unrolled by 4 (four loads in flight before the adds); with dilation > 1 it keeps
+  the candidates where (h+ph - oh*sh) is a multiple of dh (Caffe's test, with magic divisions).
+  It skips the taps off the stride grid without testing them.
+- ``col2im_v3`` (stride 1, any dilation, int32 indices): every thread walks all kh*kw taps in the
+  same order, masking those whose output position (h+ph - i*dh, w+pw - j*dw) is outside the
+  output (at stride 1 no divisibility test is needed), so at each step a warp's 32 pixels read
+  consecutive col entries of one row; offsets advance by two constants, 4 predicated loads in
+  flight. Edge pixels cost masked lanes, not extra sectors.
 
 All integer arguments are int32 (the magic multipliers uint32); ``x``/``dx`` are C-contiguous
-(N, C, H, W), ``col`` C-contiguous 2-D; the v3/v2-col2im kernels take them flattened (1-D views)
-and need every flat index below 2**31 (``_fits_int32``; the public functions fall back to
-im2col_v2 / col2im_v1 beyond that).
+(N, C, H, W), ``col`` C-contiguous 2-D; the int32 kernels take them flattened (1-D views) and need
+every flat index below 2**31 (``_fits_int32``).
 """
 from __future__ import annotations
 
@@ -71,18 +62,15 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int32, uint32
 
-from ._launch import as_device, grid_1d
-from .layout import INT32_LIMIT, magic_div, udiv31
+from kernels._index import INT32_LIMIT, magic_div, udiv31
+from kernels._launch import as_device, grid_1d
 
 I2C_THREADS = 256   # im2col_v3: threads per block (over columns of col)
 I2C_ROWS = 8        # im2col_v3: col rows per thread (grid y = row groups); a multiple of 4
 C2I_THREADS = 128   # col2im_v2/v3: threads per block (one dx pixel each)
 GRID_Y_MAX = 65535  # CUDA's limit on gridDim.y; the row-group loop strides past it
 
-
-def out_size(size: int, k: int, pad: int, stride: int, dil: int) -> int:
-    """Caffe's convolution output size along one axis."""
-    return (size + 2 * pad - (dil * (k - 1) + 1)) // stride + 1
+PROMOTED: dict[str, str] = {"im2col": "v3", "col2im": "v3"}
 
 
 @cuda.jit
@@ -449,24 +437,22 @@ KERNELS: dict[str, tuple[Any, list[str]]] = {
 }
 
 
-def _geometry(x_shape, n0, n1, kernel, pad, stride, dilation, col_shape, who):
+def _geometry(x_shape, n0, n1, kernel, pad, stride, dilation, out_hw, col_shape, who):
     N, C, H, W = x_shape
     kh, kw = kernel
     ph, pw = pad
     sh, sw = stride
     dh, dw = dilation
+    OH, OW = out_hw
     if min(kh, kw, sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
         raise ValueError(f"{who}: bad kernel/stride/dilation/pad {kernel} {stride} {dilation} {pad}")
     if not (0 <= n0 < n1 <= N):
         raise ValueError(f"{who}: image range [{n0}, {n1}) outside the batch of {N}")
-    OH = out_size(H, kh, ph, sh, dh)
-    OW = out_size(W, kw, pw, sw, dw)
     if OH < 1 or OW < 1:
-        raise ValueError(f"{who}: kernel {kernel} (dilation {dilation}) larger than padded input {H}x{W}")
+        raise ValueError(f"{who}: output size {OH}x{OW} is empty")
     want = (C * kh * kw, (n1 - n0) * OH * OW)
     if tuple(col_shape) != want:
         raise ValueError(f"{who}: col has shape {tuple(col_shape)}, expected {want}")
-    return OH, OW
 
 
 def _ints(*values):
@@ -474,54 +460,42 @@ def _ints(*values):
 
 
 def _fits_int32(C: int, H: int, W: int, N: int, kh: int, kw: int, ph: int, pw: int, sh: int, sw: int,
-                OW: int, ncols: int) -> bool:
-    """True when every int32 intermediate of im2col_v3 / col2im_v2 / col2im_v3 stays below 2**31:
-    flat x/dx offsets, col offsets up to max(4, kw) rows past the end plus an out-of-range column,
-    and col2im's per-tap offset steps."""
+                OH: int, OW: int, ncols: int) -> bool:
+    """True when every int32 intermediate of the int32 kernels stays below 2**31: flat x/dx
+    offsets (a window corner up to (OH*sh, OW*sw) past an image's start), col offsets up to
+    max(4, kw) rows past the end plus an out-of-range column, and col2im's per-tap offset steps."""
     K = C * kh * kw
-    worst = max(N * C * H * W, (K + max(4, kw)) * ncols + (H + ph) * OW + W + pw,
+    worst = max(N * C * H * W + OH * sh * W + OW * sw, (K + max(4, kw)) * ncols + (H + ph) * OW + W + pw,
                 sh * kw * ncols + OW, sw * ncols + 1)
     return worst < INT32_LIMIT
 
 
-def _pick(version: str | None, default: str, fast: str, known: tuple[str, ...], fits: bool,
-          who: str) -> str:
-    """The kernel version to run: ``fast`` when not forced and the indices fit in int32, else
-    ``default``; a forced version must be known."""
-    if version is None:
-        return fast if fits else default
-    if version not in known:
-        raise ValueError(f"{who}: unknown version {version!r} ({', '.join(known)})")
-    return version
-
-
 def im2col(x, n0: int, n1: int, kernel_h: int, kernel_w: int, pad_h: int, pad_w: int,
-           stride_h: int, stride_w: int, dil_h: int, dil_w: int, col, version: str | None = None) -> None:
-    """Fill ``col`` (C*kh*kw, (n1-n0)*OH*OW) from images ``x[n0:n1]`` of ``x`` (N, C, H, W).
+           stride_h: int, stride_w: int, dil_h: int, dil_w: int, out_h: int, out_w: int, col) -> None:
+    """Fill ``col`` (C*kh*kw, (n1-n0)*out_h*out_w) from images ``x[n0:n1]`` of ``x`` (N, C, H, W).
 
-    Row ``c*kh*kw + i*kw + j``, column ``(n-n0)*OH*OW + oh*OW + ow`` holds
+    Row ``c*kh*kw + i*kw + j``, column ``(n-n0)*out_h*out_w + oh*out_w + ow`` holds
     ``x[n, c, oh*stride_h - pad_h + i*dil_h, ow*stride_w - pad_w + j*dil_w]`` (0 in the padding).
-    ``version``: "v1", "v2" or "v3"; default v3 (v2 when an index would not fit in int32).
     """
     x = as_device(x)
     col = as_device(col)
-    OH, OW = _geometry(x.shape, n0, n1, (kernel_h, kernel_w), (pad_h, pad_w), (stride_h, stride_w),
-                       (dil_h, dil_w), col.shape, "im2col")
+    _geometry(x.shape, n0, n1, (kernel_h, kernel_w), (pad_h, pad_w), (stride_h, stride_w),
+              (dil_h, dil_w), (out_h, out_w), col.shape, "im2col")
     N, C, H, W = x.shape
     K, ncols = col.shape
-    fits = (_fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, OW, ncols)
-            and x.is_c_contiguous() and col.is_c_contiguous())      # v3 indexes flat views
-    version = _pick(version, "v2", "v3", ("v1", "v2", "v3"), fits, "im2col")
-    if version == "v3" and not fits:
-        raise ValueError("im2col: v3 needs C-contiguous arrays with int32 indices (< 2**31 elements)")
-    geo = _ints(n0, n1, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, OH, OW)
+    version = PROMOTED["im2col"]
+    if version == "v3" and not (
+            _fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, out_h, out_w, ncols)
+            and x.is_c_contiguous() and col.is_c_contiguous()):
+        version = "v2"
+    geo = _ints(n0, n1, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, out_h, out_w)
     if version == "v3":
         ngroups = -(-K // I2C_ROWS)
         grid = (-(-ncols // I2C_THREADS), min(ngroups, GRID_Y_MAX))
         im2col_v3[grid, I2C_THREADS](
             x.reshape(x.size), *_ints(n0, C, H, W), *geo[2:], *_ints(K, ncols, ngroups),
-            *magic_div(OH * OW), *magic_div(OW), *magic_div(kernel_h * kernel_w), *magic_div(kernel_w),
-            col.reshape(col.size))
+            *magic_div(out_h * out_w), *magic_div(out_w), *magic_div(kernel_h * kernel_w),
+            *magic_div(kernel_w), col.reshape(col.size))
         return
     kernel = KERNELS[f"im2col_{version}"][0]
     total = K * ncols if version == "v1" else C * ncols
@@ -530,36 +504,34 @@ def im2col(x, n0: int, n1: int, kernel_h: int, kernel_w: int, pad_h: int, pad_w:
 
 
 def col2im(col, n0: int, n1: int, kernel_h: int, kernel_w: int, pad_h: int, pad_w: int,
-           stride_h: int, stride_w: int, dil_h: int, dil_w: int, dx, version: str | None = None) -> None:
+           stride_h: int, stride_w: int, dil_h: int, dil_w: int, out_h: int, out_w: int, dx) -> None:
     """Adjoint of ``im2col``: write (=) into ``dx[n0:n1]`` of ``dx`` (N, C, H, W) the sum, for each
-    input pixel, of the ``col`` (C*kh*kw, (n1-n0)*OH*OW) entries im2col would have copied from it.
-    ``version``: "v1", "v2" (any stride) or "v3" (stride 1 only); default v3 at stride 1, else v2
-    (v1 when an index would not fit in int32)."""
+    input pixel, of the ``col`` (C*kh*kw, (n1-n0)*out_h*out_w) entries im2col would have copied
+    from it."""
     col = as_device(col)
     dx = as_device(dx)
-    OH, OW = _geometry(dx.shape, n0, n1, (kernel_h, kernel_w), (pad_h, pad_w), (stride_h, stride_w),
-                       (dil_h, dil_w), col.shape, "col2im")
+    _geometry(dx.shape, n0, n1, (kernel_h, kernel_w), (pad_h, pad_w), (stride_h, stride_w),
+              (dil_h, dil_w), (out_h, out_w), col.shape, "col2im")
     N, C, H, W = dx.shape
     ncols = col.shape[1]
-    fits = (_fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, OW, ncols)
-            and col.is_c_contiguous() and dx.is_c_contiguous())     # v2/v3 index flat views
-    unit_stride = stride_h == 1 and stride_w == 1
-    if version == "v3" and not unit_stride:
-        raise ValueError(f"col2im: v3 is the stride-1 kernel, got stride ({stride_h}, {stride_w})")
-    version = _pick(version, "v1", "v3" if unit_stride else "v2", ("v1", "v2", "v3"), fits, "col2im")
-    geo = _ints(n0, n1, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, OH, OW)
+    fits = (_fits_int32(C, H, W, N, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, out_h, out_w, ncols)
+            and col.is_c_contiguous() and dx.is_c_contiguous())
+    version = PROMOTED["col2im"]
+    if version == "v3" and not (fits and stride_h == 1 and stride_w == 1):
+        version = "v2"
+    if version == "v2" and not fits:
+        version = "v1"
+    geo = _ints(n0, n1, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, out_h, out_w)
     total = (n1 - n0) * C * H * W
     if version == "v1":
         blocks, threads = grid_1d(total)
         col2im_v1[blocks, threads](col, *geo, dx)
         return
-    if not fits:
-        raise ValueError(f"col2im: {version} needs C-contiguous arrays with int32 indices (< 2**31 elements)")
     blocks, threads = grid_1d(total, C2I_THREADS)
     common = (*_ints(n0, C, H, W, kernel_h, kernel_w, pad_h, pad_w),)
     if version == "v3":
         col2im_v3[blocks, threads](
-            col.reshape(col.size), *common, *_ints(dil_h, dil_w, OH, OW, ncols, total),
+            col.reshape(col.size), *common, *_ints(dil_h, dil_w, out_h, out_w, ncols, total),
             *magic_div(H * W), *magic_div(W), *magic_div(C), dx.reshape(dx.size))
     else:
         col2im_v2[blocks, threads](

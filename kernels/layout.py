@@ -12,56 +12,36 @@ Both index orders keep s innermost, so for S >= 32 a plain elementwise kernel re
 coalesced runs; only S == 1 (1x1 outputs, inner-product-like convolutions) is a true matrix
 transpose, done through a 32x32 shared-memory tile.
 
-Versions:
+Versions (``PROMOTED``: v3 for both; where a version does not apply the next older one runs):
 
 - ``cn_to_nc_v1`` / ``nc_to_cn_v1``: one thread per element, grid-stride in destination order
   (writes fully coalesced, reads in runs of S). 256 threads per block.
-- ``cn_to_nc_v2`` / ``nc_to_cn_v2`` (used when S == 1): 32x32 tile transpose through shared memory
+- ``cn_to_nc_v2`` / ``nc_to_cn_v2`` (S == 1 only): 32x32 tile transpose through shared memory
   (padded to 33 columns), block 32x8, each thread moving 4 elements in and 4 out; grid
   (ceil(cols/32), ceil(rows/32)).
-- ``cn_to_nc_v3`` / ``nc_to_cn_v3`` (default when S > 1): v1's destination-order walk with 32-bit
-  index math and no hardware division: the flat index is split into (n, c, s) with
-  multiply-and-shift by host-computed magic numbers (``magic_div``), 4 elements per thread
-  (i, i+256, i+512, i+768: four independent loads in flight before the stores; each warp access is
-  still 32 consecutive floats). v1 did four 64-bit ``//``/``%`` per element, which made it
-  instruction-bound; predicted ~75-85% of copy on the H200 for S >= 32 (runs of S contiguous
-  floats on the read side; S = 169 or 729 in AlexNet). Needs every flat index below 2**31 (checked
-  on the host; larger arrays fall back to v1).
+- ``cn_to_nc_v3`` / ``nc_to_cn_v3`` (S > 1, C-contiguous arrays of fewer than 2**31 elements):
+  v1's destination-order walk with 32-bit index math and no hardware division: the flat index is
+  split into (n, c, s) with multiply-and-shift by host-computed magic numbers
+  (``kernels._index.magic_div``), 4 elements per thread (i, i+256, i+512, i+768: four independent
+  loads in flight before the stores; each warp access is still 32 consecutive floats).
 """
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int32, uint32, uint64
+from numba import cuda, float32, int32, uint32
 
-from ._launch import as_device, ceil_div, grid_1d
+from kernels._index import INT32_LIMIT, as_ncs, magic_div, udiv31
+from kernels._launch import as_device, ceil_div, grid_1d
 
 TILE = 32        # transpose tile (TILE x TILE elements per block)
 TILE_ROWS = 8    # block is TILE x TILE_ROWS threads; each thread moves TILE/TILE_ROWS = 4 elements
 TILE_LD = TILE + 1   # +1 float per shared row: column reads of the tile hit 32 distinct banks
 V3_THREADS = 256  # v3: threads per block
 V3_UNROLL = 4     # v3: elements per thread per grid-stride step (independent loads in flight)
-INT32_LIMIT = 2**31  # v3 kernels index with int32: every flat index must stay below this
 
-
-def magic_div(d: int) -> tuple[np.uint32, np.int32]:
-    """(m, s) with ``n // d == (n * m) >> s`` for every 0 <= n < 2**31 (Granlund-Montgomery,
-    round-up variant for 31-bit numerators: s = 31 + ceil(log2 d), m = ceil(2**s / d) < 2**32).
-    ``d`` in [1, 2**31)."""
-    if not 1 <= d < INT32_LIMIT:
-        raise ValueError(f"magic_div: divisor {d} outside [1, 2**31)")
-    s = 31 + (d - 1).bit_length()
-    m = ((1 << s) + d - 1) // d
-    return np.uint32(m), np.int32(s)
-
-
-@cuda.jit(device=True)
-def udiv31(n, m, s):
-    """n // d for 0 <= n < 2**31 from d's ``magic_div`` (m, s): a 32x32->64 multiply of two
-    zero-extended words and a shift instead of a division (a runtime int64 ``//`` is a long
-    instruction sequence on the GPU; numba would type ``int32 // int32`` as int64)."""
-    return int32((uint64(uint32(n)) * uint64(m)) >> uint64(s))
+PROMOTED: dict[str, str] = {"cn_to_nc": "v3", "nc_to_cn": "v3"}
 
 
 @cuda.jit
@@ -261,17 +241,6 @@ def _no_bias():
     return _dummy["b"]
 
 
-def as_ncs(arr) -> Any:
-    """View a C-contiguous (N, C, ...) device array as (N, C, S), S = product of the rest."""
-    arr = as_device(arr)
-    if len(arr.shape) == 3:
-        return arr
-    if len(arr.shape) < 2:
-        raise ValueError(f"layout: expected an (N, C, ...) array, got shape {arr.shape}")
-    S = int(np.prod(arr.shape[2:], dtype=np.int64))
-    return arr.reshape(arr.shape[0], arr.shape[1], S)
-
-
 def _fits_int32(*arrays) -> bool:
     """True when the v3 kernels can take these arrays: C-contiguous (they index flat views) and
     every flat index fits their int32 math."""
@@ -283,23 +252,20 @@ def _grid_v3(total: int) -> tuple[int, int]:
     return grid_1d(ceil_div(total, V3_UNROLL), V3_THREADS)
 
 
-def _pick(version: str | None, S: int, fits: bool, who: str) -> str:
-    if version is None:
-        return "v2" if S == 1 else ("v3" if fits else "v1")
-    if version not in ("v1", "v2", "v3"):
-        raise ValueError(f"{who}: unknown version {version!r} (v1, v2, v3)")
+def _version(op: str, S: int, fits: bool) -> str:
+    """``PROMOTED[op]`` where it applies, else the next older version that does: v3 needs S > 1
+    and int32 indices (``fits``), v2 is the S == 1 transpose, v1 takes anything."""
+    version = PROMOTED[op]
+    if version == "v3" and not (S > 1 and fits):
+        version = "v2"
     if version == "v2" and S != 1:
-        raise ValueError(f"{who}: v2 is the S == 1 transpose, got S = {S}")
-    if version == "v3" and not fits:
-        raise ValueError(f"{who}: v3 needs C-contiguous arrays of fewer than 2**31 elements")
+        version = "v1"
     return version
 
 
-def cn_to_nc(src, dst, n0: int, bias=None, version: str | None = None) -> None:
+def cn_to_nc(src, dst, n0: int, bias=None) -> None:
     """``dst[n0 + n, c, s] = src[c, n*S + s] (+ bias[c])``: channel-major (C, Nc*S) -> rows
-    n0..n0+Nc-1 of the NCHW array ``dst`` (N, C, S) or (N, C, H, W). ``bias`` is (C,) or None.
-    ``version`` forces "v1"/"v2"/"v3" (v2 needs S == 1); default: v2 when S == 1, else v3 (v1 for
-    arrays of 2**31 elements or more)."""
+    n0..n0+Nc-1 of the NCHW array ``dst`` (N, C, S) or (N, C, H, W). ``bias`` is (C,) or None."""
     src = as_device(src)
     dst = as_ncs(dst)
     N, C, S = dst.shape
@@ -310,7 +276,7 @@ def cn_to_nc(src, dst, n0: int, bias=None, version: str | None = None) -> None:
         raise ValueError(f"cn_to_nc: bias shape {b.shape} != ({C},)")
     Nc = src.shape[1] // S
     has_bias = np.int32(bias is not None)
-    version = _pick(version, S, _fits_int32(src, dst), "cn_to_nc")
+    version = _version("cn_to_nc", S, _fits_int32(src, dst))
     if version == "v2":
         grid = (max(1, ceil_div(Nc, TILE)), max(1, ceil_div(C, TILE)))
         cn_to_nc_v2[grid, (TILE, TILE_ROWS)](src, dst, np.int32(n0), b, has_bias)
@@ -325,17 +291,16 @@ def cn_to_nc(src, dst, n0: int, bias=None, version: str | None = None) -> None:
         cn_to_nc_v1[blocks, threads](src, dst, np.int32(n0), b, has_bias)
 
 
-def nc_to_cn(src, n0: int, dst, version: str | None = None) -> None:
+def nc_to_cn(src, n0: int, dst) -> None:
     """``dst[c, n*S + s] = src[n0 + n, c, s]``: rows n0..n0+Nc-1 of the NCHW array ``src``
-    (N, C, S) or (N, C, H, W) -> channel-major ``dst`` (C, Nc*S). ``version`` as in ``cn_to_nc``
-    (default v2 when S == 1, else v3)."""
+    (N, C, S) or (N, C, H, W) -> channel-major ``dst`` (C, Nc*S)."""
     src = as_ncs(src)
     dst = as_device(dst)
     N, C, S = src.shape
     if dst.shape[0] != C or dst.shape[1] % S or n0 < 0 or n0 + dst.shape[1] // S > N:
         raise ValueError(f"nc_to_cn: src {src.shape} at n0={n0} does not fit dst {dst.shape}")
     Nc = dst.shape[1] // S
-    version = _pick(version, S, _fits_int32(src, dst), "nc_to_cn")
+    version = _version("nc_to_cn", S, _fits_int32(src, dst))
     if version == "v2":
         grid = (max(1, ceil_div(C, TILE)), max(1, ceil_div(Nc, TILE)))
         nc_to_cn_v2[grid, (TILE, TILE_ROWS)](src, np.int32(n0), dst)

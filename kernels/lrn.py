@@ -22,38 +22,31 @@ stride 1 -> Power(power=-beta, scale=alpha, shift=1) -> elementwise product with
     backward is diff_scale*y/(shift + scale*x))
     ``scale`` is saved by the forward for the backward in both regions.
 
-Versions:
+Versions (``PROMOTED``: v3 across channels, v2 within; where a version does not apply the next
+older one runs):
     lrn v1       one thread per element; direct window sums over the n channels (forward and
                  backward): simple, n reads per element
     lrn v2       one thread per (n, h, w) column walking the C channels with Caffe's running window
                  sum (add the entering channel, subtract the leaving one): O(C) per column, the
                  same arithmetic order as Caffe's GPU code; forward fuses scale and output
-                 (promoted)
-    lrn v3       (promoted) v2's running sums, same arithmetic order, restructured for a memory-bound
-                 op: int32 index math (every index cast, geometry passed as int32; tensors of
-                 2**31 elements or more, or local_size > 15, fall back to v2), the image index
-                 from blockIdx.y (no division at all), 2**shift-position tiles packing several
-                 images per block when H*W < 256; each channel value is read from global memory
-                 once (v2 re-reads the leaving and centre channels) and kept in a per-thread
-                 16-slot ring in shared memory (forward: x; backward: dy*y/scale and
+    lrn v3       v2's running sums, same arithmetic order, for fewer than 2**31 elements and
+                 local_size <= 15: int32 index math (every index cast, geometry passed as int32),
+                 the image index from blockIdx.y (no division at all), 2**shift-position tiles
+                 packing several images per block when H*W < 256; each channel value is read from
+                 global memory once (v2 re-reads the leaving and centre channels) and kept in a
+                 per-thread 16-slot ring in shared memory (forward: x; backward: dy*y/scale and
                  dy*scale^-beta, so the division and pow are done once per element, not twice);
                  the loads of the next 4 channels are issued before the current 4 are computed
-                 (4 loads in flight per thread forward, 16 backward). Predicted H200 (AlexNet
-                 norm1): forward ~60-65% of copy, backward ~70%. Not memory but issue bound: Caffe's
-                 powf is ~80 instructions per element, about as long as the memory time of the
-                 forward's 12 bytes per element (v2 was latency bound: one dependent load chain
-                 per iteration at half occupancy)
+                 (4 loads in flight per thread forward, 16 backward)
     lrn_within v1  one thread per element, forward over its n x n window, backward over the n x n
                  outputs whose windows cover it (no atomics)
-    lrn_within v2  (promoted) a 32 x 8 tile of outputs per block on one (n, c) plane from
-                 blockIdx.z, int32 indices, no division; the tile plus its (n-1)/2 halo staged in
-                 shared memory (forward: x^2; backward: each position's pooled-gradient term
-                 dy*x*Power'(scale)/pool_size and scale^-beta), so each input is read from
-                 global memory ~(1 + halo) times instead of n*n and the backward does ~1.7 pow per
-                 element (n = 5) instead of n*n + 1 = 26; sums in v1's order (the zero cells
-                 outside the image add nothing). local_size > 9 or 2**31 elements: v1. Predicted
-                 H200: forward ~40-50% of copy (pow, 25 shared reads per output), backward
-                 ~15-25x v1's speed
+    lrn_within v2  local_size <= 9 and fewer than 2**31 elements: a 32 x 8 tile of outputs per
+                 block on one (n, c) plane from blockIdx.z, int32 indices, no division; the tile
+                 plus its (n-1)/2 halo staged in shared memory (forward: x^2; backward: each
+                 position's pooled-gradient term dy*x*Power'(scale)/pool_size and scale^-beta), so
+                 each input is read from global memory ~(1 + halo) times instead of n*n and the
+                 backward does ~1.7 pow per element (n = 5) instead of n*n + 1 = 26; sums in v1's
+                 order (the zero cells outside the image add nothing)
 
 Launch geometry: 1-D grid-stride loops with LRN_THREADS threads per block over elements (v1,
 within) or over N*H*W columns (v2; consecutive threads take consecutive w: coalesced), block counts
@@ -613,6 +606,7 @@ def _check_size(local_size: int) -> int:
 
 INT32_MAX = 2**31 - 1
 MAX_GRID_Y = 65535
+PROMOTED: dict[str, str] = {"lrn_fwd": "v3", "lrn_bwd": "v3", "lrn_within_fwd": "v2", "lrn_within_bwd": "v2"}
 
 
 def _v3_geometry(N: int, C: int, HW: int, size: int) -> tuple[tuple[int, int], int] | None:
@@ -629,30 +623,24 @@ def _v3_geometry(N: int, C: int, HW: int, size: int) -> tuple[tuple[int, int], i
     return grid, shift
 
 
-def _check_version(version: int) -> None:
-    if version not in (1, 2, 3):
-        raise ValueError(f"LRN across channels has versions 1, 2 and 3, got version={version}")
-
-
 def lrn_fwd(x: Any, scale: Any, y: Any, local_size: int = 5, alpha: float = 1.0, beta: float = 0.75,
-            k: float = 1.0, version: int = 3) -> None:
+            k: float = 1.0) -> None:
     """ACROSS_CHANNELS LRN: scale = k + alpha/n * sum of x^2 over n neighbouring channels,
-    y = x * scale^-beta; scale (kept for the backward) and y are (N,C,H,W) outputs.
-    version 3 (default) runs v2 where v3 does not apply (over 2**31-1 elements or local_size > 15)."""
+    y = x * scale^-beta; scale (kept for the backward) and y are (N,C,H,W) outputs."""
     size = _check_size(local_size)
-    _check_version(version)
     (N, C, H, W), (xf, sf, yf) = _arrays(x, scale, y)
     if N * C * H * W == 0:
         return
     alpha_over_size = np.float32(np.float32(alpha) / np.float32(size))
-    geometry = _v3_geometry(N, C, H * W, size) if version == 3 else None
+    version = PROMOTED["lrn_fwd"]
+    geometry = _v3_geometry(N, C, H * W, size) if version == "v3" else None
     if geometry is not None:
         grid, shift = geometry
         lrn_fwd_v3[grid, LRN_THREADS](xf, sf, yf, np.int32(N), np.int32(C), np.int32(H * W), np.int32(size),
                                       np.int32(shift), alpha_over_size, np.float32(k), np.float32(-beta))
         return
     args = (xf, sf, yf, C, H, W, size, alpha_over_size, np.float32(k), np.float32(-beta))
-    if version == 1:
+    if version == "v1":
         blocks, threads = grid_1d(xf.size, LRN_THREADS)
         lrn_fwd_v1[blocks, threads](*args)
     else:
@@ -661,24 +649,23 @@ def lrn_fwd(x: Any, scale: Any, y: Any, local_size: int = 5, alpha: float = 1.0,
 
 
 def lrn_bwd(dy: Any, x: Any, y: Any, scale: Any, dx: Any, local_size: int = 5, alpha: float = 1.0,
-            beta: float = 0.75, version: int = 3) -> None:
+            beta: float = 0.75) -> None:
     """ACROSS_CHANNELS LRN backward (Caffe's ComputeDiff) from x, y and the forward's scale:
-    dx = dy*scale^-beta - 2*alpha*beta/n * x * sum over the window of dy*y/scale.
-    version 3 (default) runs v2 where v3 does not apply (over 2**31-1 elements or local_size > 15)."""
+    dx = dy*scale^-beta - 2*alpha*beta/n * x * sum over the window of dy*y/scale."""
     size = _check_size(local_size)
-    _check_version(version)
     (N, C, H, W), (dyf, xf, yf, sf, dxf) = _arrays(dy, x, y, scale, dx)
     if N * C * H * W == 0:
         return
     cache_ratio = np.float32(np.float32(2.0 * np.float32(alpha) * np.float32(beta)) / np.float32(size))
-    geometry = _v3_geometry(N, C, H * W, size) if version == 3 else None
+    version = PROMOTED["lrn_bwd"]
+    geometry = _v3_geometry(N, C, H * W, size) if version == "v3" else None
     if geometry is not None:
         grid, shift = geometry
         lrn_bwd_v3[grid, LRN_THREADS](dyf, xf, yf, sf, dxf, np.int32(N), np.int32(C), np.int32(H * W),
                                       np.int32(size), np.int32(shift), np.float32(-beta), cache_ratio)
         return
     args = (dyf, xf, yf, sf, dxf, C, H, W, size, np.float32(-beta), cache_ratio)
-    if version == 1:
+    if version == "v1":
         blocks, threads = grid_1d(xf.size, LRN_THREADS)
         lrn_bwd_v1[blocks, threads](*args)
     else:
@@ -698,22 +685,15 @@ def _within_v2_grid(N: int, C: int, H: int, W: int, size: int) -> tuple[int, int
     return ceil_div(W, WITHIN_TX), ceil_div(H, WITHIN_TY), min(N * C, MAX_GRID_Z)
 
 
-def _check_within_version(version: int) -> None:
-    if version not in (1, 2):
-        raise ValueError(f"LRN within channel has versions 1 and 2, got version={version}")
-
-
 def lrn_within_fwd(x: Any, scale: Any, y: Any, local_size: int = 5, alpha: float = 1.0,
-                   beta: float = 0.75, version: int = 2) -> None:
+                   beta: float = 0.75) -> None:
     """WITHIN_CHANNEL LRN: scale = 1 + alpha * (AVE pool of x^2 over n x n, pad (n-1)/2, padded
-    divisor), y = x * scale^-beta (k unused, as in Caffe); scale and y are (N,C,H,W) outputs.
-    version 2 (default) runs v1 where v2 does not apply (local_size > 9, 2**31 elements)."""
+    divisor), y = x * scale^-beta (k unused, as in Caffe); scale and y are (N,C,H,W) outputs."""
     size = _check_size(local_size)
-    _check_within_version(version)
     (N, C, H, W), (xf, sf, yf) = _arrays(x, scale, y)
     if not xf.size:
         return
-    grid = _within_v2_grid(N, C, H, W, size) if version == 2 else None
+    grid = _within_v2_grid(N, C, H, W, size) if PROMOTED["lrn_within_fwd"] == "v2" else None
     if grid is not None:
         lrn_within_fwd_v2[grid, (WITHIN_TX, WITHIN_TY)](
             xf, sf, yf, np.int32(N * C), np.int32(H), np.int32(W), np.int32(size), np.float32(alpha),
@@ -724,16 +704,14 @@ def lrn_within_fwd(x: Any, scale: Any, y: Any, local_size: int = 5, alpha: float
 
 
 def lrn_within_bwd(dy: Any, x: Any, scale: Any, dx: Any, local_size: int = 5, alpha: float = 1.0,
-                   beta: float = 0.75, version: int = 2) -> None:
+                   beta: float = 0.75) -> None:
     """WITHIN_CHANNEL LRN backward through Caffe's composition (product, power, AVE pooling,
-    square), from x and the forward's scale.
-    version 2 (default) runs v1 where v2 does not apply (local_size > 9, 2**31 elements)."""
+    square), from x and the forward's scale."""
     size = _check_size(local_size)
-    _check_within_version(version)
     (N, C, H, W), (dyf, xf, sf, dxf) = _arrays(dy, x, scale, dx)
     if not xf.size:
         return
-    grid = _within_v2_grid(N, C, H, W, size) if version == 2 else None
+    grid = _within_v2_grid(N, C, H, W, size) if PROMOTED["lrn_within_bwd"] == "v2" else None
     if grid is not None:
         lrn_within_bwd_v2[grid, (WITHIN_TX, WITHIN_TY)](
             dyf, xf, sf, dxf, np.int32(N * C), np.int32(H), np.int32(W), np.int32(size), np.float32(alpha),

@@ -19,19 +19,19 @@ Math (per image n, channel c, output cell (ph, pw)); Caffe's pooling_layer.cu to
 An empty window (only with stride > kernel and no padding, when the ceil rule's last window starts
 past the image) gives y = -FLT_MAX / mask -1 for MAX and 0/0 = NaN for AVE, exactly as Caffe.
 
-Global pooling is kernel = (H, W), pad 0, stride 1. Output sizes are passed in (the y array's shape);
-``pooled_size`` implements Caffe's rule for callers. Stochastic pooling is not provided.
+Global pooling is kernel = (H, W), pad 0, stride 1. Output sizes are the caller's (Caffe's rule,
+ceil mode and the clipped last window, lives in ``netdef.shapes``), read from the y / dy array's
+shape. Stochastic pooling is not provided.
 
 Shapes: x, dx (N, C, H, W); y, dy, mask (N, C, PH, PW); all C-contiguous, float32 (mask int32).
 
-Versions (``version=`` on every public function; "v2" is the default):
+Versions (``PROMOTED``: v2 for all four; v2 falls back to v1 for the shapes it cannot take):
     v1  one thread per output (forward) or per input element (backward, scanning the outputs whose
         window covers it, as Caffe's GPU code: no atomics); 1-D grid-stride loop over the flat
         index with int64 geometry (4 64-bit divisions per element to find n, c, h, w). Launch:
-        ``kernels._launch.grid_1d``, POOL_THREADS per block. H200, AlexNet pool1: fwd 599 GB/s
-        (15% of copy), bwd 159 GB/s (4%).
+        ``kernels._launch.grid_1d``, POOL_THREADS per block.
     v2  int32 index math (np.int32 arguments, int32() casts where numba would widen, and one
-        ``div.u32`` per thread via ``_udiv32``: no 64-bit division anywhere); a 2-D block
+        ``div.u32`` per thread via ``kernels._index.udiv32``: no 64-bit division anywhere); a 2-D block
         (TX, TY) over a grid (bands or spatial blocks, plane groups): plane p = blockIdx.y*TY +
         threadIdx.y, so n and c are never computed; arrays are viewed as (N*C, spatial).
         Forward: the input rows under the block's R output rows of one plane (a band), or the
@@ -53,19 +53,16 @@ Versions (``version=`` on every public function; "v2" is the default):
         AVE: one thread per input. Each input's terms are summed in Caffe's row-major (ph, pw)
         order whenever the chunk spans the covering outputs along w (3x3/2, 2x2/2, ...); with
         more (3x3/1) the order differs, hence the sum by rounding only.
-        Predicted (H200, AlexNet pool1 3x3/2 on 256x96x55x55): max fwd ~75% of copy, max bwd
-        ~70% (the reasoning is in the commit message / issue 6 report).
 """
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, int32, int64, types, uint32, uint64, void
-from numba.cuda.extending import intrinsic
+from numba import cuda, float32, int32, int64, uint32, uint64, void
 
+from kernels._index import udiv32
 from kernels._launch import SIMULATOR, as_device, ceil_div, grid_1d
 
 POOL_THREADS = 256          # v1: threads per block for every pooling kernel (8 warps)
@@ -78,28 +75,8 @@ INT32_MAX = 2**31 - 1
 NEG_FLT_MAX = np.float32(-np.finfo(np.float32).max)   # Caffe's initial max: -FLT_MAX
 
 
-def pooled_size(size: int, kernel: int, pad: int, stride: int, round_mode: str = "CEIL",
-                any_pad: bool | None = None) -> int:
-    """Caffe's pooled output length along one axis.
-
-    ``CEIL`` (Caffe's default): ceil((size + 2*pad - kernel) / stride) + 1; ``FLOOR``: floor(...) + 1.
-    Then, if the layer has any padding (Caffe tests ``pad_h || pad_w``: pass ``any_pad`` for the
-    other axis' padding to count; default ``pad != 0``) and the last window would start at or beyond
-    ``size + pad`` (``(out-1)*stride >= size + pad``), the last window is dropped (``out -= 1``).
-    """
-    if round_mode not in ("CEIL", "FLOOR"):
-        raise ValueError(f"round_mode must be 'CEIL' or 'FLOOR', got {round_mode!r}")
-    if kernel <= 0 or stride <= 0 or pad < 0:
-        raise ValueError(f"pooling needs kernel > 0, stride > 0, pad >= 0 (got {kernel}, {stride}, {pad})")
-    span = size + 2 * pad - kernel
-    if span < 0:
-        raise ValueError(f"pooling kernel {kernel} is larger than the padded input {size} + 2*{pad}")
-    # Caffe computes in float: static_cast<float>(span) / stride
-    q = float(np.float32(span) / np.float32(stride))
-    out = (math.ceil(q) if round_mode == "CEIL" else math.floor(q)) + 1
-    if (pad != 0 if any_pad is None else any_pad) and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
+PROMOTED: dict[str, str] = {"max_pool_fwd": "v2", "max_pool_bwd": "v2", "ave_pool_fwd": "v2",
+                            "ave_pool_bwd": "v2"}
 
 
 # --------------------------------------------------------------------------------------------- kernels
@@ -215,22 +192,8 @@ def ave_pool_bwd_v1(dy, dx, C, H, W, PH, PW, kernel_h, kernel_w, stride_h, strid
 # spatial), so an element's address is plane*stride + s (one 64-bit multiply-add, no division).
 # Array indices are uint32: numba adds a negative-index wraparound (shift, and, 64-bit add) to
 # every signed index. Numba also types int32 // int32 as int64 (a 64-bit division with a runtime
-# 32-bit bypass), hence ``_udiv32``: one unsigned 32-bit division, for operands known to be >= 0.
+# 32-bit bypass), hence ``udiv32``: one unsigned 32-bit division, for operands known to be >= 0.
 # Strided loops are ``while`` loops: ``range`` with a runtime step divides to get its trip count.
-
-if SIMULATOR:
-    def _udiv32(a, b):
-        """a // b for a, b >= 0 (simulator: plain Python)."""
-        return a // b
-else:
-    @intrinsic
-    def _udiv32(typingctx, a, b):
-        """a // b as one ``div.u32`` (a, b >= 0; arguments are converted to int32)."""
-        sig = types.int32(types.int32, types.int32)
-
-        def codegen(context, builder, signature, args):
-            return builder.udiv(args[0], args[1])
-        return sig, codegen
 
 
 UNROLL = 8                  # v2 forward: independent loads per thread in flight while filling the tile
@@ -311,7 +274,7 @@ def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, s
     hs0, rows = _band_rows(ph0, ph1, TY, H, kernel_h, stride_h, pad_h)
     nout = int32((ph1 - ph0) * PW)
     pb = int32(cuda.blockIdx.y)
-    nblocks = _udiv32(P + TY - 1, TY)
+    nblocks = udiv32(P + TY - 1, TY)
     while pb < nblocks:                               # block-uniform: every thread meets the barriers
         p0 = int32(pb * TY)
         count = int32(min(TY, P - p0) * rows * W)     # TY > 1: whole planes, the last group short
@@ -321,7 +284,7 @@ def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, s
         if p < P:
             o = tx
             while o < nout:
-                r = _udiv32(o, PW)
+                r = udiv32(o, PW)
                 pw = int32(o - r * PW)
                 ph = int32(ph0 + r)
                 hstart = int32(ph * stride_h - pad_h)
@@ -366,7 +329,7 @@ def ave_pool_fwd_v2(x, y, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_
     hs0, rows = _band_rows(ph0, ph1, TY, H, kernel_h, stride_h, pad_h)
     nout = int32((ph1 - ph0) * PW)
     pb = int32(cuda.blockIdx.y)
-    nblocks = _udiv32(P + TY - 1, TY)
+    nblocks = udiv32(P + TY - 1, TY)
     while pb < nblocks:                               # block-uniform: every thread meets the barriers
         p0 = int32(pb * TY)
         count = int32(min(TY, P - p0) * rows * W)     # TY > 1: whole planes, the last group short
@@ -376,7 +339,7 @@ def ave_pool_fwd_v2(x, y, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_
         if p < P:
             o = tx
             while o < nout:
-                r = _udiv32(o, PW)
+                r = udiv32(o, PW)
                 pw = int32(o - r * PW)
                 ph = int32(ph0 + r)
                 hstart = int32(ph * stride_h - pad_h)
@@ -424,7 +387,7 @@ def max_pool_bwd_v2(dy, mask, dx, bounds, P, H, W, PH, PW, WP, pair_h, pair_w):
     t = int32(cuda.blockIdx.x * cuda.blockDim.x + tx)
     if t >= H * WP:
         return                                        # no barrier in this kernel
-    h = _udiv32(t, WP)
+    h = udiv32(t, WP)
     w0 = int32(2 * (t - h * WP))
     has1 = w0 + 1 < W                                 # W odd: the row's last pair is one input
     phs, phe, pws, pwe0 = _cover(bounds, h, w0, H)
@@ -514,7 +477,7 @@ def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_
     s = int32(cuda.blockIdx.x * cuda.blockDim.x + tx)
     if s >= H * W:
         return                                        # no barrier in this kernel
-    h = _udiv32(s, W)
+    h = udiv32(s, W)
     w = int32(s - h * W)
     phs, phe, pws, pwe = _cover(bounds, h, w, H)
     p = int32(cuda.blockIdx.y * TY + ty)
@@ -620,11 +583,6 @@ def _launch(kernel, n: int, *args) -> None:
         return
     blocks, threads = grid_1d(n, POOL_THREADS)
     kernel[blocks, threads](*args)
-
-
-def _check_version(version: str) -> None:
-    if version not in ("v1", "v2"):
-        raise ValueError(f"pooling version must be 'v1' or 'v2', got {version!r}")
 
 
 def _pow2_at_least(n: int) -> int:
@@ -737,14 +695,11 @@ def _fwd_v2(kernel, big, small, geom, *extra) -> bool:
 
 
 def max_pool_fwd(x: Any, y: Any, mask: Any, kernel: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
-                 version: str = "v2") -> None:
+                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> None:
     """Max pooling: y (N,C,PH,PW) = max of x (N,C,H,W) over each window (Caffe's clipping, first
     max on ties); mask (N,C,PH,PW) int32 receives the argmax as h*W+w in the input plane (-1 when
-    a window holds nothing above -FLT_MAX). PH, PW are taken from y's shape (see ``pooled_size``).
-    ``kernel``, ``stride``, ``pad``: an int or an (h, w) pair. ``version``: "v2" (default; falls
-    back to v1 for shapes it cannot take, see ``_fwd_plan``) or "v1"."""
-    _check_version(version)
+    a window holds nothing above -FLT_MAX). PH, PW are taken from y's shape. ``kernel``,
+    ``stride``, ``pad``: an int or an (h, w) pair."""
     x, y, mask = as_device(x), as_device(y), as_device(mask)
     geom = _geometry(x, y, kernel, stride, pad)
     if tuple(mask.shape) != tuple(y.shape):
@@ -752,18 +707,15 @@ def max_pool_fwd(x: Any, y: Any, mask: Any, kernel: int | tuple[int, int],
     yf = _flat(y, np.float32)
     mf = _flat(mask, np.int32)
     xf = _flat(x, np.float32)
-    if version == "v2" and _fwd_v2(max_pool_fwd_v2, x, y, geom, _planes(mask, np.int32)):
+    if PROMOTED["max_pool_fwd"] == "v2" and _fwd_v2(max_pool_fwd_v2, x, y, geom, _planes(mask, np.int32)):
         return
     _launch(max_pool_fwd_v1, yf.size, xf, yf, mf, *geom)
 
 
 def max_pool_bwd(dy: Any, mask: Any, dx: Any, kernel: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
-                 version: str = "v2") -> None:
+                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> None:
     """Max pooling backward: dx (N,C,H,W) = dy (N,C,PH,PW) routed to the argmax recorded in mask
-    by ``max_pool_fwd`` (summed where windows overlap); dx is overwritten. ``version``: "v2"
-    (default; v1 past int32) or "v1"."""
-    _check_version(version)
+    by ``max_pool_fwd`` (summed where windows overlap); dx is overwritten."""
     dy, mask, dx = as_device(dy), as_device(mask), as_device(dx)
     geom = _geometry(dx, dy, kernel, stride, pad)
     if tuple(mask.shape) != tuple(dy.shape):
@@ -773,7 +725,8 @@ def max_pool_bwd(dy: Any, mask: Any, dx: Any, kernel: int | tuple[int, int],
     mf = _flat(mask, np.int32)
     C, H, W, PH, PW = geom[:5]
     P = dx.shape[0] * C
-    plan = _bwd_pairs_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if version == "v2" else None
+    v2 = PROMOTED["max_pool_bwd"] == "v2"
+    plan = _bwd_pairs_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if v2 else None
     if plan is None:
         _launch(max_pool_bwd_v1, dxf.size, dyf, mf, dxf, *geom)
     elif dxf.size:
@@ -785,34 +738,30 @@ def max_pool_bwd(dy: Any, mask: Any, dx: Any, kernel: int | tuple[int, int],
 
 
 def ave_pool_fwd(x: Any, y: Any, kernel: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
-                 version: str = "v2") -> None:
+                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> None:
     """Average pooling: y (N,C,PH,PW) = sum of x (N,C,H,W) over each clipped window divided by
-    Caffe's pool_size (the window clipped to the padded extent H+pad, W+pad). ``version``: "v2"
-    (default; falls back to v1 for shapes it cannot take) or "v1"."""
-    _check_version(version)
+    Caffe's pool_size (the window clipped to the padded extent H+pad, W+pad)."""
     x, y = as_device(x), as_device(y)
     geom = _geometry(x, y, kernel, stride, pad)
     yf = _flat(y, np.float32)
     xf = _flat(x, np.float32)
-    if version == "v2" and _fwd_v2(ave_pool_fwd_v2, x, y, geom):
+    if PROMOTED["ave_pool_fwd"] == "v2" and _fwd_v2(ave_pool_fwd_v2, x, y, geom):
         return
     _launch(ave_pool_fwd_v1, yf.size, xf, yf, *geom)
 
 
 def ave_pool_bwd(dy: Any, dx: Any, kernel: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0,
-                 version: str = "v2") -> None:
+                 stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0) -> None:
     """Average pooling backward: dx (N,C,H,W) = sum over covering windows of dy / pool_size;
-    dx is overwritten. ``version``: "v2" (default; v1 past int32) or "v1"."""
-    _check_version(version)
+    dx is overwritten."""
     dy, dx = as_device(dy), as_device(dx)
     geom = _geometry(dx, dy, kernel, stride, pad)
     dxf = _flat(dx, np.float32)
     dyf = _flat(dy, np.float32)
     C, H, W, PH, PW = geom[:5]
     P = dx.shape[0] * C
-    plan = _bwd_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if version == "v2" else None
+    v2 = PROMOTED["ave_pool_bwd"] == "v2"
+    plan = _bwd_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if v2 else None
     if plan is None:
         _launch(ave_pool_bwd_v1, dxf.size, dyf, dxf, *geom)
     elif dxf.size:

@@ -14,12 +14,13 @@ the global gradient norm over all parameter blobs is summed on the device and re
 iteration (``sumsq_total``). Accumulation is in float32, deterministic (no atomics: the same input
 and launch always give the same bits).
 
-Versions:
+Versions (``PROMOTED``: v2 for the four full reductions):
 - v1 ``reduce_v1``: one block; each thread strides over the array, then a shared-memory tree sums
-  the block. Readable baseline, used when one block is enough (n <= REDUCE_THREADS * ITEMS_V1).
-- v2 ``reduce_partial_v2`` + ``reduce_finalize_v2``: first pass with up to REDUCE_MAX_BLOCKS blocks
-  in a grid-stride loop, one partial sum per block into a cached scratch buffer; second pass with
-  one block sums the partials (two launches, no atomics, deterministic).
+  the block.
+- v2 ``reduce_partial_v2`` + ``reduce_finalize_v2`` (where more than one block has work: n >
+  BLOCK_THREADS * ITEMS_V1; else v1): first pass with up to REDUCE_MAX_BLOCKS blocks in a
+  grid-stride loop, one partial sum per block into a scratch buffer; second pass with one block
+  sums the partials (two launches, no atomics, deterministic).
 
 Per-channel reductions over (outer, dim, inner) views (shared by scale.py and batchnorm.py, whose
 v1 kernels use one block per channel; when the channels are few and long, that leaves most SMs
@@ -36,9 +37,8 @@ idle, so their v2 splits each channel over ``parts`` blocks):
 v1 (one block per channel), > 1 = blocks per channel so that about CHANNEL_TARGET_BLOCKS run;
 cached per shape.
 
-Launch geometry: REDUCE_THREADS threads per block (power of two, the tree halves it; 256 on a GPU,
-32 in the simulator); v2 uses min(ceil(n / (REDUCE_THREADS * ITEMS_V2)), REDUCE_MAX_BLOCKS)
-blocks, cached per n.
+Launch geometry: ``kernels._block.BLOCK_THREADS`` threads per block (the tree halves it); v2 uses
+min(ceil(n / (BLOCK_THREADS * ITEMS_V2)), REDUCE_MAX_BLOCKS) blocks, cached per n.
 The operation is a runtime code (OP_SUM, OP_SUMSQ, OP_ASUM, OP_DOT), uniform across the grid, so the
 branch costs nothing next to the memory traffic.
 """
@@ -51,12 +51,12 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import SIMULATOR, ceil_div, grid_1d
-from kernels.fill import fill, flat
+from kernels._block import BLOCK_THREADS, block_sum, walk_next, walk_start
+from kernels._index import flat
+from kernels._launch import ceil_div, grid_1d, scratch
+from kernels.blas1 import fill
 
-# threads per block: a power of two for the halving tree; the simulator runs every thread as a
-# Python thread, so it uses one warp's worth (same code, same tree, 8x fewer threads)
-REDUCE_THREADS = 32 if SIMULATOR else 256
+REDUCE_THREADS = BLOCK_THREADS
 REDUCE_MAX_BLOCKS = 512     # first-pass block cap (about 4 blocks per SM on H100/H200)
 ITEMS_V1 = 16               # one block handles up to REDUCE_THREADS * ITEMS_V1 elements alone
 ITEMS_V2 = 8                # minimum elements per thread before another v2 block is added
@@ -92,41 +92,6 @@ def _term(x, y, i, op):
     return v
 
 
-@cuda.jit(device=True, inline=True)
-def _block_tree_sum(partial, tid):
-    """Sum of the REDUCE_THREADS values in shared ``partial``; every thread must call it."""
-    cuda.syncthreads()  # every thread's partial is stored before the tree reads its neighbours
-    stride = REDUCE_THREADS // 2
-    while stride > 0:
-        if tid < stride:
-            partial[tid] += partial[tid + stride]
-        cuda.syncthreads()  # this level's sums are visible before the next level reads them
-        stride //= 2
-    return partial[0]
-
-
-@cuda.jit(device=True, inline=True)
-def walk_start(start, stride, inner):
-    """Position (o, i) of flat index ``start`` in an (outer, inner) walk that advances by
-    ``stride``, and the per-step increments: the only divisions of a channel loop."""
-    o = start // inner
-    i = start - o * inner
-    o_step = stride // inner
-    i_step = stride - o_step * inner
-    return o, i, o_step, i_step
-
-
-@cuda.jit(device=True, inline=True)
-def walk_next(o, i, o_step, i_step, inner):
-    """(o, i) of the flat index ``stride`` further on (i wraps at most once)."""
-    i += i_step
-    o += o_step
-    if i >= inner:
-        i -= inner
-        o += 1
-    return o, i
-
-
 @cuda.jit
 def reduce_v1(x, y, n, op, out, accumulate):
     """One block: out[0] (+)= sum over i < n of term(op, x, y, i)."""
@@ -136,7 +101,7 @@ def reduce_v1(x, y, n, op, out, accumulate):
     for i in range(tid, n, REDUCE_THREADS):
         acc += _term(x, y, i, op)
     partial[tid] = acc
-    total = _block_tree_sum(partial, tid)
+    total = block_sum(partial, tid)
     if tid == 0:
         if accumulate:
             out[0] = out[0] + total
@@ -153,7 +118,7 @@ def reduce_partial_v2(x, y, n, op, partials):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         acc += _term(x, y, i, op)
     partial[tid] = acc
-    total = _block_tree_sum(partial, tid)
+    total = block_sum(partial, tid)
     if tid == 0:
         partials[cuda.blockIdx.x] = total
 
@@ -167,7 +132,7 @@ def reduce_finalize_v2(partials, nparts, out, accumulate):
     for i in range(tid, nparts, REDUCE_THREADS):
         acc += partials[i]
     partial[tid] = acc
-    total = _block_tree_sum(partial, tid)
+    total = block_sum(partial, tid)
     if tid == 0:
         if accumulate:
             out[0] = out[0] + total
@@ -202,8 +167,8 @@ def channel_partial_v2(a, b, center, part1, part2, outer, dim, inner, parts, mod
         o, i = walk_next(o, i, o_step, i_step, inner)
     partial_1[tid] = acc1
     partial_2[tid] = acc2
-    total1 = _block_tree_sum(partial_1, tid)
-    total2 = _block_tree_sum(partial_2, tid)
+    total1 = block_sum(partial_1, tid)
+    total2 = block_sum(partial_2, tid)
     if tid == 0:
         part1[d * parts + part] = total1
         part2[d * parts + part] = total2
@@ -283,20 +248,7 @@ def _blocks_v2(n: int) -> int:
     return max(1, min(ceil_div(n, REDUCE_THREADS * ITEMS_V2), REDUCE_MAX_BLOCKS))
 
 
-_SCRATCH: dict[str, Any] = {}
-
-
-def _scratch(name: str, size: int) -> Any:
-    """A cached float32 device buffer of at least ``size`` elements (grown when needed, then
-    reused by every call on the default stream, which orders each use after the previous one)."""
-    buf = _SCRATCH.get(name)
-    if buf is None or buf.size < size:
-        buf = cuda.device_array(max(size, 1), dtype=np.float32)
-        _SCRATCH[name] = buf
-    return buf
-
-
-scratch = _scratch   # for scale.py / batchnorm.py (per-channel sums between two launches)
+PROMOTED: dict[str, str] = {"reduce_sum": "v2", "sumsq": "v2", "asum": "v2", "dot": "v2"}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -332,8 +284,8 @@ def channel_sums(a: Any, b: Any, center: Any, out1: Any, out2: Any, outer: int, 
         return
     if parts < 0:
         raise ValueError(f"channel_sums: parts must be >= 0, got {parts}")
-    part1 = _scratch("channel_part1", dim * parts)
-    part2 = _scratch("channel_part2", dim * parts)
+    part1 = scratch("reduce.channel_part1", dim * parts)
+    part2 = scratch("reduce.channel_part2", dim * parts)
     channel_partial_v2[(dim, parts), REDUCE_THREADS](a, b, center, part1, part2, outer, dim, inner,
                                                      parts, mode)
     blocks, threads = grid_1d(dim)
@@ -341,10 +293,8 @@ def channel_sums(a: Any, b: Any, center: Any, out1: Any, out2: Any, outer: int, 
                                          np.float32(scale2), how1, how2)
 
 
-def _reduce(name: str, op: int, x: Any, y: Any | None, out: Any | None, accumulate: bool,
-            blocks: int | None = None) -> float | None:
-    """Launch v1 or v2 (``blocks`` forces the v2 first-pass block count; tests use it to run v2 on
-    simulator-sized arrays)."""
+def _reduce(name: str, op: int, x: Any, y: Any | None, out: Any | None, accumulate: bool) -> float | None:
+    """Launch v2 where more than one block has work (and ``PROMOTED[name]`` is v2), else v1."""
     xf = flat(x)
     yf = xf if y is None else flat(y)
     if xf.dtype != np.float32 or yf.dtype != np.float32:
@@ -354,21 +304,18 @@ def _reduce(name: str, op: int, x: Any, y: Any | None, out: Any | None, accumula
     if out is None:
         if accumulate:
             raise ValueError(f"{name}: accumulate=True needs an out array")
-        dst = _scratch("result", 1)
+        dst = scratch("reduce.result", 1)
     else:
         dst = flat(out)
         if dst.dtype != np.float32 or dst.size < 1:
             raise TypeError(f"{name}: out must be a float32 device array with at least one element")
     n = xf.size
     acc = int(bool(accumulate))
-    if blocks is None:
-        blocks = _blocks_v2(n)
-    elif not 1 <= blocks <= REDUCE_MAX_BLOCKS:
-        raise ValueError(f"{name}: blocks must be in [1, {REDUCE_MAX_BLOCKS}], got {blocks}")
+    blocks = _blocks_v2(n) if PROMOTED[name] == "v2" else 1
     if blocks == 1:   # one block suffices: v1 alone, no second pass
         reduce_v1[1, REDUCE_THREADS](xf, yf, n, op, dst, acc)
     else:
-        partials = _scratch("partials", REDUCE_MAX_BLOCKS)
+        partials = scratch("reduce.partials", REDUCE_MAX_BLOCKS)
         reduce_partial_v2[blocks, REDUCE_THREADS](xf, yf, n, op, partials)
         reduce_finalize_v2[1, REDUCE_THREADS](partials, blocks, dst, acc)
     if out is None:
@@ -400,7 +347,7 @@ def dot(x: Any, y: Any, out: Any | None = None, accumulate: bool = False) -> flo
 def sumsq_total(arrays: Sequence[Any]) -> float:
     """sum of x^2 over every element of every array (e.g. all parameter diffs for Caffe's
     clip_gradients: the L2 norm is the square root): accumulated on the device, one host read."""
-    total = _scratch("total", 1)
+    total = scratch("reduce.total", 1)
     fill(total, 0.0)
     for a in arrays:
         sumsq(a, out=total, accumulate=True)

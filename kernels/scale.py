@@ -14,12 +14,13 @@ Math:
   ``x`` in the backward is the bottom data before the forward (Caffe keeps a copy for in-place).
   Compute ds/db before dx when dx aliases dy.
 
-Versions:
+Versions (``PROMOTED``: v2 for both; each v2 kernel runs where its condition holds, v1 elsewhere):
 - v1 elementwise ``scale_fwd_v1`` / ``scale_bias_fwd_v1`` / ``scale_bwd_v1``: one thread per
   element, grid-stride; the channel is d = (idx // inner) % dim (two 64-bit divisions per element).
-- v2 elementwise ``scale_fwd_v2`` / ``scale_bias_fwd_v2`` (also dx = dy * s[d]), used when
-  inner >= ROW_MIN_INNER: a block per (o, d) row, block-stride over the outer*dim rows, threads
-  along the row's inner contiguous values (coalesced); d = r % dim once per row.
+- v2 elementwise ``scale_fwd_v2`` / ``scale_bias_fwd_v2`` (also dx = dy * s[d]), where
+  inner >= ``kernels._launch.ROW_MIN_INNER``: a block per (o, d) row, block-stride over the
+  outer*dim rows, threads along the row's inner contiguous values (coalesced); d = r % dim once
+  per row.
 - v1 reductions ``scale_param_bwd_v1`` (ds) and ``scale_bias_param_bwd_v1`` (ds and db in one
   pass): one block per channel d; its threads stride over the outer*inner elements of the channel
   (consecutive threads read consecutive i: coalesced), then a shared-memory tree; thread 0 writes
@@ -32,33 +33,22 @@ Versions:
   element, Caffe's is_eltwise): ds[d] (+)= dy[d] * x[d], db[d] += dy[d] elementwise.
 
 Launch geometry: elementwise v1 kernels: ``kernels._launch.grid_1d(outer*dim*inner)``; v2:
-min(outer*dim, MAX_BLOCKS_1D) blocks x ROW_THREADS (128; 32 in the simulator); reductions:
-``dim`` blocks x CHANNEL_THREADS threads (32 in the simulator).
+``kernels._launch.grid_rows(outer*dim)``; reductions: ``dim`` blocks x
+``kernels._block.BLOCK_THREADS`` threads.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 from numba import cuda, float32, int64, void
 
 from kernels import reduce as R
-from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, grid_1d
-from kernels.fill import flat
-from kernels.reduce import walk_next, walk_start
+from kernels._block import BLOCK_THREADS, block_sum, walk_next, walk_start
+from kernels._index import flat
+from kernels._launch import ROW_MIN_INNER, grid_1d, grid_rows
 
-# threads per channel block: a power of two for the halving tree (the simulator runs each thread
-# as a Python thread: one warp there)
-CHANNEL_THREADS = 32 if SIMULATOR else 256
-ROW_THREADS = 32 if SIMULATOR else 128   # row kernels (v2 elementwise): threads along inner
-ROW_MIN_INNER = 32                       # rows at least one warp long use the row kernels
-
-
-@functools.lru_cache(maxsize=4096)
-def _row_grid(rows: int) -> tuple[int, int]:
-    """(blocks, threads) for the block-per-row kernels: one block per row, capped (block-stride)."""
-    return max(1, min(rows, MAX_BLOCKS_1D)), ROW_THREADS
+PROMOTED: dict[str, str] = {"scale_fwd": "v2", "scale_bwd": "v2"}
 
 F1 = float32[::1]
 
@@ -110,33 +100,20 @@ def scale_bias_fwd_v2(x, s, b, y, rows, dim, inner):
             y[base + i] = x[base + i] * sd + bd
 
 
-@cuda.jit(device=True, inline=True)
-def _tree_sum(partial, tid):
-    """Sum of the CHANNEL_THREADS values in shared ``partial``; every thread of the block calls it."""
-    cuda.syncthreads()  # every thread's partial is stored before the tree reads its neighbours
-    stride = CHANNEL_THREADS // 2
-    while stride > 0:
-        if tid < stride:
-            partial[tid] += partial[tid + stride]
-        cuda.syncthreads()  # this level's sums are visible before the next level reads them
-        stride //= 2
-    return partial[0]
-
-
 @cuda.jit
 def scale_param_bwd_v1(dy, x, ds, outer, dim, inner, accumulate):
     """Block d: ds[d] (+)= sum over o, i of dy[o, d, i] * x[o, d, i]."""
-    partial = cuda.shared.array(CHANNEL_THREADS, float32)
+    partial = cuda.shared.array(BLOCK_THREADS, float32)
     d = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     acc = float32(0)
-    o, i, o_step, i_step = walk_start(tid, CHANNEL_THREADS, inner)
-    while o < outer:      # flat k = o*inner + i over the channel, stride CHANNEL_THREADS
+    o, i, o_step, i_step = walk_start(tid, BLOCK_THREADS, inner)
+    while o < outer:      # flat k = o*inner + i over the channel, stride BLOCK_THREADS
         idx = (o * dim + d) * inner + i
         acc += dy[idx] * x[idx]
         o, i = walk_next(o, i, o_step, i_step, inner)
     partial[tid] = acc
-    total = _tree_sum(partial, tid)
+    total = block_sum(partial, tid)
     if tid == 0:
         if accumulate:
             ds[d] = ds[d] + total
@@ -147,14 +124,14 @@ def scale_param_bwd_v1(dy, x, ds, outer, dim, inner, accumulate):
 @cuda.jit
 def scale_bias_param_bwd_v1(dy, x, ds, db, outer, dim, inner, accumulate_ds):
     """Block d: ds[d] (+)= sum dy * x and db[d] += sum dy over o, i, in one pass over dy."""
-    partial_s = cuda.shared.array(CHANNEL_THREADS, float32)
-    partial_b = cuda.shared.array(CHANNEL_THREADS, float32)
+    partial_s = cuda.shared.array(BLOCK_THREADS, float32)
+    partial_b = cuda.shared.array(BLOCK_THREADS, float32)
     d = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     acc_s = float32(0)
     acc_b = float32(0)
-    o, i, o_step, i_step = walk_start(tid, CHANNEL_THREADS, inner)
-    while o < outer:      # flat k = o*inner + i over the channel, stride CHANNEL_THREADS
+    o, i, o_step, i_step = walk_start(tid, BLOCK_THREADS, inner)
+    while o < outer:      # flat k = o*inner + i over the channel, stride BLOCK_THREADS
         idx = (o * dim + d) * inner + i
         g = dy[idx]
         acc_s += g * x[idx]
@@ -162,8 +139,8 @@ def scale_bias_param_bwd_v1(dy, x, ds, db, outer, dim, inner, accumulate_ds):
         o, i = walk_next(o, i, o_step, i_step, inner)
     partial_s[tid] = acc_s
     partial_b[tid] = acc_b
-    total_s = _tree_sum(partial_s, tid)
-    total_b = _tree_sum(partial_b, tid)
+    total_s = block_sum(partial_s, tid)
+    total_b = block_sum(partial_b, tid)
     if tid == 0:
         if accumulate_ds:
             ds[d] = ds[d] + total_s
@@ -175,16 +152,16 @@ def scale_bias_param_bwd_v1(dy, x, ds, db, outer, dim, inner, accumulate_ds):
 @cuda.jit
 def bias_param_bwd_v1(dy, db, outer, dim, inner):
     """Block d: db[d] += sum over o, i of dy[o, d, i] (bias learned, scale frozen)."""
-    partial = cuda.shared.array(CHANNEL_THREADS, float32)
+    partial = cuda.shared.array(BLOCK_THREADS, float32)
     d = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     acc = float32(0)
-    o, i, o_step, i_step = walk_start(tid, CHANNEL_THREADS, inner)
-    while o < outer:      # flat k = o*inner + i over the channel, stride CHANNEL_THREADS
+    o, i, o_step, i_step = walk_start(tid, BLOCK_THREADS, inner)
+    while o < outer:      # flat k = o*inner + i over the channel, stride BLOCK_THREADS
         acc += dy[(o * dim + d) * inner + i]
         o, i = walk_next(o, i, o_step, i_step, inner)
     partial[tid] = acc
-    total = _tree_sum(partial, tid)
+    total = block_sum(partial, tid)
     if tid == 0:
         db[d] = db[d] + total
 
@@ -248,9 +225,9 @@ def scale_fwd(x: Any, s: Any, b: Any | None, y: Any, outer: int, dim: int, inner
         small.append(("b", bf))
     _check("scale_fwd", [("x", xf), ("y", yf)], small, outer, dim, inner)
     n = xf.size
-    if inner >= ROW_MIN_INNER:
+    if PROMOTED["scale_fwd"] == "v2" and inner >= ROW_MIN_INNER:
         rows = outer * dim
-        blocks, threads = _row_grid(rows)
+        blocks, threads = grid_rows(rows)
         if bf is None:
             scale_fwd_v2[blocks, threads](xf, sf, yf, rows, dim, inner)
         else:
@@ -264,13 +241,10 @@ def scale_fwd(x: Any, s: Any, b: Any | None, y: Any, outer: int, dim: int, inner
 
 
 def scale_bwd(x: Any, s: Any, dy: Any, dx: Any | None, ds: Any | None, outer: int, dim: int,
-              inner: int, accumulate_ds: bool = True, db: Any | None = None,
-              parts: int | None = None) -> None:
+              inner: int, accumulate_ds: bool = True, db: Any | None = None) -> None:
     """Gradients of ``scale_fwd``: ds[d] (+)= sum_{o,i} dy*x (``accumulate_ds`` False: written, for
     a scale that is the second bottom), db[d] += sum_{o,i} dy (when given), then dx = dy * s[d]
-    (written; dx may be dy). ``x`` is the bottom data before the forward. None skips an output.
-    ``parts`` overrides the path (0 = thread per channel, 1 = v1, > 1 = v2 blocks per channel;
-    tests)."""
+    (written; dx may be dy). ``x`` is the bottom data before the forward. None skips an output."""
     xf, sf, dyf = flat(x), flat(s), flat(dy)
     big = [("x", xf), ("dy", dyf)]
     small = [("s", sf)]
@@ -286,8 +260,8 @@ def scale_bwd(x: Any, s: Any, dy: Any, dx: Any | None, ds: Any | None, outer: in
         small.append(("db", dbf))
     _check("scale_bwd", big, small, outer, dim, inner)
     acc = int(bool(accumulate_ds))
-    if parts is None:
-        parts = R.channel_parts(dim, outer * inner)
+    v2 = PROMOTED["scale_bwd"] == "v2"
+    parts = R.channel_parts(dim, outer * inner) if v2 else 1
     if (dsf is not None or dbf is not None) and parts != 1 and outer * inner > 1:
         how_s = R.OUT_SKIP if dsf is None else (R.OUT_ADD if acc else R.OUT_WRITE)
         how_b = R.OUT_SKIP if dbf is None else R.OUT_ADD
@@ -302,14 +276,14 @@ def scale_bwd(x: Any, s: Any, dy: Any, dx: Any | None, ds: Any | None, outer: in
         if dbf is not None:
             bias_param_elem_bwd_v1[blocks, threads](dyf, dbf, dim)
     elif dim > 0 and dsf is not None and dbf is not None:
-        scale_bias_param_bwd_v1[dim, CHANNEL_THREADS](dyf, xf, dsf, dbf, outer, dim, inner, acc)
+        scale_bias_param_bwd_v1[dim, BLOCK_THREADS](dyf, xf, dsf, dbf, outer, dim, inner, acc)
     elif dim > 0 and dsf is not None:
-        scale_param_bwd_v1[dim, CHANNEL_THREADS](dyf, xf, dsf, outer, dim, inner, acc)
+        scale_param_bwd_v1[dim, BLOCK_THREADS](dyf, xf, dsf, outer, dim, inner, acc)
     elif dim > 0 and dbf is not None:
-        bias_param_bwd_v1[dim, CHANNEL_THREADS](dyf, dbf, outer, dim, inner)
-    if dxf is not None and inner >= ROW_MIN_INNER:
+        bias_param_bwd_v1[dim, BLOCK_THREADS](dyf, dbf, outer, dim, inner)
+    if dxf is not None and v2 and inner >= ROW_MIN_INNER:
         rows = outer * dim
-        blocks, threads = _row_grid(rows)
+        blocks, threads = grid_rows(rows)
         scale_fwd_v2[blocks, threads](dyf, sf, dxf, rows, dim, inner)   # dx = dy * s[d]
     elif dxf is not None:
         n = dyf.size

@@ -12,9 +12,9 @@ Math, per position (o, s):
     softmax bwd  dx[o,c,s] = (dy[o,c,s] - sum_c' dy[o,c',s]*y[o,c',s]) * y[o,c,s]
     loss fwd     l[o,s] = -log(max(prob[o,label,s], FLT_MIN)), 0 where label == ignore_label;
                  returns (sum of l, number of non-ignored positions) to the host; the caller divides
-                 by ``loss_normalizer`` (Caffe's get_normalizer) and multiplies by the loss weight
+                 by Caffe's normalizer and multiplies by the loss weight
     loss bwd     dx[o,c,s] = (prob[o,c,s] - (c == label)) * scale, 0 for ignored positions; the
-                 caller passes scale = loss_weight / loss_normalizer(...)
+                 caller passes scale = loss_weight / normalizer
     accuracy     position counts as correct when the label's score ranks among the top k:
                  ties="cpu" (Caffe's accuracy_layer.cpp: std::partial_sort of (score, index) pairs
                  with std::greater, so equal scores rank the LARGER index first):
@@ -29,56 +29,45 @@ forward and accuracy kernels count them and the Python function raises ValueErro
 would read out of bounds; its CPU code DCHECKs). The loss backward leaves such positions as
 prob*scale.
 
-Versions:
+Versions (``PROMOTED``: v3 for softmax, v2 for the loss; where a version does not apply the
+next older one runs):
     softmax_fwd_v1 / softmax_bwd_v1      one thread per (o, s) position, three (two) passes over C
                                          (coalesced over s when inner > 1)
-    softmax_fwd_v2 / softmax_bwd_v2      one block per position, threads stride over C, max / sum /
-                                         dot by shared-memory trees (rows of C >= 128 with
-                                         inner == 1; the public functions pick it there)
-    softmax_loss_fwd_v1, accuracy_fwd_v1 one thread per position, block tree reduction in shared
-                                         memory -> one partial per block
-    partial_sum_fwd_v1                   one block folds the per-block partials (deterministic order:
-                                         no float atomics)
-    softmax_loss_bwd_v1                  one thread per element of dx
     softmax_fwd_v3 / softmax_bwd_v3      inner == 1 (fc8 -> loss, 256x1000): a team of 32..256
                                          threads (power of two ~ C/4) per row, 256/team rows per
                                          block; loads unrolled by 4 along the row (coalesced), max /
                                          sum / dot by warp shuffles (shfl_xor butterfly) and, for
                                          teams wider than a warp, the warps' results combined in
                                          order via shared memory; exp recomputed in the last pass
-                                         instead of v1's store-then-reload of y; uint32 indices.
-                                         v1 gave one thread per row (0.2% of copy). Predicted:
-                                         kernel ~2-3 us for 1 MB (~20-35% of copy, latency bound:
-                                         3 dependent passes per row, 256 rows on 132 SMs); as the
-                                         bench times it, launch overhead (~15-30 us host + launch
-                                         for numba) dominates, so ~3-8% of copy measured
+                                         instead of v1's store-then-reload of y; uint32 indices
     softmax_fwd_v3_spatial / _bwd_v3_spatial
-                                         inner > 1 (default for inner >= 32): grid (inner/256, outer):
-                                         a thread per position s, blockIdx.y = o (no divides),
-                                         consecutive threads on consecutive s; the C loop unrolled
-                                         by 4 (4 or 8 independent loads); v1's operations in v1's
-                                         order (bit-identical results). Predicted fwd ~55-70% of copy
-                                         (x read 3 times -- the re-reads mostly from L1/L2 -- and two
-                                         exps per element), bwd ~70-80%
+                                         v3 for inner >= SOFTMAX_V3_MIN_INNER: grid (inner/256,
+                                         outer): a thread per position s, blockIdx.y = o (no
+                                         divides), consecutive threads on consecutive s; the C loop
+                                         unrolled by 4 (4 or 8 independent loads); v1's operations
+                                         in v1's order (bit-identical results)
+    softmax_loss_fwd_v1, accuracy_fwd_v1 one thread per position, block tree reduction in shared
+                                         memory -> one partial per block
+    partial_sum_fwd_v1                   one block folds the per-block partials (deterministic order:
+                                         no float atomics)
+    softmax_loss_bwd_v1                  one thread per element of dx
     softmax_loss_fwd_v2                  v1's per-block sums (same grid and order: same bits), uint32
                                          indices, then the last block (ticket by atomic add after a
                                          threadfence) folds the partials in block order: one launch,
                                          device buffers cached per grid size, one 16-byte copy to the
-                                         host instead of four allocations, two launches, two copies
+                                         host
     softmax_loss_bwd_v2                  grid (row blocks, outer): blockIdx.y = o, threads over the
                                          C*inner elements of a row, 4 per thread in flight, one uint32
-                                         divide for c (none when inner == 1). Predicted ~75-85% of copy
-                                         on large inputs
+                                         divide for c (none when inner == 1)
+    v3 and loss v2 need fewer than 2**31 elements (uint32 indices); v3 runs for inner == 1 or
+    inner >= SOFTMAX_V3_MIN_INNER.
 
-Launch geometry: v1, v2 and the reductions: 1-D grid-stride loops; SOFTMAX_THREADS threads per
-block over positions/elements, SOFTMAX_ROW_THREADS per block and one block per position
-(grid-stride over positions) for v2, REDUCE_THREADS (a power of two) for the reductions; block
-counts from ``kernels._launch.grid_1d`` (capped). v3: SOFTMAX_V3_THREADS per block; rows: blocks
-over rows / (256 / team) (capped, grid-stride over row groups); spatial and loss bwd v2: 2-D grid,
-y over outer (capped at 65535, looped beyond). Configured launches cached per shape. The
-public ``softmax_fwd/bwd`` default to v3 for inner == 1 or inner >= SOFTMAX_V3_MIN_INNER, else v1;
-``version=`` picks any (3: rows or spatial by inner); v3 and loss v2 need fewer than 2**31 elements
-(v1 runs above). Simulator: warp shuffles are emulated through shared memory (``_shfl_xor``).
+Launch geometry: v1 and the reductions: 1-D grid-stride loops; SOFTMAX_THREADS threads per block
+over positions/elements, REDUCE_THREADS (a power of two) for the reductions; block counts from
+``kernels._launch.grid_1d`` (capped). v3: SOFTMAX_V3_THREADS per block; rows: blocks over rows /
+(256 / team) (capped, grid-stride over row groups); spatial and loss bwd v2: 2-D grid, y over
+outer (capped at 65535, looped beyond). Configured launches cached per shape. Simulator: warp
+shuffles are emulated through shared memory (``_shfl_xor``).
 """
 from __future__ import annotations
 
@@ -93,8 +82,6 @@ from kernels._launch import MAX_BLOCKS_1D, SIMULATOR, as_device, ceil_div, grid_
 
 SOFTMAX_THREADS = 256       # threads per block for the per-position / per-element kernels
 REDUCE_THREADS = 256        # threads per block of the reductions; a power of two (tree halves it)
-SOFTMAX_ROW_THREADS = 128   # softmax v2: threads per block, one block per position; a power of two
-SOFTMAX_ROW_MIN_C = 128     # version 2 is picked (when asked for) for inner == 1 and C >= this
 SOFTMAX_V3_THREADS = 256    # v3: threads per block (rows kernels: a multiple of every team size)
 SOFTMAX_V3_WARPS = SOFTMAX_V3_THREADS // 32
 SOFTMAX_V3_MIN_INNER = 32   # v3 spatial kernels for inner >= this; v1 (thread per position) below
@@ -141,75 +128,6 @@ def softmax_bwd_v1(dy, y, dx, C, inner):
             dot += dy[base + c * inner] * y[base + c * inner]
         for c in range(C):
             dx[base + c * inner] = (dy[base + c * inner] - dot) * y[base + c * inner]
-
-
-@cuda.jit
-def softmax_fwd_v2(x, y, C, inner):
-    """One block per (o, s) position: the block's threads stride over the C channels and combine
-    the max and the sum of exponentials by shared-memory tree reductions (for large C, inner 1)."""
-    sh = cuda.shared.array(SOFTMAX_ROW_THREADS, float32)
-    t = cuda.threadIdx.x
-    for p in range(cuda.blockIdx.x, x.size // C, cuda.gridDim.x):
-        o = p // inner
-        s = p % inner
-        base = o * C * inner + s
-        m = NEG_FLT_MAX                             # Caffe's kernel_channel_max start
-        for c in range(t, C, SOFTMAX_ROW_THREADS):
-            m = max(m, x[base + c * inner])
-        sh[t] = m
-        cuda.syncthreads()      # every thread's partial max is stored before the tree reads it
-        half = SOFTMAX_ROW_THREADS // 2
-        while half > 0:
-            if t < half:
-                sh[t] = max(sh[t], sh[t + half])
-            cuda.syncthreads()  # this level's maxima are written before the next level reads
-            half //= 2
-        m = sh[0]
-        cuda.syncthreads()      # every thread has read the max before sh is reused for the sum
-        total = _ZERO
-        for c in range(t, C, SOFTMAX_ROW_THREADS):
-            e = math.exp(x[base + c * inner] - m)
-            y[base + c * inner] = e
-            total += e
-        sh[t] = total
-        cuda.syncthreads()      # every partial sum is stored before the tree reads it
-        half = SOFTMAX_ROW_THREADS // 2
-        while half > 0:
-            if t < half:
-                sh[t] += sh[t + half]
-            cuda.syncthreads()  # this level's sums are written before the next level reads
-            half //= 2
-        total = sh[0]
-        for c in range(t, C, SOFTMAX_ROW_THREADS):
-            y[base + c * inner] = y[base + c * inner] / total
-        cuda.syncthreads()      # every thread has read the sum before the next position reuses sh
-
-
-@cuda.jit
-def softmax_bwd_v2(dy, y, dx, C, inner):
-    """One block per (o, s) position: dot = sum_c dy*y by a shared-memory tree, then dx."""
-    sh = cuda.shared.array(SOFTMAX_ROW_THREADS, float32)
-    t = cuda.threadIdx.x
-    for p in range(cuda.blockIdx.x, y.size // C, cuda.gridDim.x):
-        o = p // inner
-        s = p % inner
-        base = o * C * inner + s
-        dot = _ZERO
-        for c in range(t, C, SOFTMAX_ROW_THREADS):
-            dot += dy[base + c * inner] * y[base + c * inner]
-        sh[t] = dot
-        cuda.syncthreads()      # every partial dot product is stored before the tree reads it
-        half = SOFTMAX_ROW_THREADS // 2
-        while half > 0:
-            if t < half:
-                sh[t] += sh[t + half]
-            cuda.syncthreads()  # this level's sums are written before the next level reads
-            half //= 2
-        dot = sh[0]
-        for c in range(t, C, SOFTMAX_ROW_THREADS):
-            dx[base + c * inner] = (dy[base + c * inner] - dot) * y[base + c * inner]
-        cuda.syncthreads()      # every thread has read the dot before the next position reuses sh
-
 
 
 @cuda.jit(device=True, inline=True)
@@ -831,8 +749,6 @@ _I2 = int32[:, ::1]
 KERNELS: dict[str, tuple[Any, list]] = {
     "softmax_fwd_v1": (softmax_fwd_v1, [void(_F, _F, int64, int64)]),
     "softmax_bwd_v1": (softmax_bwd_v1, [void(_F, _F, _F, int64, int64)]),
-    "softmax_fwd_v2": (softmax_fwd_v2, [void(_F, _F, int64, int64)]),
-    "softmax_bwd_v2": (softmax_bwd_v2, [void(_F, _F, _F, int64, int64)]),
     "softmax_loss_fwd_v1": (softmax_loss_fwd_v1,
                             [void(_F, _F, _F, _I2, int64, int64, int64, int64)]),
     "accuracy_fwd_v1": (accuracy_fwd_v1,
@@ -892,64 +808,57 @@ def _team_shift(C: int) -> int:
     return team.bit_length() - 1
 
 
-def _pick_version(version: int | None, C: int, inner: int, n: int) -> int:
-    """None -> 3 for inner == 1 (rows) and inner >= SOFTMAX_V3_MIN_INNER (spatial), else 1;
-    3 falls back to 1 for n >= V3_MAX_ELEMENTS (uint32 indexing)."""
-    if version is None:
-        version = 3 if inner == 1 or inner >= SOFTMAX_V3_MIN_INNER else 1
-    if version not in (1, 2, 3):
-        raise ValueError(f"softmax version must be 1, 2 or 3, got {version}")
-    if version == 3 and n >= V3_MAX_ELEMENTS:
-        version = 1
+PROMOTED: dict[str, str] = {"softmax_fwd": "v3", "softmax_bwd": "v3", "softmax_loss_fwd": "v2",
+                            "softmax_loss_bwd": "v2"}
+
+
+def _version(op: str, inner: int, n: int) -> str:
+    """``PROMOTED[op]`` where it applies, else v1: v3 needs inner == 1 (rows) or inner >=
+    SOFTMAX_V3_MIN_INNER (spatial), and fewer than 2**31 elements."""
+    version = PROMOTED[op]
+    if version == "v3" and not ((inner == 1 or inner >= SOFTMAX_V3_MIN_INNER) and n < V3_MAX_ELEMENTS):
+        version = "v1"
     return version
 
 
 @functools.lru_cache(maxsize=1024)
-def _softmax_launch(version: int | None, C: int, inner: int, outer: int, backward: bool = False):
+def _softmax_launch(version: str, C: int, inner: int, outer: int, backward: bool = False):
     """(configured kernel, extra integer arguments) for softmax fwd/bwd of an (outer, C, inner)
     view, cached per shape: v3 rows (inner == 1: a team per row), v3 spatial (inner > 1: a thread
-    per position, blockIdx.y = o), v2 (a block per position), v1 (a thread per position)."""
-    positions = outer * inner
-    v = _pick_version(version, C, inner, outer * C * inner)
-    if v == 3 and inner == 1:
+    per position, blockIdx.y = o), v1 (a thread per position)."""
+    if version == "v3" and inner == 1:
         shift = _team_shift(C)
         per_block = SOFTMAX_V3_THREADS >> shift
         blocks = max(1, min(ceil_div(outer, per_block), MAX_BLOCKS_1D))
         k = softmax_bwd_v3 if backward else softmax_fwd_v3
         return k[blocks, SOFTMAX_V3_THREADS], (np.uint32(outer), np.uint32(C), np.uint32(shift))
-    if v == 3:
+    if version == "v3":
         grid = (ceil_div(inner, SOFTMAX_V3_THREADS), min(outer, MAX_GRID_Y))
         k = softmax_bwd_v3_spatial if backward else softmax_fwd_v3_spatial
         return k[grid, SOFTMAX_V3_THREADS], (np.uint32(outer), np.uint32(C), np.uint32(inner))
-    if v == 2:
-        k = softmax_bwd_v2 if backward else softmax_fwd_v2
-        return k[grid_1d(positions * SOFTMAX_ROW_THREADS, SOFTMAX_ROW_THREADS)], (C, inner)
     k = softmax_bwd_v1 if backward else softmax_fwd_v1
-    return k[grid_1d(positions, SOFTMAX_THREADS)], (C, inner)
+    return k[grid_1d(outer * inner, SOFTMAX_THREADS)], (C, inner)
 
 
-def softmax_fwd(x: Any, y: Any, axis: int = 1, version: int | None = None) -> None:
-    """Softmax of x over ``axis`` into y (same shape; y may be x), max-subtracted. ``version``:
-    None picks v3 for inner == 1 (a warp-or-more team per row) and for inner >= 32 (coalesced
-    spatial kernel), else v1; 1, 2 or 3 forces one (3: rows or spatial by inner)."""
+def softmax_fwd(x: Any, y: Any, axis: int = 1) -> None:
+    """Softmax of x over ``axis`` into y (same shape; y may be x), max-subtracted."""
     x, y = _dev(x), _dev(y)
     _same_shape(x, y)
     outer, C, inner = axis_view(x.shape, axis)
     if outer * C * inner == 0:
         return
-    launch, extra = _softmax_launch(version, C, inner, outer)
+    launch, extra = _softmax_launch(_version("softmax_fwd", inner, x.size), C, inner, outer)
     launch(x.reshape(x.size), y.reshape(y.size), *extra)
 
 
-def softmax_bwd(dy: Any, y: Any, dx: Any, axis: int = 1, version: int | None = None) -> None:
-    """Softmax backward: dx = (dy - sum_axis(dy*y)) * y (all the same shape; dx may be dy).
-    ``version`` as for ``softmax_fwd``."""
+def softmax_bwd(dy: Any, y: Any, dx: Any, axis: int = 1) -> None:
+    """Softmax backward: dx = (dy - sum_axis(dy*y)) * y (all the same shape; dx may be dy)."""
     dy, y, dx = _dev(dy), _dev(y), _dev(dx)
     _same_shape(dy, y, dx)
     outer, C, inner = axis_view(y.shape, axis)
     if outer * C * inner == 0:
         return
-    launch, extra = _softmax_launch(version, C, inner, outer, True)
+    launch, extra = _softmax_launch(_version("softmax_bwd", inner, y.size), C, inner, outer, True)
     launch(dy.reshape(dy.size), y.reshape(y.size), dx.reshape(dx.size), *extra)
 
 
@@ -999,22 +908,19 @@ def _loss_buffers(blocks: int) -> tuple:
     return bufs
 
 
-def softmax_loss_fwd(prob: Any, label: Any, axis: int = 1, ignore_label: int | None = None,
-                     version: int = 2) -> tuple[float, int]:
+def softmax_loss_fwd(prob: Any, label: Any, axis: int = 1,
+                     ignore_label: int | None = None) -> tuple[float, int]:
     """Multinomial logistic loss of softmax probabilities (Caffe's SoftmaxWithLoss forward after
     its internal softmax): returns (sum over positions of -log(max(prob[label], FLT_MIN)),
     number of non-ignored positions) as host scalars. prob (outer, C, inner) via ``axis``,
-    label outer*inner float32 values. Raises ValueError for labels outside [0, C). ``version``
-    2 (default: one launch, last-block fold, one copy) or 1 (two launches); both give the same
-    bits (same per-block order, same fold)."""
-    if version not in (1, 2):
-        raise ValueError(f"softmax_loss_fwd version must be 1 or 2, got {version}")
+    label outer*inner float32 values. Raises ValueError for labels outside [0, C). v1 and v2 give
+    the same bits (same per-block order, same fold)."""
     prob = _dev(prob)
     outer, C, inner = axis_view(prob.shape, axis)
     label = _labels(label, outer, inner)
     if outer * inner == 0:
         return 0.0, 0
-    if version == 2 and prob.size < V3_MAX_ELEMENTS:
+    if PROMOTED["softmax_loss_fwd"] == "v2" and prob.size < V3_MAX_ELEMENTS:
         blocks, threads = grid_1d(outer * inner, REDUCE_THREADS)    # v1's grid: the same partials
         partial_f, partial_i, counter, out_f, out_i, result = _loss_buffers(blocks)
         softmax_loss_fwd_v2[blocks, threads](prob.reshape(prob.size), label, partial_f, partial_i,
@@ -1030,19 +936,16 @@ def softmax_loss_fwd(prob: Any, label: Any, axis: int = 1, ignore_label: int | N
 
 
 def softmax_loss_bwd(prob: Any, label: Any, dx: Any, scale: float, axis: int = 1,
-                     ignore_label: int | None = None, version: int = 2) -> None:
+                     ignore_label: int | None = None) -> None:
     """SoftmaxWithLoss backward: dx = (prob - onehot(label)) * scale (same shape as prob), zero
-    for ignored positions. scale = loss_weight / loss_normalizer(...). ``version`` 2 (default:
-    grid over (row, outer), uint32, unrolled by 4) or 1 (a thread per element, int64 divides)."""
-    if version not in (1, 2):
-        raise ValueError(f"softmax_loss_bwd version must be 1 or 2, got {version}")
+    for ignored positions. scale = loss_weight / normalizer."""
     prob, dx = _dev(prob), _dev(dx)
     _same_shape(prob, dx)
     outer, C, inner = axis_view(prob.shape, axis)
     label = _labels(label, outer, inner)
     if prob.size == 0:
         return
-    if version == 2 and prob.size < V3_MAX_ELEMENTS:
+    if PROMOTED["softmax_loss_bwd"] == "v2" and prob.size < V3_MAX_ELEMENTS:
         row = C * inner
         grid = (max(1, min(ceil_div(row, SOFTMAX_THREADS * 4), MAX_BLOCKS_1D)), min(outer, MAX_GRID_Y))
         softmax_loss_bwd_v2[grid, SOFTMAX_THREADS](prob.reshape(prob.size), label, dx.reshape(dx.size),
@@ -1052,44 +955,6 @@ def softmax_loss_bwd(prob: Any, label: Any, dx: Any, scale: float, axis: int = 1
     blocks, threads = grid_1d(prob.size, SOFTMAX_THREADS)
     softmax_loss_bwd_v1[blocks, threads](prob.reshape(prob.size), label, dx.reshape(dx.size), C, inner,
                                          np.float32(scale), *_ignore(ignore_label))
-
-
-NORMALIZATION_MODES = ("FULL", "VALID", "BATCH_SIZE", "NONE")   # LossParameter enum order 0..3
-
-
-def normalization_mode(normalization: str | int | None = None, normalize: bool | None = None) -> str:
-    """Caffe's LossLayer choice: an explicit ``normalization`` wins; else the legacy ``normalize``
-    bool (true -> VALID, false -> BATCH_SIZE); else the default VALID. None means 'field unset'."""
-    if normalization is not None:
-        return _mode_name(normalization)
-    if normalize is not None:
-        return "VALID" if normalize else "BATCH_SIZE"
-    return "VALID"
-
-
-def _mode_name(mode: str | int) -> str:
-    if isinstance(mode, (int, np.integer)) and not isinstance(mode, bool):
-        if 0 <= mode < len(NORMALIZATION_MODES):
-            return NORMALIZATION_MODES[mode]
-    elif isinstance(mode, str) and mode.upper() in NORMALIZATION_MODES:
-        return mode.upper()
-    raise ValueError(f"unknown loss normalization {mode!r}; expected one of {NORMALIZATION_MODES}")
-
-
-def loss_normalizer(mode: str | int, outer: int, inner: int, valid_count: int) -> float:
-    """Caffe's LossLayer get_normalizer: FULL -> outer*inner; VALID -> valid_count (outer*inner
-    when valid_count == -1, Caffe's 'not counted'); BATCH_SIZE -> outer; NONE -> 1; then max(1, .)
-    so a batch with every label ignored gives loss 0, not NaN. Returned as a float32 value."""
-    name = _mode_name(mode)
-    if name == "FULL":
-        normalizer = outer * inner
-    elif name == "VALID":
-        normalizer = outer * inner if valid_count == -1 else valid_count
-    elif name == "BATCH_SIZE":
-        normalizer = outer
-    else:
-        normalizer = 1
-    return float(max(np.float32(1), np.float32(normalizer)))
 
 
 def accuracy_fwd(scores: Any, label: Any, top_k: int = 1, axis: int = 1,

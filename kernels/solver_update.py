@@ -36,7 +36,7 @@ history once, writes them once).
 Launch geometry: 1-D grid from ``kernels._launch.grid_1d(n)``, cached per n.
 
 Global gradient clipping (Caffe's clip_gradients) uses ``kernels.reduce.sumsq_total`` over all
-diffs (one host read) and ``kernels.fill.scal`` on each diff.
+diffs (one host read) and ``kernels.blas1.scal`` on each diff.
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
+from kernels._index import flat
 from kernels._launch import grid_1d
-from kernels.fill import flat
 
 REG_NONE = 0   # local_decay == 0: Caffe skips Regularize
 REG_L2 = 1

@@ -42,5 +42,5 @@ def test_v9_fast_path_issues_fewer_instructions_than_v7():
     got = _fast_paths("gemm_v7_128_128_8", "gemm_v9_128_128_8")
     (n7, f7), (n9, f9) = got["gemm_v7_128_128_8"], got["gemm_v9_128_128_8"]
     assert f7 == f9 == 512                  # one K-tile: 128x128 outputs x 8 k / 256 threads
-    assert n9 <= n7 - 10, (n7, n9)          # session 3: 620 -> 605
+    assert n9 <= n7 - 10, (n7, n9)          # BENCHMARKS.md: 620 -> 605
     assert f9 / n9 >= 0.84, (n9, f9)

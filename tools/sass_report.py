@@ -12,8 +12,8 @@ branch after its last ``LDG.E.128``, plus the multiply region that branch jumps 
 
     python tools/sass_report.py gemm gemm_v7_128_128_8 gemm_v9_128_128_8 --fast-path
 
-Session 3's numbers (BENCHMARKS.md): v7 620 instructions per 512-FFMA K-tile (82.6 %), v9 605
-(84.6 %). The SASS shown is for the first signature of each ``KERNELS`` entry.
+The counts it gave for v7 and v9 are in BENCHMARKS.md. The SASS shown is for the first signature
+of each ``KERNELS`` entry.
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ Design
 - **Accuracy** runs ``kernels.softmax.accuracy_fwd`` with ties counted against the label (the
   base class's rule, Caffe 1.0's ``>=`` count); only the counts come back.
 - **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss and ContrastiveLoss
-  (``kernels.runner_extra``) reduce on the device and return host scalars.
+  (``kernels.loss``) reduce on the device and return host scalars.
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
 """
 from __future__ import annotations
@@ -55,19 +55,19 @@ from numba import config, cuda
 from kernels import activation as _act
 from kernels import batchnorm as _bn
 from kernels import bias as _bias
+from kernels import blas1 as _fill
 from kernels import concat as _concat
 from kernels import conv as _conv
 from kernels import detection as _det
 from kernels import dropout as _dropout
 from kernels import eltwise as _elt
-from kernels import fill as _fill
 from kernels import gemm as _gemm
+from kernels import loss as _rx
 from kernels import lrn as _lrn
 from kernels import normalize as _norm
 from kernels import permute as _perm
 from kernels import pool as _pool
 from kernels import reduce as _red
-from kernels import runner_extra as _rx
 from kernels import scale as _scale
 from kernels import softmax as _sm
 from kernels import solver_update as _su
@@ -168,9 +168,6 @@ def _flat(a: Any) -> Any:
     if len(a.shape) == 1:
         return a
     return _shaped(a, (a.size,))
-
-
-_GEMM_KERNEL: dict[tuple[int, int, int], str] = {}     # (M, N, K) -> kernels.gemm kernel name
 
 
 def _flats(name: str, *arrays: Any) -> list:
@@ -277,7 +274,7 @@ class CudaBackend(Backend):
         if s.size == 0:
             return
         if s.dtype == _F32 and d.dtype == _F32:
-            _fill.copy(s, d)        # kernels.fill picks the version (128-bit when aligned)
+            _fill.copy(s, d)        # kernels.blas1 picks the version (128-bit when aligned)
         else:
             d.copy_to_device(s)
 
@@ -335,16 +332,9 @@ class CudaBackend(Backend):
 
     def gemm(self, trans_a: bool, trans_b: bool, alpha: float, a: Array, b: Array,
              beta: float, c: Array) -> None:
-        """C = alpha op(A) op(B) + beta C with the kernel ``kernels.gemm`` would pick for (M, N, K),
-        the choice cached per shape (``gemm_with`` still checks the operands)."""
-        a, b, c = _dev(a), _dev(b), _dev(c)
-        if len(c.shape) != 2 or len(a.shape) != 2:
-            raise ValueError(f"gemm: 2-D operands expected, got A {tuple(a.shape)}, C {tuple(c.shape)}")
-        key = (c.shape[0], c.shape[1], a.shape[0] if trans_a else a.shape[1])
-        name = _GEMM_KERNEL.get(key)
-        if name is None:
-            name = _GEMM_KERNEL[key] = _gemm.kernel_for(*key)
-        _gemm.gemm_with(name, trans_a, trans_b, alpha, a, b, beta, c)
+        """C = alpha op(A) op(B) + beta C through ``kernels.gemm.gemm`` (its planner picks the
+        kernel, split-K included)."""
+        _gemm.gemm(trans_a, trans_b, alpha, _dev(a), _dev(b), beta, _dev(c))
 
     # ------------------------------------------------------------------ elementwise arithmetic
     def _binary(self, op, name: str, a, b, out) -> None:

@@ -8,20 +8,18 @@ derivatives); Power/Exp with large outputs are compared relatively.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from numba import cuda
 
+from kernels import _elementwise as E
 from kernels import activation as A
+from kernels._launch import promoted
 from tests.helpers import CAIArray, assert_close
 from tests.reference import activation as R
 from tests.sizes import MAX_ELEMENTS
-
-ON_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 # name -> (backward takes which of x / y, parameter cases, input kind, rtol, atol)
 OPS = {
@@ -60,20 +58,34 @@ def _inputs(kind, n, seed):
     return x
 
 
-def run_op(name, x, dy, params, version=2):
-    """(y, dx) from the kernels under test."""
+def versions(name):
+    """Every version of op ``name`` in the library (forward and backward have the same ones)."""
+    found = {k.rsplit("_", 1)[1] for k in A.KERNELS if k.rsplit("_", 1)[0] in (f"{name}_fwd", f"{name}_bwd")}
+    return sorted(found)
+
+
+def run_op(name, x, dy, params, version=None):
+    """(y, dx) from the kernels under test (``version``: both directions' version, else the
+    promoted ones)."""
     uses = OPS[name][0]
-    d_x = cuda.to_device(x)
-    d_y = cuda.to_device(np.full_like(x, np.nan))
-    getattr(A, f"{name}_fwd")(d_x, d_y, **params, version=version)
-    d_dx = cuda.to_device(np.full_like(x, np.nan))
-    args = [cuda.to_device(dy)] + [d_x if u == "x" else d_y for u in uses] + [d_dx]
-    getattr(A, f"{name}_bwd")(*args, **params, version=version)
+    ops = {} if version is None else {f"{name}_fwd": version, f"{name}_bwd": version}
+    with promoted(A.PROMOTED, **ops):
+        d_x = cuda.to_device(x)
+        d_y = cuda.to_device(np.full_like(x, np.nan))
+        getattr(A, f"{name}_fwd")(d_x, d_y, **params)
+        d_dx = cuda.to_device(np.full_like(x, np.nan))
+        args = [cuda.to_device(dy)] + [d_x if u == "x" else d_y for u in uses] + [d_dx]
+        getattr(A, f"{name}_bwd")(*args, **params)
     return d_y.copy_to_host(), d_dx.copy_to_host()
 
 
-@pytest.mark.parametrize("version", [1, 2])
-@pytest.mark.parametrize("name", sorted(OPS))
+def test_promoted_versions_exist():
+    assert set(A.PROMOTED) == {f"{name}_{d}" for name in OPS for d in ("fwd", "bwd")}
+    for op, version in A.PROMOTED.items():
+        assert f"{op}_{version}" in A.KERNELS, op
+
+
+@pytest.mark.parametrize("name, version", [(name, v) for name in sorted(OPS) for v in versions(name)])
 @given(n=st.integers(0, MAX_ELEMENTS), seed=st.integers(0, 2**16), case=st.integers(0, 7))
 def test_activation_matches_reference(name, version, n, seed, case):
     _, cases, kind, rtol, atol = OPS[name]
@@ -96,28 +108,26 @@ def test_v2_bit_identical_to_v1(name, n, seed, case, launch):
     params = cases[case % len(cases)]
     x = _inputs(kind, n, seed)
     dy = np.random.default_rng(seed + 1).standard_normal(n).astype(np.float32)
-    y1, dx1 = run_op(name, x, dy, params, version=1)
+    y1, dx1 = run_op(name, x, dy, params, version="v1")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(A, "configured_v2", lambda kernel, n, threads=0: kernel[launch])
-        y2, dx2 = run_op(name, x, dy, params, version=2)
+        mp.setattr(E, "configured_v2", lambda kernel, n, threads=0: kernel[launch])
+        y2, dx2 = run_op(name, x, dy, params, version="v2")
     np.testing.assert_array_equal(y2.view(np.uint32), y1.view(np.uint32), err_msg=f"{name} y")
     np.testing.assert_array_equal(dx2.view(np.uint32), dx1.view(np.uint32), err_msg=f"{name} dx")
 
 
-def test_v2_in_place_and_version_argument():
-    """In-place v2 (y is x) at a geometry with an unrolled body; version=4 is refused."""
+def test_v2_in_place():
+    """In-place v2 (y is x) at a geometry with an unrolled body."""
     x = _inputs("any", 61, 4)
     d = cuda.to_device(x)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(A, "configured_v2", lambda kernel, n, threads=0: kernel[2, 4])
-        A.relu_fwd(d, d, 0.5, version=2)
+    with pytest.MonkeyPatch.context() as mp, promoted(A.PROMOTED, relu_fwd="v2", relu_bwd="v2"):
+        mp.setattr(E, "configured_v2", lambda kernel, n, threads=0: kernel[2, 4])
+        A.relu_fwd(d, d, 0.5)
         g = cuda.to_device(np.ones_like(x))
-        A.relu_bwd(g, cuda.to_device(x), g, 0.5, version=2)
+        A.relu_bwd(g, cuda.to_device(x), g, 0.5)
     assert_close(d.copy_to_host(), R.relu_ref(x, 0.5), rtol=0, atol=0, name="in-place relu v2")
     assert_close(g.copy_to_host(), R.relu_grad_ref(x, np.ones_like(x), 0.5), rtol=0, atol=0,
                  name="in-place relu bwd v2")
-    with pytest.raises(ValueError, match="version"):
-        A.relu_fwd(d, d, version=4)
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
@@ -195,8 +205,6 @@ def test_base_validation():
     assert inner == pytest.approx(3 * np.log(2), rel=1e-6) and outer == 2.0
 
 
-
-
 def test_cuda_array_interface_and_shapes():
     x = _inputs("any", 24, 9).reshape(2, 3, 2, 2)
     y = CAIArray(np.zeros_like(x))
@@ -217,9 +225,9 @@ def test_relu_v3_bit_identical_to_v1(n, seed, case, launch):
     params = cases[case % len(cases)]
     x = _inputs(kind, n, seed)
     dy = np.random.default_rng(seed + 1).standard_normal(n).astype(np.float32)
-    y1, dx1 = run_op("relu", x, dy, params, version=1)
+    y1, dx1 = run_op("relu", x, dy, params, version="v1")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(A, "configured_v3", lambda kernel, n, threads=0: kernel[launch])
-        y3, dx3 = run_op("relu", x, dy, params, version=3)
+        mp.setattr(E, "configured_v3", lambda kernel, n, threads=0: kernel[launch])
+        y3, dx3 = run_op("relu", x, dy, params, version="v3")
     np.testing.assert_array_equal(y3.view(np.uint32), y1.view(np.uint32), err_msg="relu y")
     np.testing.assert_array_equal(dx3.view(np.uint32), dx1.view(np.uint32), err_msg="relu dx")

@@ -7,6 +7,8 @@ atol 1e-6 * max|blob| (a GPU FMA rounds once where Caffe's axpby rounds twice).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import batchnorm as B
+from kernels import reduce as R
 from tests.helpers import assert_close
 from tests.reference import batchnorm as ref
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
@@ -25,6 +28,20 @@ EPS = 1e-5
 
 def _nan(shape):
     return cuda.to_device(np.full(shape, np.nan, np.float32))
+
+
+@contextmanager
+def reduction_path(parts):
+    """The statistics' and the backward's reduction path: None = v2 with ``reduce.channel_parts``'s
+    own choice, 1 = v1 (a block per channel), 0 or > 1 = v2 with that many blocks per channel (0:
+    a thread each)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if parts == 1:
+            mp.setitem(B.PROMOTED, "channel_mean_var", "v1")
+            mp.setitem(B.PROMOTED, "batchnorm_bwd", "v1")
+        elif parts is not None:
+            mp.setattr(R, "channel_parts", lambda dim, per_channel: parts)
+        yield
 
 
 @given(shape=shapes, seed=st.integers(0, 2**16), offset=st.sampled_from([0.0, 3.0]),
@@ -43,7 +60,8 @@ def test_train_forward_backward_and_running_average(shape, seed, offset, in_plac
         x = (rng.standard_normal(shape) * 2 + offset).astype(np.float32)
         dx_ = cuda.to_device(x)
         mean, var = _nan(c), _nan(c)
-        B.channel_mean_var(dx_, mean, var, n, c, s, parts=parts)
+        with reduction_path(parts):
+            B.channel_mean_var(dx_, mean, var, n, c, s)
         want_mean, want_var = ref.mean_var_ref(x, n, c, s)
         scale = float(np.abs(x).max()) + 1
         assert_close(mean.copy_to_host(), want_mean, 0, 1e-5 * scale, f"mean it{it}")
@@ -73,7 +91,8 @@ def test_train_forward_backward_and_running_average(shape, seed, offset, in_plac
         dy = rng.standard_normal(shape).astype(np.float32)
         ddy = cuda.to_device(dy)
         dxd = ddy if in_place else _nan(shape)
-        B.batchnorm_bwd(y, ddy, inv_std, dxd, n, c, s, use_global_stats=False, parts=parts)
+        with reduction_path(parts):
+            B.batchnorm_bwd(y, ddy, inv_std, dxd, n, c, s, use_global_stats=False)
         want_dx = ref.backward_ref(y_host, dy, inv_std.copy_to_host(), n, c, s, False)
         assert_close(dxd.copy_to_host(), want_dx, 1e-5, 1e-5 * float(np.abs(want_dx).max() + 1),
                      "dx train")
@@ -115,7 +134,8 @@ def test_every_reduction_path(parts):
     n, c, s = 3, 2, 13
     x = (rng.standard_normal((n, c, s)) + 1).astype(np.float32)
     mean, var = _nan(c), _nan(c)
-    B.channel_mean_var(cuda.to_device(x), mean, var, n, c, s, parts=parts)
+    with reduction_path(parts):
+        B.channel_mean_var(cuda.to_device(x), mean, var, n, c, s)
     want_mean, want_var = ref.mean_var_ref(x, n, c, s)
     assert_close(mean.copy_to_host(), want_mean, 1e-5, 1e-6, "mean")
     assert_close(var.copy_to_host(), want_var, 1e-5, 1e-6, "var")
@@ -123,7 +143,8 @@ def test_every_reduction_path(parts):
     B.batchnorm_fwd(cuda.to_device(x), mean, var, EPS, y, inv_std, n, c, s)
     dy = rng.standard_normal((n, c, s)).astype(np.float32)
     dx = _nan((n, c, s))
-    B.batchnorm_bwd(y, cuda.to_device(dy), inv_std, dx, n, c, s, False, parts=parts)
+    with reduction_path(parts):
+        B.batchnorm_bwd(y, cuda.to_device(dy), inv_std, dx, n, c, s, False)
     want = ref.backward_ref(y.copy_to_host(), dy, inv_std.copy_to_host(), n, c, s, False)
     assert_close(dx.copy_to_host(), want, 1e-5, 1e-5, "dx")
 
@@ -154,16 +175,21 @@ def test_errors():
         B.batchnorm_global_stats(c3, c3, c3, c3, c3)
 
 
-@pytest.mark.parametrize("row_min", [0, 1 << 40], ids=["rows", "flat"])
-@pytest.mark.parametrize("parts", [1, 2])
-def test_elementwise_versions(row_min, parts, monkeypatch):
-    """Flat and block-per-row normalize / backward (train and global) on one blob."""
-    monkeypatch.setattr(B, "ROW_MIN_INNER", row_min)
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+def test_every_version(version, monkeypatch):
+    """Each version of the three functions on one blob (rows shorter than a warp take the row
+    kernels here, and the channels two blocks each): v1 flat normalize and fused backward, v2 row
+    normalize, split statistics and flat apply (row global), v3 row apply."""
+    monkeypatch.setattr(B, "ROW_MIN_INNER", 0)
+    monkeypatch.setattr(R, "channel_parts", lambda dim, per_channel: 2)
+    monkeypatch.setitem(B.PROMOTED, "channel_mean_var", "v1" if version == "v1" else "v2")
+    monkeypatch.setitem(B.PROMOTED, "batchnorm_fwd", "v1" if version == "v1" else "v2")
+    monkeypatch.setitem(B.PROMOTED, "batchnorm_bwd", version)
     rng = np.random.default_rng(23)
     n, c, s = 2, 3, 10
     x = rng.standard_normal((n, c, s)).astype(np.float32)
     mean, var = _nan(c), _nan(c)
-    B.channel_mean_var(cuda.to_device(x), mean, var, n, c, s, parts=parts)
+    B.channel_mean_var(cuda.to_device(x), mean, var, n, c, s)
     y, inv_std = _nan((n, c, s)), _nan(c)
     B.batchnorm_fwd(cuda.to_device(x), mean, var, EPS, y, inv_std, n, c, s)
     want_y, want_inv = ref.normalize_ref(x, mean.copy_to_host().astype(np.float64),
@@ -173,6 +199,6 @@ def test_elementwise_versions(row_min, parts, monkeypatch):
     dy = rng.standard_normal((n, c, s)).astype(np.float32)
     for use_global in (False, True):
         dx = _nan((n, c, s))
-        B.batchnorm_bwd(y, cuda.to_device(dy), inv_std, dx, n, c, s, use_global, parts=parts)
+        B.batchnorm_bwd(y, cuda.to_device(dy), inv_std, dx, n, c, s, use_global)
         want = ref.backward_ref(y.copy_to_host(), dy, inv_std.copy_to_host(), n, c, s, use_global)
         assert_close(dx.copy_to_host(), want, 1e-5, 1e-5, f"dx global={use_global}")

@@ -72,11 +72,14 @@ def test_errors():
         C.concat_bwd(y, x, 2, 2, 4, 0, 3)
 
 
-@pytest.mark.parametrize("row_min", [0, 1 << 40], ids=["rows_v2", "flat_v1"])
+@pytest.mark.parametrize("version", ["v1", "v2"])
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_both_versions(axis, row_min, monkeypatch):
-    """v1 (flat index) and v2 (block per row) on the same blobs: forward and backward exact."""
-    monkeypatch.setattr(C, "ROW_MIN_INNER", row_min)
+def test_both_versions(axis, version, monkeypatch):
+    """v1 (flat index) and v2 (block per row, here on rows shorter than a warp too) on the same
+    blobs: forward and backward exact."""
+    monkeypatch.setattr(C, "ROW_MIN_INNER", 0)
+    monkeypatch.setitem(C.PROMOTED, "concat_fwd", version)
+    monkeypatch.setitem(C.PROMOTED, "concat_bwd", version)
     rng = np.random.default_rng(axis)
     base = [2, 3, 4, 5]
     shapes = []

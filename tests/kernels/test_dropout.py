@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import dropout as D
+from kernels._launch import promoted
 from tests.sizes import MAX_ELEMENTS
 
 ratios = st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.75, 0.9])
@@ -34,13 +35,17 @@ def test_philox_known_answers():
         assert [int(v) for v in got] == list(want)
 
 
-def _device_fwd(x, ratio, seed, stream, launch=None, version=2):
+VERSIONS = ["v1", "v2"]
+
+
+def _device_fwd(x, ratio, seed, stream, launch=None, version="v2"):
     d_x = cuda.to_device(x)
     d_y = cuda.to_device(np.full_like(x, np.nan))
     d_m = cuda.to_device(np.full(x.shape, 7, np.uint8))
     if launch is None:
-        D.dropout_fwd(d_x, d_y, d_m, ratio, seed, stream, version=version)
-    elif version == 1:   # the raw kernel at another geometry
+        with promoted(D.PROMOTED, dropout_fwd=version):
+            D.dropout_fwd(d_x, d_y, d_m, ratio, seed, stream)
+    elif version == "v1":   # the raw kernel at another geometry
         D.dropout_fwd_v1[launch](d_x, d_y, d_m, np.uint64(D.uint_threshold(ratio)),
                                  np.float32(D.dropout_scale(ratio)), np.uint64(seed), np.uint64(stream))
     else:
@@ -49,7 +54,7 @@ def _device_fwd(x, ratio, seed, stream, launch=None, version=2):
     return d_y.copy_to_host(), d_m.copy_to_host()
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", VERSIONS)
 @given(n=st.integers(0, MAX_ELEMENTS), ratio=ratios, seed=seeds, stream=st.integers(0, 2**64 - 1))
 def test_device_matches_host_bit_for_bit(version, n, ratio, seed, stream):
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
@@ -60,17 +65,18 @@ def test_device_matches_host_bit_for_bit(version, n, ratio, seed, stream):
     np.testing.assert_array_equal(y, x * host_mask.astype(np.float32) * scale)
     dy = np.random.default_rng(n + 1).standard_normal(n).astype(np.float32)
     d_dx = cuda.to_device(np.full_like(dy, np.nan))
-    D.dropout_bwd(cuda.to_device(dy), cuda.to_device(mask), d_dx, ratio, version=version)
+    with promoted(D.PROMOTED, dropout_bwd=version):
+        D.dropout_bwd(cuda.to_device(dy), cuda.to_device(mask), d_dx, ratio)
     np.testing.assert_array_equal(d_dx.copy_to_host(), dy * host_mask.astype(np.float32) * scale)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("launch", [(1, 1), (1, 32), (3, 8), (2, 256)])
 def test_mask_independent_of_launch_geometry(launch, version):
     """Every version at every geometry draws v1's mask (the stream is bit-identical), including
     the partial last group of 103 elements."""
     x = np.random.default_rng(3).standard_normal(103).astype(np.float32)
-    y_ref, m_ref = _device_fwd(x, 0.5, 1234, 5, version=1)
+    y_ref, m_ref = _device_fwd(x, 0.5, 1234, 5, version="v1")
     y, m = _device_fwd(x, 0.5, 1234, 5, launch, version)
     np.testing.assert_array_equal(m, m_ref)
     np.testing.assert_array_equal(y.view(np.uint32), y_ref.view(np.uint32))
@@ -83,8 +89,8 @@ def test_v2_same_stream_as_v1(n, ratio, seed, stream, launch):
     any seed and stream (both 64-bit) and any size, full groups and a partial last one; the
     backward v2 at a geometry running its unrolled body gives v1's dx."""
     x = np.random.default_rng(n + 11).standard_normal(n).astype(np.float32)
-    y1, m1 = _device_fwd(x, ratio, seed, stream, (2, 8), version=1)
-    y2, m2 = _device_fwd(x, ratio, seed, stream, launch, version=2)
+    y1, m1 = _device_fwd(x, ratio, seed, stream, (2, 8), version="v1")
+    y2, m2 = _device_fwd(x, ratio, seed, stream, launch, version="v2")
     np.testing.assert_array_equal(m2, m1)
     np.testing.assert_array_equal(y2.view(np.uint32), y1.view(np.uint32))
     dy = np.random.default_rng(n + 12).standard_normal(n).astype(np.float32)
@@ -97,12 +103,10 @@ def test_v2_same_stream_as_v1(n, ratio, seed, stream, launch):
     np.testing.assert_array_equal(d2.copy_to_host().view(np.uint32), d1.copy_to_host().view(np.uint32))
 
 
-def test_version_argument():
-    d = cuda.device_array(8, np.float32)
-    with pytest.raises(ValueError, match="version"):
-        D.dropout_fwd(d, d, cuda.device_array(8, np.uint8), 0.5, 1, version=3)
-    with pytest.raises(ValueError, match="version"):
-        D.dropout_bwd(d, cuda.device_array(8, np.uint8), d, 0.5, version=0)
+def test_promoted_versions_exist():
+    for op, version in D.PROMOTED.items():
+        assert f"{op}_{version}" in D.KERNELS and version in VERSIONS, op
+    assert sorted(k.rsplit("_", 1)[1] for k in D.KERNELS) == ["v1", "v1", "v2", "v2"]
 
 
 def test_host_stream_is_a_prefix_property():

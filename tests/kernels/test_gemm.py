@@ -3,8 +3,9 @@
 Error measure: relative Frobenius norm ||C - C_ref||_F / ||C_ref||_F <= 1e-5 (float32 accumulation
 over K <= MAX_GEMM_DIM terms is ~sqrt(K) * 6e-8). ``beta == 0`` is checked with C poisoned with NaN
 (BLAS semantics: C is not read). Row-strided operands are column slices of wider arrays.
-Every kernel in ``KERNELS`` runs on shapes crossing its tile edges; the public ``gemm`` and the two
-simple versions get hypothesis-drawn shapes (M, N, K from 1 to MAX_GEMM_DIM).
+Every kernel in ``KERNELS`` runs on shapes crossing its tile edges (through ``launch``, the
+planner's launcher); the public ``gemm``, v1, v9 and every split-K kernel get hypothesis-drawn
+shapes (M, N, K from 1 to MAX_GEMM_DIM). The planner (``plan``) is checked against its table.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import gemm as G
+from kernels._vec import aligned16
 from tests.helpers import CAIArray, rel_frobenius
 from tests.reference.gemm import gemm_ref
 from tests.sizes import MAX_GEMM_DIM, ON_GPU
@@ -40,9 +42,9 @@ def _device(host: np.ndarray, strided: bool, rng):
     return cuda.to_device(wide)[:, :cols]
 
 
-def _run(name, ta, tb, M, N, K, alpha, beta, strided, seed, slices=None):
-    """Launch kernel ``name`` (or the public gemm when None; split-K in ``slices`` when given) and
-    compare with the reference."""
+def _run(name, ta, tb, M, N, K, alpha, beta, strided, seed, slices=1):
+    """Launch kernel ``name`` over ``slices`` K slices (``launch(Plan(name, slices))``), or the
+    public gemm when ``name`` is None, and compare with the reference."""
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
     B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
@@ -50,12 +52,10 @@ def _run(name, ta, tb, M, N, K, alpha, beta, strided, seed, slices=None):
     dA = _device(A, strided[0], rng)
     dB = _device(B, strided[1], rng)
     dC = _device(C, strided[2], rng)
-    if slices is not None:
-        G.gemm_splitk(ta, tb, alpha, dA, dB, beta, dC, slices)
-    elif name is None:
+    if name is None:
         G.gemm(ta, tb, alpha, dA, dB, beta, dC)
     else:
-        G.gemm_with(name, ta, tb, alpha, dA, dB, beta, dC)
+        G.launch(G.Plan(name, slices), ta, tb, alpha, dA, dB, beta, dC)
     got = dC.copy_to_host()
     want = gemm_ref(ta, tb, alpha, A, B, beta, C)
     assert not np.isnan(got).any(), f"{name}: NaN in C (beta={beta} must not read C)"
@@ -69,7 +69,7 @@ def test_gemm_public(M, N, K, ta, tb, alpha, beta, strided, seed):
     _run(None, ta, tb, M, N, K, alpha, beta, strided, seed)
 
 
-@pytest.mark.parametrize("name", ["gemm_v1", "gemm_v2"])
+@pytest.mark.parametrize("name", ["gemm_v1"])
 @given(M=dims, N=dims, K=dims, ta=st.booleans(), tb=st.booleans(), alpha=alphas, beta=betas,
        strided=st.tuples(st.booleans(), st.booleans(), st.booleans()), seed=st.integers(0, 2**16))
 @settings(max_examples=4 if ON_SIM else settings().max_examples)
@@ -131,121 +131,92 @@ def test_shape_and_dtype_errors():
         G.gemm(False, False, 1.0, np.zeros((3, 4), np.float32), b, 0.0, c)
 
 
-def test_select_config_names_a_kernel():
+def test_plan_names_a_kernel():
     for M, N, K in [(1, 1, 1), (20, 500, 75), (4096, 4096, 4096), (512, 64, 9), (96, 3136, 576)]:
-        name = G.kernel_for(M, N, K)
-        assert name in G.KERNELS, name
+        assert G.plan(M, N, K).kernel in G.KERNELS
     assert G.select_config(4096, 4096, 4096) == "128x128x8"
     assert G.select_config(8, 8, 8) == "32x32x8"
+    assert G.plan(8, 8, 8) == G.Plan("gemm_v4_32_32_8")
 
 
-def test_dispatch_follows_measurements():
-    """kernel_for: the measured H200 winners (v7 at 2048^3 and on AlexNet conv1 fwd, also at other
-    batch chunks of conv1; v6 where it won, e.g. 4096^3 and conv3 fwd); v8 only via gemm_with until
-    measured. Every dispatched kernel is declared with the strided signature gemm() may need."""
-    assert G.kernel_for(4096, 4096, 4096) == "gemm_v6_128_128_8"
-    assert G.kernel_for(2048, 2048, 2048) == "gemm_v7_128_128_8"
-    assert G.kernel_for(96, 184525, 363) == "gemm_v7_128_128_8"
-    assert G.kernel_for(96, 3025 * 32, 363) == "gemm_v7_128_128_8"       # conv1, 32-image chunk
-    assert G.kernel_for(384, 29068, 2304) == "gemm_v6_128_128_8"         # conv3 fwd: v6 won
-    assert G.kernel_for(96, 3025, 363).startswith("gemm_v6_")            # one wave only: no rule
+def test_plan_follows_the_table():
+    """plan(): the measured H200 winners (v7 at 2048^3 and on AlexNet conv1 fwd, also at other
+    batch chunks of conv1 by the wide-N rule; v6 where it won, e.g. 4096^3 and conv3 fwd); the
+    scalar twin for unaligned operands. Every kernel it names is declared with the strided
+    signature gemm() may need, and it names only the table's kernels: the candidates (v9, the
+    split kernels other than SPLIT_KERNEL) only run through ``launch``."""
+    assert G.plan(4096, 4096, 4096) == G.Plan("gemm_v6_128_128_8")
+    assert G.plan(2048, 2048, 2048) == G.Plan("gemm_v7_128_128_8")
+    assert G.plan(2048, 2048, 2048, aligned=False) == G.Plan("gemm_v6_128_128_8")
+    assert G.plan(96, 184525, 363) == G.Plan("gemm_v7_128_128_8")
+    assert G.plan(96, 3025 * 32, 363) == G.Plan("gemm_v7_128_128_8")     # conv1, 32-image chunk
+    assert G.plan(384, 29068, 2304) == G.Plan("gemm_v6_128_128_8")       # conv3 fwd: v6 won
+    assert G.plan(96, 3025, 363).kernel.startswith("gemm_v6_")          # one wave only: no rule
+    launched = G._launched()
+    assert not {n for n in G.KERNELS if n.startswith(("gemm_v9", "gemm_v7k", "gemm_v6k_64_64_32"))} & launched
     shapes = [(M, N, K) for M in (1, 17, 96, 128, 384, 2048, 4096) for N in (1, 300, 3025, 29068, 184525)
-              for K in (1, 363, 4096)] + list(G.MEASURED_BEST)
+              for K in (1, 363, 4096, 400000)] + list(G.MEASURED)
     for M, N, K in shapes:
-        name = G.kernel_for(M, N, K)
-        assert not name.startswith("gemm_v8"), (M, N, K, name)
-        assert len(G.KERNELS[name][1]) == 2, (M, N, K, name)              # strided signature too
-        if name.startswith("gemm_v7_"):                                   # unaligned fallback
-            assert len(G.KERNELS[name.replace("v7", "v6")][1]) == 2
+        for aligned in (True, False):
+            p = G.plan(M, N, K, aligned)
+            assert p.kernel in launched, (M, N, K, p)
+            assert len(G.KERNELS[p.kernel][1]) == 2, (M, N, K, p)          # strided signature too
+    for name in G.KERNELS:
+        assert name in launched or name in ("gemm_v1", "splitk_reduce_v1") or len(G.KERNELS[name][1]) == 1
 
 
-def test_v8_promotion_switch(monkeypatch):
-    """PROMOTED = "v8" / "v8w" makes gemm() launch the warp-tiled kernels where V8_CONFIGS has the
-    tile (older versions elsewhere) and declares them (and v8w's unaligned fallback) for strided
-    operands; the default promotes none of them."""
-    assert not any(G._launched_by_gemm(n) for n in G.KERNELS if n.startswith("gemm_v8"))
-    monkeypatch.setattr(G, "PROMOTED", "v8")
-    assert G._promoted_for("128_128_8") == "gemm_v8_128_128_8"
-    assert G._promoted_for("128_128_16") == "gemm_v7_128_128_16"
-    assert G._promoted_for("32_32_8") == "gemm_v4_32_32_8"
-    assert G._launched_by_gemm("gemm_v8_64_64_8")
-    monkeypatch.setattr(G, "PROMOTED", "v8w")
-    assert G._promoted_for("128_128_8") == "gemm_v8w_128_128_8"
-    assert G._promoted_for("128_64_8") == "gemm_v8_128_64_8"
-    assert G._launched_by_gemm("gemm_v8w_128_128_8") and G._launched_by_gemm("gemm_v8_128_128_8")
-    assert G._unaligned("gemm_v8w_128_128_8") == "gemm_v8_128_128_8"
+def _record_launches(monkeypatch) -> list:
+    """(kernel, slices) of every GEMM launch from now on (they still run)."""
+    launched = []
+    real = G._run
+
+    def run(kernel, slices, *args):
+        launched.append((kernel, slices))
+        real(kernel, slices, *args)
+    monkeypatch.setattr(G, "_run", run)
+    return launched
 
 
-INTERIOR = (sorted(n for n in G.KERNELS if n.startswith(("gemm_v6_", "gemm_v7_", "gemm_v8", "gemm_v9_")))
-            + ["gemm_v5_64_64_8"])
+def test_backend_gemm_runs_the_plan(monkeypatch):
+    """The cuda backend's gemm is gemm(): it splits K where the planner says so."""
+    from runner.backend.cuda import CudaBackend
+    M, N, K = 5, 7, 4096
+    monkeypatch.setitem(G.MEASURED, (M, N, K), G.Plan(G.SPLIT_KERNEL, 3))
+    launched = _record_launches(monkeypatch)
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((M, K)).astype(np.float32)
+    B = rng.standard_normal((N, K)).astype(np.float32)
+    C = cuda.to_device(np.zeros((M, N), np.float32))
+    CudaBackend().gemm(False, True, 1.0, cuda.to_device(A), cuda.to_device(B), 0.0, C)
+    assert launched == [(G.SPLIT_KERNEL, 3)]
+    assert rel_frobenius(C.copy_to_host(), A.astype(np.float64) @ B.T) <= REL_TOL
+
+
+INTERIOR = sorted(n for n in G.KERNELS if n.startswith(("gemm_v6_", "gemm_v7_", "gemm_v9_")))
 
 
 def _config(name: str):
-    """Tile configuration of a register-blocked kernel name (v8/v8w: ``V8_CONFIGS``)."""
-    key = name.split("_", 2)[2].replace("_", "x")
-    return G.V8_CONFIGS[key] if name.startswith("gemm_v8") else G.CONFIGS[key]
+    """Tile configuration of a register-blocked kernel name."""
+    return G.CONFIGS[name.split("_", 2)[2].replace("_", "x")]
 
 
 @pytest.mark.parametrize("name", INTERIOR)
 def test_interior_fast_path(name):
-    """v5-v8 skip bounds tests for whole K-tiles of blocks without ragged edges: C exactly one
-    block tile (interior) with K = 2 whole K-tiles + a ragged one, both transposes of each operand.
-    v7/v8w (128-bit loads; four scalar loads in the simulator) need 16-byte row pitches: K = 2*BK + 4
-    and contiguous operands, checked by ``gemm._aligned16`` (else gemm_with would run v6/v8)."""
+    """v6, v7 and v9 skip bounds tests for whole K-tiles of blocks without ragged edges: C exactly
+    one block tile (interior) with K = 2 whole K-tiles + a ragged one, both transposes of each
+    operand. v7/v9 (128-bit loads; four scalar loads in the simulator) need 16-byte row pitches:
+    K = 2*BK + 4 and contiguous operands, checked by ``kernels._vec.aligned16`` (else launch would
+    run the v6 twin)."""
     cfg = _config(name)
     idx = INTERIOR.index(name)
     ta, tb = [(False, False), (True, True), (True, False), (False, True)][idx % 4]
-    wide = name.startswith(("gemm_v7_", "gemm_v8w_", "gemm_v9_"))
+    wide = name.startswith(("gemm_v7_", "gemm_v9_"))
     K = 2 * cfg.BK + (4 if wide else 3)
     strided = idx % 2 == 1 and not wide
     if wide:
         a = cuda.to_device(np.zeros((K, cfg.BM) if ta else (cfg.BM, K), np.float32))
-        assert G._aligned16(a)
+        assert aligned16(a)
     _run(name, ta, tb, cfg.BM, cfg.BN, K, 1.0, 0.5, (False, strided, False), idx)
-
-
-V8_KERNELS = sorted(n for n in G.KERNELS if n.startswith("gemm_v8"))
-
-
-@pytest.mark.parametrize("name", V8_KERNELS)
-@given(M=dims, N=dims, K=dims, ta=st.booleans(), tb=st.booleans(), alpha=alphas, beta=betas,
-       strided=st.tuples(st.booleans(), st.booleans(), st.booleans()), seed=st.integers(0, 2**16))
-@settings(max_examples=3 if ON_SIM else settings().max_examples)
-def test_v8_properties(name, M, N, K, ta, tb, alpha, beta, strided, seed):
-    """v8 (warp tiling) against the reference: any M, N, K (ragged tails in all three), both
-    transposes, alpha/beta (beta = 0 with a NaN-poisoned C), row-strided views (in the simulator
-    always; on a GPU only once v8 is declared with the strided signature, i.e. promoted: another
-    layout is another JIT compile). v8w on unaligned views runs v8, as gemm_with documents."""
-    if not ON_SIM and len(G.KERNELS[name][1]) == 1:
-        strided = (False, False, False)
-    _run(name, ta, tb, M, N, K, alpha, beta, strided, seed)
-
-
-@pytest.mark.parametrize("name", ["gemm_v8_128_128_8", "gemm_v8_64_64_8"])
-def test_v8_full_tile_ragged(name):
-    """A whole block tile plus one row/column of the next (the second block row/column is almost
-    empty: edge path with bounds tests next to an interior block), tiny ragged K."""
-    cfg = G.V8_CONFIGS[name.split("_", 2)[2].replace("_", "x")]
-    _run(name, False, True, cfg.BM + 1, cfg.BN + 1, cfg.BK + 3, 0.5, -1.0, (False, False, False), 3)
-
-
-def test_v8_layout_covers_tile_once():
-    """Each C element of a block tile is owned by exactly one (warp, lane, i, j) of the v8 layout,
-    and a warp's fragment reads touch 4 distinct 16-byte words of As and 8 of Bs (one wavefront
-    each, the documented conflict-free broadcast)."""
-    for cfg in G.V8_CONFIGS.values():
-        owned = np.zeros((cfg.BM, cfg.BN), np.int32)
-        ln = cfg.WN // cfg.TN
-        lm = cfg.WM // cfg.TM
-        for tid in range(cfg.threads):
-            warp, lane = divmod(tid, 32)
-            rb = (warp // (cfg.BN // cfg.WN)) * cfg.WM + (lane // ln) * 4
-            cb = (warp % (cfg.BN // cfg.WN)) * cfg.WN + (lane % ln) * 4
-            for i in range(cfg.TM):
-                for j in range(cfg.TN):
-                    owned[rb + (i // 4) * 4 * lm + i % 4, cb + (j // 4) * 4 * ln + j % 4] += 1
-        assert (owned == 1).all(), cfg
-        assert lm * ln == 32 and lm == 4 and ln == 8, cfg
 
 
 # split-K: K cut into slices of whole 8-wide K tiles (the last ones short or empty), partials in a
@@ -258,10 +229,10 @@ def test_v8_layout_covers_tile_once():
 ])
 def test_split_k(ta, tb, slices, beta, strided):
     M, N, K = (70, 9, 45) if ON_GPU else (5, 7, 37)
-    _run(None, ta, tb, M, N, K, 0.5, beta, strided, slices, slices=slices)
+    _run(G.SPLIT_KERNEL, ta, tb, M, N, K, 0.5, beta, strided, slices, slices=slices)
 
 
-SPLIT_KERNELS = sorted(n for n in G.KERNELS if n.startswith(("gemm_v6k_", "gemm_v7k_", "gemm_v9k_")))
+SPLIT_KERNELS = sorted(n for n in G.KERNELS if G._is_split(n))
 
 
 @pytest.mark.parametrize("name", SPLIT_KERNELS)
@@ -269,9 +240,9 @@ def test_split_kernels_interior_and_ragged(name):
     """Every split kernel, K cut into 2 slices: (1) one interior block tile with whole K-tiles in
     each slice plus a short one (v7k: 128-bit loads of whole tiles, K a multiple of 4 so the row
     pitches stay 16-byte aligned), (2) a tile and one more row/column with a ragged K (edge path,
-    and for v7k on an unaligned pitch: its v6k twin runs, as gemm_splitk documents)."""
+    and for v7k on an unaligned pitch: its v6k twin runs, as launch documents)."""
     bm, bn = G._LAUNCH[name][2]
-    bk = G.SPLITK_CONFIGS[name.split("_", 2)[2].replace("_", "x")].BK
+    bk = _config(name).BK
     idx = SPLIT_KERNELS.index(name)
     ta, tb = [(False, True), (True, False), (False, False), (True, True)][idx % 4]
     for M, N, K in ((bm, bn, 4 * bk + 4), (bm + 1, bn + 1, 2 * bk + 3)):
@@ -280,42 +251,44 @@ def test_split_kernels_interior_and_ragged(name):
         B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
         C = rng.standard_normal((M, N)).astype(np.float32)
         dC = cuda.to_device(C)
-        G.gemm_splitk(ta, tb, 0.75, cuda.to_device(A), cuda.to_device(B), -0.5, dC, 2, kernel=name)
+        G.launch(G.Plan(name, 2), ta, tb, 0.75, cuda.to_device(A), cuda.to_device(B), -0.5, dC)
         err = rel_frobenius(dC.copy_to_host(), gemm_ref(ta, tb, 0.75, A, B, -0.5, C))
         assert err <= REL_TOL, f"{name} ta={ta} tb={tb} M={M} N={N} K={K}: rel err {err:.3g}"
 
 
-def test_split_k_rejects_other_kernels():
+def test_launch_rejects_bad_plans():
     a = cuda.to_device(np.ones((4, 4), np.float32))
-    with pytest.raises(ValueError, match="not a split-K kernel"):
-        G.gemm_splitk(False, False, 1.0, a, a, 0.0, a, 2, kernel="gemm_v6_64_64_8")
+    with pytest.raises(ValueError, match="split-K"):
+        G.launch(G.Plan("gemm_v6_64_64_8", 2), False, False, 1.0, a, a, 0.0, a)
+    with pytest.raises(ValueError, match="not a plan"):
+        G.launch(G.Plan("splitk_reduce_v1"), False, False, 1.0, a, a, 0.0, a)
 
 
-def test_split_k_dispatch(monkeypatch):
-    """gemm() splits K only when M x N leaves the GPU idle and K is long; a measured plan wins."""
+def test_split_k_plan(monkeypatch):
+    """plan() splits K only when M x N leaves the GPU idle and K is long; a measured plan wins
+    (and its scalar twin replaces it on unaligned operands)."""
     assert G.splitk_slices(96, 363, 256 * 3025) > 1          # AlexNet conv1 weight gradient
     assert G.splitk_slices(4096, 4096, 4096) == 1
     assert G.splitk_slices(96, 363, 512) == 1
     # larger tiles: fewer tiles, so more slices for the same two waves (capped at SPLITK_MAX)
     assert (G.splitk_slices(128, 1200, 93312, "gemm_v7k_128_128_16")
             > G.splitk_slices(128, 1200, 93312, "gemm_v6k_64_64_8"))
-    assert G.splitk_plan(96, 363, 387200) == (G.SPLITK_KERNEL, G.splitk_slices(96, 363, 387200))
-    assert G.describe_plan(96, 363, 387200).startswith(f"{G.SPLITK_KERNEL} x")
-    assert G.describe_plan(4096, 4096, 4096) == G.kernel_for(4096, 4096, 4096)
-    monkeypatch.setitem(G.MEASURED_SPLITK, (96, 363, 387200), ("gemm_v7k_64_64_32", 12))
-    assert G.splitk_plan(96, 363, 387200) == ("gemm_v7k_64_64_32", 12)
-    assert G._launched_by_gemm("gemm_v7k_64_64_32") and G._launched_by_gemm("gemm_v6k_64_64_32")
+    assert G.plan(96, 363, 387200) == G.Plan(G.SPLIT_KERNEL, G.splitk_slices(96, 363, 387200))
+    assert str(G.plan(96, 363, 387200)).startswith(f"{G.SPLIT_KERNEL} x")
+    assert str(G.plan(4096, 4096, 4096)) == "gemm_v6_128_128_8"
+    monkeypatch.setitem(G.MEASURED, (96, 363, 387200), G.Plan("gemm_v7k_64_64_32", 12))
+    assert G.plan(96, 363, 387200) == G.Plan("gemm_v7k_64_64_32", 12)
+    assert G.plan(96, 363, 387200, aligned=False) == G.Plan("gemm_v6k_64_64_32", 12)
+    assert "gemm_v7k_64_64_32" in G._launched() and "gemm_v6k_64_64_32" in G._launched()
 
 
 def test_gemm_runs_a_measured_split_plan(monkeypatch):
-    """gemm() launches the MEASURED_SPLITK plan for its shape (the result is the same GEMM)."""
+    """gemm() launches the MEASURED plan for its shape (the result is the same GEMM)."""
     M, N, K = (6, 5, 40)
-    monkeypatch.setitem(G.MEASURED_SPLITK, (M, N, K), ("gemm_v7k_64_64_32", 3))
-    launched = []
-    real = G.gemm_splitk
-    monkeypatch.setattr(G, "gemm_splitk", lambda *a, **k: (launched.append(a[-2:]), real(*a, **k)))
+    monkeypatch.setitem(G.MEASURED, (M, N, K), G.Plan("gemm_v7k_64_64_32", 3))
+    launched = _record_launches(monkeypatch)
     _run(None, False, True, M, N, K, 1.0, 1.0, (False, False, False), 5)
-    assert launched == [(3, "gemm_v7k_64_64_32")]
+    assert launched == [("gemm_v7k_64_64_32", 3)]
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
@@ -338,26 +311,22 @@ def test_v9_flat_offsets(ta, tb):
 
     A, dA = padded(*((K, M) if ta else (M, K)))
     B, dB = padded(*((N, K) if tb else (K, N)))
-    assert G._aligned16(dA) and G._aligned16(dB)
+    assert aligned16(dA) and aligned16(dB)
     C = rng.standard_normal((M, N)).astype(np.float32)
     dC = cuda.to_device(C)
-    G.gemm_with(name, ta, tb, 0.5, dA, dB, -1.0, dC)
+    G.launch(G.Plan(name), ta, tb, 0.5, dA, dB, -1.0, dC)
     err = rel_frobenius(dC.copy_to_host(), gemm_ref(ta, tb, 0.5, A, B, -1.0, C))
     assert err <= REL_TOL, f"{name} ta={ta} tb={tb}: rel err {err:.3g}"
 
 
-SESSION3_KERNELS = sorted(n for n in G.KERNELS if n.startswith(("gemm_v9_", "gemm_v6k_", "gemm_v7k_",
-                                                                "gemm_v9k_")))
-
-
-@pytest.mark.parametrize("name", SESSION3_KERNELS)
+@pytest.mark.parametrize("name", sorted(n for n in G.KERNELS if n.startswith("gemm_v9_")) + SPLIT_KERNELS)
 @given(M=dims, N=dims, K=dims, ta=st.booleans(), tb=st.booleans(), alpha=alphas, beta=betas,
        slices=st.integers(1, 5), strided=st.tuples(st.booleans(), st.booleans(), st.booleans()),
        seed=st.integers(0, 2**16))
 @settings(max_examples=3 if ON_SIM else settings().max_examples)
 def test_v9_and_split_kernels_properties(name, M, N, K, ta, tb, alpha, beta, slices, strided, seed):
-    """v9 (through gemm_with) and every split-K kernel (through gemm_splitk, 1-5 slices, empty
-    slices included) against the float64 reference: any M, N, K, both transposes, alpha/beta (beta
+    """v9 and every split-K kernel (1-5 slices, empty slices included) through ``launch`` against
+    the float64 reference: any M, N, K, both transposes, alpha/beta (beta
     = 0 with a NaN-poisoned C), row-strided views (whose odd pitch sends v9/v7k/v9k to their scalar
     twins, as documented; on a GPU only for kernels declared with the strided signature: another
     layout is another JIT compile)."""
@@ -371,8 +340,8 @@ def test_v9_and_split_kernels_properties(name, M, N, K, ta, tb, alpha, beta, sli
     B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
     C = np.full((M, N), np.nan, np.float32) if beta == 0 else rng.standard_normal((M, N)).astype(np.float32)
     dC = _device(C, strided[2], rng)
-    G.gemm_splitk(ta, tb, alpha, _device(A, strided[0], rng), _device(B, strided[1], rng), beta, dC,
-                  slices, kernel=name)
+    G.launch(G.Plan(name, slices), ta, tb, alpha, _device(A, strided[0], rng), _device(B, strided[1], rng),
+             beta, dC)
     got = dC.copy_to_host()
     assert not np.isnan(got).any(), f"{name}: NaN in C (beta={beta} must not read C)"
     err = rel_frobenius(got, gemm_ref(ta, tb, alpha, A, B, beta, C))

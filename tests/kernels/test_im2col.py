@@ -4,11 +4,12 @@ im2col copies values, so it must match exactly; col2im sums at most kh*kw float3
 (rtol 1e-5, atol 1e-6). Adjointness: <im2col(x), Y> == <x, col2im(Y)> within 1e-5 relative (float64
 dot products of the float32 results). Shapes: hypothesis over batch ranges [n0, n1), channels, H, W,
 kernel, pad (up to the kernel size), stride (up to kernel + 1), dilation (1-2), plus fixed edge cases;
-every version (im2col v1-v3, col2im v1-v3; col2im_v3 is stride-1 only, so its property test draws
-stride 1). im2col_v3 / col2im_v2 / col2im_v3 are also launched with a single block so their
-grid-stride loops (row groups; dx pixels) run, with row counts that are not multiples of the 4-row
-unroll / 8-row group, tap counts that are not multiples of the 4-tap unroll and column counts that
-are not multiples of the block.
+every version (im2col v1-v3, col2im v1-v3, set through ``PROMOTED``; col2im_v3 is stride-1 only,
+so its property test draws stride 1). The output size comes from the reference's own rule
+(``tests/reference/conv.py``) and is passed in, as the kernels' callers do. im2col_v3 / col2im_v2 /
+col2im_v3 are also launched with a single block so their grid-stride loops (row groups; dx pixels)
+run, with row counts that are not multiples of the 4-row unroll / 8-row group, tap counts that are
+not multiples of the 4-tap unroll and column counts that are not multiples of the block.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import im2col as I
-from kernels import layout as L
+from kernels._index import magic_div
+from kernels._launch import promoted
 from tests.helpers import assert_close
 from tests.reference.conv import col2im_ref, im2col_ref, out_size
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
@@ -73,13 +75,20 @@ EDGES = [
 ]
 
 
+def _out(x_shape, kernel, pad, stride, dil):
+    return (out_size(x_shape[2], kernel[0], pad[0], stride[0], dil[0]),
+            out_size(x_shape[3], kernel[1], pad[1], stride[1], dil[1]))
+
+
 def _run_im2col(version, geo, seed):
     x_shape, n0, n1, kernel, pad, stride, dil = geo
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(x_shape).astype(np.float32)
     want = im2col_ref(x, n0, n1, kernel, pad, stride, dil)
     col = cuda.to_device(np.full(want.shape, np.nan, np.float32))
-    I.im2col(cuda.to_device(x), n0, n1, *kernel, *pad, *stride, *dil, col, version=version)
+    with promoted(I.PROMOTED, **({} if version is None else {"im2col": version})):
+        out_hw = _out(x_shape, kernel, pad, stride, dil)
+        I.im2col(cuda.to_device(x), n0, n1, *kernel, *pad, *stride, *dil, *out_hw, col)
     got = col.copy_to_host()
     assert_close(got, want, rtol=0, atol=0, name=f"im2col_{version} {geo}")
     return x, got
@@ -119,7 +128,7 @@ def test_im2col_v3_grid_stride_rows():
     col = cuda.to_device(np.full(want.size, np.nan, np.float32))
     I.im2col_v3[(1, 1), I.I2C_THREADS](
         cuda.to_device(x.ravel()), *args, np.int32(K), np.int32(ncols), np.int32(ngroups),
-        *L.magic_div(OH * OW), *L.magic_div(OW), *L.magic_div(9), *L.magic_div(3), col)
+        *magic_div(OH * OW), *magic_div(OW), *magic_div(9), *magic_div(3), col)
     assert_close(col.copy_to_host().reshape(K, ncols), want, rtol=0, atol=0, name="im2col_v3 1 block")
 
 
@@ -147,32 +156,28 @@ def test_col2im_v2_grid_stride_pixels():
         total = (n1 - n0) * 2 * 9 * 8
         I.col2im_v2[1, I.C2I_THREADS](
             cuda.to_device(col.ravel()), *args, np.int32(col.shape[1]), np.int32(total),
-            *L.magic_div(72), *L.magic_div(8), *L.magic_div(2), *L.magic_div(stride[0]),
-            *L.magic_div(stride[1]), *L.magic_div(dil[0]), *L.magic_div(dil[1]), dx)
+            *magic_div(72), *magic_div(8), *magic_div(2), *magic_div(stride[0]),
+            *magic_div(stride[1]), *magic_div(dil[0]), *magic_div(dil[1]), dx)
         want = dx0.astype(np.float64)
         want[n0:n1] = col2im_ref(col, x_shape, n0, n1, kernel, pad, stride, dil)
         assert_close(dx.copy_to_host().reshape(x_shape), want, rtol=1e-5, atol=1e-6,
                      name=f"col2im_v2 1 block dil {dil}")
 
 
-def test_version_errors():
-    x = cuda.to_device(np.zeros((1, 1, 3, 3), np.float32))
-    col = cuda.to_device(np.zeros((9, 1), np.float32))
-    with pytest.raises(ValueError, match="unknown version"):
-        I.im2col(x, 0, 1, 3, 3, 0, 0, 1, 1, 1, 1, col, version="v4")
-    with pytest.raises(ValueError, match="unknown version"):
-        I.col2im(col, 0, 1, 3, 3, 0, 0, 1, 1, 1, 1, x, version="v4")
+def test_promoted_versions():
+    assert I.PROMOTED == {"im2col": "v3", "col2im": "v3"}
+    assert {k for k in I.KERNELS} == {f"{op}_v{n}" for op in ("im2col", "col2im") for n in (1, 2, 3)}
 
 
 def _run_col2im(geo, seed, version=None):
     x_shape, n0, n1, kernel, pad, stride, dil = geo
     rng = np.random.default_rng(seed)
-    OH = out_size(x_shape[2], kernel[0], pad[0], stride[0], dil[0])
-    OW = out_size(x_shape[3], kernel[1], pad[1], stride[1], dil[1])
+    OH, OW = _out(x_shape, kernel, pad, stride, dil)
     col = rng.standard_normal((x_shape[1] * kernel[0] * kernel[1], (n1 - n0) * OH * OW)).astype(np.float32)
     dx_init = rng.standard_normal(x_shape).astype(np.float32)   # outside [n0, n1) must stay
     dx = cuda.to_device(dx_init)
-    I.col2im(cuda.to_device(col), n0, n1, *kernel, *pad, *stride, *dil, dx, version=version)
+    with promoted(I.PROMOTED, **({} if version is None else {"col2im": version})):
+        I.col2im(cuda.to_device(col), n0, n1, *kernel, *pad, *stride, *dil, OH, OW, dx)
     got = dx.copy_to_host()
     want = dx_init.astype(np.float64)
     want[n0:n1] = col2im_ref(col, x_shape, n0, n1, kernel, pad, stride, dil)
@@ -194,10 +199,7 @@ def test_col2im_v3_matches_reference(geo, seed):
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 @pytest.mark.parametrize("geo", EDGES)
 def test_col2im_edges(geo, version):
-    if version == "v3" and geo[5] != (1, 1):
-        with pytest.raises(ValueError, match="stride-1"):
-            _run_col2im(geo, 2, version)
-        return
+    """(v3 at a stride > 1 runs v2: the next older version that applies.)"""
     _run_col2im(geo, 2, version)
 
 
@@ -214,7 +216,7 @@ def test_col2im_v3_grid_stride_pixels():
     total = (n1 - n0) * 2 * 9 * 8
     I.col2im_v3[1, I.C2I_THREADS](
         cuda.to_device(col.ravel()), *args[:8], *args[10:], np.int32(col.shape[1]), np.int32(total),
-        *L.magic_div(72), *L.magic_div(8), *L.magic_div(2), dx)
+        *magic_div(72), *magic_div(8), *magic_div(2), dx)
     want = dx0.astype(np.float64)
     want[n0:n1] = col2im_ref(col, x_shape, n0, n1, kernel, pad, stride, dil)
     assert_close(dx.copy_to_host().reshape(x_shape), want, rtol=1e-5, atol=1e-6, name="col2im_v3 1 block")
@@ -235,26 +237,24 @@ def test_bad_geometry_raises():
     x = cuda.to_device(np.zeros((1, 1, 3, 3), np.float32))
     col = cuda.to_device(np.zeros((9, 1), np.float32))
     with pytest.raises(ValueError, match="col has shape"):
-        I.im2col(x, 0, 1, 3, 3, 1, 1, 1, 1, 1, 1, col)
-    with pytest.raises(ValueError, match="larger than padded input"):
-        I.im2col(x, 0, 1, 5, 5, 0, 0, 1, 1, 1, 1, col)
+        I.im2col(x, 0, 1, 3, 3, 1, 1, 1, 1, 1, 1, 3, 3, col)
+    with pytest.raises(ValueError, match="empty"):
+        I.im2col(x, 0, 1, 5, 5, 0, 0, 1, 1, 1, 1, 0, 1, col)
     with pytest.raises(ValueError, match="image range"):
-        I.im2col(x, 0, 2, 3, 3, 0, 0, 1, 1, 1, 1, col)
+        I.im2col(x, 0, 2, 3, 3, 0, 0, 1, 1, 1, 1, 1, 1, col)
 
 
 def test_non_contiguous_falls_back():
-    """A batch-strided x (x_full[::2]) is not C-contiguous: the default im2col runs v2 (4-D
-    indexing) and still matches; forcing v3 (flat views) is refused."""
+    """A batch-strided x (x_full[::2]) is not C-contiguous: the promoted v3 (flat views) does not
+    apply, v2 (4-D indexing) runs and matches."""
     rng = np.random.default_rng(8)
     x_full = rng.standard_normal((4, 2, 4, 5)).astype(np.float32)
     x = x_full[::2]
     want = im2col_ref(np.ascontiguousarray(x), 0, 2, (2, 2), (1, 0), (1, 1), (1, 1))
     xd = cuda.to_device(x_full)[::2]
     col = cuda.to_device(np.full(want.shape, np.nan, np.float32))
-    I.im2col(xd, 0, 2, 2, 2, 1, 0, 1, 1, 1, 1, col)
+    I.im2col(xd, 0, 2, 2, 2, 1, 0, 1, 1, 1, 1, 5, 4, col)
     assert_close(col.copy_to_host(), want, rtol=0, atol=0, name="im2col strided x")
-    with pytest.raises(ValueError, match="C-contiguous"):
-        I.im2col(xd, 0, 2, 2, 2, 1, 0, 1, 1, 1, 1, col, version="v3")
 
 
 # ---- conv_forward / conv_backward (kernels/conv.py: im2col + gemm + layout + bias) ------------
@@ -340,8 +340,7 @@ def test_conv_shape_errors():
         CV.conv_forward(x, w, None, y)
     w = cuda.to_device(np.zeros((2, 4, 3, 3), np.float32))
     with pytest.raises(ValueError, match="output"):
-        CV.conv_forward(x, w, None, cuda.to_device(np.zeros((1, 2, 4, 4), np.float32)))
-
+        CV.conv_forward(x, w, None, cuda.to_device(np.zeros((1, 3, 3, 3), np.float32)))
 
 
 @pytest.mark.parametrize("case", CONV_CASES + [((1, 3, 4, 3), (2, 1, 1), (0, 0), (1, 1), (1, 1), 1, 1)])
@@ -357,7 +356,8 @@ def test_conv_kept_columns(case):
     CV.conv_forward(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), y, pad, stride, dil, group,
                     max_col_bytes=max_bytes, keep=keep)
     assert rel_frobenius(y.copy_to_host(), conv_forward_ref(x, w, b, pad, stride, dil, group)) <= 1e-5
-    kept = CV._keeps(keep, x.shape[0], *w.shape[2:], pad, stride, dil) is not None
+    geo = CV._geometry(x, w, np.empty(y_shape), pad, stride, dil, group, "test")[3]
+    kept = CV._keeps(keep, x.shape[0], geo) is not None
     assert keep.valid == kept
     dy = rng.standard_normal(y_shape).astype(np.float32)
     rdx, rdw, _ = conv_backward_ref(x, w, dy, pad, stride, dil, group)

@@ -4,7 +4,7 @@ bias add is one float32 addition, compared with the same float32 addition in num
 Rows of ``dst`` outside [n0, n0+Nc) must stay untouched; v1, v2 (S == 1 tile transpose) and v3
 (int32 + magic-number division, 4 elements per thread) are all checked, v3 also with a single block
 so its grid-stride loop and the 4-element tails run, and a round trip nc_to_cn -> cn_to_nc
-reproduces the input. ``magic_div`` is checked against numpy's integer division.
+reproduces the input. ``kernels._index.magic_div`` is checked against numpy's integer division.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import layout as L
+from kernels._index import magic_div
+from kernels._launch import promoted
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
 
 
@@ -47,7 +49,8 @@ def _check_cn_to_nc(geo, with_bias, version, seed):
     dst0 = rng.standard_normal((N, C, S)).astype(np.float32)
     bias = rng.standard_normal(C).astype(np.float32) if with_bias else None
     dst = cuda.to_device(dst0)
-    L.cn_to_nc(cuda.to_device(src), dst, n0, None if bias is None else cuda.to_device(bias), version=version)
+    with promoted(L.PROMOTED, **({} if version is None else {"cn_to_nc": version})):
+        L.cn_to_nc(cuda.to_device(src), dst, n0, None if bias is None else cuda.to_device(bias))
     np.testing.assert_array_equal(dst.copy_to_host(), _cn_to_nc_ref(src, dst0, n0, bias))
 
 
@@ -56,7 +59,8 @@ def _check_nc_to_cn(geo, version, seed):
     rng = np.random.default_rng(seed)
     src = rng.standard_normal((N, C, S)).astype(np.float32)
     dst = cuda.to_device(np.full((C, Nc * S), np.nan, np.float32))
-    L.nc_to_cn(cuda.to_device(src), n0, dst, version=version)
+    with promoted(L.PROMOTED, **({} if version is None else {"nc_to_cn": version})):
+        L.nc_to_cn(cuda.to_device(src), n0, dst)
     want = src[n0:n0 + Nc].transpose(1, 0, 2).reshape(C, Nc * S)
     np.testing.assert_array_equal(dst.copy_to_host(), want)
 
@@ -78,11 +82,21 @@ def test_nc_to_cn_v1_v3(version, geo, seed):
     _check_nc_to_cn(geo, version, seed)
 
 
-@pytest.mark.parametrize("version", ["v1", "v3"])
-def test_spatial_one_other_versions(version):
-    """S == 1 through the elementwise kernels (the default there is the v2 tile transpose)."""
-    _check_cn_to_nc((5, 1, 3, 7, 1), True, version, 7)
-    _check_nc_to_cn((5, 2, 3, 6, 1), version, 8)
+def test_spatial_one_v1():
+    """S == 1 through the elementwise v1 kernels (v3 falls back to the v2 tile transpose there)."""
+    _check_cn_to_nc((5, 1, 3, 7, 1), True, "v1", 7)
+    _check_nc_to_cn((5, 2, 3, 6, 1), "v1", 8)
+
+
+def test_fallbacks():
+    """Where the promoted version does not apply the next older one does: v3 needs S > 1 and int32
+    indices, v2 is the S == 1 transpose."""
+    assert L.PROMOTED == {"cn_to_nc": "v3", "nc_to_cn": "v3"}
+    assert L._version("cn_to_nc", 5, True) == "v3"
+    assert L._version("cn_to_nc", 1, True) == "v2"
+    assert L._version("nc_to_cn", 5, False) == "v1"
+    with promoted(L.PROMOTED, cn_to_nc="v2"):
+        assert L._version("cn_to_nc", 5, True) == "v1"
 
 
 def test_v3_grid_stride_single_block():
@@ -98,13 +112,13 @@ def test_v3_grid_stride_single_block():
     total = Nc * C * S
     L.cn_to_nc_v3[1, L.V3_THREADS](cuda.to_device(src.ravel()), dst.reshape(dst.size), np.int32(n0),
                                    np.int32(C), np.int32(S), np.int32(Nc * S), np.int32(total),
-                                   *L.magic_div(S), *L.magic_div(C), cuda.to_device(bias), np.int32(1))
+                                   *magic_div(S), *magic_div(C), cuda.to_device(bias), np.int32(1))
     np.testing.assert_array_equal(dst.copy_to_host(), _cn_to_nc_ref(src, dst0, n0, bias))
     x = rng.standard_normal((N, C, S)).astype(np.float32)
     out = cuda.to_device(np.full(C * Nc * S, np.nan, np.float32))
     L.nc_to_cn_v3[1, L.V3_THREADS](cuda.to_device(x.ravel()), np.int32(n0), np.int32(C), np.int32(S),
-                                   np.int32(Nc * S), np.int32(total), *L.magic_div(Nc * S),
-                                   *L.magic_div(S), out)
+                                   np.int32(Nc * S), np.int32(total), *magic_div(Nc * S),
+                                   *magic_div(S), out)
     want = x[n0:n0 + Nc].transpose(1, 0, 2).reshape(-1)
     np.testing.assert_array_equal(out.copy_to_host(), want)
 
@@ -122,14 +136,14 @@ def test_magic_div_exact():
     rng = np.random.default_rng(0)
     divisors = list(range(1, 2001)) + [int(d) for d in rng.integers(2001, 2**31 - 1, 300)] + [2**31 - 1]
     for d in divisors:
-        m, s = L.magic_div(d)
+        m, s = magic_div(d)
         top = (2**31 - 1) // d * d
         n = np.concatenate([rng.integers(0, 2**31, 200), [0, 1, d - 1, d, d + 1, top - 1, top, 2**31 - 1]])
         n = n[(n >= 0) & (n < 2**31)].astype(np.uint64)
         got = (n * np.uint64(m)) >> np.uint64(s)
         np.testing.assert_array_equal(got, n // np.uint64(d), err_msg=f"d={d}")
     with pytest.raises(ValueError, match="divisor"):
-        L.magic_div(0)
+        magic_div(0)
 
 
 @given(geo=layouts(spatial=1), seed=st.integers(0, 2**16))
@@ -160,7 +174,5 @@ def test_shape_errors():
     src = cuda.to_device(np.zeros((3, 8), np.float32))
     with pytest.raises(ValueError, match="does not fit"):
         L.cn_to_nc(src, cuda.to_device(np.zeros((1, 3, 4), np.float32)), 0)
-    with pytest.raises(ValueError, match="S == 1"):
-        L.cn_to_nc(src, cuda.to_device(np.zeros((2, 3, 4), np.float32)), 0, version="v2")
-    with pytest.raises(ValueError, match="unknown version"):
-        L.nc_to_cn(cuda.to_device(np.zeros((2, 3, 4), np.float32)), 0, src, version="v9")
+    with pytest.raises(ValueError, match="does not fit"):
+        L.nc_to_cn(cuda.to_device(np.zeros((2, 2, 4), np.float32)), 0, src)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import lrn as L
-from kernels._launch import ceil_div
+from kernels._launch import ceil_div, promoted
 from tests.helpers import assert_close
 from tests.reference import lrn as R
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
@@ -45,13 +45,14 @@ def _nan(shape):
 
 def _across(x, dy, p, k, version):
     d_x, d_s, d_y, d_dx = cuda.to_device(x), _nan(x.shape), _nan(x.shape), _nan(x.shape)
-    L.lrn_fwd(d_x, d_s, d_y, k=k, version=version, **p)
-    L.lrn_bwd(cuda.to_device(dy), d_x, d_y, d_s, d_dx, version=version, **p)
+    with promoted(L.PROMOTED, lrn_fwd=version, lrn_bwd=version):
+        L.lrn_fwd(d_x, d_s, d_y, k=k, **p)
+        L.lrn_bwd(cuda.to_device(dy), d_x, d_y, d_s, d_dx, **p)
     return d_s.copy_to_host(), d_y.copy_to_host(), d_dx.copy_to_host()
 
 
 def _atol(x, p, version):
-    if version == 1:
+    if version == "v1":
         return 1e-6
     column = (p["alpha"] / p["local_size"]) * (x.astype(np.float64) ** 2).sum(axis=1, keepdims=True)
     return 1e-6 + 8 * np.finfo(np.float32).eps * column
@@ -61,13 +62,13 @@ def _check_across(x, dy, p, k, version, got=None):
     scale, y, dx = _across(x, dy, p, k, version) if got is None else got
     ref_scale, ref_y = R.lrn_across_ref(x, k=k, **p)
     atol = _atol(x, p, version)
-    name = f"v{version} size {p['local_size']} shape {x.shape}"
+    name = f"{version} size {p['local_size']} shape {x.shape}"
     assert_close(scale, ref_scale, rtol=1e-5, atol=atol, name=f"{name} scale")
     assert_close(y, ref_y, rtol=1e-5, atol=atol, name=f"{name} y")
     assert_close(dx, R.lrn_across_grad_ref(x, dy, k=k, **p), rtol=1e-5, atol=1e-5 + atol, name=f"{name} dx")
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 @given(shape=shapes(), p=params, k=st.sampled_from([1.0, 2.0]), seed=st.integers(0, 2**16))
 def test_lrn_across_channels(version, shape, p, k, seed):
     x = _x(shape, seed)
@@ -90,17 +91,18 @@ def test_lrn_across_window_wider_than_channels(C):
     p = {"local_size": 5, "alpha": 1.0, "beta": 0.75}
     x = _x((2, C, 2, 3), 5)
     dy = _x(x.shape, 6)
-    for version in (1, 2, 3):
+    for version in ("v1", "v2", "v3"):
         scale, y, dx = _across(x, dy, p, 1.0, version)
-        assert_close(y, R.lrn_across_ref(x, k=1.0, **p)[1], rtol=1e-5, atol=1e-6, name=f"v{version} y")
+        assert_close(y, R.lrn_across_ref(x, k=1.0, **p)[1], rtol=1e-5, atol=1e-6, name=f"{version} y")
         assert_close(dx, R.lrn_across_grad_ref(x, dy, k=1.0, **p), rtol=1e-5, atol=1e-5,
-                     name=f"v{version} dx")
+                     name=f"{version} dx")
 
 
 def _within(x, dy, p, version):
     d_x, d_s, d_y, d_dx = cuda.to_device(x), _nan(x.shape), _nan(x.shape), _nan(x.shape)
-    L.lrn_within_fwd(d_x, d_s, d_y, version=version, **p)
-    L.lrn_within_bwd(cuda.to_device(dy), d_x, d_s, d_dx, version=version, **p)
+    with promoted(L.PROMOTED, lrn_within_fwd=version, lrn_within_bwd=version):
+        L.lrn_within_fwd(d_x, d_s, d_y, **p)
+        L.lrn_within_bwd(cuda.to_device(dy), d_x, d_s, d_dx, **p)
     return d_s.copy_to_host(), d_y.copy_to_host(), d_dx.copy_to_host()
 
 
@@ -111,12 +113,12 @@ def _check_within(x, dy, p, got, name):
     assert_close(got[2], R.lrn_within_grad_ref(x, dy, **p), rtol=1e-5, atol=1e-5, name=f"{name} within dx")
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", ["v1", "v2"])
 @given(shape=shapes(max_channels=MAX_CHANNELS), p=params, seed=st.integers(0, 2**16))
 def test_lrn_within_channel(version, shape, p, seed):
     x = _x(shape, seed)
     dy = _x(shape, seed + 1)
-    _check_within(x, dy, p, _within(x, dy, p, version), f"v{version}")
+    _check_within(x, dy, p, _within(x, dy, p, version), version)
 
 
 @pytest.mark.parametrize("shape, size", [
@@ -129,9 +131,9 @@ def test_lrn_within_v2_tiles(shape, size):
     p = {"local_size": size, "alpha": 1.5, "beta": 0.75}
     x = _x(shape, size)
     dy = _x(shape, size + 1)
-    got = _within(x, dy, p, 2)
+    got = _within(x, dy, p, "v2")
     _check_within(x, dy, p, got, f"v2 size {size} shape {shape}")
-    for a, b in zip(got, _within(x, dy, p, 1)):
+    for a, b in zip(got, _within(x, dy, p, "v1")):
         assert_close(a, b, rtol=1e-6, atol=1e-6, name="within v2 vs v1")
 
 
@@ -205,9 +207,9 @@ def test_lrn_v3_geometry_and_ring(shape, size):
     p = {"local_size": size, "alpha": 0.9, "beta": 0.75}
     x = _x(shape, size)
     dy = _x(shape, size + 1)
-    got = _across(x, dy, p, 2.0, 3)
-    _check_across(x, dy, p, 2.0, 3, got)
-    for a, b in zip(got, _across(x, dy, p, 2.0, 2)):
+    got = _across(x, dy, p, 2.0, "v3")
+    _check_across(x, dy, p, 2.0, "v3", got)
+    for a, b in zip(got, _across(x, dy, p, 2.0, "v2")):
         assert_close(a, b, rtol=1e-6, atol=1e-6, name="v3 vs v2")
 
 
@@ -239,4 +241,4 @@ def test_lrn_v3_image_stride_loop():
     L.lrn_bwd_v3[(1, 1), L.LRN_THREADS](cuda.to_device(dy.ravel()), d_x, d_y, d_s, d_dx, *geometry,
                                          np.float32(-0.75), np.float32(2 * 0.5 * 0.75 / 3))
     got = tuple(d.copy_to_host().reshape(shape) for d in (d_s, d_y, d_dx))
-    _check_across(x, dy, {"local_size": 3, "alpha": 0.5, "beta": 0.75}, 1.0, 3, got)
+    _check_across(x, dy, {"local_size": 3, "alpha": 0.5, "beta": 0.75}, 1.0, "v3", got)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import pool
+from kernels._launch import promoted
 from tests.helpers import CAIArray, assert_close
 from tests.reference import pool as ref
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
@@ -50,8 +51,8 @@ def _input(shape, seed, ties):
 
 def _out_hw(shape, kernel, stride, pad):
     any_pad = pad[0] > 0 or pad[1] > 0
-    return (pool.pooled_size(shape[2], kernel[0], pad[0], stride[0], any_pad=any_pad),
-            pool.pooled_size(shape[3], kernel[1], pad[1], stride[1], any_pad=any_pad))
+    return (ref.pooled_size_ref(shape[2], kernel[0], pad[0], stride[0], any_pad=any_pad),
+            ref.pooled_size_ref(shape[3], kernel[1], pad[1], stride[1], any_pad=any_pad))
 
 
 def _check_max(x, kernel, stride, pad, out_hw=None, seed=0, version="v2"):
@@ -60,13 +61,15 @@ def _check_max(x, kernel, stride, pad, out_hw=None, seed=0, version="v2"):
     d_x = cuda.to_device(x)
     d_y = cuda.device_array(y_ref.shape, np.float32)
     d_mask = cuda.device_array(y_ref.shape, np.int32)
-    pool.max_pool_fwd(d_x, d_y, d_mask, kernel, stride, pad, version=version)
+    with promoted(pool.PROMOTED, max_pool_fwd=version):
+        pool.max_pool_fwd(d_x, d_y, d_mask, kernel, stride, pad)
     np.testing.assert_array_equal(d_mask.copy_to_host(), mask_ref)
     assert_close(d_y.copy_to_host(), y_ref, rtol=0, atol=0, name="max pool y")
 
     dy = np.random.default_rng(seed + 1).standard_normal(y_ref.shape).astype(np.float32)
     d_dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))   # must be overwritten
-    pool.max_pool_bwd(cuda.to_device(dy), d_mask, d_dx, kernel, stride, pad, version=version)
+    with promoted(pool.PROMOTED, max_pool_bwd=version):
+        pool.max_pool_bwd(cuda.to_device(dy), d_mask, d_dx, kernel, stride, pad)
     # v2 adds a pixel's terms in Caffe's order only when one chunk of covering outputs spans it
     # along w (3x3/2, 2x2/2); with more overlap (e.g. 5x10/1, up to 50 terms) the order differs,
     # so the sums agree to rounding (measured on the H200: 2e-6 relative), not bit for bit
@@ -86,12 +89,14 @@ def _check_ave(x, kernel, stride, pad, out_hw=None, seed=0, version="v2"):
     out_hw = out_hw or _out_hw(x.shape, kernel, stride, pad)
     y_ref = ref.ave_pool_fwd_ref(x, out_hw, kernel, stride, pad)
     d_y = cuda.device_array(y_ref.shape, np.float32)
-    pool.ave_pool_fwd(cuda.to_device(x), d_y, kernel, stride, pad, version=version)
+    with promoted(pool.PROMOTED, ave_pool_fwd=version):
+        pool.ave_pool_fwd(cuda.to_device(x), d_y, kernel, stride, pad)
     _assert_close_nan(d_y.copy_to_host(), y_ref, rtol=1e-6, atol=1e-6, name="ave pool y")
 
     dy = np.random.default_rng(seed + 1).standard_normal(y_ref.shape).astype(np.float32)
     d_dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))
-    pool.ave_pool_bwd(cuda.to_device(dy), d_dx, kernel, stride, pad, version=version)
+    with promoted(pool.PROMOTED, ave_pool_bwd=version):
+        pool.ave_pool_bwd(cuda.to_device(dy), d_dx, kernel, stride, pad)
     _assert_close_nan(d_dx.copy_to_host(), ref.ave_pool_bwd_ref(x.shape, dy, kernel, stride, pad),
                       rtol=1e-6, atol=1e-6, name="ave pool dx")
 
@@ -136,7 +141,7 @@ EDGES = {
 def test_ave_pool_empty_window_is_nan_as_caffe():
     """H=2, kernel 1, stride 2, no pad: the ceil rule gives 2 outputs, the second window [2,3) lies
     past the image and its pool_size is 0 -> 0/0 = NaN (max pooling gives -FLT_MAX, mask -1)."""
-    assert pool.pooled_size(2, 1, 0, 2) == 2
+    assert ref.pooled_size_ref(2, 1, 0, 2) == 2
     x = np.ones((1, 1, 2, 1), np.float32)
     d_y = cuda.device_array((1, 1, 2, 1), np.float32)
     pool.ave_pool_fwd(cuda.to_device(x), d_y, (1, 1), (2, 1), 0)
@@ -193,34 +198,20 @@ def test_ave_pool_divisor_counts_padding():
     # last would start at 3 >= H + pad = 4? no: (3-1)*2 = 4 >= 4 -> dropped; the divisor of the
     # window [1,3) is 2 (clipped at H + pad = 4 only)
     d_y = cuda.device_array((1, 1, 2, 2), np.float32)
-    assert pool.pooled_size(3, 2, 1, 2) == 2
+    assert ref.pooled_size_ref(3, 2, 1, 2) == 2
     pool.ave_pool_fwd(cuda.to_device(x), d_y, 2, 2, 1)
     assert_close(d_y.copy_to_host()[0, 0], np.array([[1, 2], [2, 4]], np.float32) / 4,
                  rtol=1e-7, atol=0, name="ave clipped divisor")
 
 
-@given(size=st.integers(1, 40), kernel=st.integers(1, 11), stride=st.integers(1, 5),
-       pad=st.integers(0, 5), floor=st.booleans(), other_pad=st.booleans())
-def test_pooled_size_matches_caffe_rule(size, kernel, stride, pad, floor, other_pad):
-    if pad >= kernel or size + 2 * pad < kernel:
-        return
-    mode = "FLOOR" if floor else "CEIL"
-    any_pad = pad > 0 or other_pad
-    assert pool.pooled_size(size, kernel, pad, stride, mode, any_pad) == \
-        ref.pooled_size_ref(size, kernel, pad, stride, mode, any_pad)
-
-
-def test_pooled_size_known_values():
-    assert pool.pooled_size(28, 2, 0, 2) == 14             # LeNet
-    assert pool.pooled_size(55, 3, 0, 2) == 27             # AlexNet pool1 (ceil)
-    assert pool.pooled_size(56, 3, 0, 2) == 28             # ceil: 27.5 -> 28 (+1)
-    assert pool.pooled_size(56, 3, 0, 2, "FLOOR") == 27
-    assert pool.pooled_size(5, 1, 0, 3) == 3               # no pad: nothing dropped
-    assert pool.pooled_size(5, 1, 0, 3, any_pad=True) == 2  # pad on the other axis: last dropped
-    with pytest.raises(ValueError):
-        pool.pooled_size(2, 5, 0, 1)
-
-
+def test_reference_pooled_size_known_values():
+    """The reference's output sizes (which size these tests' outputs) on known Caffe layers."""
+    assert ref.pooled_size_ref(28, 2, 0, 2) == 14             # LeNet
+    assert ref.pooled_size_ref(55, 3, 0, 2) == 27             # AlexNet pool1 (ceil)
+    assert ref.pooled_size_ref(56, 3, 0, 2) == 28             # ceil: 27.5 -> 28 (+1)
+    assert ref.pooled_size_ref(56, 3, 0, 2, "FLOOR") == 27
+    assert ref.pooled_size_ref(5, 1, 0, 3) == 3               # no pad: nothing dropped
+    assert ref.pooled_size_ref(5, 1, 0, 3, any_pad=True) == 2  # pad on the other axis: last dropped
 
 
 def test_pool_accepts_cuda_array_interface_objects():
@@ -349,10 +340,6 @@ def test_v2_bounds_table():
     assert pool._bounds_table(4, 4, 4, 4, 1, 1, 1, 1, 0, 0)[1:] == (0, 0, 1)   # 1x1/1: pairs of w
 
 
-def test_pool_rejects_unknown_version():
-    d_x = cuda.device_array((1, 1, 4, 4), np.float32)
-    d_y = cuda.device_array((1, 1, 2, 2), np.float32)
-    with pytest.raises(ValueError, match="version"):
-        pool.ave_pool_fwd(d_x, d_y, 2, 2, 0, version="v3")
-    with pytest.raises(ValueError, match="version"):
-        pool.max_pool_bwd(d_y, cuda.device_array((1, 1, 2, 2), np.int32), d_x, 2, 2, 0, version="v0")
+def test_promoted_versions_exist():
+    for op, version in pool.PROMOTED.items():
+        assert f"{op}_{version}" in pool.KERNELS and version in VERSIONS, op

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import reduce as R
+from kernels._launch import promoted
 from tests.sizes import MAX_ELEMENTS
 
 OPS = {
@@ -35,19 +36,21 @@ def _call(name, dx, dy, **kw):
     return getattr(R, name)(dx, **kw)
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
 @pytest.mark.parametrize("name", sorted(OPS))
 @given(n=st.integers(0, MAX_ELEMENTS), blocks=st.sampled_from([None, 2, 3]),
        seed=st.integers(0, 2**16))
-def test_reductions_host_result(name, n, blocks, seed):
+def test_reductions_host_result(name, version, n, blocks, seed):
+    """Every version; ``blocks`` (v2) forces the two-pass path's block count on simulator-sized
+    arrays (None: the cached choice, one block below its threshold)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(n).astype(np.float32)
     y = rng.standard_normal(n).astype(np.float32)
     dx, dy = cuda.to_device(x), cuda.to_device(y)
-    if blocks is None:
+    with promoted(R.PROMOTED, **{name: version}), pytest.MonkeyPatch.context() as mp:
+        if blocks is not None:
+            mp.setattr(R, "_blocks_v2", lambda n: blocks)
         got = _call(name, dx, dy)
-    else:   # force the two-pass v2 path on a simulator-sized array
-        got = R._reduce(name, OPS[name][0], dx, dy if name == "dot" else None, None, False,
-                        blocks=blocks)
     assert isinstance(got, float)
     _check(got, x, y, name)
 

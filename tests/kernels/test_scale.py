@@ -6,12 +6,15 @@ FMA rounds once where Caffe rounds twice); ds/db (float32 reductions vs float64 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
 
+from kernels import reduce as R
 from kernels import scale as K
 from tests.helpers import assert_close
 from tests.reference import scale as ref
@@ -27,6 +30,18 @@ VARIANTS = [(1, 1), (1, 2), (1, 0), (2, 1), (0, -1), (-1, 1)]
 
 def _sum_tol(terms):
     return 1e-5 * float(np.abs(terms).sum()) + 1e-6
+
+
+@contextmanager
+def reduction_path(parts):
+    """The backward's reduction path: None = v2 with ``reduce.channel_parts``'s own choice, 1 = v1
+    (a block per channel), 0 or > 1 = v2 with that many blocks per channel (0: a thread each)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if parts == 1:
+            mp.setitem(K.PROMOTED, "scale_bwd", "v1")
+        elif parts is not None:
+            mp.setattr(R, "channel_parts", lambda dim, per_channel: parts)
+        yield
 
 
 @pytest.mark.parametrize("axis,num_axes", VARIANTS)
@@ -55,8 +70,9 @@ def test_scale(axis, num_axes, shape, seed, bias, in_place, accumulate, parts):
     ds, db = cuda.to_device(ds0), cuda.to_device(db0)
     ddy = cuda.to_device(dy)
     dxd = ddy if in_place else cuda.to_device(np.full(shape, np.nan, np.float32))
-    K.scale_bwd(cuda.to_device(x), cuda.to_device(s), ddy, dxd, ds, outer, dim, inner,
-                accumulate_ds=accumulate, db=db if bias else None, parts=parts)
+    with reduction_path(parts):
+        K.scale_bwd(cuda.to_device(x), cuda.to_device(s), ddy, dxd, ds, outer, dim, inner,
+                    accumulate_ds=accumulate, db=db if bias else None)
     assert_close(dxd.copy_to_host(), want_dx, 1e-6, 0, "dx")
     terms = (dy * x).reshape(outer, dim, inner)
     base_s = ds0.astype(np.float64) if accumulate else 0.0
@@ -76,8 +92,9 @@ def test_bias_only_and_skips(parts):
     dy = rng.standard_normal(outer * dim * inner).astype(np.float32)
     s = rng.standard_normal(dim).astype(np.float32)
     db = cuda.to_device(np.ones(dim, np.float32))
-    K.scale_bwd(cuda.to_device(x), cuda.to_device(s), cuda.to_device(dy), None, None, outer, dim,
-                inner, db=db, parts=parts)
+    with reduction_path(parts):
+        K.scale_bwd(cuda.to_device(x), cuda.to_device(s), cuda.to_device(dy), None, None, outer, dim,
+                    inner, db=db)
     want = 1 + dy.reshape(outer, dim, inner).astype(np.float64).sum(axis=(0, 2))
     assert_close(db.copy_to_host(), want, 0, _sum_tol(dy))
 
@@ -91,11 +108,14 @@ def test_errors():
         K.scale_fwd(a, s, None, a, 2, 3, 3)
 
 
-@pytest.mark.parametrize("row_min", [0, 1 << 40], ids=["rows_v2", "flat_v1"])
+@pytest.mark.parametrize("version", ["v1", "v2"])
 @pytest.mark.parametrize("axis,num_axes", [(1, 1), (2, 1), (0, -1)])
-def test_elementwise_versions(axis, num_axes, row_min, monkeypatch):
-    """Flat (v1) and block-per-row (v2) elementwise kernels: y with and without bias, and dx."""
-    monkeypatch.setattr(K, "ROW_MIN_INNER", row_min)
+def test_elementwise_versions(axis, num_axes, version, monkeypatch):
+    """Flat (v1) and block-per-row (v2, here on rows shorter than a warp too) elementwise kernels:
+    y with and without bias, and dx."""
+    monkeypatch.setattr(K, "ROW_MIN_INNER", 0)
+    monkeypatch.setitem(K.PROMOTED, "scale_fwd", version)
+    monkeypatch.setitem(K.PROMOTED, "scale_bwd", version)
     rng = np.random.default_rng(17)
     shape = (2, 3, 4, 5)
     outer, dim, inner = ref.scale_dims(shape, axis, num_axes)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from kernels import softmax as S
+from kernels._launch import promoted
 from tests.helpers import assert_close
 from tests.reference import softmax as R
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_SPATIAL
@@ -44,47 +45,43 @@ def _labels(shape, axis, seed, ignore_label, p_ignore=0.25):
     return lab
 
 
-@pytest.mark.parametrize("version", [None, 1, 3])
+def _softmax(x, dy, axis, version=None):
+    """(y, dx) of softmax_fwd / softmax_bwd at ``version`` (None: the promoted one)."""
+    ops = {} if version is None else {"softmax_fwd": version, "softmax_bwd": version}
+    with promoted(S.PROMOTED, **ops):
+        d_y = cuda.to_device(np.full(x.shape, np.nan, np.float32))
+        S.softmax_fwd(cuda.to_device(x), d_y, axis)
+        d_dx = cuda.to_device(np.full(x.shape, np.nan, np.float32))
+        S.softmax_bwd(cuda.to_device(dy), d_y, d_dx, axis)
+    return d_y.copy_to_host(), d_dx.copy_to_host()
+
+
+@pytest.mark.parametrize("version", ["v1", "v3"])
 @given(sa=shapes_and_axis(), seed=st.integers(0, 2**16), magnitude=st.sampled_from([1.0, 30.0, 1e4]))
 def test_softmax_fwd_bwd_match_reference(version, sa, seed, magnitude):
-    """Every version (None: the default pick; 3 on any inner: rows kernel or spatial kernel)
-    against the float64 reference."""
+    """Every version against the float64 reference; v3 on any inner (its spatial kernel's lower
+    bound on inner lowered to 2, so the simulator's small shapes run it)."""
     shape, axis = sa
     x = _logits(shape, seed, magnitude)
-    d_y = cuda.to_device(np.full(shape, np.nan, np.float32))
-    S.softmax_fwd(cuda.to_device(x), d_y, axis, version=version)
-    y = d_y.copy_to_host()
+    dy = _logits(shape, seed + 1, 1.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S, "SOFTMAX_V3_MIN_INNER", 2)
+        y, dx = _softmax(x, dy, axis, version)
     assert np.isfinite(y).all()
     assert_close(y, R.softmax_ref(x, axis), rtol=1e-5, atol=1e-7, name="softmax y")
-    dy = _logits(shape, seed + 1, 1.0)
-    d_dx = cuda.to_device(np.full(shape, np.nan, np.float32))
-    S.softmax_bwd(cuda.to_device(dy), d_y, d_dx, axis, version=version)
-    assert_close(d_dx.copy_to_host(), R.softmax_grad_ref(y, dy, axis), rtol=1e-5, atol=1e-6,
-                 name="softmax dx")
+    assert_close(dx, R.softmax_grad_ref(y, dy, axis), rtol=1e-5, atol=1e-6, name="softmax dx")
 
 
-@pytest.mark.parametrize("shape, axis, magnitude", [((2, 300), 1, 1e4), ((1, 129), -1, 1.0),
-                                                    ((1, 5, 2), 1, 3.0), ((1, 3), 1, 1e4)])
-def test_softmax_v2_block_per_row(shape, axis, magnitude):
-    """v2 (one block per position, shared-memory trees) on rows longer and shorter than its block,
-    with inner > 1 as well; the public functions choose it for inner == 1 and C >= 128."""
-    x = _logits(shape, 11, magnitude)
-    d_y = cuda.to_device(np.full(shape, np.nan, np.float32))
-    S.softmax_fwd(cuda.to_device(x), d_y, axis, version=2)
-    y = d_y.copy_to_host()
-    assert_close(y, R.softmax_ref(x, axis), rtol=1e-5, atol=1e-7, name="softmax v2 y")
-    dy = _logits(shape, 12, 1.0)
-    d_dx = cuda.to_device(np.full(shape, np.nan, np.float32))
-    S.softmax_bwd(cuda.to_device(dy), d_y, d_dx, axis, version=2)
-    assert_close(d_dx.copy_to_host(), R.softmax_grad_ref(y, dy, axis), rtol=1e-5, atol=1e-6,
-                 name="softmax v2 dx")
-    assert S._pick_version(None, 1000, 1, 64000) == 3       # rows: a team per row
-    assert S._pick_version(None, 10, 1, 640) == 3
-    assert S._pick_version(None, 21, 4, 64) == 1            # short inner: a thread per position
-    assert S._pick_version(None, 21, 16384, 1 << 20) == 3   # spatial
-    assert S._pick_version(3, 21, 16384, 1 << 31) == 1      # beyond uint32 indexing: v1
-    with pytest.raises(ValueError, match="version"):
-        S._pick_version(4, 3, 1, 3)
+def test_softmax_version_rule():
+    """v3 runs for inner == 1 (a team per row) and inner >= SOFTMAX_V3_MIN_INNER (spatial) below
+    2**31 elements; v1 elsewhere."""
+    assert S.PROMOTED["softmax_fwd"] == S.PROMOTED["softmax_bwd"] == "v3"
+    assert S._version("softmax_fwd", 1, 64000) == "v3"
+    assert S._version("softmax_fwd", 4, 64) == "v1"                # short inner: a thread per position
+    assert S._version("softmax_bwd", 16384, 1 << 20) == "v3"       # spatial
+    assert S._version("softmax_fwd", 16384, 1 << 31) == "v1"       # beyond uint32 indexing
+    with promoted(S.PROMOTED, softmax_fwd="v1"):
+        assert S._version("softmax_fwd", 1, 64000) == "v1"
 
 
 @pytest.mark.parametrize("rows, C", [(3, 1), (9, 7), (2, 130), (1, 300), (2, 1100)])
@@ -94,15 +91,15 @@ def test_softmax_v3_rows_team_sizes(rows, C):
     forward and backward against the reference, in place too (y is x, dx is dy)."""
     x = _logits((rows, C), rows + C, 30.0)
     d_y = cuda.to_device(np.full((rows, C), np.nan, np.float32))
-    S.softmax_fwd(cuda.to_device(x), d_y, 1, version=3)
+    S.softmax_fwd(cuda.to_device(x), d_y, 1)
     y = d_y.copy_to_host()
     assert_close(y, R.softmax_ref(x, 1), rtol=1e-5, atol=1e-7, name="softmax v3 rows y")
     d_x = cuda.to_device(x)
-    S.softmax_fwd(d_x, d_x, 1, version=3)
+    S.softmax_fwd(d_x, d_x, 1)
     np.testing.assert_array_equal(d_x.copy_to_host(), y)       # in place: the same bits
     dy = _logits((rows, C), rows + C + 1, 1.0)
     d_dy = cuda.to_device(dy)
-    S.softmax_bwd(d_dy, d_y, d_dy, 1, version=3)
+    S.softmax_bwd(d_dy, d_y, d_dy, 1)
     assert_close(d_dy.copy_to_host(), R.softmax_grad_ref(y, dy, 1), rtol=1e-5, atol=1e-6,
                  name="softmax v3 rows dx")
     assert S._team_shift(C) == {1: 5, 7: 5, 130: 6, 300: 7, 1100: 8}[C]
@@ -117,13 +114,15 @@ def test_softmax_v3_spatial_bit_identical_to_v1(outer, C, inner, seed):
     x = _logits(shape, seed, 10.0)
     dy = _logits(shape, seed + 1, 1.0)
     out = {}
-    for v in (1, 3):
-        d_y = cuda.to_device(np.full(shape, np.nan, np.float32))
-        S.softmax_fwd(cuda.to_device(x), d_y, 1, version=v)
-        d_dy = cuda.to_device(dy)
-        S.softmax_bwd(d_dy, d_y, d_dy, 1, version=v)      # in place: dx is dy
+    for v in ("v1", "v3"):
+        with promoted(S.PROMOTED, softmax_fwd=v, softmax_bwd=v), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(S, "SOFTMAX_V3_MIN_INNER", 2)
+            d_y = cuda.to_device(np.full(shape, np.nan, np.float32))
+            S.softmax_fwd(cuda.to_device(x), d_y, 1)
+            d_dy = cuda.to_device(dy)
+            S.softmax_bwd(d_dy, d_y, d_dy, 1)      # in place: dx is dy
         out[v] = d_y.copy_to_host(), d_dy.copy_to_host()
-    for a, b, what in zip(out[3], out[1], ("y", "dx")):
+    for a, b, what in zip(out["v3"], out["v1"], ("y", "dx")):
         np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32), err_msg=what)
 
 
@@ -164,15 +163,16 @@ def test_softmax_loss_v2_bit_identical_to_v1(sa, seed, ignore_label):
     prob = R.softmax_ref(_logits(shape, seed, 3.0), axis).astype(np.float32)
     label = _labels(shape, axis, seed, ignore_label)
     d_prob, d_label = cuda.to_device(prob), cuda.to_device(label)
-    l1 = S.softmax_loss_fwd(d_prob, d_label, axis, ignore_label, version=1)
-    l2 = S.softmax_loss_fwd(d_prob, d_label, axis, ignore_label, version=2)
-    assert np.float32(l2[0]).view(np.uint32) == np.float32(l1[0]).view(np.uint32) and l2[1] == l1[1]
-    dx = {}
-    for v in (1, 2):
-        d_dx = cuda.to_device(np.full(shape, np.nan, np.float32))
-        S.softmax_loss_bwd(d_prob, d_label, d_dx, 0.75, axis, ignore_label, version=v)
+    loss, dx = {}, {}
+    for v in ("v1", "v2"):
+        with promoted(S.PROMOTED, softmax_loss_fwd=v, softmax_loss_bwd=v):
+            loss[v] = S.softmax_loss_fwd(d_prob, d_label, axis, ignore_label)
+            d_dx = cuda.to_device(np.full(shape, np.nan, np.float32))
+            S.softmax_loss_bwd(d_prob, d_label, d_dx, 0.75, axis, ignore_label)
         dx[v] = d_dx.copy_to_host()
-    np.testing.assert_array_equal(dx[2].view(np.uint32), dx[1].view(np.uint32))
+    l1, l2 = loss["v1"], loss["v2"]
+    assert np.float32(l2[0]).view(np.uint32) == np.float32(l1[0]).view(np.uint32) and l2[1] == l1[1]
+    np.testing.assert_array_equal(dx["v2"].view(np.uint32), dx["v1"].view(np.uint32))
 
 
 @pytest.mark.parametrize("shape", [(2, 300, 1), (1, 3, 700), (3, 2, 5)])
@@ -182,25 +182,25 @@ def test_softmax_loss_bwd_v2_strided_rows(shape):
     prob = R.softmax_ref(_logits(shape, 5, 2.0), 1).astype(np.float32)
     label = _labels(shape, 1, 5, 1)
     d_dx = cuda.to_device(np.full(shape, np.nan, np.float32))
-    S.softmax_loss_bwd(cuda.to_device(prob), cuda.to_device(label), d_dx, 0.5, 1, 1, version=2)
+    S.softmax_loss_bwd(cuda.to_device(prob), cuda.to_device(label), d_dx, 0.5, 1, 1)
     assert_close(d_dx.copy_to_host(), R.softmax_loss_grad_ref(prob, label, np.float32(0.5), 1, 1),
                  rtol=1e-6, atol=1e-7, name="loss dx v2")
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_softmax_loss_floor_and_multi_block_reduction(version):
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_softmax_loss_floor_and_multi_block_reduction(version, monkeypatch):
     """prob[label] == 0 -> -log(FLT_MIN) = 87.33654; 600 positions span 3 reduction blocks."""
     n = 600
     prob = np.zeros((n, 2), np.float32)
     prob[:, 1] = 1
     label = np.zeros(n, np.float32)
     label[::2] = 1                        # half the positions: loss 0; the rest: the floor
+    monkeypatch.setitem(S.PROMOTED, "softmax_loss_fwd", version)
     for _ in range(2):                    # twice: v2's ticket counter is reset by its last block
-        loss, count = S.softmax_loss_fwd(cuda.to_device(prob), cuda.to_device(label), version=version)
+        loss, count = S.softmax_loss_fwd(cuda.to_device(prob), cuda.to_device(label))
         assert count == n
         assert_close(np.float64(loss), n / 2 * -math.log(R.FLT_MIN), rtol=1e-5, atol=0, name="floor")
-    loss, count = S.softmax_loss_fwd(cuda.to_device(prob), cuda.to_device(label), ignore_label=0,
-                                     version=version)
+    loss, count = S.softmax_loss_fwd(cuda.to_device(prob), cuda.to_device(label), ignore_label=0)
     assert (loss, count) == (0.0, n // 2)
 
 
@@ -216,24 +216,6 @@ def test_softmax_loss_rejects_out_of_range_labels():
     assert count == 1 and loss == pytest.approx(math.log(3), rel=1e-6)
     with pytest.raises(ValueError, match="labels"):
         S.softmax_loss_fwd(cuda.to_device(prob), cuda.to_device(np.zeros(3, np.float32)))
-
-
-@pytest.mark.parametrize("mode", ["FULL", "VALID", "BATCH_SIZE", "NONE"])
-@pytest.mark.parametrize("valid", [-1, 0, 5, 12])
-def test_loss_normalizer(mode, valid):
-    assert S.loss_normalizer(mode, 3, 4, valid) == R.normalizer_ref(mode, 3, 4, valid)
-    assert S.loss_normalizer(S.NORMALIZATION_MODES.index(mode), 3, 4, valid) == \
-        R.normalizer_ref(mode, 3, 4, valid)
-
-
-def test_normalization_mode_legacy_normalize():
-    assert S.normalization_mode() == "VALID"
-    assert S.normalization_mode(normalize=True) == "VALID"
-    assert S.normalization_mode(normalize=False) == "BATCH_SIZE"
-    assert S.normalization_mode("FULL", normalize=False) == "FULL"     # explicit field wins
-    assert S.normalization_mode(3) == "NONE"
-    with pytest.raises(ValueError):
-        S.normalization_mode("MEAN")
 
 
 @given(sa=shapes_and_axis(), seed=st.integers(0, 2**16), k=st.integers(1, 5),

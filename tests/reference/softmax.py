@@ -56,15 +56,6 @@ def softmax_loss_grad_ref(prob, label, scale, axis=1, ignore_label=None):
     return (dx * scale).reshape(np.shape(prob))
 
 
-def normalizer_ref(mode, outer, inner, valid_count):
-    """Caffe's get_normalizer (mode a name)."""
-    n = {"FULL": outer * inner,
-         "VALID": outer * inner if valid_count == -1 else valid_count,
-         "BATCH_SIZE": outer,
-         "NONE": 1}[mode]
-    return max(1.0, float(n))
-
-
 def accuracy_ref(scores, label, top_k=1, axis=1, ignore_label=None, ties="cpu"):
     """(correct, count, per_class[2, C]).
 

@@ -1,4 +1,5 @@
-"""kernels/fill.py against numpy: fill, scal, scale, axpy, axpby, add_scalar, copy.
+"""kernels/blas1.py against numpy: fill, copy, scaled_copy, scal, axpy, axpby, add_scalar, add, sub,
+mul, div, every version of each (``PROMOTED`` set through ``kernels._launch.promoted``).
 
 Tolerances: elementwise ops rtol 1e-6; axpy/axpby also atol 1e-6 * max(1, max|alpha x| + max|beta y|)
 (the GPU may fuse the multiply-add: one rounding instead of two, which matters where the sum
@@ -6,19 +7,17 @@ cancels); fill/copy exact.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from numba import cuda
 
-from kernels import fill as F
+from kernels import _elementwise as E
+from kernels import blas1 as F
+from kernels._launch import promoted
 from tests.helpers import CAIArray, assert_close
 from tests.sizes import MAX_ELEMENTS
-
-ON_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 sizes = st.integers(0, MAX_ELEMENTS)
 scalars = st.floats(-4, 4, allow_nan=False, width=32)
@@ -28,48 +27,59 @@ def _rand(rng, n):
     return rng.standard_normal(n).astype(np.float32)
 
 
+def versions(op):
+    """Every version of ``op`` in the library, oldest first."""
+    return sorted(name.rsplit("_", 1)[1] for name in F.KERNELS if name.rsplit("_", 1)[0] == op)
 
 
-VERSIONS = [1, 2]
+def test_every_op_has_its_versions():
+    """The table names a version that exists; copy has v1-v3, the others v1 and v2."""
+    for op, version in F.PROMOTED.items():
+        assert version in versions(op), op
+        assert versions(op) == (["v1", "v2", "v3"] if op == "copy" else ["v1", "v2"]), op
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", versions("fill"))
 @given(n=sizes, value=scalars)
 def test_fill(version, n, value):
     x = cuda.to_device(np.full(n, 7.0, np.float32))
-    F.fill(x, value, version=version)
+    with promoted(F.PROMOTED, fill=version):
+        F.fill(x, value)
     np.testing.assert_array_equal(x.copy_to_host(), np.full(n, np.float32(value)))
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", versions("scaled_copy"))
 @given(n=sizes, alpha=scalars, seed=st.integers(0, 2**16))
-def test_scal_scale_add_scalar(version, n, alpha, seed):
+def test_scal_scaled_copy_add_scalar(version, n, alpha, seed):
     rng = np.random.default_rng(seed)
     h = _rand(rng, n)
     a32 = np.float32(alpha)
-    x = cuda.to_device(h)
-    F.scal(x, alpha, version=version)
-    assert_close(x.copy_to_host(), a32 * h, rtol=1e-6, atol=0, name="scal")
-    y = cuda.to_device(np.zeros(n, np.float32))
-    F.scale(cuda.to_device(h), y, alpha, version=version)
-    assert_close(y.copy_to_host(), a32 * h, rtol=1e-6, atol=0, name="scale")
-    x = cuda.to_device(h)
-    F.add_scalar(x, alpha, version=version)
-    assert_close(x.copy_to_host(), h + a32, rtol=1e-6, atol=1e-7, name="add_scalar")
+    with promoted(F.PROMOTED, scaled_copy=version, add_scalar=version):
+        x = cuda.to_device(h)
+        F.scal(x, alpha)
+        assert_close(x.copy_to_host(), a32 * h, rtol=1e-6, atol=0, name="scal")
+        y = cuda.to_device(np.zeros(n, np.float32))
+        F.scaled_copy(cuda.to_device(h), y, alpha)
+        assert_close(y.copy_to_host(), a32 * h, rtol=1e-6, atol=0, name="scaled_copy")
+        x = cuda.to_device(h)
+        F.add_scalar(x, alpha)
+        assert_close(x.copy_to_host(), h + a32, rtol=1e-6, atol=1e-7, name="add_scalar")
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", versions("axpy"))
 @given(n=sizes, alpha=scalars, beta=scalars, seed=st.integers(0, 2**16))
 def test_axpy_axpby(version, n, alpha, beta, seed):
     rng = np.random.default_rng(seed)
     hx, hy = _rand(rng, n), _rand(rng, n)
     a32, b32 = np.float32(alpha), np.float32(beta)
     y = cuda.to_device(hy)
-    F.axpy(alpha, cuda.to_device(hx), y, version=version)
+    with promoted(F.PROMOTED, axpy=version, axpby=version, scaled_copy=version):
+        F.axpy(alpha, cuda.to_device(hx), y)
     atol = 1e-6 * max(1.0, float(np.abs(a32 * hx).max(initial=0) + np.abs(hy).max(initial=0)))
     assert_close(y.copy_to_host(), a32 * hx + hy, rtol=1e-6, atol=atol, name="axpy")
     y = cuda.to_device(hy)
-    F.axpby(alpha, cuda.to_device(hx), beta, y, version=version)
+    with promoted(F.PROMOTED, axpy=version, axpby=version, scaled_copy=version):
+        F.axpby(alpha, cuda.to_device(hx), beta, y)
     atol = 1e-6 * max(1.0, float(np.abs(a32 * hx).max(initial=0) + np.abs(b32 * hy).max(initial=0)))
     assert_close(y.copy_to_host(), a32 * hx + b32 * hy, rtol=1e-6, atol=atol, name="axpby")
 
@@ -119,7 +129,7 @@ def test_errors():
         F.fill(cuda.to_device(np.zeros(3, np.float64)), 1.0)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", versions("add"))
 @given(n=sizes, seed=st.integers(0, 2**16))
 def test_binary_ops(version, n, seed):
     rng = np.random.default_rng(seed)
@@ -127,7 +137,8 @@ def test_binary_ops(version, n, seed):
     hb[np.abs(hb) < 1e-3] = 0.5  # keep div well away from 0
     for fn, ref in ((F.add, ha + hb), (F.sub, ha - hb), (F.mul, ha * hb), (F.div, ha / hb)):
         out = cuda.to_device(np.full(n, np.nan, np.float32))
-        fn(cuda.to_device(ha), cuda.to_device(hb), out, version=version)
+        with promoted(F.PROMOTED, **{fn.__name__: version}):
+            fn(cuda.to_device(ha), cuda.to_device(hb), out)
         assert_close(out.copy_to_host(), ref, rtol=1e-6, atol=0, name=fn.__name__)
     a = cuda.to_device(ha)  # in place: out is a
     F.mul(a, cuda.to_device(hb), a)
@@ -153,60 +164,51 @@ V2_LAUNCHES = [(1, 1), (1, 4), (2, 3), (3, 8)]
 @pytest.mark.parametrize("launch", V2_LAUNCHES)
 @given(n=st.integers(0, 120), alpha=scalars, beta=scalars, seed=st.integers(0, 2**16))
 def test_v2_unrolled_body_and_tail_bit_identical_to_v1(launch, n, alpha, beta, seed):
-    """Each v2 template kernel at a tiny geometry (so the 4-way unrolled body, the tail and
-    in-place aliasing all run) gives v1's bits exactly."""
+    """Every op's v2 at a tiny geometry (so the 4-way unrolled body, the tail and in-place
+    aliasing all run) gives v1's bits exactly."""
     rng = np.random.default_rng(seed)
     ha, hb = _rand(rng, n), _rand(rng, n)
     hb[np.abs(hb) < 1e-3] = 0.5
-    a32, b32, z = np.float32(alpha), np.float32(beta), np.float32(0)
     nan = np.full(n, np.nan, np.float32)
-    # name: (v1 kernel, v1 args (host arrays and scalars), index of v1's output among them,
-    #        v2 kernel, v2 args, index of v2's output); the same host array object twice = in place
-    cases = {
-        "copy": (F.copy_v1, [ha, nan, n], 1, F.copy_v2, [ha, nan, z, z, z], 1),
-        "scal": (F.scal_v1, [ha, n, a32], 0, F.scale_v2, [ha, ha, a32, z, z], 0),
-        "scale": (F.scale_v1, [ha, nan, n, a32], 1, F.scale_v2, [ha, nan, a32, z, z], 1),
-        "add_scalar": (F.add_scalar_v1, [ha, n, a32], 0, F.add_scalar_v2, [ha, ha, a32, z, z], 0),
-        "axpy": (F.axpy_v1, [ha, hb, n, a32], 1, F.axpy_v2, [ha, hb, hb, a32, z, z], 1),
-        "axpby": (F.axpby_v1, [ha, hb, n, a32, b32], 1, F.axpby_v2, [ha, hb, hb, a32, b32, z], 1),
-        "add": (F.add_v1, [ha, hb, nan, n], 2, F.add_v2, [ha, hb, nan, z, z, z], 2),
-        "sub": (F.sub_v1, [ha, hb, nan, n], 2, F.sub_v2, [ha, hb, nan, z, z, z], 2),
-        "mul": (F.mul_v1, [ha, hb, nan, n], 2, F.mul_v2, [ha, hb, nan, z, z, z], 2),
-        "div": (F.div_v1, [ha, hb, nan, n], 2, F.div_v2, [ha, hb, nan, z, z, z], 2),
-    }
 
-    def device_args(args):
-        seen: dict[int, object] = {}
-        out = []
-        for a in args:
-            if isinstance(a, np.ndarray):
-                if id(a) not in seen:
-                    seen[id(a)] = cuda.to_device(a)
-                out.append(seen[id(a)])
-            else:
-                out.append(a)
-        return out
+    def run(version):
+        res = {}
+        with promoted(F.PROMOTED, **dict.fromkeys(F.PROMOTED, version)), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(E, "configured_v2", lambda kernel, n, threads=0: kernel[launch])
+            a, b = cuda.to_device(ha), cuda.to_device(hb)
+            res["copy"] = cuda.to_device(nan)
+            F.copy(a, res["copy"])
+            res["scaled_copy"] = cuda.to_device(nan)
+            F.scaled_copy(a, res["scaled_copy"], alpha)
+            res["scal"] = cuda.to_device(ha)
+            F.scal(res["scal"], alpha)
+            res["add_scalar"] = cuda.to_device(ha)
+            F.add_scalar(res["add_scalar"], alpha)
+            res["axpy"] = cuda.to_device(hb)
+            F.axpy(alpha, a, res["axpy"])
+            res["axpby"] = cuda.to_device(hb)
+            F.axpby(alpha, a, beta, res["axpby"])
+            for fn in (F.add, F.sub, F.mul, F.div):
+                res[fn.__name__] = cuda.to_device(nan)
+                fn(a, b, res[fn.__name__])
+            res["fill"] = cuda.to_device(np.full(n, 7, np.int32))
+            F.fill(res["fill"], -3)
+        return {k: v.copy_to_host() for k, v in res.items()}
 
-    for name, (k1, args1, o1, k2, args2, o2) in cases.items():
-        d1 = device_args(args1)
-        k1[4, 32](*d1)
-        d2 = device_args(args2)
-        n_arrays = sum(isinstance(a, np.ndarray) for a in args2)
-        d2.insert(n_arrays, np.uint32(n))
-        k2[launch](*d2)
-        got, want = d2[o2].copy_to_host(), d1[o1].copy_to_host()
-        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=name)
-    x = cuda.to_device(np.full(n, 7, np.int32))
-    F.fill_v2[launch](x, np.uint32(n), np.int32(-3))
-    np.testing.assert_array_equal(x.copy_to_host(), np.full(n, -3, np.int32))
+    v1, v2 = run("v1"), run("v2")
+    for name in v1:
+        np.testing.assert_array_equal(v2[name].view(np.uint32), v1[name].view(np.uint32), err_msg=name)
+    np.testing.assert_array_equal(v1["fill"], np.full(n, -3, np.int32))
 
 
-def test_version_argument():
-    x = cuda.to_device(np.zeros(3, np.float32))
-    with pytest.raises(ValueError, match="version"):
-        F.fill(x, 1.0, version=3)
-    assert F._use_v2(2, 10) and not F._use_v2(1, 10)
-    assert not F._use_v2(2, F.V2_MAX_ELEMENTS)      # huge arrays stay on v1's int64 indexing
+def test_fallback_rule():
+    """v3 needs aligned float32 arrays and v2/v3 fewer than 2**31 elements: the next older runs."""
+    f, i = cuda.to_device(np.zeros(8, np.float32)), cuda.to_device(np.zeros(8, np.int32))
+    assert E.runnable("v3", 8, f, f) == "v3"
+    assert E.runnable("v3", 8, i, i) == "v2"
+    assert E.runnable("v2", 10) == "v2" and E.runnable("v1", 10) == "v1"
+    assert E.runnable("v2", E.V2_MAX_ELEMENTS) == "v1"      # huge arrays stay on v1's int64 indexing
+    assert E.runnable("v3", E.V2_MAX_ELEMENTS, f) == "v1"
 
 
 V3_LAUNCHES = [(1, 1), (1, 4), (2, 3), (3, 8)]
@@ -227,5 +229,5 @@ def test_copy_v3_groups_and_tail_bit_identical(launch, n, offset, seed):
     np.testing.assert_array_equal(out[:n].view(np.uint32), h[:n].view(np.uint32))
     assert np.isnan(out[n:]).all()                       # nothing past n written
     dst2 = cuda.to_device(np.full(n + 4, np.nan, np.float32))
-    F.copy(src[offset:offset + n], dst2[offset:offset + n], version=3)
+    F.copy(src[offset:offset + n], dst2[offset:offset + n])
     np.testing.assert_array_equal(dst2.copy_to_host()[offset:offset + n], h[offset:offset + n])

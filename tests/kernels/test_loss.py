@@ -1,4 +1,4 @@
-"""kernels/runner_extra.py (SigmoidCrossEntropyLoss and ContrastiveLoss kernels) against float64
+"""kernels/loss.py (SigmoidCrossEntropyLoss and ContrastiveLoss kernels) against float64
 numpy references written here from Caffe's formulas (they do not import the code under test).
 
 Tolerances: per-element values 1e-5 relative (+1e-6 absolute); the loss sums are float32 tree
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numba import cuda
 
-from kernels import runner_extra as rx
+from kernels import loss as rx
 from tests.helpers import assert_close
 from tests.sizes import MAX_BATCH, MAX_CHANNELS, MAX_ELEMENTS
 

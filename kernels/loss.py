@@ -1,5 +1,5 @@
-"""Loss kernels the runner needs that no other kernel family provides: Caffe's
-SigmoidCrossEntropyLoss and ContrastiveLoss, forward and backward.
+"""Loss layers: Caffe's SigmoidCrossEntropyLoss and ContrastiveLoss, forward and backward
+(SoftmaxWithLoss lives with the softmax in ``kernels/softmax.py``).
 
 Math (float32; x, t, a, b, diff, dx are C-contiguous; any shape, flattened where stated):
 
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import as_device, grid_1d
+from kernels._launch import as_device, grid_1d, scratch
 from kernels.reduce import reduce_sum
 
 _ZERO = float32(0.0)
@@ -122,18 +122,6 @@ KERNELS: dict[str, tuple[Any, list]] = {
 
 
 # ------------------------------------------------------------------------------------- public API
-_SCRATCH: dict[tuple[str, int], Any] = {}
-
-
-def _scratch(name: str, size: int) -> Any:
-    """A cached float32 device buffer of at least ``size`` elements (first ``size`` returned);
-    reused on the default stream, which orders each use after the previous one."""
-    buf = _SCRATCH.get((name, 0))
-    if buf is None or buf.size < size:
-        buf = cuda.device_array(max(size, 1), dtype=np.float32)
-        _SCRATCH[(name, 0)] = buf
-    return buf[:size] if buf.size != size else buf
-
 
 def _flat(a: Any, name: str) -> Any:
     d = as_device(a)
@@ -155,7 +143,7 @@ def sigmoid_ce_fwd(x: Any, target: Any, ignore_label: int | None = None) -> tupl
     n = xf.size
     if n == 0:
         return 0.0, 0
-    terms, valid = _scratch("terms", n), _scratch("valid", n)
+    terms, valid = scratch("loss.terms", n), scratch("loss.valid", n)
     blocks, threads = grid_1d(n)
     sigmoid_ce_fwd_v1[blocks, threads](xf, tf, terms, valid, n, *_ignore(ignore_label))
     return float(reduce_sum(terms)), int(round(reduce_sum(valid)))
@@ -193,7 +181,7 @@ def contrastive_fwd(a: Any, b: Any, sim: Any, diff: Any, dist_sq: Any, margin: f
         raise ValueError("contrastive_fwd: a, b, diff must be (N, D) and dist_sq (N,)")
     if n == 0:
         return 0.0
-    terms = _scratch("pair_terms", n)
+    terms = scratch("loss.pair_terms", n)
     blocks, threads = grid_1d(n)
     contrastive_fwd_v1[blocks, threads](af, bf, sf, df, dsf, terms, n, d, np.float32(margin),
                                         int(bool(legacy)))
