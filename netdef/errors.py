@@ -42,3 +42,8 @@ class DataError(CaffeError):
 
 class SolverError(CaffeError):
     """Training cannot go on (bad solver settings, NaN loss, snapshot for another net, ...)."""
+
+
+class ExportError(CaffeError):
+    """A net cannot be exported faithfully (to ONNX): the message names the layer, its type and why
+    (an operation ONNX cannot express exactly, a shape fixed to one batch size, ...)."""

@@ -1,0 +1,80 @@
+"""Pooling and LRN.
+
+Pooling (netdef.geometry.PoolGeometry: Caffe's output size, ceil by default, with the last
+window dropped when it would start in the padding). ONNX's own ceil mode and symmetric pads are
+not used: the model pads ``pad`` before and ``end = max(0, (OH-1)*stride - pad + kernel - H)``
+after, and pools in floor mode, so it has exactly Caffe's OH windows at Caffe's positions
+(end < kernel always: a window starting past the image is the one Caffe drops).
+- MAX -> MaxPool (padding never wins, as in Caffe). A second top (Caffe's argmax mask, h * W + w
+  as float) is MaxPool's Indices (flat over N, C, H, W) mod H*W, cast to float.
+- AVE -> AveragePool with count_include_pad: every window lies inside the padded input, so ONNX
+  divides by kernel_h * kernel_w. Caffe divides by the window clipped to the image plus *its*
+  padding, (min(hs + kh, H + pad_h) - hs) * (...), which is smaller only for a last window that
+  reaches past H + pad (ceil rounding); then the model multiplies by kernel_h*kernel_w / divisor
+  (a constant (OH, OW) map), else adds nothing.
+
+LRN ACROSS_CHANNELS -> LRN(size, alpha, beta, bias=k): ONNX's window (c - (n-1)/2 .. c + n/2) and
+formula x / (k + alpha/n * sum x^2)^beta are Caffe's. WITHIN_CHANNEL is Caffe's own composition:
+x * (1 + alpha * AVE_POOL(x^2, n x n, pad (n-1)/2, stride 1))^-beta, where every window's divisor
+is n*n (padding counted).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from proto import caffe_pb2 as pb
+from runner.onnx_export.builder import FLOAT, LayerContext
+from runner.onnx_export.table import maps
+
+
+def _caffe_window_sizes(out: int, stride: int, pad: int, kernel: int, size: int) -> np.ndarray:
+    """Caffe's AVE divisor along one axis: hend = min(hs + kernel, size + pad) - hs."""
+    hs = np.arange(out) * stride - pad
+    return np.minimum(hs + kernel, size + pad) - hs
+
+
+@maps("Pooling")
+def pooling(ctx: LayerContext) -> None:
+    p = ctx.param.pooling_param
+    if p.pool == pb.PoolingParameter.STOCHASTIC:
+        raise ctx.refuse("STOCHASTIC pooling is not exported (nbcaffe does not run it)")
+    g = ctx.shapes().geometry
+    end_h = max(0, (g.out_h - 1) * g.stride_h - g.pad_h + g.kernel_h - g.h)
+    end_w = max(0, (g.out_w - 1) * g.stride_w - g.pad_w + g.kernel_w - g.w)
+    attrs = dict(kernel_shape=[g.kernel_h, g.kernel_w], strides=[g.stride_h, g.stride_w],
+                 pads=[g.pad_h, g.pad_w, end_h, end_w])
+    x = ctx.inputs[0]
+    if p.pool == pb.PoolingParameter.MAX:
+        if len(ctx.outputs) == 1:
+            ctx.op("MaxPool", [x], ctx.outputs[0], **attrs)
+            return
+        y, idx = ctx.op_n("MaxPool", [x], [ctx.outputs[0], ctx.tmp("indices")], **attrs)
+        plane = ctx.const(np.int64(g.h * g.w), "plane", np.int64)
+        ctx.op("Cast", [ctx.op("Mod", [idx, plane])], ctx.outputs[1], to=FLOAT)
+        return
+    rows = _caffe_window_sizes(g.out_h, g.stride_h, g.pad_h, g.kernel_h, g.h)
+    cols = _caffe_window_sizes(g.out_w, g.stride_w, g.pad_w, g.kernel_w, g.w)
+    divisor = np.outer(rows, cols)
+    full = g.kernel_h * g.kernel_w
+    if (divisor == full).all():
+        ctx.op("AveragePool", [x], ctx.outputs[0], count_include_pad=1, **attrs)
+        return
+    y = ctx.op("AveragePool", [x], count_include_pad=1, **attrs)
+    ctx.op("Mul", [y, ctx.const(full / divisor, "divisor_fix")], ctx.outputs[0])
+
+
+@maps("LRN")
+def lrn(ctx: LayerContext) -> None:
+    p = ctx.param.lrn_param
+    n = int(p.local_size)
+    x = ctx.inputs[0]
+    if p.norm_region == pb.LRNParameter.ACROSS_CHANNELS:
+        ctx.op("LRN", [x], ctx.outputs[0], size=n, alpha=float(p.alpha), beta=float(p.beta),
+               bias=float(p.k))
+        return
+    pad = (n - 1) // 2
+    mean_sq = ctx.op("AveragePool", [ctx.op("Mul", [x, x])], kernel_shape=[n, n], strides=[1, 1],
+                     pads=[pad, pad, pad, pad], count_include_pad=1)
+    scale = ctx.op("Add", [ctx.op("Mul", [mean_sq, ctx.const(p.alpha, "alpha")]),
+                           ctx.const(1.0, "one")])
+    ctx.op("Mul", [x, ctx.op("Pow", [scale, ctx.const(-p.beta, "neg_beta")])], ctx.outputs[0])
