@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "data": ("data", "fetch and prepare example data sets (mnist)"),
     "plot-log": ("plot_log", "plot loss/accuracy curves of a training log to PNG"),
     "draw": ("draw", "write a net's graph as Graphviz dot"),
+    "export-onnx": ("export_onnx", "export a net and its weights as one ONNX model"),
 }
 ALIASES = {v.replace("-", "_"): v for v in VERBS}
 

@@ -62,6 +62,15 @@ def _value_info(name: str, dims: Dims) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, FLOAT, dims.onnx_shape())
 
 
+def check_refused(layers: Sequence[pb.LayerParameter]) -> None:
+    """Raise the ExportError of the first layer whose type is refused (before anything is built:
+    netdef may not even know the type's shapes)."""
+    load_all()
+    for lp in layers:
+        if lp.type in REFUSED:
+            raise ExportError(f"layer '{lp.name}' ({lp.type}): {REFUSED[lp.type]}")
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
@@ -114,12 +123,9 @@ def build_model(net_param: pb.NetParameter, graph: Graph, params: Params, opset:
     get = params.get if isinstance(params, Mapping) else params
     plan = make_plan(net_param, graph, batch)
     g = plan.graph
+    check_refused([n.param for n in g.layers])
     for node in g.layers:
-        if plan.kind(node) != "layer":
-            continue
-        if node.type in REFUSED:
-            raise ExportError(f"layer '{node.name}' ({node.type}): {REFUSED[node.type]}")
-        if node.type not in MAPPINGS:
+        if plan.kind(node) == "layer" and node.type not in MAPPINGS:
             raise ExportError(f"layer '{node.name}' ({node.type}): no ONNX mapping for this type "
                               f"(mapped types: {', '.join(mapped_types())})")
 

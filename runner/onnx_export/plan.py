@@ -25,6 +25,8 @@ from proto import caffe_pb2 as pb
 #: layers whose tops become graph inputs (their data comes from outside the model)
 DATA_TYPES = frozenset({"Input", "Data", "ImageData", "HDF5Data", "MemoryData", "WindowData",
                         "DummyData"})
+#: data layers that read files (LMDB, images, HDF5)
+SOURCE_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "WindowData"})
 #: layers left out of an inference model, with why
 DROPPED_TYPES: dict[str, str] = {
     **{t: "loss layer: it reads labels and only matters in training" for t in LOSS_TYPES},
@@ -80,6 +82,38 @@ class Plan:
         return "layer"
 
 
+def data_as_inputs(net_param: pb.NetParameter, graph: Graph) -> pb.NetParameter:
+    """A copy of ``net_param`` whose data layers that read a source (Data, ImageData, HDF5Data,
+    WindowData) and that ``graph``'s NetState keeps are Input layers of their tops' shapes in
+    ``graph``: the net builds without its data files (a Net would open them), and an export's
+    inputs are the same blobs."""
+    kept = {n.name for n in graph.layers if n.type in SOURCE_TYPES}
+    out = pb.NetParameter()
+    out.CopyFrom(net_param)
+    for lp in out.layer:
+        if lp.name not in kept or lp.type not in SOURCE_TYPES:
+            continue
+        new = pb.LayerParameter(name=lp.name, type="Input", top=list(lp.top))
+        new.include.extend(lp.include)
+        new.exclude.extend(lp.exclude)
+        for t in lp.top:
+            new.input_param.shape.add().dim.extend(graph.blob_shapes[t])
+        lp.CopyFrom(new)
+    return out
+
+
+def _read_blobs(graph: Graph) -> set[str]:
+    """Blobs whose value an exported layer needs (read by a mapped layer, directly or through
+    Split layers); a blob read only by dropped layers or Silence is not."""
+    needed: set[str] = set()
+    for node in reversed(graph.layers):
+        if node.type in DROPPED_TYPES or node.type in DATA_TYPES or node.type == "Silence":
+            continue
+        if node.type != "Split" or any(t in needed for t in node.tops):
+            needed.update(node.bottoms)
+    return needed
+
+
 def _producer(graph: Graph, blob: str) -> str:
     name = "?"
     for node in graph.layers:
@@ -110,9 +144,10 @@ def make_plan(net_param: pb.NetParameter, graph: Graph, batch: int | str | None 
                               "batch axis")
     dropped = {n.name: DROPPED_TYPES[n.type] for n in graph.layers if n.type in DROPPED_TYPES}
     if batch is None or batch == "dynamic":
-        refs = sorted({s[0] for s in given.values()})
+        used = _read_blobs(graph)
+        refs = sorted({s[0] for t, s in given.items() if t in used})
         if len(refs) > 1:
-            listed = ", ".join(f"'{t}' {fmt(s)}" for t, s in given.items())
+            listed = ", ".join(f"'{t}' {fmt(s)}" for t, s in given.items() if t in used)
             raise ExportError(f"the inputs have different first dimensions ({listed}); a dynamic "
                               "batch axis needs one batch size: export with --batch N")
         b_ref = refs[0] if refs else 1
