@@ -42,32 +42,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phase", default="TEST", choices=("TRAIN", "TEST"), type=str.upper)
     add_state_flags(p)
     p.add_argument("--input-shape", action="append", default=[], metavar="BLOB=N,C,H,W",
-                   help="shape of a data blob whose source is absent (repeatable)")
+                   help="shape of a top of a data layer whose source is absent, e.g. "
+                   "data=1,3,227,227 and label=1 (repeatable)")
 
 
 def _fmt(shape: list) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
-def run(args) -> int:
+def export_net_for(model: str, phase: str = "TEST", stages: tuple[str, ...] = (), level: int = 0,
+                   input_shape: list[str] | None = None, weights: list[str] = ()):
+    """The runner Net ``nbcaffe export-onnx`` exports: ``model`` for the NetState, data layers that
+    read files turned into Input layers of their shapes (from the sources, or ``input_shape``
+    items ``BLOB=N,C,H,W``), ``weights`` copied in order. Refused layer types fail first."""
     from argparse import Namespace
 
     from netdef.graph import filter_layers, net_state
-    from netdef.prototxt import read_net
+    from netdef.prototxt import is_solver, read_net
     from runner.commands.inspect import load
     from runner.net import Net
     from runner.onnx_export.export import check_refused
     from runner.onnx_export.plan import data_as_inputs
 
-    stages = stages_of(args)
-    param = read_net(args.model)
-    check_refused(filter_layers(param, net_state(param, args.phase, stages, args.level)))
-    graph, net_param, _ = load(Namespace(model=args.model, phase=args.phase,
-                                         stage=list(stages), level=args.level, test_net=0,
-                                         input_shape=args.input_shape))
-    net = Net(data_as_inputs(net_param, graph), phase=args.phase, stages=stages, level=args.level)
-    for w in (w for w in args.weights.split(",") if w):
+    if not is_solver(model):
+        param = read_net(model)
+        check_refused(filter_layers(param, net_state(param, phase, stages, level)))
+    graph, net_param, _ = load(Namespace(model=model, phase=phase, stage=list(stages), level=level,
+                                         test_net=0, input_shape=list(input_shape or [])))
+    net = Net(data_as_inputs(net_param, graph), phase=phase, stages=stages, level=level)
+    for w in weights:
         net.copy_from(w)
+    return net
+
+
+def run(args) -> int:
+    net = export_net_for(args.model, args.phase, stages_of(args), args.level, args.input_shape,
+                         [w for w in args.weights.split(",") if w])
     info = net.to_onnx(args.output, opset=args.opset, batch=args.batch)
     for note in info.notes:
         print(f"nbcaffe: note: {note}", file=sys.stderr)
