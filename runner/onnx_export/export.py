@@ -56,6 +56,7 @@ class ExportInfo:
     dropped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     path: str | None = None
+    blobs: dict[str, str] = field(default_factory=dict)   # output tensor -> the blob it holds
 
 
 def _value_info(name: str, dims: Dims) -> onnx.ValueInfoProto:
@@ -136,6 +137,7 @@ def build_model(net_param: pb.NetParameter, graph: Graph, params: Params, opset:
     dropped_by: dict[str, LayerNode] = {}    # top of a dropped layer -> that layer
     silenced: set[str] = set()
     produced: dict[str, Dims] = {}           # tensor -> shape, in production order
+    blob_of: dict[str, str] = {}             # tensor -> blob
     for i, node in enumerate(g.layers):
         kind = plan.kind(node)
         if kind == "data":
@@ -175,10 +177,16 @@ def build_model(net_param: pb.NetParameter, graph: Graph, params: Params, opset:
         for t, o in zip(node.tops, outs):
             cur[t] = o
             produced[o] = plan.dims[t]
+            blob_of[o] = t
 
     inputs = [t for t in plan.data_tops if t in builder.consumed]
     for t in plan.data_tops:
-        if t not in builder.consumed:
+        if t in builder.consumed:
+            continue
+        if t in plan.read:
+            info.notes.append(f"blob '{t}' is read only for its shape, which the model holds: "
+                              "not a model input")
+        else:
             info.notes.append(f"blob '{t}' is read only by dropped layers: not a model input")
     outputs = [o for o in produced if o not in builder.consumed and o not in silenced]
     if not outputs:
@@ -186,6 +194,11 @@ def build_model(net_param: pb.NetParameter, graph: Graph, params: Params, opset:
                           "loss and metric layers are dropped)")
     info.inputs = {t: plan.dims[t].onnx_shape() for t in inputs}
     info.outputs = {o: produced[o].onnx_shape() for o in outputs}
+    info.blobs = {o: blob_of[o] for o in outputs}
+    for o in outputs:
+        if o != blob_of[o]:
+            info.notes.append(f"output '{o}' holds blob '{blob_of[o]}' (written in place over the "
+                              "input of the same name)")
     vis = [_value_info(o, d) for o, d in produced.items() if o not in info.outputs]
     graph_proto = helper.make_graph(
         builder.nodes, g.name or "net", [_value_info(t, plan.dims[t]) for t in inputs],

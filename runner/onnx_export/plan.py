@@ -5,9 +5,11 @@
 - Layers: data layers (``DATA_TYPES``) become graph inputs of their tops' shapes; ``DROPPED_TYPES``
   (loss layers, Accuracy, HDF5Output) are left out with the reason; every other layer becomes ONNX
   nodes through its mapping.
-- Shapes: every blob's shape as ``netdef.graph.build_graph`` computes it, at a reference batch. With
-  a fixed batch N the graph is rebuilt with N as the first dimension of every data top, and every
-  shape is static. With a dynamic batch the graph is built a second time with twice the reference
+- Shapes: every blob's shape as ``netdef.graph.build_graph`` computes it, at a reference batch: the
+  first dimension of the first input an exported layer reads. The batch inputs are the data tops
+  with that first dimension (others, such as a fixed operand, keep their shape). With a fixed
+  batch N the graph is rebuilt with N as the first dimension of the batch inputs, and every shape
+  is static. With a dynamic batch the graph is built a second time with twice the reference
   batch: an axis whose size doubled scales with the batch (``Dims.dyn``). A blob may have one such
   axis; a parameter shape may have none (a net whose shapes fix the batch cannot have a dynamic
   batch axis, and the error says so).
@@ -68,6 +70,7 @@ class Plan:
     batch_ref: int                    # the reference batch the graph was built with
     data_tops: list[str]              # tops of data layers, in layer order
     dropped: dict[str, str]           # dropped layer name -> why
+    read: set[str]                    # blobs an exported layer reads (see _read_blobs)
 
     def kind(self, node: LayerNode) -> str:
         """'data', 'dropped', 'split', 'silence' or 'layer'."""
@@ -122,6 +125,12 @@ def _producer(graph: Graph, blob: str) -> str:
     return name
 
 
+def _with_batch(given: Mapping[str, Sequence[int]], batched: Mapping[str, Sequence[int]],
+                batch: int) -> dict[str, tuple[int, ...]]:
+    """Every data top's shape, the batch inputs' first axis set to ``batch``."""
+    return {t: ((batch,) + tuple(s[1:]) if t in batched else tuple(s)) for t, s in given.items()}
+
+
 def _rebuild(net_param: pb.NetParameter, graph: Graph, shapes: Mapping[str, Sequence[int]],
              why: str) -> Graph:
     try:
@@ -143,17 +152,16 @@ def make_plan(net_param: pb.NetParameter, graph: Graph, batch: int | str | None 
             raise ExportError(f"input blob '{t}' ({_producer(graph, t)}) is a scalar: it has no "
                               "batch axis")
     dropped = {n.name: DROPPED_TYPES[n.type] for n in graph.layers if n.type in DROPPED_TYPES}
+    used = _read_blobs(graph)
+    primary = next((t for t in data_tops if t in used), data_tops[0] if data_tops else None)
+    b_ref = given[primary][0] if primary else 1
+    # batch inputs: data tops whose first axis is the primary input's (the others keep their shape)
+    batched = {t: s for t, s in given.items() if s[0] == b_ref}
     if batch is None or batch == "dynamic":
-        used = _read_blobs(graph)
-        refs = sorted({s[0] for t, s in given.items() if t in used})
-        if len(refs) > 1:
-            listed = ", ".join(f"'{t}' {fmt(s)}" for t, s in given.items() if t in used)
-            raise ExportError(f"the inputs have different first dimensions ({listed}); a dynamic "
-                              "batch axis needs one batch size: export with --batch N")
-        b_ref = refs[0] if refs else 1
         if b_ref < 1:
-            raise ExportError(f"the inputs have batch size {b_ref}; give them a batch of at least 1")
-        twice = _rebuild(net_param, graph, {t: (2 * s[0],) + tuple(s[1:]) for t, s in given.items()},
+            raise ExportError(f"input '{primary}' has batch size {b_ref}; give it a batch of at "
+                              "least 1")
+        twice = _rebuild(net_param, graph, _with_batch(given, batched, 2 * b_ref),
                          f"the batch size of net '{graph.name}' cannot vary (it was built with "
                          f"batch {b_ref}, and with batch {2 * b_ref} shape inference fails); "
                          "export with a fixed batch (--batch N)")
@@ -176,14 +184,14 @@ def make_plan(net_param: pb.NetParameter, graph: Graph, batch: int | str | None 
                     f"size ({', '.join(map(fmt, n1.param_shapes))} at batch {b_ref}, "
                     f"{', '.join(map(fmt, n2.param_shapes))} at batch {2 * b_ref}); export with "
                     f"--batch {b_ref}")
-        return Plan(graph, dims, None, b_ref, data_tops, dropped)
+        return Plan(graph, dims, None, b_ref, data_tops, dropped, used)
 
     n = int(batch)
     if n < 1:
         raise ExportError(f"--batch must be >= 1 or 'dynamic', got {batch}")
     fixed = graph
-    if any(s[0] != n for s in given.values()):
-        fixed = _rebuild(net_param, graph, {t: (n,) + tuple(s[1:]) for t, s in given.items()},
+    if n != b_ref:
+        fixed = _rebuild(net_param, graph, _with_batch(given, batched, n),
                          f"net '{graph.name}' cannot run with batch {n}")
         for n1, n2 in zip(graph.layers, fixed.layers):
             if n1.param_shapes != n2.param_shapes and n1.type not in DROPPED_TYPES:
@@ -192,4 +200,4 @@ def make_plan(net_param: pb.NetParameter, graph: Graph, batch: int | str | None 
                     f"size ({', '.join(map(fmt, n1.param_shapes))} for the weights, "
                     f"{', '.join(map(fmt, n2.param_shapes))} at batch {n})")
     dims = {blob: Dims(tuple(s)) for blob, s in fixed.blob_shapes.items()}
-    return Plan(fixed, dims, n, n, data_tops, dropped)
+    return Plan(fixed, dims, n, n, data_tops, dropped, _read_blobs(fixed))

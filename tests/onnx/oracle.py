@@ -96,12 +96,13 @@ def randomize(net, rng: np.random.Generator, scale_factor: float = 7.0) -> None:
 
 def compare_net(net, tmp_path, batches: Sequence[int] = (1, 7), seed: int = 0, all_blobs: bool = True,
                 make: Callable[[str, tuple[int, ...]], np.ndarray] | None = None,
-                opset: int = 19, rtol: float = RTOL) -> onnx.ModelProto:
-    """Export ``net`` (dynamic batch) and check ONNX Runtime against nbcaffe's forward at each batch
-    size; returns the model. Inputs of the Net that the model does not take (labels read only by
-    dropped loss layers) are fed zeros."""
+                opset: int = 19, rtol: float = RTOL, batch: int | str = "dynamic") -> onnx.ModelProto:
+    """Export ``net`` (dynamic batch, or ``batch`` N: then ``batches`` must be (N,)) and check ONNX
+    Runtime against nbcaffe's forward at each batch size; returns the model. Inputs of the Net that
+    the model does not take (labels read only by dropped loss layers, blobs read only for their
+    shape) get random values (zeros for labels)."""
     path = tmp_path / f"{net.name or 'net'}.onnx"
-    info = net.to_onnx(path, opset=opset)
+    info = net.to_onnx(path, opset=opset, batch=batch)
     model = onnx.load(str(path))
     names = list(info.outputs)
     if all_blobs:
@@ -110,13 +111,14 @@ def compare_net(net, tmp_path, batches: Sequence[int] = (1, 7), seed: int = 0, a
     rng = np.random.default_rng(seed)
     for b in batches:
         feeds = random_feeds(model, b, rng, make)
-        extra = {n: np.zeros((b,) + net.blobs[n].shape[1:], np.float32)
+        extra = {n: (np.zeros if "label" in n else rng.standard_normal)(
+                     (b,) + net.blobs[n].shape[1:]).astype(np.float32)
                  for n in net.inputs if n not in feeds}
         ours = run(checked, feeds)
         net.forward(**feeds, **extra)
         assert set(info.outputs) <= set(ours)
         for name, got in ours.items():
-            want = net.blobs[name].host_data()
+            want = net.blobs[info.blobs.get(name, name)].host_data()
             err = rel_err(got, want)
             assert err <= rtol, (f"{net.name}: blob {name!r} at batch {b}: ONNX Runtime vs nbcaffe "
                                  f"relative error {err:.3g} (shapes {got.shape} / {want.shape})")
