@@ -17,15 +17,20 @@ RTOL = 1e-5
 
 
 def rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
-    """max |actual - expected| / max |expected| (the blob's own scale); inf on a shape mismatch."""
+    """max |actual - expected| / max |expected| over finite values (the blob's own scale); NaN
+    matches only NaN, infinities only themselves; inf on a shape mismatch."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:
         return float("inf")
     if not e.size:
         return 0.0
-    scale = max(float(np.abs(e).max()), 1e-30)
-    err = np.abs(a - e)
+    both_nan = np.isnan(a) & np.isnan(e)      # Caffe's 0/0 of an empty pooling window
+    a, e = np.where(both_nan, 0.0, a), np.where(both_nan, 0.0, e)
+    finite = np.isfinite(e) & (np.abs(e) < np.finfo(np.float32).max)   # not -FLT_MAX either
+    scale = max(float(np.abs(e[finite]).max()) if finite.any() else 0.0, 1e-30)
+    same = a == e                              # equal infinities and -FLT_MAX compare exactly
+    err = np.where(same, 0.0, np.abs(a - e))
     return float("inf") if np.isnan(err).any() else float(err.max()) / scale
 
 

@@ -123,6 +123,22 @@ def test_pool_floor_and_global(params, out, tmp_path):
     check(net_text({"data": (2, 3, 7, 7)}, body), tmp_path, expect={"pool": out})
 
 
+@pytest.mark.parametrize("pool", ["MAX", "AVE"])
+@pytest.mark.parametrize("shape,params", [((2, 2, 4, 6), "kernel_size: 1 stride: 2"),
+                                          ((2, 2, 5, 5), "kernel_h: 1 kernel_w: 2 stride: 3")])
+def test_pool_window_wholly_past_the_image(pool, shape, params, tmp_path):
+    # kernel < stride, ceil rounding, no pad: Caffe keeps a last window with no pixel in it and
+    # outputs -FLT_MAX (MAX) or 0 / its size, NaN or -0 (AVE), there
+    body = layer("pool", "Pooling", "data", "pool", f"pooling_param {{ pool: {pool} {params} }}")
+    model = check(net_text({"data": shape}, body), tmp_path)
+    y = run(model, {"data": np.ones((1,) + shape[1:], np.float32)})["pool"]
+    edge = y[..., -1, :]
+    if pool == "MAX":
+        assert (edge == -np.finfo(np.float32).max).all()
+    else:
+        assert np.isnan(edge).any() or (np.signbit(edge) & (edge == 0)).any()
+
+
 def test_max_pool_mask_top(tmp_path):
     body = layer("pool", "Pooling", "data", ["pool", "mask"],
                  "pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }")

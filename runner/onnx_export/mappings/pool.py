@@ -4,7 +4,9 @@ Pooling (netdef.geometry.PoolGeometry: Caffe's output size, ceil by default, wit
 window dropped when it would start in the padding). ONNX's own ceil mode and symmetric pads are
 not used: the model pads ``pad`` before and ``end = max(0, (OH-1)*stride - pad + kernel - H)``
 after, and pools in floor mode, so it has exactly Caffe's OH windows at Caffe's positions
-(end < kernel always: a window starting past the image is the one Caffe drops).
+(end < kernel, except for a last window that lies wholly past the image, which Caffe keeps when
+there is no pad and kernel < stride: then the model pads explicitly, MAX with -FLT_MAX, Caffe's
+starting value, AVE with zeros, whose 0 / divisor below is Caffe's NaN or -0 there).
 - MAX -> MaxPool (padding never wins, as in Caffe). A second top (Caffe's argmax mask, h * W + w
   as float) is MaxPool's Indices (flat over N, C, H, W) mod H*W, cast to float.
 - AVE -> AveragePool with count_include_pad: every window lies inside the padded input, so ONNX
@@ -26,6 +28,8 @@ from proto import caffe_pb2 as pb
 from runner.onnx_export.builder import FLOAT, LayerContext
 from runner.onnx_export.table import maps
 
+FLT_MAX = float(np.finfo(np.float32).max)   # Caffe's max pooling starts from -FLT_MAX
+
 
 def _caffe_window_sizes(out: int, stride: int, pad: int, kernel: int, size: int) -> np.ndarray:
     """Caffe's AVE divisor along one axis: hend = min(hs + kernel, size + pad) - hs."""
@@ -41,10 +45,21 @@ def pooling(ctx: LayerContext) -> None:
     g = ctx.shapes().geometry
     end_h = max(0, (g.out_h - 1) * g.stride_h - g.pad_h + g.kernel_h - g.h)
     end_w = max(0, (g.out_w - 1) * g.stride_w - g.pad_w + g.kernel_w - g.w)
-    attrs = dict(kernel_shape=[g.kernel_h, g.kernel_w], strides=[g.stride_h, g.stride_w],
-                 pads=[g.pad_h, g.pad_w, end_h, end_w])
+    pads = [g.pad_h, g.pad_w, end_h, end_w]
     x = ctx.inputs[0]
-    if p.pool == pb.PoolingParameter.MAX:
+    is_max = p.pool == pb.PoolingParameter.MAX
+    if end_h >= g.kernel_h or end_w >= g.kernel_w:
+        # a last window wholly past the image (kernel < stride, no pad): Caffe keeps it
+        if len(ctx.outputs) > 1:
+            raise ctx.refuse("a last pooling window lies wholly outside the image (kernel < "
+                             "stride with ceil rounding and no pad), where Caffe's mask top is -1; "
+                             "this mask is not exported")
+        fill = ctx.const(-FLT_MAX if is_max else 0.0, "pad_value")
+        x = ctx.op("Pad", [x, ctx.ints([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]], "pads"),
+                           fill])
+        pads = [0, 0, 0, 0]
+    attrs = dict(kernel_shape=[g.kernel_h, g.kernel_w], strides=[g.stride_h, g.stride_w], pads=pads)
+    if is_max:
         if len(ctx.outputs) == 1:
             ctx.op("MaxPool", [x], ctx.outputs[0], **attrs)
             return
@@ -54,13 +69,15 @@ def pooling(ctx: LayerContext) -> None:
         return
     rows = _caffe_window_sizes(g.out_h, g.stride_h, g.pad_h, g.kernel_h, g.h)
     cols = _caffe_window_sizes(g.out_w, g.stride_w, g.pad_w, g.kernel_w, g.w)
-    divisor = np.outer(rows, cols)
+    divisor = np.outer(rows, cols).astype(np.float64)
     full = g.kernel_h * g.kernel_w
     if (divisor == full).all():
         ctx.op("AveragePool", [x], ctx.outputs[0], count_include_pad=1, **attrs)
         return
     y = ctx.op("AveragePool", [x], count_include_pad=1, **attrs)
-    ctx.op("Mul", [y, ctx.const(full / divisor, "divisor_fix")], ctx.outputs[0])
+    with np.errstate(divide="ignore"):
+        fix = full / divisor          # an empty window: 0 * inf = NaN or 0 * -k = -0, as 0 / size
+    ctx.op("Mul", [y, ctx.const(fix, "divisor_fix")], ctx.outputs[0])
 
 
 @maps("LRN")
