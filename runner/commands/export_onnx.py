@@ -1,4 +1,4 @@
-"""``nbcaffe export-onnx MODEL -weights W.caffemodel -o model.onnx``: one checked ONNX model.
+"""``nbcaffe export-onnx MODEL [-weights W.caffemodel] -o model.onnx``: one checked ONNX model.
 
     nbcaffe export-onnx deploy.prototxt -weights w.caffemodel -o model.onnx
     nbcaffe export-onnx train_val.prototxt -weights w.caffemodel -o model.onnx -phase TEST \\
@@ -33,8 +33,9 @@ def _batch(value: str) -> int | str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="net prototxt (deploy, or train_val with -phase)")
-    p.add_argument("--weights", required=True,
-                   help="trained .caffemodel (comma-separated: copied in order, like Caffe's)")
+    p.add_argument("--weights", default="",
+                   help="trained .caffemodel (comma-separated: copied in order, like Caffe's); "
+                   "without it the parameters are the fillers' initial values (a note says so)")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=19, help="ONNX opset, 19 or newer (default 19)")
     p.add_argument("--batch", type=_batch, default="dynamic", metavar="N|dynamic",
@@ -79,6 +80,8 @@ def run(args) -> int:
     net = export_net_for(args.model, args.phase, stages_of(args), args.level, args.input_shape,
                          [w for w in args.weights.split(",") if w])
     info = net.to_onnx(args.output, opset=args.opset, batch=args.batch)
+    if not args.weights and any(layer.blobs for layer in net.layers):
+        info.notes.insert(0, "no -weights given: the parameters are the fillers' initial values")
     for note in info.notes:
         print(f"nbcaffe: note: {note}", file=sys.stderr)
     ins = ", ".join(f"{n} {_fmt(s)}" for n, s in info.inputs.items()) or "none"
