@@ -357,10 +357,10 @@ OPS: dict[str, Builder] = {   # most wanted first: the stage skips what its time
 
 
 def _prebound(fn: Callable[[], None]) -> Callable[[], None] | None:
-    """``fn``'s kernel launches recorded once and re-issued pre-bound (runner.replay.Recorder), or
+    """``fn``'s kernel launches recorded once and re-issued pre-bound (runner.backend.replay.Recorder), or
     None when ``fn`` copies to/from the host or launches nothing."""
     try:
-        from runner.replay import Recorder
+        from runner.backend.replay import Recorder
     except ImportError:
         return None
     with Recorder() as rec:

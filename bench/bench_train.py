@@ -34,7 +34,6 @@ import numpy as np
 
 from bench.common import (
     DRY,
-    LaunchCounter,
     Stage,
     enable_kernel_cache,
     log,
@@ -46,6 +45,7 @@ from bench.common import (
     torch_device,
     torch_mod,
 )
+from runner.backend.replay import LaunchCounter
 
 BASE_LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 0.0005
 TOL_LOSS = 1e-4      # relative error of the loss
@@ -204,7 +204,7 @@ def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
         with LaunchCounter() as lc:
             solver.step(1)
             sync()
-    replay = getattr(solver, "replay", None)
+    replay = solver.executor if solver.executor.replays else None
     graph_ms = n_graphs = None
     if DRY:     # that first step is the dry run's one timing (nothing to compile in the simulator)
         solver.step(1)          # (a third step: the first replayed one, exercising the path)
@@ -216,12 +216,13 @@ def time_ours(st: Stage, name: str, batch: int) -> dict[str, Any]:
                                    target_s=1.0, max_s=budget))
         te = t
         if replay is not None:          # the same solver with replay off: the eager path's time
-            solver.replay = None
+            from runner.executor import EagerExecutor
+            solver.executor = EagerExecutor(net)
             te = _per_iteration(time_fn(lambda: solver.step(STEPS), warmup=1, min_reps=3,
                                         max_reps=10, target_s=1.0, max_s=budget))
-            solver.replay = replay
+            solver.executor = replay
         if name == "lenet" and replay is not None and not getattr(replay, "graphs", True):
-            # replayed segments as CUDA graphs (runner/replay.py; off by default until measured)
+            # replayed segments as CUDA graphs (runner/backend/replay.py; off by default until measured)
             replay.graphs = True
             tg = _per_iteration(time_fn(lambda: solver.step(STEPS), warmup=1, min_reps=3,
                                         max_reps=10, target_s=1.0, max_s=budget))
@@ -270,7 +271,7 @@ def _profile(st: Stage, name: str, solver) -> None:
     buf = io.StringIO()
     pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(25)
     log(f"{name} host profile, 20 iterations (cProfile, replay on):\n" + buf.getvalue()[-6000:])
-    replay = getattr(solver, "replay", None)
+    replay = solver.executor if solver.executor.replays else None
     if replay is None:
         return
     per: dict[str, list[float]] = {}
@@ -391,8 +392,8 @@ def launch_overhead(st: Stage) -> None:
         sync()
         st.put("tiny_layer_op_us", round((time.perf_counter() - t0) / n * 1e6, 2))
         log(f"tiny backend op (relu_fwd on 1 element): {st.data['scalars']['tiny_layer_op_us']} us")
-        # the same launch pre-bound by runner.replay: what a replayed iteration pays per launch
-        from runner.replay import Recorder
+        # the same launch pre-bound by runner.backend.replay: what a replayed iteration pays per launch
+        from runner.backend.replay import Recorder
         with Recorder() as rec:
             be.relu_fwd(x, y)
         if rec.unsafe is None and len(rec.ops) == 1:

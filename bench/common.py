@@ -326,54 +326,6 @@ def time_fn(fn: Callable[[], Any], *, warmup: int = 1, min_reps: int = 3, max_re
             "wall_ms": float(np.median(wall_ms)), "reps": n}
 
 
-# ---------------------------------------------------------------------------------- launch counting
-class LaunchCounter:
-    """Context manager counting Numba kernel launches (``kernel[grid, block](...)``) made inside it.
-
-    On a GPU it wraps ``numba.cuda.dispatcher._LaunchConfiguration.__call__``; in the simulator it
-    wraps ``FakeCUDAKernel.__call__`` (counting only top-level launches, not device-function calls).
-    ``count`` holds the number after the block exits.
-    """
-
-    def __init__(self):
-        self.count = 0
-        self._restore: Callable[[], None] | None = None
-
-    def __enter__(self) -> LaunchCounter:
-        counter = self
-        if DRY:
-            from numba.cuda.simulator import kernel as simk
-            orig = simk.FakeCUDAKernel.__call__
-
-            def call(self_k, *args):
-                if not self_k._device and not simk._kernel_context:
-                    counter.count += 1
-                return orig(self_k, *args)
-
-            simk.FakeCUDAKernel.__call__ = call
-
-            def restore():
-                simk.FakeCUDAKernel.__call__ = orig
-        else:
-            from numba.cuda import dispatcher as disp
-            orig = disp._LaunchConfiguration.__call__
-
-            def call(self_l, *args):
-                counter.count += 1
-                return orig(self_l, *args)
-
-            disp._LaunchConfiguration.__call__ = call
-
-            def restore():
-                disp._LaunchConfiguration.__call__ = orig
-        self._restore = restore
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._restore is not None:
-            self._restore()
-
-
 # ------------------------------------------------------------------------------------------- results
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dict):

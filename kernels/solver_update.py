@@ -18,9 +18,9 @@ and an add into an FMA: at most 1 ulp per step). Per element, with g = diff[i], 
   AdaDelta: h = momentum*h + (1-momentum)*g^2;  u = g * sqrt((h2 + delta) / (h + delta));
             h2 = momentum*h2 + (1-momentum)*u^2;  upd = lr * u
   Adam:     m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g^2;
-            upd = (lr * correction) * (m / (sqrt(v) + eps_hat)),
-            correction = sqrt(1 - beta2^t) / (1 - beta1^t), t = iter + 1 (host, float64 then
-            float32 as Caffe's std::pow(float, int))
+            upd = rate * (m / (sqrt(v) + eps_hat)), rate = lr * correction,
+            correction = sqrt(1 - beta2^t) / (1 - beta1^t), t = iter + 1 (computed on the host
+            by the caller)
   diff[i] = upd;  w[i] = w - upd         (Caffe leaves the update value in the diff)
 
 History buffers are Caffe's solverstate history blobs: SGD/Nesterov/AdaGrad/RMSProp: history[i];
@@ -254,34 +254,17 @@ def adadelta_update(w: Any, diff: Any, history: Any, update_history: Any, local_
                                         np.float32(diff_scale))
 
 
-def adam_correction(beta1: float, beta2: float, t: int) -> np.float32:
-    """Caffe's Adam bias correction sqrt(1 - beta2^t) / (1 - beta1^t) for step t = iter + 1:
-    beta1/beta2 are float32 values, std::pow(float, int) computes in double, the result is stored
-    as float32."""
-    b1 = float(np.float32(beta1))
-    b2 = float(np.float32(beta2))
-    return np.float32(math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
-
-
-def adam_rate(local_rate: float, beta1: float, beta2: float, t: int) -> np.float32:
-    """The float32 rate ``adam_update`` passes its kernel for step t: local_rate * correction (the
-    argument a replayed update re-binds every iteration)."""
-    return np.float32(np.float32(local_rate) * adam_correction(beta1, beta2, t))
-
-
-def adam_update(w: Any, diff: Any, m: Any, v: Any, local_rate: float, beta1: float, beta2: float,
-                eps_hat: float, t: int, local_decay: float = 0.0, regularization: str = "L2",
+def adam_update(w: Any, diff: Any, m: Any, v: Any, rate: float, beta1: float, beta2: float,
+                eps_hat: float, local_decay: float = 0.0, regularization: str = "L2",
                 diff_scale: float = 1.0) -> None:
     """Caffe Adam step on one parameter blob: ``m`` = history_[i], ``v`` = history_[n_params + i];
-    ``t`` = iter + 1 (the iteration being applied, 1-based); beta1 = solver momentum, beta2 =
+    ``rate`` = the step's bias-corrected rate local_rate * sqrt(1 - beta2^t) / (1 - beta1^t)
+    (computed on the host by the solver's rule table); beta1 = solver momentum, beta2 =
     momentum2, eps_hat = delta."""
-    if t < 1:
-        raise ValueError(f"adam_update: t = iter + 1 must be >= 1, got {t}")
     wf, gf, mf, vf = _arrays("adam_update", w, diff, m, v)
     reg, decay = _reg(regularization, local_decay)
-    corrected_rate = adam_rate(local_rate, beta1, beta2, t)
     n = wf.size
     blocks, threads = grid_1d(n)
-    adam_update_v1[blocks, threads](wf, gf, mf, vf, n, corrected_rate, np.float32(beta1),
+    adam_update_v1[blocks, threads](wf, gf, mf, vf, n, np.float32(rate), np.float32(beta1),
                                     np.float32(beta2), np.float32(eps_hat), reg, decay,
                                     np.float32(diff_scale))

@@ -148,6 +148,10 @@ class SolverNets:
     tests: list[pb.NetParameter] = field(default_factory=list)
     train_source: str | None = None
     test_sources: list[str | None] = field(default_factory=list)
+    # the folder each net's relative paths are read from when they are not found from the working
+    # directory: the net file's own, or the solver file's for a net given inline (None: neither)
+    train_dir: str | None = None
+    test_dirs: list[str | None] = field(default_factory=list)
 
 
 def solver_nets(solver: pb.SolverParameter, solver_path: str | None = None,
@@ -166,16 +170,20 @@ def solver_nets(solver: pb.SolverParameter, solver_path: str | None = None,
         raise SolverError(f"{where}: the solver gives the train net more than once "
                           f"({', '.join(train_fields)}); give exactly one")
 
-    def load(field_name: str, value) -> tuple[pb.NetParameter, str | None]:
+    def folder(path: str | None) -> str | None:
+        return str(Path(path).resolve().parent) if path and os.path.exists(path) else None
+
+    def load(field_name: str, value) -> tuple[pb.NetParameter, str | None, str | None]:
         if isinstance(value, str):
             p = resolve_net_path(value, solver_path, aliases)
-            return read_net(Path(p)), p
+            return read_net(Path(p)), p, folder(p)
         net = pb.NetParameter()
         net.CopyFrom(value)
-        return upgrade_net(net, f"{where} ({field_name})"), f"{where} ({field_name})"
+        label = f"{where} ({field_name})"
+        return upgrade_net(net, label), label, folder(solver_path)
 
     f = train_fields[0]
-    train, train_src = load(f, getattr(solver, f))
+    train, train_src, train_dir = load(f, getattr(solver, f))
     state = pb.NetState(phase=pb.TRAIN)
     state.MergeFrom(train.state)
     state.MergeFrom(solver.train_state)
@@ -200,29 +208,27 @@ def solver_nets(solver: pb.SolverParameter, solver_path: str | None = None,
         raise SolverError(f"{where}: test_interval must be > 0 when the solver has test nets")
     tests: list[pb.NetParameter] = []
     sources: list[str | None] = []
-    for i, p in enumerate(solver.test_net_param):
-        net, src = load(f"test_net_param #{i}", p)
-        tests.append(net)
-        sources.append(src)
-    for ref in solver.test_net:
-        net, src = load("test_net", ref)
-        tests.append(net)
-        sources.append(src)
+    dirs: list[str | None] = []
+    loaded = [load(f"test_net_param #{i}", p) for i, p in enumerate(solver.test_net_param)]
+    loaded += [load("test_net", ref) for ref in solver.test_net]
     if n_generic:
         g = generic[0]
-        base, src = load(g, getattr(solver, g))
+        base = load(g, getattr(solver, g))
         for _ in range(n_generic):
             net = pb.NetParameter()
-            net.CopyFrom(base)
-            tests.append(net)
-            sources.append(src)
+            net.CopyFrom(base[0])
+            loaded.append((net, base[1], base[2]))
+    for net, src, d in loaded:
+        tests.append(net)
+        sources.append(src)
+        dirs.append(d)
     for i, net in enumerate(tests):
         state = pb.NetState(phase=pb.TEST)
         state.MergeFrom(net.state)
         if len(solver.test_state):
             state.MergeFrom(solver.test_state[i])
         net.state.CopyFrom(state)
-    return SolverNets(train, tests, train_src, sources)
+    return SolverNets(train, tests, train_src, sources, train_dir, dirs)
 
 
 def is_solver(source: Source) -> bool:

@@ -12,7 +12,10 @@
   Blob::ShapeEquals does), arrays returned in the target's shapes.
 - ``read_binaryproto`` / ``write_binaryproto``: one BlobProto <-> numpy array (e.g. mean files).
 - ``read_solverstate`` / ``write_solverstate``: SolverState (iter, learned_net, history,
-  current_step).
+  current_step), binary or, for a ``.h5`` path, Caffe's HDF5 layout (``iter``, ``learned_net``,
+  ``current_step``, ``history/<i>``).
+- ``write_caffemodel_hdf5(path, weights, diffs=None)``: Caffe's HDF5 snapshot (``/data/<layer>/<i>``,
+  optionally ``/diff/...``); ``read_caffemodel`` reads it back.
 
 Every reader raises ``WeightsError`` naming the file for a missing, truncated or foreign file.
 Writers write ``<path>.tmp`` and ``os.replace`` it into place.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,19 +76,28 @@ def _parse(data: bytes, message, path, what: str):
     return message
 
 
-def _atomic_write(path: str | os.PathLike, data: bytes | list) -> None:
-    """Write bytes (or a list of byte pieces) to ``path + ".tmp"``, then rename onto ``path``."""
+def atomic_file(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Run ``write(tmp)`` on ``path + ".tmp"``, then rename it onto ``path``; on any failure
+    (an interrupt included) remove the temporary file and re-raise. Every writer here uses it, so
+    a reader never sees a half-written file."""
     path = os.fspath(path)
     tmp = path + ".tmp"
     try:
-        with open(tmp, "wb") as f:
-            for piece in ([data] if isinstance(data, bytes | bytearray) else data):
-                f.write(piece)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _atomic_write(path: str | os.PathLike, data: bytes | list) -> None:
+    """Write bytes (or a list of byte pieces) atomically (``atomic_file``)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            for piece in ([data] if isinstance(data, bytes | bytearray) else data):
+                f.write(piece)
+    atomic_file(path, write)
 
 
 # ---------------------------------------------------------------------------- blobs
@@ -281,6 +293,25 @@ def write_caffemodel(path: str | os.PathLike,
     _atomic_write(path, _caffemodel_pieces(*_model_layers(weights, net, name)))
 
 
+def write_caffemodel_hdf5(path: str | os.PathLike, weights: Mapping[str, Sequence[np.ndarray]],
+                          diffs: Mapping[str, Sequence[np.ndarray]] | None = None) -> None:
+    """Write Caffe's HDF5 model snapshot (Net::ToHDF5): ``/data/<layer>/<blob index>`` float32
+    datasets for ``weights`` ({layer name: [arrays]}), and ``/diff/...`` for ``diffs`` when given."""
+    import h5py
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as f:
+            for group_name, table in (("data", weights), ("diff", diffs)):
+                if table is None:
+                    continue
+                group = f.create_group(group_name)
+                for lname, arrays in table.items():
+                    g = group.create_group(lname)
+                    for j, a in enumerate(arrays):
+                        g.create_dataset(str(j), data=np.asarray(a, dtype=np.float32))
+    atomic_file(path, write)
+
+
 def copy_trained_layers(graph, source: str | os.PathLike | pb.NetParameter
                         ) -> dict[str, list[np.ndarray]]:
     """Caffe's Net::CopyTrainedLayersFrom: for each source layer whose name is a layer of
@@ -350,8 +381,10 @@ class SolverStateData:
 
 
 def read_solverstate(path: str | os.PathLike) -> SolverStateData:
-    """Read a binary .solverstate (SolverState message)."""
+    """Read a .solverstate: the binary SolverState message, or Caffe's HDF5 layout."""
     data = _read_bytes(path, "solverstate")
+    if data.startswith(b"\x89HDF"):
+        return _read_solverstate_hdf5(path)
     st = _parse(data, pb.SolverState(), path, "solverstate (SolverState)")
     if not st.HasField("iter"):
         raise WeightsError(f"{os.fspath(path)}: not a solverstate: no 'iter' field"
@@ -363,8 +396,41 @@ def read_solverstate(path: str | os.PathLike) -> SolverStateData:
 
 def write_solverstate(path: str | os.PathLike, iter: int, learned_net: str,
                       history: Sequence[np.ndarray], current_step: int = 0) -> None:
-    """Write a .solverstate (binary SolverState), atomically."""
+    """Write a .solverstate atomically: binary SolverState, or Caffe's HDF5 layout when ``path``
+    ends in ``.h5`` (SGDSolver::SnapshotSolverStateToHDF5)."""
+    if os.fspath(path).endswith(".h5"):
+        _write_solverstate_hdf5(path, iter, learned_net, history, current_step)
+        return
     st = pb.SolverState(iter=int(iter), learned_net=learned_net, current_step=int(current_step))
     for h in history:
         st.history.add().CopyFrom(array_to_blob(h))
     _atomic_write(path, st.SerializeToString())
+
+
+def _write_solverstate_hdf5(path, iter: int, learned_net: str, history: Sequence[np.ndarray],
+                            current_step: int) -> None:
+    import h5py
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as f:
+            f["iter"] = int(iter)
+            f["learned_net"] = learned_net
+            f["current_step"] = int(current_step)
+            g = f.create_group("history")
+            for i, h in enumerate(history):
+                g.create_dataset(str(i), data=np.asarray(h, dtype=np.float32))
+    atomic_file(path, write)
+
+
+def _read_solverstate_hdf5(path) -> SolverStateData:
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            learned = f["learned_net"][()]
+            g = f["history"]
+            return SolverStateData(
+                int(f["iter"][()]), learned.decode() if isinstance(learned, bytes) else str(learned),
+                [np.asarray(g[str(i)], dtype=np.float32) for i in range(len(g))],
+                int(f["current_step"][()]))
+    except (OSError, KeyError) as e:
+        raise WeightsError(f"{os.fspath(path)}: not an HDF5 solver state ({e})") from None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -55,34 +55,34 @@ def _read_net_param(source: Any) -> pb.NetParameter:
     return read_net(source)
 
 
-def _probe_data_shapes(net_param: pb.NetParameter, source: Any, phase: str, stages: Sequence[str],
-                       level: int) -> dict[str, tuple[int, ...]] | None:
-    """Top shapes of data layers (Data, ImageData, HDF5Data) read from their sources, so that
-    ``Net("train_val.prototxt", phase="TRAIN")`` works as in pycaffe. Relative data paths are tried
-    from the working directory, then from the prototxt's folder (Caffe only does the former)."""
-    from runner.data.probe import SOURCE_CLASSES, data_input_shapes
-    if not any(lp.type in SOURCE_CLASSES for lp in net_param.layer):
-        return None
-    from runner.solver.solver import resolve_data_paths
-    if isinstance(source, (str, os.PathLike)):
-        resolve_data_paths(net_param, os.fspath(source))
-    return data_input_shapes(net_param, phase, tuple(stages), level) or None
-
-
 class Net:
     """A Caffe net on a backend. See the module docstring for the rules."""
 
     def __init__(self, net: Any, phase: Any = "TEST", weights: str | os.PathLike | None = None,
-                 device: str | Backend = "cpu", stages: Sequence[str] = (), level: int = 0,
-                 seed: int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 dtype: Any = np.float32):
+                 device: str | Backend = "cpu", stages: Sequence[str] | None = None,
+                 level: int | None = None, seed: int | None = None,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None, dtype: Any = np.float32,
+                 base_dir: str | os.PathLike | None = None):
+        """``net``: a prototxt path or a NetParameter. ``stages`` are added to the net's own
+        ``state`` stages and ``level`` replaces its level (Caffe's Net(file, phase, level,
+        stages)); None keeps the net's own. ``base_dir``: where relative data sources are looked for when
+        they are not found from the working directory (default: the prototxt's folder).
+        ``input_shapes``: {top: shape} for data tops (default: read from the data sources)."""
         from netdef.graph import build_graph
         self.phase = phase_name(phase)
         self.backend: Backend = get_backend(device, dtype)
         self.net_param = _read_net_param(net)
-        if input_shapes is None:
-            input_shapes = _probe_data_shapes(self.net_param, net, self.phase, stages, level)
-        self.graph = build_graph(self.net_param, phase=self.phase, stages=tuple(stages), level=level,
+        if stages is not None:
+            stages = tuple(self.net_param.state.stage) + tuple(stages)
+        if base_dir is None and isinstance(net, (str, os.PathLike)):
+            base_dir = os.path.dirname(os.path.abspath(net))
+        from runner.data.probe import data_input_shapes
+        from runner.data.sources import resolve_data_paths
+        resolve_data_paths(self.net_param, None if base_dir is None else os.fspath(base_dir))
+        if input_shapes is None:     # data tops whose shapes come from their sources
+            input_shapes = data_input_shapes(self.net_param, self.phase, stages, level) or None
+        self.graph = build_graph(self.net_param, phase=self.phase,
+                                 stages=None if stages is None else tuple(stages), level=level,
                                  input_shapes=input_shapes)
         self.name = self.graph.name
         self.seed = seed
@@ -103,7 +103,9 @@ class Net:
         self._loss_tops: list[tuple[int, Blob, float]] = []   # (layer index, top blob, weight)
         self.params: OrderedDict[str, list[Blob]] = OrderedDict()
         self.learnable_params: list[Param] = []
-        owners: dict[tuple[str, int], Blob] = {}
+        #: per learnable parameter, the indices of the layers that use it (the owner and sharers)
+        self.param_users: list[list[int]] = []
+        owners: dict[tuple[str, int], int] = {}     # (layer, param index) -> learnable index
 
         for li, (node, cls) in enumerate(zip(self.graph.layers, classes)):
             layer = cls(node.param, self.backend, phase=self.phase, rng=self.rng)
@@ -133,13 +135,15 @@ class Net:
                 blob = layer.blobs[pi]
                 lr_mult = float(info.lr_mult)     # netdef.graph: 0 for BatchNorm's statistics
                 if info.owner is not None:
-                    owner = owners[info.owner]
-                    blob.share_data(owner)
-                    blob.share_diff(owner)
+                    j = owners[info.owner]
+                    blob.share_data(self.learnable_params[j].blob)
+                    blob.share_diff(self.learnable_params[j].blob)
                 else:
-                    owners[(node.name, pi)] = blob
+                    j = owners[(node.name, pi)] = len(self.learnable_params)
                     self.learnable_params.append(
                         Param(blob, lr_mult, float(info.decay_mult), info.name or f"{node.name}[{pi}]"))
+                    self.param_users.append([])
+                self.param_users[j].append(li)
                 layer.param_propagate_down[pi] = bool((self.graph.force_backward and not info.fixed)
                                                       or lr_mult != 0)
             if layer.blobs:
@@ -180,6 +184,12 @@ class Net:
     def top_vecs(self) -> list[list[Blob]]:
         """The top blobs of each layer, in execution order (read-only use)."""
         return self._tops
+
+    @property
+    def blob_loss_weights(self) -> dict[str, float]:
+        """{top blob name: loss weight} for the tops with a non-zero loss weight (Caffe's
+        Net::blob_loss_weights, zeros left out)."""
+        return {t.name: w for _, t, w in self._loss_tops}
 
     @property
     def need_backward_flags(self) -> list[bool]:
@@ -224,15 +234,38 @@ class Net:
         for layer, b, t in zip(self.layers, self._bottoms, self._tops):
             layer.reshape(b, t)
 
+    # one layer at a time: Net's own loops below and the replayed executor (runner/backend/replay.py)
+    # both run the net through these four, so the rules live here once
+    def forward_layer(self, i: int) -> None:
+        """Reshape layer ``i`` to its bottoms and run its forward."""
+        layer = self.layers[i]
+        layer.reshape(self._bottoms[i], self._tops[i])
+        layer.forward(self._bottoms[i], self._tops[i])
+
+    def layer_loss(self, i: int) -> float:
+        """Layer ``i``'s contribution to the loss: sum over its tops of loss_weight * sum(top
+        data) (Caffe's rule; reads the loss tops on the host)."""
+        loss = 0.0
+        for t, w in zip(self._tops[i], self.layers[i].loss_weights):
+            if w != 0:
+                loss += w * float(np.sum(t.host_data(), dtype=np.float64))
+        return loss
+
+    def seed_loss_diffs(self) -> None:
+        """Set every loss top's diff to its loss weight (where backward starts)."""
+        for _, t, w in self._loss_tops:
+            self.backend.fill(t.dev_diff, w)
+
+    def backward_layer(self, i: int) -> None:
+        """Run layer ``i``'s backward with its propagate_down flags (callers skip layers that
+        need no backward: ``need_backward_flags``)."""
+        self.layers[i].backward(self._tops[i], self._propagate_down[i], self._bottoms[i])
+
     def _forward_range(self, start: int, end: int) -> float:
         loss = 0.0
         for i in range(start, end + 1):
-            layer = self.layers[i]
-            layer.reshape(self._bottoms[i], self._tops[i])
-            layer.forward(self._bottoms[i], self._tops[i])
-            for t, w in zip(self._tops[i], layer.loss_weights):
-                if w != 0:
-                    loss += w * float(np.sum(t.host_data(), dtype=np.float64))
+            self.forward_layer(i)
+            loss += self.layer_loss(i)
         return loss
 
     def forward(self, blobs: Sequence[str] | None = None, start: str | None = None,
@@ -265,24 +298,33 @@ class Net:
         names = list(self.inputs) + [d for d in (diffs or ()) if d not in self.inputs]
         return {n: np.array(self.blobs[n].host_diff()) for n in names}
 
-    def _backward_range(self, start: int, end: int) -> None:
-        for _, t, w in self._loss_tops:
-            self.backend.fill(t.dev_diff, w)
+    def _backward_range(self, start: int, end: int,
+                        after_backward: Callable[[int], None] | None = None) -> None:
+        self.seed_loss_diffs()
         for i in range(start, end - 1, -1):
             if self._need_backward[i]:
-                self.layers[i].backward(self._tops[i], self._propagate_down[i], self._bottoms[i])
+                self.backward_layer(i)
+                if after_backward is not None:
+                    after_backward(i)
 
-    def forward_backward(self, **inputs: Any) -> float:
+    def forward_backward(self, after_backward: Callable[[int], None] | None = None,
+                         **inputs: Any) -> float:
         """forward then backward over the whole net; returns the weighted loss. Parameter diffs
-        accumulate. Nothing is copied to the host except the loss."""
+        accumulate. Nothing is copied to the host except the loss. ``after_backward(i)`` is
+        called after each layer's backward (data-parallel training starts exchanges there)."""
         loss = self.forward_loss(**inputs)
-        self._backward_range(len(self.layers) - 1, 0)
+        self._backward_range(len(self.layers) - 1, 0, after_backward)
         return loss
 
     def clear_param_diffs(self) -> None:
         """Zero every learnable parameter's diff (Caffe's ClearParamDiffs)."""
         for p in self.learnable_params:
             p.blob.zero_diff()
+
+    def close(self) -> None:
+        """Release what layers hold open (data sources, prefetch threads). Idempotent."""
+        for layer in self.layers:
+            layer.close()
 
     # ------------------------------------------------------------------ weights
     def share_weights(self, other: Net) -> None:
@@ -335,3 +377,12 @@ class Net:
         weights = {layer.name: (layer.type, [np.array(b.host_data()) for b in layer.blobs])
                    for layer in self.layers if layer.blobs}
         write_caffemodel(path, weights, net=self.to_proto())
+
+    def save_hdf5(self, path: str | os.PathLike, diffs: bool = False) -> None:
+        """Write the parameter blobs in Caffe's HDF5 layout (Net::ToHDF5: ``/data/<layer>/<i>``,
+        and ``/diff/...`` with ``diffs``); atomic. ``copy_from`` reads it back."""
+        from netdef.weights import write_caffemodel_hdf5
+        weights = {n: [b.host_data() for b in blobs] for n, blobs in self.params.items()}
+        grads = ({n: [b.host_diff() for b in blobs] for n, blobs in self.params.items()}
+                 if diffs else None)
+        write_caffemodel_hdf5(path, weights, grads)

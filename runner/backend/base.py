@@ -174,6 +174,61 @@ class Backend(abc.ABC):
         """sum(x * x) as a host float."""
 
     @abc.abstractmethod
+    def sumsq_total(self, arrays: Sequence[Array]) -> float:
+        """sum(x * x) over every element of every array, as one host float (the squared L2 norm
+        of all parameter diffs for Caffe's clip_gradients)."""
+
+    # ------------------------------------------------------------------ solver
+    def executor(self, net: Any, replay: bool | None = None) -> Any:
+        """How a Solver runs ``net`` here (``runner.executor``): eager; the cuda backend can
+        replay recorded launches instead (``replay`` None: its default)."""
+        from runner.executor import EagerExecutor
+        return EagerExecutor(net)
+
+    # Caffe's update rules, one op each (runner/solver/updates.py maps solver types to them). For
+    # one parameter blob, in Caffe's order: diff *= diff_scale (Normalize, 1/iter_size); diff +=
+    # local_decay * w (L2) or local_decay * sign(w) (L1) (Regularize, skipped for decay 0); the
+    # rule below turns diff into the update value, updating the history blobs; then w -= diff.
+    # w, diff and the histories have the same size; ``local_rate`` = rate * lr_mult.
+    @abc.abstractmethod
+    def sgd_update(self, w: Array, diff: Array, history: Array, local_rate: float, momentum: float,
+                   local_decay: float = 0.0, regularization: str = "L2", diff_scale: float = 1.0) -> None:
+        """h = momentum*h + local_rate*g; update = h."""
+
+    @abc.abstractmethod
+    def nesterov_update(self, w: Array, diff: Array, history: Array, local_rate: float,
+                        momentum: float, local_decay: float = 0.0, regularization: str = "L2",
+                        diff_scale: float = 1.0) -> None:
+        """h_old = h; h = momentum*h + local_rate*g; update = (1+momentum)*h - momentum*h_old."""
+
+    @abc.abstractmethod
+    def adagrad_update(self, w: Array, diff: Array, history: Array, local_rate: float, delta: float,
+                       local_decay: float = 0.0, regularization: str = "L2",
+                       diff_scale: float = 1.0) -> None:
+        """h += g^2; update = local_rate * g / (sqrt(h) + delta)."""
+
+    @abc.abstractmethod
+    def rmsprop_update(self, w: Array, diff: Array, history: Array, local_rate: float,
+                       rms_decay: float, delta: float, local_decay: float = 0.0,
+                       regularization: str = "L2", diff_scale: float = 1.0) -> None:
+        """h = rms_decay*h + (1-rms_decay)*g^2; update = local_rate * g / (sqrt(h) + delta)."""
+
+    @abc.abstractmethod
+    def adadelta_update(self, w: Array, diff: Array, history: Array, update_history: Array,
+                        local_rate: float, momentum: float, delta: float, local_decay: float = 0.0,
+                        regularization: str = "L2", diff_scale: float = 1.0) -> None:
+        """h = m*h + (1-m)*g^2; u = g*sqrt((h2+delta)/(h+delta)); h2 = m*h2 + (1-m)*u^2;
+        update = local_rate*u (m = momentum; h2 = ``update_history``)."""
+
+    @abc.abstractmethod
+    def adam_update(self, w: Array, diff: Array, m: Array, v: Array, rate: float, beta1: float,
+                    beta2: float, eps_hat: float, local_decay: float = 0.0,
+                    regularization: str = "L2", diff_scale: float = 1.0) -> None:
+        """m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; update = rate * m / (sqrt(v) + eps_hat),
+        where ``rate`` is the step's bias-corrected rate (local_rate * sqrt(1-b2^t)/(1-b1^t),
+        runner.solver.updates.adam_rate)."""
+
+    @abc.abstractmethod
     def gemm(self, trans_a: bool, trans_b: bool, alpha: float, a: Array, b: Array,
              beta: float, c: Array) -> None:
         """C = alpha * op(A) @ op(B) + beta * C with 2-D arrays; op(A) is (M, K), op(B) (K, N),

@@ -273,6 +273,84 @@ class CpuBackend(Backend):
         v = x.reshape(-1)
         return float(np.dot(v, v))
 
+
+    def sumsq_total(self, arrays) -> float:
+        return float(sum(float(np.dot(a.ravel().astype(np.float64), a.ravel())) for a in arrays))
+
+    # ------------------------------------------------------------------ solver updates (see base)
+    @staticmethod
+    def _gradient(w, diff, local_decay: float, regularization: str, diff_scale: float) -> None:
+        """Caffe's Normalize then Regularize, in place on ``diff``, in its float32 order."""
+        F = diff.dtype.type
+        if diff_scale != 1.0:
+            diff *= F(diff_scale)
+        if local_decay == 0:
+            return
+        if regularization == "L2":
+            diff += F(local_decay) * w
+        elif regularization == "L1":
+            diff += F(local_decay) * np.sign(w).astype(diff.dtype)
+        else:
+            raise ValueError(f"unknown regularization {regularization!r} (L2 or L1)")
+
+    def sgd_update(self, w, diff, history, local_rate, momentum, local_decay=0.0,
+                   regularization="L2", diff_scale=1.0) -> None:
+        self._gradient(w, diff, local_decay, regularization, diff_scale)
+        F = diff.dtype.type
+        history *= F(momentum)
+        history += F(local_rate) * diff
+        diff[...] = history
+        w -= diff
+
+    def nesterov_update(self, w, diff, history, local_rate, momentum, local_decay=0.0,
+                        regularization="L2", diff_scale=1.0) -> None:
+        self._gradient(w, diff, local_decay, regularization, diff_scale)
+        F = diff.dtype.type
+        old = history.copy()
+        mom = F(momentum)
+        history *= mom
+        history += F(local_rate) * diff
+        diff[...] = (F(1) + mom) * history - mom * old
+        w -= diff
+
+    def adagrad_update(self, w, diff, history, local_rate, delta, local_decay=0.0,
+                       regularization="L2", diff_scale=1.0) -> None:
+        self._gradient(w, diff, local_decay, regularization, diff_scale)
+        F = diff.dtype.type
+        history += diff * diff
+        diff[...] = F(local_rate) * (diff / (np.sqrt(history) + F(delta)))
+        w -= diff
+
+    def rmsprop_update(self, w, diff, history, local_rate, rms_decay, delta, local_decay=0.0,
+                       regularization="L2", diff_scale=1.0) -> None:
+        self._gradient(w, diff, local_decay, regularization, diff_scale)
+        F = diff.dtype.type
+        d = F(rms_decay)
+        history[...] = d * history + (F(1) - d) * (diff * diff)
+        diff[...] = F(local_rate) * (diff / (np.sqrt(history) + F(delta)))
+        w -= diff
+
+    def adadelta_update(self, w, diff, history, update_history, local_rate, momentum, delta,
+                        local_decay=0.0, regularization="L2", diff_scale=1.0) -> None:
+        self._gradient(w, diff, local_decay, regularization, diff_scale)
+        F = diff.dtype.type
+        mom, dlt = F(momentum), F(delta)
+        history[...] = (F(1) - mom) * (diff * diff) + mom * history
+        diff *= np.sqrt((update_history + dlt) / (history + dlt))
+        update_history[...] = (F(1) - mom) * (diff * diff) + mom * update_history
+        diff *= F(local_rate)
+        w -= diff
+
+    def adam_update(self, w, diff, m, v, rate, beta1, beta2, eps_hat, local_decay=0.0,
+                    regularization="L2", diff_scale=1.0) -> None:
+        self._gradient(w, diff, local_decay, regularization, diff_scale)
+        F = diff.dtype.type
+        b1, b2 = F(beta1), F(beta2)
+        m[...] = (F(1) - b1) * diff + b1 * m
+        v[...] = (F(1) - b2) * (diff * diff) + b2 * v
+        diff[...] = F(rate) * (m / (np.sqrt(v) + F(eps_hat)))
+        w -= diff
+
     def gemm(self, trans_a: bool, trans_b: bool, alpha: float, a: np.ndarray, b: np.ndarray,
              beta: float, c: np.ndarray) -> None:
         oa = a.T if trans_a else a

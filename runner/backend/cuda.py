@@ -65,6 +65,7 @@ from kernels import reduce as _red
 from kernels import runner_extra as _rx
 from kernels import scale as _scale
 from kernels import softmax as _sm
+from kernels import solver_update as _su
 from kernels._launch import SIMULATOR, as_device
 from runner.backend.base import Backend, ConvCache, ConvGeometry, PoolGeometry
 
@@ -305,6 +306,26 @@ class CudaBackend(Backend):
 
     def sumsq(self, x: Array) -> float:
         return float(_red.sumsq(_flat(x)))
+
+    def sumsq_total(self, arrays: Sequence[Array]) -> float:
+        return _red.sumsq_total(list(arrays))     # accumulated on the device, one host read
+
+    # ------------------------------------------------------------------ solver
+    def executor(self, net: Any, replay: bool | None = None) -> Any:
+        """A NetReplay (launches recorded once, then re-issued pre-bound: runner/backend/replay.py)
+        unless ``replay`` is False or, with None, NBCAFFE_REPLAY=0."""
+        from runner.backend.replay import NetReplay, replay_enabled
+        if replay if replay is not None else replay_enabled():
+            return NetReplay(net)
+        return super().executor(net, replay)
+
+    # the update rules are kernels.solver_update's fused one-launch-per-blob kernels
+    sgd_update = staticmethod(_su.sgd_update)
+    nesterov_update = staticmethod(_su.nesterov_update)
+    adagrad_update = staticmethod(_su.adagrad_update)
+    rmsprop_update = staticmethod(_su.rmsprop_update)
+    adadelta_update = staticmethod(_su.adadelta_update)
+    adam_update = staticmethod(_su.adam_update)
 
     def gemm(self, trans_a: bool, trans_b: bool, alpha: float, a: Array, b: Array,
              beta: float, c: Array) -> None:

@@ -16,7 +16,7 @@ def run(args) -> int:
     from runner.data.imageset import compute_mean
     from runner.solver.glog import GLog
     log = GLog()
-    mean = compute_mean(args.db, args.backend, log=lambda m: log(m, "compute_image_mean.cpp", 100))
-    log(f"Write to {args.out}", "compute_image_mean.cpp", 108)
+    mean = compute_mean(args.db, args.backend, log=log)
+    log(f"Write to {args.out}")
     write_binaryproto(args.out, mean, legacy_4d=True)
     return 0

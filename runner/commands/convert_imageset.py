@@ -27,5 +27,5 @@ def run(args) -> int:
     log = GLog()
     convert_imageset(args.root, args.listfile, args.out, args.resize_height, args.resize_width,
                      args.gray, args.shuffle, args.encoded, args.encode_type, args.backend,
-                     args.check_size, args.seed, log=lambda m: log(m, "convert_imageset.cpp", 150))
+                     args.check_size, args.seed, log=log)
     return 0

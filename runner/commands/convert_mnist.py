@@ -17,5 +17,5 @@ def run(args) -> int:
     from runner.solver.glog import GLog
     log = GLog()
     convert_mnist(args.images, args.labels, args.out, args.backend,
-                  log=lambda m: log(m, "convert_mnist_data.cpp", 90))
+                  log=log)
     return 0

@@ -33,20 +33,20 @@ def run(args) -> int:
             got = md5sum(path)
             if got != md5:
                 raise DataError(f"{path}: MD5 {got} does not match the published {md5}")
-        log(f"Using MNIST from {src} (MD5s verified)", "data.py", 40)
+        log(f"Using MNIST from {src} (MD5s verified)")
     else:
-        src = str(fetch_mnist(args.download_dir, log=lambda m: log(m, "data.py", 43)))
+        src = str(fetch_mnist(args.download_dir, log=log))
     sets = (("train", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
             ("test", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"))
     for split, images, labels in sets:
         out = os.path.join(args.out, f"mnist_{split}_{args.backend}")
         if os.path.exists(out):
             if not args.force:
-                log(f"{out} exists; keeping it (--force rebuilds)", "data.py", 51)
+                log(f"{out} exists; keeping it (--force rebuilds)")
                 continue
             shutil.rmtree(out)
-        log(f"Creating {out}", "data.py", 54)
+        log(f"Creating {out}")
         convert_mnist(os.path.join(src, images), os.path.join(src, labels), out, args.backend,
-                      log=lambda m: log(m, "convert_mnist_data.cpp", 90))
-    log("Done.", "data.py", 57)
+                      log=log)
+    log("Done.")
     return 0

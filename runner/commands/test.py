@@ -23,22 +23,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def score(model: str, weights: list[str], iterations: int, phase: str = "TEST", device: str = "cpu",
           stages: tuple[str, ...] = (), level: int = 0, log=None) -> dict[str, np.ndarray]:
     """Caffe's test(): returns {output name: mean over batches} (and logs like Caffe)."""
-    from netdef.prototxt import read_net
+    from runner.net import Net
     from runner.solver.glog import fmt
-    from runner.solver.solver import blob_loss_weights, build_net, resolve_data_paths
 
     log = log or (lambda *a, **k: None)
-    param = read_net(model)
-    resolve_data_paths(param, model)
-    param.state.phase = 0 if phase == "TRAIN" else 1
-    param.state.stage.extend(stages)
-    param.state.level = level
-    net = build_net(param, phase, device)
+    net = Net(model, phase, device=device, stages=stages, level=level)
     try:
         for w in weights:
             net.copy_from(w)
-        log(f"Running for {iterations} iterations.", "caffe.cpp", 291)
-        lw = blob_loss_weights(net)
+        log(f"Running for {iterations} iterations.")
+        lw = net.blob_loss_weights
         sums: dict[str, np.ndarray] = {}
         loss = 0.0
         for i in range(iterations):
@@ -47,21 +41,19 @@ def score(model: str, weights: list[str], iterations: int, phase: str = "TEST", 
             for name in net.outputs:
                 v = np.asarray(out[name], dtype=np.float64).ravel()
                 for x in v:
-                    log(f"Batch {i}, {name} = {fmt(np.float32(x))}", "caffe.cpp", 313)
+                    log(f"Batch {i}, {name} = {fmt(np.float32(x))}")
                 sums[name] = sums[name] + v if name in sums else v
         loss /= max(iterations, 1)
-        log(f"Loss: {fmt(loss)}", "caffe.cpp", 318)
+        log(f"Loss: {fmt(loss)}")
         means = {n: (s / max(iterations, 1)).astype(np.float32) for n, s in sums.items()}
         for name in net.outputs:
             w = lw.get(name, 0.0)
             for x in means[name]:
                 extra = f" (* {fmt(w)} = {fmt(np.float32(w) * x)} loss)" if w else ""
-                log(f"{name} = {fmt(x)}{extra}", "caffe.cpp", 330)
+                log(f"{name} = {fmt(x)}{extra}")
         return means
     finally:
-        for layer in net.layers:
-            if hasattr(layer, "close"):
-                layer.close()
+        net.close()
 
 
 def run(args) -> int:

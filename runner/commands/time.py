@@ -13,6 +13,7 @@ shapes filled with random data (labels 0), and prints a table: batch, CPU ms, GP
 from __future__ import annotations
 
 import argparse
+import os
 import time as _time
 
 import numpy as np
@@ -83,15 +84,15 @@ def time_net(net, iterations: int, log=None) -> dict:
     layers = net.layers
     bottoms, tops = net.bottom_vecs, net.top_vecs
     need_bw, prop = net.need_backward_flags, net.bottom_need_backward
-    log("Performing Forward", "caffe.cpp", 370)
+    log("Performing Forward")
     loss = net.forward_loss()
-    log(f"Initial loss: {fmt(loss)}", "caffe.cpp", 373)
-    log("Performing Backward", "caffe.cpp", 374)
+    log(f"Initial loss: {fmt(loss)}")
+    log("Performing Backward")
     net.backward()
     fwd = np.zeros(len(layers))
     bwd = np.zeros(len(layers))
-    log("*** Benchmark begins ***", "caffe.cpp", 387)
-    log(f"Testing for {iterations} iterations.", "caffe.cpp", 388)
+    log("*** Benchmark begins ***")
+    log(f"Testing for {iterations} iterations.")
     t_total = _time.perf_counter()
     fwd_total = bwd_total = 0.0
     for j in range(iterations):
@@ -112,10 +113,9 @@ def time_net(net, iterations: int, log=None) -> dict:
             be.synchronize()
             bwd[i] += _time.perf_counter() - t
         bwd_total += _time.perf_counter() - t0
-        log(f"Iteration: {j + 1} forward-backward time: {fmt((_time.perf_counter() - t_iter) * 1e3)} ms.",
-            "caffe.cpp", 416)
+        log(f"Iteration: {j + 1} forward-backward time: {fmt((_time.perf_counter() - t_iter) * 1e3)} ms.")
     total = (_time.perf_counter() - t_total) * 1e3
-    log("Average time per layer: ", "caffe.cpp", 419)
+    log("Average time per layer: ")
     nodes = {n.name: n for n in net.graph.layers}
     res = {"forward": {}, "backward": {}}
     for i, layer in enumerate(layers):
@@ -125,23 +125,22 @@ def time_net(net, iterations: int, log=None) -> dict:
         bflops = flops * (2 if layer.blobs else 1)
         fr = f" ({fmt(flops / f_ms / 1e6)} GFLOP/s)" if flops and f_ms > 0 else ""
         br = f" ({fmt(bflops / b_ms / 1e6)} GFLOP/s)" if flops and b_ms > 0 and need_bw[i] else ""
-        log(f"{layer.name:>10}\tforward: {fmt(f_ms)} ms.{fr}", "caffe.cpp", 422)
-        log(f"{layer.name:>10}\tbackward: {fmt(b_ms)} ms.{br}", "caffe.cpp", 424)
+        log(f"{layer.name:>10}\tforward: {fmt(f_ms)} ms.{fr}")
+        log(f"{layer.name:>10}\tbackward: {fmt(b_ms)} ms.{br}")
         res["forward"][layer.name], res["backward"][layer.name] = f_ms, b_ms
     res["fwd_ms"] = fwd_total * 1e3 / iterations
     res["bwd_ms"] = bwd_total * 1e3 / iterations
     res["fb_ms"] = total / iterations
     res["total_ms"] = total
-    log(f"Average Forward pass: {fmt(res['fwd_ms'])} ms.", "caffe.cpp", 427)
-    log(f"Average Backward pass: {fmt(res['bwd_ms'])} ms.", "caffe.cpp", 429)
-    log(f"Average Forward-Backward: {fmt(res['fb_ms'])} ms.", "caffe.cpp", 431)
-    log(f"Total Time: {fmt(total)} ms.", "caffe.cpp", 432)
+    log(f"Average Forward pass: {fmt(res['fwd_ms'])} ms.")
+    log(f"Average Backward pass: {fmt(res['bwd_ms'])} ms.")
+    log(f"Average Forward-Backward: {fmt(res['fb_ms'])} ms.")
+    log(f"Total Time: {fmt(total)} ms.")
     fb = _replayed_fb_ms(net, iterations)
     if fb is not None:
         res["fb_replay_ms"] = fb
-        log(f"Average Forward-Backward with replayed launches (as training runs): {fmt(fb)} ms.",
-            "replay.py", 1)
-    log("*** Benchmark ends ***", "caffe.cpp", 433)
+        log(f"Average Forward-Backward with replayed launches (as training runs): {fmt(fb)} ms.")
+    log("*** Benchmark ends ***")
     return res
 
 
@@ -150,10 +149,9 @@ def _replayed_fb_ms(net, iterations: int) -> float | None:
     synchronisation between layers, launches re-issued pre-bound, the loss read on the host once
     per pass as the solver does -- after an eager and a recording pass. None on cpu or with
     NBCAFFE_REPLAY=0."""
-    from runner.replay import NetReplay, replay_enabled
-    if not net.backend.host_mirror or not replay_enabled():
+    rep = net.backend.executor(net)
+    if not rep.replays:
         return None
-    rep = NetReplay(net)
     for _ in range(2):              # first sight (eager), then the recording pass
         rep.forward_backward()
     net.backend.synchronize()
@@ -164,33 +162,26 @@ def _replayed_fb_ms(net, iterations: int) -> float | None:
     return (_time.perf_counter() - t0) * 1e3 / iterations
 
 
-def _build(param, phase, device, stages, level, batch, synthetic: bool):
-    from runner.solver.solver import build_net
-    if synthetic:
-        p = synthetic_net_param(param, phase, stages, level, batch)
-        from runner.net import Net
-        net = Net(p, phase=phase, device=device, stages=stages, level=level, seed=0)
-        _fill_inputs(net, np.random.default_rng(0))
-        return net
-    param.state.phase = 0 if phase == "TRAIN" else 1
-    param.state.stage.extend(stages)
-    param.state.level = level
-    return build_net(param, phase, device, seed=0)
+def _build(model, phase, device, stages, level, batch, synthetic: bool):
+    from netdef.prototxt import read_net
+    from runner.net import Net
+    if not synthetic:
+        return Net(model, phase, device=device, stages=stages, level=level, seed=0)
+    from runner.data.sources import resolve_data_paths
+    param = read_net(model)
+    resolve_data_paths(param, os.path.dirname(os.path.abspath(model)))
+    net = Net(synthetic_net_param(param, phase, stages, level, batch), phase, device=device, seed=0)
+    _fill_inputs(net, np.random.default_rng(0))
+    return net
 
 
 def run(args) -> int:
     from netdef.errors import CaffeError
-    from netdef.prototxt import read_net
-    from runner.solver.solver import resolve_data_paths
     if args.iterations < 1:
         raise CaffeError("--iterations must be >= 1")
     log = make_log(args)
     stages = stages_of(args)
     batches = [int(b) for b in args.batch.split(",") if b]
-
-    def load():
-        p = read_net(args.model)
-        return resolve_data_paths(p, args.model)
     try:
         if args.compare:
             devices = [d.strip() for d in args.compare.split(",") if d.strip()]
@@ -201,7 +192,7 @@ def run(args) -> int:
             for b in batches or [None]:
                 row = {"batch": b}
                 for d in devices:
-                    net = _build(load(), args.phase, d, stages, args.level, b, True)
+                    net = _build(args.model, args.phase, d, stages, args.level, b, True)
                     row["batch"] = net.blobs[net.inputs[0]].shape[0] if net.inputs else b
                     row[d] = time_net(net, args.iterations)["fb_ms"]
                 rows.append(row)
@@ -216,14 +207,12 @@ def run(args) -> int:
                 print(line)
             return 0
         synthetic = bool(batches)
-        net = _build(load(), args.phase, device_of(args), stages, args.level,
+        net = _build(args.model, args.phase, device_of(args), stages, args.level,
                      batches[0] if batches else None, synthetic)
         try:
             time_net(net, args.iterations, log)
         finally:
-            for layer in net.layers:
-                if hasattr(layer, "close"):
-                    layer.close()
+            net.close()
     finally:
         log.close()
     return 0

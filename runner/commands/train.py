@@ -1,6 +1,7 @@
-"""``nbcaffe train -solver S [-weights W1,W2 | -snapshot S.solverstate] [-gpu 0 | --device cuda]``:
-Caffe's ``caffe train``. Logs glog-style lines to stderr (and --log FILE) that Caffe's
-tools/extra/parse_log.py and ``nbcaffe plot-log`` read."""
+"""``nbcaffe train -solver S [-weights W1,W2 | -snapshot S.solverstate] [-gpu 0 | -gpu 0,1 | -gpu all |
+--device cuda]``: Caffe's ``caffe train``. Logs glog-style lines to stderr (and --log FILE) that
+Caffe's tools/extra/parse_log.py and ``nbcaffe plot-log`` read. Several GPUs, or ``mpiexec -n K``
+around the command, train data-parallel (runner/dist)."""
 from __future__ import annotations
 
 import argparse
@@ -30,22 +31,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from netdef.errors import SolverError
+    from runner.dist.launch import parse_gpus, relaunch, use_device
+    from runner.dist.world import World
     from runner.solver.solver import Solver
 
     if args.weights and args.snapshot:
         raise SolverError("Give a snapshot to resume training or weights to finetune but not both.")
-    log = make_log(args)
+    world = World.from_environment()
+    gpus = parse_gpus(args.gpu) if args.device is None else []
+    if len(gpus) > 1 and world.size == 1:          # -gpu 0,1 / all: one process per device
+        return relaunch(len(gpus), sys.argv[1:])
+    if gpus:
+        if world.size > 1 and len(gpus) != world.size:
+            raise SolverError(f"-gpu {args.gpu} lists {len(gpus)} devices for {world.size} processes; "
+                              "give one device per process")
+        use_device(gpus[world.local_rank % len(gpus)])
+    from runner.solver.glog import GLog
+    log = make_log(args) if world.is_root else GLog(quiet=True)    # rank 0 logs
     device = device_of(args)
-    log(f"Using {'GPU (cuda backend)' if device == 'cuda' else 'CPU (cpu backend)'}", "caffe.cpp", 200)
+    log(f"Using {'GPU (cuda backend)' if device == 'cuda' else 'CPU (cpu backend)'}"
+        + (f", rank {world.rank} of {world.size}" if world.size > 1 else ""))
     solver = Solver(args.solver, device=device, stages=stages_of(args), level=args.level, log=log,
-                    replay=False if getattr(args, "no_replay", False) else None)
+                    replay=False if getattr(args, "no_replay", False) else None, world=world)
     try:
         if args.max_iter is not None:
             solver.param.max_iter = args.max_iter
         solver.set_actions(args.sigint_effect, args.sighup_effect)
         weights = [w for w in solver.param.weights] + [w for w in args.weights.split(",") if w]
         for w in weights:
-            log(f"Finetuning from {w}", "caffe.cpp", 254)
+            log(f"Finetuning from {w}")
             solver.net.copy_from(w)
         bar = None
         if sys.stderr.isatty() and not args.no_progress:
@@ -56,15 +70,15 @@ def run(args) -> int:
                 solver.progress = bar
             except ImportError:
                 bar = None
-        log("Starting Optimization", "caffe.cpp", 256)
+        log("Starting Optimization")
         if args.snapshot:
-            log(f"Resuming from {args.snapshot}", "caffe.cpp", 258)
+            log(f"Resuming from {args.snapshot}")
             solver.solve(resume=args.snapshot)
         else:
             solver.solve()
         if bar is not None:
             bar.close()
-        log("Optimization Done.", "caffe.cpp", 264)
+        log("Optimization Done.")
     finally:
         solver.close()
         log.close()

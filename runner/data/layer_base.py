@@ -49,6 +49,12 @@ class PrefetchingDataLayer(Layer):
         """The next forward produces batch ``k``."""
         self.batch_index = int(k)
 
+    def set_shard(self, rank: int, size: int) -> None:
+        """Read this rank's share of the stream in a data-parallel run of ``size`` ranks
+        (runner.data.sources: the ranks' batches together are one size-times-larger batch)."""
+        self.prefetcher.close()             # batches prefetched for the old shard are stale
+        self.source.shard = (int(rank), int(size))
+
     def forward(self, bottoms, tops) -> None:
         arrays = self.prefetcher.get(self.batch_index)
         self.batch_index += 1

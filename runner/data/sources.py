@@ -1,10 +1,13 @@
 """Batch sources behind the data layers: each turns a batch index k into the arrays of batch k.
 
-Batches are a pure function of (source, k, seed): batch k of a Data layer holds records
-``rand_skip_offset + k*batch_size ... + batch_size - 1`` (mod the record count, in key order), and
-its random crops / mirrors come from a generator seeded with (seed, k). So a solver that restores
-iteration ``it`` resumes exactly by seeking its data layers to batch ``it * iter_size``, and a
-prefetch thread can compute batches ahead without changing what any batch holds.
+Batches are a pure function of (source, k, seed, shard): batch k of a Data layer holds the items
+``g = first_item(k, batch_size, shard) + i`` for i < batch_size (record ``rand_skip_offset + g``
+mod the record count, in key order), and item g's random crop / mirror comes from a generator
+seeded with (seed, g). So a solver that restores iteration ``it`` resumes exactly by seeking its data
+layers to batch ``it * iter_size``, and a prefetch thread can compute batches ahead without
+changing what any batch holds. ``shard = (rank, size)`` splits the stream across the ranks of a
+data-parallel run: at batch k the ranks' batches, in rank order, are exactly batch k of one
+process whose batch is size * batch_size (same items, same crops and mirrors).
 
     src.top_shapes() -> [data shape (N, C, H, W), label shape (N,)]
     src.batch(k)     -> [data float32, label float32]
@@ -23,6 +26,17 @@ def _name_key(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
+def first_item(k: int, batch_size: int, shard: tuple[int, int]) -> int:
+    """Index in the item stream of the first item of batch k for ``shard`` = (rank, size)."""
+    rank, size = shard
+    return (k * size + rank) * batch_size
+
+
+def item_rng(seed: int, name: str, g: int) -> np.random.Generator:
+    """The generator of item g's random transforms (crop offsets, mirror)."""
+    return np.random.default_rng([seed, _name_key(name), 0, g])
+
+
 def resolve_source(path: str, base_dir: str | None) -> str:
     """Caffe resolves a data source against the working directory; if it is not there we also try
     the prototxt's directory (``base_dir``). Returns the first that exists (else ``path``)."""
@@ -30,6 +44,21 @@ def resolve_source(path: str, base_dir: str | None) -> str:
         return path
     cand = os.path.join(base_dir, path)
     return cand if os.path.exists(cand) else path
+
+
+def resolve_data_paths(net_param, base_dir: str | None) -> None:
+    """In place: each data layer's source and mean file given relative to ``base_dir`` (the
+    prototxt's folder) when it is not found from the working directory (``resolve_source``)."""
+    if not base_dir:
+        return
+    for lp in net_param.layer:
+        for field in ("data_param", "image_data_param", "hdf5_data_param", "window_data_param"):
+            if lp.HasField(field):
+                p = getattr(lp, field)
+                if p.source:
+                    p.source = resolve_source(p.source, base_dir)
+        if lp.transform_param.mean_file:
+            lp.transform_param.mean_file = resolve_source(lp.transform_param.mean_file, base_dir)
 
 
 class DatumDBSource:
@@ -66,6 +95,7 @@ class DatumDBSource:
         self.out_chw = self.transformer.output_shape(*self.chw)
         self.transformer._mean_for(*self.chw)  # mean/channel checks now, not in the thread
         self._next_index = None
+        self.shard = (0, 1)
 
     def _decode(self, key: bytes, value: bytes) -> np.ndarray:
         from runner.data.datum import datum_to_array, parse_datum
@@ -82,19 +112,19 @@ class DatumDBSource:
     def batch(self, k: int) -> list[np.ndarray]:
         """Batch k: data float32 (batch, C, H', W') and labels float32 (batch,)."""
         from runner.data.datum import parse_datum
-        start = self.skip + k * self.batch_size
+        g0 = first_item(k, self.batch_size, self.shard)
+        start = self.skip + g0
         if self._next_index != start:
             self.reader.seek(start)
         data = np.empty((self.batch_size, *self.out_chw), dtype=np.float32)
         labels = np.empty(self.batch_size, dtype=np.float32)
-        rng = np.random.default_rng([self.seed, _name_key(self.name), 0, k])
         for i in range(self.batch_size):
             key, value = self.reader.next()
             a = self._decode(key, value)
             if a.shape != self.chw:
                 raise DataError(f"{self.source} record {key.decode(errors='replace')!r}: shape {a.shape}"
                                 f" differs from the first record's {self.chw} (layer '{self.name}')")
-            self.transformer.transform(a, rng, out=data[i])
+            self.transformer.transform(a, item_rng(self.seed, self.name, g0 + i), out=data[i])
             labels[i] = parse_datum(value).label if self.ntop > 1 else 0
         self._next_index = start + self.batch_size
         out = [data]
@@ -129,6 +159,7 @@ class ImageListSource:
         if p.rand_skip:
             self.skip = int(np.random.default_rng([self.seed, _name_key(self.name), 1]).integers(p.rand_skip))
         self._perm_epoch, self._perm = -1, None
+        self.shard = (0, 1)
         first = self._load(self._item(0)[0])
         self.chw = first.shape
         self.out_chw = self.transformer.output_shape(*self.chw)
@@ -161,14 +192,14 @@ class ImageListSource:
         """Batch k: images (transformed) and labels, float32."""
         data = np.empty((self.batch_size, *self.out_chw), dtype=np.float32)
         labels = np.empty(self.batch_size, dtype=np.float32)
-        rng = np.random.default_rng([self.seed, _name_key(self.name), 0, k])
+        g0 = first_item(k, self.batch_size, self.shard)
         for i in range(self.batch_size):
-            name, label = self._item(self.skip + k * self.batch_size + i)
+            name, label = self._item(self.skip + g0 + i)
             a = self._load(name)
             if a.shape != self.chw:
                 raise DataError(f"layer '{self.name}': image {name} has shape {a.shape} but the first "
                                 f"image is {self.chw}; set new_height/new_width to resize")
-            self.transformer.transform(a, rng, out=data[i])
+            self.transformer.transform(a, item_rng(self.seed, self.name, g0 + i), out=data[i])
             labels[i] = label
         return [data, labels] if self.ntop > 1 else [data]
 
@@ -229,6 +260,7 @@ class HDF5Source:
         self.total = sum(self.rows)
         self._cache_path, self._cache = None, None
         self._epoch, self._order = -1, None
+        self.shard = (0, 1)
 
     def top_shapes(self) -> list[tuple[int, ...]]:
         return [(self.batch_size, *s) for s in self.shapes]
@@ -257,8 +289,9 @@ class HDF5Source:
     def batch(self, k: int) -> list[np.ndarray]:
         """Batch k: one float32 array per top, (batch, *dataset row shape)."""
         out = [np.empty((self.batch_size, *s), dtype=np.float32) for s in self.shapes]
+        g0 = first_item(k, self.batch_size, self.shard)
         for i in range(self.batch_size):
-            epoch, g = divmod(k * self.batch_size + i, self.total)
+            epoch, g = divmod(g0 + i, self.total)
             order, perms, starts = self._layout(epoch)
             j = int(np.searchsorted(starts, g, side="right") - 1)
             f = int(order[j])

@@ -90,6 +90,13 @@ class Layer:
     def set_rng_state(self, state: Any) -> None:
         """Restore the state returned by ``get_rng_state`` (gradient checks replay dropout)."""
 
+    def close(self) -> None:
+        """Release what the layer holds open (data sources, threads); Net.close() calls it."""
+
+    def set_shard(self, rank: int, size: int) -> None:
+        """Data layers read only rank ``rank``'s share of each batch of a ``size``-process run
+        (runner.data.sources); other layers have nothing to split."""
+
     def allow_force_backward(self, bottom_index: int) -> bool:
         """Whether force_backward may make this bottom receive a gradient (Caffe's
         AllowForceBackward: loss layers refuse their label bottom)."""

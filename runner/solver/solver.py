@@ -16,69 +16,28 @@ iterations straight and N/2 + restore + N/2 give the same weights bit for bit on
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from netdef.errors import CaffeError, SolverError, WeightsError
+from netdef.errors import SolverError, WeightsError
 from proto import caffe_pb2 as pb
-from runner.replay import NetReplay, replay_enabled
+from runner.dist.world import World
 from runner.solver import updates
 from runner.solver.glog import GLog, fmt
 from runner.solver.lr_policy import LearningRate
 
+if TYPE_CHECKING:
+    from runner.dist.gradients import GradientReducer
+
 ACTIONS = ("stop", "snapshot", "none")
-
-
-def _resolve_data_paths(net_param: pb.NetParameter, base_dir: str | None) -> None:
-    """Data sources / mean files given relative to the prototxt: Caffe resolves them against the
-    working directory; when they do not exist there but do beside the prototxt, use that."""
-    from runner.data.sources import resolve_source
-    for lp in net_param.layer:
-        for field in ("data_param", "image_data_param", "hdf5_data_param"):
-            if lp.HasField(field):
-                p = getattr(lp, field)
-                if p.source:
-                    p.source = resolve_source(p.source, base_dir)
-        if lp.transform_param.mean_file:
-            lp.transform_param.mean_file = resolve_source(lp.transform_param.mean_file, base_dir)
-
-
-def resolve_data_paths(net_param: pb.NetParameter, source: str | None) -> pb.NetParameter:
-    """In place: make the data layers' relative paths work from the prototxt's folder when they
-    do not from the working directory. ``source`` is the prototxt path (or None). Returns it."""
-    base = None
-    if source and os.path.exists(source.split(" (")[0]):
-        base = str(Path(source.split(" (")[0]).resolve().parent)
-    _resolve_data_paths(net_param, base)
-    return net_param
-
-
-def build_net(net_param: pb.NetParameter, phase: str, device: str = "cpu", seed: int | None = None,
-              weights: str | None = None):
-    """A runner.Net for ``net_param`` in ``phase`` with the stages/level of its ``state``; data
-    layers' top shapes are read from their sources (runner.data.probe)."""
-    from runner.data.probe import data_input_shapes
-    from runner.net import Net
-    stages, level = tuple(net_param.state.stage), int(net_param.state.level)
-    shapes = data_input_shapes(net_param, phase, stages, level)
-    return Net(net_param, phase=phase, device=device, seed=seed, stages=stages, level=level,
-               input_shapes=shapes or None, weights=weights)
-
-
-def blob_loss_weights(net) -> dict[str, float]:
-    """{top blob name: loss weight} for the tops of ``net`` with a non-zero loss weight."""
-    out: dict[str, float] = {}
-    for layer in net.layers:
-        for t, w in zip(net.top_names[layer.name], layer.loss_weights):
-            if w:
-                out[t] = float(w)
-    return out
 
 
 class Solver:
@@ -87,11 +46,13 @@ class Solver:
 
     def __init__(self, solver, device: str = "cpu", stages: tuple[str, ...] = (), level: int = 0,
                  log: GLog | None = None, solver_path: str | None = None,
-                 replay: bool | None = None):
+                 replay: bool | None = None, world: World | None = None):
         """``solver``: path to a solver prototxt, or a caffe_pb2.SolverParameter (with
         ``solver_path`` its file for relative net paths). ``stages``/``level`` are added to the
         train net's state (Caffe's -stage/-level). ``replay``: record and replay the steady-state
-        launches on cuda (runner/replay.py); None = on unless NBCAFFE_REPLAY=0."""
+        launches on cuda (runner/backend/replay.py); None = on unless NBCAFFE_REPLAY=0.
+        ``world``: the processes of a data-parallel run (runner/dist; default: the MPI world when
+        started by mpiexec, else this process alone)."""
         from netdef.prototxt import read_solver, solver_nets
         if isinstance(solver, (str, os.PathLike)):
             solver_path = str(solver)
@@ -100,10 +61,14 @@ class Solver:
             solver = read_solver(Path(solver_path))
         self.param: pb.SolverParameter = solver
         self.solver_path = solver_path
+        self.world = world if world is not None else World.from_environment()
         self.log = log or GLog()
+        if not self.world.is_root:           # rank 0 logs, tests and snapshots (Caffe's root solver)
+            self.log = GLog(quiet=True)
         self.device = device
         p = self.param
         self.type = updates.solver_type(p)
+        self.rule = updates.RULES[self.type]
         updates.check_params(self.type, p)
         if p.iter_size < 1:
             raise SolverError(f"iter_size must be >= 1, got {p.iter_size}")
@@ -112,34 +77,37 @@ class Solver:
         self.snapshot_prefix = self._snapshot_prefix()
         if p.snapshot_format not in (pb.SolverParameter.BINARYPROTO, pb.SolverParameter.HDF5):
             raise SolverError(f"unknown snapshot_format {p.snapshot_format}")
-        self.log(f"Initializing solver from parameters: \n{p}".rstrip(), "solver.cpp", 48)
+        self.log(f"Initializing solver from parameters: \n{p}".rstrip())
         self.seed = int(p.random_seed) if p.random_seed >= 0 else None
+        if self.world.size > 1:              # every rank builds the same nets from the same seed
+            self.seed = self.world.bcast(self.seed if self.seed is not None
+                                         else int(np.random.SeedSequence().entropy % 2**31))
         if stages or level:
             p.train_state.level = int(level)
             p.train_state.stage.extend(stages)
+        from runner.net import Net
         nets = solver_nets(p, solver_path)
-        self.log(f"Creating training net from {nets.train_source}", "solver.cpp", 87)
-        resolve_data_paths(nets.train, nets.train_source)
-        self.net = build_net(nets.train, "TRAIN", device, self._net_seed(0))
+        self.log(f"Creating training net from {nets.train_source}")
+        self.net = Net(nets.train, "TRAIN", device=device, seed=self._net_seed(0),
+                       base_dir=nets.train_dir)
         self.test_nets = []
-        for i, (tp, src) in enumerate(zip(nets.tests, nets.test_sources)):
-            self.log(f"Creating test net (#{i}) specified by {src}", "solver.cpp", 172)
-            resolve_data_paths(tp, src)
-            tn = build_net(tp, "TEST", device, self._net_seed(i + 1))
+        for i, (tp, src, d) in enumerate(zip(nets.tests, nets.test_sources, nets.test_dirs)):
+            if not self.world.is_root:
+                break
+            self.log(f"Creating test net (#{i}) specified by {src}")
+            tn = Net(tp, "TEST", device=device, seed=self._net_seed(i + 1), base_dir=d)
             tn.share_weights(self.net)
             self.test_nets.append(tn)
         self.backend = self.net.backend
-        # cuda: record the steady-state launches once and replay them (runner/replay.py)
-        self.replay = None
-        if self.backend.host_mirror and (replay_enabled() if replay is None else replay):
-            self.replay = NetReplay(self.net)
+        # eager, or on cuda the launches recorded once and replayed (runner/backend/replay.py)
+        self.executor = self.backend.executor(self.net, replay)
         self.params = list(self.net.learnable_params)
-        n_hist = updates.HISTORY_BLOBS[self.type]
+        n_hist = self.rule.history
         # Caffe's history_ layout: all first histories, then (AdaDelta/Adam) all second ones
         self.history = [self.backend.zeros(tuple(prm.blob.shape)) for _ in range(n_hist)
                         for prm in self.params]
         self.iter = 0
-        self.lr_policy = LearningRate(p, lambda m: self.log(m, "sgd_solver.cpp", 97))
+        self.lr_policy = LearningRate(p, self.log)
         self.losses: list[float] = []
         self.smoothed_loss = 0.0
         self.requested_early_exit = False
@@ -150,7 +118,27 @@ class Solver:
         self.progress = None
         self.test_results: list[dict] = []
         self.callbacks: list[tuple[Callable[[], None], Callable[[], None]]] = []
-        self.log("Solver scaffolding done.", "solver.cpp", 57)
+        self._notes_logged = 0
+        self.reducer: GradientReducer | None = None
+        self._params_synced = True
+        if self.world.size > 1:
+            self._distribute()
+        self.log("Solver scaffolding done.")
+
+    def _distribute(self) -> None:
+        """Data-parallel run: each rank reads its share of every batch (runner.data.sources), and
+        the gradients are averaged over the ranks before each update, the exchange overlapped
+        with backward (runner.dist.gradients)."""
+        from runner.dist.gradients import GradientReducer
+        w, p = self.world, self.param
+        for layer in self.net.layers:
+            layer.set_shard(w.rank, w.size)
+        self.reducer = GradientReducer(w, self.net, overlap=p.iter_size == 1)
+        self.executor.after_backward = self.reducer.after_backward
+        self.add_callback(self.reducer.on_start, self.reducer.on_gradients_ready)
+        self._params_synced = False
+        self.log(f"Data-parallel training on {w.size} processes: effective batch {w.size} x the "
+                 f"prototxt's batch, gradients averaged over the ranks")
 
     # ------------------------------------------------------------------ setup helpers
     def _net_seed(self, i: int):
@@ -248,11 +236,11 @@ class Solver:
     def solve(self, resume: str | None = None) -> None:
         """Caffe's Solver::Solve: optional restore, step to max_iter, final snapshot / display /
         test."""
-        self.log(f"Solving {self.net.name}", "solver.cpp", 306)
-        self.log(f"Learning Rate Policy: {self.param.lr_policy}", "solver.cpp", 307)
+        self.log(f"Solving {self.net.name}")
+        self.log(f"Learning Rate Policy: {self.param.lr_policy}")
         self.requested_early_exit = False
         if resume:
-            self.log(f"Restoring previous solver status from {resume}", "solver.cpp", 313)
+            self.log(f"Restoring previous solver status from {resume}")
             self.restore(resume)
         start_iter = self.iter
         self.step(self.param.max_iter - self.iter)
@@ -260,22 +248,22 @@ class Solver:
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
         if self.requested_early_exit:
-            self.log("Optimization stopped early.", "solver.cpp", 331)
+            self.log("Optimization stopped early.")
             return
         if p.display and self.iter % p.display == 0:
             self._set_iteration(self.iter * p.iter_size)
-            loss = self._forward_loss(self.net)
+            loss = self.world.mean(self._forward_loss(self.net))
             self._update_smoothed_loss(loss, start_iter, p.average_loss)
-            self.log(f"Iteration {self.iter}, loss = {fmt(self.smoothed_loss)}", "solver.cpp", 345)
-        if p.test_interval and self.iter % p.test_interval == 0:
+            self.log(f"Iteration {self.iter}, loss = {fmt(self.smoothed_loss)}")
+        if p.test_interval and self.iter % p.test_interval == 0 and self.world.is_root:
             self.test_all()
-        self.log("Optimization Done.", "solver.cpp", 351)
+        self.log("Optimization Done.")
 
     def _forward_loss(self, net) -> float:
         return float(net.forward_loss())
 
     def _loss_weights(self, net) -> list[tuple[str, float]]:
-        w = blob_loss_weights(net)
+        w = net.blob_loss_weights
         return [(name, w.get(name, 0.0)) for name in net.outputs]
 
     def _update_smoothed_loss(self, loss: float, start_iter: int, average_loss: int) -> None:
@@ -295,15 +283,20 @@ class Solver:
         stop_iter = self.iter + iters
         self.losses, self.smoothed_loss = [], 0.0
         self._sync_data()
+        if self.reducer is not None and not self._params_synced:
+            self.reducer.broadcast_parameters()
+            self._params_synced = True
         old_handlers = self._install_signals()
         t_last, iter_last = time.perf_counter(), self.iter
         try:
             while self.iter < stop_iter:
-                self._clear_param_diffs()
+                self.executor.clear_param_diffs()
                 if p.test_interval and self.iter % p.test_interval == 0 and (
                         self.iter > 0 or p.test_initialization):
-                    self.test_all()
-                    if self.requested_early_exit:
+                    if self.world.is_root:
+                        self.test_all()
+                    if self.world.bcast(self.requested_early_exit):
+                        self.requested_early_exit = True
                         break
                 for on_start, _ in self.callbacks:
                     on_start()
@@ -311,9 +304,8 @@ class Solver:
                 loss = 0.0
                 for i in range(p.iter_size):
                     self._set_iteration(self.iter * p.iter_size + i)
-                    loss += float(self.net.forward_backward() if self.replay is None
-                                  else self.replay.forward_backward())
-                loss /= p.iter_size
+                    loss += float(self.executor.forward_backward())
+                loss = self.world.mean(loss / p.iter_size)
                 if not math.isfinite(loss):
                     last = self.last_snapshot or "none (no snapshot was written in this run)"
                     raise SolverError(f"Iteration {self.iter}: the training loss is {loss}; stopping. "
@@ -324,9 +316,9 @@ class Solver:
                     lapse = now - t_last
                     per_s = (self.iter - iter_last) / (lapse if lapse else 1)
                     self.log(f"Iteration {self.iter} ({fmt(per_s)} iter/s, {fmt(lapse)}s/{p.display} "
-                             f"iters), loss = {fmt(self.smoothed_loss)}", "solver.cpp", 243)
+                             f"iters), loss = {fmt(self.smoothed_loss)}")
                     t_last, iter_last = now, self.iter
-                    self._log_outputs(self.net, "Train", None, "solver.cpp", 258)
+                    self._log_outputs(self.net, "Train", self._train_outputs())
                 for _, on_gradients_ready in self.callbacks:
                     on_gradients_ready()
                 self.apply_update()
@@ -334,7 +326,7 @@ class Solver:
                 self.iter += 1
                 if self.progress is not None:
                     self.progress.update(1)
-                action = self._requested_action()
+                action = self.world.bcast(self._requested_action())
                 if (p.snapshot and self.iter % p.snapshot == 0) or action == "snapshot":
                     self.snapshot()
                 if action == "stop":
@@ -344,30 +336,27 @@ class Solver:
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
 
-    def _log_outputs(self, net, kind: str, values, src: str, line: int) -> None:
+    def _train_outputs(self) -> dict[str, np.ndarray]:
+        """The train net's outputs, averaged over the ranks (each computed them on its share)."""
+        return {name: np.ravel(self.world.mean(np.asarray(self.net.blobs[name].data, np.float64)))
+                for name, _ in self._loss_weights(self.net)}
+
+    def _log_outputs(self, net, kind: str, values) -> None:
         """``    Train net output #k: name = v (* w = v*w loss)`` for every element of every output."""
         k = 0
         for name, w in self._loss_weights(net):
             vals = np.ravel(net.blobs[name].data) if values is None else values[name]
             for v in vals:
                 extra = f" (* {fmt(w)} = {fmt(np.float32(w) * np.float32(v))} loss)" if w else ""
-                self.log(f"    {kind} net output #{k}: {name} = {fmt(v)}{extra}", src, line)
+                self.log(f"    {kind} net output #{k}: {name} = {fmt(v)}{extra}")
                 k += 1
 
     def _log_replay_notes(self) -> None:
-        """Log, once each, the stretches replay had to leave eager (runner/replay.py)."""
-        if self.replay is None:
-            return
-        logged = getattr(self, "_replay_logged", 0)
-        for note in self.replay.notes[logged:]:
-            self.log(f"replay: {note}", "replay.py", 1)
-        self._replay_logged = len(self.replay.notes)
-
-    def _clear_param_diffs(self) -> None:
-        if self.replay is None:
-            self.net.clear_param_diffs()
-        else:
-            self.replay.clear_param_diffs()
+        """Log, once each, what the executor had to leave eager (runner/backend/replay.py)."""
+        notes = self.executor.notes
+        for note in notes[self._notes_logged:]:
+            self.log(f"replay: {note}")
+        self._notes_logged = len(notes)
 
     # ------------------------------------------------------------------ testing
     def test_all(self) -> None:
@@ -381,7 +370,7 @@ class Solver:
         """Caffe's Solver::Test: ``test_iter`` forward passes of test net ``test_net_id``, mean of
         each output element, logged as ``Test net output #k``. Returns {output name: mean array}."""
         p = self.param
-        self.log(f"Iteration {self.iter}, Testing net (#{test_net_id})", "solver.cpp", 330)
+        self.log(f"Iteration {self.iter}, Testing net (#{test_net_id})")
         net = self.test_nets[test_net_id]
         n_iter = p.test_iter[test_net_id]
         sums: dict[str, np.ndarray] = {}
@@ -403,12 +392,12 @@ class Solver:
                 v = np.array(out[name], dtype=np.float64).ravel()
                 sums[name] = sums[name] + v if name in sums else v
         if self.requested_early_exit:
-            self.log("Test interrupted.", "solver.cpp", 376)
+            self.log("Test interrupted.")
             return {}
         if p.test_compute_loss:
-            self.log(f"Test loss: {fmt(loss / n_iter)}", "solver.cpp", 380)
+            self.log(f"Test loss: {fmt(loss / n_iter)}")
         means = {n: (s / n_iter).astype(np.float32) for n, s in sums.items()}
-        self._log_outputs(net, "Test", means, "solver.cpp", 392)
+        self._log_outputs(net, "Test", means)
         self.test_results.append({"iter": self.iter, "net": test_net_id,
                                   **{n: float(m[0]) if m.size == 1 else m for n, m in means.items()}})
         return means
@@ -419,89 +408,45 @@ class Solver:
         return self.lr_policy(self.iter)
 
     def apply_update(self) -> None:
-        """SGDSolver::ApplyUpdate: lr, display of lr, clip, then per param normalize / regularize /
-        rule / w -= update."""
+        """SGDSolver::ApplyUpdate: lr, display of lr, clip, then per parameter the backend op of
+        this solver type's rule (normalize / regularize / rule / w -= update), run through the
+        executor (replayed on cuda with each step's rate re-bound)."""
         p = self.param
         rate = self.learning_rate()
         if p.display and self.iter % p.display == 0:
-            self.log(f"Iteration {self.iter}, lr = {fmt(rate)}", "sgd_solver.cpp", 106)
+            self.log(f"Iteration {self.iter}, lr = {fmt(rate)}")
         self._clip_gradients()
-        reg_type = p.regularization_type
-        if reg_type not in ("L1", "L2"):
-            raise SolverError(f"Unknown regularization type: {reg_type!r} (L2 or L1)")
-        n = len(self.params)
-        cuda = self.backend.host_mirror
-        rates = [(float(np.float32(rate) * np.float32(prm.lr_mult)),
-                  float(np.float32(p.weight_decay) * np.float32(prm.decay_mult))) for prm in self.params]
-        if cuda:
-            def one(i: int) -> Callable[[], None]:
-                def run() -> None:
-                    self._update_cuda(self.params[i], self._history_of(i), rates[i][0], rates[i][1],
-                                      reg_type)
-                return run
-            works = [one(i) for i in range(n)]
-            if self.replay is None:
-                for w in works:
-                    w()
-                return
-            # the float each parameter's launches take as its rate, re-bound on every replay
-            # (Adam: the bias-corrected rate of this step, the only per-step value it takes)
-            launch_rates = [r[0] for r in rates]
-            if self.type == "Adam":
-                from kernels.solver_update import adam_rate
-                launch_rates = [float(adam_rate(r, p.momentum, p.momentum2, self.iter + 1))
-                                for r in launch_rates]
-            self.replay.update(works, launch_rates, (tuple(r[1] for r in rates), reg_type, self.type))
-            return
+        rule, t = self.rule, self.iter + 1
+        op = getattr(self.backend, rule.op)
+        constants = rule.constants(p)
+        diff_scale = 1.0 / p.iter_size
+        steps, rates, decays = [], [], []
         for i, prm in enumerate(self.params):
-            local_rate, local_decay = rates[i]
-            hist = self._history_of(i)
-            data, diff = prm.blob.dev_data, prm.blob.dev_diff
-            updates.normalize(diff, p.iter_size)
-            updates.regularize(data, diff, local_decay, reg_type)
-            updates.compute_update(self.type, diff, hist, local_rate, p, self.iter)
-            data -= diff
+            local_rate = rule.rate(float(np.float32(rate) * np.float32(prm.lr_mult)), p, t)
+            local_decay = float(np.float32(p.weight_decay) * np.float32(prm.decay_mult))
+            steps.append(functools.partial(op, prm.blob.dev_data, prm.blob.dev_diff,
+                                           *self._history_of(i), local_rate, local_decay=local_decay,
+                                           regularization=p.regularization_type,
+                                           diff_scale=diff_scale, **constants))
+            rates.append(local_rate)
+            decays.append(local_decay)
+        self.executor.update(steps, rates, (tuple(decays), p.regularization_type, self.type,
+                                            diff_scale))
 
     def _history_of(self, i: int) -> list:
         """Parameter i's history blobs in Caffe's layout (all first histories, then the second)."""
         n = len(self.params)
-        return [self.history[i + k * n] for k in range(updates.HISTORY_BLOBS[self.type])]
-
-    def _update_cuda(self, prm, hist, local_rate: float, local_decay: float, reg: str) -> None:
-        from kernels import solver_update as su
-        p = self.param
-        w, g = prm.blob.dev_data, prm.blob.dev_diff
-        kw = dict(local_decay=local_decay, regularization=reg, diff_scale=1.0 / p.iter_size)
-        t = self.type
-        if t == "SGD":
-            su.sgd_update(w, g, hist[0], local_rate, p.momentum, **kw)
-        elif t == "Nesterov":
-            su.nesterov_update(w, g, hist[0], local_rate, p.momentum, **kw)
-        elif t == "AdaGrad":
-            su.adagrad_update(w, g, hist[0], local_rate, p.delta, **kw)
-        elif t == "RMSProp":
-            su.rmsprop_update(w, g, hist[0], local_rate, p.rms_decay, p.delta, **kw)
-        elif t == "AdaDelta":
-            su.adadelta_update(w, g, hist[0], hist[1], local_rate, p.momentum, p.delta, **kw)
-        else:
-            su.adam_update(w, g, hist[0], hist[1], local_rate, p.momentum, p.momentum2, p.delta,
-                           self.iter + 1, **kw)
+        return [self.history[i + k * n] for k in range(self.rule.history)]
 
     def _clip_gradients(self) -> None:
         clip = self.param.clip_gradients
         if clip < 0:
             return
-        if self.backend.host_mirror:
-            from kernels.reduce import sumsq_total
-            sumsq = sumsq_total([prm.blob.dev_diff for prm in self.params])
-        else:
-            sumsq = float(sum(float(np.dot(d.ravel().astype(np.float64), d.ravel()))
-                              for d in (prm.blob.dev_diff for prm in self.params)))
-        norm = math.sqrt(sumsq)
+        norm = math.sqrt(self.backend.sumsq_total([prm.blob.dev_diff for prm in self.params]))
         if norm > clip:
             scale = np.float32(clip / norm)
             self.log(f"Gradient clipping: scaling down gradients (L2 norm {fmt(norm)} > {fmt(clip)}) "
-                     f"by scale factor {fmt(scale)}", "sgd_solver.cpp", 129)
+                     f"by scale factor {fmt(scale)}")
             for prm in self.params:
                 self.backend.scal(float(scale), prm.blob.dev_diff)
 
@@ -511,55 +456,38 @@ class Solver:
 
     def snapshot(self) -> str:
         """Write ``<prefix>_iter_<N>.caffemodel`` (or .caffemodel.h5) and the matching
-        ``.solverstate`` (.h5), each to a temporary name then renamed. Returns the model path."""
+        ``.solverstate`` (.h5), each atomically (netdef.weights). Returns the model path. In a
+        data-parallel run only rank 0 writes (every rank holds the same weights and history)."""
+        from netdef.weights import write_solverstate
         h5 = self.param.snapshot_format == pb.SolverParameter.HDF5
         model = self._filename(".caffemodel.h5" if h5 else ".caffemodel")
         state_path = self._filename(".solverstate.h5" if h5 else ".solverstate")
+        if not self.world.is_root:
+            return model
         Path(model).parent.mkdir(parents=True, exist_ok=True)
-        self.log(f"Snapshotting to {'HDF5' if h5 else 'binary proto'} file {model}", "solver.cpp", 445)
+        kind = "HDF5" if h5 else "binary proto"
+        self.log(f"Snapshotting to {kind} file {model}")
         if h5:
-            _atomic(model, lambda tmp: self._save_h5_model(tmp))
+            self.net.save_hdf5(model, diffs=self.param.snapshot_diff)
         else:
-            _atomic(model, lambda tmp: self.net.save(tmp))
-        self.log(f"Snapshotting solver state to {'HDF5' if h5 else 'binary proto'} file {state_path}",
-                 "sgd_solver.cpp", 273)
-        hist = [self.backend.to_host(h) if self.backend.host_mirror else h for h in self.history]
-        if h5:
-            _atomic(state_path, lambda tmp: _write_state_h5(tmp, self.iter, model,
-                                                          self.lr_policy.current_step, hist))
-        else:
-            from netdef.weights import write_solverstate
-            write_solverstate(state_path, self.iter, model, [np.asarray(h) for h in hist],
-                              self.lr_policy.current_step)
+            self.net.save(model)
+        self.log(f"Snapshotting solver state to {kind} file {state_path}")
+        write_solverstate(state_path, self.iter, model,
+                          [self.backend.to_host(h) for h in self.history], self.lr_policy.current_step)
         self.last_snapshot = model
         return model
-
-    def _save_h5_model(self, path: str) -> None:
-        import h5py
-        with h5py.File(path, "w") as f:
-            data = f.create_group("data")
-            diff = f.create_group("diff") if self.param.snapshot_diff else None
-            for lname, blobs in self.net.params.items():
-                g = data.create_group(lname)
-                for j, b in enumerate(blobs):
-                    g.create_dataset(str(j), data=np.asarray(b.data, dtype=np.float32))
-                    if diff is not None:
-                        diff.require_group(lname).create_dataset(str(j), data=np.asarray(b.diff))
 
     def restore(self, path: str) -> None:
         """Load a .solverstate (binaryproto or .h5): iter, current_step, history blobs, and the
         weights of ``learned_net``. A state for another net raises SolverError."""
+        from netdef.weights import read_solverstate
         if not os.path.isfile(path):
             raise SolverError(f"{path}: solver state not found")
-        if path.endswith(".h5"):
-            it, learned, step, hist = _read_state_h5(path)
-        else:
-            from netdef.weights import read_solverstate
-            try:
-                st = read_solverstate(path)
-            except WeightsError as e:
-                raise SolverError(str(e)) from None
-            it, learned, step, hist = st.iter, st.learned_net, st.current_step, st.history
+        try:
+            st = read_solverstate(path)
+        except WeightsError as e:
+            raise SolverError(str(e)) from None
+        hist, learned = st.history, st.learned_net
         if len(hist) != len(self.history):
             raise SolverError(f"{path}: has {len(hist)} history blobs but this {self.type} solver on net "
                               f"'{self.net.name}' needs {len(self.history)} (a state for another net "
@@ -581,59 +509,16 @@ class Solver:
             except WeightsError as e:
                 raise SolverError(f"{path}: cannot restore weights: {e}") from None
         for h, mine in zip(hist, self.history):
-            h = h.astype(np.float32).reshape(tuple(mine.shape))
-            if self.backend.host_mirror:
-                self.backend.to_device(h, out=mine)
-            else:
-                mine[...] = h
-        self.iter = int(it)
-        self.lr_policy.current_step = int(step)
-        self.log("SGDSolver: restoring history", "sgd_solver.cpp", 315)
+            self.backend.to_device(h.astype(np.float32).reshape(tuple(mine.shape)), out=mine)
+        self.iter = int(st.iter)
+        self.lr_policy.current_step = int(st.current_step)
+        self._params_synced = False          # a data-parallel run re-broadcasts rank 0's weights
+        self.log("SGDSolver: restoring history")
 
     def close(self) -> None:
-        """Stop data prefetch threads."""
+        """Release the nets' data sources and prefetch threads."""
         for net in [self.net, *self.test_nets]:
-            for layer in net.layers:
-                if hasattr(layer, "close"):
-                    layer.close()
+            net.close()
 
 
-def _atomic(path: str, write) -> None:
-    """Run ``write(tmp)`` then rename tmp to ``path``; remove tmp on failure."""
-    tmp = path + ".tmp"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _write_state_h5(path: str, it: int, learned: str, step: int, hist) -> None:
-    import h5py
-    with h5py.File(path, "w") as f:
-        f["iter"] = it
-        f["learned_net"] = learned
-        f["current_step"] = step
-        g = f.create_group("history")
-        for i, h in enumerate(hist):
-            g.create_dataset(str(i), data=np.asarray(h, dtype=np.float32))
-
-
-def _read_state_h5(path: str):
-    import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            it = int(f["iter"][()])
-            learned = f["learned_net"][()]
-            learned = learned.decode() if isinstance(learned, bytes) else str(learned)
-            step = int(f["current_step"][()])
-            g = f["history"]
-            hist = [np.asarray(g[str(i)], dtype=np.float32) for i in range(len(g))]
-    except (OSError, KeyError) as e:
-        raise SolverError(f"{path}: not an HDF5 solver state ({e})") from None
-    return it, learned, step, hist
-
-
-__all__ = ["Solver", "resolve_data_paths", "CaffeError"]
+__all__ = ["Solver"]

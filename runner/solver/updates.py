@@ -1,9 +1,9 @@
-"""Caffe's update rules in numpy (float32, the same operation order as sgd_solver.cpp & co.).
+"""Caffe's six update rules as one table: for each solver type, the backend op that applies it,
+how many history blobs it keeps per parameter, the solver constants it takes and the rate its op
+is given. The ops themselves are backend methods (``runner.backend.base``: numpy on cpu,
+``kernels.solver_update`` on cuda), each doing, for one parameter blob, Caffe's
 
-For each learnable parameter, after the diffs of ``iter_size`` passes are accumulated and the
-global gradient clip applied, the solver calls, in Caffe's order:
-
-    normalize:   diff *= 1 / iter_size                       (only when iter_size > 1)
+    normalize:   diff *= 1 / iter_size
     regularize:  L2: diff += weight_decay*decay_mult * data;  L1: diff += ... * sign(data)
     rule:        diff = step(diff, history, local_rate = lr * lr_mult)   (below)
     apply:       data -= diff
@@ -25,20 +25,52 @@ come first, then all second ones (Caffe's ``history_`` layout).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from netdef.errors import SolverError
+from proto import caffe_pb2 as pb
 
-F = np.float32
 
-# type string -> number of history blobs per parameter
-HISTORY_BLOBS = {"SGD": 1, "Nesterov": 1, "AdaGrad": 1, "RMSProp": 1, "AdaDelta": 2, "Adam": 2}
+def adam_rate(local_rate: float, p: pb.SolverParameter, t: int) -> float:
+    """Adam's rate for step t = iter + 1: local_rate * sqrt(1 - beta2^t) / (1 - beta1^t), with
+    float32 betas, std::pow in double and a float32 result, as Caffe's adam_solver.cpp."""
+    b1, b2 = float(np.float32(p.momentum)), float(np.float32(p.momentum2))
+    correction = np.float32(math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
+    return float(np.float32(np.float32(local_rate) * correction))
+
+
+def _same_rate(local_rate: float, p: pb.SolverParameter, t: int) -> float:
+    return local_rate
+
+
+@dataclass(frozen=True)
+class UpdateRule:
+    """One update rule: ``op`` names the backend method, ``history`` the history blobs per
+    parameter, ``constants(p)`` its keyword arguments from the SolverParameter, ``rate(local_rate,
+    p, t)`` the rate it is given at step t (the one float a replayed update re-binds)."""
+    op: str
+    history: int
+    constants: Callable[[pb.SolverParameter], dict[str, float]]
+    rate: Callable[[float, pb.SolverParameter, int], float] = _same_rate
+
+
+RULES: dict[str, UpdateRule] = {
+    "SGD": UpdateRule("sgd_update", 1, lambda p: {"momentum": p.momentum}),
+    "Nesterov": UpdateRule("nesterov_update", 1, lambda p: {"momentum": p.momentum}),
+    "AdaGrad": UpdateRule("adagrad_update", 1, lambda p: {"delta": p.delta}),
+    "RMSProp": UpdateRule("rmsprop_update", 1, lambda p: {"rms_decay": p.rms_decay, "delta": p.delta}),
+    "AdaDelta": UpdateRule("adadelta_update", 2, lambda p: {"momentum": p.momentum, "delta": p.delta}),
+    "Adam": UpdateRule("adam_update", 2, lambda p: {"beta1": p.momentum, "beta2": p.momentum2,
+                                                    "eps_hat": p.delta}, adam_rate),
+}
 # upgraded solver_type enum value -> type string (SolverParameter.SolverType)
 ENUM_TO_TYPE = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
 
 
-def solver_type(param) -> str:
+def solver_type(param: pb.SolverParameter) -> str:
     """The solver type name from ``type`` (case-insensitive Caffe names) or the legacy enum."""
     if param.HasField("type"):
         name = param.type
@@ -46,13 +78,13 @@ def solver_type(param) -> str:
         name = ENUM_TO_TYPE[param.solver_type]
     else:
         name = "SGD"
-    for known in HISTORY_BLOBS:
+    for known in RULES:
         if name.lower() == known.lower():
             return known
-    raise SolverError(f"Unknown solver type: {name!r} (known: {', '.join(HISTORY_BLOBS)})")
+    raise SolverError(f"Unknown solver type: {name!r} (known: {', '.join(RULES)})")
 
 
-def check_params(kind: str, param) -> None:
+def check_params(kind: str, param: pb.SolverParameter) -> None:
     """Caffe's constructor checks for each solver type."""
     if kind in ("AdaGrad",) and param.momentum != 0:
         raise SolverError("Momentum cannot be used with AdaGrad.")
@@ -61,68 +93,5 @@ def check_params(kind: str, param) -> None:
             raise SolverError("Momentum cannot be used with RMSProp.")
         if not (0 <= param.rms_decay <= 1):
             raise SolverError("rms_decay should lie between 0 and 1.")
-
-
-def normalize(diff: np.ndarray, iter_size: int) -> None:
-    """diff *= 1/iter_size in place (Caffe's Normalize; a no-op for iter_size 1)."""
-    if iter_size != 1:
-        diff *= F(1.0 / iter_size)
-
-
-def regularize(data: np.ndarray, diff: np.ndarray, local_decay: float, reg_type: str) -> None:
-    """diff += local_decay * data (L2) or local_decay * sign(data) (L1), in place."""
-    if local_decay == 0:
-        return
-    if reg_type == "L2":
-        diff += F(local_decay) * data
-    elif reg_type == "L1":
-        diff += F(local_decay) * np.sign(data).astype(F)
-    else:
-        raise SolverError(f"Unknown regularization type: {reg_type!r} (L2 or L1)")
-
-
-def compute_update(kind: str, diff: np.ndarray, hist: list[np.ndarray], local_rate: float, param,
-                   it: int) -> None:
-    """Turn the (normalized, regularized) gradient ``diff`` into the step to subtract, in place,
-    updating the history arrays ``hist`` (1 or 2 of them, same shape as diff)."""
-    lr = F(local_rate)
-    if kind == "SGD":
-        h = hist[0]
-        h *= F(param.momentum)
-        h += lr * diff
-        diff[...] = h
-    elif kind == "Nesterov":
-        h = hist[0]
-        old = h.copy()
-        mom = F(param.momentum)
-        h *= mom
-        h += lr * diff
-        diff[...] = (F(1) + mom) * h - mom * old
-    elif kind == "AdaGrad":
-        h = hist[0]
-        h += diff * diff
-        diff[...] = lr * (diff / (np.sqrt(h) + F(param.delta)))
-    elif kind == "RMSProp":
-        h = hist[0]
-        d = F(param.rms_decay)
-        h[...] = d * h + (F(1) - d) * (diff * diff)
-        diff[...] = lr * (diff / (np.sqrt(h) + F(param.delta)))
-    elif kind == "AdaDelta":
-        h, h2 = hist
-        mom = F(param.momentum)
-        delta = F(param.delta)
-        h[...] = (F(1) - mom) * (diff * diff) + mom * h
-        u = np.sqrt((h2 + delta) / (h + delta))
-        diff *= u
-        h2[...] = (F(1) - mom) * (diff * diff) + mom * h2
-        diff *= lr
-    elif kind == "Adam":
-        m, v = hist
-        b1, b2 = F(param.momentum), F(param.momentum2)
-        t = it + 1
-        corr = F(math.sqrt(1.0 - math.pow(float(b2), t)) / (1.0 - math.pow(float(b1), t)))
-        m[...] = (F(1) - b1) * diff + b1 * m
-        v[...] = (F(1) - b2) * (diff * diff) + b2 * v
-        diff[...] = (lr * corr) * (m / (np.sqrt(v) + F(param.delta)))
-    else:
-        raise SolverError(f"Unknown solver type: {kind!r}")
+    if param.regularization_type not in ("L1", "L2"):
+        raise SolverError(f"Unknown regularization type: {param.regularization_type!r} (L2 or L1)")

@@ -87,11 +87,17 @@ def adadelta_ref(w, g, h, h2, local_rate, momentum, delta, local_decay=0.0, regu
         w[i] = w[i] - g[i]
 
 
+def adam_rate_ref(local_rate, beta1, beta2, t):
+    """Caffe's lr * sqrt(1 - b2^t) / (1 - b1^t): float32 betas, std::pow in double, float32 result."""
+    b1, b2 = f32(beta1), f32(beta2)
+    correction = f32(math.sqrt(1.0 - float(b2) ** t) / (1.0 - float(b1) ** t))  # in double
+    return f32(f32(local_rate) * correction)
+
+
 def adam_ref(w, g, m, v, local_rate, beta1, beta2, eps_hat, t, local_decay=0.0, regularization="L2",
              diff_scale=1.0):
     b1, b2, eps = f32(beta1), f32(beta2), f32(eps_hat)
-    correction = f32(math.sqrt(1.0 - float(b2) ** t) / (1.0 - float(b1) ** t))  # in double
-    rate = f32(f32(local_rate) * correction)
+    rate = adam_rate_ref(local_rate, beta1, beta2, t)
     for i in range(w.size):
         gi = _grad(g, w, i, local_decay, regularization, diff_scale)
         m[i] = f32(b1 * m[i]) + f32(f32(f32(1) - b1) * gi)          # axpby(1-b1, g, b1, m)

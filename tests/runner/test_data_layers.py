@@ -13,7 +13,7 @@ from netdef.weights import write_binaryproto
 from runner.data.datum import array_to_datum
 from runner.data.db import DBReader, DBWriter
 from runner.data.prefetch import Prefetcher
-from runner.solver.solver import build_net
+from runner.net import Net
 
 
 def make_db(path, n=10, shape=(3, 5, 6)):
@@ -27,7 +27,7 @@ def make_db(path, n=10, shape=(3, 5, 6)):
 
 
 def net_of(text, phase="TRAIN", seed=3):
-    return build_net(read_net(text), phase, "cpu", seed)
+    return Net(read_net(text), phase, device="cpu", seed=seed)
 
 
 def close(net):

@@ -1,4 +1,4 @@
-"""Launch replay (runner/replay.py): a cuda Solver that records its steady-state launches once and
+"""Launch replay (runner/backend/replay.py): a cuda Solver that records its steady-state launches once and
 replays them must give the same losses and weights, bit for bit, as the eager path
 (NBCAFFE_REPLAY=0), with fresh input every iteration, dropout and an eager loss layer in between,
 a learning rate that changes (the update segment is re-recorded), a batch-size change (segments
@@ -11,7 +11,7 @@ from google.protobuf import text_format
 
 from kernels._launch import SIMULATOR
 from proto import caffe_pb2 as pb
-from runner.replay import NetReplay, Recorder
+from runner.backend.replay import NetReplay, Recorder, _buffers_key, replay_enabled
 from runner.solver.solver import Solver
 
 NET = """
@@ -82,14 +82,14 @@ def test_replay_matches_eager_bit_for_bit(monkeypatch):
     runs with its rate arguments re-bound."""
     rep = _solver(monkeypatch, replay=True, policy="step", stepsize=1)
     eager = _solver(monkeypatch, replay=False, policy="step", stepsize=1)
-    assert eager.replay is None
+    assert not eager.executor.replays
     la, lb = _train(rep, 3), _train(eager, 3)
     _assert_same(rep, eager, la, lb)
-    assert rep.replay.notes == []
+    assert rep.executor.notes == []
     # the third iteration replays: clear, forward conv1..ip1 and ip2, backward ip2 and ip1..conv1,
     # and the update
-    assert rep.replay.replayed == 6
-    assert {k[0] for k in rep.replay._segments} == {"clear", "forward", "backward", "update"}
+    assert rep.executor.replayed == 6
+    assert {k[0] for k in rep.executor._segments} == {"clear", "forward", "backward", "update"}
 
 
 def test_adam_update_replays_with_its_corrected_rate_rebound(monkeypatch):
@@ -99,9 +99,9 @@ def test_adam_update_replays_with_its_corrected_rate_rebound(monkeypatch):
     eager = _solver(monkeypatch, replay=False, solver_type="Adam")
     la, lb = _train(rep, 3), _train(eager, 3)
     _assert_same(rep, eager, la, lb)
-    seg = rep.replay._segments[("update", 0, 0)]
-    assert seg.slots is not None and rep.replay._rates_rebindable
-    assert rep.replay.replayed == 6            # the update among them (as for SGD above)
+    seg = rep.executor._segments[("update", 0, 0)]
+    assert seg.slots is not None and rep.executor._rates_rebindable
+    assert rep.executor.replayed == 6            # the update among them (as for SGD above)
 
 
 def test_cuda_graphs_match_eager_bit_for_bit(monkeypatch):
@@ -112,16 +112,16 @@ def test_cuda_graphs_match_eager_bit_for_bit(monkeypatch):
     monkeypatch.setenv("NBCAFFE_CUDA_GRAPHS", "1")
     rep = _solver(monkeypatch, replay=True, policy="step", stepsize=1)
     eager = _solver(monkeypatch, replay=False, policy="step", stepsize=1)
-    assert rep.replay.graphs == (not SIMULATOR)      # the switch (the simulator has no graphs)
-    rep.replay.graphs = True                         # there: exercise the capture-failure path
+    assert rep.executor.graphs == (not SIMULATOR)      # the switch (the simulator has no graphs)
+    rep.executor.graphs = True                         # there: exercise the capture-failure path
     la, lb = _train(rep, 3), _train(eager, 3)        # eager, record, replay (captured)
     _assert_same(rep, eager, la, lb)
-    graphs = [k for k, seg in rep.replay._segments.items() if seg.graph is not None]
+    graphs = [k for k, seg in rep.executor._segments.items() if seg.graph is not None]
     if SIMULATOR:
-        assert not graphs and rep.replay.notes
-        assert all("no CUDA graphs" in n for n in rep.replay.notes)
+        assert not graphs and rep.executor.notes
+        assert all("no CUDA graphs" in n for n in rep.executor.notes)
     else:
-        assert rep.replay.notes == []
+        assert rep.executor.notes == []
         assert {k[0] for k in graphs} == {"clear", "forward", "backward"}
 
 
@@ -227,7 +227,8 @@ def test_update_segment_with_an_ambiguous_rate_replays_only_while_it_repeats():
 
 
 def test_recorder_replays_launches_in_order(monkeypatch):
-    """The recorded ops of a stretch re-issue the same kernels on the same buffers."""
+    """The recorded ops of a stretch re-issue the same kernels on the same buffers, in order: new
+    values written into x (same buffer) come out as 2 * relu(x) in y, which starts from garbage."""
     monkeypatch.setenv("NBCAFFE_REPLAY", "1")
     from runner.backend import get_backend
     be = get_backend("cuda")
@@ -238,9 +239,11 @@ def test_recorder_replays_launches_in_order(monkeypatch):
         be.scal(2.0, y)
     assert rec.unsafe is None and len(rec.ops) == 2
     np.testing.assert_array_equal(be.to_host(y), [0, 0, 0, 0, 2, 4])
+    be.to_device(np.array([5, -1, 2, -7, 0.5, 3], np.float32), out=x)
+    be.to_device(np.full(6, np.nan, np.float32), out=y)
     for op in rec.ops:
-        op()                      # relu again (y = relu(x)), then y *= 2
-    np.testing.assert_array_equal(be.to_host(y), [0, 0, 0, 0, 2, 4])
+        op()                      # relu (y = relu(x)), then y *= 2: the order matters
+    np.testing.assert_array_equal(be.to_host(y), [10, 0, 4, 0, 1, 6])
     with Recorder() as rec:
         be.to_host(y)
     assert rec.unsafe is not None and "device-to-host" in rec.unsafe
@@ -248,10 +251,12 @@ def test_recorder_replays_launches_in_order(monkeypatch):
 
 @pytest.mark.parametrize("flag", ["0", "off"])
 def test_replay_can_be_turned_off(monkeypatch, flag):
+    """NBCAFFE_REPLAY=0/off: the cuda backend hands out the eager executor."""
     monkeypatch.setenv("NBCAFFE_REPLAY", flag)
-    from runner.replay import replay_enabled
     assert not replay_enabled()
-    assert isinstance(NetReplay, type)
+    net = _pool_net(False)
+    assert not net.backend.executor(net).replays
+    assert net.backend.executor(net, replay=True).replays
 
 
 def test_buffers_key_follows_reallocation_and_holds_the_buffers():
@@ -259,7 +264,6 @@ def test_buffers_key_follows_reallocation_and_holds_the_buffers():
     it shrinks into its capacity, and it holds the buffers so their ids cannot be reused."""
     from runner.backend import get_backend
     from runner.blob import Blob
-    from runner.replay import _buffers_key
     b = Blob(get_backend("cuda"), (2, 3), "b")
     old = b._data
     k1 = _buffers_key([b])
@@ -305,8 +309,8 @@ def test_solver_replay_flag_overrides_the_environment(monkeypatch):
     sp = pb.SolverParameter()
     text_format.Parse(NET.format(n=1, pool_tops=""), sp.net_param)
     sp.base_lr, sp.lr_policy, sp.max_iter = 0.1, "fixed", 1
-    assert Solver(sp, device="cuda", log=lambda *a, **k: None, replay=False).replay is None
-    assert Solver(sp, device="cuda", log=lambda *a, **k: None).replay is not None
+    assert not Solver(sp, device="cuda", log=lambda *a, **k: None, replay=False).executor.replays
+    assert Solver(sp, device="cuda", log=lambda *a, **k: None).executor.replays
     from runner.cli import build_parser
     args = build_parser().parse_args(["train", "--solver", "s.prototxt", "--no-replay"])
     assert args.no_replay

@@ -154,8 +154,29 @@ def test_every_solver_type_trains_and_resumes(workdir, kind, momentum, more):
 
 
 def test_clip_gradients_logs_and_scales(workdir):
-    _, log = run(write(workdir, max_iter=2, snapshot=0, more="clip_gradients: 0.001"))
-    assert "Gradient clipping: scaling down gradients (L2 norm " in log and "> 0.001) by scale factor" in log
+    """Caffe's ClipGradients: the diffs of all parameters scaled together to an L2 norm of
+    clip_gradients, before Regularize: one SGD step without momentum moves each parameter by
+    lr * lr_mult * (g * clip / ||g|| + weight_decay * decay_mult * w)."""
+    buf = io.StringIO()
+    s = Solver(write(workdir, max_iter=1, snapshot=0, momentum=0.0, more="clip_gradients: 0.001"),
+               log=GLog(stream=buf))
+    grads, w0 = [], []
+
+    def ready():
+        grads.extend(np.array(prm.blob.diff, np.float64) for prm in s.params)
+        w0.extend(np.array(prm.blob.data, np.float64) for prm in s.params)
+    s.add_callback(lambda: None, ready)
+    try:
+        s.step(1)
+    finally:
+        s.close()
+    norm = np.sqrt(sum(float(np.sum(g * g)) for g in grads))
+    assert norm > 0.001 * 10                       # the clip really scales
+    assert "Gradient clipping: scaling down gradients (L2 norm " in buf.getvalue()
+    assert "> 0.001) by scale factor" in buf.getvalue()
+    for prm, g, w in zip(s.params, grads, w0):
+        want = w - 0.1 * prm.lr_mult * (g * (0.001 / norm) + 0.0005 * prm.decay_mult * w)
+        np.testing.assert_allclose(prm.blob.data, want, rtol=1e-5, atol=1e-7, err_msg=prm.name)
 
 
 def test_stop_request_snapshots_and_stops(workdir):
@@ -247,14 +268,17 @@ def test_real_sigint_snapshots_and_stops(workdir):
     assert signal.getsignal(signal.SIGINT) is before      # handler restored
 
 
-def test_failed_snapshot_leaves_nothing_behind(workdir):
-    s = Solver(write(workdir, max_iter=2, snapshot=0), log=GLog(stream=io.StringIO()))
+@pytest.mark.parametrize("fmt", ["BINARYPROTO", "HDF5"])
+def test_failed_snapshot_leaves_nothing_behind(workdir, monkeypatch, fmt):
+    """A write that fails after the temporary file is complete (here the final rename) leaves
+    neither the file nor its temporary behind."""
+    s = Solver(write(workdir, max_iter=2, snapshot=0, more=f"snapshot_format: {fmt}"),
+               log=GLog(stream=io.StringIO()))
 
-    def broken_save(path):
-        with open(path, "wb") as f:
-            f.write(b"partial")
+    def broken_replace(src, dst):
+        assert os.path.getsize(src) > 0
         raise OSError("disk full")
-    s.net.save = broken_save
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         s.snapshot()
     s.close()

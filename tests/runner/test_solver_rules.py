@@ -1,5 +1,5 @@
 """Learning-rate policies and update rules (no Net): hand-computed values, Caffe's formulas
-written out independently, and the numpy rules vs kernels.solver_update (simulator or GPU)."""
+written out independently, and the cpu backend's update ops vs the cuda backend's kernels."""
 from __future__ import annotations
 
 import math
@@ -9,6 +9,7 @@ import pytest
 
 from netdef.errors import SolverError
 from proto import caffe_pb2 as pb
+from runner.backend import get_backend
 from runner.solver import updates
 from runner.solver.glog import GLog, fmt
 from runner.solver.lr_policy import LearningRate
@@ -106,22 +107,27 @@ PARAMS = {
 }
 
 
+def _step(backend, kind, w, diff, hist, local_rate, p, it, local_decay, reg, diff_scale):
+    """One update through the rule table and ``backend``'s op (what the Solver does)."""
+    rule = updates.RULES[kind]
+    getattr(backend, rule.op)(w, diff, *hist, rule.rate(local_rate, p, it + 1),
+                              local_decay=local_decay, regularization=reg, diff_scale=diff_scale,
+                              **rule.constants(p))
+
+
 @pytest.mark.parametrize("kind", list(PARAMS))
 @pytest.mark.parametrize("reg", ["L2", "L1"])
-def test_numpy_rules_match_reference(kind, reg):
+def test_cpu_rules_match_reference(kind, reg):
     rng = np.random.default_rng(1)
     p = sp(**PARAMS[kind])
-    n_h = updates.HISTORY_BLOBS[kind]
+    n_h = updates.RULES[kind].history
     w = rng.standard_normal(17).astype(np.float32)
     h = [np.abs(rng.standard_normal(17)).astype(np.float32) * 0.1 for _ in range(n_h)]
     w64, h64 = w.astype(np.float64), [x.astype(np.float64) for x in h]
+    cpu = get_backend("cpu")
     for it in range(3):
         g = rng.standard_normal(17).astype(np.float32)
-        diff = g.copy()
-        updates.normalize(diff, 2)
-        updates.regularize(w, diff, 0.01, reg)
-        updates.compute_update(kind, diff, h, 0.05, p, it)
-        w -= diff
+        _step(cpu, kind, w, g.copy(), h, 0.05, p, it, 0.01, reg, 0.5)
         w64, h64 = _ref_step(kind, w64, g.astype(np.float64), h64, 0.05, p, it, 0.01, reg, 2)
     np.testing.assert_allclose(w, w64, rtol=2e-5, atol=2e-6)
     for a, b in zip(h, h64):
@@ -129,38 +135,30 @@ def test_numpy_rules_match_reference(kind, reg):
 
 
 @pytest.mark.parametrize("kind", list(PARAMS))
-def test_numpy_rules_match_cuda_kernels(kind):
-    """Same inputs through runner.solver.updates (numpy) and kernels.solver_update."""
-    from numba import cuda
-
-    from kernels import solver_update as su
+def test_cpu_rules_match_cuda_kernels(kind):
+    """Same inputs through the cpu backend's numpy ops and the cuda backend's kernels."""
     rng = np.random.default_rng(2)
     p = sp(**PARAMS[kind])
-    n_h = updates.HISTORY_BLOBS[kind]
+    n_h = updates.RULES[kind].history
     w = rng.standard_normal(9).astype(np.float32)
     g = rng.standard_normal(9).astype(np.float32)
     h = [np.abs(rng.standard_normal(9)).astype(np.float32) for _ in range(n_h)]
-    dw, dg, dh = cuda.to_device(w), cuda.to_device(g), [cuda.to_device(x) for x in h]
-    kw = dict(local_decay=0.005, regularization="L2", diff_scale=0.5)
-    if kind == "SGD":
-        su.sgd_update(dw, dg, dh[0], 0.1, p.momentum, **kw)
-    elif kind == "Nesterov":
-        su.nesterov_update(dw, dg, dh[0], 0.1, p.momentum, **kw)
-    elif kind == "AdaGrad":
-        su.adagrad_update(dw, dg, dh[0], 0.1, p.delta, **kw)
-    elif kind == "RMSProp":
-        su.rmsprop_update(dw, dg, dh[0], 0.1, p.rms_decay, p.delta, **kw)
-    elif kind == "AdaDelta":
-        su.adadelta_update(dw, dg, dh[0], dh[1], 0.1, p.momentum, p.delta, **kw)
-    else:
-        su.adam_update(dw, dg, dh[0], dh[1], 0.1, p.momentum, p.momentum2, p.delta, 5, **kw)
-    updates.normalize(g, 2)
-    updates.regularize(w, g, 0.005, "L2")
-    updates.compute_update(kind, g, h, 0.1, p, 4)
-    w -= g
-    np.testing.assert_allclose(dw.copy_to_host(), w, rtol=1e-6, atol=1e-7)
+    gpu = get_backend("cuda")
+    dw, dg, dh = gpu.to_device(w), gpu.to_device(g), [gpu.to_device(x) for x in h]
+    _step(gpu, kind, dw, dg, dh, 0.1, p, 4, 0.005, "L2", 0.5)
+    _step(get_backend("cpu"), kind, w, g, h, 0.1, p, 4, 0.005, "L2", 0.5)
+    np.testing.assert_allclose(gpu.to_host(dw), w, rtol=1e-6, atol=1e-7)
     for a, b in zip(dh, h):
-        np.testing.assert_allclose(a.copy_to_host(), b, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(gpu.to_host(a), b, rtol=1e-6, atol=1e-7)
+
+
+def test_adam_rate_matches_caffe_double_pow():
+    # t = 1: lr * sqrt(1 - b2) / (1 - b1) with float32 betas promoted to double, a float32 result
+    p = sp(**PARAMS["Adam"])
+    b1, b2 = np.float32(0.9), np.float32(0.999)
+    want = np.float32(np.float32(0.5) * np.float32(np.sqrt(1 - np.float64(b2)) / (1 - np.float64(b1))))
+    assert updates.adam_rate(0.5, p, 1) == want
+    assert updates.adam_rate(0.5, p, 10**6) == np.float32(0.5)
 
 
 def test_glog_lines_parse_with_caffes_regexes(tmp_path):
@@ -172,7 +170,7 @@ def test_glog_lines_parse_with_caffes_regexes(tmp_path):
     lines = (tmp_path / "log").read_text().splitlines()
     assert len(lines) == 3
     import re
-    assert re.match(r"^I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ solver\.cpp:\d+\] ", lines[0])
+    assert re.match(r"^I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ test_solver_rules\.py:\d+\] ", lines[0])
     assert extract_datetime(lines[0], 2026).year == 2026
     assert REGEX_LEARNING_RATE.search(lines[0]).group(1) == "0.00992565"
     assert REGEX_TRAIN_OUTPUT.search(lines[1]).groups() == ("0", "loss", "0.213")

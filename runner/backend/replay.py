@@ -33,9 +33,11 @@ then on launched as one graph on the default stream: one driver call per segment
 per kernel, and shorter gaps between the kernels on the GPU. Any failure while capturing leaves
 the segment on plain replay (noted once).
 
-Use: ``Solver`` turns this on for the cuda backend (``NBCAFFE_REPLAY=0`` turns it off); the first
-iteration records, later ones replay. Results are identical to the eager path (tested bit for bit
-in the simulator in ``tests/runner/test_replay.py``).
+Use: ``CudaBackend.executor(net)`` returns a ``NetReplay`` (``NBCAFFE_REPLAY=0`` or ``replay=False``
+gives ``runner.executor.EagerExecutor`` instead), which the Solver drives through the executor
+interface; the first iteration records, later ones replay. Results are identical to the eager
+path (tested bit for bit in the simulator in ``tests/runner/test_replay.py``). ``LaunchCounter``
+counts launches through the same hooks (the benches use it).
 """
 from __future__ import annotations
 
@@ -191,6 +193,30 @@ class Recorder:
         _ACTIVE.stack.remove(self)
 
 
+class LaunchCounter:
+    """Context manager: ``count`` is the number of kernel launches this thread made inside it
+    (top-level launches, not device-function calls), seen through the same hooks as Recorder."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __enter__(self) -> LaunchCounter:
+        _install_hooks()
+        counters = getattr(_ACTIVE, "counters", None)
+        if counters is None:
+            counters = _ACTIVE.counters = []
+        counters.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _ACTIVE.counters.remove(self)
+
+
+def _count_launch() -> None:
+    for c in getattr(_ACTIVE, "counters", ()):
+        c.count += 1
+
+
 def _recorder() -> Recorder | None:
     """The innermost recorder of the calling thread: launches from other threads (a data
     prefetcher, a user's own) are never recorded into it."""
@@ -200,7 +226,7 @@ def _recorder() -> Recorder | None:
 
 def _install_hooks() -> None:
     """Wrap Numba's launch and transfer entry points once per process; the wrappers do nothing
-    extra unless a Recorder is active."""
+    extra unless a Recorder or LaunchCounter is active in the calling thread."""
     global _HOOKED
     if _HOOKED:
         return
@@ -219,6 +245,7 @@ def _hook_gpu() -> None:
 
     def launch_hook(self, args, griddim, blockdim, stream=0, sharedmem=0):
         launch(self, args, griddim, blockdim, stream, sharedmem)
+        _count_launch()
         rec = _recorder()
         if rec is not None and rec.unsafe is None:
             try:
@@ -261,8 +288,11 @@ def _hook_simulator() -> None:
 
     def call_hook(self, *args):
         out = call(self, *args)
+        if self._device or self.grid_dim is None:      # a device-function call, not a launch
+            return out
+        _count_launch()
         rec = _recorder()
-        if rec is not None and not self._device and self.grid_dim is not None:
+        if rec is not None:
             rec.ops.append(_bind_sim(self, args, call))
         return out
 
@@ -415,16 +445,21 @@ def _rate_slots(ops: Sequence[Any], bounds: Sequence[int],
 
 
 class NetReplay:
-    """``clear_param_diffs`` and ``forward_backward`` of a Net with the replayable stretches of
-    layers (consecutive layers whose class sets ``replayable``) recorded once and replayed.
+    """The executor interface (``runner.executor``) for a Net on the cuda backend: its
+    ``clear_param_diffs``, ``forward_backward`` and the solver's ``update`` with the replayable
+    stretches of layers (consecutive layers whose class sets ``replayable``) recorded once and
+    replayed.
 
     Eager layers (data, loss, dropout, anything unaudited) run as in ``Net`` between the replayed
     stretches; the loss is summed the same way. ``notes`` lists, once each, the stretches that
     were found unsafe while recording (they then stay eager) -- the solver logs them.
     """
 
+    replays = True
+
     def __init__(self, net: Any):
         self.net = net
+        self.after_backward: Callable[[int], None] | None = None   # see runner.executor
         self._segments: dict[tuple, Segment] = {}
         self._seen: dict[tuple, Any] = {}       # key -> buffers check of the last eager pass
         self._rates_rebindable = True           # see update()
@@ -540,36 +575,31 @@ class NetReplay:
                 self._seen.pop(key, None)
 
     def forward_backward(self) -> float:
-        """Net.forward_backward() (forward, loss, backward) with replayed stretches."""
+        """Net.forward_backward() (forward, loss, backward) through the Net's own per-layer
+        methods, with the replayable stretches replayed."""
         net = self.net
-        layers, bottoms, tops = net.layers, net.bottom_vecs, net.top_vecs
         loss = 0.0
         for replayable, idx in self._fwd_runs:
             if replayable:
                 def work(idx=idx) -> None:
                     for i in idx:
-                        layers[i].reshape(bottoms[i], tops[i])
-                        layers[i].forward(bottoms[i], tops[i])
+                        net.forward_layer(i)
                 self._run("forward", idx, self._blobs(idx), work)
             else:
-                i = idx[0]
-                layers[i].reshape(bottoms[i], tops[i])
-                layers[i].forward(bottoms[i], tops[i])
+                net.forward_layer(idx[0])
             for i in idx:
-                for t, w in zip(tops[i], layers[i].loss_weights):
-                    if w != 0:
-                        loss += w * float(np.sum(t.host_data(), dtype=np.float64))
+                loss += net.layer_loss(i)
         net.last_loss = loss
-        for _, t, w in net._loss_tops:
-            net.backend.fill(t.dev_diff, w)
-        prop = net.bottom_need_backward
+        net.seed_loss_diffs()
         for replayable, idx in self._bwd_runs:
             if replayable:
                 def work(idx=idx) -> None:
                     for i in idx:
-                        layers[i].backward(tops[i], prop[i], bottoms[i])
+                        net.backward_layer(i)
                 self._run("backward", idx, self._blobs(idx), work)
             else:
-                i = idx[0]
-                layers[i].backward(tops[i], prop[i], bottoms[i])
+                net.backward_layer(idx[0])
+            if self.after_backward is not None:
+                for i in idx:
+                    self.after_backward(i)
         return loss
