@@ -170,11 +170,13 @@ def _scale_factor(value):
     ((2, 4, 3, 3), "", 7.0),        # stored sums divided by the scale factor 7
     ((2, 4, 3, 3), "", 0.0),        # scale factor 0: mean = var = 0 (Caffe's 0 -> 0)
     ((2, 5), "batch_norm_param { eps: 0.01 }", 7.0),
+    ((5,), "", 7.0),                # a 1-D bottom is one channel
     ((3, 4, 2, 3), "batch_norm_param { use_global_stats: false }", 7.0),  # the batch's statistics
 ])
 def test_batch_norm(shape, extra, sf, tmp_path):
     body = layer("bn", "BatchNorm", "data", "data", extra)
-    body += layer("sc", "Scale", "data", "data", "scale_param { bias_term: true }")
+    if len(shape) > 1:
+        body += layer("sc", "Scale", "data", "data", "scale_param { bias_term: true }")
     batches = (2, 7) if "use_global_stats" in extra else (1, 7)
     check(net_text({"data": shape}, body), tmp_path, init=_scale_factor(sf), batches=batches)
 
@@ -246,6 +248,12 @@ def test_convolution(params, tmp_path):
     check(net_text({"data": (2, 4, 7, 7)}, body), tmp_path)
 
 
+def test_convolution_channel_axis_2(tmp_path):
+    body = layer("conv", "Convolution", "data", "conv",
+                 "convolution_param { num_output: 3 kernel_size: 2 axis: 2 }")
+    check(net_text({"data": (2, 2, 3, 5, 5)}, body), tmp_path, expect={"conv": (2, 3, 4, 4)})
+
+
 def test_convolution_two_bottoms_share_weights(tmp_path):
     body = layer("conv", "Convolution", ["a", "b"], ["ya", "yb"],
                  "convolution_param { num_output: 3 kernel_size: 3 }")
@@ -274,8 +282,11 @@ def test_embed(tmp_path):
 def test_crop_with_offsets(tmp_path):
     body = layer("crop", "Crop", ["data", "ref"], "crop", "crop_param { axis: 2 offset: 1 offset: 3 }")
     body += layer("crop1", "Crop", ["data", "ref1"], "crop1", "crop_param { axis: 1 offset: 1 }")
-    inputs = {"data": (2, 4, 8, 9), "ref": (2, 4, 5, 4), "ref1": (2, 2, 6, 6)}
-    check(net_text(inputs, body), tmp_path, expect={"crop": (5, 4), "crop1": (2, 6, 6)})
+    body += layer("crop0", "Crop", ["data", "ref0"], "crop0", "crop_param { axis: 0 offset: 0 "
+                  "offset: 1 offset: 2 offset: 3 }")  # along the batch axis: its end read at run time
+    inputs = {"data": (2, 4, 8, 9), "ref": (2, 4, 5, 4), "ref1": (2, 2, 6, 6), "ref0": (2, 3, 5, 5)}
+    check(net_text(inputs, body), tmp_path, expect={"crop": (5, 4), "crop1": (2, 6, 6),
+                                                    "crop0": (3, 5, 5)})
 
 
 def test_slice_with_slice_points(tmp_path):
@@ -292,6 +303,7 @@ def test_slice_with_slice_points(tmp_path):
     ("shape { dim: 0 dim: 2 dim: -1 dim: 2 dim: 5 }", (2, 3, 2, 5)),
     ("shape { dim: 2 dim: 10 } axis: 2", (3, 2, 10)),
     ("shape { dim: 1 } axis: -1 num_axes: 0", (3, 4, 5, 1)),
+    ("shape { dim: -1 dim: 5 }", (5,)),                  # the batch folded into axis 0
 ])
 def test_reshape(params, out, tmp_path):
     body = layer("rs", "Reshape", "data", "rs", f"reshape_param {{ {params} }}")
@@ -337,13 +349,15 @@ def test_in_place_chain_split_and_silence(tmp_path):
 
 # ---------------------------------------------------------------------------- reductions
 
-@pytest.mark.parametrize("params", ["axis: 2", "axis: -1", "axis: 1 top_k: 2",
-                                    "axis: 1 top_k: 2 out_max_val: true", "top_k: 3",
-                                    "top_k: 2 out_max_val: true", ""])
-def test_argmax_ties_go_to_the_higher_index(params, tmp_path):
+@pytest.mark.parametrize("params,shape", [
+    ("axis: 2", (2, 4, 3, 2)), ("axis: -1", (2, 4, 3, 2)), ("axis: 1 top_k: 2", (2, 4, 3, 2)),
+    ("axis: 1 top_k: 2 out_max_val: true", (2, 4, 3, 2)), ("top_k: 3", (2, 4, 3, 2)),
+    ("top_k: 2 out_max_val: true", (2, 4, 3, 2)), ("", (2, 4, 3, 2)), ("top_k: 2", (2, 6)),
+    ("out_max_val: true", (2, 3, 4))])
+def test_argmax_ties_go_to_the_higher_index(params, shape, tmp_path):
     body = layer("am", "ArgMax", "data", "am", f"argmax_param {{ {params} }}")
     rng = np.random.default_rng(6)
-    check(net_text({"data": (2, 4, 3, 2)}, body), tmp_path,
+    check(net_text({"data": shape}, body), tmp_path,
           make=lambda name, shape: rng.integers(0, 3, shape).astype(np.float32))
 
 

@@ -63,6 +63,10 @@ def test_test_phase_net_matches_nbcaffe(name, caffe_models, tmp_path):
     assert dropped.get("caffe_dropped_layers")
     # the labels are read only by dropped layers: not an input of the model
     assert all(i.name != "label" for i in model.graph.input)
+    if name == "mnist_siamese_train_test":
+        # a blob shared by param { name: ... } (the two towers) is one initializer
+        params = [i for i in model.graph.initializer if i.name.endswith((".weight", ".bias"))]
+        assert len(params) == len(net.learnable_params) == 10
 
 
 def _idx(path, header: int) -> np.ndarray:
