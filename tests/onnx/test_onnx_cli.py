@@ -16,7 +16,7 @@ from netdef.graph import build_graph  # noqa: E402
 from netdef.prototxt import read_net  # noqa: E402
 from runner import Net  # noqa: E402
 from runner.cli import main  # noqa: E402
-from runner.onnx_export import build_model, opset_range  # noqa: E402
+from runner.onnx_export import build_model, mapped_types, opset_range  # noqa: E402
 from tests.onnx.oracle import compare_net, randomize, rel_err, run  # noqa: E402
 from tests.onnx.test_onnx_edges import layer, net_text  # noqa: E402
 
@@ -171,3 +171,14 @@ def test_api_refusal_without_a_net(tmp_path):
         build_model(param, graph, {}, batch=2)
     with pytest.raises(ExportError, match="--batch must be >= 1"):
         build_model(param, build_graph(param), {}, batch=0)
+
+
+def test_every_layer_type_nbcaffe_runs_has_an_export_rule():
+    from runner.onnx_export.plan import DATA_TYPES, DROPPED_TYPES
+    from runner.onnx_export.table import MAPPINGS, REFUSED
+    from runner.registry import known_types
+
+    mapped_types()
+    handled = set(MAPPINGS) | set(REFUSED) | DATA_TYPES | set(DROPPED_TYPES) | {"Split", "Silence"}
+    missing = sorted(set(known_types()) - handled)
+    assert not missing, f"layer types with no ONNX mapping, refusal or drop rule: {missing}"
