@@ -17,8 +17,8 @@ from netdef.prototxt import read_net  # noqa: E402
 from runner import Net  # noqa: E402
 from runner.cli import main  # noqa: E402
 from runner.onnx_export import build_model, mapped_types, opset_range  # noqa: E402
+from tests.onnx.nets import layer, net_text  # noqa: E402
 from tests.onnx.oracle import compare_net, randomize, rel_err, run  # noqa: E402
-from tests.onnx.test_onnx_edges import layer, net_text  # noqa: E402
 
 
 def _write(tmp_path, text: str, name: str = "net.prototxt") -> str:

@@ -19,6 +19,7 @@ from runner import Net  # noqa: E402
 from runner.onnx_export import build_model  # noqa: E402
 from runner.registry import known_types  # noqa: E402
 from tests.onnx import caffe_ref  # noqa: E402
+from tests.onnx.nets import layer, net_text  # noqa: E402
 from tests.onnx.oracle import (  # noqa: E402
     RTOL,
     compare_net,
@@ -27,20 +28,6 @@ from tests.onnx.oracle import (  # noqa: E402
     run,
     with_blob_outputs,
 )
-
-
-def net_text(inputs: dict[str, tuple[int, ...]], body: str) -> str:
-    """A prototxt: one Input layer per entry of ``inputs``, then ``body``."""
-    head = "".join(
-        f'layer {{ name: "{n}" type: "Input" top: "{n}" input_param {{ shape {{ '
-        + " ".join(f"dim: {d}" for d in s) + " } } }\n" for n, s in inputs.items())
-    return 'name: "edge"\n' + head + body
-
-
-def layer(name: str, type_: str, bottoms, tops, params: str = "") -> str:
-    b = "".join(f' bottom: "{x}"' for x in ([bottoms] if isinstance(bottoms, str) else bottoms))
-    t = "".join(f' top: "{x}"' for x in ([tops] if isinstance(tops, str) else tops))
-    return f'layer {{ name: "{name}" type: "{type_}"{b}{t} {params} }}\n'
 
 
 def check(text: str, tmp_path, make=None, expect: dict | None = None, init=None, batches=(1, 7),
