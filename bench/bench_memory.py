@@ -15,6 +15,9 @@ is how close an op gets to the memory roof. Each op is validated against torch f
 | LRN across 5 fwd / bwd (norm1) | 256x96x55x55 | x, scale, y: 3 N / x, y, scale, dy, dx: 5 N |
 | softmax over channels fwd | 256x1000 and 32x21x128x128 | 2 N |
 | im2col 5x5 pad 2 (conv2 input, one chunk) | 96x27x27 per image | x + col |
+| im2col_nd 3x3x3 pad 1 (C3D conv3a input, one clip) | 128x8x56x56 | x + col |
+| STOCHASTIC pool TEST 3x3/2 (pool1's shape) | 256x96x55x55 -> 27x27 | N + P |
+| LSTM unit step fwd | 4096 x 1024 cells | c_prev, X (4x), cont, c, h |
 
 (N, P: elements times 4 bytes.) Our time is the op's launches re-issued pre-bound
 (``runner.replay``: what a training iteration pays), with the time through the Python wrapper kept
@@ -26,8 +29,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from bench.common import DRY, Stage, enable_kernel_cache, log, main_guard, missing, size, time_fn, torch_mod
-from bench.devarrays import empty_pair, rand_pair, rel_err_dev
+from bench.devarrays import empty_pair, pair_from_host, rand_pair, rel_err_dev
 
 TOL = 1e-5
 
@@ -431,6 +436,62 @@ def body(st: Stage) -> None:
         del ours, theirs, checks
         if not DRY:
             torch.cuda.empty_cache()
+
+
+# ---- issue 12b: N-D im2col (C3D conv3a input, one clip), STOCHASTIC pooling TEST (pool1's shape),
+# the LSTM unit step (LRCN-sized: 4096 streams x 1024 cells); bytes: each array read/written once
+def im2col_nd():
+    ki = _need("kernels.im2col_nd", "im2col_nd")
+    torch = torch_mod()
+    F = torch.nn.functional
+    n, c, d, h, w = size((1, 128, 8, 56, 56), (1, 2, 2, 3, 3))
+    x, xt = rand_pair((n, c, d, h, w), 30)
+    col, _ = empty_pair((c * 27, n * d * h * w))
+
+    def patches():           # (C*27, N*D*H*W): 3x3x3 taps of the padded clip, Caffe's order
+        p = F.pad(xt, (1, 1, 1, 1, 1, 1)).unfold(2, 3, 1).unfold(3, 3, 1).unfold(4, 3, 1)
+        return p.permute(1, 5, 6, 7, 0, 2, 3, 4).reshape(c * 27, n * d * h * w).contiguous()
+    return (lambda: ki.im2col_nd(x, 0, n, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), col)), patches, \
+        [(col, patches())], 4 * (n * c * d * h * w + c * 27 * n * d * h * w)
+
+
+def sto_pool_test():
+    ks = _need("kernels.stochastic_pool", "sto_pool_fwd_test")
+    torch = torch_mod()
+    F = torch.nn.functional
+    yshape, k, s = _pool_geom()
+    x, xt = rand_pair(ACT, 31)
+    xt.abs_()                # stochastic pooling takes non-negative activations (after a ReLU)
+    if DRY:                  # the dry run's two sides are copies: refresh ours
+        x, xt = pair_from_host(xt.numpy())
+    y, _ = empty_pair(yshape)
+
+    def ref():               # sum x^2 / sum x (the window counts cancel; no padding)
+        return F.avg_pool2d(xt * xt, k, s, ceil_mode=True) / F.avg_pool2d(xt, k, s, ceil_mode=True)
+    return (lambda: ks.sto_pool_fwd_test(x, y, (k, k), (s, s))), ref, [(y, ref())], \
+        4 * (_numel(ACT) + _numel(yshape))
+
+
+def lstm_unit_fwd():
+    kl = _need("kernels.lstm_unit", "lstm_unit_fwd")
+    torch = torch_mod()
+    n, d = size((4096, 1024), (3, 5))
+    c_prev, ct = rand_pair((n, d), 32)
+    gates, gt = rand_pair((n, 4 * d), 33)
+    cont, _ = pair_from_host(np.ones(n, np.float32))
+    c, _ = empty_pair((n, d))
+    h, _ = empty_pair((n, d))
+
+    def ref():
+        i, f, o, g = torch.sigmoid(gt).split(d, dim=1)
+        cc = f * ct + i * (2 * torch.sigmoid(2 * gt[:, 3 * d:]) - 1)
+        return cc, o * torch.tanh(cc)
+    want_c, want_h = ref()
+    return (lambda: kl.lstm_unit_fwd(c_prev, gates, cont, c, h)), ref, [(c, want_c), (h, want_h)], \
+        4 * (n * d + 4 * n * d + n + 2 * n * d)
+
+
+OPS.update({"im2col_nd": im2col_nd, "sto_pool_test": sto_pool_test, "lstm_unit_fwd": lstm_unit_fwd})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 #                                   (same as NBCAFFE_BENCH_DRY=1)
 # Environment knobs:
 #   OUT                   where results.json, results.md, bench.log, kernel_tests.log go
-#   NBCAFFE_BENCH_STAGES  comma list of stages to run (default: env,tests,gemm,conv,memory,train)
+#   NBCAFFE_BENCH_STAGES  comma list of stages to run (default: env,tests,gemm,conv,memory,train;
+#                         also dist: the one-rank NCCL test, with .whl/nccl4py-*-cp312-*.whl carried)
 #   NBCAFFE_BENCH_SCALE   multiply every stage timeout (default 1)
 #   NBCAFFE_TESTS_MAXFAIL pytest --maxfail for the kernel tests (default 5)
 #   NBCAFFE_TESTS_PATHS   test files/dirs for the tests stage (default: tests/kernels tests/runner/test_replay.py tests/runner/test_conv_cache.py)
@@ -78,6 +79,11 @@ setup_gpu() {
     fi
   else
     say "setup: no .whl/protobuf-*.whl (was .whl carried?); using the image's protobuf"
+  fi
+  local nccl
+  nccl=$(ls .whl/nccl4py-*.whl 2>/dev/null | head -1)       # the dist stage's NCCL binding (no deps:
+  if [[ -n "$nccl" ]] && install_wheel "$nccl" /tmp/site-nccl; then   # the image has the NCCL runtime)
+    export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}/tmp/site-nccl
   fi
   probe_i=$(timeout 60 $PY bench/nc_probe.py --versions 2>>"$LOG" | tail -1)   # the image's, no CUDA
   if [[ -n "$nc" ]] && install_wheel "$nc" /tmp/site-nc; then
@@ -152,7 +158,8 @@ for s in "${STAGE_LIST[@]}"; do
     conv)   run_stage conv $PY -m bench.bench_conv ;;
     memory) run_stage memory $PY -m bench.bench_memory ;;
     train)  run_stage train $PY -m bench.bench_train ;;
-    *)      say "unknown stage '$s' (known: env,tests,gemm,conv,memory,train)" ;;
+    dist)   run_stage dist $PY -m pytest -q -p no:cacheprovider tests/runner/test_dist_gpu.py ;;
+    *)      say "unknown stage '$s' (known: env,tests,gemm,conv,memory,train,dist)" ;;
   esac
 done
 

@@ -1,9 +1,13 @@
 """Parsed geometry of the layers whose hyper-parameters need Caffe's rules to read (Convolution,
-Deconvolution, Pooling). Plain frozen data: ``netdef.shapes.infer`` builds them (the one place
+Deconvolution, Pooling, SPP). Plain frozen data: ``netdef.shapes.infer`` builds them (the one place
 where the rules and defaults are written) and returns them as ``LayerShapes.geometry``; layers
 pass them to the backends, which pass their integers to the kernels.
 
-Both are hashable, so a backend may cache launch configurations or workspaces per geometry.
+- ``ConvGeometry``: 2-D convolution (the default path); ``ConvNdGeometry``: any other number of
+  spatial axes (Caffe's ``im2col_nd`` path).
+- ``PoolGeometry``: 2-D pooling; SPP's geometry is a tuple of them, one per pyramid level.
+
+All are hashable, so a backend may cache launch configurations or workspaces per geometry.
 """
 from __future__ import annotations
 
@@ -79,3 +83,66 @@ class PoolGeometry:
     stride_w: int = 1
     pad_h: int = 0
     pad_w: int = 0
+
+
+@dataclass(frozen=True)
+class ConvNdGeometry:
+    """N-D convolution over a batch (Caffe's BaseConvolutionLayer with ``num_spatial_axes_ != 2``,
+    run through ``im2col_nd``/``col2im_nd``): any number of spatial axes (1, 3, 4, ...).
+
+    Input x: (N, C_in, *in_shape); weight w: (C_out, C_in // group, *kernel); output y:
+    (N, C_out, *out_shape) with out_shape[i] = (in_shape[i] + 2*pad[i] - (dilation[i]*(kernel[i]-1)
+    + 1)) // stride[i] + 1. Every tuple has one entry per spatial axis. For Deconvolution the
+    geometry describes the *forward convolution* from the deconv's top to its bottom, as
+    ``ConvGeometry`` does. The column buffer of one image is (C_in * prod(kernel), prod(out_shape)):
+    row (c, k_0, ..., k_{n-1}) row-major, column (o_0, ..., o_{n-1}) row-major (Caffe's layout).
+    """
+
+    n: int
+    c_in: int
+    in_shape: tuple[int, ...]
+    c_out: int
+    out_shape: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+    group: int = 1
+
+    @property
+    def num_spatial_axes(self) -> int:
+        return len(self.in_shape)
+
+    @property
+    def kernel_count(self) -> int:
+        """prod(kernel): taps per input channel."""
+        return _prod(self.kernel)
+
+    @property
+    def in_count(self) -> int:
+        """prod(in_shape): input positions per channel."""
+        return _prod(self.in_shape)
+
+    @property
+    def out_count(self) -> int:
+        """prod(out_shape): output positions per channel."""
+        return _prod(self.out_shape)
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c_in, *self.in_shape)
+
+    @property
+    def y_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c_out, *self.out_shape)
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        return (self.c_out, self.c_in // self.group, *self.kernel)
+
+
+def _prod(values: tuple[int, ...]) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out

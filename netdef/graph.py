@@ -35,6 +35,8 @@ _PHASES = {"TRAIN": pb.TRAIN, "TEST": pb.TEST}
 _NO_FORCE_BACKWARD = {t: {1} for t in ("SoftmaxWithLoss", "SigmoidCrossEntropyLoss", "HingeLoss",
                                        "InfogainLoss", "MultinomialLogisticLoss")}
 _NO_FORCE_BACKWARD["ContrastiveLoss"] = {2}
+# sequence continuation indicators never receive a gradient (RecurrentLayer / LSTMUnitLayer)
+_NO_FORCE_BACKWARD.update({"RNN": {1}, "LSTM": {1}, "LSTMUnit": {2}})
 
 
 @dataclass

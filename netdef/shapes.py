@@ -20,7 +20,10 @@ reshape an Input layer to the batch it is fed).
 
 FLOP convention (forward pass, whole batch, a multiply and an add count as 2):
 - Convolution / Deconvolution / InnerProduct: 2 * MACs; bias adds are not counted.
-- Pooling: kernel_h * kernel_w per output element (MAX compares or AVE adds).
+- Pooling: kernel_h * kernel_w per output element (MAX compares or AVE adds); SPP: the same,
+  summed over its pyramid levels.
+- RNN / LSTM: 2 * MACs of the input, static-input and recurrent transforms (RNN: also W_ho), plus
+  2 (RNN) or 8 (LSTM) per output element; LSTMUnit: 12 per cell element.
 - LRN: (local_size + 3) per element (window sum of squares, scale, pow, multiply).
 - Softmax: 3 per element (exp, sum, divide). Losses, per element of bottom[0]:
   SoftmaxWithLoss 3 (+1 per label), EuclideanLoss 3, SigmoidCrossEntropyLoss 4,
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netdef.errors import ShapeError
-from netdef.geometry import ConvGeometry, PoolGeometry
+from netdef.geometry import ConvGeometry, ConvNdGeometry, PoolGeometry
 from proto import caffe_pb2 as pb
 
 Shape = tuple[int, ...]
@@ -50,8 +53,9 @@ Shape = tuple[int, ...]
 @dataclass(frozen=True)
 class LayerShapes:
     """What ``infer`` returns: top shapes, learnable parameter shapes, forward FLOPs, and for
-    Convolution / Deconvolution (2-D) and Pooling the parsed ``netdef.geometry`` object the layer
-    runs with (None for other types)."""
+    Convolution / Deconvolution (``ConvGeometry`` for 2-D, ``ConvNdGeometry`` otherwise), Pooling
+    (``PoolGeometry``) and SPP (a tuple of ``PoolGeometry``, one per pyramid level) the parsed
+    ``netdef.geometry`` object the layer runs with (None for other types)."""
     top_shapes: list[Shape]
     param_shapes: list[Shape] = field(default_factory=list)
     flops: int = 0
@@ -410,14 +414,20 @@ def _conv_like(ctx: _Ctx, deconv: bool) -> LayerShapes:
         macs = outer * channels * count(in_spatial) * (num_output // group) * ksize
     else:
         macs = outer * num_output * count(out_spatial) * (channels // group) * ksize
-    geometry = None
-    if n_spatial == 2:
-        # a deconvolution runs as the forward convolution from its top back onto its bottom
-        src, dst = (out_spatial, in_spatial) if deconv else (in_spatial, out_spatial)
-        c_src, c_dst = (num_output, channels) if deconv else (channels, num_output)
+    # a deconvolution runs as the forward convolution from its top back onto its bottom
+    src, dst = (out_spatial, in_spatial) if deconv else (in_spatial, out_spatial)
+    c_src, c_dst = (num_output, channels) if deconv else (channels, num_output)
+    geometry: ConvGeometry | ConvNdGeometry
+    if n_spatial == 2 and not p.force_nd_im2col:
         geometry = ConvGeometry(outer, c_src, src[0], src[1], c_dst, dst[0], dst[1],
                                 kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1],
                                 dilation[0], dilation[1], group)
+    else:
+        # Caffe's im2col_nd path (any number of spatial axes but 0, or force_nd_im2col)
+        ctx.check(n_spatial >= 1, "convolution needs at least 1 spatial axis after the channel "
+                  f"axis {caxis}")
+        geometry = ConvNdGeometry(outer, c_src, tuple(src), c_dst, tuple(dst), tuple(kernel),
+                                  tuple(stride), tuple(pad), tuple(dilation), group)
     return LayerShapes([top] * ctx.ntop, params, 2 * macs * len(ctx.b), geometry)
 
 
@@ -464,14 +474,30 @@ def _pooling(ctx: _Ctx) -> LayerShapes:
     if p.global_pooling:
         ctx.check(ph == 0 and pw == 0 and sh == 1 and sw == 1,
                   "with global_pooling: true only pad = 0 and stride = 1 are allowed")
+    geometry = _pool_geometry(ctx, b, (kh, kw), (sh, sw), (ph, pw), p.round_mode, p.pool, "")
+    top = (n, c, geometry.out_h, geometry.out_w)
+    return LayerShapes([top] * ctx.ntop, [], count(top) * kh * kw, geometry)
+
+
+def _pool_geometry(ctx: _Ctx, b: Shape, kernel: tuple[int, int], stride: tuple[int, int],
+                   pad: tuple[int, int], round_mode: int, pool: int, where: str) -> PoolGeometry:
+    """Caffe's PoolingLayer rules for a (N, C, H, W) input: padding only for MAX/AVE and smaller
+    than the kernel, the kernel within the padded input, the output size by ``round_mode`` (CEIL:
+    ceil((H + 2*pad - kernel) / stride) + 1) and, with any padding, the last window dropped when
+    it would start at or past H + pad. ``where`` prefixes the messages (SPP's pyramid level)."""
+    n, c, h, w = b
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = pad
     if ph or pw:
-        ctx.check(p.pool in (pb.PoolingParameter.AVE, pb.PoolingParameter.MAX),
-                  "padding is implemented only for AVE and MAX pooling")
-        ctx.check(ph < kh and pw < kw, f"pad ({ph}, {pw}) must be smaller than the kernel "
+        ctx.check(pool in (pb.PoolingParameter.AVE, pb.PoolingParameter.MAX),
+                  f"{where}padding is implemented only for AVE and MAX pooling")
+        ctx.check(ph < kh and pw < kw, f"{where}pad ({ph}, {pw}) must be smaller than the kernel "
                   f"({kh}, {kw})")
     ctx.check(h + 2 * ph >= kh and w + 2 * pw >= kw,
-              f"kernel ({kh}, {kw}) is larger than the padded input ({h} + 2*{ph}, {w} + 2*{pw})")
-    if p.round_mode == pb.PoolingParameter.FLOOR:
+              f"{where}kernel ({kh}, {kw}) is larger than the padded input ({h} + 2*{ph}, {w} + "
+              f"2*{pw})")
+    if round_mode == pb.PoolingParameter.FLOOR:
         oh = (h + 2 * ph - kh) // sh + 1
         ow = (w + 2 * pw - kw) // sw + 1
     else:
@@ -483,9 +509,43 @@ def _pooling(ctx: _Ctx) -> LayerShapes:
             oh -= 1
         if (ow - 1) * sw >= w + pw:
             ow -= 1
-    top = (n, c, oh, ow)
-    geometry = PoolGeometry(n, c, h, w, oh, ow, kh, kw, sh, sw, ph, pw)
-    return LayerShapes([top] * ctx.ntop, [], count(top) * kh * kw, geometry)
+    return PoolGeometry(n, c, h, w, oh, ow, kh, kw, sh, sw, ph, pw)
+
+
+def spp_level(h: int, w: int, level: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """SPP's pooling window at pyramid ``level`` of an H x W input (Caffe's
+    SPPLayer::GetPoolingParam): bins = 2**level per side; kernel = ceil(H / bins); the
+    remainder kernel*bins - H is padded, pad = (remainder + 1) // 2; stride = kernel (the same
+    for W). Returns ((kernel_h, kernel_w), (pad_h, pad_w))."""
+    bins = 2 ** level
+    kh, kw = -(-h // bins), -(-w // bins)
+    return (kh, kw), ((kh * bins - h + 1) // 2, (kw * bins - w + 1) // 2)
+
+
+@register("SPP")
+def _spp(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    p = ctx.lp.spp_param
+    b = ctx.b[0]
+    ctx.check(len(b) == 4, f"input must have 4 axes (num, channels, height, width), got {len(b)}")
+    n, c, h, w = b
+    ctx.check(h > 0 and w > 0, "input dimensions cannot be zero")
+    ctx.check(p.pyramid_height >= 1, f"spp_param.pyramid_height must be >= 1, got "
+              f"{p.pyramid_height}")
+    pool = {pb.SPPParameter.MAX: pb.PoolingParameter.MAX, pb.SPPParameter.AVE:
+            pb.PoolingParameter.AVE, pb.SPPParameter.STOCHASTIC: pb.PoolingParameter.STOCHASTIC}[p.pool]
+    levels = []
+    for i in range(p.pyramid_height):
+        kernel, pad = spp_level(h, w, i)
+        levels.append(_pool_geometry(ctx, b, kernel, kernel, pad, pb.PoolingParameter.CEIL, pool,
+                                     f"pyramid level {i} (kernel {kernel}, pad {pad}): "))
+    flops = sum(n * c * g.out_h * g.out_w * g.kernel_h * g.kernel_w for g in levels)
+    if len(levels) == 1:       # Caffe runs the one pooling layer alone: its 4-D top
+        top: Shape = (n, c, levels[0].out_h, levels[0].out_w)
+    else:                      # the flattened levels, concatenated along axis 1
+        top = (n, sum(c * g.out_h * g.out_w for g in levels))
+    return LayerShapes([top], [], flops, tuple(levels))
 
 
 @register("InnerProduct")
@@ -940,3 +1000,68 @@ def _parameter(ctx: _Ctx) -> LayerShapes:
     ctx.ntops(exact=1)
     s = tuple(ctx.lp.parameter_param.shape.dim)
     return LayerShapes([s], [s], 0)
+
+
+# --------------------------------------------------------------------------- recurrent
+
+#: Caffe's RecurrentLayer subclasses: the number of recurrent state blobs (RNN: h; LSTM: h, c)
+RECURRENT_STATES = {"RNN": 1, "LSTM": 2}
+
+
+def recurrent_bottoms(lp: pb.LayerParameter, nbottom: int) -> tuple[bool, int]:
+    """(static_input, number of exposed hidden bottoms) of an RNN/LSTM layer with ``nbottom``
+    bottoms (Caffe's RecurrentLayer::LayerSetUp: x, cont, [x_static], [h_0 (, c_0)] when
+    ``expose_hidden``)."""
+    exposed = RECURRENT_STATES[lp.type] if lp.recurrent_param.expose_hidden else 0
+    return nbottom > 2 + exposed, exposed
+
+
+@register("RNN", "LSTM")
+def _recurrent(ctx: _Ctx) -> LayerShapes:
+    p = ctx.lp.recurrent_param
+    static, exposed = recurrent_bottoms(ctx.lp, len(ctx.b))
+    ctx.nbottom(lo=2 + exposed, hi=3 + exposed)
+    ctx.ntops(exact=1 + exposed)
+    ctx.check(p.num_output > 0, "recurrent_param.num_output must be positive")
+    x, cont = ctx.b[0], ctx.b[1]
+    ctx.check(len(x) >= 2, f"bottom[0] must have at least 2 axes -- (#timesteps, #streams, ...), "
+              f"got {fmt(x)}")
+    t, n = x[0], x[1]
+    ctx.check(len(cont) == 2 and cont == (t, n), f"bottom[1] (cont) must be (#timesteps, #streams) "
+              f"= {fmt((t, n))}, got {fmt(cont)}")
+    hdim = int(p.num_output)
+    gates = 4 * hdim if ctx.lp.type == "LSTM" else hdim
+    params: list[Shape] = [(gates, count(x, 2)), (gates,)]
+    if static:
+        xs = ctx.b[2]
+        ctx.check(len(xs) >= 1 and xs[0] == n, f"bottom[2] (x_static) must be (#streams = {n}, ...), "
+                  f"got {fmt(xs)}")
+        params.append((gates, count(xs, 1)))
+    params.append((gates, hdim))                 # W_hc / W_hh
+    if ctx.lp.type == "RNN":
+        params += [(hdim, hdim), (hdim,)]        # W_ho, b_o
+    state = (1, n, hdim)
+    for i, s in enumerate(ctx.b[2 + static:], 2 + static):
+        ctx.check(s == state, f"bottom[{i}] shape must match hidden state input shape: {fmt(state)}, "
+                  f"got {fmt(s)}")
+    tops: list[Shape] = [(t, n, hdim)] + [state] * exposed
+    macs = t * n * gates * (count(x, 2) + hdim) + (n * gates * count(ctx.b[2], 1) if static else 0)
+    if ctx.lp.type == "RNN":
+        macs += t * n * hdim * hdim
+    return LayerShapes(tops, params, 2 * macs + count(tops[0]) * (8 if gates > hdim else 2))
+
+
+@register("LSTMUnit")
+def _lstm_unit(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=3)
+    ctx.ntops(exact=2)
+    c_prev, gates, cont = ctx.b
+    ctx.check(len(c_prev) == 3 and len(gates) == 3, f"bottom[0] (c_prev) and bottom[1] (gate "
+              f"input) must have 3 axes (1, #streams, dim), got {fmt(c_prev)} and {fmt(gates)}")
+    ctx.check(len(cont) == 2, f"bottom[2] (cont) must have 2 axes (1, #streams), got {fmt(cont)}")
+    n = c_prev[1]
+    for i, s in enumerate(ctx.b):
+        ctx.check(s[0] == 1 and s[1] == n, f"bottom[{i}] must be (1, {n}, ...), got {fmt(s)}")
+    ctx.check(gates[2] == 4 * c_prev[2], f"bottom[1] (gate input) must have 4 * {c_prev[2]} = "
+              f"{4 * c_prev[2]} entries per stream, got {gates[2]}")
+    return LayerShapes([c_prev, c_prev], [], count(c_prev) * 12)

@@ -14,8 +14,8 @@ Conventions (all ops)
   **accumulate** (``+=``, so ``iter_size`` > 1 works); bottom gradients (``dx``) are **written**
   (``=``). Ops whose name says otherwise say so in their docstring.
 - In-place: every elementwise op accepts ``y is x`` / ``dx is dy`` (Caffe in-place layers).
-- Geometry objects (``netdef.geometry``: ``ConvGeometry``, ``PoolGeometry``, built only by
-  ``netdef.shapes.infer``) are frozen and hashable, so a backend may
+- Geometry objects (``netdef.geometry``: ``ConvGeometry``, ``ConvNdGeometry``, ``PoolGeometry``,
+  built only by ``netdef.shapes.infer``) are frozen and hashable, so a backend may
   cache launch configurations or workspaces per geometry.
 - Shapes "(outer, dim, inner)": the array is viewed as a 3-D C-contiguous array; ``outer`` is the
   product of the axes before the active axis, ``inner`` of the axes after it (Caffe's
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from netdef.geometry import ConvGeometry, PoolGeometry
+from netdef.geometry import ConvGeometry, ConvNdGeometry, PoolGeometry
 
 Array = Any  # numpy.ndarray on cpu, numba DeviceNDArray on cuda
 
@@ -409,6 +409,53 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def ave_pool_bwd(self, dy: Array, dx: Array, g: PoolGeometry) -> None:
         """dx = sum over windows containing (h, w) of dy / pool_size (dx =)."""
+
+    # ------------------------------------------------------------------ issue 12b: stochastic pooling
+    @abc.abstractmethod
+    def sto_pool_fwd_train(self, x: Array, y: Array, idx: Array, g: PoolGeometry, seed: int,
+                           stream: int) -> None:
+        """TRAIN-phase STOCHASTIC pooling (Caffe's StoPoolForwardTrain; no padding): for each
+        window [ph*stride, +kernel) clipped to the image, u = the output's uniform in (0, 1]
+        (``kernels.stochastic_pool.uniform_host(y.size, seed, stream)``, Philox words shared by
+        both backends), thres = u * (window sum); the first element in row-major order whose running
+        sum is >= thres is picked: y = its value, idx (int32, y's shape) = its h*W + w (y = 0, idx
+        = -1 when none is). The layer passes a new ``stream`` every forward."""
+
+    @abc.abstractmethod
+    def sto_pool_fwd_test(self, x: Array, y: Array, g: PoolGeometry) -> None:
+        """TEST-phase STOCHASTIC pooling: y = sum(x^2) / (FLT_MIN + sum(x)) over each window."""
+
+    @abc.abstractmethod
+    def sto_pool_bwd(self, dy: Array, idx: Array, dx: Array, g: PoolGeometry) -> None:
+        """dx = 0 then dx[n, c, idx[n,c,ph,pw]] += dy[n,c,ph,pw] (idx -1: nothing) (dx =)."""
+
+    # ------------------------------------------------------------------ issue 12b: N-D convolution
+    @abc.abstractmethod
+    def conv_nd_forward(self, x: Array, w: Array, b: Array | None, y: Array, g: ConvNdGeometry) -> None:
+        """y (N, C_out, *out_shape) = the N-D cross-correlation of x (N, C_in, *in_shape) with w
+        (C_out, C_in/group, *kernel), groups/pad/stride/dilation per spatial axis from ``g`` (+ b
+        per output channel): Caffe's im2col_nd + GEMM path."""
+
+    @abc.abstractmethod
+    def conv_nd_backward(self, x: Array | None, w: Array | None, dy: Array, dx: Array | None,
+                         dw: Array | None, db: Array | None, g: ConvNdGeometry) -> None:
+        """Gradients of ``conv_nd_forward``: db += sum over n and positions of dy; dw += (x read
+        only for it); dx = (w read only for it); None skips one (x / w may then be None).
+        Deconvolution's forward is this op's dx with (dy, dx) = (bottom, top)."""
+
+    # ------------------------------------------------------------------ issue 12b: LSTM unit
+    @abc.abstractmethod
+    def lstm_unit_fwd(self, c_prev: Array, x: Array, cont: Array, c: Array, h: Array) -> None:
+        """Caffe's LSTMUnit step on N streams of D cells: x (N, 4D) = pre-activations [i, f, o, g];
+        i, o = sigmoid, f = 0 if cont == 0 else cont * sigmoid(f'), g = 2*sigmoid(2g')-1;
+        c = f * c_prev + i * g, h = o * tanh(c) (N, D); cont (N,)."""
+
+    @abc.abstractmethod
+    def lstm_unit_bwd(self, c_prev: Array, x: Array, cont: Array, c: Array, dc: Array, dh: Array,
+                      dc_prev: Array, dx: Array) -> None:
+        """Caffe's LSTMUnit backward: t = tanh(c), dc_term = dc + dh*o*(1-t^2); dc_prev =
+        dc_term*f; dx (N, 4D) = [dc_term*g*i(1-i), dc_term*c_prev*f(1-f), dh*t*o(1-o),
+        dc_term*i*(1-g^2)] (both written)."""
 
     # ------------------------------------------------------------------ LRN
     @abc.abstractmethod

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from runner.backend.base import Backend, ConvCache, ConvGeometry, PoolGeometry
+from runner.backend.base import Backend, ConvCache, ConvGeometry, ConvNdGeometry, PoolGeometry
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
@@ -627,6 +627,45 @@ class CpuBackend(Backend):
     def ave_pool_bwd(self, dy, dx, g: PoolGeometry) -> None:
         _ave_pool_bwd(dy.reshape(g.n, g.c, g.out_h, g.out_w), dx.reshape(g.n, g.c, g.h, g.w),
                       g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w)
+
+    # ------------------------------------------------------------------ issue 12b (cpu_structured.py)
+    def sto_pool_fwd_train(self, x, y, idx, g: PoolGeometry, seed: int, stream: int) -> None:
+        from kernels.stochastic_pool import uniform_host
+        from runner.backend import cpu_structured as _cs
+        if not x.size or not y.size:
+            return
+        u = uniform_host(y.size, seed, stream)
+        _cs.sto_pool_train(x.reshape(g.n, g.c, g.h, g.w), y.reshape(g.n, g.c, g.out_h, g.out_w),
+                           idx.reshape(g.n, g.c, g.out_h, g.out_w), u, g.kernel_h, g.kernel_w,
+                           g.stride_h, g.stride_w)
+
+    def sto_pool_fwd_test(self, x, y, g: PoolGeometry) -> None:
+        from runner.backend import cpu_structured as _cs
+        if not x.size or not y.size:
+            return
+        _cs.sto_pool_test(x.reshape(g.n, g.c, g.h, g.w), y.reshape(g.n, g.c, g.out_h, g.out_w),
+                          g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, y.dtype.type(FLT_MIN))
+
+    def sto_pool_bwd(self, dy, idx, dx, g: PoolGeometry) -> None:
+        from runner.backend import cpu_structured as _cs
+        _cs.sto_pool_bwd(dy.reshape(g.n, g.c, g.out_h, g.out_w), idx.reshape(g.n, g.c, g.out_h, g.out_w),
+                         dx.reshape(g.n, g.c, g.h, g.w))
+
+    def conv_nd_forward(self, x, w, b, y, g: ConvNdGeometry) -> None:
+        from runner.backend import cpu_structured as _cs
+        _cs.conv_nd_forward(x, w, b, y, g)
+
+    def conv_nd_backward(self, x, w, dy, dx, dw, db, g: ConvNdGeometry) -> None:
+        from runner.backend import cpu_structured as _cs
+        _cs.conv_nd_backward(x, w, dy, dx, dw, db, g)
+
+    def lstm_unit_fwd(self, c_prev, x, cont, c, h) -> None:
+        from runner.backend import cpu_structured as _cs
+        _cs.lstm_unit_fwd(c_prev, x, cont, c, h)
+
+    def lstm_unit_bwd(self, c_prev, x, cont, c, dc, dh, dc_prev, dx) -> None:
+        from runner.backend import cpu_structured as _cs
+        _cs.lstm_unit_bwd(c_prev, x, cont, c, dc, dh, dc_prev, dx)
 
     # ------------------------------------------------------------------ LRN
     @staticmethod

@@ -67,7 +67,7 @@ from kernels import scale as _scale
 from kernels import softmax as _sm
 from kernels import solver_update as _su
 from kernels._launch import SIMULATOR, as_device
-from runner.backend.base import Backend, ConvCache, ConvGeometry, PoolGeometry
+from runner.backend.base import Backend, ConvCache, ConvGeometry, ConvNdGeometry, PoolGeometry
 
 Array = Any
 
@@ -537,6 +537,51 @@ class CudaBackend(Backend):
         dxv, dyv, _ = self._pool_views(dx, dy, g)
         _pool.ave_pool_bwd(dyv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
                            (g.pad_h, g.pad_w))
+
+    # ------------------------------------------------------------------ issue 12b
+    def sto_pool_fwd_train(self, x, y, idx, g: PoolGeometry, seed: int, stream: int) -> None:
+        from kernels import stochastic_pool as _sto
+        xv, yv, iv = self._pool_views(x, y, g, idx)
+        _sto.sto_pool_fwd_train(xv, yv, iv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
+                                seed, stream)
+
+    def sto_pool_fwd_test(self, x, y, g: PoolGeometry) -> None:
+        from kernels import stochastic_pool as _sto
+        xv, yv, _ = self._pool_views(x, y, g)
+        _sto.sto_pool_fwd_test(xv, yv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
+
+    def sto_pool_bwd(self, dy, idx, dx, g: PoolGeometry) -> None:
+        from kernels import stochastic_pool as _sto
+        dxv, dyv, iv = self._pool_views(dx, dy, g, idx)
+        _sto.sto_pool_bwd(dyv, iv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
+
+    def conv_nd_forward(self, x, w, b, y, g: ConvNdGeometry) -> None:
+        from kernels import conv_nd as _cnd
+        _cnd.conv_nd_forward(_shaped(_dev(x), g.x_shape), _shaped(_dev(w), g.w_shape),
+                             None if b is None else _flat(b), _shaped(_dev(y), g.y_shape), g.pad,
+                             g.stride, g.dilation, g.group, self._conv_workspace)
+
+    def conv_nd_backward(self, x, w, dy, dx, dw, db, g: ConvNdGeometry) -> None:
+        from kernels import conv_nd as _cnd
+        dxv = None if dx is None else _shaped(_dev(dx), g.x_shape)
+        dwv = None if dw is None else _shaped(_dev(dw), g.w_shape)
+        # kernels.conv_nd reads x only for dw and w only for dx; otherwise they give shapes
+        xv = dxv if x is None else _shaped(_dev(x), g.x_shape)
+        wv = dwv if w is None else _shaped(_dev(w), g.w_shape)
+        if xv is None or wv is None:
+            raise ValueError("conv_nd_backward: x (or dx) and w (or dw) must be given")
+        _cnd.conv_nd_backward(xv, wv, _shaped(_dev(dy), g.y_shape), dxv, dwv,
+                              None if db is None else _flat(db), g.pad, g.stride, g.dilation,
+                              g.group, self._conv_workspace)
+
+    def lstm_unit_fwd(self, c_prev, x, cont, c, h) -> None:
+        from kernels import lstm_unit as _lstm
+        _lstm.lstm_unit_fwd(_flat(c_prev), _flat(x), _flat(cont), _flat(c), _flat(h))
+
+    def lstm_unit_bwd(self, c_prev, x, cont, c, dc, dh, dc_prev, dx) -> None:
+        from kernels import lstm_unit as _lstm
+        _lstm.lstm_unit_bwd(_flat(c_prev), _flat(x), _flat(cont), _flat(c), _flat(dc), _flat(dh),
+                            _flat(dc_prev), _flat(dx))
 
     # ------------------------------------------------------------------ LRN
     @staticmethod

@@ -51,7 +51,7 @@ import numpy as np
 
 from kernels._launch import SIMULATOR
 
-_ACTIVE = threading.local()        # .stack: the recorders in effect in this thread (innermost last)
+_ACTIVE = threading.local()        # per thread: the open Recorders and LaunchCounters (innermost last)
 _HOOKED = False
 
 
@@ -170,8 +170,33 @@ class NotReplayable(RuntimeError):
     """The recorded work cannot be replayed (the message says why)."""
 
 
-class Recorder:
+class _Listening:
+    """A context manager that the launch hooks see while it is open, in the thread that opened it
+    (``_active(kind)``: this thread's open ones of a kind, innermost last)."""
+
+    kind = ""
+
+    def __enter__(self):
+        _install_hooks()
+        _active(self.kind).append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _active(self.kind).remove(self)
+
+
+def _active(kind: str) -> list:
+    listening = getattr(_ACTIVE, kind, None)
+    if listening is None:
+        listening = []
+        setattr(_ACTIVE, kind, listening)
+    return listening
+
+
+class Recorder(_Listening):
     """Context manager: records replayable ops of the launches made inside it (see module doc)."""
+
+    kind = "recorders"
 
     def __init__(self) -> None:
         self.ops: list[Callable[[], None]] = []
@@ -181,46 +206,26 @@ class Recorder:
         if self.unsafe is None:
             self.unsafe = why
 
-    def __enter__(self) -> Recorder:
-        _install_hooks()
-        stack = getattr(_ACTIVE, "stack", None)
-        if stack is None:
-            stack = _ACTIVE.stack = []
-        stack.append(self)
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        _ACTIVE.stack.remove(self)
-
-
-class LaunchCounter:
+class LaunchCounter(_Listening):
     """Context manager: ``count`` is the number of kernel launches this thread made inside it
     (top-level launches, not device-function calls), seen through the same hooks as Recorder."""
+
+    kind = "counters"
 
     def __init__(self) -> None:
         self.count = 0
 
-    def __enter__(self) -> LaunchCounter:
-        _install_hooks()
-        counters = getattr(_ACTIVE, "counters", None)
-        if counters is None:
-            counters = _ACTIVE.counters = []
-        counters.append(self)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _ACTIVE.counters.remove(self)
-
 
 def _count_launch() -> None:
-    for c in getattr(_ACTIVE, "counters", ()):
+    for c in _active("counters"):
         c.count += 1
 
 
 def _recorder() -> Recorder | None:
     """The innermost recorder of the calling thread: launches from other threads (a data
     prefetcher, a user's own) are never recorded into it."""
-    stack = getattr(_ACTIVE, "stack", None)
+    stack = _active("recorders")
     return stack[-1] if stack else None
 
 

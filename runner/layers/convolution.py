@@ -2,9 +2,13 @@
 stride, pad, dilation, bias_term; a 1x1/stride-1/pad-0 convolution is a plain GEMM (no im2col).
 Each bottom i produces top i with the same weights. Weight (num_output, C/group, KH, KW),
 bias (num_output,); fillers ``weight_filler`` / ``bias_filler`` (default constant 0).
-2-D only (``axis`` selects the channel axis; axes before it are batch)."""
+``axis`` selects the channel axis (axes before it are batch, every axis after it is spatial).
+Two spatial axes run the 2-D path (``ConvGeometry``: kept columns, the tuned im2col kernels); any
+other number (1-D, 3-D, ...), or ``force_nd_im2col``, runs Caffe's N-D path (``ConvNdGeometry``:
+``Backend.conv_nd_forward`` / ``conv_nd_backward``, im2col_nd + GEMM)."""
 from __future__ import annotations
 
+from netdef.geometry import ConvNdGeometry
 from runner.backend.base import ConvCache
 from runner.blob import Blob
 from runner.layers.base import Layer
@@ -25,9 +29,6 @@ class ConvolutionLayer(Layer):
     def setup(self, bottoms: list[Blob], tops: list[Blob]) -> None:
         p = self.param.convolution_param
         shapes = self.infer(bottoms)
-        if shapes.geometry is None:
-            raise self.error(f"nbcaffe supports 2-D convolution only; bottom shape {bottoms[0].shape} "
-                             f"with channel axis {p.axis} does not have 2 spatial axes")
         self.bias_term = bool(p.bias_term)
         self.add_param(shapes.param_shapes[0], p.weight_filler, "weight")
         if self.bias_term:
@@ -40,6 +41,7 @@ class ConvolutionLayer(Layer):
         # netdef.shapes parsed it; for a Deconvolution it is the forward convolution from the top
         # back onto the bottom
         self.geom = shapes.geometry
+        self.nd = isinstance(self.geom, ConvNdGeometry)
 
     _col_caches: list[ConvCache] | None = None   # one per bottom, made on first use
     _seen: tuple = ()                             # data_version() of each bottom at the forward
@@ -59,6 +61,10 @@ class ConvolutionLayer(Layer):
         be = self.backend
         w = self.blobs[0].dev_data
         b = self.blobs[1].dev_data if self.bias_term else None
+        if self.nd:
+            for x, y in zip(bottoms, tops):
+                be.conv_nd_forward(x.dev_data, w, b, y.dev_data, self.geom)
+            return
         self._seen = tuple(x.data_version() for x in bottoms)
         for x, y, cache in zip(bottoms, tops, self._caches(len(bottoms))):
             be.conv_forward(x.dev_data, w, b, y.dev_data, self.geom, cache)
@@ -68,6 +74,11 @@ class ConvolutionLayer(Layer):
         w = self.blobs[0].dev_data
         dw = self.blobs[0].dev_diff if self.param_propagate_down[0] else None
         db = self.blobs[1].dev_diff if self.bias_term and self.param_propagate_down[1] else None
+        if self.nd:
+            for i, (x, y) in enumerate(zip(bottoms, tops)):
+                dx = x.dev_diff if propagate_down[i] else None
+                be.conv_nd_backward(x.dev_data, w, y.dev_diff, dx, dw, db, self.geom)
+            return
         caches = self._caches(len(bottoms))
         seen = self._seen
         for i, (x, y) in enumerate(zip(bottoms, tops)):
