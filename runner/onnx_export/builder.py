@@ -31,6 +31,9 @@ class GraphBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.consumed: set[str] = set()
+        self.declared: dict[str, Dims] = {}       # tensors declared with their shapes (value_info)
+        self.extra_inputs: dict[str, Dims] = {}   # graph inputs a mapping adds (recurrent state)
+        self.extra_outputs: dict[str, Dims] = {}  # graph outputs a mapping adds
         self._names: set[str] = set(reserved)
         self._node_names: set[str] = set()
         self._shared: dict[tuple, str] = {}
@@ -87,6 +90,7 @@ class LayerContext:
         self._params = params
         self._constant = constant
         self._first_node = True
+        self.notes: list[str] = []            # told to the user with the export's notes
 
     # ------------------------------------------------------------------ facts
     def refuse(self, why: str) -> ExportError:

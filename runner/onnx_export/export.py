@@ -29,9 +29,10 @@ from onnx import helper
 from netdef.errors import ExportError
 from netdef.graph import Graph, LayerNode
 from proto import caffe_pb2 as pb
-from runner.onnx_export.builder import FLOAT, GraphBuilder, LayerContext
-from runner.onnx_export.plan import Dims, Plan, make_plan
-from runner.onnx_export.table import MAPPINGS, REFUSED, load_all, mapped_types
+from runner.onnx_export.builder import FLOAT, GraphBuilder
+from runner.onnx_export.plan import Dims, make_plan
+from runner.onnx_export.table import REFUSED, load_all
+from runner.onnx_export.walk import emit
 
 OPSET_MIN = 19          # ONNX's pooling output size and AveragePool divisor rules settle at 19
 DEFAULT_OPSET = 19
@@ -80,34 +81,6 @@ def _version() -> str:
         return "dev"
 
 
-def _tensor_names(plan: Plan) -> dict[int, list[str]]:
-    """Layer index -> the tensor names of its tops (see the module docstring)."""
-    data_tops = set(plan.data_tops)
-    last: dict[str, int] = {}
-    for i, node in enumerate(plan.graph.layers):
-        if plan.kind(node) == "layer":
-            for t in node.tops:
-                last[t] = i
-    names: dict[int, list[str]] = {}
-    taken: set[str] = set(plan.graph.blob_shapes)
-    for i, node in enumerate(plan.graph.layers):
-        if plan.kind(node) != "layer":
-            continue
-        out = []
-        for t in node.tops:
-            if last[t] == i and t not in data_tops:
-                out.append(t)
-                continue
-            name, k = f"{t}@{node.name}", 0
-            while name in taken:
-                k += 1
-                name = f"{t}@{node.name}_{k}"
-            taken.add(name)
-            out.append(name)
-        names[i] = out
-    return names
-
-
 def build_model(net_param: pb.NetParameter, graph: Graph, params: Params, opset: int = DEFAULT_OPSET,
                 batch: int | str | None = "dynamic",
                 constant: Constant | None = None) -> tuple[onnx.ModelProto, ExportInfo]:
@@ -116,7 +89,6 @@ def build_model(net_param: pb.NetParameter, graph: Graph, params: Params, opset:
     layer name). ``batch``: "dynamic" (default) or a fixed int. ``constant(node)`` computes the
     tops of layers exported as constants (PriorBox) with nbcaffe's forward. Raises ExportError
     naming the layer for anything that cannot be exported faithfully."""
-    load_all()
     if opset not in opset_range():
         raise ExportError(f"opset {opset} is not supported: nbcaffe writes opsets "
                           f"{opset_range().start}..{opset_range().stop - 1} (19 is the first whose "
@@ -125,60 +97,10 @@ def build_model(net_param: pb.NetParameter, graph: Graph, params: Params, opset:
     plan = make_plan(net_param, graph, batch)
     g = plan.graph
     check_refused([n.param for n in g.layers])
-    for node in g.layers:
-        if plan.kind(node) == "layer" and node.type not in MAPPINGS:
-            raise ExportError(f"layer '{node.name}' ({node.type}): no ONNX mapping for this type "
-                              f"(mapped types: {', '.join(mapped_types())})")
-
-    names = _tensor_names(plan)
     builder = GraphBuilder(g.blob_shapes)
-    info = ExportInfo(opset, {}, {}, dict(plan.dropped))
-    cur: dict[str, str] = {}                 # blob -> tensor holding its current value
-    dropped_by: dict[str, LayerNode] = {}    # top of a dropped layer -> that layer
-    silenced: set[str] = set()
-    produced: dict[str, Dims] = {}           # tensor -> shape, in production order
-    blob_of: dict[str, str] = {}             # tensor -> blob
-    for i, node in enumerate(g.layers):
-        kind = plan.kind(node)
-        if kind == "data":
-            for t in node.tops:
-                cur[t] = t
-            continue
-        if kind == "dropped":
-            info.notes.append(f"dropped layer '{node.name}' ({node.type}): "
-                              f"{plan.dropped[node.name]}")
-            for t in node.tops:
-                dropped_by[t] = node
-            continue
-        for b in node.bottoms:
-            if b not in cur:
-                src = dropped_by[b]
-                raise ExportError(f"layer '{node.name}' ({node.type}) reads '{b}', a top of layer "
-                                  f"'{src.name}' ({src.type}), which an inference model drops "
-                                  f"({plan.dropped[src.name]})")
-        ins = [cur[b] for b in node.bottoms]
-        if kind == "split":
-            for t in node.tops:
-                cur[t] = ins[0]
-            continue
-        if kind == "silence":
-            silenced.update(ins)
-            continue
-        outs = names[i]
-        arrays = (get(node.name) or []) if node.param_shapes else []
-        ctx = LayerContext(builder, plan, node, ins, outs, arrays, constant)
-        before = len(builder.nodes)
-        MAPPINGS[node.type](ctx)
-        written = {o for n in builder.nodes[before:] for o in n.output}
-        missing = [o for o in outs if o not in written]
-        if missing:
-            raise RuntimeError(f"ONNX mapping of {node.type} did not write {missing} "
-                               f"(layer '{node.name}')")
-        for t, o in zip(node.tops, outs):
-            cur[t] = o
-            produced[o] = plan.dims[t]
-            blob_of[o] = t
-
+    walk = emit(plan, builder, {t: t for t in plan.data_tops}, get, constant)
+    info = ExportInfo(opset, {}, {}, dict(plan.dropped), list(walk.notes))
+    produced, blob_of = walk.produced, walk.blob_of
     inputs = [t for t in plan.data_tops if t in builder.consumed]
     for t in plan.data_tops:
         if t in builder.consumed:
@@ -188,21 +110,24 @@ def build_model(net_param: pb.NetParameter, graph: Graph, params: Params, opset:
                               "not a model input")
         else:
             info.notes.append(f"blob '{t}' is read only by dropped layers: not a model input")
-    outputs = [o for o in produced if o not in builder.consumed and o not in silenced]
+    outputs = [o for o in produced if o not in builder.consumed and o not in walk.silenced]
     if not outputs:
         raise ExportError(f"net '{g.name}': nothing to export (no layer output is left once the "
                           "loss and metric layers are dropped)")
-    info.inputs = {t: plan.dims[t].onnx_shape() for t in inputs}
-    info.outputs = {o: produced[o].onnx_shape() for o in outputs}
+    in_dims = {t: plan.dims[t] for t in inputs} | builder.extra_inputs
+    out_dims = {o: produced[o] for o in outputs} | builder.extra_outputs
+    info.inputs = {t: d.onnx_shape() for t, d in in_dims.items()}
+    info.outputs = {o: d.onnx_shape() for o, d in out_dims.items()}
     info.blobs = {o: blob_of[o] for o in outputs}
     for o in outputs:
         if o != blob_of[o]:
             info.notes.append(f"output '{o}' holds blob '{blob_of[o]}' (written in place over the "
                               "input of the same name)")
-    vis = [_value_info(o, d) for o, d in produced.items() if o not in info.outputs]
+    declared = builder.declared | produced
+    vis = [_value_info(o, d) for o, d in declared.items() if o not in out_dims]
     graph_proto = helper.make_graph(
-        builder.nodes, g.name or "net", [_value_info(t, plan.dims[t]) for t in inputs],
-        [_value_info(o, produced[o]) for o in outputs], initializer=builder.initializers,
+        builder.nodes, g.name or "net", [_value_info(t, d) for t, d in in_dims.items()],
+        [_value_info(o, d) for o, d in out_dims.items()], initializer=builder.initializers,
         value_info=vis)
     opset_id = helper.make_opsetid("", opset)
     model = helper.make_model(graph_proto, opset_imports=[opset_id], producer_name="nbcaffe",
