@@ -86,8 +86,11 @@ def emit(plan: Plan, builder: GraphBuilder, bind: Mapping[str, str], params: Par
     check_mapped(plan)
     names = tensor_names(plan, prefix)
     for outs in names.values():
-        for o in outs:
-            builder.claim(o)
+        for j, o in enumerate(outs):
+            if prefix:                      # an inner net: never a name the outer graph holds
+                outs[j] = builder.fresh(o)
+            else:
+                builder.claim(o)
     walk = Walk(cur={})
     dropped_by: dict[str, LayerNode] = {}
     for i, node in enumerate(plan.graph.layers):

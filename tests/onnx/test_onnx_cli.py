@@ -156,10 +156,11 @@ def test_refusals_name_the_layer_and_why(tmp_path, capsys):
     # opsets before 19 cannot express Caffe's pooling
     err = _refused(tmp_path, capsys, base + layer("r", "ReLU", "data", "y"), "--opset", "18")
     assert "opset 18 is not supported" in err
-    # STOCHASTIC pooling (nbcaffe does not run it)
+    # STOCHASTIC pooling draws random elements in TRAIN (TEST's weighted average is exported)
     err = _refused(tmp_path, capsys, base + layer("p", "Pooling", "data", "y",
-                                                  "pooling_param { pool: STOCHASTIC kernel_size: 2 }"))
-    assert "'p'" in err and "STOCHASTIC" in err
+                                                  "pooling_param { pool: STOCHASTIC kernel_size: 2 }"),
+                   "-phase", "TRAIN")
+    assert "layer 'p' (Pooling): STOCHASTIC pooling draws a random element per window" in err
 
 
 def test_api_refusal_without_a_net(tmp_path):

@@ -426,3 +426,97 @@ def test_prior_box_is_nbcaffe_forward_as_a_constant(tmp_path):
                  "variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 }")
     model = check(net_text({"feat": (2, 3, 4, 5), "data": (2, 3, 16, 20)}, body), tmp_path)
     assert any(n.op_type == "Constant" for n in model.graph.node)
+
+
+# ---------------------------------------------------------------------------- structured layers
+
+def _positive(rng):
+    return lambda name, shape: rng.uniform(0.0, 2.0, shape)
+
+
+@pytest.mark.parametrize("shape,params", [
+    ((2, 3, 6, 6), "kernel_size: 3 stride: 2"),        # ceil: the last window clipped at H
+    ((2, 2, 5, 7), "kernel_h: 2 kernel_w: 3 stride: 2"),
+    ((2, 2, 4, 6), "kernel_size: 1 stride: 2"),        # a last window wholly past the image
+    ((2, 3, 5, 5), "global_pooling: true"),
+])
+def test_stochastic_pooling_at_test(shape, params, tmp_path):
+    # TEST: sum(x^2) / (FLT_MIN + sum(x)) over each window
+    body = layer("pool", "Pooling", "data", "pool", f"pooling_param {{ pool: STOCHASTIC {params} }}")
+    check(net_text({"data": shape}, body), tmp_path, make=_positive(np.random.default_rng(8)))
+
+
+@pytest.mark.parametrize("pool", ["MAX", "AVE", "STOCHASTIC"])
+@pytest.mark.parametrize("height", [1, 2, 3])
+def test_spp(pool, height, tmp_path):
+    body = layer("spp", "SPP", "data", "spp", f"spp_param {{ pool: {pool} pyramid_height: {height} }}")
+    hw = (8, 8) if pool == "STOCHASTIC" else (7, 7)     # 7 x 7: padded levels (MAX and AVE only)
+    check(net_text({"data": (2, 3) + hw}, body), tmp_path, make=_positive(np.random.default_rng(9)))
+
+
+@pytest.mark.parametrize("type_,params,shape", [
+    ("Convolution", "num_output: 4 kernel_size: 3 pad: 1 stride: 2", (2, 3, 9)),          # 1-D
+    ("Convolution", "num_output: 4 group: 2 kernel_size: 2 kernel_size: 3 kernel_size: 2 "
+     "dilation: 2 pad: 1", (2, 4, 5, 6, 5)),                                              # 3-D
+    ("Convolution", "num_output: 3 kernel_size: 3 force_nd_im2col: true", (2, 2, 6, 5)),
+    ("Deconvolution", "num_output: 4 group: 2 kernel_size: 3 stride: 2 pad: 1", (2, 2, 3, 4, 3)),
+])
+def test_nd_convolution(type_, params, shape, tmp_path):
+    body = layer("conv", type_, "data", "conv", f"convolution_param {{ {params} }}")
+    check(net_text({"data": shape}, body), tmp_path)
+
+
+def test_lstm_unit(tmp_path):
+    body = layer("unit", "LSTMUnit", ["c_prev", "gates", "cont"], ["c", "h"])
+    rng = np.random.default_rng(10)
+    inputs = {"c_prev": (1, 3, 4), "gates": (1, 3, 16), "cont": (1, 3)}
+    check(net_text(inputs, body), tmp_path, batch=1, batches=(1,),
+          make=lambda name, shape: rng.integers(0, 2, shape) if name == "cont" else None)
+
+
+@pytest.mark.parametrize("type_", ["RNN", "LSTM"])
+@pytest.mark.parametrize("static,expose", [(False, False), (True, False), (False, True), (True, True)])
+def test_recurrent_carries_its_state_like_caffe(type_, static, expose, tmp_path):
+    t, n, h = 3, 2, 4
+    inputs = {"x": (t, n, 3, 2), "cont": (t, n)}
+    if static:
+        inputs["xs"] = (n, 5)
+    tops = ["y"]
+    if expose:
+        states = ["h0", "c0"] if type_ == "LSTM" else ["h0"]
+        inputs.update({s: (1, n, h) for s in states})
+        tops += ["hT", "cT"] if type_ == "LSTM" else ["hT"]
+    body = layer("rec", type_, list(inputs), tops,
+                 f"recurrent_param {{ num_output: {h} expose_hidden: {str(expose).lower()} }}")
+    net = Net(read_net(net_text(inputs, body)))
+    randomize(net, np.random.default_rng(11))
+    info = net.to_onnx(tmp_path / "rec.onnx", batch=t)
+    model = onnx.load(str(tmp_path / "rec.onnx"))
+    rng = np.random.default_rng(12)
+    state = {}
+    for call, cont0 in enumerate((0, 1)):     # the second forward continues the first's sequences
+        feeds = {k: rng.standard_normal(s).astype(np.float32) for k, s in inputs.items()}
+        feeds["cont"] = rng.integers(0, 2, (t, n)).astype(np.float32)
+        feeds["cont"][0] = cont0
+        ours = net.forward(**feeds)
+        onnx_feeds = dict(feeds)
+        for name in info.inputs:
+            if name not in feeds:                # the carried state: zeros for a fresh net
+                onnx_feeds[name] = state.get(name, np.zeros((1, n, h), np.float32))
+        got = run(model, onnx_feeds)
+        for top in tops:
+            assert rel_err(got[top], ours[top] if top in ours else net.blobs[top].data) <= RTOL, \
+                (call, top)
+        state = {name.replace("_T", "_0"): got[name] for name in got if name.endswith("_T")}
+    if not expose:
+        assert any("carries its state" in note for note in info.notes)
+        assert sorted(info.inputs) == sorted(["x", "cont"] + (["xs"] if static else [])
+                                             + [f"rec/{s}_0" for s in ("hc" if type_ == "LSTM" else "h")])
+
+
+def test_recurrent_needs_a_fixed_first_axis(tmp_path):
+    body = layer("rec", "LSTM", ["x", "cont"], "y", "recurrent_param { num_output: 2 }")
+    net = Net(read_net(net_text({"x": (3, 2, 4), "cont": (3, 2)}, body)))
+    with pytest.raises(Exception, match=r"layer 'rec' \(LSTM\): it runs as a net unrolled over the 3 "
+                       r"time steps.*--batch 3"):
+        net.to_onnx(tmp_path / "x.onnx")

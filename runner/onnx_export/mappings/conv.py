@@ -1,8 +1,9 @@
 """Layers with weight matrices: Convolution, Deconvolution, InnerProduct, Embed.
 
 - Convolution -> Conv, Deconvolution -> ConvTranspose, with the geometry netdef.shapes parsed
-  (kernel, stride, symmetric pad, dilation, group per axis); Caffe's weight layouts are ONNX's
-  ((out, in/group, kh, kw) and (in, out/group, kh, kw)). A channel axis other than 1 views the
+  (2-D or N-D: kernel, stride, symmetric pad, dilation per spatial axis, group); Caffe's weight
+  layouts are ONNX's ((out, in/group, *kernel) and (in, out/group, *kernel)). A channel axis other
+  than 1 views the
   leading axes as one batch axis (Reshape around the op). Each bottom gets its own node on the
   same initializers.
 - InnerProduct: x viewed as (M, K) = (count(0, axis), count(axis)) -> Gemm with W (N, K) transposed
@@ -11,21 +12,28 @@
 """
 from __future__ import annotations
 
+from netdef.geometry import ConvGeometry, ConvNdGeometry
 from netdef.shapes import count
 from runner.onnx_export.builder import INT64, LayerContext
 from runner.onnx_export.plan import Dims
 from runner.onnx_export.table import maps
 
 
+def _conv_attrs(g: ConvGeometry | ConvNdGeometry) -> dict:
+    """ONNX Conv/ConvTranspose attributes of netdef's geometry (symmetric pads)."""
+    if isinstance(g, ConvGeometry):
+        kernel, stride = (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w)
+        pad, dilation = (g.pad_h, g.pad_w), (g.dilation_h, g.dilation_w)
+    else:
+        kernel, stride, pad, dilation = g.kernel, g.stride, g.pad, g.dilation
+    return dict(kernel_shape=list(kernel), strides=list(stride), pads=list(pad) * 2,
+                dilations=list(dilation), group=g.group)
+
+
 @maps("Convolution", "Deconvolution")
 def convolution(ctx: LayerContext) -> None:
     p = ctx.param.convolution_param
-    g = ctx.shapes().geometry
-    if g is None:
-        raise ctx.refuse("only 2-D convolution is exported (nbcaffe runs 2-D only)")
-    attrs = dict(kernel_shape=[g.kernel_h, g.kernel_w], strides=[g.stride_h, g.stride_w],
-                 pads=[g.pad_h, g.pad_w, g.pad_h, g.pad_w], dilations=[g.dilation_h, g.dilation_w],
-                 group=g.group)
+    attrs = _conv_attrs(ctx.shapes().geometry)
     w = ctx.param_tensor(0, "weight")
     b = [ctx.param_tensor(1, "bias")] if p.bias_term else []
     op = "ConvTranspose" if ctx.type == "Deconvolution" else "Conv"
