@@ -126,7 +126,7 @@ def tile(lp, xs, ps):
 
 @ref("Normalize")
 def normalize(lp, xs, ps):
-    p = lp.normalize_param
+    p = lp.norm_param
     x = xs[0]
     sq = x ** 2
     if p.across_spatial:

@@ -404,8 +404,8 @@ def _needs(field: str) -> None:
 @pytest.mark.parametrize("params", ["", "across_spatial: false", "channel_shared: false",
                                     "across_spatial: false channel_shared: false eps: 0.001"])
 def test_normalize(params, tmp_path):
-    _needs("normalize_param")
-    body = layer("norm", "Normalize", "data", "norm", f"normalize_param {{ {params} }}")
+    _needs("norm_param")
+    body = layer("norm", "Normalize", "data", "norm", f"norm_param {{ {params} }}")
     check(net_text({"data": (2, 3, 4, 5)}, body), tmp_path)
 
 

@@ -117,7 +117,7 @@ def mvn(ctx: LayerContext) -> None:
 
 @maps("Normalize")
 def normalize(ctx: LayerContext) -> None:
-    p = ctx.param.normalize_param
+    p = ctx.param.norm_param
     x, rank = ctx.inputs[0], ctx.bottom_dims().rank
     if rank < 2:
         raise ctx.refuse(f"the bottom must have at least 2 axes, got {rank}")
