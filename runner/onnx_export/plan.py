@@ -117,6 +117,15 @@ def _read_blobs(graph: Graph) -> set[str]:
     return needed
 
 
+def _downstream_of_filter(graph: Graph) -> set[str]:
+    """The tops of Filter layers and every blob computed from them."""
+    out: set[str] = set()
+    for node in graph.layers:
+        if node.type == "Filter" or any(b in out for b in node.bottoms):
+            out.update(node.tops)
+    return out
+
+
 def _producer(graph: Graph, blob: str) -> str:
     name = "?"
     for node in graph.layers:
@@ -184,6 +193,12 @@ def make_plan(net_param: pb.NetParameter, graph: Graph, batch: int | str | None 
                     f"size ({', '.join(map(fmt, n1.param_shapes))} at batch {b_ref}, "
                     f"{', '.join(map(fmt, n2.param_shapes))} at batch {2 * b_ref}); export with "
                     f"--batch {b_ref}")
+        # a Filter keeps a data-dependent number of items: its tops and everything computed from
+        # them have an axis of unknown size (not the batch), which netdef's shapes only bound
+        for blob in _downstream_of_filter(graph):
+            d = dims[blob]
+            if d.dyn is not None:
+                dims[blob] = Dims(d.ref, d.dyn, False)
         return Plan(graph, dims, None, b_ref, data_tops, dropped, used)
 
     n = int(batch)

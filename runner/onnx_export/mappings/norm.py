@@ -107,12 +107,21 @@ def mvn(ctx: LayerContext) -> None:
     axes = ctx.ints(range(1 if p.across_channels else 2, rank), "axes")
     mean = ctx.op("ReduceMean", [x, axes], keepdims=1, noop_with_empty_axes=1)
     if not p.normalize_variance:
-        ctx.op("Sub", [x, mean], ctx.outputs[0])
+        _to_top(ctx, ctx.op("Sub", [x, mean]))
         return
     d = ctx.op("Sub", [x, mean])
     var = ctx.op("ReduceMean", [ctx.op("Mul", [d, d]), axes], keepdims=1, noop_with_empty_axes=1)
     std = ctx.op("Add", [ctx.op("Sqrt", [var]), ctx.const(p.eps, "eps")])
-    ctx.op("Div", [d, std], ctx.outputs[0])
+    _to_top(ctx, ctx.op("Div", [d, std]))
+
+
+def _to_top(ctx: LayerContext, y: str) -> None:
+    """Write ``y`` as the top: Caffe's MVN top has the bottom's legacy 4-D shape (num, channels,
+    height, width) when netdef's rule says so, else the bottom's shape."""
+    if ctx.top_dims().rank == ctx.bottom_dims().rank:
+        ctx.op("Identity", [y], ctx.outputs[0])
+    else:
+        ctx.reshape(y, ctx.top_dims(), ctx.outputs[0])
 
 
 @maps("Normalize")

@@ -13,11 +13,19 @@ Eltwise, Parameter.
   by ``order`` completed with the missing axes in increasing order (SSD's PermuteLayer).
 - Eltwise: SUM -> Sum of coeff_i * x_i (no multiply for coeff 1), PROD -> Mul chain, MAX -> Max.
 - Parameter -> its blob as a constant.
+- BatchReindex -> Gather of the items named by bottom 1 (truncated to integers, as Caffe).
+- Filter -> Compress of each bottom along axis 0 by selector != 0 (Caffe's ``if (selector)``):
+  a data-dependent number of items, so only with a dynamic batch axis (plan.py declares that axis
+  of every blob computed from a Filter as of unknown size).
+- Im2col (Caffe's layout: row c * prod(kernel) + kernel offset in C order): zero Pad, then one
+  strided Slice per kernel offset, stacked and reshaped -- copies only, so exact for any value.
 """
 from __future__ import annotations
 
+import itertools
+
 from proto import caffe_pb2 as pb
-from runner.onnx_export.builder import LayerContext
+from runner.onnx_export.builder import INT64, LayerContext
 from runner.onnx_export.table import maps
 
 
@@ -114,3 +122,48 @@ def eltwise(ctx: LayerContext) -> None:
 @maps("Parameter")
 def parameter(ctx: LayerContext) -> None:
     ctx.op("Identity", [ctx.param_tensor(0, "value")], ctx.outputs[0])
+
+
+@maps("BatchReindex")
+def batch_reindex(ctx: LayerContext) -> None:
+    index = ctx.op("Cast", [ctx.inputs[1]], to=INT64)     # Caffe's static_cast<int>: truncation
+    ctx.op("Gather", [ctx.inputs[0], index], ctx.outputs[0], axis=0)
+
+
+@maps("Filter")
+def filter_(ctx: LayerContext) -> None:
+    if ctx.plan.batch is not None:
+        raise ctx.refuse("it keeps a data-dependent number of items, which a fixed batch cannot "
+                         "hold; export with a dynamic batch axis")
+    for j in range(len(ctx.outputs)):
+        if ctx.bottom_dims(j).dyn != 0:
+            raise ctx.refuse(f"bottom {j} has no batch axis first, and the kept items are a "
+                             "data-dependent count along it")
+    sel = ctx.op("Reshape", [ctx.inputs[-1], ctx.ints([-1], "flat")])
+    keep = ctx.op("Not", [ctx.op("Equal", [sel, ctx.const(0.0, "zero")])])   # Caffe: if (selector)
+    for x, y in zip(ctx.inputs[:-1], ctx.outputs):
+        ctx.op("Compress", [x, keep], y, axis=0)
+
+
+@maps("Im2col")
+def im2col(ctx: LayerContext) -> None:
+    g = ctx.shapes().geometry
+    d = ctx.bottom_dims()
+    caxis = ctx.axis(ctx.param.convolution_param.axis)
+    ctx.static(d, range(caxis, d.rank), "im2col")
+    x = ctx.inputs[0]
+    if caxis != 1:
+        x = ctx.reshape(x, (g.num, g.channels) + tuple(g.in_spatial),
+                        dyn=0 if d.dyn is not None else None)
+    n_sp = len(g.kernel)
+    if any(g.pad):
+        x = ctx.op("Pad", [x, ctx.ints([0, 0, *g.pad, 0, 0, *g.pad], "pads")])
+    axes = ctx.ints(range(2, 2 + n_sp), "axes")
+    steps = ctx.ints(g.stride, "steps")
+    cols = []
+    for offset in itertools.product(*(range(k) for k in g.kernel)):   # Caffe's row order
+        starts = [o * dl for o, dl in zip(offset, g.dilation)]
+        ends = [s + (o - 1) * st + 1 for s, o, st in zip(starts, g.out_spatial, g.stride)]
+        col = ctx.op("Slice", [x, ctx.ints(starts, "starts"), ctx.ints(ends, "ends"), axes, steps])
+        cols.append(ctx.op("Unsqueeze", [col, ctx.ints([2], "unsqueeze_axis")]))
+    ctx.reshape(ctx.op("Concat", cols, axis=2), ctx.top_dims(), ctx.outputs[0])
