@@ -574,3 +574,37 @@ def test_filter_keeps_a_data_dependent_number_of_items(tmp_path):
             assert rel_err(got[name], net.blobs[name].data) <= RTOL, (sel, name)
     with pytest.raises(Exception, match=r"layer 'f' \(Filter\): .*data-dependent"):
         net.to_onnx(tmp_path / "fixed.onnx", batch=4)
+
+
+def _ssd_head(with_detection: bool) -> str:
+    body = layer("conv", "Convolution", "data", "feat", "convolution_param { num_output: 8 "
+                 "kernel_size: 3 pad: 1 stride: 2 }")
+    body += layer("relu", "ReLU", "feat", "feat")
+    body += layer("norm", "Normalize", "feat", "feat_norm",
+                  "norm_param { across_spatial: false channel_shared: false }")
+    for head, per in (("loc", 4), ("conf", 3)):
+        body += layer(f"{head}", "Convolution", "feat_norm", head,
+                      f"convolution_param {{ num_output: {2 * per} kernel_size: 3 pad: 1 }}")
+        body += layer(f"{head}_perm", "Permute", head, f"{head}_perm",
+                      "permute_param { order: 0 order: 2 order: 3 order: 1 }")
+        body += layer(f"{head}_flat", "Flatten", f"{head}_perm", f"{head}_flat")
+    body += layer("priors", "PriorBox", ["feat_norm", "data"], "priors",
+                  "prior_box_param { min_size: 6 aspect_ratio: 2 flip: false clip: true "
+                  "variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 }")
+    if with_detection:
+        body += layer("conf_prob", "Softmax", "conf_flat", "conf_prob")
+        body += layer("det", "DetectionOutput", ["loc_flat", "conf_prob", "priors"], "det",
+                      "detection_output_param { num_classes: 3 nms_param { nms_threshold: 0.45 } "
+                      "keep_top_k: 10 confidence_threshold: 0.01 }")
+    return net_text({"data": (2, 3, 16, 16)}, body)
+
+
+def test_ssd_head(tmp_path):
+    _needs("norm_param")
+    if "PriorBox" not in known_types():
+        pytest.skip("nbcaffe has no PriorBox layer yet (it lands with branch i12-ssd)")
+    model = check(_ssd_head(False), tmp_path)
+    assert {o.name for o in model.graph.output} == {"loc_flat", "conf_flat", "priors"}
+    net = Net(read_net(_ssd_head(True)))
+    with pytest.raises(Exception, match=r"layer 'det' \(DetectionOutput\): .*NonMaxSuppression"):
+        net.to_onnx(tmp_path / "det.onnx")
