@@ -54,8 +54,10 @@ def session(model: onnx.ModelProto | str) -> ort.InferenceSession:
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
-def run(model: onnx.ModelProto | str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    s = session(model)
+def run(model: onnx.ModelProto | str | ort.InferenceSession,
+        feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """All outputs of ``model`` (a model, a path, or a session made by ``session``) on ``feeds``."""
+    s = model if isinstance(model, ort.InferenceSession) else session(model)
     names = [o.name for o in s.get_outputs()]
     return dict(zip(names, s.run(names, dict(feeds))))
 
@@ -112,7 +114,7 @@ def compare_net(net, tmp_path, batches: Sequence[int] = (1, 7), seed: int = 0, a
     names = list(info.outputs)
     if all_blobs:
         names += [b for b in net.blobs if b not in names and b not in info.inputs]
-    checked = with_blob_outputs(model, names) if len(names) > len(info.outputs) else model
+    checked = session(with_blob_outputs(model, names) if len(names) > len(info.outputs) else model)
     rng = np.random.default_rng(seed)
     for b in batches:
         feeds = random_feeds(model, b, rng, make)
