@@ -25,9 +25,11 @@ from tests.onnx.oracle import compare_net, randomize, rel_err, run  # noqa: E402
 DEPLOY = ["lenet", "cifar10_quick", "cifar10_full", "mnist_siamese", "bvlc_alexnet",
           "bvlc_reference_caffenet", "bvlc_googlenet"]
 BIG = {"bvlc_alexnet", "bvlc_reference_caffenet", "bvlc_googlenet"}
+SLOW = {"bvlc_alexnet", "bvlc_reference_caffenet"}   # 60M parameters: ~9 s each on 2 idle cores
 
 
-@pytest.mark.parametrize("name", DEPLOY)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in DEPLOY])
 def test_deploy_net_matches_nbcaffe(name, caffe_models, tmp_path):
     proto = caffe_models / f"{name}_deploy.prototxt"
     probe = Net(str(proto))
