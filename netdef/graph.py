@@ -21,7 +21,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from netdef import shapes as shp
@@ -254,15 +254,23 @@ def default_loss_weights(lp: pb.LayerParameter) -> list[float]:
     return [0.0] * n
 
 
+LayerShapesHook = Callable[[pb.LayerParameter, list[Shape]], "shp.LayerShapes | None"]
+
+
 def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
                 stages: Sequence[str] | None = None, level: int | None = None,
-                input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+                input_shapes: Mapping[str, Sequence[int]] | None = None,
+                layer_shapes: LayerShapesHook | None = None) -> Graph:
     """Filter ``net_param`` for the NetState (phase "TRAIN"/"TEST", stages, level; None takes the
     value from ``net_param.state``, whose defaults are TEST, no stages, level 0), insert Split
     layers, and compute every blob's shape, each layer's parameters, FLOPs, loss weights and
     backward flags. ``input_shapes`` maps top blob names of data layers (Data, HDF5Data, Input,
     ...) to full shapes, for tops whose shape depends on the data source or to override an Input
-    layer's shape. Raises NetDefinitionError / ShapeError naming the layer."""
+    layer's shape. ``layer_shapes(layer_param, bottom_shapes)``, when given, is asked first for
+    every layer (in execution order, Splits included): a ``netdef.shapes.LayerShapes`` answers
+    for layers whose shapes only running them can tell (runner sets up Python layers this way,
+    as Caffe's Net::Init does), None leaves the layer to Caffe's rules. Raises
+    NetDefinitionError / ShapeError naming the layer."""
     if len(net_param.layers):
         raise NetDefinitionError("net uses legacy 'layers' entries: read it with "
                                  "netdef.prototxt.read_net (which upgrades it) first")
@@ -299,7 +307,9 @@ def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
         if not len(lp.bottom) and any(t in given for t in lp.top):
             data_shapes = [given.get(t) for t in lp.top]
             used_inputs.update(t for t in lp.top if t in given)
-        res = shp.infer(lp, bshapes, data_shapes)
+        res = layer_shapes(lp, bshapes) if layer_shapes is not None else None
+        if res is None:
+            res = shp.infer(lp, bshapes, data_shapes)
 
         if lp.type == "Input":
             inputs.extend(lp.top)

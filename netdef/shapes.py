@@ -1065,3 +1065,10 @@ def _lstm_unit(ctx: _Ctx) -> LayerShapes:
     ctx.check(gates[2] == 4 * c_prev[2], f"bottom[1] (gate input) must have 4 * {c_prev[2]} = "
               f"{4 * c_prev[2]} entries per stream, got {gates[2]}")
     return LayerShapes([c_prev, c_prev], [], count(c_prev) * 12)
+
+
+@register("Python")
+def _python(ctx: _Ctx) -> LayerShapes:
+    mod = f"{ctx.lp.python_param.module}.{ctx.lp.python_param.layer}"
+    raise ctx.fail(f"the shapes of a Python layer ({mod}) come from running its setup and reshape; "
+                   "build the net with runner.Net (or caffe.Net), which does")

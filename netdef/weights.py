@@ -6,6 +6,7 @@
   with ``net`` (a NetParameter) every layer of the definition is written in full, with its blobs
   attached, as Caffe's Net::ToProto does; layers only in ``weights`` are appended.
   ``caffemodel_bytes`` returns the same bytes (e.g. for cv2.dnn.readNetFromCaffe buffers).
+  ``write_caffemodel_hdf5(path, {layer: [arrays]})``: Caffe's HDF5 weights (Net::ToHDF5).
 - ``copy_trained_layers(graph, source) -> {layer name: [np.ndarray]}``: Caffe's
   CopyTrainedLayersFrom: source layers matched by name (unknown ones skipped with a log line),
   blob count and shapes checked (legacy 4-D num/channels/height/width shapes accepted as Caffe's
@@ -169,8 +170,9 @@ def shape_equals(target: Sequence[int], blob: pb.BlobProto) -> bool:
 
 # ---------------------------------------------------------------------------- caffemodel
 
-def read_caffemodel(path: str | os.PathLike) -> pb.NetParameter:
-    """Read a binary .caffemodel into an upgraded NetParameter (V0/V1 files become ``layer``)."""
+def read_caffemodel(path: str | os.PathLike, upgrade: bool = True) -> pb.NetParameter:
+    """Read a binary .caffemodel into an upgraded NetParameter (V0/V1 files become ``layer``;
+    ``upgrade=False`` returns it as stored)."""
     from netdef.upgrade import upgrade_net
 
     data = _read_bytes(path, "caffemodel")
@@ -180,6 +182,8 @@ def read_caffemodel(path: str | os.PathLike) -> pb.NetParameter:
     if not len(net.layer) and not len(net.layers):
         raise WeightsError(f"{os.fspath(path)}: not a caffemodel: it holds no layers"
                            + (" (empty file)" if not data else ""))
+    if not upgrade:
+        return net
     try:
         return upgrade_net(net, os.fspath(path))
     except CaffeError as e:
@@ -295,8 +299,10 @@ def write_caffemodel(path: str | os.PathLike,
 
 def write_caffemodel_hdf5(path: str | os.PathLike, weights: Mapping[str, Sequence[np.ndarray]],
                           diffs: Mapping[str, Sequence[np.ndarray]] | None = None) -> None:
-    """Write Caffe's HDF5 model snapshot (Net::ToHDF5): ``/data/<layer>/<blob index>`` float32
-    datasets for ``weights`` ({layer name: [arrays]}), and ``/diff/...`` for ``diffs`` when given."""
+    """Write Caffe's HDF5 model snapshot (Net::ToHDF5): group ``/data`` with one group per layer of
+    ``weights`` ({layer name: [arrays]}, in its order; empty for a layer without parameters)
+    holding float32 datasets ``0``, ``1``, ...; ``/diff/...`` the same for ``diffs`` when given.
+    ``read_caffemodel`` / ``copy_trained_layers`` read it back. Atomic."""
     import h5py
 
     def write(tmp: str) -> None:

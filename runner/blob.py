@@ -115,9 +115,35 @@ class Blob:
         """Product of shape[start:end] (Caffe's count(start, end))."""
         return count(self._shape[start:end])
 
-    def reshape(self, shape: Sequence[int]) -> None:
-        """Set the shape; reallocates (zeroed, contents lost) only when the count exceeds the
-        capacity."""
+    # Caffe's legacy 4-D accessors (Blob::num() ... LegacyShape): an axis the blob lacks is 1
+    def _legacy(self, axis: int) -> int:
+        if len(self._shape) > 4:
+            raise ValueError(f"blob {self.name!r}: num/channels/height/width are for blobs of at most "
+                             f"4 axes; this one has shape {self._shape}")
+        return self._shape[axis] if axis < len(self._shape) else 1
+
+    @property
+    def num(self) -> int:
+        return self._legacy(0)
+
+    @property
+    def channels(self) -> int:
+        return self._legacy(1)
+
+    @property
+    def height(self) -> int:
+        return self._legacy(2)
+
+    @property
+    def width(self) -> int:
+        return self._legacy(3)
+
+    def reshape(self, *shape: int | Sequence[int]) -> None:
+        """Set the shape, given as one sequence (``reshape((N, C, H, W))``) or as separate
+        dimensions (``reshape(N, C, H, W)``, pycaffe's form); reallocates (zeroed, contents lost)
+        only when the count exceeds the capacity."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = shape[0]
         shape = tuple(int(s) for s in shape)
         if any(s < 0 for s in shape):
             raise ValueError(f"blob {self.name!r}: negative dimension in {shape}")

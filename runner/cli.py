@@ -1,7 +1,9 @@
 """``nbcaffe`` command line: a table of verbs, each in its own module under runner/commands/.
 
 Accepts Caffe's own flag spellings: ``-solver x``, ``--solver=x``, ``-gpu 0``, ``-weights w``,
-``-iterations 50``; and Caffe's verb spellings (``device_query`` == ``device-query``).
+``-iterations 50``, gflags booleans (``-shuffle``, ``-shuffle=true``, ``-gray=false``,
+``-noshuffle``); and Caffe's verb and tool spellings (``device_query`` == ``device-query``,
+``compute_image_mean`` == ``compute-mean``).
 Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 """
 from __future__ import annotations
@@ -25,24 +27,60 @@ VERBS: dict[str, tuple[str, str]] = {
     "compute-mean": ("compute_mean", "compute the mean image of an LMDB as .binaryproto"),
     "data": ("data", "fetch and prepare example data sets (mnist)"),
     "plot-log": ("plot_log", "plot loss/accuracy curves of a training log to PNG"),
-    "draw": ("draw", "write a net's graph as Graphviz dot"),
+    "draw": ("draw", "write a net's graph as Graphviz dot (or a picture, with Graphviz)"),
+    "extract-features": ("extract_features", "write blobs of a trained net, batch by batch, to "
+                                             "databases (Caffe's extract_features)"),
+    "upgrade-net-proto-text": ("upgrade_net_proto_text", "rewrite a legacy net prototxt in the "
+                                                         "current format"),
+    "upgrade-net-proto-binary": ("upgrade_net_proto_binary", "rewrite a legacy binary net "
+                                                             "(.caffemodel) in the current format"),
+    "upgrade-solver-proto-text": ("upgrade_solver_proto_text", "rewrite a legacy solver prototxt "
+                                                               "in the current format"),
     "export-onnx": ("export_onnx", "export a net and its weights as one ONNX model"),
 }
 ALIASES = {v.replace("-", "_"): v for v in VERBS}
+# the names of Caffe's own tools (tools/*.cpp, examples/mnist/convert_mnist_data.cpp)
+ALIASES.update({"compute_image_mean": "compute-mean", "convert_mnist_data": "convert-mnist"})
+
+_GFLAGS_BOOL = {"true": True, "t": True, "yes": True, "y": True, "1": True,
+                "false": False, "f": False, "no": False, "n": False, "0": False}
 
 
-def normalize_argv(argv: list[str]) -> list[str]:
+def normalize_argv(argv: list[str], bool_flags: frozenset[str] = frozenset()) -> list[str]:
     """Turn Caffe/gflags spellings into argparse ones: ``-solver`` -> ``--solver``,
-    ``-solver=x`` -> ``--solver=x``. Single-letter flags and negative numbers are left alone."""
-    out = []
+    ``-solver=x`` -> ``--solver=x``. Single-letter flags and negative numbers are left alone.
+    For the boolean flags named in ``bool_flags`` (e.g. "shuffle", "check-size") gflags' forms
+    ``-shuffle``, ``-shuffle=true|false`` (t/f, yes/no, 1/0) and ``-noshuffle`` become
+    ``--shuffle`` or nothing, the last one given winning, as in gflags."""
+    out: list[str] = []
+    last: dict[str, int] = {}          # boolean flag -> index in out of its last spelling
+    value: dict[str, bool] = {}
     for a in argv:
         if a.startswith("-") and not a.startswith("--") and len(a) > 2 and a[1].isalpha():
             a = "-" + a
         if a.startswith("--"):
             name, eq, val = a.partition("=")
-            a = name.replace("_", "-") + eq + val
+            name = name[2:].replace("_", "-")
+            a = "--" + name + eq + val
+            flag = None
+            if name in bool_flags and (not eq or val.lower() in _GFLAGS_BOOL):
+                flag, on = name, (not eq) or _GFLAGS_BOOL[val.lower()]
+            elif not eq and name.startswith("no") and name[2:].lstrip("-") in bool_flags:
+                flag, on = name[2:].lstrip("-"), False
+            if flag is not None:
+                last[flag], value[flag] = len(out), on
+                out.append("")
+                continue
         out.append(a)
-    return out
+    for flag, i in last.items():
+        out[i] = f"--{flag}" if value[flag] else ""
+    return [a for a in out if a != ""]
+
+
+def bool_flags(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """Names (without dashes) of the on/off flags (``store_true``) of ``parser``."""
+    return frozenset(o[2:] for a in parser._actions if a.nargs == 0 and a.const is True
+                     for o in a.option_strings if o.startswith("--"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ALIASES:
         argv[0] = ALIASES[argv[0]]
     parser = build_parser()
-    args = parser.parse_args(normalize_argv(argv))
+    flags: frozenset[str] = frozenset()
+    if argv and argv[0] in VERBS:
+        verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        flags = bool_flags(verbs.choices[argv[0]])
+    args = parser.parse_args(normalize_argv(argv, flags))
     if args.verb is None:
         parser.print_help()
         return 2

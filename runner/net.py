@@ -65,10 +65,12 @@ class Net:
                  base_dir: str | os.PathLike | None = None):
         """``net``: a prototxt path or a NetParameter. ``stages`` are added to the net's own
         ``state`` stages and ``level`` replaces its level (Caffe's Net(file, phase, level,
-        stages)); None keeps the net's own. ``base_dir``: where relative data sources are looked for when
-        they are not found from the working directory (default: the prototxt's folder).
+        stages)); None keeps the net's own. ``base_dir``: the prototxt's folder (default: ``net``'s
+        own when it is a path), where relative data sources are looked for when they are not found
+        from the working directory, and Python layer modules when they are not on sys.path.
         ``input_shapes``: {top: shape} for data tops (default: read from the data sources)."""
         from netdef.graph import build_graph
+        from runner.layers.python import PythonLayers
         self.phase = phase_name(phase)
         self.backend: Backend = get_backend(device, dtype)
         self.net_param = _read_net_param(net)
@@ -81,12 +83,15 @@ class Net:
         resolve_data_paths(self.net_param, None if base_dir is None else os.fspath(base_dir))
         if input_shapes is None:     # data tops whose shapes come from their sources
             input_shapes = data_input_shapes(self.net_param, self.phase, stages, level) or None
-        self.graph = build_graph(self.net_param, phase=self.phase,
-                                 stages=None if stages is None else tuple(stages), level=level,
-                                 input_shapes=input_shapes)
-        self.name = self.graph.name
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        # Python layers are set up while the graph is built: only running them tells their shapes
+        python = PythonLayers(self.backend, self.phase, self.rng,
+                              None if base_dir is None else os.fspath(base_dir))
+        self.graph = build_graph(self.net_param, phase=self.phase,
+                                 stages=None if stages is None else tuple(stages), level=level,
+                                 input_shapes=input_shapes, layer_shapes=python)
+        self.name = self.graph.name
 
         # 1. every layer type must be known before anything is allocated
         classes = [get_layer_class(node.type, node.name) for node in self.graph.layers]
@@ -108,14 +113,15 @@ class Net:
         owners: dict[tuple[str, int], int] = {}     # (layer, param index) -> learnable index
 
         for li, (node, cls) in enumerate(zip(self.graph.layers, classes)):
-            layer = cls(node.param, self.backend, phase=self.phase, rng=self.rng)
+            layer = python.layers.pop(node.name, None) or cls(node.param, self.backend,
+                                                              phase=self.phase, rng=self.rng)
             bottoms = [self.blobs[b] for b in node.bottoms]
             tops = []
             for t, shape in zip(node.tops, node.top_shapes):
                 if t in self.blobs and t in node.bottoms:
                     tops.append(self.blobs[t])          # in place
                 else:
-                    blob = Blob(self.backend, shape, t)
+                    blob = python.take_blob(t, shape) or Blob(self.backend, shape, t)
                     self.blobs[t] = blob
                     tops.append(blob)
             layer.loss_weights = list(node.loss_weights)
@@ -379,10 +385,11 @@ class Net:
         write_caffemodel(path, weights, net=self.to_proto())
 
     def save_hdf5(self, path: str | os.PathLike, diffs: bool = False) -> None:
-        """Write the parameter blobs in Caffe's HDF5 layout (Net::ToHDF5: ``/data/<layer>/<i>``,
-        and ``/diff/...`` with ``diffs``); atomic. ``copy_from`` reads it back."""
+        """Write every layer's parameter blobs in Caffe's HDF5 layout (Net::ToHDF5:
+        ``/data/<layer>/<i>``, an empty group for a layer without any, and ``/diff/...`` with
+        ``diffs``); atomic. ``copy_from`` reads it back."""
         from netdef.weights import write_caffemodel_hdf5
-        weights = {n: [b.host_data() for b in blobs] for n, blobs in self.params.items()}
-        grads = ({n: [b.host_diff() for b in blobs] for n, blobs in self.params.items()}
+        weights = {n: [b.host_data() for b in layer.blobs] for n, layer in self.layer_dict.items()}
+        grads = ({n: [b.host_diff() for b in layer.blobs] for n, layer in self.layer_dict.items()}
                  if diffs else None)
         write_caffemodel_hdf5(path, weights, grads)

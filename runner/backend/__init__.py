@@ -14,9 +14,11 @@ import numpy as np
 from netdef.geometry import ConvGeometry, PoolGeometry
 from runner.backend.base import Backend
 
-__all__ = ["Backend", "ConvGeometry", "PoolGeometry", "get_backend", "BACKENDS"]
+__all__ = ["Backend", "ConvGeometry", "PoolGeometry", "get_backend", "select_cuda_device", "BACKENDS"]
 
 BACKENDS = ("cpu", "cuda")
+_cuda_device = 0   # the CUDA device the cuda backend runs on (select_cuda_device)
+_cuda_made = False
 
 
 @functools.cache
@@ -27,7 +29,13 @@ def _make(name: str, dtype: str) -> Backend:
     if name in ("cuda", "gpu"):
         if np.dtype(dtype) != np.float32:
             raise ValueError("the cuda backend runs float32 only")
+        from numba import cuda
+
         from runner.backend.cuda import CudaBackend
+        global _cuda_made
+        if _cuda_device:
+            cuda.select_device(_cuda_device)
+        _cuda_made = True
         return CudaBackend()
     raise ValueError(f"unknown device {name!r}; known: {', '.join(BACKENDS)}")
 
@@ -38,3 +46,21 @@ def get_backend(name: str | Backend = "cpu", dtype: Any = np.float32) -> Backend
     if isinstance(name, Backend):
         return name
     return _make(str(name).lower(), np.dtype(dtype).name)
+
+
+def select_cuda_device(index: int) -> None:
+    """Make the cuda backend run on CUDA device ``index`` (Caffe's SetDevice). Only before the
+    cuda backend is first created, or naming the device it already runs on: its buffers and
+    kernels live there. ValueError for a device that does not exist or a late switch."""
+    global _cuda_device
+    index = int(index)
+    if index == _cuda_device:
+        return
+    from numba import cuda
+    n = len(cuda.gpus)
+    if not 0 <= index < n:
+        raise ValueError(f"CUDA device {index} does not exist ({n} device(s) visible)")
+    if _cuda_made:
+        raise ValueError(f"cannot move the cuda backend to device {index}: it already runs on "
+                         f"device {_cuda_device}; select the device before the first GPU net")
+    _cuda_device = index

@@ -23,7 +23,7 @@ Design
   version choice (e.g. 128-bit ReLU/copy when the arrays are 16-byte aligned, uint32 templates
   below 2**31 elements, v1 otherwise) and caches its geometry per size; flat views come from the
   cache above. A training iteration does not pay this Python at all in its steady state:
-  ``runner/replay.py`` re-issues the recorded launches pre-bound. Scratch memory (convolution
+  ``runner/backend/replay.py`` re-issues the recorded launches pre-bound. Scratch memory (convolution
   column buffer, accuracy counters) is allocated once and reused. Numba's low-occupancy warning
   is switched off at backend creation (tiny bias/solver kernels would otherwise issue a Python
   warning per launch). Nothing synchronises unless it returns a host value.

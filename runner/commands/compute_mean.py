@@ -1,5 +1,6 @@
-"""``nbcaffe compute-mean DB OUT.binaryproto [--backend lmdb]``: Caffe's compute_image_mean: the
-mean of every Datum as a BlobProto with num=1, channels, height, width (float data)."""
+"""``nbcaffe compute-mean DB [OUT.binaryproto] [--backend lmdb]`` (also ``compute_image_mean``):
+Caffe's compute_image_mean: the mean of every Datum as a BlobProto with num=1, channels, height,
+width (float data); the per-channel means are logged, and without OUT only logged."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("db", help="input database (LMDB folder)")
-    p.add_argument("out", help="output .binaryproto")
+    p.add_argument("out", nargs="?", default=None, help="output .binaryproto (optional, as in Caffe)")
     p.add_argument("--backend", default="lmdb", choices=("lmdb", "leveldb"))
 
 
@@ -17,6 +18,7 @@ def run(args) -> int:
     from runner.solver.glog import GLog
     log = GLog()
     mean = compute_mean(args.db, args.backend, log=log)
-    log(f"Write to {args.out}")
-    write_binaryproto(args.out, mean, legacy_4d=True)
+    if args.out:
+        log(f"Write to {args.out}")
+        write_binaryproto(args.out, mean, legacy_4d=True)
     return 0

@@ -3,8 +3,9 @@
 Like Caffe's python/draw_net.py: layers are boxes (name, type and the main parameters), blobs are
 ovals, edges run bottom blob -> layer -> top blob. An in-place layer's top is drawn as a new oval
 of the same name so the chain reads top to bottom. Split layers inserted by nbcaffe are not drawn
-(the blob fans out directly, as in Caffe's drawing of the prototxt). Render with
-``dot -Tpng out.dot -o net.png``.
+(the blob fans out directly, as in Caffe's drawing of the prototxt). An output ending in another
+extension than .dot/.gv (``-o net.png``, ``-o net.svg``) is rendered by Graphviz's ``dot``
+program, which must be on PATH (``render``).
 """
 from __future__ import annotations
 
@@ -23,12 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", action="append", default=[], metavar="BLOB=N,C,H,W",
                         help="shape of a data/input blob, shown on the blobs (repeatable)")
     parser.add_argument("--rankdir", choices=["TB", "LR", "BT", "RL"], default="TB")
-    parser.add_argument("-o", "--output", default=None, help="output .dot file (default stdout)")
+    parser.add_argument("-o", "--output", default=None,
+                        help="output .dot file, or .png/.svg/... rendered by Graphviz's dot "
+                             "(default: dot text on stdout)")
 
 
 def _q(s: str) -> str:
     """A dot string literal; newlines become dot's \\n line breaks."""
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _lr_mults(lp) -> str:
+    return ("\nlr mult " + ", ".join(f"{p.lr_mult:g}" for p in lp.param)) if len(lp.param) else ""
 
 
 def _detail(lp) -> str:
@@ -52,8 +59,10 @@ def _detail(lp) -> str:
     return ""
 
 
-def to_dot(graph, rankdir: str = "TB", shapes: bool = True) -> str:
-    """Graphviz dot text for a netdef.graph.Graph."""
+def to_dot(graph, rankdir: str = "TB", shapes: bool = True, lr_mults: bool = False) -> str:
+    """Graphviz dot text for a netdef.graph.Graph (or any object with ``name``, ``layers`` of
+    ``name``/``type``/``param``/``bottoms``/``tops``/``is_loss`` and, with ``shapes``,
+    ``blob_shapes``); ``lr_mults`` adds each layer's parameter lr_mults to its box."""
     lines = [f"digraph {_q(graph.name or 'net')} {{", f"  rankdir={rankdir};",
              '  node [fontname="Helvetica", fontsize=10];']
     version: dict[str, int] = {}
@@ -77,7 +86,7 @@ def to_dot(graph, rankdir: str = "TB", shapes: bool = True) -> str:
                 alias[t] = alias.get(n.bottoms[0], n.bottoms[0])
             continue
         lid = f"layer_{i}"
-        detail = _detail(n.param)
+        detail = _detail(n.param) + (_lr_mults(n.param) if lr_mults else "")
         label = f"{n.name}\n({n.type})" + (f"\n{detail}" if detail else "")
         color = "#FFD0D0" if n.is_loss else "#C6DBEF"
         lines.append(f"  {_q(lid)} [shape=box, style=filled, fillcolor=\"{color}\", "
@@ -90,16 +99,49 @@ def to_dot(graph, rankdir: str = "TB", shapes: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+DOT_TEXT = ("dot", "gv", "raw")
+
+
+def render(text: str, fmt: str) -> bytes:
+    """``text`` (dot) as a ``fmt`` file (png, svg, pdf, ...) made by Graphviz's ``dot`` program;
+    dot/gv/raw return the text itself. CaffeError when ``dot`` is missing or fails."""
+    import shutil
+    import subprocess
+
+    from netdef.errors import CaffeError
+    fmt = fmt.lower().lstrip(".")
+    if fmt in DOT_TEXT:
+        return text.encode()
+    exe = shutil.which("dot")
+    if exe is None:
+        raise CaffeError(f"drawing a .{fmt} picture needs Graphviz's 'dot' program, which is not on "
+                         "PATH: install Graphviz (e.g. apt-get install graphviz), or write a .dot "
+                         "file and render it elsewhere")
+    done = subprocess.run([exe, f"-T{fmt}"], input=text.encode(), capture_output=True)
+    if done.returncode != 0:
+        msg = " ".join(done.stderr.decode(errors="replace").split())
+        raise CaffeError(f"Graphviz's dot could not write .{fmt}: {msg}")
+    return done.stdout
+
+
+def write(path: str, text: str) -> None:
+    """Write the dot ``text`` to ``path``, rendered after its extension (see ``render``);
+    atomically."""
+    ext = os.path.splitext(path)[1].lstrip(".") or "dot"
+    data = render(text, ext)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def run(args) -> int:
     from runner.commands.inspect import load
 
     graph, _, _ = load(args)
     text = to_dot(graph, args.rankdir)
     if args.output:
-        tmp = args.output + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, args.output)
+        write(args.output, text)
     else:
         sys.stdout.write(text)
     return 0

@@ -217,7 +217,10 @@ def load(args) -> tuple:
                     f"layer '{lp.name}' ({lp.type}): the shape of top '{lp.top[0]}' comes from "
                     f"its data source '{src}', which was not found (tried: {tried}); build the "
                     f"data (e.g. nbcaffe data mnist) or pass --input-shape {lp.top[0]}=N,C,H,W")
-    graph = build_graph(net, phase, args.stage, args.level, shapes)
+    from runner.backend import get_backend
+    from runner.layers.python import PythonLayers
+    python = PythonLayers(get_backend("cpu"), pb.Phase.Name(state.phase), None, str(base.resolve()))
+    graph = build_graph(net, phase, args.stage, args.level, shapes, layer_shapes=python)
     return graph, net, title
 
 

@@ -5,7 +5,7 @@ cuda) and prints Caffe's benchmark block: ``<layer>\\tforward: X ms.`` / ``backw
 layer (with the layer's achieved GFLOP/s from netdef's FLOP count; backward counted as 2x forward
 FLOPs for layers with parameters, 1x otherwise), then ``Average Forward pass``, ``Average Backward
 pass``, ``Average Forward-Backward`` and ``Total Time``. On cuda it adds the forward-backward time
-with the launches replayed (``runner/replay.py``), which is what a training iteration pays.
+with the launches replayed (``runner/backend/replay.py``), which is what a training iteration pays.
 
 ``--compare cpu,cuda --batch 64,128,256`` replaces the data layers by Input layers of the same
 shapes filled with random data (labels 0), and prints a table: batch, CPU ms, GPU ms, speed-up.
@@ -145,7 +145,7 @@ def time_net(net, iterations: int, log=None) -> dict:
 
 
 def _replayed_fb_ms(net, iterations: int) -> float | None:
-    """cuda (replay on): ms per forward-backward through runner.replay.NetReplay -- no
+    """cuda (replay on): ms per forward-backward through runner.backend.replay.NetReplay -- no
     synchronisation between layers, launches re-issued pre-bound, the loss read on the host once
     per pass as the solver does -- after an eager and a recording pass. None on cpu or with
     NBCAFFE_REPLAY=0."""

@@ -47,7 +47,7 @@ class Layer:
     type: str = ""
     #: Caffe LossLayer subclasses: default loss_weight 1 on top 0, no force-backward to labels
     is_loss: bool = False
-    #: runner.replay may record this layer's launches once and re-issue them: set only on classes
+    #: runner.backend.replay may record this layer's launches once and re-issue them: set only on classes
     #: whose forward/backward use the same buffers and scalars every iteration and read nothing
     #: from the device on the host (audited; a host copy found while recording still falls back)
     replayable: bool = False

@@ -79,7 +79,7 @@ class Solver:
             raise SolverError(f"unknown snapshot_format {p.snapshot_format}")
         self.log(f"Initializing solver from parameters: \n{p}".rstrip())
         self.seed = int(p.random_seed) if p.random_seed >= 0 else None
-        if self.world.size > 1:              # every rank builds the same nets from the same seed
+        if self.world.size > 1 and self.world.connected:   # every rank: the same nets, same seed
             self.seed = self.world.bcast(self.seed if self.seed is not None
                                          else int(np.random.SeedSequence().entropy % 2**31))
         if stages or level:
@@ -121,22 +121,24 @@ class Solver:
         self._notes_logged = 0
         self.reducer: GradientReducer | None = None
         self._params_synced = True
-        if self.world.size > 1:
+        if self.world.size > 1 and self.world.connected:   # (pycaffe connects later: caffe.NCCL)
             self._distribute()
         self.log("Solver scaffolding done.")
 
-    def _distribute(self) -> None:
+    def _distribute(self, hooks: bool = True) -> None:
         """Data-parallel run: each rank reads its share of every batch (runner.data.sources), and
         the gradients are averaged over the ranks before each update, the exchange overlapped
-        with backward (runner.dist.gradients)."""
+        with backward (runner.dist.gradients). ``hooks=False`` leaves registering the reducer to
+        the caller (pycaffe's ``solver.add_callback(nccl)``, ``net.after_backward(nccl)``)."""
         from runner.dist.gradients import GradientReducer
         w, p = self.world, self.param
         for layer in self.net.layers:
             layer.set_shard(w.rank, w.size)
         self.reducer = GradientReducer(w, self.net, overlap=p.iter_size == 1)
-        self.executor.after_backward = self.reducer.after_backward
-        self.add_callback(self.reducer.on_start, self.reducer.on_gradients_ready)
         self._params_synced = False
+        if hooks:
+            self.executor.after_backward = self.reducer.after_backward
+            self.add_callback(self.reducer.on_start, self.reducer.on_gradients_ready)
         self.log(f"Data-parallel training on {w.size} processes: effective batch {w.size} x the "
                  f"prototxt's batch, gradients averaged over the ranks")
 

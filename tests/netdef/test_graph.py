@@ -239,3 +239,25 @@ def test_batchnorm_statistics_are_never_learned():
     assert g.layer("bn").param_shapes == [(3,), (3,), (1,)]
     with pytest.raises(NetDefinitionError, match="cannot configure batch normalization statistics"):
         g_of('layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" param { lr_mult: 1 } }')
+
+
+def test_layer_shapes_hook_answers_first_and_python_layers_need_one():
+    """build_graph asks ``layer_shapes`` before Caffe's rules (runner sets Python layers up this
+    way); without a hook a Python layer's shapes are a clear ShapeError."""
+    from netdef.shapes import LayerShapes
+    net = read_net('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
+                   'layer { name: "py" type: "Python" bottom: "x" top: "y" '
+                   'python_param { module: "m" layer: "L" } }\n'
+                   'layer { name: "relu" type: "ReLU" bottom: "y" top: "z" }')
+    asked = []
+
+    def hook(lp, bottom_shapes):
+        asked.append((lp.name, list(bottom_shapes)))
+        return LayerShapes([(2, 5)], [(5,)]) if lp.type == "Python" else None
+
+    g = build_graph(net, layer_shapes=hook)
+    assert asked == [("in", []), ("py", [(2, 3)]), ("relu", [(2, 5)])]
+    assert g.blob_shapes == {"x": (2, 3), "y": (2, 5), "z": (2, 5)}
+    assert g.layer("py").param_shapes == [(5,)] and g.num_params == 5
+    with pytest.raises(ShapeError, match=r"layer 'py' \(Python\).*m\.L.*running its setup"):
+        build_graph(net)

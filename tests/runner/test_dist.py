@@ -75,7 +75,7 @@ class _TwinWorld:
     """Rank 0 of two ranks whose partner computes exactly the same gradients: the all-reduce
     doubles every value (an exact float operation), so the averaged diffs equal the local ones."""
 
-    rank, size, local_rank, is_root = 0, 2, 0, True
+    rank, size, local_rank, is_root, connected, nccl = 0, 2, 0, True, True, None
 
     def __init__(self):
         self.exchanged: list[int] = []
