@@ -44,6 +44,11 @@ class SolverError(CaffeError):
     """Training cannot go on (bad solver settings, NaN loss, snapshot for another net, ...)."""
 
 
+class ExportError(CaffeError):
+    """A net cannot be exported faithfully (to ONNX): the message names the layer, its type and why
+    (an operation ONNX cannot express exactly, a shape fixed to one batch size, ...)."""
+
+
 class LayerError(CaffeError):
     """A layer failed while it ran (e.g. a Python layer's code raised); the message names the
     layer, its type (for a Python layer its module and class) and what went wrong, in one line."""

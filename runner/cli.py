@@ -36,6 +36,7 @@ VERBS: dict[str, tuple[str, str]] = {
                                                              "(.caffemodel) in the current format"),
     "upgrade-solver-proto-text": ("upgrade_solver_proto_text", "rewrite a legacy solver prototxt "
                                                                "in the current format"),
+    "export-onnx": ("export_onnx", "export a net and its weights as one ONNX model"),
 }
 ALIASES = {v.replace("-", "_"): v for v in VERBS}
 # the names of Caffe's own tools (tools/*.cpp, examples/mnist/convert_mnist_data.cpp)

@@ -367,6 +367,15 @@ class Net:
             out.layer.add().CopyFrom(node.param)
         return out
 
+    def to_onnx(self, path: str | os.PathLike, opset: int = 19, batch: int | str = "dynamic") -> Any:
+        """Write this net (its phase, stages and current weights) as one checked ONNX model:
+        data layers become inputs (first axis ``batch``, or ``batch`` N fixed), loss and metric
+        layers are dropped, every other layer keeps Caffe's semantics; a layer ONNX cannot
+        express exactly raises ExportError. Returns runner.onnx_export.ExportInfo (inputs,
+        outputs, dropped layers, notes). See runner/onnx_export."""
+        from runner.onnx_export import export_net
+        return export_net(self, path, opset, batch)
+
     def save(self, path: str | os.PathLike) -> None:
         """Write every layer with its parameter blobs as a binary .caffemodel (Caffe's
         Net::ToProto + WriteProtoToBinaryFile; atomic: temp file then os.replace)."""
