@@ -898,13 +898,17 @@ class CpuBackend(Backend):
         dx[win] = dy
 
     @staticmethod
-    def _indices(index, bound: int, what: str) -> np.ndarray:
-        """int64 copies of float indices; ValueError for one outside [0, bound) or not an integer."""
+    def _indices(index, bound: int, what: str, integral: bool = True) -> np.ndarray:
+        """int64 copies of float indices (truncated toward zero, as Caffe's static_cast);
+        ValueError for one outside [0, bound) or, with ``integral``, not an integer."""
         v = np.asarray(index).reshape(-1)
         k = v.astype(np.int64)
-        bad = (k < 0) | (k >= bound) | (k != v)
+        bad = (v < 0) | (k >= bound)
+        if integral:
+            bad |= k != v
         if bad.any():
-            raise ValueError(f"{what} {v[bad][0]!r} is not an integer in [0, {bound})")
+            kind = "an integer" if integral else "a value"
+            raise ValueError(f"{what} {float(v[bad][0]):g} is not {kind} in [0, {bound})")
         return k
 
     def embed_fwd(self, index, w, b, y, m_rows: int, n_out: int, k_in: int) -> None:
@@ -923,7 +927,7 @@ class CpuBackend(Backend):
 
     def take_rows(self, x, index, y, inner: int) -> None:
         rows = x.size // inner if inner else 0
-        k = self._indices(index, rows, "row index")
+        k = self._indices(index, rows, "row index", integral=False)
         if inner:
             y.reshape(len(k), inner)[...] = x.reshape(rows, inner)[k]
 
@@ -932,7 +936,7 @@ class CpuBackend(Backend):
         if not inner:
             return
         rows = dx.size // inner
-        k = self._indices(index, rows, "row index")
+        k = self._indices(index, rows, "row index", integral=False)
         np.add.at(dx.reshape(rows, inner), k, dy.reshape(len(k), inner))
 
     def put_rows(self, dy, where, dx, inner: int) -> None:
