@@ -20,8 +20,9 @@ class BatchReindexLayer(Layer):
         idx = np.asarray(bottoms[1].host_data()).reshape(-1)
         bad = ~((idx >= 0) & (idx < n))
         if bad.any():
-            raise self.error(f"index {float(idx[bad][0]):g} (item {int(np.flatnonzero(bad)[0])} of bottom[1]) "
-                             f"is outside [0, {n}): an index must name an item of bottom[0]")
+            i = int(np.flatnonzero(bad)[0])
+            raise self.error(f"index {float(idx[i]):g} (item {i} of bottom[1]) is outside [0, {n}): "
+                             f"an index must name an item of bottom[0]")
         if tops[0].count == 0:
             return
         self.backend.take_rows(bottoms[0].dev_data, bottoms[1].dev_data, tops[0].dev_data,
