@@ -23,7 +23,7 @@ Versions (v1 each):
 - ``prelu_slope_grad_v1``: one block per channel (one block when shared); each thread strides over
   the channel's N*S elements, then a shared-memory tree sums the block; thread 0 adds to dslope.
 
-Launch geometry: elementwise kernels ``kernels._launch.grid_1d(n)``; the slope gradient
+Launch geometry: elementwise kernels ``kernels._launch.grid_1d(n, THREADS)``; the slope gradient
 C (or 1) blocks of SLOPE_THREADS threads.
 """
 from __future__ import annotations
@@ -34,9 +34,14 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import SIMULATOR, as_device, grid_1d
+from kernels._launch import SIMULATOR, THREADS_PER_BLOCK, as_device, grid_1d
 
-SLOPE_THREADS = 32 if SIMULATOR else 256   # threads per block of the slope gradient (power of 2)
+#: threads per block of the 1-D grid-stride launches (fewer in the simulator, which runs each
+#: thread in Python; the kernels do not depend on it)
+THREADS = 32 if SIMULATOR else THREADS_PER_BLOCK
+
+SLOPE_THREADS = 8 if SIMULATOR else 256    # threads per block of the slope gradient (power of 2;
+#                                             few in the simulator, which runs every thread in Python)
 
 _ZERO = float32(0.0)
 _ONE = float32(1.0)
@@ -163,7 +168,7 @@ def _flat(name: str, *arrays: Any) -> list:
 def _run(kernel: Any, arrays: list, *scalars: Any) -> None:
     n = arrays[0].size
     if n:
-        blocks, threads = grid_1d(n)
+        blocks, threads = grid_1d(n, THREADS)
         kernel[blocks, threads](*arrays, *scalars)
 
 

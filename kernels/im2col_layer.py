@@ -17,7 +17,8 @@ atomics, Caffe's summation order). Shapes, kernel, stride, pad and dilation come
 device array ``geom`` = (in, out, kernel, stride, pad, dilation), D values each, uploaded once per
 geometry and cached.
 
-Launch geometry: ``kernels._launch.grid_1d`` over the elements of y (forward) or dx (backward).
+Launch geometry: ``kernels._launch.grid_1d(n, THREADS)`` over the elements of y (forward) or dx
+(backward).
 """
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import as_device, grid_1d
+from kernels._launch import SIMULATOR, THREADS_PER_BLOCK, as_device, grid_1d
+
+#: threads per block of the 1-D grid-stride launches (fewer in the simulator, which runs each
+#: thread in Python; the kernels do not depend on it)
+THREADS = 32 if SIMULATOR else THREADS_PER_BLOCK
 
 _ZERO = float32(0.0)
 
@@ -139,7 +144,7 @@ def im2col_layer_fwd(x: Any, y: Any, num: int, channels: int, in_spatial, out_sp
                                                   stride, pad, dilation)
     xf, yf = _flat("im2col_layer_fwd", x, nx), _flat("im2col_layer_fwd", y, ny)
     if ny:
-        blocks, threads = grid_1d(ny)
+        blocks, threads = grid_1d(ny, THREADS)
         im2col_layer_fwd_v1[blocks, threads](xf, yf, geom, c, ndim, k, tin, tout)
 
 
@@ -150,5 +155,5 @@ def im2col_layer_bwd(dy: Any, dx: Any, num: int, channels: int, in_spatial, out_
                                                   stride, pad, dilation)
     dyf, dxf = _flat("im2col_layer_bwd", dy, ny), _flat("im2col_layer_bwd", dx, nx)
     if nx:
-        blocks, threads = grid_1d(nx)
+        blocks, threads = grid_1d(nx, THREADS)
         im2col_layer_bwd_v1[blocks, threads](dyf, dxf, geom, c, ndim, k, tin, tout)

@@ -22,7 +22,8 @@ backward take the shapes and offsets from a small int64 device array (uploaded o
 and cached); embed's backward runs one thread per column n walking the M rows in order (no atomics,
 the same order as Caffe's CPU loop).
 
-Launch geometry: ``kernels._launch.grid_1d`` over the output elements (embed backward: over N).
+Launch geometry: ``kernels._launch.grid_1d(n, THREADS)`` over the output elements (embed backward:
+over N).
 """
 from __future__ import annotations
 
@@ -33,7 +34,11 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import as_device, grid_1d
+from kernels._launch import SIMULATOR, THREADS_PER_BLOCK, as_device, grid_1d
+
+#: threads per block of the 1-D grid-stride launches (fewer in the simulator, which runs each
+#: thread in Python; the kernels do not depend on it)
+THREADS = 32 if SIMULATOR else THREADS_PER_BLOCK
 
 _ZERO = float32(0.0)
 _NAN = float32(math.nan)
@@ -192,7 +197,7 @@ def _flat(name: str, a: Any, n: int | None = None) -> Any:
 
 def _launch(kernel: Any, n: int, *args: Any) -> None:
     if n:
-        blocks, threads = grid_1d(n)
+        blocks, threads = grid_1d(n, THREADS)
         kernel[blocks, threads](*args)
 
 

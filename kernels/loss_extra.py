@@ -22,7 +22,8 @@ Versions (v1 each, memory bound): the forward kernels write per-position terms i
 buffers that ``kernels.reduce.reduce_sum`` folds (deterministic, no atomics); the backward kernels
 run one thread per element of dx; ``infogain_rowsum_v1`` one thread per row of H.
 
-Launch geometry: ``kernels._launch.grid_1d`` over the elements (forward: over the positions).
+Launch geometry: ``kernels._launch.grid_1d(n, THREADS)`` over the elements (forward: over the
+positions).
 """
 from __future__ import annotations
 
@@ -32,8 +33,12 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import as_device, grid_1d
+from kernels._launch import SIMULATOR, THREADS_PER_BLOCK, as_device, grid_1d
 from kernels.reduce import asum, reduce_sum, sumsq
+
+#: threads per block of the 1-D grid-stride launches (fewer in the simulator, which runs each
+#: thread in Python; the kernels do not depend on it)
+THREADS = 32 if SIMULATOR else THREADS_PER_BLOCK
 
 LOG_THRESHOLD = float32(1e-20)     # Caffe's kLOG_THRESHOLD
 HINGE_L1 = 1                       # HingeLossParameter.Norm values
@@ -180,7 +185,7 @@ def _flat(name: str, a: Any, n: int) -> Any:
 
 def _launch(kernel: Any, n: int, *args: Any) -> None:
     if n:
-        blocks, threads = grid_1d(n)
+        blocks, threads = grid_1d(n, THREADS)
         kernel[blocks, threads](*args)
 
 

@@ -32,7 +32,8 @@ from numba import cuda, float32, int64, void
 
 from kernels._launch import SIMULATOR, as_device
 
-MVN_THREADS = 32 if SIMULATOR else 128   # threads per row block (power of 2)
+MVN_THREADS = 8 if SIMULATOR else 128    # threads per row block (power of 2; few in the simulator,
+#                                          which runs every thread and barrier in Python)
 
 _ZERO = float32(0.0)
 

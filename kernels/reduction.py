@@ -14,7 +14,7 @@ Versions:
   ``kernels.reduce``'s whole-array reduction into y[0] (grid-wide, two passes) and a scale.
 - ``reduction_bwd_v1``: one thread per element, grid-stride.
 
-Launch geometry: forward ``num`` blocks of RED_THREADS; backward ``kernels._launch.grid_1d(n)``.
+Launch geometry: forward ``num`` blocks of RED_THREADS; backward ``kernels._launch.grid_1d(n, THREADS)``.
 """
 from __future__ import annotations
 
@@ -25,9 +25,14 @@ from numba import cuda, float32, int64, void
 
 from kernels import fill as _fill
 from kernels import reduce as _red
-from kernels._launch import SIMULATOR, as_device, grid_1d
+from kernels._launch import SIMULATOR, THREADS_PER_BLOCK, as_device, grid_1d
 
-RED_THREADS = 32 if SIMULATOR else 256   # threads per row block (power of 2)
+#: threads per block of the 1-D grid-stride launches (fewer in the simulator, which runs each
+#: thread in Python; the kernels do not depend on it)
+THREADS = 32 if SIMULATOR else THREADS_PER_BLOCK
+
+RED_THREADS = 8 if SIMULATOR else 256    # threads per row block (power of 2; few in the simulator,
+#                                          which runs every thread and barrier in Python)
 
 OP_SUM = 1       # Caffe's ReductionParameter values (MEAN = 4 runs as SUM with coeff / dim)
 OP_ASUM = 2
@@ -124,5 +129,5 @@ def reduction_bwd(x: Any, dy: Any, dx: Any, num: int, dim: int, op: int, coeff: 
     xf, dxf = _flat("reduction_bwd", x, n), _flat("reduction_bwd", dx, n)
     dyf = _flat("reduction_bwd", dy, num)
     if n:
-        blocks, threads = grid_1d(n)
+        blocks, threads = grid_1d(n, THREADS)
         reduction_bwd_v1[blocks, threads](xf, dyf, dxf, dim, op, np.float32(coeff))
