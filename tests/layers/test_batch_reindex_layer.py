@@ -43,13 +43,13 @@ def test_gradient():
 
 
 def test_parity():
-    """A learned Scale before the layer gives bottom 0 a gradient, an InnerProduct with a loss
+    """A learned Scale before the layer gives bottom 0 a gradient, a Power (y^2) with a loss
     weight after it varied top diffs (force_backward would ask for a gradient to the indices, which
     Caffe's BatchReindex refuses)."""
     layer = layer_text('type: "Scale" scale_param { filler { type: "gaussian" } }', tops=("xs",), name="pre")
     layer += layer_text('type: "BatchReindex"', bottoms=("xs", "p"))
-    layer += layer_text('type: "InnerProduct" inner_product_param { num_output: 2 weight_filler '
-                        '{ type: "gaussian" } } loss_weight: 1', bottoms=("y",), tops=("z",), name="post")
+    layer += layer_text('type: "Power" power_param { power: 2 } loss_weight: 1', bottoms=("y",),
+                        tops=("z",), name="post")
     rng = np.random.default_rng(14)
     feed = {"x": rng.standard_normal((3, 2, 2)).astype(np.float32),
             "p": np.array([2, 0, 2, 1, 2], np.float32)}

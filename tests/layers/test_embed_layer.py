@@ -80,13 +80,13 @@ def test_gradient():
 
 def test_parity():
     """No force_backward (Caffe's Embed refuses a gradient to its input, and force_backward
-    overrides propagate_down); an InnerProduct with a loss weight after it makes the Embed run
-    backward with varied top diffs."""
+    overrides propagate_down); a Power (y^2) with a loss weight after it makes the Embed run
+    backward with varied top diffs (2y)."""
     idx = np.array([[1, 0, 4], [4, 4, 2]], np.float32)
     layer = layer_text('type: "Embed" embed_param { num_output: 3 input_dim: 5 weight_filler '
                        '{ type: "gaussian" } bias_filler { type: "gaussian" } }', bottoms=("i",))
-    layer += layer_text('type: "InnerProduct" inner_product_param { num_output: 2 axis: 2 weight_filler '
-                        '{ type: "gaussian" } } loss_weight: 1', bottoms=("y",), tops=("z",), name="post")
+    layer += layer_text('type: "Power" power_param { power: 2 } loss_weight: 1', bottoms=("y",),
+                        tops=("z",), name="post")
     check_parity(layer, {"i": idx.shape}, {"i": idx}, force_backward=False)
 
 

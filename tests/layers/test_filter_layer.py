@@ -60,8 +60,8 @@ def test_gradient():
 def test_parity():
     layer = layer_text('type: "Scale" scale_param { filler { type: "gaussian" } }', tops=("xs",), name="pre")
     layer += layer_text('type: "Filter"', bottoms=("xs", "s"))
-    layer += layer_text('type: "InnerProduct" inner_product_param { num_output: 2 weight_filler '
-                        '{ type: "gaussian" } } loss_weight: 1', bottoms=("y",), tops=("z",), name="post")
+    layer += layer_text('type: "Power" power_param { power: 2 } loss_weight: 1', bottoms=("y",),
+                        tops=("z",), name="post")
     rng = np.random.default_rng(15)
     feed = {"x": rng.standard_normal((5, 2, 3)).astype(np.float32),
             "s": np.array([1, 0, 1, 1, 0], np.float32)}
