@@ -39,7 +39,10 @@ Design
 - **Accuracy** runs ``kernels.softmax.accuracy_fwd`` with ties counted against the label (the
   base class's rule, Caffe 1.0's ``>=`` count); only the counts come back.
 - **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss and ContrastiveLoss
-  (``kernels.runner_extra``) reduce on the device and return host scalars.
+  (``kernels.runner_extra``), HingeLoss, MultinomialLogisticLoss and InfogainLoss
+  (``kernels.loss_extra``) reduce on the device and return host scalars. The only other host reads
+  of the layers of Caffe 1.0 are Caffe's own: BatchReindex checks its indices and Filter reads its
+  selector on the host (in the layers; the backend ops stay on the device).
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
 """
 from __future__ import annotations
