@@ -29,12 +29,12 @@ class HingeLossLayer(Layer):
                                                 self.num, self.dim, self.norm)
         except ValueError as e:
             raise self.error(str(e)) from None
-        tops[0].data = [total / self.num]
+        tops[0].data = [total / self.num if self.num else float("nan")]   # Caffe: 0/0
 
     def backward(self, tops, propagate_down, bottoms) -> None:
         if propagate_down[1]:
             raise self.error("cannot backpropagate to label inputs")
-        if not propagate_down[0]:
+        if not propagate_down[0] or not self.num:
             return
         t = self.backend.dtype.type
         lw = t(top_diff_scale(tops[0]))

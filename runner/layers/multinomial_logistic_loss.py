@@ -22,12 +22,12 @@ class MultinomialLogisticLossLayer(Layer):
                                                                self.num, self.dim)
         except ValueError as e:
             raise self.error(str(e)) from None
-        tops[0].data = [total / self.num]
+        tops[0].data = [total / self.num if self.num else float("nan")]   # Caffe: 0/0
 
     def backward(self, tops, propagate_down, bottoms) -> None:
         if propagate_down[1]:
             raise self.error("cannot backpropagate to label inputs")
-        if propagate_down[0]:
+        if propagate_down[0] and self.num:
             t = self.backend.dtype.type
             scale = -t(top_diff_scale(tops[0])) / t(self.num)
             self.backend.multinomial_logistic_loss_bwd(bottoms[0].dev_data, bottoms[1].dev_data,
