@@ -1,9 +1,11 @@
 """Parameter: a zero-initialized learned blob of parameter_param.shape exposed as the top (shared
 data and diff, so the consumer's gradient lands in the parameter's diff), its .caffemodel round
-trip, training moves it, and cpu-vs-cuda parity. OpenCV's Caffe importer has no Parameter layer."""
+trip, any shape (hypothesis), and cpu-vs-cuda parity. OpenCV's Caffe importer has no Parameter layer."""
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner import Net
 from tests.helpers import assert_close
@@ -50,3 +52,17 @@ def test_parity():
     feed = {"x": rng.standard_normal((2, 3)).astype(np.float32),
             "t": rng.standard_normal((2, 3)).astype(np.float32)}
     check_parity(body, {"x": (2, 3), "t": (2, 3)}, feed, force_backward=False)
+
+
+@given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=4), seed=st.integers(0, 2**31 - 1))
+def test_any_shape_shares_data_and_diff(shape, seed):
+    dims = " ".join(f"dim: {d}" for d in shape)
+    net = Net(f'layer {{ name: "L" type: "Parameter" top: "p" parameter_param {{ shape {{ {dims} }} }} }}',
+              phase="TRAIN")
+    blob = net.params["L"][0]
+    assert blob.shape == tuple(shape) and net.blobs["p"].shape == tuple(shape)
+    values = np.random.default_rng(seed).standard_normal(shape)
+    blob.data = values
+    np.testing.assert_array_equal(net.forward()["p"], values.astype(np.float32))
+    net.blobs["p"].diff = values * 2                 # what a consumer would write
+    np.testing.assert_array_equal(blob.diff, (values * 2).astype(np.float32))
