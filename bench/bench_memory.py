@@ -19,6 +19,10 @@ is how close an op gets to the memory roof. Each op is validated against torch f
 | STOCHASTIC pool TEST 3x3/2 (pool1's shape) | 256x96x55x55 -> 27x27 | N + P |
 | LSTM unit step fwd | 4096 x 1024 cells | c_prev, X (4x), cont, c, h |
 | SSD Normalize fwd (per position, per-channel scale) / Permute 0 2 3 1 | 32x512x38x38 | 2 N / 2 N |
+| PReLU fwd / bwd (per channel; bwd with the slope gradient) | 256x96x55x55 | 2 N / 3 N |
+| MVN fwd / bwd (per plane, normalize_variance) | 256x96x55x55 | 2 N / 3 N |
+| Clip fwd, Swish fwd (y and the kept sigmoid) | 256x96x55x55 | 2 N, 3 N |
+| Crop fwd (offset 2 on H and W) | 256x96x55x55 -> 51x51 | 2 Y |
 
 (N, P: elements times 4 bytes.) Our time is the op's launches re-issued pre-bound
 (``runner.backend.replay``: what a training iteration pays), with the time through the Python wrapper kept
@@ -413,6 +417,122 @@ def ssd_permute_nhwc():
 
 OPS.update({"ssd_normalize_fwd": ssd_normalize_fwd, "ssd_permute_nhwc": ssd_permute_nhwc})
 
+
+
+# ---- issue 12a's memory-bound kernels (PReLU, MVN, Clip, Swish, Crop) on the same activations;
+# bytes: each array read or written once (PReLU's slope and MVN's per-plane statistics not counted)
+def prelu_fwd():
+    kx = _need("kernels.activation_extra", "prelu_fwd")
+    torch = torch_mod()
+    n, c, h, w = ACT
+    x, xt = rand_pair(ACT, 30)
+    a, at = rand_pair((c,), 31, scale=0.25)
+    y, yt = empty_pair(ACT)
+    ref = torch.nn.functional.prelu(xt, at)
+    return (lambda: kx.prelu_fwd(x, a, y, c, h * w, False)), \
+        (lambda: torch.nn.functional.prelu(xt, at)), [(y, ref)], 2 * 4 * _numel(ACT)
+
+
+def prelu_bwd():
+    kx = _need("kernels.activation_extra", "prelu_bwd")
+    torch = torch_mod()
+    n, c, h, w = ACT
+    x, xt = rand_pair(ACT, 32)
+    a, at = rand_pair((c,), 33, scale=0.25)
+    dy, dyt = rand_pair(ACT, 34)
+    dx, dxt = empty_pair(ACT)
+    da, _ = empty_pair((c,))
+    neg = (xt <= 0).to(xt.dtype)
+    ref = dyt * ((xt > 0).to(xt.dtype) + at.reshape(1, c, 1, 1) * neg)
+    xr = xt.clone().requires_grad_(True)
+    ar = at.clone().requires_grad_(True)
+
+    yr = torch.nn.functional.prelu(xr, ar)
+    # dslope accumulates over the timed repetitions (only dx is validated)
+    return (lambda: kx.prelu_bwd(x, a, dy, dx, da, c, h * w, False)), \
+        (lambda: torch.autograd.grad(yr, (xr, ar), dyt, retain_graph=True)), [(dx, ref)], \
+        3 * 4 * _numel(ACT)
+
+
+def _mvn_ref(xt, eps):
+    m = xt.mean((2, 3), keepdim=True)
+    sd = ((xt - m) ** 2).mean((2, 3), keepdim=True).sqrt() + eps
+    return (xt - m) / sd
+
+
+def mvn_fwd():
+    km = _need("kernels.mvn", "mvn_fwd")
+    torch = torch_mod()
+    n, c, h, w = ACT
+    x, xt = rand_pair(ACT, 35, scale=2.0)
+    y, yt = empty_pair(ACT)
+    mean, _ = empty_pair((n * c,))
+    std, _ = empty_pair((n * c,))
+    ref = _mvn_ref(xt, 1e-9)
+    inorm = torch.nn.functional.instance_norm
+    return (lambda: km.mvn_fwd(x, y, mean, std, n * c, h * w, True, 1e-9)), \
+        (lambda: inorm(xt, eps=1e-9)), [(y, ref)], 2 * 4 * _numel(ACT)
+
+
+def mvn_bwd():
+    km = _need("kernels.mvn", "mvn_fwd", "mvn_bwd")
+    torch = torch_mod()
+    n, c, h, w = ACT
+    x, xt = rand_pair(ACT, 36, scale=2.0)
+    y, _ = empty_pair(ACT)
+    mean, _ = empty_pair((n * c,))
+    std, _ = empty_pair((n * c,))
+    km.mvn_fwd(x, y, mean, std, n * c, h * w, True, 1e-9)
+    dy, dyt = rand_pair(ACT, 37)
+    dx, dxt = empty_pair(ACT)
+    xr = xt.clone().requires_grad_(True)
+    yr = _mvn_ref(xr, 1e-9)
+    ref = torch.autograd.grad(yr, xr, dyt, retain_graph=True)[0]
+    xi = xt.clone().requires_grad_(True)
+    yi = torch.nn.functional.instance_norm(xi, eps=1e-9)
+    return (lambda: km.mvn_bwd(y, dy, std, dx, n * c, h * w, True)), \
+        (lambda: torch.autograd.grad(yi, xi, dyt, retain_graph=True)), [(dx, ref)], 3 * 4 * _numel(ACT)
+
+
+def clip_fwd():
+    kx = _need("kernels.activation_extra", "clip_fwd")
+    torch = torch_mod()
+    x, xt = rand_pair(ACT, 38)
+    y, yt = empty_pair(ACT)
+    ref = torch.clamp(xt, -0.5, 0.5)
+    out = torch.empty_like(xt)
+    return (lambda: kx.clip_fwd(x, y, -0.5, 0.5)), (lambda: torch.clamp(xt, -0.5, 0.5, out=out)), \
+        [(y, ref)], 2 * 4 * _numel(ACT)
+
+
+def swish_fwd():
+    kx = _need("kernels.activation_extra", "swish_fwd")
+    torch = torch_mod()
+    x, xt = rand_pair(ACT, 39, scale=2.0)
+    y, yt = empty_pair(ACT)
+    s, _ = empty_pair(ACT)
+    ref = torch.nn.functional.silu(xt)
+    out = torch.empty_like(xt)
+    silu = torch.ops.aten.silu.out
+    return (lambda: kx.swish_fwd(x, y, s, 1.0)), (lambda: silu(xt, out=out)), [(y, ref)], \
+        3 * 4 * _numel(ACT)
+
+
+def crop_fwd():
+    ki = _need("kernels.index_copy", "crop_fwd")
+    torch = torch_mod()
+    n, c, h, w = ACT
+    yshape = (n, c, h - 4, w - 4)                  # an FCN-style crop, offset 2 on H and W
+    x, xt = rand_pair(ACT, 40)
+    y, yt = empty_pair(yshape)
+    ref = xt[:, :, 2:h - 2, 2:w - 2]
+    out = torch.empty(yshape, device=xt.device)
+    return (lambda: ki.crop_fwd(x, y, (0, 0, 2, 2))), (lambda: out.copy_(xt[:, :, 2:h - 2, 2:w - 2])), \
+        [(y, ref)], 2 * 4 * _numel(yshape)
+
+
+OPS.update({"prelu_fwd": prelu_fwd, "prelu_bwd": prelu_bwd, "mvn_fwd": mvn_fwd, "mvn_bwd": mvn_bwd,
+            "clip_fwd": clip_fwd, "swish_fwd": swish_fwd, "crop_fwd": crop_fwd})
 
 def _prebound(fn: Callable[[], None]) -> Callable[[], None] | None:
     """``fn``'s kernel launches recorded once and re-issued pre-bound (runner.backend.replay.Recorder), or

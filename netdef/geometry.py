@@ -242,3 +242,31 @@ class DetectionGeometry:
     top_k: int
     eta: float
     clip: bool = False
+
+
+@dataclass(frozen=True)
+class Im2colGeometry:
+    """Caffe's Im2colLayer over any number of spatial axes (1-D, 2-D, 3-D, ...).
+
+    The bottom is viewed as (num, channels, *in_spatial) with num = count(0, axis) (the
+    ``convolution_param.axis``, default 1); the top as (num, channels * prod(kernel), *out_spatial)
+    with out = (in + 2*pad - (dilation*(kernel-1)+1)) // stride + 1 per axis. Row
+    r = c * prod(kernel) + (flat kernel offset, C order) of the top holds the input pixel each
+    output position's window takes at that offset (0 in the padding), Caffe's im2col layout."""
+
+    num: int
+    channels: int
+    in_spatial: tuple[int, ...]
+    out_spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return (self.num, self.channels) + self.in_spatial
+
+    @property
+    def y_shape(self) -> tuple[int, ...]:
+        return (self.num, self.channels * _prod(self.kernel)) + self.out_spatial

@@ -34,7 +34,7 @@ FLOP convention (forward pass, whole batch, a multiply and an add count as 2):
   Threshold, PReLU, Clip, Swish): 1 per output element.
 - Accuracy / ArgMax / Reduction: 1 per input element.
 - Data layers, Input, Parameter, Split, Concat, Slice, Flatten, Reshape, Silence, Crop, Tile,
-  Embed (a lookup), HDF5Output: 0 (memory only).
+  Embed (a lookup), HDF5Output, BatchReindex, Filter, Im2col: 0 (memory only).
 - SSD fork layers: Normalize 4 per element; Permute and PriorBox 0 (memory, or a function of the
   shapes only); DetectionOutput 2 per element of its loc and conf bottoms (decode, threshold; the
   NMS that follows depends on the data and is not counted).
@@ -53,6 +53,7 @@ from netdef.geometry import (
     ConvGeometry,
     ConvNdGeometry,
     DetectionGeometry,
+    Im2colGeometry,
     NormalizeGeometry,
     PermuteGeometry,
     PoolGeometry,
@@ -67,8 +68,9 @@ Shape = tuple[int, ...]
 class LayerShapes:
     """What ``infer`` returns: top shapes, learnable parameter shapes, forward FLOPs, and for
     Convolution / Deconvolution (``ConvGeometry`` for 2-D, ``ConvNdGeometry`` otherwise), Pooling
-    (``PoolGeometry``) and SPP (a tuple of ``PoolGeometry``, one per pyramid level) the parsed
-    ``netdef.geometry`` object the layer runs with (None for other types)."""
+    (``PoolGeometry``), SPP (a tuple of ``PoolGeometry``, one per pyramid level), Im2col
+    (``Im2colGeometry``) and the SSD layers the parsed ``netdef.geometry`` object the layer runs
+    with (None for other types)."""
     top_shapes: list[Shape]
     param_shapes: list[Shape] = field(default_factory=list)
     flops: int = 0
@@ -104,6 +106,18 @@ def register(*types: str) -> Callable[[Rule], Rule]:
 def known_types() -> list[str]:
     """The layer types ``infer`` knows, sorted."""
     return sorted(RULES)
+
+
+#: what the unknown-type error lists as known: ``known_types`` (types with shape rules) until the
+#: runner installs its registry (``runner.registry``: the types that run), so that no error calls a
+#: type known that a Net cannot build
+_known_types_source: Callable[[], list[str]] = known_types
+
+
+def set_known_types_source(source: Callable[[], list[str]]) -> None:
+    """Make the unknown-type error list ``source()`` (the runner's registry of runnable types)."""
+    global _known_types_source
+    _known_types_source = source
 
 
 def count(shape: Sequence[int], start: int = 0, end: int | None = None) -> int:
@@ -199,12 +213,12 @@ def infer(layer_param: pb.LayerParameter, bottom_shapes: Sequence[Sequence[int]]
     """Top shapes, parameter shapes and forward FLOPs of one layer given its bottom shapes, with
     Caffe's exact rules. ``data_shapes`` (one full shape or None per top) supplies the tops of
     layers whose shapes come from their data source. Raises ShapeError on an impossible shape or
-    an unknown type (the message lists the known types)."""
+    an unknown type (the message lists the known types: with the runner loaded, those that run)."""
     t = layer_param.type
     rule = RULES.get(t)
     if rule is None:
         raise ShapeError(f"layer '{layer_param.name}': unknown layer type '{t}' (known types: "
-                         f"{', '.join(known_types())})")
+                         f"{', '.join(_known_types_source())})")
     bottoms = [tuple(int(d) for d in s) for s in bottom_shapes]
     ds = None if data_shapes is None else [None if s is None else tuple(int(d) for d in s)
                                            for s in data_shapes]
@@ -611,8 +625,16 @@ def _same_shape(ctx: _Ctx, flops_per: int = 1) -> LayerShapes:
 
 
 for _t in ("ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp", "Log", "Dropout",
-           "Threshold", "Clip", "Swish"):
+           "Threshold", "Swish"):
     register(_t)(_same_shape)
+
+
+@register("Clip")
+def _clip(ctx: _Ctx) -> LayerShapes:
+    p = ctx.lp.clip_param
+    ctx.check(ctx.lp.HasField("clip_param") and p.HasField("min") and p.HasField("max"),
+              "clip_param.min and clip_param.max are required")
+    return _same_shape(ctx)
 
 
 @register("Softmax")
@@ -622,9 +644,19 @@ def _softmax(ctx: _Ctx) -> LayerShapes:
     return res
 
 
+def legacy_4d(ctx: _Ctx, shape: Shape) -> Shape:
+    """Caffe's (num, channels, height, width) legacy view of a blob of at most 4 axes (missing
+    trailing axes are 1); more axes is an error, as Blob::LegacyShape's check."""
+    ctx.check(len(shape) <= 4, f"cannot use legacy accessors on a blob with more than 4 axes "
+              f"{fmt(shape)}")
+    return tuple(shape) + (1,) * (4 - len(shape))
+
+
 @register("MVN")
 def _mvn(ctx: _Ctx) -> LayerShapes:
-    return _same_shape(ctx, 4)
+    res = _same_shape(ctx, 4)
+    # Caffe's MVNLayer::Reshape gives the top the legacy 4-D shape (num, channels, height, width)
+    return LayerShapes([legacy_4d(ctx, ctx.b[0])], [], res.flops)
 
 
 @register("PReLU")
@@ -632,7 +664,8 @@ def _prelu(ctx: _Ctx) -> LayerShapes:
     res = _same_shape(ctx, 1)
     b = ctx.b[0]
     ctx.check(len(b) >= 2, "number of axes of bottom blob must be >= 2 for PReLU")
-    return LayerShapes(res.top_shapes, [(1,) if ctx.lp.prelu_param.channel_shared else (b[1],)],
+    # channel_shared: Caffe's slope blob is 0-D (vector<int>(0)), one value
+    return LayerShapes(res.top_shapes, [() if ctx.lp.prelu_param.channel_shared else (b[1],)],
                        res.flops)
 
 
@@ -787,7 +820,16 @@ def _infogain_loss(ctx: _Ctx) -> LayerShapes:
     ctx.nbottom(lo=2, hi=3)
     ctx.ntops(lo=1, hi=2)
     _loss_first_dims(ctx)
-    a = ctx.b[0]
+    a, lab = ctx.b[0], ctx.b[1]
+    axis = ctx.axis(ctx.lp.infogain_loss_param.axis, a, "infogain axis")
+    positions = count(a, 0, axis) * count(a, axis + 1)
+    ctx.check(positions == count(lab), f"number of labels must match number of predictions; "
+              f"prediction shape {fmt(a)} with infogain axis {axis} needs {positions} labels, label "
+              f"shape {fmt(lab)} has {count(lab)}")
+    if len(ctx.b) == 3:
+        c = a[axis]
+        ctx.check(count(ctx.b[2]) == c * c, f"the infogain matrix H (bottom[2]) must have "
+                  f"{c}x{c} = {c * c} values, got {fmt(ctx.b[2])}")
     tops: list[Shape] = [()] + ([a] if ctx.ntop > 1 else [])
     return LayerShapes(tops, [], 3 * count(a))
 
@@ -971,11 +1013,12 @@ def _crop(ctx: _Ctx) -> LayerShapes:
     ctx.ntops(exact=1)
     p = ctx.lp.crop_param
     a, ref = ctx.b
-    ctx.check(len(a) == len(ref), f"bottoms must have the same number of axes: {fmt(a)} vs "
-              f"{fmt(ref)}")
     axis = ctx.axis(p.axis, a, "crop axis")
+    ctx.check(len(ref) >= len(a), f"bottom[1] {fmt(ref)} needs at least the {len(a)} axes of "
+              f"bottom[0] to give the crop size")
     n = len(a) - axis
-    ctx.check(len(p.offset) in (0, 1, n), f"offset must be given 0, 1 or {n} times")
+    ctx.check(len(p.offset) in (0, 1, n), f"number of offset values specified must be 0, 1 or "
+              f"equal to the number of dimensions following axis ({n}), got {len(p.offset)}")
     top = list(a)
     for i in range(axis, len(a)):
         off = 0 if not len(p.offset) else p.offset[0 if len(p.offset) == 1 else i - axis]
@@ -991,7 +1034,8 @@ def _tile(ctx: _Ctx) -> LayerShapes:
     ctx.ntops(exact=1)
     p = ctx.lp.tile_param
     b = ctx.b[0]
-    ctx.check(p.tiles > 0, "tile_param.tiles must be > 0")
+    ctx.check(p.HasField("tiles"), "number of tiles must be specified (tile_param.tiles)")
+    ctx.check(p.tiles > 0, f"number of tiles must be positive, got {p.tiles}")
     axis = ctx.axis(p.axis, b)
     top = list(b)
     top[axis] *= p.tiles
@@ -1241,3 +1285,50 @@ def _detection_output(ctx: _Ctx) -> LayerShapes:
         bool(p.clip))
     # the number of detections is known only after NMS: Caffe-SSD's Reshape gives a fake 1 row
     return LayerShapes([(1, 1, 1, 7)], [], 2 * (count(loc) + count(conf)), g)
+
+
+@register("BatchReindex")
+def _batch_reindex(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=2)
+    ctx.ntops(exact=1)
+    b, idx = ctx.b
+    ctx.check(len(idx) == 1, f"the index bottom must be 1-D, got {fmt(idx)}")
+    ctx.check(len(b) >= 1, "bottom[0] needs a batch axis")
+    return LayerShapes([(idx[0],) + tuple(b[1:])], [], 0)
+
+
+@register("Filter")
+def _filter(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(lo=2)
+    ctx.check(ctx.ntop == len(ctx.b) - 1, f"needs one top per filtered bottom ({len(ctx.b) - 1}), "
+              f"got {ctx.ntop}")
+    sel = ctx.b[-1]
+    ctx.check(len(sel) >= 1 and all(d == 1 for d in sel[1:]), f"selector blob dimensions must be "
+              f"singletons (1), except the first; got {fmt(sel)}")
+    for i, s in enumerate(ctx.b[:-1]):
+        ctx.check(len(s) >= 1 and s[0] == sel[0], f"each bottom should have the same 0th dimension "
+                  f"as the selector blob: bottom[{i}] {fmt(s)}, selector {fmt(sel)}")
+    # Caffe's first Reshape keeps every item; later ones keep the selected ones (the layer reads
+    # the selector on the host and reshapes its tops before each forward)
+    return LayerShapes([tuple(s) for s in ctx.b[:-1]], [], 0)
+
+
+@register("Im2col")
+def _im2col(ctx: _Ctx) -> LayerShapes:
+    ctx.nbottom(exact=1)
+    ctx.ntops(exact=1)
+    b = ctx.b[0]
+    caxis = ctx.axis(ctx.lp.convolution_param.axis, b)
+    n_spatial = len(b) - caxis - 1
+    ctx.check(n_spatial >= 1, f"needs at least one spatial axis after the channel axis {caxis}")
+    kernel, stride, pad, dilation = _conv_geometry(ctx, n_spatial)
+    out = []
+    for i, (x, k, s, pd, d) in enumerate(zip(b[caxis + 1:], kernel, stride, pad, dilation)):
+        extent = d * (k - 1) + 1
+        ctx.check(x + 2 * pd >= extent, f"spatial axis {i}: kernel extent {extent} (kernel {k}, "
+                  f"dilation {d}) is larger than the padded input {x} + 2*{pd}")
+        out.append((x + 2 * pd - extent) // s + 1)
+    g = Im2colGeometry(count(b, 0, caxis), b[caxis], tuple(b[caxis + 1:]), tuple(out), tuple(kernel),
+                       tuple(stride), tuple(pad), tuple(dilation))
+    top = tuple(b[:caxis]) + g.y_shape[1:]
+    return LayerShapes([top], [], 0, g)

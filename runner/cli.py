@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 
+import runner.registry  # noqa: F401 -- unknown-type errors list the types that run
 from netdef.errors import CaffeError
 
 # verb -> (module under runner.commands, one-line help)

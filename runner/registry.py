@@ -8,6 +8,10 @@ Each layer module registers its class on definition::
 A duplicate type name is a programming error (ValueError). Looking up an unknown type raises
 ``NetDefinitionError`` naming the layer and listing the known types. ``load_all()`` imports every
 module in ``runner.layers`` (including the data layers) so the table is complete.
+
+"Known" means "runs": importing this module makes ``netdef.shapes``' unknown-type error (the one
+``nbcaffe inspect`` and ``Net`` hit first) list the registered types, not every type with a shape
+rule. Every registered type has a shape rule (tests/runner/test_registry.py).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 
+from netdef import shapes as _shapes
 from netdef.errors import NetDefinitionError
 
 _REGISTRY: dict[str, type] = {}
@@ -60,3 +65,6 @@ def get_layer_class(type_name: str, layer_name: str = "") -> type:
         where = f"layer {layer_name!r}: " if layer_name else ""
         raise NetDefinitionError(f"{where}unknown layer type {type_name!r}; known types: "
                                  f"{', '.join(sorted(_REGISTRY))}") from None
+
+
+_shapes.set_known_types_source(known_types)

@@ -38,6 +38,7 @@ from netdef.geometry import (
     ConvGeometry,
     ConvNdGeometry,
     DetectionGeometry,
+    Im2colGeometry,
     NormalizeGeometry,
     PoolGeometry,
     PriorBoxGeometry,
@@ -671,3 +672,153 @@ class Backend(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {np.dtype(self.dtype).name}>"
+
+    # ------------------------------------------------------------------ issue 12a: the rest of
+    # Caffe 1.0's layers (Clip, Threshold, Swish, PReLU, MVN, Reduction, Tile, Crop, Embed,
+    # BatchReindex, Filter, Im2col, HingeLoss, MultinomialLogisticLoss, InfogainLoss)
+    @abc.abstractmethod
+    def clip_fwd(self, x: Array, y: Array, lo: float, hi: float) -> None:
+        """y = max(lo, min(x, hi)) with std::min/max's comparison order (a NaN x gives lo)."""
+
+    @abc.abstractmethod
+    def clip_bwd(self, x: Array, dy: Array, dx: Array, lo: float, hi: float) -> None:
+        """dx = dy where lo <= x <= hi, else 0 (x: the bottom data before the forward). dx =."""
+
+    @abc.abstractmethod
+    def threshold_fwd(self, x: Array, y: Array, threshold: float) -> None:
+        """y = 1 if x > threshold else 0 (Caffe's Threshold; it has no backward)."""
+
+    @abc.abstractmethod
+    def swish_fwd(self, x: Array, y: Array, s: Array, beta: float) -> None:
+        """s = sigmoid(beta * x) in Caffe's 0.5*tanh(0.5 v) + 0.5 form (kept for the backward),
+        y = x * s. y may be x; s is its own buffer."""
+
+    @abc.abstractmethod
+    def swish_bwd(self, y: Array, s: Array, dy: Array, dx: Array, beta: float) -> None:
+        """dx = dy * (beta*y + s*(1 - beta*y)) from the top data y and the forward's s. dx =."""
+
+    @abc.abstractmethod
+    def prelu_fwd(self, x: Array, slope: Array, y: Array, channels: int, dim: int,
+                  shared: bool) -> None:
+        """x viewed as (N, channels, dim): y = max(x, 0) + a * min(x, 0), a = slope[c] (slope[0]
+        when ``shared``). y may be x."""
+
+    @abc.abstractmethod
+    def prelu_bwd(self, x: Array, slope: Array, dy: Array, dx: Array | None, dslope: Array | None,
+                  channels: int, dim: int, shared: bool) -> None:
+        """dslope[c] += sum over (n, s) of dy * x * (x <= 0) (all elements when shared), then
+        dx = dy * ((x > 0) + a * (x <= 0)) (=; may be dy). None skips either."""
+
+    @abc.abstractmethod
+    def mvn_fwd(self, x: Array, y: Array, mean: Array, std: Array, rows: int, dim: int,
+                normalize_variance: bool, eps: float) -> None:
+        """Caffe MVN on x viewed as (rows, dim): mean (rows,) = row means; y = x - mean, and with
+        ``normalize_variance`` std (rows,) = sqrt(mean((x - mean)^2)) + eps, y /= std (std = 1
+        otherwise). y may be x."""
+
+    @abc.abstractmethod
+    def mvn_bwd(self, y: Array, dy: Array, std: Array, dx: Array, rows: int, dim: int,
+                normalize_variance: bool) -> None:
+        """Caffe's MVN backward per row: dx = (dy - (y * sum(y*dy) + sum(dy)) / dim) / std with
+        ``normalize_variance``, else dx = dy - sum(dy) / dim. dx = (may be dy)."""
+
+    @abc.abstractmethod
+    def reduction_fwd(self, x: Array, y: Array, num: int, dim: int, op: int, coeff: float) -> None:
+        """x viewed as (num, dim): y[r] = coeff * sum_j f(x[r, j]), f by Caffe's ReductionOp value
+        ``op``: 1 SUM (x), 2 ASUM (|x|), 3 SUMSQ (x^2) (MEAN: SUM with coeff / dim). y (num,)."""
+
+    @abc.abstractmethod
+    def reduction_bwd(self, x: Array, dy: Array, dx: Array, num: int, dim: int, op: int,
+                      coeff: float) -> None:
+        """g = dy[r] * coeff; dx[r, j] = g (SUM), sign(x) * g (ASUM, sign(0) = 0), 2*g*x (SUMSQ).
+        dx =."""
+
+    @abc.abstractmethod
+    def tile_fwd(self, x: Array, y: Array, outer: int, inner: int, tiles: int) -> None:
+        """y (outer, tiles, inner)[o, t, :] = x (outer, inner)[o, :]."""
+
+    @abc.abstractmethod
+    def tile_bwd(self, dy: Array, dx: Array, outer: int, inner: int, tiles: int) -> None:
+        """dx[o, :] = sum over t (ascending) of dy[o, t, :]. dx =."""
+
+    @abc.abstractmethod
+    def crop_fwd(self, x: Array, y: Array, offsets: Sequence[int]) -> None:
+        """y = x[o_0 : o_0 + y.shape[0], o_1 : ..., ...] (x, y N-D of the same rank; one offset
+        per axis)."""
+
+    @abc.abstractmethod
+    def crop_bwd(self, dy: Array, dx: Array, offsets: Sequence[int]) -> None:
+        """dx = dy inside the window of ``crop_fwd``, 0 elsewhere. dx =."""
+
+    @abc.abstractmethod
+    def embed_fwd(self, index: Array, w: Array, b: Array | None, y: Array, m_rows: int,
+                  n_out: int, k_in: int) -> None:
+        """y (M, N)[m] = w (K, N)[index[m]] (+ b (N,)); ``index`` (M,) floats holding integers.
+        An index outside [0, K) or not an integer: ValueError naming it on cpu, a row of NaN on
+        cuda (no host read; the kernel never reads out of bounds)."""
+
+    @abc.abstractmethod
+    def embed_bwd(self, index: Array, dy: Array, dw: Array | None, db: Array | None, m_rows: int,
+                  n_out: int, k_in: int) -> None:
+        """dw[index[m]] += dy[m] for m ascending (repeats add up); db += sum over m of dy[m]
+        (parameter gradients: accumulate). None skips one."""
+
+    @abc.abstractmethod
+    def take_rows(self, x: Array, index: Array, y: Array, inner: int) -> None:
+        """x viewed as (B, inner), index (M,) floats: y (M, inner)[i] = x[int(index[i])]
+        (BatchReindex and Filter forward). An index outside [0, B) gives NaN on cuda and a
+        ValueError on cpu (the layers check their indices first)."""
+
+    @abc.abstractmethod
+    def take_rows_bwd(self, dy: Array, index: Array, dx: Array, inner: int) -> None:
+        """dx (B, inner)[n] = sum over i (ascending) with int(index[i]) == n of dy[i] (BatchReindex
+        backward; rows nothing picked get 0). dx =."""
+
+    @abc.abstractmethod
+    def put_rows(self, dy: Array, where: Array, dx: Array, inner: int) -> None:
+        """dx (B, inner)[n] = dy[int(where[n])] where where[n] >= 0, else 0 (Filter backward;
+        ``where`` (B,) floats). dx =."""
+
+    @abc.abstractmethod
+    def im2col_layer_fwd(self, x: Array, y: Array, g: Im2colGeometry) -> None:
+        """Caffe's Im2col layer: y (num, C*prod(kernel), *out) = per-image im2col of x
+        (num, C, *in), any number of spatial axes (``g``: netdef.geometry.Im2colGeometry)."""
+
+    @abc.abstractmethod
+    def im2col_layer_bwd(self, dy: Array, dx: Array, g: Im2colGeometry) -> None:
+        """dx = col2im of dy, kernel offsets added in ascending order (Caffe's). dx =."""
+
+    @abc.abstractmethod
+    def hinge_loss_fwd(self, x: Array, label: Array, margin: Array, num: int, dim: int,
+                       norm: int) -> float:
+        """x (num, dim), label (num,): margin = max(0, 1 + s*x), s = -1 at j == label, +1
+        elsewhere; returns sum |margin| (norm 1, L1) or sum margin^2 (norm 2, L2) as a host float.
+        A label outside [0, dim) raises ValueError naming it."""
+
+    @abc.abstractmethod
+    def hinge_loss_bwd(self, margin: Array, label: Array, dx: Array, num: int, dim: int, norm: int,
+                       scale: float) -> None:
+        """dx = scale * s * sign(margin) (L1) or scale * s * margin (L2). dx =."""
+
+    @abc.abstractmethod
+    def multinomial_logistic_loss_fwd(self, prob: Array, label: Array, num: int, dim: int) -> float:
+        """sum over i of -log(max(prob[i, label_i], 1e-20)) (Caffe's kLOG_THRESHOLD) as a host
+        float; prob (num, dim). A label outside [0, dim) raises ValueError naming it."""
+
+    @abc.abstractmethod
+    def multinomial_logistic_loss_bwd(self, prob: Array, label: Array, dx: Array, num: int, dim: int,
+                                      scale: float) -> None:
+        """dx = 0 except dx[i, label_i] = scale / max(prob[i, label_i], 1e-20). dx =."""
+
+    @abc.abstractmethod
+    def infogain_loss_fwd(self, prob: Array, label: Array, h: Array, outer: int, dim: int,
+                          inner: int, ignore_label: int | None) -> tuple[float, int]:
+        """prob (outer, dim, inner), label (outer*inner,), H (dim, dim): (sum over positions whose
+        label is not ignore_label of -sum_l H[label, l] * log(max(prob[o, l, s], 1e-20)), number
+        of such positions) as host values. A label outside [0, dim) raises ValueError."""
+
+    @abc.abstractmethod
+    def infogain_loss_bwd(self, prob: Array, label: Array, h: Array, dx: Array, outer: int, dim: int,
+                          inner: int, ignore_label: int | None, scale: float) -> None:
+        """dx[o, l, s] = scale * (prob[o, l, s] * sum_l' H[label, l'] - H[label, l]), 0 at ignored
+        positions. dx =."""

@@ -970,3 +970,268 @@ class CpuBackend(Backend):
         m_dyy = (dyv * yv).mean(axis=(0, 2), keepdims=True, dtype=np.float64).astype(dy.dtype)
         res = (dyv - m_dy - yv * m_dyy) * inv
         _oid(dx, n, c, s)[...] = res
+
+    # ------------------------------------------------------------------ issue 12a: the rest of
+    # Caffe 1.0's layers (numpy; index checks raise ValueError, the layer names itself)
+    def clip_fwd(self, x, y, lo: float, hi: float) -> None:
+        t = y.dtype.type
+        v = np.where(t(hi) < x, t(hi), x)                 # std::min(x, hi)
+        np.copyto(y, np.where(t(lo) < v, v, t(lo)))       # std::max(lo, v): a NaN gives lo
+
+    def clip_bwd(self, x, dy, dx, lo: float, hi: float) -> None:
+        t = dx.dtype.type
+        np.multiply(dy, (x >= t(lo)) & (x <= t(hi)), out=dx)
+
+    def threshold_fwd(self, x, y, threshold: float) -> None:
+        np.copyto(y, (x > y.dtype.type(threshold)).astype(y.dtype))
+
+    def swish_fwd(self, x, y, s, beta: float) -> None:
+        t = y.dtype.type
+        np.multiply(x, t(beta), out=s)                    # Caffe's sigmoid of beta * x
+        s *= t(0.5)
+        np.tanh(s, out=s)
+        s *= t(0.5)
+        s += t(0.5)
+        np.multiply(x, s, out=y)
+
+    def swish_bwd(self, y, s, dy, dx, beta: float) -> None:
+        t = dx.dtype.type
+        by = y * t(beta)
+        np.multiply(dy, by + s * (t(1) - by), out=dx)
+
+    @staticmethod
+    def _prelu_views(x, slope, channels: int, dim: int, shared: bool):
+        xv = x.reshape(-1, channels, dim)
+        a = slope.reshape(-1)
+        return xv, (a[0] if shared else a.reshape(1, channels, 1))
+
+    def prelu_fwd(self, x, slope, y, channels: int, dim: int, shared: bool) -> None:
+        xv, a = self._prelu_views(x, slope, channels, dim, shared)
+        t = y.dtype.type
+        np.copyto(y.reshape(xv.shape), np.maximum(xv, t(0)) + a * np.minimum(xv, t(0)))
+
+    def prelu_bwd(self, x, slope, dy, dx, dslope, channels: int, dim: int, shared: bool) -> None:
+        xv, a = self._prelu_views(x, slope, channels, dim, shared)
+        dyv = dy.reshape(xv.shape)
+        neg = xv <= 0
+        if dslope is not None:
+            g = dyv * xv * neg
+            if shared:
+                dslope.reshape(-1)[0] += g.sum()
+            else:
+                dslope.reshape(-1)[...] += g.sum(axis=(0, 2))
+        if dx is not None:
+            np.copyto(dx.reshape(xv.shape), dyv * ((xv > 0) + a * neg))
+
+    def mvn_fwd(self, x, y, mean, std, rows: int, dim: int, normalize_variance: bool,
+                eps: float) -> None:
+        t = y.dtype.type
+        xv = x.reshape(rows, dim)
+        m = xv.mean(axis=1, keepdims=True) if dim else np.zeros((rows, 1), y.dtype)
+        d = xv - m
+        mean.reshape(-1)[...] = m[:, 0]
+        if normalize_variance:
+            sd = np.sqrt((d * d).mean(axis=1, keepdims=True) if dim else m) + t(eps)
+            std.reshape(-1)[...] = sd[:, 0]
+            d = d / sd
+        else:
+            std.reshape(-1)[...] = 1
+        y.reshape(rows, dim)[...] = d
+
+    def mvn_bwd(self, y, dy, std, dx, rows: int, dim: int, normalize_variance: bool) -> None:
+        t = dx.dtype.type
+        dyv = dy.reshape(rows, dim)
+        s_dy = dyv.sum(axis=1, keepdims=True)
+        if normalize_variance:
+            yv = y.reshape(rows, dim)
+            s_ydy = (yv * dyv).sum(axis=1, keepdims=True)
+            res = (dyv - (yv * s_ydy + s_dy) * t(1.0 / max(dim, 1))) / std.reshape(rows, 1)
+        else:
+            res = dyv - s_dy * t(1.0 / max(dim, 1))
+        dx.reshape(rows, dim)[...] = res
+
+    def reduction_fwd(self, x, y, num: int, dim: int, op: int, coeff: float) -> None:
+        xv = x.reshape(num, dim)
+        if op == 2:
+            r = np.abs(xv).sum(axis=1)
+        elif op == 3:
+            r = (xv * xv).sum(axis=1)
+        elif op == 1:
+            r = xv.sum(axis=1)
+        else:
+            raise ValueError(f"reduction: op must be SUM (1), ASUM (2) or SUMSQ (3), got {op}")
+        if coeff != 1.0:
+            r = r * y.dtype.type(coeff)
+        y.reshape(-1)[...] = r
+
+    def reduction_bwd(self, x, dy, dx, num: int, dim: int, op: int, coeff: float) -> None:
+        t = dx.dtype.type
+        g = (dy.reshape(num, 1) * t(coeff)).astype(dx.dtype)
+        xv = x.reshape(num, dim)
+        if op == 2:
+            res = np.sign(xv) * g
+        elif op == 3:
+            res = (t(2) * g) * xv
+        else:
+            res = np.broadcast_to(g, (num, dim))
+        dx.reshape(num, dim)[...] = res
+
+    def tile_fwd(self, x, y, outer: int, inner: int, tiles: int) -> None:
+        y.reshape(outer, tiles, inner)[...] = x.reshape(outer, 1, inner)
+
+    def tile_bwd(self, dy, dx, outer: int, inner: int, tiles: int) -> None:
+        dyv = dy.reshape(outer, tiles, inner)
+        acc = dyv[:, 0].copy()
+        for t in range(1, tiles):       # Caffe's order: copy, then add the tiles one by one
+            acc += dyv[:, t]
+        dx.reshape(outer, inner)[...] = acc
+
+    @staticmethod
+    def _window(x_shape, y_shape, offsets) -> tuple:
+        if not len(x_shape) == len(y_shape) == len(offsets):
+            raise ValueError(f"crop: x {tuple(x_shape)}, y {tuple(y_shape)} and offsets "
+                             f"{tuple(offsets)} differ in rank")
+        for xs, ys, o in zip(x_shape, y_shape, offsets):
+            if o < 0 or o + ys > xs:
+                raise ValueError(f"crop: window {tuple(y_shape)} at {tuple(offsets)} does not fit "
+                                 f"{tuple(x_shape)}")
+        return tuple(slice(int(o), int(o) + int(s)) for o, s in zip(offsets, y_shape))
+
+    def crop_fwd(self, x, y, offsets) -> None:
+        y[...] = x[self._window(x.shape, y.shape, offsets)]
+
+    def crop_bwd(self, dy, dx, offsets) -> None:
+        win = self._window(dx.shape, dy.shape, offsets)
+        dx.fill(0)
+        dx[win] = dy
+
+    @staticmethod
+    def _indices(index, bound: int, what: str, integral: bool = True) -> np.ndarray:
+        """int64 copies of float indices (truncated toward zero, as Caffe's static_cast);
+        ValueError for one outside [0, bound) or, with ``integral``, not an integer."""
+        v = np.asarray(index).reshape(-1)
+        k = v.astype(np.int64)
+        bad = (v < 0) | (k >= bound)
+        if integral:
+            bad |= k != v
+        if bad.any():
+            kind = "an integer" if integral else "a value"
+            raise ValueError(f"{what} {float(v[bad][0]):g} is not {kind} in [0, {bound})")
+        return k
+
+    def embed_fwd(self, index, w, b, y, m_rows: int, n_out: int, k_in: int) -> None:
+        k = self._indices(index, k_in, "embed index")
+        res = w.reshape(k_in, n_out)[k]
+        if b is not None:
+            res = res + b.reshape(1, n_out)
+        y.reshape(m_rows, n_out)[...] = res
+
+    def embed_bwd(self, index, dy, dw, db, m_rows: int, n_out: int, k_in: int) -> None:
+        dyv = dy.reshape(m_rows, n_out)
+        if dw is not None:
+            np.add.at(dw.reshape(k_in, n_out), self._indices(index, k_in, "embed index"), dyv)
+        if db is not None:
+            db.reshape(-1)[...] += dyv.sum(axis=0)
+
+    def take_rows(self, x, index, y, inner: int) -> None:
+        rows = x.size // inner if inner else 0
+        k = self._indices(index, rows, "row index", integral=False)
+        if inner:
+            y.reshape(len(k), inner)[...] = x.reshape(rows, inner)[k]
+
+    def take_rows_bwd(self, dy, index, dx, inner: int) -> None:
+        dx.fill(0)
+        if not inner:
+            return
+        rows = dx.size // inner
+        k = self._indices(index, rows, "row index", integral=False)
+        np.add.at(dx.reshape(rows, inner), k, dy.reshape(len(k), inner))
+
+    def put_rows(self, dy, where, dx, inner: int) -> None:
+        w = np.asarray(where).reshape(-1).astype(np.int64)
+        dxv = dx.reshape(len(w), inner)
+        dxv.fill(0)
+        sel = w >= 0
+        if inner and sel.any():
+            dxv[sel] = dy.reshape(-1, inner)[w[sel]]
+
+    @staticmethod
+    def _im2col_slices(g, kofs: tuple) -> tuple:
+        """Slices of the padded image that kernel offset ``kofs`` takes for every output position."""
+        return tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
+                     for k, d, s, o in zip(kofs, g.dilation, g.stride, g.out_spatial))
+
+    def im2col_layer_fwd(self, x, y, g) -> None:
+        import itertools
+        xv = x.reshape(g.x_shape)
+        pads = [(0, 0), (0, 0)] + [(p, p) for p in g.pad]
+        xp = np.pad(xv, pads) if any(g.pad) else xv
+        ksize = int(np.prod(g.kernel))
+        yv = y.reshape((g.num, g.channels, ksize) + g.out_spatial)
+        for i, kofs in enumerate(itertools.product(*(range(k) for k in g.kernel))):
+            yv[:, :, i] = xp[(slice(None), slice(None)) + self._im2col_slices(g, kofs)]
+
+    def im2col_layer_bwd(self, dy, dx, g) -> None:
+        import itertools
+        padded = tuple(s + 2 * p for s, p in zip(g.in_spatial, g.pad))
+        dxp = np.zeros((g.num, g.channels) + padded, dtype=dx.dtype)
+        ksize = int(np.prod(g.kernel))
+        dyv = dy.reshape((g.num, g.channels, ksize) + g.out_spatial)
+        for i, kofs in enumerate(itertools.product(*(range(k) for k in g.kernel))):
+            dxp[(slice(None), slice(None)) + self._im2col_slices(g, kofs)] += dyv[:, :, i]
+        inner = tuple(slice(p, p + s) for p, s in zip(g.pad, g.in_spatial))
+        dx.reshape(g.x_shape)[...] = dxp[(slice(None), slice(None)) + inner]
+
+    def hinge_loss_fwd(self, x, label, margin, num: int, dim: int, norm: int) -> float:
+        lab, _ = self._labels(label, num, 1, dim, None)
+        m = x.reshape(num, dim).copy()
+        rows = np.arange(num)
+        m[rows, lab[:, 0]] *= -1
+        np.maximum(m + m.dtype.type(1), 0, out=m)
+        margin.reshape(num, dim)[...] = m
+        m64 = m.astype(np.float64)
+        return float(np.abs(m64).sum() if norm == 1 else (m64 * m64).sum())
+
+    def hinge_loss_bwd(self, margin, label, dx, num: int, dim: int, norm: int, scale: float) -> None:
+        lab, _ = self._labels(label, num, 1, dim, None)
+        mv = margin.reshape(num, dim)
+        g = np.sign(mv) if norm == 1 else mv.copy()
+        g[np.arange(num), lab[:, 0]] *= -1
+        dx.reshape(num, dim)[...] = g * dx.dtype.type(scale)
+
+    def multinomial_logistic_loss_fwd(self, prob, label, num: int, dim: int) -> float:
+        lab, _ = self._labels(label, num, 1, dim, None)
+        pv = prob.reshape(num, dim)
+        p = np.maximum(pv[np.arange(num), lab[:, 0]], pv.dtype.type(1e-20))
+        return float(-np.log(p.astype(np.float64)).sum())
+
+    def multinomial_logistic_loss_bwd(self, prob, label, dx, num: int, dim: int, scale: float) -> None:
+        lab, _ = self._labels(label, num, 1, dim, None)
+        t = dx.dtype.type
+        pv = prob.reshape(num, dim)
+        dv = dx.reshape(num, dim)
+        dv.fill(0)
+        rows = np.arange(num)
+        dv[rows, lab[:, 0]] = t(scale) / np.maximum(pv[rows, lab[:, 0]], t(1e-20))
+
+    def infogain_loss_fwd(self, prob, label, h, outer: int, dim: int, inner: int,
+                          ignore_label: int | None) -> tuple[float, int]:
+        lab, valid = self._labels(label, outer, inner, dim, ignore_label)
+        pv = prob.reshape(outer, dim, inner)
+        hv = h.reshape(dim, dim).astype(np.float64)
+        logp = np.log(np.maximum(pv, pv.dtype.type(1e-20)).astype(np.float64))   # (outer, dim, inner)
+        rows = hv[np.where(valid, lab, 0)]                                       # (outer, inner, dim)
+        terms = -(rows * logp.transpose(0, 2, 1)).sum(axis=2)
+        return float(terms[valid].sum()), int(valid.sum())
+
+    def infogain_loss_bwd(self, prob, label, h, dx, outer: int, dim: int, inner: int,
+                          ignore_label: int | None, scale: float) -> None:
+        lab, valid = self._labels(label, outer, inner, dim, ignore_label)
+        t = dx.dtype.type
+        pv = prob.reshape(outer, dim, inner)
+        hv = h.reshape(dim, dim)
+        safe = np.where(valid, lab, 0)
+        rowsum = hv.sum(axis=1)
+        g = pv * rowsum[safe][:, None, :] - hv[safe].transpose(0, 2, 1)
+        g *= valid[:, None, :]
+        dx.reshape(outer, dim, inner)[...] = g * t(scale)

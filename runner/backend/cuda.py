@@ -41,7 +41,10 @@ Design
 - **Accuracy** runs ``kernels.softmax.accuracy_fwd`` with ties counted against the label (the
   base class's rule, Caffe 1.0's ``>=`` count); only the counts come back.
 - **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss and ContrastiveLoss
-  (``kernels.loss``) reduce on the device and return host scalars.
+  (``kernels.loss``), HingeLoss, MultinomialLogisticLoss and InfogainLoss (``kernels.loss_extra``)
+  reduce on the device and return host scalars. The only other host reads of the layers of Caffe
+  1.0 are Caffe's own: BatchReindex checks its indices and Filter reads its selector on the host (in
+  the layers; the backend ops stay on the device).
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
 """
 from __future__ import annotations
@@ -53,6 +56,7 @@ import numpy as np
 from numba import config, cuda
 
 from kernels import activation as _act
+from kernels import activation_extra as _actx
 from kernels import batchnorm as _bn
 from kernels import bias as _bias
 from kernels import blas1 as _fill
@@ -62,12 +66,17 @@ from kernels import detection as _det
 from kernels import dropout as _dropout
 from kernels import eltwise as _elt
 from kernels import gemm as _gemm
+from kernels import im2col_layer as _i2c
+from kernels import index_copy as _idx
 from kernels import loss as _rx
+from kernels import loss_extra as _lx
 from kernels import lrn as _lrn
+from kernels import mvn as _mvn
 from kernels import normalize as _norm
 from kernels import permute as _perm
 from kernels import pool as _pool
 from kernels import reduce as _red
+from kernels import reduction as _redl
 from kernels import scale as _scale
 from kernels import softmax as _sm
 from kernels import solver_update as _su
@@ -715,3 +724,102 @@ class CudaBackend(Backend):
     def batchnorm_bwd(self, y, dy, inv_std, dx, n: int, c: int, s: int, use_global_stats: bool) -> None:
         _bn.batchnorm_bwd(_flat(y), _flat(dy), _flat(inv_std), _flat(dx), n, c, s, use_global_stats)
 
+
+    # ------------------------------------------------------------------ issue 12a: the rest of
+    # Caffe 1.0's layers (kernels.activation_extra, mvn, reduction, index_copy, im2col_layer,
+    # loss_extra); everything stays on the device except the loss sums the interface returns
+    def clip_fwd(self, x, y, lo: float, hi: float) -> None:
+        _actx.clip_fwd(*_flats("clip_fwd", x, y), lo, hi)
+
+    def clip_bwd(self, x, dy, dx, lo: float, hi: float) -> None:
+        _actx.clip_bwd(*_flats("clip_bwd", x, dy, dx), lo, hi)
+
+    def threshold_fwd(self, x, y, threshold: float) -> None:
+        _actx.threshold_fwd(*_flats("threshold_fwd", x, y), threshold)
+
+    def swish_fwd(self, x, y, s, beta: float) -> None:
+        _actx.swish_fwd(*_flats("swish_fwd", x, y, s), beta)
+
+    def swish_bwd(self, y, s, dy, dx, beta: float) -> None:
+        _actx.swish_bwd(*_flats("swish_bwd", y, s, dy, dx), beta)
+
+    def prelu_fwd(self, x, slope, y, channels: int, dim: int, shared: bool) -> None:
+        _actx.prelu_fwd(_flat(x), _flat(slope), _flat(y), channels, dim, shared)
+
+    def prelu_bwd(self, x, slope, dy, dx, dslope, channels: int, dim: int, shared: bool) -> None:
+        _actx.prelu_bwd(_flat(x), _flat(slope), _flat(dy), None if dx is None else _flat(dx),
+                        None if dslope is None else _flat(dslope), channels, dim, shared)
+
+    def mvn_fwd(self, x, y, mean, std, rows: int, dim: int, normalize_variance: bool,
+                eps: float) -> None:
+        _mvn.mvn_fwd(_flat(x), _flat(y), _flat(mean), _flat(std), rows, dim, normalize_variance, eps)
+
+    def mvn_bwd(self, y, dy, std, dx, rows: int, dim: int, normalize_variance: bool) -> None:
+        _mvn.mvn_bwd(_flat(y), _flat(dy), _flat(std), _flat(dx), rows, dim, normalize_variance)
+
+    def reduction_fwd(self, x, y, num: int, dim: int, op: int, coeff: float) -> None:
+        _redl.reduction_fwd(_flat(x), _flat(y), num, dim, op, coeff)
+
+    def reduction_bwd(self, x, dy, dx, num: int, dim: int, op: int, coeff: float) -> None:
+        _redl.reduction_bwd(_flat(x), _flat(dy), _flat(dx), num, dim, op, coeff)
+
+    def tile_fwd(self, x, y, outer: int, inner: int, tiles: int) -> None:
+        _idx.tile_fwd(_flat(x), _flat(y), outer, inner, tiles)
+
+    def tile_bwd(self, dy, dx, outer: int, inner: int, tiles: int) -> None:
+        _idx.tile_bwd(_flat(dy), _flat(dx), outer, inner, tiles)
+
+    def crop_fwd(self, x, y, offsets) -> None:
+        _idx.crop_fwd(_dev(x), _dev(y), tuple(offsets))
+
+    def crop_bwd(self, dy, dx, offsets) -> None:
+        _idx.crop_bwd(_dev(dy), _dev(dx), tuple(offsets))
+
+    def embed_fwd(self, index, w, b, y, m_rows: int, n_out: int, k_in: int) -> None:
+        _idx.embed_fwd(_flat(index), _flat(w), None if b is None else _flat(b), _flat(y), m_rows,
+                       n_out, k_in)
+
+    def embed_bwd(self, index, dy, dw, db, m_rows: int, n_out: int, k_in: int) -> None:
+        _idx.embed_bwd(_flat(index), _flat(dy), None if dw is None else _flat(dw),
+                       None if db is None else _flat(db), m_rows, n_out, k_in)
+
+    def take_rows(self, x, index, y, inner: int) -> None:
+        _idx.take_rows_fwd(_flat(x), _flat(index), _flat(y), inner)
+
+    def take_rows_bwd(self, dy, index, dx, inner: int) -> None:
+        _idx.take_rows_bwd(_flat(dy), _flat(index), _flat(dx), inner)
+
+    def put_rows(self, dy, where, dx, inner: int) -> None:
+        _idx.put_rows(_flat(dy), _flat(where), _flat(dx), inner)
+
+    @staticmethod
+    def _im2col_args(g) -> tuple:
+        return (g.num, g.channels, g.in_spatial, g.out_spatial, g.kernel, g.stride, g.pad, g.dilation)
+
+    def im2col_layer_fwd(self, x, y, g) -> None:
+        _i2c.im2col_layer_fwd(_flat(x), _flat(y), *self._im2col_args(g))
+
+    def im2col_layer_bwd(self, dy, dx, g) -> None:
+        _i2c.im2col_layer_bwd(_flat(dy), _flat(dx), *self._im2col_args(g))
+
+    def hinge_loss_fwd(self, x, label, margin, num: int, dim: int, norm: int) -> float:
+        return _lx.hinge_loss_fwd(_flat(x), _flat(label), _flat(margin), num, dim, norm)
+
+    def hinge_loss_bwd(self, margin, label, dx, num: int, dim: int, norm: int, scale: float) -> None:
+        _lx.hinge_loss_bwd(_flat(margin), _flat(label), _flat(dx), num, dim, norm, scale)
+
+    def multinomial_logistic_loss_fwd(self, prob, label, num: int, dim: int) -> float:
+        return _lx.multinomial_logistic_loss_fwd(_flat(prob), _flat(label), num, dim)
+
+    def multinomial_logistic_loss_bwd(self, prob, label, dx, num: int, dim: int, scale: float) -> None:
+        _lx.multinomial_logistic_loss_bwd(_flat(prob), _flat(label), _flat(dx), num, dim, scale)
+
+    def infogain_loss_fwd(self, prob, label, h, outer: int, dim: int, inner: int,
+                          ignore_label: int | None) -> tuple[float, int]:
+        return _lx.infogain_loss_fwd(_flat(prob), _flat(label), _flat(h), outer, dim, inner,
+                                     ignore_label)
+
+    def infogain_loss_bwd(self, prob, label, h, dx, outer: int, dim: int, inner: int,
+                          ignore_label: int | None, scale: float) -> None:
+        _lx.infogain_loss_bwd(_flat(prob), _flat(label), _flat(h), _flat(dx), outer, dim, inner,
+                              ignore_label, scale)

@@ -48,12 +48,43 @@ def test_xavier_and_msra_variance_norm(norm, n):
 
 
 def test_bilinear_matches_caffe_formula():
-    v = make_filler_values((1, 1, 4, 4), _fp(type="bilinear"), RNG(0))
-    f, c = 2, (2 * 2 - 1 - 0) / 4
-    ref = np.array([[(1 - abs(x / f - c)) * (1 - abs(y / f - c)) for x in range(4)] for y in range(4)])
-    np.testing.assert_allclose(v[0, 0], ref)
+    # Caffe: f = ceil(K/2), c = (K - 1) / (2f); weight = (1 - |x/f - c|) * (1 - |y/f - c|)
+    v = make_filler_values((2, 1, 4, 4), _fp(type="bilinear"), RNG(0))
+    row4 = np.array([0.25, 0.75, 0.75, 0.25])                 # K = 4: f = 2, c = 0.75
+    np.testing.assert_allclose(v[0, 0], np.outer(row4, row4))
+    np.testing.assert_allclose(v[1, 0], v[0, 0])
+    v3 = make_filler_values((1, 1, 3, 3), _fp(type="bilinear"), RNG(0))
+    row3 = np.array([0.5, 1.0, 0.5])                           # K = 3: f = 2, c = 0.5 (symmetric)
+    np.testing.assert_allclose(v3[0, 0], np.outer(row3, row3))
     with pytest.raises(NetDefinitionError, match="bilinear"):
         make_filler_values((1, 1, 3, 4), _fp(type="bilinear"), RNG(0))
+
+
+@pytest.mark.parametrize("kind", ["constant", "uniform", "positive_unitball", "xavier", "msra",
+                                  "bilinear"])
+def test_sparse_only_for_gaussian(kind):
+    with pytest.raises(NetDefinitionError, match="sparsity not supported"):
+        make_filler_values((2, 2, 2, 2), _fp(type=kind, sparse=1), RNG(0))
+
+
+def test_caffe_rng_checks():
+    with pytest.raises(NetDefinitionError, match="sparse must be >= -1"):
+        make_filler_values((4, 2), _fp(type="gaussian", sparse=-2), RNG(0))
+    with pytest.raises(NetDefinitionError, match="probability above 1"):
+        make_filler_values((4, 2), _fp(type="gaussian", sparse=5), RNG(0))
+    with pytest.raises(NetDefinitionError, match="std must be > 0"):
+        make_filler_values((4, 2), _fp(type="gaussian", std=0), RNG(0))
+    with pytest.raises(NetDefinitionError, match="min 2.0 > max 1.0"):
+        make_filler_values((4, 2), _fp(type="uniform", min=2, max=1), RNG(0))
+    g = make_filler_values((4, 3), _fp(type="gaussian", sparse=0), RNG(0))
+    assert (g == 0).all()                                     # p = 0: every value masked
+
+
+def test_xavier_fan_out_of_a_1d_blob_is_its_count():
+    # Caffe: fan_out = count / shape(1) for >= 2 axes, else count
+    x = make_filler_values((400,), _fp(type="xavier", variance_norm=pb.FillerParameter.FAN_OUT),
+                           RNG(5))
+    assert np.abs(x).max() <= np.sqrt(3.0 / 400) and np.abs(x).max() > 0.9 * np.sqrt(3.0 / 400)
 
 
 def test_unknown_type_and_reproducibility():
