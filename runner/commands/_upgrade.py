@@ -42,7 +42,6 @@ def _upgrade(kind: str, args) -> int:
     from runner.solver.glog import GLog
 
     log = GLog()
-    src = f"upgrade_{kind}.cpp"
     if kind == "net_proto_binary":
         old, new = read_caffemodel(args.input, upgrade=False), read_caffemodel(args.input)
     elif kind == "net_proto_text":
@@ -50,14 +49,14 @@ def _upgrade(kind: str, args) -> int:
     else:
         old, new = read_solver(args.input, upgrade=False), read_solver(args.input)
     if new == old:
-        log(f"File already in latest proto format: {args.input}", src, 30, severity="E")
+        log(f"File already in latest proto format: {args.input}", severity="E")
     what = "SolverParameter" if kind.startswith("solver") else "NetParameter"
     if kind == "net_proto_binary":
         _write(args.output, new.SerializeToString())
-        log(f"Wrote upgraded {what} binary proto to {args.output}", src, 50)
+        log(f"Wrote upgraded {what} binary proto to {args.output}")
     else:
         _write(args.output, text_format.MessageToString(new).encode())
-        log(f"Wrote upgraded {what} text proto to {args.output}", src, 50)
+        log(f"Wrote upgraded {what} text proto to {args.output}")
     return 0
 
 
