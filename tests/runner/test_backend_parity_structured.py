@@ -4,7 +4,7 @@ twice, every blob's data and diff and every parameter's data and diff compared):
 and deconvolution, STOCHASTIC pooling (TRAIN: the same picks from the shared Philox stream; TEST),
 SPP, LSTMUnit and LSTM (static input and expose_hidden at once: the unrolled net runs Slice,
 InnerProduct, Reshape, Scale, Eltwise, LSTMUnit, Split and Concat on each backend; ~20 s in the
-simulator, marked slow). RNN runs the same machinery with TanH steps (cpu tests only).)"""
+simulator, marked slow). RNN runs the same machinery with TanH steps, also slow.)"""
 from __future__ import annotations
 
 import pytest
@@ -41,6 +41,10 @@ CASES = [
                                             tops=("y", "hT", "cT")),
                   {"x": (2, 2, 3), "cont": (2, 2), "xs": (2, 2), "h0": (1, 2, 2), "c0": (1, 2, 2)},
                   {"cont": (0, 2)}, "TRAIN"), marks=pytest.mark.slow, id="lstm_static_exposed"),
+    pytest.param(("rnn", _L(f'type: "RNN" recurrent_param {{ num_output: 2 {FILL} }}',
+                            bottoms=("x", "cont")),
+                  {"x": (2, 2, 3), "cont": (2, 2)}, {"cont": (0, 2)}, "TRAIN"),
+                 marks=pytest.mark.slow, id="rnn"),
 ]
 
 
