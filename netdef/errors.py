@@ -42,3 +42,8 @@ class DataError(CaffeError):
 
 class SolverError(CaffeError):
     """Training cannot go on (bad solver settings, NaN loss, snapshot for another net, ...)."""
+
+
+class ResourceError(CaffeError):
+    """The machine cannot run what was asked: the net needs more memory than is free, or a GPU
+    was asked for and none was found. The message names what was asked and what was found."""

@@ -81,6 +81,9 @@ class DatumDBSource:
         self.out_chw = self.transformer.output_shape(*self.chw)
         self.transformer._mean_for(*self.chw)  # mean/channel checks now, not in the thread
         self._next_index = None
+        kind = "lmdb" if self.reader.backend == "lmdb" else "leveldb"
+        self.messages = [f"Opened {kind} {self.source}",
+                         "output data size: " + ",".join(map(str, self.top_shapes()[0]))]
 
     def _decode(self, key: bytes, value: bytes) -> np.ndarray:
         from runner.data.datum import datum_to_array, parse_datum
@@ -148,6 +151,9 @@ class ImageListSource:
         self.chw = first.shape
         self.out_chw = self.transformer.output_shape(*self.chw)
         self.transformer._mean_for(*self.chw)
+        self.messages = [f"Opening file {self.list_file}"] + (["Shuffling data"] if self.shuffle else [])
+        self.messages += [f"A total of {len(self.lines)} images.",
+                          "output data size: " + ",".join(map(str, self.top_shapes()[0]))]
 
     def _item(self, g: int) -> tuple[str, int]:
         n = len(self.lines)
@@ -243,6 +249,8 @@ class HDF5Source:
             self.rows.append(n.pop())
         self.total = sum(self.rows)
         self._cache_path, self._cache = None, None
+        self.messages = [f"Loading list of HDF5 filenames from: {list_file}",
+                         f"Number of HDF5 files: {len(files)}"]
         self._epoch, self._order = -1, None
 
     def top_shapes(self) -> list[tuple[int, ...]]:
