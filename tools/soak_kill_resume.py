@@ -152,6 +152,8 @@ def main() -> int:
         for target in targets:
             state = newest_state(str(folder / "killed/soak"))
             start = state[0] if state else 0
+            if start >= args.iters:
+                break
             resume = os.path.relpath(state[1], folder) if state else None
             resumed_from.append(start)
             if log.exists():
