@@ -8,8 +8,8 @@
 Shapes of data layers come, in order of preference, from ``--input-shape BLOB=N,C,H,W`` (repeat
 for several blobs); else from the data source when it exists: the first Datum of an LMDB ``Data``
 source (batch_size and crop_size applied), the first HDF5 file of an ``HDF5Data`` list, the first
-image of an ``ImageData`` list. Sources are looked up as written (relative to the working
-directory, like Caffe) and then relative to the prototxt's directory. Otherwise the command stops
+image of an ``ImageData`` list. Sources are looked up as the Net looks them up: as written
+(relative to the working directory, like Caffe), then relative to the prototxt's directory. Otherwise the command stops
 with an error naming the layer and the ``--input-shape`` to give. Shapes of known example data sets
 are never assumed. ``--weights`` checks that a .caffemodel loads into the net (Caffe's
 CopyTrainedLayersFrom rules) and reports which layers it fills.
@@ -62,10 +62,15 @@ def parse_input_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
     return out
 
 
+SOURCE_FIELDS = {"Data": "data_param", "HDF5Data": "hdf5_data_param",
+                 "ImageData": "image_data_param"}
+
+
 def _candidates(path: str, base: Path) -> list[Path]:
-    """Where a source path written in a prototxt may be: as written (relative to the working
-    directory, like Caffe), relative to the prototxt's directory, by basename next to it."""
-    return list(dict.fromkeys([Path(path), base / path, base / Path(path).name]))
+    """Where a source path written in a prototxt may be, as the Net looks for it
+    (runner.data.sources.resolve_source): as written (relative to the working directory, like
+    Caffe), then relative to the prototxt's directory."""
+    return list(dict.fromkeys([Path(path), base / path]))
 
 
 def _find(path: str, base: Path) -> Path | None:
@@ -163,8 +168,10 @@ def first_datum_chw(lmdb_dir: Path) -> tuple[int, int, int]:
     return (datum.channels, datum.height, datum.width)
 
 
-def load(args) -> tuple:
-    """(graph, net_param, title) for the command-line arguments."""
+def load(args, extra: dict | None = None) -> tuple:
+    """(graph, net_param, title) for the command-line arguments. ``extra`` (a dict) receives
+    what ``check_builds`` needs: the solver parameter, the NetState, the data shapes, the data
+    layers whose sources were not read, the folder sources are looked for in."""
     from netdef.graph import build_graph, filter_layers
     from netdef.prototxt import is_solver, read_net, read_solver, solver_nets
     from netdef.shapes import needs_data_shapes
@@ -172,8 +179,10 @@ def load(args) -> tuple:
 
     path = args.model
     phase = args.phase.upper() if args.phase else None
+    solver_param = None
     if is_solver(path):
-        nets = solver_nets(read_solver(path), path)
+        solver_param = read_solver(path)
+        nets = solver_nets(solver_param, path)
         if phase == "TEST":
             if not nets.tests:
                 from netdef.errors import SolverError
@@ -203,7 +212,12 @@ def load(args) -> tuple:
         state.stage.extend(args.stage)
     if args.level is not None:
         state.level = args.level
+    unread: set[str] = set()
     for lp in filter_layers(net, state):
+        if lp.type in SOURCE_FIELDS and (any(t in shapes for t in lp.top)
+                                          or _find(getattr(lp, SOURCE_FIELDS[lp.type]).source,
+                                                   base) is None):
+            unread.add(lp.name)
         if needs_data_shapes(lp) and not any(t in shapes for t in lp.top):
             found = source_shapes(lp, base)
             if found is not None:
@@ -218,14 +232,52 @@ def load(args) -> tuple:
                     f"its data source '{src}', which was not found (tried: {tried}); build the "
                     f"data (e.g. nbcaffe data mnist) or pass --input-shape {lp.top[0]}=N,C,H,W")
     graph = build_graph(net, phase, args.stage, args.level, shapes)
+    if extra is not None:
+        extra.update(solver=solver_param, state=state, shapes=shapes, unread=unread, base=base)
     return graph, net, title
 
 
+def check_builds(graph, net, extra: dict) -> None:
+    """Run what ``nbcaffe train`` / ``Net()`` would run on this file beyond the graph: the
+    solver's own checks (``runner.solver.solver.check_solver``) and the construction of the Net
+    on the cpu backend (the memory check before allocating, every layer's setup: filler types,
+    dropout ratio, ...; data layers whose sources were read open them as training would), so a
+    file ``inspect`` accepts builds. Data layers whose sources were not read become Input layers
+    of the shapes given. Nothing is computed; the Net is closed at once."""
+    from proto import caffe_pb2 as pb
+    from runner.net import Net
+    if extra.get("solver") is not None:
+        from runner.solver.solver import check_solver
+        check_solver(extra["solver"], extra.get("where"))
+    from netdef.graph import filter_layers
+    param = pb.NetParameter()
+    param.CopyFrom(net)
+    del param.layer[:]
+    param.state.CopyFrom(extra["state"])
+    for lp in filter_layers(net, extra["state"]):
+        if lp.name in extra["unread"]:
+            new = param.layer.add(name=lp.name, type="Input")
+            new.top.extend(lp.top)
+            for t in lp.top:
+                new.input_param.shape.add().dim.extend(graph.blob_shapes[t])
+        else:
+            dst = param.layer.add()
+            dst.CopyFrom(lp)
+            del dst.include[:]
+            del dst.exclude[:]
+    built = Net(param, pb.Phase.Name(graph.phase), base_dir=str(extra["base"]))
+    built.close()
+
+
 def run(args) -> int:
+    from netdef.limits import estimate_memory, human
     from netdef.weights import copy_trained_layers
     from proto import caffe_pb2 as pb
 
-    graph, _, title = load(args)
+    extra: dict = {"where": args.model}
+    graph, net, title = load(args, extra)
+    check_builds(graph, net, extra)
+    memory = estimate_memory(graph)
     loaded = None
     if args.weights:
         loaded = sorted(copy_trained_layers(graph, args.weights))
@@ -238,7 +290,9 @@ def run(args) -> int:
                      "flops": n.flops, "loss_weights": n.loss_weights,
                      "need_backward": n.need_backward})
     totals = {"layers": len(graph.layers), "params": graph.num_params, "flops": graph.flops,
-              "blobs": len(graph.blob_shapes)}
+              "blobs": len(graph.blob_shapes),
+              "memory_bytes": {"total": memory.total, "blobs": memory.blobs,
+                               "params": memory.params, "workspace": memory.workspace}}
     if args.json:
         doc = {"net": graph.name, "source": title, "phase": pb.Phase.Name(graph.phase),
                "stages": list(graph.stages), "level": graph.level, "inputs": graph.inputs,
@@ -266,6 +320,10 @@ def run(args) -> int:
         if k == 0 or k == len(table) - 2:
             out.write("  ".join("-" * w for w in widths) + "\n")
     out.write(f"inputs: {', '.join(graph.inputs) or '-'}; outputs: {', '.join(graph.outputs)}\n")
+    name, nbytes = memory.largest
+    out.write(f"memory: {human(memory.total)} (blobs {human(memory.blobs)}, parameters "
+              f"{human(memory.params)}, workspace {human(memory.workspace)}; largest blob "
+              f"'{name}' {human(nbytes)}; data and diffs, float32, cpu)\n")
     if loaded is not None:
         out.write(f"weights {args.weights}: loaded {len(loaded)} layer(s): {', '.join(loaded)}\n")
     return 0

@@ -32,9 +32,24 @@ def resolve_source(path: str, base_dir: str | None) -> str:
     return cand if os.path.exists(cand) else path
 
 
+def _first_listed(list_file: str) -> str | None:
+    """The first image path of an ImageData list (None when it cannot be read)."""
+    try:
+        with open(list_file, encoding="utf-8") as f:
+            for line in f:
+                name = line.rstrip("\r\n").rpartition(" ")[0]
+                if name:
+                    return name
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
 def resolve_data_paths(net_param, base_dir: str | None) -> None:
     """In place: each data layer's source and mean file given relative to ``base_dir`` (the
-    prototxt's folder) when it is not found from the working directory (``resolve_source``)."""
+    prototxt's folder) when it is not found from the working directory (``resolve_source``);
+    the same for an ImageData ``root_folder`` whose first listed image is not found from the
+    working directory."""
     if not base_dir:
         return
     for lp in net_param.layer:
@@ -45,6 +60,14 @@ def resolve_data_paths(net_param, base_dir: str | None) -> None:
                     p.source = resolve_source(p.source, base_dir)
         if lp.transform_param.mean_file:
             lp.transform_param.mean_file = resolve_source(lp.transform_param.mean_file, base_dir)
+        if lp.HasField("image_data_param") and not os.path.isabs(lp.image_data_param.root_folder):
+            p = lp.image_data_param
+            first = _first_listed(p.source)
+            if first and not os.path.isabs(first) and not os.path.exists(
+                    os.path.join(p.root_folder, first)):
+                alt = os.path.join(base_dir, p.root_folder)
+                if os.path.exists(os.path.join(alt, first)):
+                    p.root_folder = alt
 
 
 class DatumDBSource:
