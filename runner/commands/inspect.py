@@ -9,10 +9,15 @@ Shapes of data layers come, in order of preference, from ``--input-shape BLOB=N,
 for several blobs); else from the data source when it exists: the first Datum of an LMDB ``Data``
 source (batch_size and crop_size applied), the first HDF5 file of an ``HDF5Data`` list, the first
 image of an ``ImageData`` list. Sources are looked up as the Net looks them up: as written
-(relative to the working directory, like Caffe), then relative to the prototxt's directory. Otherwise the command stops
-with an error naming the layer and the ``--input-shape`` to give. Shapes of known example data sets
-are never assumed. ``--weights`` checks that a .caffemodel loads into the net (Caffe's
-CopyTrainedLayersFrom rules) and reports which layers it fills.
+(relative to the working directory, like Caffe), then relative to the prototxt's directory.
+Otherwise the command stops with an error naming the layer and the ``--input-shape`` to give.
+Shapes of known example data sets are never assumed. ``--weights`` checks that a .caffemodel
+loads into the net (Caffe's CopyTrainedLayersFrom rules) and reports which layers it fills.
+
+A file ``inspect`` accepts builds: it runs the solver's checks (for a solver file) and constructs
+the Net on the cpu backend as ``train``/``test``/``Net()`` would (the memory check before
+allocating, every layer's own setup checks), then prints the memory the net needs (blobs and
+parameters with their diffs, the convolution workspace; ``netdef.limits.estimate_memory``).
 
 Columns: layer, type, bottoms -> tops, top shapes ("scalar" for a loss), parameter count (a layer
 sharing another's blobs by ``param.name`` shows them too; the total counts each blob once) and
@@ -27,6 +32,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from netdef.errors import NetDefinitionError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +67,11 @@ def parse_input_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
                                      "(non-negative integers)")
         out[name] = shape
     return out
+
+
+class MissingSourceError(NetDefinitionError):
+    """A data layer's shape needs its source, which is not at hand (``draw`` then goes on
+    without shapes)."""
 
 
 SOURCE_FIELDS = {"Data": "data_param", "HDF5Data": "hdf5_data_param",
@@ -223,11 +235,10 @@ def load(args, extra: dict | None = None) -> tuple:
             if found is not None:
                 shapes.update(zip(lp.top, found))
             elif lp.type in ("Data", "HDF5Data", "ImageData"):
-                from netdef.errors import NetDefinitionError
                 src = getattr(lp, {"Data": "data_param", "HDF5Data": "hdf5_data_param",
                                    "ImageData": "image_data_param"}[lp.type]).source
                 tried = ", ".join(str(c) for c in _candidates(src, base))
-                raise NetDefinitionError(
+                raise MissingSourceError(
                     f"layer '{lp.name}' ({lp.type}): the shape of top '{lp.top[0]}' comes from "
                     f"its data source '{src}', which was not found (tried: {tried}); build the "
                     f"data (e.g. nbcaffe data mnist) or pass --input-shape {lp.top[0]}=N,C,H,W")

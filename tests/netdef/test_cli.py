@@ -89,8 +89,10 @@ def test_draw(caffe_models, tmp_path, capsys):
                  "--input-shape", "data=100,1,28,28", "-o", str(out)]) == 0
     dot = out.read_text()
     assert dot.startswith('digraph "LeNet"') and dot.rstrip().endswith("}")
-    assert dot.count("shape=box") == 10  # 10 Caffe layers; the 2 inserted Splits not drawn
-    assert "(Convolution)" in dot and "shape=ellipse" in dot and "100x20x24x24" in dot
+    assert "rankdir=LR;" in dot                       # draw_net.py's default
+    assert dot.count("shape=record") == 10  # 10 Caffe layers of the TEST phase, no Splits
+    assert "(Convolution)" in dot and "shape=octagon" in dot and "100 x 20 x 24 x 24" in dot
+    assert "Batch 100" in dot                          # draw.py's edge label out of a Data layer
     assert not (tmp_path / "g.dot.tmp").exists()
     assert main(["draw", str(caffe_models / "lenet_deploy.prototxt")]) == 0
     assert "->" in capsys.readouterr().out
