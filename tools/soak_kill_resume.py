@@ -162,7 +162,10 @@ def main() -> int:
                                  cwd=folder, env=env(), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
             if rnd.random() < 0.25 or target <= start:
-                time.sleep(rnd.uniform(0.3, startup_s))
+                # before the resumed run trains: at a random time, or as soon as it trains
+                deadline = time.time() + rnd.uniform(0.3, startup_s)
+                while p.poll() is None and time.time() < deadline and last_iteration(log) <= start:
+                    time.sleep(0.02)
                 kill_at.append(f"start+{start}")
             else:
                 while p.poll() is None and last_iteration(log) < target:
