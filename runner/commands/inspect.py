@@ -108,9 +108,8 @@ def source_shapes(lp, base: Path) -> list[tuple[int, ...]] | None:
         lst = _find(lp.hdf5_data_param.source, base)
         if lst is None:
             return None
-        files = [x.strip() for x in lst.read_text().splitlines() if x.strip()]
-        if not files:
-            raise DataError(f"{lst}: HDF5 source list is empty")
+        from runner.data.sources import read_hdf5_list
+        files = read_hdf5_list(str(lst), lp.name)
         h5 = _find(files[0], lst.parent) or _find(files[0], base)
         if h5 is None:
             return None

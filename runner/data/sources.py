@@ -220,6 +220,40 @@ class ImageListSource:
         pass
 
 
+def read_hdf5_list(list_file: str, layer: str) -> list[str]:
+    """The .h5 paths an HDF5Data ``source`` lists, one per line (Caffe's rule: the source is a
+    text file listing HDF5 files); each relative path is looked for from the working directory,
+    then beside the list. A source that is itself an HDF5 file, or not text, is a DataError
+    saying so."""
+    if not os.path.isfile(list_file):
+        raise DataError(f"layer '{layer}': HDF5 list file {list_file} not found")
+    with open(list_file, "rb") as f:
+        raw = f.read()
+    if raw.startswith(b"\x89HDF"):
+        raise DataError(f"layer '{layer}': source {list_file} is an HDF5 file; HDF5Data's source "
+                        "must be a text file listing HDF5 files, one path per line (write "
+                        f"'{os.path.basename(list_file)}' into e.g. train_h5.txt and point source "
+                        "at that)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"layer '{layer}': source {list_file} is not a text file; HDF5Data's "
+                        "source must list HDF5 files, one path per line") from None
+    list_dir = os.path.dirname(os.path.abspath(list_file))
+    files = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            cand = line
+            if not os.path.isabs(cand) and not os.path.exists(cand):
+                alt = os.path.join(list_dir, cand)
+                cand = alt if os.path.exists(alt) else cand
+            files.append(cand)
+    if not files:
+        raise DataError(f"{list_file}: lists no HDF5 files")
+    return files
+
+
 class HDF5Source:
     """HDF5Data source: a list file of .h5 paths; each file holds one dataset per top (same
     number of rows N); rows are read in order across files (files and rows shuffled per epoch
@@ -234,21 +268,7 @@ class HDF5Source:
         self.shuffle = bool(p.shuffle)
         self.seed = int(seed)
         list_file = resolve_source(p.source, base_dir)
-        if not os.path.isfile(list_file):
-            raise DataError(f"layer '{lp.name}': HDF5 list file {list_file} not found")
-        list_dir = os.path.dirname(os.path.abspath(list_file))
-        files = []
-        with open(list_file, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    cand = line
-                    if not os.path.isabs(cand) and not os.path.exists(cand):
-                        alt = os.path.join(list_dir, cand)
-                        cand = alt if os.path.exists(alt) else cand
-                    files.append(cand)
-        if not files:
-            raise DataError(f"{list_file}: lists no HDF5 files")
+        files = read_hdf5_list(list_file, lp.name)
         self.files, self.rows, self.shapes = files, [], None
         for path in files:
             try:
