@@ -48,12 +48,15 @@ def select_gpu(device_id: int) -> str:
     from numba import cuda
     n = len(cuda.gpus)
     if not 0 <= device_id < n:
-        names = ", ".join(f"{i}: {g.name.decode() if isinstance(g.name, bytes) else g.name}"
+        names = ", ".join(f"{i}: {_name(getattr(g, 'name', 'simulated GPU'))}"
                           for i, g in enumerate(cuda.gpus))
         raise ResourceError(f"GPU {device_id} was asked for, but this machine has {n} GPU(s) "
                             f"({names})")
     cuda.select_device(device_id)
-    name = cuda.get_current_device().name
+    return _name(getattr(cuda.get_current_device(), "name", "simulated GPU"))
+
+
+def _name(name) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
