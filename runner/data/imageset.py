@@ -60,14 +60,14 @@ def _resize(a: np.ndarray, height: int, width: int) -> np.ndarray:
 def load_image(path: str | os.PathLike, height: int = 0, width: int = 0,
                is_color: bool = True) -> np.ndarray:
     """Read an image file -> uint8 C x H x W (BGR or gray), resized when height and width > 0."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     try:
         with Image.open(path) as img:
             img = img.convert("RGB" if is_color else "L")
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: cannot decode image ({e})") from None
+    except Exception as e:       # Pillow's decoders raise many types on damaged files
+        raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
     a = image_to_chw(img)
     if height > 0 and width > 0:
         a = _resize(a, height, width)
