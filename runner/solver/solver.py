@@ -77,6 +77,21 @@ def check_solver(p: pb.SolverParameter, where: str | None = None) -> str:
     return kind
 
 
+def read_extra(text: str, path: str) -> dict:
+    """nbcaffe's record in a .solverstate (``netdef.weights`` EXTRA_FIELD: JSON with the data
+    streams and the weights' finiteness) as a dict; {} when absent; SolverError when damaged."""
+    if not text:
+        return {}
+    try:
+        extra = json.loads(text)
+    except ValueError:
+        extra = None
+    if not isinstance(extra, dict) or not isinstance(extra.get("streams", {}), dict):
+        raise SolverError(f"{path}: its nbcaffe record (data stream positions) is damaged; the "
+                          "file is corrupt")
+    return extra
+
+
 def snapshot_prefix(p: pb.SolverParameter, solver_path: str | None) -> str:
     """snapshot_prefix as Caffe writes it: relative to the working directory; empty: the solver
     file's path without its extension (UpgradeSnapshotPrefixProperty); a prefix naming a folder
@@ -557,7 +572,12 @@ class Solver:
                 zip(self.test_nets, streams.get("test", []))):
             for layer in net.layers:
                 if layer.name in states and hasattr(layer, "set_stream_state"):
-                    layer.set_stream_state(states[layer.name])
+                    try:
+                        layer.set_stream_state(states[layer.name])
+                    except (KeyError, TypeError, ValueError, AttributeError):
+                        raise SolverError(f"the restored solver state's stream record for layer "
+                                          f"'{layer.name}' is damaged ({states[layer.name]!r:.80})"
+                                          ) from None
 
     def _incomplete_pair(self, path: str) -> str:
         """The message for a -snapshot path that does not exist: says when its .caffemodel is
@@ -603,12 +623,7 @@ class Solver:
                 raise SolverError(f"{path}: history blob {i} has {h.size} values, expected "
                                   f"{int(np.prod(mine.shape))} for shape {tuple(mine.shape)} (a state "
                                   f"for another net?)")
-        extra = {}
-        if st.extra:
-            try:
-                extra = json.loads(st.extra)
-            except ValueError:
-                raise SolverError(f"{path}: its nbcaffe record is not valid JSON (corrupt file?)") from None
+        extra = read_extra(st.extra, path)
         model = learned
         if learned:
             if not os.path.isfile(model):
