@@ -322,6 +322,14 @@ class CopiedLayers(dict):
         self.ignored: list[str] = []
         self.fresh: list[str] = []
 
+    def no_match(self, net_name: str) -> str | None:
+        """The message when the file sets no layer of a net that has parameters, else None."""
+        if self or not self.fresh:
+            return None
+        return (f"{self.source} sets no layer of net '{net_name}': none of its layers "
+                f"({', '.join(self.ignored) or 'none'}) is a layer of the net with parameters "
+                f"({', '.join(self.fresh)}); renamed layers, or weights for another net?")
+
 
 def copy_trained_layers(graph, source: str | os.PathLike | pb.NetParameter) -> CopiedLayers:
     """Caffe's Net::CopyTrainedLayersFrom: for each source layer whose name is a layer of

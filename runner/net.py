@@ -461,10 +461,7 @@ class Net:
                 log(f"{copied.source}: no weights for layer(s) {', '.join(copied.fresh)}: they keep "
                     "their fresh initialisation", "W")
             return copied
-        src = ", ".join(copied.ignored) or "none"
-        msg = (f"{copied.source} sets no layer of net '{self.name}': none of its layers ({src}) "
-               f"is a layer of the net with parameters ({', '.join(copied.fresh)}); renamed "
-               "layers, or weights for another net?")
+        msg = copied.no_match(self.name)
         if require_match:
             raise WeightsError(msg)
         if log is not None:

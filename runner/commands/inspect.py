@@ -288,9 +288,13 @@ def run(args) -> int:
     graph, net, title = load(args, extra)
     check_builds(graph, net, extra)
     memory = estimate_memory(graph)
-    loaded = None
+    loaded = copied = None
     if args.weights:
-        loaded = sorted(copy_trained_layers(graph, args.weights))
+        copied = copy_trained_layers(graph, args.weights)
+        if copied.no_match(graph.name):
+            from netdef.errors import WeightsError
+            raise WeightsError(copied.no_match(graph.name))
+        loaded = sorted(copied)
     rows = []
     for n in graph.layers:
         rows.append({"name": n.name, "type": n.type, "bottoms": n.bottoms, "tops": n.tops,
@@ -308,7 +312,9 @@ def run(args) -> int:
                "stages": list(graph.stages), "level": graph.level, "inputs": graph.inputs,
                "outputs": graph.outputs, "layers": rows, "totals": totals}
         if loaded is not None:
-            doc["weights"] = {"file": args.weights, "layers_loaded": loaded}
+            doc["weights"] = {"file": args.weights, "layers_loaded": loaded,
+                              "source_layers_ignored": copied.ignored,
+                              "layers_left_fresh": copied.fresh}
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
@@ -336,4 +342,8 @@ def run(args) -> int:
               f"'{name}' {human(nbytes)}; data and diffs, float32, cpu)\n")
     if loaded is not None:
         out.write(f"weights {args.weights}: loaded {len(loaded)} layer(s): {', '.join(loaded)}\n")
+        if copied.ignored:
+            out.write(f"  ignored source layers (not in the net): {', '.join(copied.ignored)}\n")
+        if copied.fresh:
+            out.write(f"  left at their initialisation (not in the file): {', '.join(copied.fresh)}\n")
     return 0
