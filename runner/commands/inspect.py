@@ -145,38 +145,15 @@ def source_shapes(lp, base: Path) -> list[tuple[int, ...]] | None:
 
 
 def first_datum_chw(lmdb_dir: Path) -> tuple[int, int, int]:
-    """(channels, height, width) of the first Datum of a Caffe LMDB (decoding encoded images)."""
-    import lmdb
+    """(channels, height, width) of the first Datum of a Caffe LMDB (decoding encoded images),
+    read through the checked reader the Data layer uses (runner.data.db)."""
+    from runner.data.datum import datum_to_array, parse_datum
+    from runner.data.db import open_reader
 
-    from netdef.errors import DataError
-    from proto import caffe_pb2 as pb
-
-    try:
-        env = lmdb.open(str(lmdb_dir), readonly=True, lock=False, subdir=lmdb_dir.is_dir())
-    except lmdb.Error as e:
-        raise DataError(f"{lmdb_dir}: cannot open LMDB: {e}") from None
-    try:
-        with env.begin() as txn:
-            cur = txn.cursor()
-            if not cur.first():
-                raise DataError(f"{lmdb_dir}: LMDB is empty")
-            raw = cur.value()
-    finally:
-        env.close()
-    datum = pb.Datum()
-    try:
-        datum.ParseFromString(raw)
-    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError
-        raise DataError(f"{lmdb_dir}: first record is not a caffe.Datum ({e})") from None
-    if datum.encoded:
-        import io
-
-        from PIL import Image
-        with Image.open(io.BytesIO(datum.data)) as im:
-            w, h = im.size
-            c = len(im.getbands())
-        return (c, h, w)
-    return (datum.channels, datum.height, datum.width)
+    with open_reader(lmdb_dir, "lmdb") as r:
+        key, value = r.next()
+    where = f"{lmdb_dir} record {key.decode(errors='replace')!r}"
+    return tuple(datum_to_array(parse_datum(value, where), where).shape)
 
 
 def load(args, extra: dict | None = None) -> tuple:
