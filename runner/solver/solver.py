@@ -295,7 +295,11 @@ class Solver:
     # ------------------------------------------------------------------ the loop
     def solve(self, resume: str | None = None) -> None:
         """Caffe's Solver::Solve: optional restore, step to max_iter, final snapshot / display /
-        test."""
+        test (numpy's overflow warnings silenced throughout, as in ``step``)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            self._solve(resume)
+
+    def _solve(self, resume: str | None) -> None:
         self.log(f"Solving {self.net.name}")
         self.log(f"Learning Rate Policy: {self.param.lr_policy}")
         self.requested_early_exit = False
