@@ -33,6 +33,10 @@ from google.protobuf.message import DecodeError
 from netdef.errors import CaffeError, WeightsError
 from proto import caffe_pb2 as pb
 
+#: what h5py raises on a damaged or unexpected file (besides our own errors): a reader catches these
+#: and names the file
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError)
+
 _MAGIC = {
     b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
     b"\x89HDF": "an HDF5 file", b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "a gzip file",
@@ -201,8 +205,9 @@ def _read_caffemodel_hdf5(path) -> pb.NetParameter:
                     if str(i) not in group:
                         raise WeightsError(f"{os.fspath(path)}: layer '{name}' lacks blob {i}")
                     lp.blobs.add().CopyFrom(array_to_blob(np.asarray(group[str(i)])))
-    except OSError as e:
-        raise WeightsError(f"{os.fspath(path)}: cannot read HDF5 caffemodel: {e}") from None
+    except H5_ERRORS as e:
+        raise WeightsError(f"{os.fspath(path)}: cannot read HDF5 caffemodel (damaged or not "
+                           f"Caffe's layout: {e})") from None
     return net
 
 
@@ -506,5 +511,5 @@ def _read_solverstate_hdf5(path) -> SolverStateData:
                 [np.asarray(g[str(i)], dtype=np.float32) for i in range(len(g))],
                 int(f["current_step"][()]),
                 extra.decode() if isinstance(extra, bytes) else str(extra))
-    except (OSError, KeyError) as e:
+    except H5_ERRORS as e:
         raise WeightsError(f"{os.fspath(path)}: not an HDF5 solver state ({e})") from None

@@ -114,14 +114,19 @@ def source_shapes(lp, base: Path) -> list[tuple[int, ...]] | None:
         if h5 is None:
             return None
         import h5py
-        with h5py.File(h5, "r") as f:
-            b = lp.hdf5_data_param.batch_size
-            tops = []
-            for t in lp.top:
-                if t not in f:
-                    raise DataError(f"{h5}: no dataset '{t}' for top '{t}' of layer '{lp.name}'")
-                tops.append((b,) + tuple(f[t].shape[1:]))
-            return tops
+
+        from netdef.weights import H5_ERRORS
+        try:
+            with h5py.File(h5, "r") as f:
+                b = lp.hdf5_data_param.batch_size
+                tops = []
+                for t in lp.top:
+                    if t not in f:
+                        raise DataError(f"{h5}: no dataset '{t}' for top '{t}' of layer '{lp.name}'")
+                    tops.append((b,) + tuple(f[t].shape[1:]))
+                return tops
+        except H5_ERRORS as e:
+            raise DataError(f"{h5}: cannot open HDF5 file ({e})") from None
     if lp.type == "ImageData" and lp.image_data_param.source:
         lst = _find(lp.image_data_param.source, base)
         if lst is None:

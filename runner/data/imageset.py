@@ -126,7 +126,7 @@ def convert_imageset(root: str, list_file: str, out: str, resize_height: int = 0
                 if strict:
                     raise DataError(f"{list_file}: {e} (--strict: no database written)") from None
                 warn(f"Could not read {path}, skipped: {e}")
-                skipped.append(path)
+                skipped.append(str(e))
                 continue
             if encoded and not resize_height and not resize_width and (
                     not encode_type or encode_type.lower() == ext):
@@ -146,8 +146,8 @@ def convert_imageset(root: str, list_file: str, out: str, resize_height: int = 0
             if log and count % 1000 == 0:
                 log(f"Processed {count} files.")
         if count == 0:
-            raise DataError(f"{list_file}: none of its {len(lines)} images could be read; no "
-                            "database written")
+            raise DataError(f"{list_file}: none of its {len(lines)} images could be read (first: "
+                            f"{skipped[0]}); no database written")
     if log and count % 1000 != 0:
         log(f"Processed {count} files.")
     if skipped and log:

@@ -17,6 +17,7 @@ import zlib
 import numpy as np
 
 from netdef.errors import DataError
+from netdef.weights import H5_ERRORS
 
 
 def _name_key(name: str) -> int:
@@ -278,7 +279,7 @@ class HDF5Source:
                         if t not in h:
                             raise DataError(f"{path}: no dataset named '{t}' (layer '{self.name}' top)")
                         shapes.append(h[t].shape)
-            except OSError as e:
+            except H5_ERRORS as e:
                 raise DataError(f"{path}: cannot open HDF5 file ({e})") from None
             n = {s[0] if len(s) else 0 for s in shapes}
             if len(n) != 1 or 0 in n:
@@ -315,8 +316,11 @@ class HDF5Source:
     def _file(self, path: str) -> list[np.ndarray]:
         import h5py
         if self._cache_path != path:
-            with h5py.File(path, "r") as h:
-                self._cache = [np.asarray(h[t], dtype=np.float32) for t in self.tops]
+            try:
+                with h5py.File(path, "r") as h:
+                    self._cache = [np.asarray(h[t], dtype=np.float32) for t in self.tops]
+            except H5_ERRORS as e:
+                raise DataError(f"{path}: cannot read HDF5 file (layer '{self.name}': {e})") from None
             self._cache_path = path
         return self._cache
 
