@@ -221,6 +221,11 @@ class CpuBackend(Backend):
         import threading
         self._local = threading.local()       # per-thread scratch buffers (``_work``)
 
+    def workspace_cap(self) -> int | None:
+        """Convolution scratch is one chunk of images (``CONV_CHUNK_BYTES``, or one image), plus
+        kept columns within ``keep_columns_bytes`` while training."""
+        return self.keep_columns_bytes + CONV_CHUNK_BYTES
+
     # ------------------------------------------------------------------ arrays
     def empty(self, shape: Sequence[int], dtype: Any = None) -> np.ndarray:
         return np.empty(tuple(int(s) for s in shape), dtype=dtype or self.dtype)

@@ -229,13 +229,15 @@ def load(args, extra: dict | None = None) -> tuple:
     return graph, net, title
 
 
-def check_builds(graph, net, extra: dict) -> None:
+def check_builds(graph, net, extra: dict):
     """Run what ``nbcaffe train`` / ``Net()`` would run on this file beyond the graph: the
     solver's own checks (``runner.solver.solver.check_solver``) and the construction of the Net
     on the cpu backend (the memory check before allocating, every layer's setup: filler types,
     dropout ratio, ...; data layers whose sources were read open them as training would), so a
     file ``inspect`` accepts builds. Data layers whose sources were not read become Input layers
-    of the shapes given. Nothing is computed; the Net is closed at once."""
+    of the shapes given. Nothing is computed; the Net is closed at once. Returns the memory
+    estimate the Net checked (netdef.limits.MemoryEstimate, workspace capped as the cpu backend
+    allocates it)."""
     from proto import caffe_pb2 as pb
     from runner.net import Net
     if extra.get("solver") is not None:
@@ -259,17 +261,17 @@ def check_builds(graph, net, extra: dict) -> None:
             del dst.exclude[:]
     built = Net(param, pb.Phase.Name(graph.phase), base_dir=str(extra["base"]))
     built.close()
+    return built.memory
 
 
 def run(args) -> int:
-    from netdef.limits import estimate_memory, human
+    from netdef.limits import human
     from netdef.weights import copy_trained_layers
     from proto import caffe_pb2 as pb
 
     extra: dict = {"where": args.model}
     graph, net, title = load(args, extra)
-    check_builds(graph, net, extra)
-    memory = estimate_memory(graph)
+    memory = check_builds(graph, net, extra)
     loaded = copied = None
     if args.weights:
         copied = copy_trained_layers(graph, args.weights)
