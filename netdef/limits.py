@@ -9,8 +9,9 @@
 - ``estimate_memory(graph, itemsize)``: the bytes a Net built from ``graph`` allocates: every
   distinct blob's data and diff (an in-place top shares its bottom's), every parameter blob's data
   and diff (a shared parameter once), and the largest convolution column buffer (im2col of the
-  whole batch, what the cpu backend allocates; a backend may cap it). ``nbcaffe inspect`` prints
-  it; ``runner.net.Net`` compares it with the memory that is free before allocating.
+  whole batch; the Net caps it with ``Backend.workspace_cap()``, what its backend allocates at
+  most). ``runner.net.Net`` compares the result with the memory that is free before allocating;
+  ``nbcaffe inspect`` prints the figure the Net checked.
 """
 from __future__ import annotations
 
