@@ -52,3 +52,8 @@ class ExportError(CaffeError):
 class LayerError(CaffeError):
     """A layer failed while it ran (e.g. a Python layer's code raised); the message names the
     layer, its type (for a Python layer its module and class) and what went wrong, in one line."""
+
+
+class ResourceError(CaffeError):
+    """The machine cannot run what was asked: the net needs more memory than is free, or a GPU
+    was asked for and none was found. The message names what was asked and what was found."""

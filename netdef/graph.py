@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from netdef import shapes as shp
 from netdef.errors import NetDefinitionError, ShapeError
+from netdef.limits import check_count, check_int32_fields
 from proto import caffe_pb2 as pb
 
 Shape = tuple[int, ...]
@@ -115,32 +116,50 @@ class Graph:
 
 # ---------------------------------------------------------------------------- pass 1: filter
 
+def rule_mismatch(state: pb.NetState, rule: pb.NetStateRule) -> str | None:
+    """Why ``state`` does not meet ``rule``, in the words of Caffe's Net::StateMeetsRule log
+    line (without its " specified by a rule in layer X" tail), or None when it meets it."""
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return f"The NetState phase ({state.phase}) differed from the phase ({rule.phase})"
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return f"The NetState level ({state.level}) is above the min_level ({rule.min_level})"
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return f"The NetState level ({state.level}) is above the max_level ({rule.max_level})"
+    stages = set(state.stage)
+    for s in rule.stage:
+        if s not in stages:
+            return f"The NetState did not contain stage '{s}'"
+    for s in rule.not_stage:
+        if s in stages:
+            return f"The NetState contained a not_stage '{s}'"
+    return None
+
+
 def state_meets_rule(state: pb.NetState, rule: pb.NetStateRule) -> bool:
     """Caffe's Net::StateMeetsRule."""
-    if rule.HasField("phase") and rule.phase != state.phase:
-        return False
-    if rule.HasField("min_level") and state.level < rule.min_level:
-        return False
-    if rule.HasField("max_level") and state.level > rule.max_level:
-        return False
-    stages = set(state.stage)
-    if any(s not in stages for s in rule.stage):
-        return False
-    return not any(s in stages for s in rule.not_stage)
+    return rule_mismatch(state, rule) is None
 
 
-def filter_layers(net: pb.NetParameter, state: pb.NetState) -> list[pb.LayerParameter]:
-    """The layers of ``net`` that ``state`` includes (Net::FilterNet), in order."""
+def filter_layers(net: pb.NetParameter, state: pb.NetState,
+                  messages: list[str] | None = None) -> list[pb.LayerParameter]:
+    """The layers of ``net`` that ``state`` includes (Net::FilterNet), in order. ``messages``
+    collects Caffe's log line for each rule it evaluates and finds unmet, in Caffe's order
+    (exclude rules while the layer is in, then include rules while it is out)."""
     kept = []
     for lp in net.layer:
         if len(lp.include) and len(lp.exclude):
             raise NetDefinitionError(f"layer '{lp.name}': specify either include rules or exclude "
                                      "rules; not both")
         included = len(lp.include) == 0
-        if any(state_meets_rule(state, r) for r in lp.exclude):
-            included = False
-        if any(state_meets_rule(state, r) for r in lp.include):
-            included = True
+        for rules, flips_to in ((lp.exclude, False), (lp.include, True)):
+            for r in rules:
+                if included == flips_to:
+                    break
+                why = rule_mismatch(state, r)
+                if why is None:
+                    included = flips_to
+                elif messages is not None:
+                    messages.append(f"{why} specified by a rule in layer {lp.name}")
         if included:
             kept.append(lp)
     return kept
@@ -274,6 +293,7 @@ def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
     if len(net_param.layers):
         raise NetDefinitionError("net uses legacy 'layers' entries: read it with "
                                  "netdef.prototxt.read_net (which upgrades it) first")
+    check_int32_fields(net_param)
     state = net_state(net_param, phase, stages, level)
     layers = insert_splits(filter_layers(net_param, state))
     given = dict(input_shapes or {})
@@ -310,6 +330,10 @@ def build_graph(net_param: pb.NetParameter, phase: str | int | None = None,
         res = layer_shapes(lp, bshapes) if layer_shapes is not None else None
         if res is None:
             res = shp.infer(lp, bshapes, data_shapes)
+        for t, s in zip(lp.top, res.top_shapes):
+            check_count(s, f"layer '{lp.name}' ({lp.type}): top '{t}'")
+        for pi, s in enumerate(res.param_shapes):
+            check_count(s, f"layer '{lp.name}' ({lp.type}): parameter blob {pi}")
 
         if lp.type == "Input":
             inputs.extend(lp.top)

@@ -102,6 +102,8 @@ def read_net(source: Source, upgrade: bool = True) -> pb.NetParameter:
     (legacy V0/V1 nets, net-level inputs and old BatchNorm params upgraded)."""
     text, path = _load_text(source)
     net = _parse_with_hint(text, pb.NetParameter(), path, pb.SolverParameter, "solver")
+    from netdef.limits import check_int32_fields
+    check_int32_fields(net, path)
     return upgrade_net(net, path) if upgrade else net
 
 

@@ -8,7 +8,8 @@
   ``caffemodel_bytes`` returns the same bytes (e.g. for cv2.dnn.readNetFromCaffe buffers).
   ``write_caffemodel_hdf5(path, {layer: [arrays]})``: Caffe's HDF5 weights (Net::ToHDF5).
 - ``copy_trained_layers(graph, source) -> {layer name: [np.ndarray]}``: Caffe's
-  CopyTrainedLayersFrom: source layers matched by name (unknown ones skipped with a log line),
+  CopyTrainedLayersFrom: source layers matched by name (the unknown ones listed in ``.ignored``,
+  the net's layers it leaves at their initialisation in ``.fresh``),
   blob count and shapes checked (legacy 4-D num/channels/height/width shapes accepted as Caffe's
   Blob::ShapeEquals does), arrays returned in the target's shapes.
 - ``read_binaryproto`` / ``write_binaryproto``: one BlobProto <-> numpy array (e.g. mean files).
@@ -23,7 +24,6 @@ Writers write ``<path>.tmp`` and ``os.replace`` it into place.
 """
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +34,9 @@ from google.protobuf.message import DecodeError
 from netdef.errors import CaffeError, WeightsError
 from proto import caffe_pb2 as pb
 
-log = logging.getLogger(__name__)
+#: what h5py raises on a damaged or unexpected file (besides our own errors): a reader catches these
+#: and names the file
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError)
 
 _MAGIC = {
     b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
@@ -208,8 +210,9 @@ def _read_caffemodel_hdf5(path) -> pb.NetParameter:
                     if str(i) not in group:
                         raise WeightsError(f"{os.fspath(path)}: layer '{name}' lacks blob {i}")
                     lp.blobs.add().CopyFrom(array_to_blob(np.asarray(group[str(i)])))
-    except OSError as e:
-        raise WeightsError(f"{os.fspath(path)}: cannot read HDF5 caffemodel: {e}") from None
+    except H5_ERRORS as e:
+        raise WeightsError(f"{os.fspath(path)}: cannot read HDF5 caffemodel (damaged or not "
+                           f"Caffe's layout: {e})") from None
     return net
 
 
@@ -324,21 +327,41 @@ def write_caffemodel_hdf5(path: str | os.PathLike, weights: Mapping[str, Sequenc
     atomic_file(path, write)
 
 
-def copy_trained_layers(graph, source: str | os.PathLike | pb.NetParameter
-                        ) -> dict[str, list[np.ndarray]]:
+class CopiedLayers(dict):
+    """What ``copy_trained_layers`` returns: {layer name: [arrays]} for the layers it sets, plus
+    ``source`` (the file), ``ignored`` (source layers the net lacks, in file order: Caffe logs
+    "Ignoring source layer X" for each) and ``fresh`` (the net's layers with parameters that the
+    file does not set: they keep their fresh initialisation)."""
+
+    def __init__(self, source: str):
+        super().__init__()
+        self.source = source
+        self.ignored: list[str] = []
+        self.fresh: list[str] = []
+
+    def no_match(self, net_name: str) -> str | None:
+        """The message when the file sets no layer of a net that has parameters, else None."""
+        if self or not self.fresh:
+            return None
+        return (f"{self.source} sets no layer of net '{net_name}': none of its layers "
+                f"({', '.join(self.ignored) or 'none'}) is a layer of the net with parameters "
+                f"({', '.join(self.fresh)}); renamed layers, or weights for another net?")
+
+
+def copy_trained_layers(graph, source: str | os.PathLike | pb.NetParameter) -> CopiedLayers:
     """Caffe's Net::CopyTrainedLayersFrom: for each source layer whose name is a layer of
     ``graph`` (a netdef.graph.Graph), check the blob count and each blob's shape against the
-    target's parameter shapes and return {layer name: [float32 arrays in the target shapes]}.
-    Source layers absent from the graph are skipped (logged). Raises WeightsError naming the
-    layer and both shapes on a mismatch."""
+    target's parameter shapes and return {layer name: [float32 arrays in the target shapes]}
+    (a ``CopiedLayers``, which also lists the ignored source layers and the net's layers left
+    fresh). Raises WeightsError naming the layer and both shapes on a mismatch."""
     where = "<NetParameter>" if isinstance(source, pb.NetParameter) else os.fspath(source)
     net = source if isinstance(source, pb.NetParameter) else read_caffemodel(source)
     targets = {n.name: n for n in graph.layers}
-    out: dict[str, list[np.ndarray]] = {}
+    out = CopiedLayers(where)
     for lp in net.layer:
         node = targets.get(lp.name)
         if node is None:
-            log.info("%s: ignoring source layer %s", where, lp.name)
+            out.ignored.append(lp.name)
             continue
         if len(lp.blobs) != len(node.param_shapes):
             raise WeightsError(f"{where}: incompatible number of blobs for layer '{lp.name}': the "
@@ -356,10 +379,7 @@ def copy_trained_layers(graph, source: str | os.PathLike | pb.NetParameter
             arrays.append(a.astype(np.float32, copy=False).reshape(target))
         if arrays:
             out[lp.name] = arrays
-    missing = [n.name for n in graph.layers if n.param_shapes and n.name not in out]
-    if missing:
-        log.info("%s: no weights for layer(s) %s (they keep their initialization)", where,
-                 ", ".join(missing))
+    out.fresh = [n.name for n in graph.layers if n.param_shapes and n.name not in out]
     return out
 
 
@@ -383,13 +403,60 @@ def write_binaryproto(path: str | os.PathLike, array, legacy_4d: bool = False) -
 
 # ---------------------------------------------------------------------------- solverstate
 
+#: field number of nbcaffe's extra record in a binary SolverState (bytes, JSON): a field caffe.proto
+#: does not declare, which Caffe's parser keeps as an unknown field and otherwise ignores
+EXTRA_FIELD = 5000
+EXTRA_HDF5 = "nbcaffe_extra"
+
+
 @dataclass
 class SolverStateData:
-    """A .solverstate: iteration, the caffemodel it belongs to, per-parameter history blobs."""
+    """A .solverstate: iteration, the caffemodel it belongs to, per-parameter history blobs, and
+    ``extra``: nbcaffe's own record (JSON text; e.g. the data layers' stream positions) or ""."""
     iter: int
     learned_net: str
     history: list[np.ndarray] = field(default_factory=list)
     current_step: int = 0
+    extra: str = ""
+
+
+def _top_level_field(data: bytes, number: int) -> bytes | None:
+    """The last length-delimited top-level field ``number`` of a serialized message (a walk of the
+    wire format: keys, varints, fixed 32/64-bit and length-delimited values), or None."""
+    i, n, found = 0, len(data), None
+
+    def varint(i: int) -> tuple[int, int]:
+        shift = value = 0
+        while True:
+            if i >= n or shift > 63:
+                raise ValueError("truncated varint")
+            b = data[i]
+            value |= (b & 0x7F) << shift
+            i += 1
+            if not b & 0x80:
+                return value, i
+            shift += 7
+
+    try:
+        while i < n:
+            key, i = varint(i)
+            wire = key & 7
+            if wire == 0:
+                _, i = varint(i)
+            elif wire == 1:
+                i += 8
+            elif wire == 5:
+                i += 4
+            elif wire == 2:
+                length, i = varint(i)
+                if key >> 3 == number:
+                    found = data[i:i + length]
+                i += length
+            else:
+                return found
+    except ValueError:
+        return found
+    return found
 
 
 def read_solverstate(path: str | os.PathLike) -> SolverStateData:
@@ -403,24 +470,32 @@ def read_solverstate(path: str | os.PathLike) -> SolverStateData:
                            + (" (empty file)" if not data else ""))
     hist = [blob_to_array(b, f"{os.fspath(path)}: history blob {i}")
             for i, b in enumerate(st.history)]
-    return SolverStateData(st.iter, st.learned_net, hist, st.current_step)
+    extra = _top_level_field(data, EXTRA_FIELD)
+    return SolverStateData(st.iter, st.learned_net, hist, st.current_step,
+                           extra.decode("utf-8", errors="replace") if extra else "")
 
 
 def write_solverstate(path: str | os.PathLike, iter: int, learned_net: str,
-                      history: Sequence[np.ndarray], current_step: int = 0) -> None:
+                      history: Sequence[np.ndarray], current_step: int = 0, extra: str = "") -> None:
     """Write a .solverstate atomically: binary SolverState, or Caffe's HDF5 layout when ``path``
-    ends in ``.h5`` (SGDSolver::SnapshotSolverStateToHDF5)."""
+    ends in ``.h5`` (SGDSolver::SnapshotSolverStateToHDF5). ``extra`` (JSON text) goes into field
+    ``EXTRA_FIELD`` of the binary message (Caffe keeps it as an unknown field and ignores it) or
+    the ``nbcaffe_extra`` dataset of the HDF5 file (which Caffe never reads)."""
     if os.fspath(path).endswith(".h5"):
-        _write_solverstate_hdf5(path, iter, learned_net, history, current_step)
+        _write_solverstate_hdf5(path, iter, learned_net, history, current_step, extra)
         return
     st = pb.SolverState(iter=int(iter), learned_net=learned_net, current_step=int(current_step))
     for h in history:
         st.history.add().CopyFrom(array_to_blob(h))
-    _atomic_write(path, st.SerializeToString())
+    pieces = [st.SerializeToString()]
+    if extra:
+        raw = extra.encode("utf-8")
+        pieces.append(_varint(EXTRA_FIELD << 3 | 2) + _varint(len(raw)) + raw)
+    _atomic_write(path, b"".join(pieces))
 
 
 def _write_solverstate_hdf5(path, iter: int, learned_net: str, history: Sequence[np.ndarray],
-                            current_step: int) -> None:
+                            current_step: int, extra: str = "") -> None:
     import h5py
 
     def write(tmp: str) -> None:
@@ -431,6 +506,8 @@ def _write_solverstate_hdf5(path, iter: int, learned_net: str, history: Sequence
             g = f.create_group("history")
             for i, h in enumerate(history):
                 g.create_dataset(str(i), data=np.asarray(h, dtype=np.float32))
+            if extra:
+                f[EXTRA_HDF5] = extra
     atomic_file(path, write)
 
 
@@ -440,9 +517,11 @@ def _read_solverstate_hdf5(path) -> SolverStateData:
         with h5py.File(path, "r") as f:
             learned = f["learned_net"][()]
             g = f["history"]
+            extra = f[EXTRA_HDF5][()] if EXTRA_HDF5 in f else b""
             return SolverStateData(
                 int(f["iter"][()]), learned.decode() if isinstance(learned, bytes) else str(learned),
                 [np.asarray(g[str(i)], dtype=np.float32) for i in range(len(g))],
-                int(f["current_step"][()]))
-    except (OSError, KeyError) as e:
+                int(f["current_step"][()]),
+                extra.decode() if isinstance(extra, bytes) else str(extra))
+    except H5_ERRORS as e:
         raise WeightsError(f"{os.fspath(path)}: not an HDF5 solver state ({e})") from None

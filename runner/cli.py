@@ -117,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"nbcaffe: '{args._missing}' is not available in this build", file=sys.stderr)
         return 2
+    import numpy as np
     try:
-        return int(args._run(args) or 0)
+        # numpy's overflow/invalid RuntimeWarnings are not the user's messages: a diverging run
+        # is reported by the solver's loss check, in one line
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return int(args._run(args) or 0)
     except CaffeError as e:
         print(f"nbcaffe: error: {e}", file=sys.stderr)
         return 1

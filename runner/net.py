@@ -32,6 +32,15 @@ from runner.backend.base import Backend
 from runner.blob import Blob
 from runner.layers.base import Layer, phase_name
 from runner.registry import get_layer_class
+from runner.solver.glog import fmt
+
+
+def _shape_string(shape: Sequence[int]) -> str:
+    """Caffe's Blob::shape_string: the dims and the count, ``64 20 24 24 (737280)``."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return "".join(f"{int(d)} " for d in shape) + f"({n})"
 
 
 class Param(NamedTuple):
@@ -62,16 +71,26 @@ class Net:
                  device: str | Backend = "cpu", stages: Sequence[str] | None = None,
                  level: int | None = None, seed: int | None = None,
                  input_shapes: Mapping[str, Sequence[int]] | None = None, dtype: Any = np.float32,
-                 base_dir: str | os.PathLike | None = None):
+                 base_dir: str | os.PathLike | None = None, log: Callable[..., None] | None = None):
         """``net``: a prototxt path or a NetParameter. ``stages`` are added to the net's own
         ``state`` stages and ``level`` replaces its level (Caffe's Net(file, phase, level,
         stages)); None keeps the net's own. ``base_dir``: the prototxt's folder (default: ``net``'s
         own when it is a path), where relative data sources are looked for when they are not found
         from the working directory, and Python layer modules when they are not on sys.path.
-        ``input_shapes``: {top: shape} for data tops (default: read from the data sources)."""
-        from netdef.graph import build_graph
+        ``input_shapes``: {top: shape} for data tops (default: read from the data sources).
+        ``log``: a glog-style writer (``runner.solver.glog.GLog``) for Caffe's Net set-up lines
+        (``Creating Layer``, ``Top shape: ...``, ``Memory required for data: ...``, which layers
+        need backward, ``Network initialization done.``) and the weight-copy lines of
+        ``copy_from``; None (the default for Python users) writes nothing.
+
+        Before anything is allocated, the bytes the net needs (``netdef.limits.estimate_memory``:
+        blobs and parameters with their diffs, the convolution workspace) are compared with the
+        backend's free memory; a ResourceError names the total, the largest blob and what is
+        free when it does not fit."""
+        from netdef.graph import build_graph, filter_layers, net_state
         from runner.layers.python import PythonLayers
         self.phase = phase_name(phase)
+        self.log = log
         self.backend: Backend = get_backend(device, dtype)
         self.net_param = _read_net_param(net)
         if stages is not None:
@@ -81,6 +100,17 @@ class Net:
         from runner.data.probe import data_input_shapes
         from runner.data.sources import resolve_data_paths
         resolve_data_paths(self.net_param, None if base_dir is None else os.fspath(base_dir))
+        if log is not None:
+            messages: list[str] = []
+            state = net_state(self.net_param, self.phase, stages, level)
+            filtered = pb.NetParameter()
+            filtered.CopyFrom(self.net_param)
+            filtered.state.CopyFrom(state)
+            del filtered.layer[:]
+            filtered.layer.extend(filter_layers(self.net_param, state, messages))
+            for m in messages:
+                log(m)
+            log(f"Initializing net from parameters: \n{filtered}".rstrip())
         if input_shapes is None:     # data tops whose shapes come from their sources
             input_shapes = data_input_shapes(self.net_param, self.phase, stages, level) or None
         self.seed = seed
@@ -92,6 +122,7 @@ class Net:
                                  stages=None if stages is None else tuple(stages), level=level,
                                  input_shapes=input_shapes, layer_shapes=python)
         self.name = self.graph.name
+        self._check_memory()
 
         # 1. every layer type must be known before anything is allocated
         classes = [get_layer_class(node.type, node.name) for node in self.graph.layers]
@@ -112,18 +143,27 @@ class Net:
         self.param_users: list[list[int]] = []
         owners: dict[tuple[str, int], int] = {}     # (layer, param index) -> learnable index
 
+        memory_used = 0
         for li, (node, cls) in enumerate(zip(self.graph.layers, classes)):
             layer = python.layers.pop(node.name, None) or cls(node.param, self.backend,
                                                               phase=self.phase, rng=self.rng)
             bottoms = [self.blobs[b] for b in node.bottoms]
+            if log is not None:
+                log(f"Creating Layer {node.name}")
+                for b in node.bottoms:
+                    log(f"{node.name} <- {b}")
             tops = []
             for t, shape in zip(node.tops, node.top_shapes):
                 if t in self.blobs and t in node.bottoms:
                     tops.append(self.blobs[t])          # in place
+                    if log is not None:
+                        log(f"{node.name} -> {t} (in-place)")
                 else:
                     blob = python.take_blob(t, shape) or Blob(self.backend, shape, t)
                     self.blobs[t] = blob
                     tops.append(blob)
+                    if log is not None:
+                        log(f"{node.name} -> {t}")
             layer.loss_weights = list(node.loss_weights)
             try:
                 layer.setup(bottoms, tops)
@@ -132,6 +172,16 @@ class Net:
                 raise
             except (ValueError, IndexError) as e:
                 raise NetDefinitionError(f"layer '{node.name}' ({node.type}): {e}") from e
+            if log is not None:
+                for line in getattr(layer, "setup_messages", ()):
+                    log(line)
+                log(f"Setting up {node.name}")
+                for t, w in zip(tops, node.loss_weights):
+                    log(f"Top shape: {_shape_string(t.shape)}")
+                    if w:
+                        log(f"    with loss weight {fmt(w)}")
+                    memory_used += t.count
+                log(f"Memory required for data: {memory_used * np.dtype(dtype).itemsize}")
             # parameters
             if len(layer.blobs) != len(node.param_specs):
                 raise NetDefinitionError(
@@ -169,8 +219,31 @@ class Net:
         self.inputs: list[str] = list(self.graph.inputs)
         self.outputs: list[str] = list(self.graph.outputs)
         self._layer_index = {n: i for i, n in enumerate(self.layer_dict)}
+        if log is not None:
+            for name, need in reversed(list(zip(self.layer_dict, self._need_backward))):
+                log(f"{name} {'needs' if need else 'does not need'} backward computation.")
+            for out in self.outputs:
+                log(f"This network produces output {out}")
+            log("Network initialization done.")
         if weights is not None:
             self.copy_from(weights)
+
+    def _check_memory(self) -> None:
+        """Refuse (ResourceError) a net whose blobs, parameters and workspace do not fit in the
+        backend's free memory, before anything is allocated."""
+        from netdef.errors import ResourceError
+        from netdef.limits import estimate_memory, human
+        est = estimate_memory(self.graph, np.dtype(self.backend.dtype).itemsize)
+        self.memory = est.with_workspace(self.backend.workspace_cap())
+        free, what = self.backend.available_memory()
+        if free is not None and self.memory.total > free:
+            name, nbytes = self.memory.largest
+            raise ResourceError(
+                f"net '{self.name}' ({self.phase}) needs {human(self.memory.total)} (blobs "
+                f"{human(self.memory.blobs)}, parameters {human(self.memory.params)}, workspace "
+                f"{human(self.memory.workspace)}; largest blob '{name}' {human(nbytes)}, twice "
+                f"with its diff) but only {human(free)} of {what} is left on the "
+                f"{self.backend.name} backend; lower the batch size or the input shape")
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -346,18 +419,72 @@ class Net:
             for j, (mine, theirs) in enumerate(zip(layer.blobs, src.blobs)):
                 if mine.shape != theirs.shape:
                     raise WeightsError(f"share_weights: layer {name!r} param {j}: shape {mine.shape} "
-                                       f"here, {theirs.shape} in net {other.name!r}")
+                                       f"here, {theirs.shape} in net {other.name!r}"
+                                       + self._data_differences(other))
                 mine.share_data(theirs)
 
-    def copy_from(self, path: str | os.PathLike | pb.NetParameter) -> None:
-        """Copy parameters by layer name from a .caffemodel (V1 or V2; Caffe's
+    def _data_differences(self, other: Net) -> str:
+        """Why two nets' parameter shapes can differ when their definitions agree: a data top of
+        another shape (a test LMDB with 3 channels against a 1-channel train LMDB)."""
+        def data_tops(net: Net) -> dict[str, tuple[str, tuple[int, ...], str]]:
+            out = {}
+            for node in net.graph.layers:
+                if node.bottoms:
+                    continue
+                src = next((getattr(node.param, f).source for f in
+                            ("data_param", "image_data_param", "hdf5_data_param")
+                            if node.param.HasField(f)), "")
+                for t, shp in zip(node.tops, node.top_shapes):
+                    out[t] = (node.name, tuple(shp), src)
+            return out
+        mine, theirs = data_tops(self), data_tops(other)
+        notes = []
+        for top, (layer, shape, src) in mine.items():
+            if top in theirs and theirs[top][1][1:] != shape[1:]:
+                o_layer, o_shape, o_src = theirs[top]
+                notes.append(f"data top '{top}' is {'x'.join(map(str, shape[1:]))} per item here "
+                             f"(layer '{layer}'{f', {src}' if src else ''}) but "
+                             f"{'x'.join(map(str, o_shape[1:]))} in net {other.name!r} (layer "
+                             f"'{o_layer}'{f', {o_src}' if o_src else ''}): the data sources disagree")
+        return ("; " + "; ".join(notes)) if notes else ""
+
+    def copy_from(self, path: str | os.PathLike | pb.NetParameter, log: Callable[..., None] | None = None,
+                  require_match: bool = False):
+        """Copy parameters by layer name from a .caffemodel (V1 or V2, binary or HDF5; Caffe's
         CopyTrainedLayersFrom via netdef.weights.copy_trained_layers): source layers absent here
         are ignored, layers absent from the source keep their values; another blob count or
-        shape is a WeightsError naming the layer and both shapes."""
+        shape is a WeightsError naming the layer and both shapes.
+
+        Reports through ``log`` (default: the Net's own): Caffe's ``Ignoring source layer X`` for
+        each source layer the net lacks, then a warning line naming the net's layers that keep
+        their fresh initialisation. A file that sets no layer of the net is a WeightsError with
+        ``require_match`` (``nbcaffe test``), else a warning line (with no log at all: a Python
+        warning). Returns the ``netdef.weights.CopiedLayers`` report."""
         from netdef.weights import copy_trained_layers
-        for name, arrays in copy_trained_layers(self.graph, path).items():
+        copied = copy_trained_layers(self.graph, path)
+        for name, arrays in copied.items():
             for blob, arr in zip(self.layer_dict[name].blobs, arrays):
                 blob.data = arr
+        log = log or self.log
+        if log is not None:
+            for name in copied.ignored:
+                log(f"Ignoring source layer {name}")
+        if not copied.fresh:
+            return copied
+        if copied:
+            if log is not None:
+                log(f"{copied.source}: no weights for layer(s) {', '.join(copied.fresh)}: they keep "
+                    "their fresh initialisation", "W")
+            return copied
+        msg = copied.no_match(self.name)
+        if require_match:
+            raise WeightsError(msg)
+        if log is not None:
+            log(f"{msg} Every layer keeps its fresh initialisation.", "W")
+        else:
+            import warnings
+            warnings.warn(msg, stacklevel=2)
+        return copied
 
     def to_proto(self) -> pb.NetParameter:
         """This net's (filtered, split-inserted) layer definitions as a NetParameter, no blobs."""

@@ -14,11 +14,53 @@ import numpy as np
 from netdef.geometry import ConvGeometry, PoolGeometry
 from runner.backend.base import Backend
 
-__all__ = ["Backend", "ConvGeometry", "PoolGeometry", "get_backend", "select_cuda_device", "BACKENDS"]
+__all__ = ["Backend", "ConvGeometry", "PoolGeometry", "get_backend", "select_cuda_device", "BACKENDS",
+           "cuda_problem", "select_gpu"]
 
 BACKENDS = ("cpu", "cuda")
 _cuda_device = 0   # the CUDA device the cuda backend runs on (select_cuda_device)
 _cuda_made = False
+
+
+def cuda_problem() -> str | None:
+    """None when the cuda backend can run here (a CUDA GPU, or Numba's simulator with
+    NUMBA_ENABLE_CUDASIM=1); otherwise what was found instead, in one line."""
+    import os
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return None
+    try:
+        from numba import cuda
+        if cuda.is_available():
+            return None
+        cuda.current_context()           # raises with the driver's own reason
+    except Exception as e:               # numba's CudaSupportError / CudaDriverError, ImportError
+        text = " ".join(str(e).split())
+        text = text.split("init:", 1)[-1].strip(" :")
+        return f"no usable CUDA GPU was found ({text.split('. ')[0].rstrip('.:')})"
+    return "no CUDA GPU was found"
+
+
+def select_gpu(device_id: int) -> str:
+    """Make GPU ``device_id`` the cuda backend's device (Caffe's -gpu N / device_id,
+    ``select_cuda_device``) and return its name; ResourceError when there is no such GPU. In the
+    simulator: its one fake device."""
+    from netdef.errors import ResourceError
+    problem = cuda_problem()
+    if problem is not None:
+        raise ResourceError(f"GPU {device_id} was asked for, but {problem}")
+    from numba import cuda
+    n = len(cuda.gpus)
+    if not 0 <= device_id < n:
+        names = ", ".join(f"{i}: {_name(getattr(g, 'name', 'simulated GPU'))}"
+                          for i, g in enumerate(cuda.gpus))
+        raise ResourceError(f"GPU {device_id} was asked for, but this machine has {n} GPU(s) "
+                            f"({names})")
+    select_cuda_device(device_id)
+    return _name(getattr(cuda.gpus[device_id], "name", "simulated GPU"))
+
+
+def _name(name) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 @functools.cache
@@ -29,6 +71,10 @@ def _make(name: str, dtype: str) -> Backend:
     if name in ("cuda", "gpu"):
         if np.dtype(dtype) != np.float32:
             raise ValueError("the cuda backend runs float32 only")
+        problem = cuda_problem()
+        if problem is not None:
+            from netdef.errors import ResourceError
+            raise ResourceError(f"device 'cuda' was asked for, but {problem}; use device='cpu'")
         from numba import cuda
 
         from runner.backend.cuda import CudaBackend

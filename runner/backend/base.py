@@ -47,6 +47,17 @@ from netdef.geometry import (
 Array = Any  # numpy.ndarray on cpu, numba DeviceNDArray on cuda
 
 
+def host_available_memory() -> int | None:
+    """Linux's MemAvailable plus free swap, in bytes (None where /proc/meminfo is absent)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        kib = int(fields["MemAvailable"].split()[0]) + int(fields.get("SwapFree", "0 kB").split()[0])
+        return kib * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 class ConvCache:
     """What a backend may keep of one convolution input from its forward to its backward: the
     input's im2col columns, so that backward does not run im2col again (memory traded for time,
@@ -90,6 +101,16 @@ class Backend(abc.ABC):
     #: bytes of convolution columns that ConvCaches may keep, all layers together (0: none)
     keep_columns_bytes: int = 0
     _kept_columns_bytes: int = 0
+
+    def available_memory(self) -> tuple[int | None, str]:
+        """(bytes free for new arrays or None when unknown, what that memory is) for the Net's
+        check before it allocates (runner/net.py). Default: the host's available memory."""
+        return host_available_memory(), "available host memory"
+
+    def workspace_cap(self) -> int | None:
+        """Bytes this backend's im2col workspace is capped at (None: the whole batch's columns,
+        as the cpu backend allocates them)."""
+        return None
 
     def columns_fit(self, nbytes: int) -> bool:
         """Whether ``nbytes`` more of kept columns fit in free memory now (cpu: always)."""

@@ -3,10 +3,12 @@ vectorise (pooling, col2im). BLAS runs single-threaded by default (see ``DEFAULT
 ``NBCAFFE_CPU_THREADS=n`` to change).
 Arrays are numpy arrays of ``dtype`` (float32; float64 for gradient checks).
 
-Convolution is im2col + one GEMM per group over the whole batch: the column buffer is
-(C_in/group * KH * KW, N * OH * OW), built with KH*KW strided slice copies (no Python loop over
-pixels); col2im is the matching KH*KW strided adds. A 1x1/stride-1/no-pad convolution skips im2col
-(the input itself, channel-major, is the column buffer), as in Caffe.
+Convolution is im2col + one GEMM per group, a chunk of images at a time (as many images as keep
+the chunk's columns near ``CONV_CHUNK_BYTES``, so they are still in cache when the GEMM reads
+them; a one-image chunk's GEMM writes straight into the NCHW output). The columns (C_in/group *
+KH * KW, m * OH * OW) are KH*KW copies of unit-stride rows out of the padded images split into
+stride phases; col2im is a numba loop. A 1x1/stride-1/no-pad convolution skips im2col (the input
+itself is the column buffer), as in Caffe. Scratch buffers are reused across calls.
 """
 from __future__ import annotations
 
@@ -36,6 +38,13 @@ DEFAULT_BLAS_THREADS = 1
 #: host memory for convolution columns kept from forward to backward (ConvCache), all layers
 #: together: LeNet at batch 64 keeps 12 MB, CIFAR-10 quick at batch 100 about 130 MB
 KEEP_COLUMNS_BYTES = 512 << 20
+#: convolution works on chunks of images whose im2col columns fit about this many bytes, so that
+#: each chunk's columns are still in cache when its GEMM reads them (one image at least)
+CONV_CHUNK_BYTES = 4 << 20
+#: a convolution whose kernel volume C_in/group*KH*KW is below this runs its forward GEMM as
+#: out^T = columns^T W^T (OpenBLAS is faster with the long N*OH*OW axis as M when K is short:
+#: GoogLeNet's conv1/7x7_s2, K = 147; BENCHMARKS.md, 2026-12-02)
+SHORT_K = 256
 
 
 def set_blas_threads(n: int) -> bool:
@@ -217,6 +226,13 @@ class CpuBackend(Backend):
         if threads > 0:
             set_blas_threads(threads)
         self.keep_columns_bytes = KEEP_COLUMNS_BYTES
+        import threading
+        self._local = threading.local()       # per-thread scratch buffers (``_work``)
+
+    def workspace_cap(self) -> int | None:
+        """Convolution scratch is one chunk of images (``CONV_CHUNK_BYTES``, or one image), plus
+        kept columns within ``keep_columns_bytes`` while training."""
+        return self.keep_columns_bytes + CONV_CHUNK_BYTES
 
     # ------------------------------------------------------------------ arrays
     def empty(self, shape: Sequence[int], dtype: Any = None) -> np.ndarray:
@@ -537,86 +553,164 @@ class CpuBackend(Backend):
             np.multiply(dyv, s.reshape(1, dim, 1), out=_oid(dx, outer, dim, inner))
 
     # ------------------------------------------------------------------ convolution
-    def _im2col(self, x: np.ndarray, g: ConvGeometry) -> np.ndarray:
-        """(C_in*KH*KW, N*OH*OW) column buffer of x (N, C_in, H, W): the image is transposed once to
-        channel-major (C, N, H, W) and padded, then KH*KW strided slice copies fill the buffer (a 1x1
-        convolution only transposes)."""
-        xt = x.reshape(g.x_shape).transpose(1, 0, 2, 3)
+    def _work(self, tag: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A scratch array of ``shape`` carved from one growing buffer per ``tag`` and thread
+        (reused by every convolution: no fresh pages and page faults per call; contents stale)."""
+        n = 1
+        for d in shape:
+            n *= int(d)
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = {}
+        buf = scratch.get(tag)
+        if buf is None or buf.size < n or buf.dtype != dtype:
+            buf = scratch[tag] = np.empty(max(n, 1), dtype=dtype)
+        return buf[:n].reshape(shape)
+
+    @staticmethod
+    def _chunks(g: ConvGeometry, itemsize: int) -> list[tuple[int, int]]:
+        """Images [n0, n1) per GEMM chunk: as many as keep a chunk's column buffer within
+        ``CONV_CHUNK_BYTES`` (one image at least)."""
+        per_image = g.c_in * g.kernel_h * g.kernel_w * g.out_h * g.out_w * itemsize
+        m = max(1, CONV_CHUNK_BYTES // max(per_image, 1))
+        return [(n0, min(n0 + m, g.n)) for n0 in range(0, g.n, m)]
+
+    def _columns(self, x: np.ndarray, g: ConvGeometry, n0: int, n1: int,
+                 full: np.ndarray | None = None) -> np.ndarray:
+        """The im2col columns (C_in*KH*KW, m*OH*OW) of images n0..n1-1 of x (N, C_in, H, W), in
+        ``full[:, n0*P:n1*P]`` when given (the whole batch's buffer) else in scratch. The images
+        are padded once and split into stride phases (phase (a, b) holds rows a, a+SH, ... and
+        columns b, b+SW, ...), so each of the KH*KW kernel offsets is one copy of unit-stride rows
+        (a strided gather with stride 2 ran at a fraction of memory speed). A 1x1/stride-1/no-pad
+        convolution's columns are the input itself (a view when m == 1)."""
+        m, p = n1 - n0, g.out_h * g.out_w
         if g.is_1x1:
-            return np.ascontiguousarray(xt).reshape(g.c_in, -1)
-        xp = np.zeros((g.c_in, g.n, g.h + 2 * g.pad_h, g.w + 2 * g.pad_w), dtype=x.dtype)
-        xp[:, :, g.pad_h:g.pad_h + g.h, g.pad_w:g.pad_w + g.w] = xt
-        col = np.empty((g.c_in, g.kernel_h, g.kernel_w, g.n, g.out_h, g.out_w), dtype=x.dtype)
-        he = g.stride_h * (g.out_h - 1) + 1
-        we = g.stride_w * (g.out_w - 1) + 1
+            if m == 1:
+                cols = x[n0].reshape(g.c_in, p)
+                if full is not None:
+                    full[:, n0 * p:n1 * p] = cols
+                return cols
+            dst = full[:, n0 * p:n1 * p] if full is not None else self._work(
+                "cols", (g.c_in, m * p), x.dtype)
+            dst.reshape(g.c_in, m, p)[...] = x[n0:n1].reshape(m, g.c_in, p).transpose(1, 0, 2)
+            return dst
+        kk = g.c_in * g.kernel_h * g.kernel_w
+        cols = full[:, n0 * p:n1 * p] if full is not None else self._work("cols", (kk, m * p), x.dtype)
+        view = cols.view()
+        view.shape = (g.c_in, g.kernel_h, g.kernel_w, m, g.out_h, g.out_w)   # no copy, or raises
+        hp, wp = g.h + 2 * g.pad_h, g.w + 2 * g.pad_w
+        xp = self._work("pad", (g.c_in, m, hp, wp), x.dtype)
+        if g.pad_h or g.pad_w:
+            xp[...] = 0
+        xp[:, :, g.pad_h:g.pad_h + g.h, g.pad_w:g.pad_w + g.w] = x[n0:n1].transpose(1, 0, 2, 3)
+        sh, sw = g.stride_h, g.stride_w
+        phases: dict[tuple[int, int], np.ndarray] = {}
         for i in range(g.kernel_h):
-            h0 = i * g.dilation_h
+            hi = i * g.dilation_h
             for j in range(g.kernel_w):
-                w0 = j * g.dilation_w
-                col[:, i, j] = xp[:, :, h0:h0 + he:g.stride_h, w0:w0 + we:g.stride_w]
-        return col.reshape(g.c_in * g.kernel_h * g.kernel_w, g.n * g.out_h * g.out_w)
+                wj = j * g.dilation_w
+                key = (hi % sh, wj % sw)
+                ph = phases.get(key)
+                if ph is None:
+                    ph = xp if (sh, sw) == (1, 1) else np.ascontiguousarray(
+                        xp[:, :, key[0]::sh, key[1]::sw])
+                    phases[key] = ph
+                view[:, i, j] = ph[:, :, hi // sh:hi // sh + g.out_h, wj // sw:wj // sw + g.out_w]
+        return cols
+
+    def _dy_chunk(self, dy: np.ndarray, g: ConvGeometry, n0: int, n1: int) -> np.ndarray:
+        """dy of images n0..n1-1 as (C_out, m*OH*OW) (a view for one image)."""
+        p = g.out_h * g.out_w
+        yv = dy.reshape(g.n, g.c_out, p)
+        if n1 - n0 == 1:
+            return yv[n0]
+        out = self._work("dy", (g.c_out, (n1 - n0) * p), dy.dtype)
+        out.reshape(g.c_out, n1 - n0, p)[...] = yv[n0:n1].transpose(1, 0, 2)
+        return out
 
     def _col2im(self, col: np.ndarray, dx: np.ndarray, g: ConvGeometry) -> None:
-        """dx (N, C_in, H, W) = the sum of the column buffer's entries back onto the image (=)."""
+        """dx (m, C_in, H, W) = the sum of the column buffer's entries (C_in*KH*KW, m*OH*OW)
+        back onto the pixels they were copied from (=)."""
         if g.is_1x1:
-            dx[...] = col.reshape(g.c_in, g.n, g.h, g.w).transpose(1, 0, 2, 3)
+            dx[...] = col.reshape(g.c_in, dx.shape[0], g.h, g.w).transpose(1, 0, 2, 3)
             return
-        _col2im_nb(col, dx, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w,
-                   g.dilation_h, g.dilation_w, g.out_h, g.out_w)
+        _col2im_nb(np.ascontiguousarray(col), dx, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w,
+                   g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.out_h, g.out_w)
 
     def conv_forward(self, x, w, b, y, g: ConvGeometry, cache: ConvCache | None = None) -> None:
+        """Per chunk of images: im2col (cache-hot) then one GEMM per group straight into y's
+        NCHW layout (one image: no transposing copy). With an armed ``cache`` the columns go
+        into the whole batch's buffer, which backward reads."""
         x = x.reshape(g.x_shape)
-        col = self._im2col(x, g)
-        if cache is not None and cache.armed:
-            if col.nbytes <= cache.reserved:       # a reference: the forward allocated it anyway
-                cache.state = _KeptHostColumns(col)
+        p = g.out_h * g.out_w
+        kk_all = g.c_in * g.kernel_h * g.kernel_w
+        full = None
+        if cache is not None and cache.armed and not g.is_1x1:
+            nbytes = kk_all * g.n * p * x.itemsize
+            if nbytes <= cache.reserved:
+                old = cache.state.cols if cache.state is not None else None
+                full = old if old is not None and old.shape == (kk_all, g.n * p) else np.empty(
+                    (kk_all, g.n * p), dtype=x.dtype)
+                cache.state = _KeptHostColumns(full)
             else:                                  # grew: backward re-arms within the budget
                 cache.invalidate()
         grp = g.group
-        cg = g.c_in // grp
         og = g.c_out // grp
-        kk = cg * g.kernel_h * g.kernel_w
+        kk = kk_all // grp
         w2 = w.reshape(g.c_out, kk)
-        out = np.empty((g.c_out, g.n * g.out_h * g.out_w), dtype=y.dtype)
-        for k in range(grp):
-            np.matmul(w2[k * og:(k + 1) * og], col[k * kk:(k + 1) * kk], out=out[k * og:(k + 1) * og])
-        yv = y.reshape(g.y_shape)
-        yv[...] = out.reshape(g.c_out, g.n, g.out_h, g.out_w).transpose(1, 0, 2, 3)
+        yv = y.reshape(g.n, g.c_out, p)
+        for n0, n1 in self._chunks(g, x.itemsize):
+            cols = self._columns(x, g, n0, n1, full)
+            m = n1 - n0
+            out = yv[n0] if m == 1 else self._work("out", (g.c_out, m * p), y.dtype)
+            for k in range(grp):
+                wk, ck, ok = w2[k * og:(k + 1) * og], cols[k * kk:(k + 1) * kk], out[k * og:(k + 1) * og]
+                if kk < SHORT_K:          # out^T = cols^T w^T: the long axis as BLAS's M
+                    np.matmul(ck.T, wk.T, out=ok.T)
+                else:
+                    np.matmul(wk, ck, out=ok)
+            if m > 1:
+                yv[n0:n1] = out.reshape(g.c_out, m, p).transpose(1, 0, 2)
         if b is not None:
-            yv += b.reshape(1, g.c_out, 1, 1)
-
-    def _dy_cols(self, dy, g: ConvGeometry) -> np.ndarray:
-        return np.ascontiguousarray(dy.reshape(g.y_shape).transpose(1, 0, 2, 3)).reshape(g.c_out, -1)
+            yv += b.reshape(1, g.c_out, 1)
 
     def conv_backward_data(self, dy, w, dx, g: ConvGeometry) -> None:
-        dyc = self._dy_cols(dy, g)
+        """dx = col2im(W^T dy), a chunk of images at a time."""
         grp = g.group
-        cg = g.c_in // grp
         og = g.c_out // grp
-        kk = cg * g.kernel_h * g.kernel_w
+        kk = g.c_in * g.kernel_h * g.kernel_w // grp
         w2 = w.reshape(g.c_out, kk)
-        col = np.empty((grp * kk, dyc.shape[1]), dtype=dx.dtype)
-        for k in range(grp):
-            np.matmul(w2[k * og:(k + 1) * og].T, dyc[k * og:(k + 1) * og], out=col[k * kk:(k + 1) * kk])
-        self._col2im(col, dx.reshape(g.x_shape), g)
+        dxv = dx.reshape(g.x_shape)
+        p = g.out_h * g.out_w
+        for n0, n1 in self._chunks(g, dx.itemsize):
+            dyc = self._dy_chunk(dy, g, n0, n1)
+            col = self._work("cols", (grp * kk, (n1 - n0) * p), dx.dtype)
+            for k in range(grp):
+                np.matmul(w2[k * og:(k + 1) * og].T, dyc[k * og:(k + 1) * og],
+                          out=col[k * kk:(k + 1) * kk])
+            self._col2im(col, dxv[n0:n1], g)
 
     def conv_backward_weight(self, x, dy, dw, g: ConvGeometry, cache: ConvCache | None = None) -> None:
+        """dW += dy · columns^T, a chunk of images at a time, reading the forward's kept columns
+        when the cache holds them (else recomputing them, and keeping them when the cache arms)."""
+        x = x.reshape(g.x_shape)
+        p = g.out_h * g.out_w
+        kk_all = g.c_in * g.kernel_h * g.kernel_w
         kept = None if cache is None else cache.state
-        if kept is not None and kept.valid and kept.cols.shape == (g.c_in * g.kernel_h * g.kernel_w,
-                                                                    g.n * g.out_h * g.out_w):
-            col = kept.cols                      # the forward's columns (backward_data never writes them)
-        else:
-            col = self._im2col(x.reshape(g.x_shape), g)
-            if self.arm_conv_cache(cache, col.nbytes):
-                cache.state = _KeptHostColumns(col)
-        dyc = self._dy_cols(dy, g)
+        use_kept = kept is not None and kept.valid and kept.cols.shape == (kk_all, g.n * p)
+        full = None
+        if not use_kept and not g.is_1x1 and self.arm_conv_cache(cache, kk_all * g.n * p * x.itemsize):
+            full = np.empty((kk_all, g.n * p), dtype=x.dtype)
+            cache.state = _KeptHostColumns(full)
         grp = g.group
-        cg = g.c_in // grp
         og = g.c_out // grp
-        kk = cg * g.kernel_h * g.kernel_w
+        kk = kk_all // grp
         dw2 = dw.reshape(g.c_out, kk)
-        for k in range(grp):
-            dw2[k * og:(k + 1) * og] += dyc[k * og:(k + 1) * og] @ col[k * kk:(k + 1) * kk].T
+        for n0, n1 in self._chunks(g, x.itemsize):
+            cols = kept.cols[:, n0 * p:n1 * p] if use_kept else self._columns(x, g, n0, n1, full)
+            dyc = self._dy_chunk(dy, g, n0, n1)
+            for k in range(grp):
+                dw2[k * og:(k + 1) * og] += dyc[k * og:(k + 1) * og] @ cols[k * kk:(k + 1) * kk].T
 
     # ------------------------------------------------------------------ pooling
     def max_pool_fwd(self, x, y, mask, g: PoolGeometry) -> None:

@@ -204,6 +204,16 @@ class CudaBackend(Backend):
         self._conv_workspace = conv_workspace_bytes()
         self.keep_columns_bytes = keep_columns_budget()
 
+    def available_memory(self) -> tuple[int | None, str]:
+        """Free device memory (the simulator's arrays live on the host: host memory)."""
+        mem = device_memory()
+        if mem is None:
+            return super().available_memory()
+        return mem[0], "free device memory"
+
+    def workspace_cap(self) -> int | None:
+        return self._conv_workspace
+
     # ------------------------------------------------------------------ arrays
     def empty(self, shape: Sequence[int], dtype: Any = None) -> Array:
         """Uninitialised device array of ``shape`` (float32 unless ``dtype``)."""

@@ -7,7 +7,7 @@ import argparse
 
 import numpy as np
 
-from runner.commands._common import add_device_flags, add_state_flags, device_of, make_log, stages_of
+from runner.commands._common import add_device_flags, add_state_flags, make_log, resolve_device, stages_of
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,15 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def score(model: str, weights: list[str], iterations: int, phase: str = "TEST", device: str = "cpu",
           stages: tuple[str, ...] = (), level: int = 0, log=None) -> dict[str, np.ndarray]:
-    """Caffe's test(): returns {output name: mean over batches} (and logs like Caffe)."""
+    """Caffe's test(): returns {output name: mean over batches} (and logs like Caffe: the Net's
+    set-up lines, then the batches). A weights file that sets no layer of the net is an error."""
     from runner.net import Net
     from runner.solver.glog import fmt
 
+    net = Net(model, phase, device=device, stages=stages, level=level, log=log)
     log = log or (lambda *a, **k: None)
-    net = Net(model, phase, device=device, stages=stages, level=level)
     try:
         for w in weights:
-            net.copy_from(w)
+            net.copy_from(w, require_match=True)
         log(f"Running for {iterations} iterations.")
         lw = net.blob_loss_weights
         sums: dict[str, np.ndarray] = {}
@@ -63,7 +64,7 @@ def run(args) -> int:
     log = make_log(args)
     try:
         score(args.model, [w for w in args.weights.split(",") if w], args.iterations, args.phase,
-              device_of(args), stages_of(args), args.level, log)
+              resolve_device(args, None, log), stages_of(args), args.level, log)
     finally:
         log.close()
     return 0

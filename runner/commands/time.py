@@ -18,7 +18,7 @@ import time as _time
 
 import numpy as np
 
-from runner.commands._common import add_device_flags, add_state_flags, device_of, make_log, stages_of
+from runner.commands._common import add_device_flags, add_state_flags, make_log, resolve_device, stages_of
 
 DATA_TYPES = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "Input")
 
@@ -162,15 +162,16 @@ def _replayed_fb_ms(net, iterations: int) -> float | None:
     return (_time.perf_counter() - t0) * 1e3 / iterations
 
 
-def _build(model, phase, device, stages, level, batch, synthetic: bool):
+def _build(model, phase, device, stages, level, batch, synthetic: bool, log=None):
     from netdef.prototxt import read_net
     from runner.net import Net
     if not synthetic:
-        return Net(model, phase, device=device, stages=stages, level=level, seed=0)
+        return Net(model, phase, device=device, stages=stages, level=level, seed=0, log=log)
     from runner.data.sources import resolve_data_paths
     param = read_net(model)
     resolve_data_paths(param, os.path.dirname(os.path.abspath(model)))
-    net = Net(synthetic_net_param(param, phase, stages, level, batch), phase, device=device, seed=0)
+    net = Net(synthetic_net_param(param, phase, stages, level, batch), phase, device=device, seed=0,
+              log=log)
     _fill_inputs(net, np.random.default_rng(0))
     return net
 
@@ -207,8 +208,8 @@ def run(args) -> int:
                 print(line)
             return 0
         synthetic = bool(batches)
-        net = _build(args.model, args.phase, device_of(args), stages, args.level,
-                     batches[0] if batches else None, synthetic)
+        net = _build(args.model, args.phase, resolve_device(args, None, log), stages, args.level,
+                     batches[0] if batches else None, synthetic, log)
         try:
             time_net(net, args.iterations, log)
         finally:

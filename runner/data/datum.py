@@ -27,12 +27,13 @@ def parse_datum(value: bytes, where: str = "") -> caffe_pb2.Datum:
 def decode_image(buf: bytes, color: bool | None = None, where: str = "") -> np.ndarray:
     """Decode JPEG/PNG bytes into a uint8 array C x H x W in Caffe's channel order (BGR for colour,
     1 channel for gray). ``color`` None keeps the file's own mode (gray stays gray)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     try:
         img = Image.open(io.BytesIO(buf))
         img.load()
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{where}: cannot decode the encoded image ({e})") from None
+    except Exception as e:       # Pillow's decoders raise many types on damaged bytes
+        raise DataError(f"{where}: cannot decode the encoded image ({type(e).__name__}: "
+                        f"{e})") from None
     if color is None:
         color = img.mode not in ("L", "1", "I;16", "I", "F")
     img = img.convert("RGB" if color else "L")

@@ -2,14 +2,15 @@
 
 ``open_reader(path, backend)`` gives a :class:`DBReader` that walks the records in key order with
 wrap-around (Caffe's DB cursor), can seek to the k-th record, and reports how many records there
-are. ``DBWriter`` writes into ``<path>.tmp`` and moves it into place on ``close()`` so a crashed
+are. LMDB is read through ``runner.data.lmdb_reader``: every length and page number checked, so a
+damaged database is a DataError naming the file and record, never a SIGBUS.
+``DBWriter`` writes into ``<path>.tmp`` and moves it into place on ``close()`` so a crashed
 conversion never leaves a half-written database under the final name.
 """
 from __future__ import annotations
 
 import os
 import shutil
-import threading
 from pathlib import Path
 
 from netdef.errors import DataError
@@ -26,61 +27,35 @@ def _backend_name(backend) -> str:
     return str(backend).lower()
 
 
-_ENVS: dict[str, list] = {}   # realpath -> [lmdb.Environment, open readers]
-_ENVS_LOCK = threading.Lock()
-
-
-def _open_env(path: str):
-    """One read-only lmdb.Environment per database per process (py-lmdb refuses a second one),
-    reference-counted across readers."""
-    import lmdb
-    key = os.path.realpath(path)
-    with _ENVS_LOCK:
-        entry = _ENVS.get(key)
-        if entry is None:
-            env = lmdb.open(path, readonly=True, lock=False, readahead=False, max_readers=512,
-                            subdir=True)
-            entry = _ENVS[key] = [env, 0]
-        entry[1] += 1
-        return entry[0], key
-
-
-def _release_env(key: str) -> None:
-    with _ENVS_LOCK:
-        entry = _ENVS.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            entry[0].close()
-            del _ENVS[key]
-
-
 class DBReader:
     """Sequential reader over (key, value) records in key order, wrapping around at the end.
 
     ``next()`` returns the next (key, value); ``seek(k)`` positions at record ``k % len(self)``.
+    LMDB is read by ``runner.data.lmdb_reader`` (checked reads, no memory map: a truncated or
+    corrupt file is a DataError, never a crash; no LMDB environment is held, so the user's own
+    ``lmdb.open`` of the database works meanwhile).
     """
 
     def __init__(self, path: str | os.PathLike, backend="lmdb"):
         self.path = str(path)
         self.backend = _backend_name(backend)
+        self._db = None
         if not os.path.exists(self.path):
             raise DataError(f"{self.path}: data source does not exist")
         if self.backend == "lmdb":
-            import lmdb
+            from runner.data.lmdb_reader import Cursor, LMDBFile
             if not os.path.isdir(self.path):
                 raise DataError(f"{self.path}: not an LMDB directory (expected a folder holding data.mdb)")
-            self._env = None
-            try:
-                self._env, self._env_key = _open_env(self.path)
-                self._txn = self._env.begin(buffers=False)
-                self._count = self._txn.stat()["entries"]
-            except lmdb.Error as e:
-                if self._env is not None:
-                    _release_env(self._env_key)
-                raise DataError(f"{self.path}: cannot open LMDB ({e})") from None
-            self._cursor = self._txn.cursor()
+            if not os.path.isfile(os.path.join(self.path, "data.mdb")):
+                raise DataError(f"{self.path}: not an LMDB directory (no data.mdb in it)")
+            self._db = LMDBFile(self.path)
+            self._count = len(self._db)
+            if self._count:
+                try:
+                    self._cursor = Cursor(self._db)
+                except DataError:
+                    self._db.close()
+                    raise
         elif self.backend == "leveldb":
             try:
                 import plyvel
@@ -96,6 +71,7 @@ class DBReader:
         else:
             raise DataError(f"{self.path}: unknown DB backend {backend!r} (LMDB or LEVELDB)")
         if self._count == 0:
+            self.close()
             raise DataError(f"{self.path}: database is empty")
         self._pos = 0
         self.seek(0)
@@ -109,12 +85,10 @@ class DBReader:
         return self._pos
 
     def seek(self, k: int) -> None:
-        """Position the cursor at record ``k % len(self)`` (O(k) steps)."""
+        """Position the cursor at record ``k % len(self)`` (LMDB: a leaf page at a time)."""
         k %= self._count
         if self.backend == "lmdb":
-            self._cursor.first()
-            for _ in range(k):
-                self._cursor.next()
+            self._cursor.skip(k)
         else:
             self._iter = self._db.iterator()
             for _ in range(k):
@@ -124,9 +98,8 @@ class DBReader:
     def next(self) -> tuple[bytes, bytes]:
         """The record at the cursor as (key, value); the cursor moves on, wrapping to the start."""
         if self.backend == "lmdb":
-            key, value = self._cursor.key(), self._cursor.value()
-            if not self._cursor.next():
-                self._cursor.first()
+            key, value = self._cursor.current()
+            self._cursor.next()
         else:
             try:
                 key, value = next(self._iter)
@@ -134,18 +107,16 @@ class DBReader:
                 self._iter = self._db.iterator()
                 key, value = next(self._iter)
         self._pos = (self._pos + 1) % self._count
-        if self.backend == "leveldb" and self._pos == 0:
-            self._iter = self._db.iterator()
+        if self._pos == 0:
+            if self.backend == "leveldb":
+                self._iter = self._db.iterator()
+            else:
+                self._cursor.first()    # the meta's entry count, not the tree, says where it ends
         return key, value
 
     def close(self) -> None:
         """Release the database handles."""
-        if self.backend == "lmdb":
-            if self._env is not None:
-                self._txn.abort()
-                self._env = None
-                _release_env(self._env_key)
-        elif self._db is not None:
+        if self._db is not None:
             self._db.close()
             self._db = None
 

@@ -60,14 +60,14 @@ def _resize(a: np.ndarray, height: int, width: int) -> np.ndarray:
 def load_image(path: str | os.PathLike, height: int = 0, width: int = 0,
                is_color: bool = True) -> np.ndarray:
     """Read an image file -> uint8 C x H x W (BGR or gray), resized when height and width > 0."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     try:
         with Image.open(path) as img:
             img = img.convert("RGB" if is_color else "L")
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: cannot decode image ({e})") from None
+    except Exception as e:       # Pillow's decoders raise many types on damaged files
+        raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
     a = image_to_chw(img)
     if height > 0 and width > 0:
         a = _resize(a, height, width)
@@ -88,9 +88,15 @@ def encode_image(a: np.ndarray, fmt: str = "png") -> bytes:
 def convert_imageset(root: str, list_file: str, out: str, resize_height: int = 0, resize_width: int = 0,
                      gray: bool = False, shuffle: bool = False, encoded: bool = False,
                      encode_type: str = "", backend: str = "lmdb", check_size: bool = False,
-                     seed: int = 0, log=None) -> int:
+                     seed: int = 0, log=None, strict: bool = False) -> int:
     """Caffe's convert_imageset: each listed image (under ``root``) becomes one Datum under key
-    ``%08d_<path>`` in a new database ``out``. Returns the number of images written."""
+    ``%08d_<path>`` in a new database ``out``. Returns the number of images written.
+
+    A listed image that is missing or does not decode is skipped, as Caffe does (its
+    ReadImageToDatum fails and the loop goes on), with a warning line naming the file, and a
+    count of the skipped images at the end; ``strict`` makes the first one an error instead (the
+    database is then not created). Keys keep the list's numbering, so a skipped image leaves a
+    gap, as in Caffe."""
     from runner.data.datum import array_to_datum, encoded_datum
     from runner.data.db import DBWriter
 
@@ -108,16 +114,24 @@ def convert_imageset(root: str, list_file: str, out: str, resize_height: int = 0
         encoded = True
     size = None
     count = 0
+    skipped: list[str] = []
+    warn = getattr(log, "warning", None) or (lambda m: log(m) if log else None)
     with DBWriter(out, backend) as w:
         for i, (name, label) in enumerate(lines):
             path = os.path.join(root, name)
             ext = Path(name).suffix.lower().lstrip(".")
+            try:
+                a = load_image(path, resize_height, resize_width, not gray)
+            except DataError as e:
+                if strict:
+                    raise DataError(f"{list_file}: {e} (--strict: no database written)") from None
+                warn(f"Could not read {path}, skipped: {e}")
+                skipped.append(str(e))
+                continue
             if encoded and not resize_height and not resize_width and (
                     not encode_type or encode_type.lower() == ext):
-                load_image(path, 0, 0, not gray)   # the file must decode; Caffe stores its bytes
-                d = encoded_datum(Path(path).read_bytes(), label)
+                d = encoded_datum(Path(path).read_bytes(), label)   # Caffe stores the file's bytes
             else:
-                a = load_image(path, resize_height, resize_width, not gray)
                 if check_size:
                     if size is None:
                         size = a.shape
@@ -131,8 +145,14 @@ def convert_imageset(root: str, list_file: str, out: str, resize_height: int = 0
             count += 1
             if log and count % 1000 == 0:
                 log(f"Processed {count} files.")
+        if count == 0:
+            raise DataError(f"{list_file}: none of its {len(lines)} images could be read (first: "
+                            f"{skipped[0]}); no database written")
     if log and count % 1000 != 0:
         log(f"Processed {count} files.")
+    if skipped and log:
+        warn(f"Skipped {len(skipped)} of {len(lines)} images that could not be read (listed above); "
+             "--strict makes that an error")
     return count
 
 

@@ -18,6 +18,7 @@ class PrefetchingDataLayer(Layer):
     """
 
     prefetch_depth = 4
+    _shard = (0, 1)         # (rank, size) of a data-parallel run: set_shard
     source = None
 
     def make_source(self, seed: int):
@@ -53,7 +54,31 @@ class PrefetchingDataLayer(Layer):
         """Read this rank's share of the stream in a data-parallel run of ``size`` ranks
         (runner.data.sources: the ranks' batches together are one size-times-larger batch)."""
         self.prefetcher.close()             # batches prefetched for the old shard are stale
-        self.source.shard = (int(rank), int(size))
+        self._shard = (int(rank), int(size))
+        self.source.shard = self._shard
+
+    @property
+    def setup_messages(self) -> list[str]:
+        """What Caffe's data layer logs while it sets up (the Net writes it when it logs)."""
+        return list(getattr(self.source, "messages", ()))
+
+    def get_stream_state(self) -> dict:
+        """Everything the batches after this point depend on: the seed of shuffles, crops,
+        mirrors and rand_skip, and the next batch's index (saved in a snapshot, so that a resumed
+        run reads exactly the batches an uninterrupted run would)."""
+        return {"seed": int(self.data_seed), "batch": int(self.batch_index)}
+
+    def set_stream_state(self, state: dict) -> None:
+        """Restore ``get_stream_state``'s record (a new seed rebuilds the source)."""
+        seed = int(state["seed"])
+        if seed != self.data_seed:
+            self.close()
+            self.data_seed = seed
+            from runner.data.prefetch import Prefetcher
+            self.source = self.make_source(seed)
+            self.source.shard = self._shard
+            self.prefetcher = Prefetcher(self.source, self.prefetch_depth)
+        self.batch_index = int(state["batch"])
 
     def forward(self, bottoms, tops) -> None:
         arrays = self.prefetcher.get(self.batch_index)

@@ -20,6 +20,7 @@ import zlib
 import numpy as np
 
 from netdef.errors import DataError
+from netdef.weights import H5_ERRORS
 
 
 def _name_key(name: str) -> int:
@@ -46,9 +47,24 @@ def resolve_source(path: str, base_dir: str | None) -> str:
     return cand if os.path.exists(cand) else path
 
 
+def _first_listed(list_file: str) -> str | None:
+    """The first image path of an ImageData list (None when it cannot be read)."""
+    try:
+        with open(list_file, encoding="utf-8") as f:
+            for line in f:
+                name = line.rstrip("\r\n").rpartition(" ")[0]
+                if name:
+                    return name
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
 def resolve_data_paths(net_param, base_dir: str | None) -> None:
     """In place: each data layer's source and mean file given relative to ``base_dir`` (the
-    prototxt's folder) when it is not found from the working directory (``resolve_source``)."""
+    prototxt's folder) when it is not found from the working directory (``resolve_source``);
+    the same for an ImageData ``root_folder`` whose first listed image is not found from the
+    working directory."""
     if not base_dir:
         return
     for lp in net_param.layer:
@@ -59,6 +75,14 @@ def resolve_data_paths(net_param, base_dir: str | None) -> None:
                     p.source = resolve_source(p.source, base_dir)
         if lp.transform_param.mean_file:
             lp.transform_param.mean_file = resolve_source(lp.transform_param.mean_file, base_dir)
+        if lp.HasField("image_data_param") and not os.path.isabs(lp.image_data_param.root_folder):
+            p = lp.image_data_param
+            first = _first_listed(p.source)
+            if first and not os.path.isabs(first) and not os.path.exists(
+                    os.path.join(p.root_folder, first)):
+                alt = os.path.join(base_dir, p.root_folder)
+                if os.path.exists(os.path.join(alt, first)):
+                    p.root_folder = alt
 
 
 class DatumDBSource:
@@ -96,6 +120,9 @@ class DatumDBSource:
         self.transformer._mean_for(*self.chw)  # mean/channel checks now, not in the thread
         self._next_index = None
         self.shard = (0, 1)
+        kind = "lmdb" if self.reader.backend == "lmdb" else "leveldb"
+        self.messages = [f"Opened {kind} {self.source}",
+                         "output data size: " + ",".join(map(str, self.top_shapes()[0]))]
 
     def _decode(self, key: bytes, value: bytes) -> np.ndarray:
         from runner.data.datum import datum_to_array, parse_datum
@@ -164,6 +191,9 @@ class ImageListSource:
         self.chw = first.shape
         self.out_chw = self.transformer.output_shape(*self.chw)
         self.transformer._mean_for(*self.chw)
+        self.messages = [f"Opening file {self.list_file}"] + (["Shuffling data"] if self.shuffle else [])
+        self.messages += [f"A total of {len(self.lines)} images.",
+                          "output data size: " + ",".join(map(str, self.top_shapes()[0]))]
 
     def _item(self, g: int) -> tuple[str, int]:
         n = len(self.lines)
@@ -207,6 +237,40 @@ class ImageListSource:
         pass
 
 
+def read_hdf5_list(list_file: str, layer: str) -> list[str]:
+    """The .h5 paths an HDF5Data ``source`` lists, one per line (Caffe's rule: the source is a
+    text file listing HDF5 files); each relative path is looked for from the working directory,
+    then beside the list. A source that is itself an HDF5 file, or not text, is a DataError
+    saying so."""
+    if not os.path.isfile(list_file):
+        raise DataError(f"layer '{layer}': HDF5 list file {list_file} not found")
+    with open(list_file, "rb") as f:
+        raw = f.read()
+    if raw.startswith(b"\x89HDF"):
+        raise DataError(f"layer '{layer}': source {list_file} is an HDF5 file; HDF5Data's source "
+                        "must be a text file listing HDF5 files, one path per line (write "
+                        f"'{os.path.basename(list_file)}' into e.g. train_h5.txt and point source "
+                        "at that)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"layer '{layer}': source {list_file} is not a text file; HDF5Data's "
+                        "source must list HDF5 files, one path per line") from None
+    list_dir = os.path.dirname(os.path.abspath(list_file))
+    files = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            cand = line
+            if not os.path.isabs(cand) and not os.path.exists(cand):
+                alt = os.path.join(list_dir, cand)
+                cand = alt if os.path.exists(alt) else cand
+            files.append(cand)
+    if not files:
+        raise DataError(f"{list_file}: lists no HDF5 files")
+    return files
+
+
 class HDF5Source:
     """HDF5Data source: a list file of .h5 paths; each file holds one dataset per top (same
     number of rows N); rows are read in order across files (files and rows shuffled per epoch
@@ -221,21 +285,7 @@ class HDF5Source:
         self.shuffle = bool(p.shuffle)
         self.seed = int(seed)
         list_file = resolve_source(p.source, base_dir)
-        if not os.path.isfile(list_file):
-            raise DataError(f"layer '{lp.name}': HDF5 list file {list_file} not found")
-        list_dir = os.path.dirname(os.path.abspath(list_file))
-        files = []
-        with open(list_file, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    cand = line
-                    if not os.path.isabs(cand) and not os.path.exists(cand):
-                        alt = os.path.join(list_dir, cand)
-                        cand = alt if os.path.exists(alt) else cand
-                    files.append(cand)
-        if not files:
-            raise DataError(f"{list_file}: lists no HDF5 files")
+        files = read_hdf5_list(list_file, lp.name)
         self.files, self.rows, self.shapes = files, [], None
         for path in files:
             try:
@@ -245,7 +295,7 @@ class HDF5Source:
                         if t not in h:
                             raise DataError(f"{path}: no dataset named '{t}' (layer '{self.name}' top)")
                         shapes.append(h[t].shape)
-            except OSError as e:
+            except H5_ERRORS as e:
                 raise DataError(f"{path}: cannot open HDF5 file ({e})") from None
             n = {s[0] if len(s) else 0 for s in shapes}
             if len(n) != 1 or 0 in n:
@@ -259,6 +309,8 @@ class HDF5Source:
             self.rows.append(n.pop())
         self.total = sum(self.rows)
         self._cache_path, self._cache = None, None
+        self.messages = [f"Loading list of HDF5 filenames from: {list_file}",
+                         f"Number of HDF5 files: {len(files)}"]
         self._epoch, self._order = -1, None
         self.shard = (0, 1)
 
@@ -281,8 +333,11 @@ class HDF5Source:
     def _file(self, path: str) -> list[np.ndarray]:
         import h5py
         if self._cache_path != path:
-            with h5py.File(path, "r") as h:
-                self._cache = [np.asarray(h[t], dtype=np.float32) for t in self.tops]
+            try:
+                with h5py.File(path, "r") as h:
+                    self._cache = [np.asarray(h[t], dtype=np.float32) for t in self.tops]
+            except H5_ERRORS as e:
+                raise DataError(f"{path}: cannot read HDF5 file (layer '{self.name}': {e})") from None
             self._cache_path = path
         return self._cache
 

@@ -2,8 +2,10 @@
 is among the ``top_k`` best: correct when fewer than top_k other classes score >= the label's
 score (Caffe 1.0's rule: ties count against). Positions labelled ``ignore_label`` are skipped.
 Optional second top: per-class accuracy (classes never seen give 0). No gradient; under
-force_backward it writes a zero bottom diff."""
+force_backward it writes a zero bottom diff. Scores that are not all finite give nan."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -25,6 +27,12 @@ class AccuracyLayer(Layer):
         self.dims = (count(s, 0, a), int(s[a]), count(s, a + 1))
 
     def forward(self, bottoms, tops) -> None:
+        if not math.isfinite(self.backend.asum(bottoms[0].dev_data)):
+            # NaN/inf scores rank nothing: the accuracy is nan (not 1 beside a nan loss)
+            tops[0].data = [math.nan]
+            if len(tops) > 1:
+                tops[1].data = np.full(tops[1].shape, np.nan, dtype=np.float32)
+            return
         try:
             correct, n, pc_correct, pc_count = self.backend.accuracy(
                 bottoms[0].dev_data, bottoms[1].dev_data, *self.dims, self.top_k, self.ignore)

@@ -51,6 +51,16 @@ class MemoryDataLayer(Layer):
         if self.data is not None:
             self.pos = (k * self.batch_size) % len(self.data)
 
+    def get_stream_state(self) -> dict:
+        """The next row served and the row count (saved in snapshots: exact resume)."""
+        return {"pos": int(self.pos), "rows": 0 if self.data is None else int(len(self.data))}
+
+    def set_stream_state(self, state: dict) -> None:
+        """Restore ``get_stream_state``'s position (kept modulo the rows set now)."""
+        self.pos = int(state["pos"])
+        if self.data is not None:
+            self.pos %= len(self.data)
+
     def forward(self, bottoms, tops) -> None:
         if self.data is None:
             raise DataError(f"layer '{self.name}': MemoryData needs set_input_arrays(data, labels) "

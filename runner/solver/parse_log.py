@@ -1,8 +1,16 @@
 """Parse a Caffe (or nbcaffe) training log with the regular expressions of Caffe's
 tools/extra/parse_log.py: rows of (NumIters, Seconds, LearningRate, <train outputs>) and
-(NumIters, Seconds, LearningRate, <test outputs>)."""
+(NumIters, Seconds, LearningRate, <test outputs>).
+
+Two deliberate differences from parse_log.py: NumIters is an int (parse_log.py writes 0.0), and
+LearningRate is the rate of the row's own iteration. Caffe logs ``Iteration N, lr = X`` after
+the train outputs of iteration N, so parse_log.py's column lags one display interval and its
+first row is NaN; here each row takes the rate logged for its iteration, else the last one logged
+before it.
+"""
 from __future__ import annotations
 
+import bisect
 import datetime
 import os
 import re
@@ -34,6 +42,7 @@ def parse_log(path: str) -> tuple[list[dict], list[dict]]:
     train, test = [], []
     train_row = test_row = None
     iteration, lr, start, last = -1, float("nan"), None, None
+    lr_at: dict[int, float] = {}
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = f.readlines()
     for line in lines:
@@ -47,7 +56,7 @@ def parse_log(path: str) -> tuple[list[dict], list[dict]]:
     for line in lines:
         m = REGEX_ITERATION.search(line)
         if m:
-            iteration = float(m.group(1))
+            iteration = int(m.group(1))
         if iteration == -1:
             continue
         try:
@@ -62,6 +71,7 @@ def parse_log(path: str) -> tuple[list[dict], list[dict]]:
         m = REGEX_LEARNING_RATE.search(line)
         if m:
             lr = float(m.group(1))
+            lr_at[iteration] = lr
         for regex, rows, kind in ((REGEX_TRAIN_OUTPUT, train, "train"), (REGEX_TEST_OUTPUT, test, "test")):
             m = regex.search(line)
             if not m:
@@ -80,4 +90,10 @@ def parse_log(path: str) -> tuple[list[dict], list[dict]]:
         train.append(train_row)
     if test_row is not None:
         test.append(test_row)
+    if lr_at:
+        known = sorted(lr_at)
+        for row in train + test:
+            it = row["NumIters"]
+            j = bisect.bisect_right(known, it)
+            row["LearningRate"] = lr_at[known[j - 1] if j else known[0]]
     return train, test

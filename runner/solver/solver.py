@@ -17,11 +17,14 @@ iterations straight and N/2 + restore + N/2 give the same weights bit for bit on
 from __future__ import annotations
 
 import functools
+import glob
+import json
 import math
 import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +41,73 @@ if TYPE_CHECKING:
     from runner.dist.gradients import GradientReducer
 
 ACTIONS = ("stop", "snapshot", "none")
+
+
+@dataclass
+class SnapshotRecord:
+    """A snapshot this run wrote (or resumed from). ``good`` once a finite loss was computed with
+    its weights: the NaN stop names the last good one."""
+    iter: int
+    model: str
+    state: str
+    weights_finite: bool
+    good: bool = False
+
+
+def check_solver(p: pb.SolverParameter, where: str | None = None) -> str:
+    """Every check Caffe's Solver and SGDSolver constructors make on a SolverParameter, run
+    before any net is built (``nbcaffe inspect`` runs them too); returns the solver type name.
+    SolverError names the file and the field."""
+    pre = f"{where}: " if where else ""
+    try:
+        kind = updates.solver_type(p)
+        updates.check_params(kind, p)
+        LearningRate(p)                       # lr_policy and its fields
+    except SolverError as e:
+        raise SolverError(f"{pre}{e}") from None
+    if p.iter_size < 1:
+        raise SolverError(f"{pre}iter_size must be >= 1, got {p.iter_size}")
+    if p.average_loss < 1:
+        raise SolverError(f"{pre}average_loss should be non-negative and >= 1, got {p.average_loss}")
+    if p.snapshot_format not in (pb.SolverParameter.BINARYPROTO, pb.SolverParameter.HDF5):
+        raise SolverError(f"{pre}unknown snapshot_format {p.snapshot_format}")
+    for fname in ("snapshot", "display", "test_interval", "max_iter"):
+        if getattr(p, fname) < 0:
+            raise SolverError(f"{pre}{fname} must be >= 0, got {getattr(p, fname)}")
+    for i, n in enumerate(p.test_iter):
+        if n <= 0:
+            raise SolverError(f"{pre}test_iter must be > 0 for each test net: test net #{i} has "
+                              f"test_iter: {n} (to train without testing, remove the test nets' "
+                              "test_iter and test_interval)")
+    return kind
+
+
+def read_extra(text: str, path: str) -> dict:
+    """nbcaffe's record in a .solverstate (``netdef.weights`` EXTRA_FIELD: JSON with the data
+    streams and the weights' finiteness) as a dict; {} when absent; SolverError when damaged."""
+    if not text:
+        return {}
+    try:
+        extra = json.loads(text)
+    except ValueError:
+        extra = None
+    if not isinstance(extra, dict) or not isinstance(extra.get("streams", {}), dict):
+        raise SolverError(f"{path}: its nbcaffe record (data stream positions) is damaged; the "
+                          "file is corrupt")
+    return extra
+
+
+def snapshot_prefix(p: pb.SolverParameter, solver_path: str | None) -> str:
+    """snapshot_prefix as Caffe writes it: relative to the working directory; empty: the solver
+    file's path without its extension (UpgradeSnapshotPrefixProperty); a prefix naming a folder
+    ('snaps/' or an existing directory) gets the solver file's stem appended."""
+    prefix = p.snapshot_prefix
+    stem = Path(solver_path).with_suffix("") if solver_path else Path("solver")
+    if not prefix:
+        return str(stem)
+    if prefix.endswith("/") or os.path.isdir(prefix):
+        return str(Path(prefix) / stem.name)
+    return prefix
 
 
 class Solver:
@@ -67,16 +137,9 @@ class Solver:
             self.log = GLog(quiet=True)
         self.device = device
         p = self.param
-        self.type = updates.solver_type(p)
+        self.type = check_solver(p, solver_path)
         self.rule = updates.RULES[self.type]
-        updates.check_params(self.type, p)
-        if p.iter_size < 1:
-            raise SolverError(f"iter_size must be >= 1, got {p.iter_size}")
-        if p.average_loss < 1:
-            raise SolverError(f"average_loss should be non-negative and >= 1, got {p.average_loss}")
-        self.snapshot_prefix = self._snapshot_prefix()
-        if p.snapshot_format not in (pb.SolverParameter.BINARYPROTO, pb.SolverParameter.HDF5):
-            raise SolverError(f"unknown snapshot_format {p.snapshot_format}")
+        self.snapshot_prefix = snapshot_prefix(p, solver_path)
         self.log(f"Initializing solver from parameters: \n{p}".rstrip())
         self.seed = int(p.random_seed) if p.random_seed >= 0 else None
         if self.world.size > 1 and self.world.connected:   # every rank: the same nets, same seed
@@ -89,13 +152,13 @@ class Solver:
         nets = solver_nets(p, solver_path)
         self.log(f"Creating training net from {nets.train_source}")
         self.net = Net(nets.train, "TRAIN", device=device, seed=self._net_seed(0),
-                       base_dir=nets.train_dir)
+                       base_dir=nets.train_dir, log=self.log)
         self.test_nets = []
         for i, (tp, src, d) in enumerate(zip(nets.tests, nets.test_sources, nets.test_dirs)):
             if not self.world.is_root:
                 break
             self.log(f"Creating test net (#{i}) specified by {src}")
-            tn = Net(tp, "TEST", device=device, seed=self._net_seed(i + 1), base_dir=d)
+            tn = Net(tp, "TEST", device=device, seed=self._net_seed(i + 1), base_dir=d, log=self.log)
             tn.share_weights(self.net)
             self.test_nets.append(tn)
         self.backend = self.net.backend
@@ -112,9 +175,12 @@ class Solver:
         self.smoothed_loss = 0.0
         self.requested_early_exit = False
         self.last_snapshot: str | None = None
-        self._requests: list[str] = []
+        self.snapshots: list[SnapshotRecord] = []
+        self._restored_streams: dict | None = None
+        self._requests: list[tuple[str, str | None]] = []
         self.sigint_effect = "stop"
         self.sighup_effect = "snapshot"
+        self.sigterm_effect = "stop"
         self.progress = None
         self.test_results: list[dict] = []
         self.callbacks: list[tuple[Callable[[], None], Callable[[], None]]] = []
@@ -123,6 +189,8 @@ class Solver:
         self._params_synced = True
         if self.world.size > 1 and self.world.connected:   # (pycaffe connects later: caffe.NCCL)
             self._distribute()
+        if self.world.is_root:               # only rank 0 writes snapshots
+            self._check_snapshot_prefix()
         self.log("Solver scaffolding done.")
 
     def _distribute(self, hooks: bool = True) -> None:
@@ -142,20 +210,36 @@ class Solver:
         self.log(f"Data-parallel training on {w.size} processes: effective batch {w.size} x the "
                  f"prototxt's batch, gradients averaged over the ranks")
 
+    def _check_snapshot_prefix(self) -> None:
+        """Caffe's CheckSnapshotWritePermissions (a probe file beside the snapshots; we create the
+        folder, Caffe asks the user to), then the absolute snapshot path, logged once: the prefix
+        is relative to the working directory, as in Caffe. Unfinished ``*.tmp`` files a killed
+        run left behind under this prefix are removed, and said so."""
+        p = self.param
+        if not (p.snapshot or p.snapshot_after_train):
+            return
+        probe = self._filename(".tempfile")
+        try:
+            Path(probe).parent.mkdir(parents=True, exist_ok=True)
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError as e:
+            raise SolverError(f"Cannot write to snapshot prefix '{p.snapshot_prefix}' "
+                              f"({os.path.abspath(self.snapshot_prefix)}): {e.strerror}. Make sure "
+                              "that the directory exists and is writable.") from None
+        self.log(f"Snapshots go to {os.path.abspath(self.snapshot_prefix)}_iter_<N>.caffemodel"
+                 f"{'.h5' if p.snapshot_format == pb.SolverParameter.HDF5 else ''}")
+        stale = sorted(glob.glob(glob.escape(self.snapshot_prefix) + "_iter_*.tmp"))
+        for f in stale:
+            os.remove(f)
+        if stale:
+            self.log(f"Removed {len(stale)} unfinished snapshot file(s) of a stopped run: "
+                     f"{', '.join(stale)}")
+
     # ------------------------------------------------------------------ setup helpers
     def _net_seed(self, i: int):
         return None if self.seed is None else self.seed + 1000003 * i
-
-    def _snapshot_prefix(self) -> str:
-        """snapshot_prefix, or (Caffe's UpgradeSnapshotPrefixProperty) the solver file's name
-        without extension; a prefix ending in '/' gets the solver file's stem appended."""
-        prefix = self.param.snapshot_prefix
-        stem = Path(self.solver_path).with_suffix("") if self.solver_path else Path("solver")
-        if not prefix:
-            return str(stem)
-        if prefix.endswith("/") or os.path.isdir(prefix):
-            return str(Path(prefix) / stem.name)
-        return prefix
 
     def add_callback(self, on_start: Callable[[], None], on_gradients_ready: Callable[[], None]) -> None:
         """Call ``on_start()`` at every iteration after the diffs are cleared (and the test pass,
@@ -164,29 +248,33 @@ class Solver:
         self.callbacks.append((on_start, on_gradients_ready))
 
     # ------------------------------------------------------------------ signals
-    def set_actions(self, sigint: str = "stop", sighup: str = "snapshot") -> None:
-        """What SIGINT / SIGHUP do while solving: 'stop' (snapshot then stop), 'snapshot', 'none'."""
-        for v in (sigint, sighup):
+    def set_actions(self, sigint: str = "stop", sighup: str = "snapshot", sigterm: str = "stop") -> None:
+        """What SIGINT / SIGHUP / SIGTERM do while solving: 'stop' (snapshot then stop),
+        'snapshot', 'none' (Caffe's -sigint_effect / -sighup_effect; -sigterm_effect is ours: a
+        batch scheduler's normal stop)."""
+        for v in (sigint, sighup, sigterm):
             if v not in ACTIONS:
                 raise SolverError(f"invalid signal effect {v!r} (stop, snapshot or none)")
-        self.sigint_effect, self.sighup_effect = sigint, sighup
+        self.sigint_effect, self.sighup_effect, self.sigterm_effect = sigint, sighup, sigterm
 
-    def request(self, action: str) -> None:
-        """Ask the loop to 'stop' or 'snapshot' after the current iteration (what signals do)."""
+    def request(self, action: str, reason: str | None = None) -> None:
+        """Ask the loop to 'stop' or 'snapshot' after the current iteration (what signals do);
+        ``reason`` (e.g. 'SIGTERM') is logged when the loop acts on it."""
         if action != "none":
-            self._requests.append(action)
+            self._requests.append((action, reason))
 
     def _install_signals(self):
         old = {}
 
-        def handler(effect):
-            return lambda signum, frame: self.request(effect)
-        for sig, effect in ((signal.SIGINT, self.sigint_effect), (getattr(signal, "SIGHUP", None),
-                                                                  self.sighup_effect)):
+        def handler(effect, name):
+            return lambda signum, frame: self.request(effect, name)
+        for name, effect in (("SIGINT", self.sigint_effect), ("SIGHUP", self.sighup_effect),
+                             ("SIGTERM", self.sigterm_effect)):
+            sig = getattr(signal, name, None)
             if sig is None:
                 continue
             try:
-                old[sig] = signal.signal(sig, handler(effect))
+                old[sig] = signal.signal(sig, handler(effect, name))
             except ValueError:  # not the main thread
                 pass
         return old
@@ -194,7 +282,11 @@ class Solver:
     def _requested_action(self) -> str:
         if not self._requests:
             return "none"
-        return self._requests.pop(0)
+        action, reason = self._requests.pop(0)
+        if reason:
+            what = "snapshotting and stopping" if action == "stop" else "snapshotting"
+            self.log(f"Received {reason}: {what} after iteration {self.iter}")
+        return action
 
     # ------------------------------------------------------------------ data positions
     def _data_layers(self, net):
@@ -225,6 +317,9 @@ class Solver:
         for layer in self.net.layers:
             if isinstance(layer.get_rng_state(), int):
                 layer.set_rng_state(passes)
+        if self._restored_streams is not None:
+            self._apply_stream_states(self._restored_streams)
+            self._restored_streams = None
 
     def _set_iteration(self, it: int) -> None:
         """Tell stochastic layers (Dropout) the global pass index so their random streams are a
@@ -237,7 +332,11 @@ class Solver:
     # ------------------------------------------------------------------ the loop
     def solve(self, resume: str | None = None) -> None:
         """Caffe's Solver::Solve: optional restore, step to max_iter, final snapshot / display /
-        test."""
+        test (numpy's overflow warnings silenced throughout, as in ``step``)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            self._solve(resume)
+
+    def _solve(self, resume: str | None) -> None:
         self.log(f"Solving {self.net.name}")
         self.log(f"Learning Rate Policy: {self.param.lr_policy}")
         self.requested_early_exit = False
@@ -290,6 +389,10 @@ class Solver:
             self._params_synced = True
         old_handlers = self._install_signals()
         t_last, iter_last = time.perf_counter(), self.iter
+        # a diverging net overflows on the way to its NaN loss: the loss check says so, once,
+        # instead of numpy's RuntimeWarning lines
+        quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        quiet.__enter__()
         try:
             while self.iter < stop_iter:
                 self.executor.clear_param_diffs()
@@ -308,10 +411,7 @@ class Solver:
                     self._set_iteration(self.iter * p.iter_size + i)
                     loss += float(self.executor.forward_backward())
                 loss = self.world.mean(loss / p.iter_size)
-                if not math.isfinite(loss):
-                    last = self.last_snapshot or "none (no snapshot was written in this run)"
-                    raise SolverError(f"Iteration {self.iter}: the training loss is {loss}; stopping. "
-                                      f"Last good snapshot: {last}. Lower base_lr or check the data.")
+                self._check_loss(loss)
                 self._update_smoothed_loss(loss, start_iter, p.average_loss)
                 if display:
                     now = time.perf_counter()
@@ -335,6 +435,7 @@ class Solver:
                     self.requested_early_exit = True
                     break
         finally:
+            quiet.__exit__(None, None, None)
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
 
@@ -342,6 +443,26 @@ class Solver:
         """The train net's outputs, averaged over the ranks (each computed them on its share)."""
         return {name: np.ravel(self.world.mean(np.asarray(self.net.blobs[name].data, np.float64)))
                 for name, _ in self._loss_weights(self.net)}
+
+    def _check_loss(self, loss: float) -> None:
+        """A finite loss confirms the snapshots whose weights it was computed with (see
+        ``snapshot``); a NaN or infinite one stops training, naming the last good snapshot."""
+        if math.isfinite(loss):
+            for rec in self.snapshots:
+                if rec.iter == self.iter and rec.weights_finite:
+                    rec.good = True
+            return
+        bad = [r for r in self.snapshots if r.iter == self.iter]
+        good = [r for r in self.snapshots if r.good]
+        if good:
+            last = f"{good[-1].state} (resume with -snapshot {good[-1].state})"
+        else:
+            last = "none in this run"
+        note = ""
+        if bad:
+            note = (f"; {bad[-1].state} holds the weights that gave this loss (not usable)")
+        raise SolverError(f"Iteration {self.iter}: the training loss is {fmt(loss)}; stopping. Last "
+                          f"good snapshot: {last}{note}. Lower base_lr or check the data.")
 
     def _log_outputs(self, net, kind: str, values) -> None:
         """``    Train net output #k: name = v (* w = v*w loss)`` for every element of every output."""
@@ -457,9 +578,12 @@ class Solver:
         return f"{self.snapshot_prefix}_iter_{self.iter}{ext}"
 
     def snapshot(self) -> str:
-        """Write ``<prefix>_iter_<N>.caffemodel`` (or .caffemodel.h5) and the matching
-        ``.solverstate`` (.h5), each atomically (netdef.weights). Returns the model path. In a
-        data-parallel run only rank 0 writes (every rank holds the same weights and history)."""
+        """Write ``<prefix>_iter_<N>.caffemodel`` (or .caffemodel.h5), then the matching
+        ``.solverstate`` (.h5), each atomically (netdef.weights), the state last: a state never
+        names a model that is not on disk. The state also carries (in a field Caffe ignores)
+        every data layer's stream position and seed, and whether the weights were finite.
+        Returns the model path. In a data-parallel run only rank 0 writes (every rank holds the
+        same weights and history)."""
         from netdef.weights import write_solverstate
         h5 = self.param.snapshot_format == pb.SolverParameter.HDF5
         model = self._filename(".caffemodel.h5" if h5 else ".caffemodel")
@@ -467,6 +591,10 @@ class Solver:
         if not self.world.is_root:
             return model
         Path(model).parent.mkdir(parents=True, exist_ok=True)
+        finite = math.isfinite(self.backend.sumsq_total([prm.blob.dev_data for prm in self.params]))
+        if not finite:
+            self.log.warning(f"Iteration {self.iter}: the weights are no longer finite; this "
+                             "snapshot cannot be resumed from")
         kind = "HDF5" if h5 else "binary proto"
         self.log(f"Snapshotting to {kind} file {model}")
         if h5:
@@ -474,17 +602,67 @@ class Solver:
         else:
             self.net.save(model)
         self.log(f"Snapshotting solver state to {kind} file {state_path}")
+        extra = json.dumps({"nbcaffe_extra": 1, "weights_finite": finite,
+                            "streams": self._stream_states()}, sort_keys=True)
         write_solverstate(state_path, self.iter, model,
-                          [self.backend.to_host(h) for h in self.history], self.lr_policy.current_step)
+                          [self.backend.to_host(h) for h in self.history], self.lr_policy.current_step,
+                          extra=extra)
+        self.snapshots.append(SnapshotRecord(self.iter, model, state_path, finite))
         self.last_snapshot = model
         return model
 
+    def _stream_states(self) -> dict:
+        """{"train": {layer: state}, "test": [{layer: state} per test net]} of every layer with a
+        data stream (``get_stream_state``: Data, ImageData, HDF5Data, MemoryData)."""
+        def of(net) -> dict:
+            return {layer.name: layer.get_stream_state() for layer in net.layers
+                    if hasattr(layer, "get_stream_state")}
+        return {"train": of(self.net), "test": [of(tn) for tn in self.test_nets]}
+
+    def _apply_stream_states(self, streams: dict) -> None:
+        """Put each data layer back where the snapshot's run had it (after the seeks of
+        ``_sync_data``, which cover states written by Caffe or older nbcaffe versions)."""
+        for net, states in [(self.net, streams.get("train", {}))] + list(
+                zip(self.test_nets, streams.get("test", []))):
+            for layer in net.layers:
+                if layer.name in states and hasattr(layer, "set_stream_state"):
+                    try:
+                        layer.set_stream_state(states[layer.name])
+                    except (KeyError, TypeError, ValueError, AttributeError):
+                        raise SolverError(f"the restored solver state's stream record for layer "
+                                          f"'{layer.name}' is damaged ({states[layer.name]!r:.80})"
+                                          ) from None
+
+    def _incomplete_pair(self, path: str) -> str:
+        """The message for a -snapshot path that does not exist: says when its .caffemodel is
+        there (the run stopped between the two files) and names the newest complete pair."""
+        msg = f"{path}: solver state not found"
+        stem = path[:-len(".h5")] if path.endswith(".h5") else path
+        if stem.endswith(".solverstate"):
+            base = stem[:-len(".solverstate")]
+            h5 = path.endswith(".h5")
+            model = base + (".caffemodel.h5" if h5 else ".caffemodel")
+            if os.path.isfile(model):
+                msg += (f"; its model {model} was written but the state was not (the run stopped "
+                        f"while snapshotting): this snapshot pair is incomplete")
+            prefix, _, _ = base.rpartition("_iter_")
+            if prefix:
+                pairs = []
+                for cand in glob.glob(glob.escape(prefix) + "_iter_*.solverstate" + (".h5" if h5 else "")):
+                    it = cand[len(prefix) + len("_iter_"):].split(".")[0]
+                    if it.isdigit():
+                        pairs.append((int(it), cand))
+                if pairs:
+                    msg += f"; the newest complete snapshot is {max(pairs)[1]}"
+        return msg
+
     def restore(self, path: str) -> None:
-        """Load a .solverstate (binaryproto or .h5): iter, current_step, history blobs, and the
-        weights of ``learned_net``. A state for another net raises SolverError."""
+        """Load a .solverstate (binaryproto or .h5): iter, current_step, history blobs, the
+        weights of ``learned_net`` and (nbcaffe's states) the data layers' stream positions. A
+        state for another net raises SolverError; so does an incomplete snapshot pair, saying so."""
         from netdef.weights import read_solverstate
         if not os.path.isfile(path):
-            raise SolverError(f"{path}: solver state not found")
+            raise SolverError(self._incomplete_pair(path))
         try:
             st = read_solverstate(path)
         except WeightsError as e:
@@ -499,12 +677,14 @@ class Solver:
                 raise SolverError(f"{path}: history blob {i} has {h.size} values, expected "
                                   f"{int(np.prod(mine.shape))} for shape {tuple(mine.shape)} (a state "
                                   f"for another net?)")
+        extra = read_extra(st.extra, path)
+        model = learned
         if learned:
-            model = learned
             if not os.path.isfile(model):
                 alt = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(learned))
                 if not os.path.isfile(alt):
-                    raise SolverError(f"{path}: its learned_net {learned} was not found (nor {alt})")
+                    raise SolverError(f"{path}: incomplete snapshot pair: its learned_net {learned} "
+                                      f"was not found (nor {alt})")
                 model = alt
             try:
                 self.net.copy_from(model)
@@ -515,6 +695,9 @@ class Solver:
         self.iter = int(st.iter)
         self.lr_policy.current_step = int(st.current_step)
         self._params_synced = False          # a data-parallel run re-broadcasts rank 0's weights
+        self._restored_streams = extra.get("streams")
+        self.snapshots.append(SnapshotRecord(self.iter, model, path,
+                                             bool(extra.get("weights_finite", True))))
         self.log("SGDSolver: restoring history")
 
     def close(self) -> None:

@@ -89,8 +89,10 @@ def test_draw(caffe_models, tmp_path, capsys):
                  "--input-shape", "data=100,1,28,28", "-o", str(out)]) == 0
     dot = out.read_text()
     assert dot.startswith('digraph "LeNet"') and dot.rstrip().endswith("}")
-    assert dot.count("shape=box") == 10  # 10 Caffe layers; the 2 inserted Splits not drawn
-    assert "(Convolution)" in dot and "shape=ellipse" in dot and "100x20x24x24" in dot
+    assert "rankdir=LR;" in dot                       # draw_net.py's default
+    assert dot.count("shape=record") == 10  # 10 Caffe layers of the TEST phase, no Splits
+    assert "(Convolution)" in dot and "shape=octagon" in dot and "100 x 20 x 24 x 24" in dot
+    assert "Batch 100" in dot                          # draw.py's edge label out of a Data layer
     assert not (tmp_path / "g.dot.tmp").exists()
     assert main(["draw", str(caffe_models / "lenet_deploy.prototxt")]) == 0
     assert "->" in capsys.readouterr().out
@@ -108,7 +110,7 @@ def test_inspect_reads_hdf5_and_image_list_sources(tmp_path, capsys, monkeypatch
     net = tmp_path / "net.prototxt"
     net.write_text(
         'layer { name: "h" type: "HDF5Data" top: "data" top: "label" '
-        'hdf5_data_param { source: "elsewhere/train.txt" batch_size: 5 } }\n'
+        'hdf5_data_param { source: "train.txt" batch_size: 5 } }\n'
         'layer { name: "img" type: "ImageData" top: "im" top: "l2" '
         'image_data_param { source: "list.txt" batch_size: 2 } transform_param { crop_size: 10 } }\n'
         'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
@@ -120,6 +122,10 @@ def test_inspect_reads_hdf5_and_image_list_sources(tmp_path, capsys, monkeypatch
     assert by["h"]["top_shapes"] == [[5, 4], [5]]
     assert by["img"]["top_shapes"] == [[2, 3, 10, 10], [2]]
     assert by["ip"]["params"] == 3 * 4 + 3
+    # a source the Net would not find (only its basename is beside the prototxt) is refused too
+    net.write_text(net.read_text().replace('"train.txt"', '"elsewhere/train.txt"'))
+    assert main(["inspect", str(net)]) == 1
+    assert "elsewhere/train.txt', which was not found" in capsys.readouterr().err
 
 
 def test_inspect_solver_test_nets_and_stages(caffe_models, capsys):

@@ -185,3 +185,28 @@ def test_transformer_bad_params():
     t = DataTransformer(_tparam(crop_size=9), "TRAIN", "data")
     with pytest.raises(DataError, match="crop_size 9 is larger"):
         t.output_shape(1, 4, 4)
+
+
+def test_lmdb_reader_matches_py_lmdb(tmp_path):
+    """runner.data.lmdb_reader against py-lmdb itself (the oracle): a tree of several levels,
+    inline and overflow values (> a page), keys in byte order, seeks, the wrap-around."""
+    lmdb = pytest.importorskip("lmdb")
+    rng = np.random.default_rng(3)
+    env = lmdb.open(str(tmp_path / "db"), map_size=1 << 28)
+    with env.begin(write=True) as txn:
+        for _ in range(3000):
+            key = b"%09d_%s" % (rng.integers(0, 10**9), b"k" * int(rng.integers(0, 30)))
+            txn.put(key, rng.bytes(int(rng.choice([0, 7, 900, 5000, 20000]))))
+    env.close()
+    env = lmdb.open(str(tmp_path / "db"), readonly=True, lock=False)
+    with env.begin() as txn:
+        ref = [(bytes(k), bytes(v)) for k, v in txn.cursor()]
+    env.close()
+    r = DBReader(tmp_path / "db")
+    assert len(r) == len(ref)
+    assert [r.next() for _ in range(len(ref))] == ref
+    assert r.next() == ref[0]                               # wraps around
+    for k in (0, 1, 499, 2999, 3000, 4321):
+        r.seek(k)
+        assert r.next() == ref[k % len(ref)], k
+    r.close()
