@@ -22,7 +22,7 @@ def lenet_train_test(caffe_models) -> caffe_pb2.NetParameter:
 
 
 def _boxes(dot: str) -> list[str]:
-    return re.findall(r'shape=box, [^\]]*label="([^"\\]+)\\n', dot)
+    return re.findall(r'shape=record, [^\]]*label="([^"\\]+)\\n', dot)
 
 
 @pytest.mark.parametrize("phase,expect", [(None, 11), (caffe.TRAIN, 9), (caffe.TEST, 10)])
@@ -37,7 +37,7 @@ def test_dot_has_every_layer_and_edge(phase, expect, lenet_train_test, tmp_path)
     assert sorted(_boxes(dot)) == sorted(lp.name for lp in layers)
     edges = dot.count(" -> ")
     assert edges == sum(len(lp.bottom) + len(lp.top) for lp in layers)
-    assert "lr mult 1, 2" in dot                                      # display_lrm
+    assert "lr mult: 1, 2" in dot                                     # display_lrm
     assert "accuracy" in _boxes(dot) or phase == caffe.TRAIN
 
 

@@ -216,6 +216,10 @@ def _lines(log: str, pattern: str) -> list[str]:
     return [re.sub(r"^.*\] ", "", x) for x in log.splitlines() if re.search(pattern, x)]
 
 
+def _values(log: str, pattern: str) -> list[float]:
+    return [float(m.group(1)) for m in re.finditer(pattern, log)]
+
+
 def _weights(path: Path) -> dict[str, list[np.ndarray]]:
     return {k: v[1] for k, v in caffemodel_blobs(read_caffemodel(str(path))).items()}
 
@@ -227,14 +231,17 @@ needs_mpi = pytest.mark.skipif(not os.access(MPIEXEC, os.X_OK), reason="no mpiex
 @pytest.mark.slow
 def test_two_ranks_equal_one_process_with_the_doubled_batch(tmp_path):
     """mpiexec -n 2 with batch 32 per rank vs one process with batch 64, 50 iterations of LeNet:
-    the same test-output lines and final weights within 1e-5 relative; then the 2-rank snapshot
-    of iteration 25 resumes on 2 ranks to the same weights bit for bit, and on 1 rank."""
+    identical test accuracy lines, test losses and final weights within 1e-5 relative; then the
+    2-rank snapshot of iteration 25 resumes on 2 ranks to the same weights bit for bit, and on 1
+    rank."""
     two = _lenet_dir(tmp_path / "two", 32, snapshot=25)
     one = _lenet_dir(tmp_path / "one", 64, snapshot=25)
     log2, log1 = _train(two, 2), _train(one, 1)
     assert "Data-parallel training on 2 processes" in log2
-    tests2 = _lines(log2, r"Test net output")
-    assert tests2 and tests2 == _lines(log1, r"Test net output")
+    assert _lines(log2, r"Test net output #0: accuracy") == _lines(log1, r"Test net output #0: accuracy")
+    loss2, loss1 = (_values(log, r"Test net output #1: loss = ([0-9.e+-]+)") for log in (log2, log1))
+    assert len(loss2) == len(loss1) == 3
+    np.testing.assert_allclose(loss2, loss1, rtol=1e-5)     # printed with 6 digits
     w2, w1 = _weights(two / "snap/lenet_iter_50.caffemodel"), _weights(one / "snap/lenet_iter_50.caffemodel")
     for name in w1:
         for a, b in zip(w2[name], w1[name]):
