@@ -422,7 +422,7 @@ OPS.update({"ssd_normalize_fwd": ssd_normalize_fwd, "ssd_permute_nhwc": ssd_perm
 # ---- issue 12a's memory-bound kernels (PReLU, MVN, Clip, Swish, Crop) on the same activations;
 # bytes: each array read or written once (PReLU's slope and MVN's per-plane statistics not counted)
 def prelu_fwd():
-    kx = _need("kernels.activation_extra", "prelu_fwd")
+    kx = _need("kernels.activation", "prelu_fwd")
     torch = torch_mod()
     n, c, h, w = ACT
     x, xt = rand_pair(ACT, 30)
@@ -434,7 +434,7 @@ def prelu_fwd():
 
 
 def prelu_bwd():
-    kx = _need("kernels.activation_extra", "prelu_bwd")
+    kx = _need("kernels.activation", "prelu_bwd")
     torch = torch_mod()
     n, c, h, w = ACT
     x, xt = rand_pair(ACT, 32)
@@ -495,7 +495,7 @@ def mvn_bwd():
 
 
 def clip_fwd():
-    kx = _need("kernels.activation_extra", "clip_fwd")
+    kx = _need("kernels.activation", "clip_fwd")
     torch = torch_mod()
     x, xt = rand_pair(ACT, 38)
     y, yt = empty_pair(ACT)
@@ -506,7 +506,7 @@ def clip_fwd():
 
 
 def swish_fwd():
-    kx = _need("kernels.activation_extra", "swish_fwd")
+    kx = _need("kernels.activation", "swish_fwd")
     torch = torch_mod()
     x, xt = rand_pair(ACT, 39, scale=2.0)
     y, yt = empty_pair(ACT)

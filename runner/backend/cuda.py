@@ -56,7 +56,6 @@ import numpy as np
 from numba import config, cuda
 
 from kernels import activation as _act
-from kernels import activation_extra as _actx
 from kernels import batchnorm as _bn
 from kernels import bias as _bias
 from kernels import blas1 as _fill
@@ -729,25 +728,25 @@ class CudaBackend(Backend):
     # Caffe 1.0's layers (kernels.activation_extra, mvn, reduction, index_copy, im2col_layer,
     # loss_extra); everything stays on the device except the loss sums the interface returns
     def clip_fwd(self, x, y, lo: float, hi: float) -> None:
-        _actx.clip_fwd(*_flats("clip_fwd", x, y), lo, hi)
+        _act.clip_fwd(*_flats("clip_fwd", x, y), lo, hi)
 
     def clip_bwd(self, x, dy, dx, lo: float, hi: float) -> None:
-        _actx.clip_bwd(*_flats("clip_bwd", x, dy, dx), lo, hi)
+        _act.clip_bwd(*_flats("clip_bwd", x, dy, dx), lo, hi)
 
     def threshold_fwd(self, x, y, threshold: float) -> None:
-        _actx.threshold_fwd(*_flats("threshold_fwd", x, y), threshold)
+        _act.threshold_fwd(*_flats("threshold_fwd", x, y), threshold)
 
     def swish_fwd(self, x, y, s, beta: float) -> None:
-        _actx.swish_fwd(*_flats("swish_fwd", x, y, s), beta)
+        _act.swish_fwd(*_flats("swish_fwd", x, y, s), beta)
 
     def swish_bwd(self, y, s, dy, dx, beta: float) -> None:
-        _actx.swish_bwd(*_flats("swish_bwd", y, s, dy, dx), beta)
+        _act.swish_bwd(*_flats("swish_bwd", y, s, dy, dx), beta)
 
     def prelu_fwd(self, x, slope, y, channels: int, dim: int, shared: bool) -> None:
-        _actx.prelu_fwd(_flat(x), _flat(slope), _flat(y), channels, dim, shared)
+        _act.prelu_fwd(_flat(x), _flat(slope), _flat(y), channels, dim, shared)
 
     def prelu_bwd(self, x, slope, dy, dx, dslope, channels: int, dim: int, shared: bool) -> None:
-        _actx.prelu_bwd(_flat(x), _flat(slope), _flat(dy), None if dx is None else _flat(dx),
+        _act.prelu_bwd(_flat(x), _flat(slope), _flat(dy), None if dx is None else _flat(dx),
                         None if dslope is None else _flat(dslope), channels, dim, shared)
 
     def mvn_fwd(self, x, y, mean, std, rows: int, dim: int, normalize_variance: bool,
