@@ -40,9 +40,8 @@ Design
   (``dropout_mask_host``) produces the same uint8 mask bit for bit. Masks are uint8 here.
 - **Accuracy** runs ``kernels.softmax.accuracy_fwd`` with ties counted against the label (the
   base class's rule, Caffe 1.0's ``>=`` count); only the counts come back.
-- **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss and ContrastiveLoss
-  (``kernels.loss``), HingeLoss, MultinomialLogisticLoss and InfogainLoss (``kernels.loss_extra``)
-  reduce on the device and return host scalars. The only other host reads of the layers of Caffe
+- **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss, ContrastiveLoss,
+  HingeLoss, MultinomialLogisticLoss and InfogainLoss (``kernels.loss``) reduce on the device and return host scalars. The only other host reads of the layers of Caffe
   1.0 are Caffe's own: BatchReindex checks its indices and Filter reads its selector on the host (in
   the layers; the backend ops stay on the device).
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
@@ -68,7 +67,6 @@ from kernels import gemm as _gemm
 from kernels import im2col_layer as _i2c
 from kernels import index_copy as _idx
 from kernels import loss as _rx
-from kernels import loss_extra as _lx
 from kernels import lrn as _lrn
 from kernels import mvn as _mvn
 from kernels import normalize as _norm
@@ -802,23 +800,23 @@ class CudaBackend(Backend):
         _i2c.im2col_layer_bwd(_flat(dy), _flat(dx), *self._im2col_args(g))
 
     def hinge_loss_fwd(self, x, label, margin, num: int, dim: int, norm: int) -> float:
-        return _lx.hinge_loss_fwd(_flat(x), _flat(label), _flat(margin), num, dim, norm)
+        return _rx.hinge_loss_fwd(_flat(x), _flat(label), _flat(margin), num, dim, norm)
 
     def hinge_loss_bwd(self, margin, label, dx, num: int, dim: int, norm: int, scale: float) -> None:
-        _lx.hinge_loss_bwd(_flat(margin), _flat(label), _flat(dx), num, dim, norm, scale)
+        _rx.hinge_loss_bwd(_flat(margin), _flat(label), _flat(dx), num, dim, norm, scale)
 
     def multinomial_logistic_loss_fwd(self, prob, label, num: int, dim: int) -> float:
-        return _lx.multinomial_logistic_loss_fwd(_flat(prob), _flat(label), num, dim)
+        return _rx.multinomial_logistic_loss_fwd(_flat(prob), _flat(label), num, dim)
 
     def multinomial_logistic_loss_bwd(self, prob, label, dx, num: int, dim: int, scale: float) -> None:
-        _lx.multinomial_logistic_loss_bwd(_flat(prob), _flat(label), _flat(dx), num, dim, scale)
+        _rx.multinomial_logistic_loss_bwd(_flat(prob), _flat(label), _flat(dx), num, dim, scale)
 
     def infogain_loss_fwd(self, prob, label, h, outer: int, dim: int, inner: int,
                           ignore_label: int | None) -> tuple[float, int]:
-        return _lx.infogain_loss_fwd(_flat(prob), _flat(label), _flat(h), outer, dim, inner,
+        return _rx.infogain_loss_fwd(_flat(prob), _flat(label), _flat(h), outer, dim, inner,
                                      ignore_label)
 
     def infogain_loss_bwd(self, prob, label, h, dx, outer: int, dim: int, inner: int,
                           ignore_label: int | None, scale: float) -> None:
-        _lx.infogain_loss_bwd(_flat(prob), _flat(label), _flat(h), _flat(dx), outer, dim, inner,
+        _rx.infogain_loss_bwd(_flat(prob), _flat(label), _flat(h), _flat(dx), outer, dim, inner,
                               ignore_label, scale)
