@@ -624,7 +624,8 @@ def im2col_nd():
     def patches():           # (C*27, N*D*H*W): 3x3x3 taps of the padded clip, Caffe's order
         p = F.pad(xt, (1, 1, 1, 1, 1, 1)).unfold(2, 3, 1).unfold(3, 3, 1).unfold(4, 3, 1)
         return p.permute(1, 5, 6, 7, 0, 2, 3, 4).reshape(c * 27, n * d * h * w).contiguous()
-    return (lambda: ki.im2col_nd(x, 0, n, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), col)), patches, \
+    ones = (1, 1, 1)
+    return (lambda: ki.im2col_nd(x, 0, n, (3, 3, 3), ones, ones, ones, (d, h, w), col)), patches, \
         [(col, patches())], 4 * (n * c * d * h * w + c * 27 * n * d * h * w)
 
 

@@ -41,9 +41,10 @@ Design
 - **Accuracy** runs ``kernels.softmax.accuracy_fwd`` with ties counted against the label (the
   base class's rule, Caffe 1.0's ``>=`` count); only the counts come back.
 - **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss, ContrastiveLoss,
-  HingeLoss, MultinomialLogisticLoss and InfogainLoss (``kernels.loss``) reduce on the device and return host scalars. The only other host reads of the layers of Caffe
-  1.0 are Caffe's own: BatchReindex checks its indices and Filter reads its selector on the host (in
-  the layers; the backend ops stay on the device).
+  HingeLoss, MultinomialLogisticLoss and InfogainLoss (``kernels.loss``) reduce on the device and
+  return host scalars. The only other host reads of the layers of Caffe 1.0 are Caffe's own:
+  BatchReindex checks its indices and Filter reads its selector on the host (in the layers; the
+  backend ops stay on the device).
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
 """
 from __future__ import annotations
@@ -64,7 +65,7 @@ from kernels import detection as _det
 from kernels import dropout as _dropout
 from kernels import eltwise as _elt
 from kernels import gemm as _gemm
-from kernels import im2col_layer as _i2c
+from kernels import im2col_nd as _i2c
 from kernels import index_copy as _idx
 from kernels import loss as _rx
 from kernels import lrn as _lrn
