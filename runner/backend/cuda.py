@@ -74,7 +74,6 @@ from kernels import normalize as _norm
 from kernels import permute as _perm
 from kernels import pool as _pool
 from kernels import reduce as _red
-from kernels import reduction as _redl
 from kernels import scale as _scale
 from kernels import softmax as _sm
 from kernels import solver_update as _su
@@ -756,10 +755,10 @@ class CudaBackend(Backend):
         _mvn.mvn_bwd(_flat(y), _flat(dy), _flat(std), _flat(dx), rows, dim, normalize_variance)
 
     def reduction_fwd(self, x, y, num: int, dim: int, op: int, coeff: float) -> None:
-        _redl.reduction_fwd(_flat(x), _flat(y), num, dim, op, coeff)
+        _red.reduction_fwd(_flat(x), _flat(y), num, dim, op, coeff)
 
     def reduction_bwd(self, x, dy, dx, num: int, dim: int, op: int, coeff: float) -> None:
-        _redl.reduction_bwd(_flat(x), _flat(dy), _flat(dx), num, dim, op, coeff)
+        _red.reduction_bwd(_flat(x), _flat(dy), _flat(dx), num, dim, op, coeff)
 
     def tile_fwd(self, x, y, outer: int, inner: int, tiles: int) -> None:
         _idx.tile_fwd(_flat(x), _flat(y), outer, inner, tiles)
