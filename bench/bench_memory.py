@@ -630,7 +630,7 @@ def im2col_nd():
 
 
 def sto_pool_test():
-    ks = _need("kernels.stochastic_pool", "sto_pool_fwd_test")
+    ks = _need("kernels.pool", "sto_pool_fwd_test")
     torch = torch_mod()
     F = torch.nn.functional
     yshape, k, s = _pool_geom()

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32
 
-from kernels._index import flat_f32
+from kernels._index import flat_checked
 from kernels._launch import launch_1d
 
 CORNER, CENTER_SIZE, CORNER_SIZE = 1, 2, 3     # PriorBoxParameter.CodeType
@@ -141,10 +141,10 @@ def prior_box_fwd(y, widths, heights, layer_h: int, layer_w: int, img_h: int, im
                   variance: tuple[float, float, float, float]) -> None:
     """Prior boxes into ``y`` (2 * layer_h * layer_w * P * 4 values, P = len(widths)); ``widths``
     and ``heights`` are (P,) float32 device arrays (see the module docstring)."""
-    wv = flat_f32("prior_box_fwd (widths)", widths)
-    hv = flat_f32("prior_box_fwd (heights)", heights, wv.size)
+    wv = flat_checked("prior_box_fwd (widths)", widths)
+    hv = flat_checked("prior_box_fwd (heights)", heights, wv.size)
     dim = layer_h * layer_w * wv.size * 4
-    yv = flat_f32("prior_box_fwd (y)", y, 2 * dim).reshape(2, dim)
+    yv = flat_checked("prior_box_fwd (y)", y, 2 * dim).reshape(2, dim)
     f = np.float32
     launch_1d(prior_box_fwd_v1, dim // 4, yv, wv, hv, layer_w, f(img_w), f(img_h), f(step_w),
               f(step_h), f(offset), bool(clip), *(f(v) for v in variance))
@@ -156,9 +156,9 @@ def bbox_decode(loc, prior, boxes, num_priors: int, num_loc: int, code_type: int
     values of ``prior``, clamped to [0, 1] when ``clip`` (see the module docstring)."""
     if code_type not in (CORNER, CENTER_SIZE, CORNER_SIZE):
         raise ValueError(f"bbox_decode: unknown code_type {code_type}")
-    lv = flat_f32("bbox_decode (loc)", loc)
-    bv = flat_f32("bbox_decode (boxes)", boxes, lv.size)
-    pr = flat_f32("bbox_decode (prior)", prior)
+    lv = flat_checked("bbox_decode (loc)", loc)
+    bv = flat_checked("bbox_decode (boxes)", boxes, lv.size)
+    pr = flat_checked("bbox_decode (prior)", prior)
     if pr.size < 2 * num_priors * 4:
         raise ValueError(f"bbox_decode: prior must hold at least {2 * num_priors * 4} float32 values")
     pv = pr[:2 * num_priors * 4].reshape(2, num_priors * 4)

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int32, int64, void
 
-from kernels._index import flat_f32
+from kernels._index import flat_checked
 from kernels._launch import as_device, device_constants, launch_1d
 
 # rows of the geometry array (each d entries long)
@@ -187,8 +187,8 @@ def im2col_nd(x: Any, n0: int, n1: int, kernel: Sequence[int], pad: Sequence[int
     plan = _Plan("im2col_nd", x.shape[1], x.shape[2:], out_shape, kernel, pad, stride, dilation)
     _chunk("im2col_nd", x.shape, n0, n1, col.shape, plan)
     nc = n1 - n0
-    launch_1d(im2col_nd_v1, plan.C * plan.K * nc * plan.O, flat_f32("im2col_nd", x),
-              *plan.args(n0, nc, nc * plan.O, plan.O), flat_f32("im2col_nd", col))
+    launch_1d(im2col_nd_v1, plan.C * plan.K * nc * plan.O, flat_checked("im2col_nd", x),
+              *plan.args(n0, nc, nc * plan.O, plan.O), flat_checked("im2col_nd", col))
 
 
 def col2im_nd(col: Any, n0: int, n1: int, kernel: Sequence[int], pad: Sequence[int],
@@ -200,8 +200,8 @@ def col2im_nd(col: Any, n0: int, n1: int, kernel: Sequence[int], pad: Sequence[i
     plan = _Plan("col2im_nd", dx.shape[1], dx.shape[2:], out_shape, kernel, pad, stride, dilation)
     _chunk("col2im_nd", dx.shape, n0, n1, col.shape, plan)
     nc = n1 - n0
-    launch_1d(col2im_nd_v1, nc * plan.C * plan.I, flat_f32("col2im_nd", col),
-              *plan.args(n0, nc, nc * plan.O, plan.O), flat_f32("col2im_nd", dx))
+    launch_1d(col2im_nd_v1, nc * plan.C * plan.I, flat_checked("col2im_nd", col),
+              *plan.args(n0, nc, nc * plan.O, plan.O), flat_checked("col2im_nd", dx))
 
 
 def im2col_layer_fwd(x: Any, y: Any, num: int, channels: int, in_spatial: Sequence[int],
@@ -209,8 +209,8 @@ def im2col_layer_fwd(x: Any, y: Any, num: int, channels: int, in_spatial: Sequen
                      pad: Sequence[int], dilation: Sequence[int]) -> None:
     """Caffe's Im2col layer: y (num, C*K, *out) = the columns of each image of x (num, C, *in)."""
     plan = _Plan("im2col_layer_fwd", channels, in_spatial, out_spatial, kernel, pad, stride, dilation)
-    xf = flat_f32("im2col_layer_fwd", x, num * plan.C * plan.I)
-    yf = flat_f32("im2col_layer_fwd", y, num * plan.C * plan.K * plan.O)
+    xf = flat_checked("im2col_layer_fwd", x, num * plan.C * plan.I)
+    yf = flat_checked("im2col_layer_fwd", y, num * plan.C * plan.K * plan.O)
     launch_1d(im2col_nd_v1, yf.size, xf, *plan.args(0, num, plan.O, plan.C * plan.K * plan.O), yf)
 
 
@@ -219,6 +219,6 @@ def im2col_layer_bwd(dy: Any, dx: Any, num: int, channels: int, in_spatial: Sequ
                      pad: Sequence[int], dilation: Sequence[int]) -> None:
     """The Im2col layer's backward: dx (num, C, *in) = col2im of dy (num, C*K, *out) (written)."""
     plan = _Plan("im2col_layer_bwd", channels, in_spatial, out_spatial, kernel, pad, stride, dilation)
-    dyf = flat_f32("im2col_layer_bwd", dy, num * plan.C * plan.K * plan.O)
-    dxf = flat_f32("im2col_layer_bwd", dx, num * plan.C * plan.I)
+    dyf = flat_checked("im2col_layer_bwd", dy, num * plan.C * plan.K * plan.O)
+    dxf = flat_checked("im2col_layer_bwd", dx, num * plan.C * plan.I)
     launch_1d(col2im_nd_v1, dxf.size, dyf, *plan.args(0, num, plan.O, plan.C * plan.K * plan.O), dxf)

@@ -31,7 +31,7 @@ from typing import Any
 
 from numba import cuda, float32, int64, void
 
-from kernels._index import flat_f32
+from kernels._index import flat_checked
 from kernels._launch import as_device, device_constants, launch_1d
 
 _ZERO = float32(0.0)
@@ -193,7 +193,7 @@ def crop_fwd(x: Any, y: Any, offsets: tuple) -> None:
     xd, yd = as_device(x), as_device(y)
     xs, ys, off = tuple(xd.shape), tuple(yd.shape), tuple(int(o) for o in offsets)
     _crop_check(xs, ys, off)
-    launch_1d(crop_fwd_v1, yd.size, flat_f32("crop_fwd", xd), flat_f32("crop_fwd", yd),
+    launch_1d(crop_fwd_v1, yd.size, flat_checked("crop_fwd", xd), flat_checked("crop_fwd", yd),
               device_constants(ys + xs + off), len(ys))
 
 
@@ -202,30 +202,30 @@ def crop_bwd(dy: Any, dx: Any, offsets: tuple) -> None:
     dyd, dxd = as_device(dy), as_device(dx)
     ys, xs, off = tuple(dyd.shape), tuple(dxd.shape), tuple(int(o) for o in offsets)
     _crop_check(xs, ys, off)
-    launch_1d(crop_bwd_v1, dxd.size, flat_f32("crop_bwd", dyd), flat_f32("crop_bwd", dxd),
+    launch_1d(crop_bwd_v1, dxd.size, flat_checked("crop_bwd", dyd), flat_checked("crop_bwd", dxd),
               device_constants(ys + xs + off), len(ys))
 
 
 def tile_fwd(x: Any, y: Any, outer: int, inner: int, tiles: int) -> None:
     """y (outer, tiles, inner) = x (outer, inner) repeated ``tiles`` times along the middle axis."""
-    xf = flat_f32("tile_fwd", x, outer * inner)
-    yf = flat_f32("tile_fwd", y, outer * tiles * inner)
+    xf = flat_checked("tile_fwd", x, outer * inner)
+    yf = flat_checked("tile_fwd", y, outer * tiles * inner)
     launch_1d(tile_fwd_v1, yf.size, xf, yf, inner, tiles)
 
 
 def tile_bwd(dy: Any, dx: Any, outer: int, inner: int, tiles: int) -> None:
     """dx (outer, inner) = sum over the tiles of dy (outer, tiles, inner) (dx written)."""
-    dyf = flat_f32("tile_bwd", dy, outer * tiles * inner)
-    dxf = flat_f32("tile_bwd", dx, outer * inner)
+    dyf = flat_checked("tile_bwd", dy, outer * tiles * inner)
+    dxf = flat_checked("tile_bwd", dx, outer * inner)
     launch_1d(tile_bwd_v1, dxf.size, dyf, dxf, inner, tiles)
 
 
 def embed_fwd(index: Any, w: Any, b: Any | None, y: Any, m_rows: int, n_out: int, k_in: int) -> None:
     """y (M, N) = w (K, N) rows picked by ``index`` (M,), plus b (N,) when given."""
-    idx = flat_f32("embed_fwd", index, m_rows)
-    wf = flat_f32("embed_fwd", w, k_in * n_out)
-    yf = flat_f32("embed_fwd", y, m_rows * n_out)
-    bf = wf if b is None else flat_f32("embed_fwd", b, n_out)
+    idx = flat_checked("embed_fwd", index, m_rows)
+    wf = flat_checked("embed_fwd", w, k_in * n_out)
+    yf = flat_checked("embed_fwd", y, m_rows * n_out)
+    bf = wf if b is None else flat_checked("embed_fwd", b, n_out)
     launch_1d(embed_fwd_v1, yf.size, idx, wf, bf, yf, n_out, k_in, int(b is not None))
 
 
@@ -234,34 +234,34 @@ def embed_bwd(index: Any, dy: Any, dw: Any | None, db: Any | None, m_rows: int, 
     """dw (K, N) += dy rows scattered by ``index``; db (N,) += column sums of dy (None skips)."""
     if dw is None and db is None:
         return
-    idx = flat_f32("embed_bwd", index, m_rows)
-    dyf = flat_f32("embed_bwd", dy, m_rows * n_out)
-    dwf = dyf if dw is None else flat_f32("embed_bwd", dw, k_in * n_out)
-    dbf = dyf if db is None else flat_f32("embed_bwd", db, n_out)
+    idx = flat_checked("embed_bwd", index, m_rows)
+    dyf = flat_checked("embed_bwd", dy, m_rows * n_out)
+    dwf = dyf if dw is None else flat_checked("embed_bwd", dw, k_in * n_out)
+    dbf = dyf if db is None else flat_checked("embed_bwd", db, n_out)
     launch_1d(embed_bwd_v1, n_out, idx, dyf, dwf, dbf, m_rows, n_out, k_in, int(dw is not None),
               int(db is not None))
 
 
 def take_rows_fwd(x: Any, index: Any, y: Any, inner: int) -> None:
     """y[i, :] = x[index[i], :] with x (B, inner), index (M,), y (M, inner)."""
-    xf = flat_f32("take_rows_fwd", x)
-    idx = flat_f32("take_rows_fwd", index)
-    yf = flat_f32("take_rows_fwd", y, idx.size * inner)
+    xf = flat_checked("take_rows_fwd", x)
+    idx = flat_checked("take_rows_fwd", index)
+    yf = flat_checked("take_rows_fwd", y, idx.size * inner)
     rows_in = xf.size // inner if inner else 0
     launch_1d(take_rows_fwd_v1, yf.size, xf, idx, yf, inner, rows_in)
 
 
 def take_rows_bwd(dy: Any, index: Any, dx: Any, inner: int) -> None:
     """dx[n, :] = sum of dy[i, :] over i with index[i] == n (dx (B, inner) written)."""
-    idx = flat_f32("take_rows_bwd", index)
-    dyf = flat_f32("take_rows_bwd", dy, idx.size * inner)
-    dxf = flat_f32("take_rows_bwd", dx)
+    idx = flat_checked("take_rows_bwd", index)
+    dyf = flat_checked("take_rows_bwd", dy, idx.size * inner)
+    dxf = flat_checked("take_rows_bwd", dx)
     launch_1d(take_rows_bwd_v1, dxf.size, dyf, idx, dxf, inner, idx.size)
 
 
 def put_rows(dy: Any, where: Any, dx: Any, inner: int) -> None:
     """dx[n, :] = dy[where[n], :] where where[n] >= 0, else 0 (dx (B, inner) written)."""
-    wf = flat_f32("put_rows", where)
-    dxf = flat_f32("put_rows", dx, wf.size * inner)
-    dyf = flat_f32("put_rows", dy)
+    wf = flat_checked("put_rows", where)
+    dxf = flat_checked("put_rows", dx, wf.size * inner)
+    dyf = flat_checked("put_rows", dy)
     launch_1d(put_rows_v1, dxf.size, dyf, wf, dxf, inner)

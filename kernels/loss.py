@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._index import flat_f32
+from kernels._index import flat_checked
 from kernels._launch import as_device, launch_1d, scratch
 from kernels.reduce import asum, reduce_sum, sumsq
 
@@ -262,7 +262,7 @@ def _ignore(ignore_label: int | None) -> tuple[int, int]:
 def sigmoid_ce_fwd(x: Any, target: Any, ignore_label: int | None = None) -> tuple[float, int]:
     """Caffe SigmoidCrossEntropyLoss forward: (sum over non-ignored i of the stable cross-entropy
     term, number of non-ignored i) as host values. x, target: same number of float32 elements."""
-    xf, tf = flat_f32("sigmoid_ce_fwd", x), flat_f32("sigmoid_ce_fwd", target)
+    xf, tf = flat_checked("sigmoid_ce_fwd", x), flat_checked("sigmoid_ce_fwd", target)
     if xf.size != tf.size:
         raise ValueError(f"sigmoid_ce_fwd: x has {xf.size} elements, target {tf.size}")
     n = xf.size
@@ -275,7 +275,7 @@ def sigmoid_ce_fwd(x: Any, target: Any, ignore_label: int | None = None) -> tupl
 
 def sigmoid_ce_bwd(x: Any, target: Any, dx: Any, scale: float, ignore_label: int | None = None) -> None:
     """dx = scale * (sigmoid(x) - target), 0 where target == ignore_label (dx written)."""
-    xf, tf, dxf = (flat_f32("sigmoid_ce_bwd", a) for a in (x, target, dx))
+    xf, tf, dxf = (flat_checked("sigmoid_ce_bwd", a) for a in (x, target, dx))
     if not xf.size == tf.size == dxf.size:
         raise ValueError(f"sigmoid_ce_bwd: sizes differ ({xf.size}, {tf.size}, {dxf.size})")
     n = xf.size
@@ -298,7 +298,7 @@ def contrastive_fwd(a: Any, b: Any, sim: Any, diff: Any, dist_sq: Any, margin: f
     the host sum of the per-pair terms (the layer divides by 2N)."""
     A, B, S, DF, DS = (as_device(v) for v in (a, b, sim, diff, dist_sq))
     n, d = _pairs("contrastive_fwd", A, S)
-    af, bf, sf, df, dsf = (flat_f32("contrastive_fwd", v) for v in (A, B, S, DF, DS))
+    af, bf, sf, df, dsf = (flat_checked("contrastive_fwd", v) for v in (A, B, S, DF, DS))
     if not af.size == bf.size == df.size or dsf.size != n:
         raise ValueError("contrastive_fwd: a, b, diff must be (N, D) and dist_sq (N,)")
     if n == 0:
@@ -314,7 +314,7 @@ def contrastive_bwd(diff: Any, dist_sq: Any, sim: Any, dx: Any, sign: float, mar
     """dx (N, D) = sign * scale * g_n * diff_n (see the module docstring); dx written."""
     DF, S = as_device(diff), as_device(sim)
     n, d = _pairs("contrastive_bwd", DF, S)
-    df, dsf, sf, dxf = (flat_f32("contrastive_bwd", v) for v in (DF, dist_sq, S, dx))
+    df, dsf, sf, dxf = (flat_checked("contrastive_bwd", v) for v in (DF, dist_sq, S, dx))
     if dxf.size != df.size or dsf.size != n:
         raise ValueError("contrastive_bwd: dx must match diff (N, D) and dist_sq be (N,)")
     launch_1d(contrastive_bwd_v1, df.size, df, dsf, sf, dxf, n, d, np.float32(sign * scale),
@@ -332,8 +332,8 @@ def _check_bad(name: str, bad: Any, label: Any, dim: int) -> None:
 
 def hinge_loss_fwd(x: Any, label: Any, margin: Any, num: int, dim: int, norm: int) -> float:
     """Writes the hinge margins m (num, dim) and returns sum |m| (L1) or sum m^2 (L2) on the host."""
-    xf, mf = flat_f32("hinge_loss_fwd", x, num * dim), flat_f32("hinge_loss_fwd", margin, num * dim)
-    lf = flat_f32("hinge_loss_fwd", label, num)
+    xf, mf = flat_checked("hinge_loss_fwd", x, num * dim), flat_checked("hinge_loss_fwd", margin, num * dim)
+    lf = flat_checked("hinge_loss_fwd", label, num)
     if num * dim == 0:
         return 0.0
     bad = scratch("loss.bad", num)
@@ -345,14 +345,14 @@ def hinge_loss_fwd(x: Any, label: Any, margin: Any, num: int, dim: int, norm: in
 def hinge_loss_bwd(margin: Any, label: Any, dx: Any, num: int, dim: int, norm: int,
                    scale: float) -> None:
     """dx = scale * s * (sign(m) for L1, m for L2) (dx written)."""
-    mf, dxf = flat_f32("hinge_loss_bwd", margin, num * dim), flat_f32("hinge_loss_bwd", dx, num * dim)
-    lf = flat_f32("hinge_loss_bwd", label, num)
+    mf, dxf = flat_checked("hinge_loss_bwd", margin, num * dim), flat_checked("hinge_loss_bwd", dx, num * dim)
+    lf = flat_checked("hinge_loss_bwd", label, num)
     launch_1d(hinge_bwd_v1, num * dim, mf, lf, dxf, dim, int(norm), np.float32(scale))
 
 
 def multinomial_logistic_loss_fwd(prob: Any, label: Any, num: int, dim: int) -> float:
     """sum over i of -log(max(prob[i, label_i], 1e-20)) as a host float."""
-    pf, lf = flat_f32("mlogistic_fwd", prob, num * dim), flat_f32("mlogistic_fwd", label, num)
+    pf, lf = flat_checked("mlogistic_fwd", prob, num * dim), flat_checked("mlogistic_fwd", label, num)
     if num == 0:
         return 0.0
     terms, bad = scratch("loss.terms", num), scratch("loss.bad", num)
@@ -364,8 +364,8 @@ def multinomial_logistic_loss_fwd(prob: Any, label: Any, num: int, dim: int) -> 
 def multinomial_logistic_loss_bwd(prob: Any, label: Any, dx: Any, num: int, dim: int,
                                   scale: float) -> None:
     """dx = 0 except dx[i, label_i] = scale / max(prob[i, label_i], 1e-20) (dx written)."""
-    pf, dxf = flat_f32("mlogistic_bwd", prob, num * dim), flat_f32("mlogistic_bwd", dx, num * dim)
-    lf = flat_f32("mlogistic_bwd", label, num)
+    pf, dxf = flat_checked("mlogistic_bwd", prob, num * dim), flat_checked("mlogistic_bwd", dx, num * dim)
+    lf = flat_checked("mlogistic_bwd", label, num)
     launch_1d(mlogistic_bwd_v1, num * dim, pf, lf, dxf, dim, np.float32(scale))
 
 
@@ -373,8 +373,8 @@ def infogain_loss_fwd(prob: Any, label: Any, h: Any, outer: int, dim: int, inner
                       ignore_label: int | None) -> tuple[float, int]:
     """(sum of the infogain terms, number of non-ignored positions) as host values."""
     npos = outer * inner
-    pf = flat_f32("infogain_fwd", prob, npos * dim)
-    lf, hf = flat_f32("infogain_fwd", label, npos), flat_f32("infogain_fwd", h, dim * dim)
+    pf = flat_checked("infogain_fwd", prob, npos * dim)
+    lf, hf = flat_checked("infogain_fwd", label, npos), flat_checked("infogain_fwd", h, dim * dim)
     if npos == 0:
         return 0.0, 0
     terms, valid, bad = scratch("loss.terms", npos), scratch("loss.valid", npos), scratch("loss.bad", npos)
@@ -387,8 +387,8 @@ def infogain_loss_bwd(prob: Any, label: Any, h: Any, dx: Any, outer: int, dim: i
                       ignore_label: int | None, scale: float) -> None:
     """dx = scale * (prob * rowsum(H)[label] - H[label, :]), 0 at ignored positions (written)."""
     npos = outer * inner
-    pf, dxf = flat_f32("infogain_bwd", prob, npos * dim), flat_f32("infogain_bwd", dx, npos * dim)
-    lf, hf = flat_f32("infogain_bwd", label, npos), flat_f32("infogain_bwd", h, dim * dim)
+    pf, dxf = flat_checked("infogain_bwd", prob, npos * dim), flat_checked("infogain_bwd", dx, npos * dim)
+    lf, hf = flat_checked("infogain_bwd", label, npos), flat_checked("infogain_bwd", h, dim * dim)
     if npos * dim == 0:
         return
     rowsum = scratch("loss.rowsum", dim)

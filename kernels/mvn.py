@@ -31,7 +31,7 @@ import numpy as np
 from numba import cuda, float32, int64, void
 
 from kernels._block import BLOCK_THREADS, block_sum
-from kernels._index import flat_f32
+from kernels._index import flat_checked
 
 _ZERO = float32(0.0)
 
@@ -107,8 +107,8 @@ def mvn_fwd(x: Any, y: Any, mean: Any, std: Any, rows: int, dim: int, normalize_
     """MVN forward on x viewed as (rows, dim); writes y, mean (rows,), std (rows,) (std = 1 when
     not normalizing the variance)."""
     n = rows * dim
-    xf, yf = flat_f32("mvn_fwd", x, n), flat_f32("mvn_fwd", y, n)
-    mf, sf = flat_f32("mvn_fwd", mean, rows), flat_f32("mvn_fwd", std, rows)
+    xf, yf = flat_checked("mvn_fwd", x, n), flat_checked("mvn_fwd", y, n)
+    mf, sf = flat_checked("mvn_fwd", mean, rows), flat_checked("mvn_fwd", std, rows)
     if n:
         mvn_fwd_v1[rows, BLOCK_THREADS](xf, yf, mf, sf, dim, int(bool(normalize_variance)),
                                         np.float32(eps))
@@ -118,7 +118,7 @@ def mvn_bwd(y: Any, dy: Any, std: Any, dx: Any, rows: int, dim: int,
             normalize_variance: bool) -> None:
     """MVN backward (dx written; may be dy) from the top data y and the forward's std."""
     n = rows * dim
-    yf, dyf, dxf = (flat_f32("mvn_bwd", a, n) for a in (y, dy, dx))
-    sf = flat_f32("mvn_bwd", std, rows)
+    yf, dyf, dxf = (flat_checked("mvn_bwd", a, n) for a in (y, dy, dx))
+    sf = flat_checked("mvn_bwd", std, rows)
     if n:
         mvn_bwd_v1[rows, BLOCK_THREADS](yf, dyf, sf, dxf, dim, int(bool(normalize_variance)))

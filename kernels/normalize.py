@@ -34,7 +34,7 @@ import numpy as np
 from numba import cuda, float32
 
 from kernels._block import BLOCK_THREADS, block_sum
-from kernels._index import flat_f32
+from kernels._index import flat_checked
 from kernels._launch import MAX_BLOCKS_1D, launch_1d
 
 
@@ -172,11 +172,11 @@ KERNELS: dict[str, tuple[Any, list[str]]] = {
 
 def _ncs(arr, shape, who):
     """``arr`` (N*C*S float32 values) viewed as ``shape`` = (N, C, S)."""
-    return flat_f32(who, arr, shape[0] * shape[1] * shape[2]).reshape(*shape)
+    return flat_checked(who, arr, shape[0] * shape[1] * shape[2]).reshape(*shape)
 
 
 def _norm(norm, shape, across, who):
-    flat = flat_f32(f"{who} (norm)", norm, shape[0] if across else shape[0] * shape[2])
+    flat = flat_checked(f"{who} (norm)", norm, shape[0] if across else shape[0] * shape[2])
     return flat if across else flat.reshape(shape[0], shape[2])
 
 
@@ -186,7 +186,7 @@ def normalize_fwd(x, scale, y, norm, shape: tuple[int, int, int], across_spatial
     ``x``/``y`` hold N*C*S values (viewed as ``shape`` = (N, C, S)), ``scale`` C or 1 values."""
     n, c, s = shape
     xv, yv = _ncs(x, shape, "normalize_fwd"), _ncs(y, shape, "normalize_fwd")
-    sv = flat_f32("normalize_fwd (scale)", scale)
+    sv = flat_checked("normalize_fwd (scale)", scale)
     shared = sv.size == 1
     if not shared and sv.size != c:
         raise ValueError(f"normalize_fwd: scale holds {sv.size} values, expected 1 or {c}")
@@ -203,13 +203,13 @@ def normalize_bwd(x, y, dy, scale, norm, dx, dscale, shape: tuple[int, int, int]
     """Gradients of ``normalize_fwd``: ``dx`` written when not None, ``dscale`` accumulated when not
     None (see the module docstring). ``y`` is the forward's output."""
     n, c, s = shape
-    sv = flat_f32("normalize_bwd (scale)", scale)
+    sv = flat_checked("normalize_bwd (scale)", scale)
     shared = sv.size == 1
     if not shared and sv.size != c:
         raise ValueError(f"normalize_bwd: scale holds {sv.size} values, expected 1 or {c}")
     dyv = _ncs(dy, shape, "normalize_bwd")
     if dscale is not None:
-        dsv = flat_f32("normalize_bwd (dscale)", dscale, sv.size)
+        dsv = flat_checked("normalize_bwd (dscale)", dscale, sv.size)
         rs = (n, 1, c * s) if shared else shape
         normalize_scale_bwd_v1[max(1, min(rs[1], MAX_BLOCKS_1D)), BLOCK_THREADS](
             _ncs(y, rs, "normalize_bwd"), _ncs(dy, rs, "normalize_bwd"), sv, dsv)

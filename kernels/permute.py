@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from kernels._index import flat_f32
+from kernels._index import flat_checked
 from kernels._launch import device_constants, launch_1d
 
 
@@ -88,6 +88,6 @@ def permute(x, y, shape: Sequence[int], order: Sequence[int]) -> None:
     if sorted(order) != list(range(len(shape))):
         raise ValueError(f"permute: order {order} is not a permutation of {len(shape)} axes")
     total = int(np.prod(shape, dtype=np.int64))
-    xf, yf = flat_f32("permute (x)", x, total), flat_f32("permute (y)", y, total)
+    xf, yf = flat_checked("permute (x)", x, total), flat_checked("permute (y)", y, total)
     if total:
         launch_1d(permute_v1, total, xf, yf, *_plan(shape, order))

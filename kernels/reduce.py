@@ -60,7 +60,7 @@ import numpy as np
 from numba import cuda, float32, int64, void
 
 from kernels._block import BLOCK_THREADS, block_sum, walk_next, walk_start
-from kernels._index import flat, flat_f32
+from kernels._index import flat, flat_checked
 from kernels._launch import ceil_div, grid_1d, launch_1d, scratch
 from kernels.blas1 import fill, scal
 
@@ -407,7 +407,7 @@ def reduction_fwd(x: Any, y: Any, num: int, dim: int, op: int, coeff: float) -> 
     """Caffe's Reduction: y (num,) = coeff * the per-row reduction ``op`` (REDUCTION_SUM, _ASUM or
     _SUMSQ) of x viewed as (num, dim)."""
     term = _reduction_term(op)
-    xf, yf = flat_f32("reduction_fwd", x, num * dim), flat_f32("reduction_fwd", y, num)
+    xf, yf = flat_checked("reduction_fwd", x, num * dim), flat_checked("reduction_fwd", y, num)
     if num == 0:
         return
     if dim == 0:
@@ -424,6 +424,6 @@ def reduction_fwd(x: Any, y: Any, num: int, dim: int, op: int, coeff: float) -> 
 def reduction_bwd(x: Any, dy: Any, dx: Any, num: int, dim: int, op: int, coeff: float) -> None:
     """dx (num, dim) = the gradient of ``reduction_fwd`` given dy (num,) (dx written)."""
     term = _reduction_term(op)
-    xf, dxf = flat_f32("reduction_bwd", x, num * dim), flat_f32("reduction_bwd", dx, num * dim)
-    dyf = flat_f32("reduction_bwd", dy, num)
+    xf, dxf = flat_checked("reduction_bwd", x, num * dim), flat_checked("reduction_bwd", dx, num * dim)
+    dyf = flat_checked("reduction_bwd", dy, num)
     launch_1d(reduction_bwd_v1, num * dim, xf, dyf, dxf, dim, term, np.float32(coeff))

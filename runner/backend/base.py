@@ -424,7 +424,7 @@ class Backend(abc.ABC):
                            stream: int) -> None:
         """TRAIN-phase STOCHASTIC pooling (Caffe's StoPoolForwardTrain; no padding): for each
         window [ph*stride, +kernel) clipped to the image, u = the output's uniform in (0, 1]
-        (``kernels.stochastic_pool.uniform_host(y.size, seed, stream)``, Philox words shared by
+        (``kernels.pool.uniform_host(y.size, seed, stream)``, Philox words shared by
         both backends), thres = u * (window sum); the first element in row-major order whose running
         sum is >= thres is picked: y = its value, idx (int32, y's shape) = its h*W + w (y = 0, idx
         = -1 when none is). The layer passes a new ``stream`` every forward."""

@@ -638,7 +638,7 @@ class CpuBackend(Backend):
 
     # ------------------------------------------------------------------ issue 12b (cpu_structured.py)
     def sto_pool_fwd_train(self, x, y, idx, g: PoolGeometry, seed: int, stream: int) -> None:
-        from kernels.stochastic_pool import uniform_host
+        from kernels.pool import uniform_host
         from runner.backend import cpu_structured as _cs
         if not x.size or not y.size:
             return

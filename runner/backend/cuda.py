@@ -58,17 +58,19 @@ from numba import config, cuda
 from kernels import activation as _act
 from kernels import batchnorm as _bn
 from kernels import bias as _bias
-from kernels import blas1 as _fill
+from kernels import blas1 as _blas1
 from kernels import concat as _concat
 from kernels import conv as _conv
+from kernels import conv_nd as _cnd
 from kernels import detection as _det
 from kernels import dropout as _dropout
 from kernels import eltwise as _elt
 from kernels import gemm as _gemm
 from kernels import im2col_nd as _i2c
 from kernels import index_copy as _idx
-from kernels import loss as _rx
+from kernels import loss as _loss
 from kernels import lrn as _lrn
+from kernels import lstm_unit as _lstm
 from kernels import mvn as _mvn
 from kernels import normalize as _norm
 from kernels import permute as _perm
@@ -215,7 +217,7 @@ class CudaBackend(Backend):
             return cuda.to_device(np.zeros(shape, dtype=dt))
         arr = cuda.device_array(shape, dtype=dt)
         if arr.size:
-            _fill.fill(_flat(arr), 0.0)
+            _blas1.fill(_flat(arr), 0.0)
         return arr
 
     def to_device(self, host: Any, out: Array | None = None) -> Array:
@@ -280,7 +282,7 @@ class CudaBackend(Backend):
         if s.size == 0:
             return
         if s.dtype == _F32 and d.dtype == _F32:
-            _fill.copy(s, d)        # kernels.blas1 picks the version (128-bit when aligned)
+            _blas1.copy(s, d)        # kernels.blas1 picks the version (128-bit when aligned)
         else:
             d.copy_to_device(s)
 
@@ -289,7 +291,7 @@ class CudaBackend(Backend):
         if a.size:
             if a.dtype != _F32:
                 raise TypeError(f"fill: float32 arrays only, got {a.dtype}")
-            _fill.fill(a, value)
+            _blas1.fill(a, value)
 
     def synchronize(self) -> None:
         cuda.synchronize()
@@ -297,15 +299,15 @@ class CudaBackend(Backend):
     # ------------------------------------------------------------------ BLAS-like
     def axpy(self, alpha: float, x: Array, y: Array) -> None:
         xf, yf = _flats("axpy", x, y)
-        _fill.axpy(alpha, xf, yf)
+        _blas1.axpy(alpha, xf, yf)
 
     def axpby(self, alpha: float, x: Array, beta: float, y: Array) -> None:
         xf, yf = _flats("axpby", x, y)
-        _fill.axpby(alpha, xf, beta, yf)    # beta == 0 does not read y (Caffe's NaN safety)
+        _blas1.axpby(alpha, xf, beta, yf)    # beta == 0 does not read y (Caffe's NaN safety)
 
     def scal(self, alpha: float, x: Array) -> None:
         (xf,) = _flats("scal", x)
-        _fill.scal(xf, alpha)               # alpha == 0 writes zeros without reading x
+        _blas1.scal(xf, alpha)               # alpha == 0 writes zeros without reading x
 
     def dot(self, x: Array, y: Array) -> float:
         return float(_red.dot(_flat(x), _flat(y)))
@@ -347,16 +349,16 @@ class CudaBackend(Backend):
         op(*_flats(name, a, b, out))
 
     def add(self, a, b, out) -> None:
-        self._binary(_fill.add, "add", a, b, out)
+        self._binary(_blas1.add, "add", a, b, out)
 
     def sub(self, a, b, out) -> None:
-        self._binary(_fill.sub, "sub", a, b, out)
+        self._binary(_blas1.sub, "sub", a, b, out)
 
     def mul(self, a, b, out) -> None:
-        self._binary(_fill.mul, "mul", a, b, out)
+        self._binary(_blas1.mul, "mul", a, b, out)
 
     def div(self, a, b, out) -> None:
-        self._binary(_fill.div, "div", a, b, out)
+        self._binary(_blas1.div, "div", a, b, out)
 
     # ------------------------------------------------------------------ activations
     # the hot ones (ReLU, sigmoid, TanH) launch their kernels directly with cached flat views;
@@ -542,29 +544,24 @@ class CudaBackend(Backend):
 
     # ------------------------------------------------------------------ issue 12b
     def sto_pool_fwd_train(self, x, y, idx, g: PoolGeometry, seed: int, stream: int) -> None:
-        from kernels import stochastic_pool as _sto
         xv, yv, iv = self._pool_views(x, y, g, idx)
-        _sto.sto_pool_fwd_train(xv, yv, iv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
-                                seed, stream)
+        _pool.sto_pool_fwd_train(xv, yv, iv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
+                                 seed, stream)
 
     def sto_pool_fwd_test(self, x, y, g: PoolGeometry) -> None:
-        from kernels import stochastic_pool as _sto
         xv, yv, _ = self._pool_views(x, y, g)
-        _sto.sto_pool_fwd_test(xv, yv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
+        _pool.sto_pool_fwd_test(xv, yv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
 
     def sto_pool_bwd(self, dy, idx, dx, g: PoolGeometry) -> None:
-        from kernels import stochastic_pool as _sto
         dxv, dyv, iv = self._pool_views(dx, dy, g, idx)
-        _sto.sto_pool_bwd(dyv, iv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
+        _pool.sto_pool_bwd(dyv, iv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
 
     def conv_nd_forward(self, x, w, b, y, g: ConvNdGeometry) -> None:
-        from kernels import conv_nd as _cnd
         _cnd.conv_nd_forward(_shaped(_dev(x), g.x_shape), _shaped(_dev(w), g.w_shape),
                              None if b is None else _flat(b), _shaped(_dev(y), g.y_shape), g.pad,
                              g.stride, g.dilation, g.group, self._conv_workspace)
 
     def conv_nd_backward(self, x, w, dy, dx, dw, db, g: ConvNdGeometry) -> None:
-        from kernels import conv_nd as _cnd
         dxv = None if dx is None else _shaped(_dev(dx), g.x_shape)
         dwv = None if dw is None else _shaped(_dev(dw), g.w_shape)
         # kernels.conv_nd reads x only for dw and w only for dx; otherwise they give shapes
@@ -577,11 +574,9 @@ class CudaBackend(Backend):
                               g.group, self._conv_workspace)
 
     def lstm_unit_fwd(self, c_prev, x, cont, c, h) -> None:
-        from kernels import lstm_unit as _lstm
         _lstm.lstm_unit_fwd(_flat(c_prev), _flat(x), _flat(cont), _flat(c), _flat(h))
 
     def lstm_unit_bwd(self, c_prev, x, cont, c, dc, dh, dc_prev, dx) -> None:
-        from kernels import lstm_unit as _lstm
         _lstm.lstm_unit_bwd(_flat(c_prev), _flat(x), _flat(cont), _flat(c), _flat(dc), _flat(dh),
                             _flat(dc_prev), _flat(dx))
 
@@ -660,11 +655,11 @@ class CudaBackend(Backend):
                              ignore_label)
 
     def sigmoid_ce_loss_fwd(self, x, target, ignore_label: int | None) -> tuple[float, int]:
-        loss, count = _rx.sigmoid_ce_fwd(_flat(x), _flat(target), ignore_label)
+        loss, count = _loss.sigmoid_ce_fwd(_flat(x), _flat(target), ignore_label)
         return float(loss), int(count)
 
     def sigmoid_ce_loss_bwd(self, x, target, dx, ignore_label: int | None, scale: float) -> None:
-        _rx.sigmoid_ce_bwd(_flat(x), _flat(target), _flat(dx), scale, ignore_label)
+        _loss.sigmoid_ce_bwd(_flat(x), _flat(target), _flat(dx), scale, ignore_label)
 
     @staticmethod
     def _pairs2d(*arrays):
@@ -676,12 +671,12 @@ class CudaBackend(Backend):
 
     def contrastive_loss_fwd(self, a, b, sim, diff, dist_sq, margin: float, legacy: bool) -> float:
         a2, b2, d2 = self._pairs2d(a, b, diff)
-        return float(_rx.contrastive_fwd(a2, b2, _flat(sim), d2, _flat(dist_sq), margin, legacy))
+        return float(_loss.contrastive_fwd(a2, b2, _flat(sim), d2, _flat(dist_sq), margin, legacy))
 
     def contrastive_loss_bwd(self, diff, dist_sq, sim, dx, sign: float, margin: float, legacy: bool,
                              scale: float) -> None:
         d2, dx2 = self._pairs2d(diff, dx)
-        _rx.contrastive_bwd(d2, _flat(dist_sq), _flat(sim), dx2, sign, margin, legacy, scale)
+        _loss.contrastive_bwd(d2, _flat(dist_sq), _flat(sim), dx2, sign, margin, legacy, scale)
 
     def accuracy(self, x, label, outer: int, dim: int, inner: int, top_k: int,
                  ignore_label: int | None) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -800,23 +795,23 @@ class CudaBackend(Backend):
         _i2c.im2col_layer_bwd(_flat(dy), _flat(dx), *self._im2col_args(g))
 
     def hinge_loss_fwd(self, x, label, margin, num: int, dim: int, norm: int) -> float:
-        return _rx.hinge_loss_fwd(_flat(x), _flat(label), _flat(margin), num, dim, norm)
+        return _loss.hinge_loss_fwd(_flat(x), _flat(label), _flat(margin), num, dim, norm)
 
     def hinge_loss_bwd(self, margin, label, dx, num: int, dim: int, norm: int, scale: float) -> None:
-        _rx.hinge_loss_bwd(_flat(margin), _flat(label), _flat(dx), num, dim, norm, scale)
+        _loss.hinge_loss_bwd(_flat(margin), _flat(label), _flat(dx), num, dim, norm, scale)
 
     def multinomial_logistic_loss_fwd(self, prob, label, num: int, dim: int) -> float:
-        return _rx.multinomial_logistic_loss_fwd(_flat(prob), _flat(label), num, dim)
+        return _loss.multinomial_logistic_loss_fwd(_flat(prob), _flat(label), num, dim)
 
     def multinomial_logistic_loss_bwd(self, prob, label, dx, num: int, dim: int, scale: float) -> None:
-        _rx.multinomial_logistic_loss_bwd(_flat(prob), _flat(label), _flat(dx), num, dim, scale)
+        _loss.multinomial_logistic_loss_bwd(_flat(prob), _flat(label), _flat(dx), num, dim, scale)
 
     def infogain_loss_fwd(self, prob, label, h, outer: int, dim: int, inner: int,
                           ignore_label: int | None) -> tuple[float, int]:
-        return _rx.infogain_loss_fwd(_flat(prob), _flat(label), _flat(h), outer, dim, inner,
+        return _loss.infogain_loss_fwd(_flat(prob), _flat(label), _flat(h), outer, dim, inner,
                                      ignore_label)
 
     def infogain_loss_bwd(self, prob, label, h, dx, outer: int, dim: int, inner: int,
                           ignore_label: int | None, scale: float) -> None:
-        _rx.infogain_loss_bwd(_flat(prob), _flat(label), _flat(h), _flat(dx), outer, dim, inner,
+        _loss.infogain_loss_bwd(_flat(prob), _flat(label), _flat(h), _flat(dx), outer, dim, inner,
                               ignore_label, scale)
