@@ -542,7 +542,7 @@ class CudaBackend(Backend):
         _pool.ave_pool_bwd(dyv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
                            (g.pad_h, g.pad_w))
 
-    # ------------------------------------------------------------------ issue 12b
+    # ------------------------------------------------------------------ stochastic pooling
     def sto_pool_fwd_train(self, x, y, idx, g: PoolGeometry, seed: int, stream: int) -> None:
         xv, yv, iv = self._pool_views(x, y, g, idx)
         _pool.sto_pool_fwd_train(xv, yv, iv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
@@ -556,6 +556,7 @@ class CudaBackend(Backend):
         dxv, dyv, iv = self._pool_views(dx, dy, g, idx)
         _pool.sto_pool_bwd(dyv, iv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
 
+    # ------------------------------------------------------------------ N-D convolution, LSTM unit
     def conv_nd_forward(self, x, w, b, y, g: ConvNdGeometry) -> None:
         _cnd.conv_nd_forward(_shaped(_dev(x), g.x_shape), _shaped(_dev(w), g.w_shape),
                              None if b is None else _flat(b), _shaped(_dev(y), g.y_shape), g.pad,
@@ -716,10 +717,9 @@ class CudaBackend(Backend):
     def batchnorm_bwd(self, y, dy, inv_std, dx, n: int, c: int, s: int, use_global_stats: bool) -> None:
         _bn.batchnorm_bwd(_flat(y), _flat(dy), _flat(inv_std), _flat(dx), n, c, s, use_global_stats)
 
-
-    # ------------------------------------------------------------------ issue 12a: the rest of
-    # Caffe 1.0's layers (kernels.activation_extra, mvn, reduction, index_copy, im2col_layer,
-    # loss_extra); everything stays on the device except the loss sums the interface returns
+    # ------------------------------------------------------------------ Clip ... InfogainLoss
+    # (kernels.activation, mvn, reduce, index_copy, im2col_nd, loss); everything stays on the
+    # device except the loss sums the interface returns
     def clip_fwd(self, x, y, lo: float, hi: float) -> None:
         _act.clip_fwd(*_flats("clip_fwd", x, y), lo, hi)
 
