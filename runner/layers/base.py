@@ -93,6 +93,10 @@ class Layer:
     def close(self) -> None:
         """Release what the layer holds open (data sources, threads); Net.close() calls it."""
 
+    def seek(self, k: int) -> None:
+        """Data layers: the next forward produces batch ``k`` (the solver's exact resume); other
+        layers have nothing to seek."""
+
     def set_shard(self, rank: int, size: int) -> None:
         """Data layers read only rank ``rank``'s share of each batch of a ``size``-process run
         (runner.data.sources); other layers have nothing to split."""
