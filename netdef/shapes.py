@@ -69,7 +69,8 @@ class LayerShapes:
     """What ``infer`` returns: top shapes, learnable parameter shapes, forward FLOPs, and for
     Convolution / Deconvolution (``ConvGeometry`` for 2-D, ``ConvNdGeometry`` otherwise), Pooling
     (``PoolGeometry``), SPP (a tuple of ``PoolGeometry``, one per pyramid level), Im2col
-    (``Im2colGeometry``) and the SSD layers the parsed ``netdef.geometry`` object the layer runs
+    (``Im2colGeometry``), Crop (the offset on every axis of bottom 0, a tuple: 0 before
+    ``crop_param.axis``) and the SSD layers the parsed ``netdef.geometry`` object the layer runs
     with (None for other types)."""
     top_shapes: list[Shape]
     param_shapes: list[Shape] = field(default_factory=list)
@@ -1020,12 +1021,14 @@ def _crop(ctx: _Ctx) -> LayerShapes:
     ctx.check(len(p.offset) in (0, 1, n), f"number of offset values specified must be 0, 1 or "
               f"equal to the number of dimensions following axis ({n}), got {len(p.offset)}")
     top = list(a)
+    offsets = [0] * len(a)
     for i in range(axis, len(a)):
-        off = 0 if not len(p.offset) else p.offset[0 if len(p.offset) == 1 else i - axis]
+        off = 0 if not len(p.offset) else int(p.offset[0 if len(p.offset) == 1 else i - axis])
         ctx.check(a[i] - off >= ref[i], f"invalid crop: axis {i} of size {a[i]} with offset {off} "
                   f"cannot give size {ref[i]}")
         top[i] = ref[i]
-    return LayerShapes([tuple(top)], [], 0)
+        offsets[i] = off
+    return LayerShapes([tuple(top)], [], 0, tuple(offsets))
 
 
 @register("Tile")
