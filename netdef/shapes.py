@@ -645,12 +645,20 @@ def _softmax(ctx: _Ctx) -> LayerShapes:
     return res
 
 
+def legacy_shape(shape: Sequence[int]) -> Shape | None:
+    """Caffe's Blob::LegacyShape view (num, channels, height, width) of a blob of at most 4 axes
+    (missing trailing axes are 1); None for more axes, which Caffe's legacy accessors refuse."""
+    if len(shape) > 4:
+        return None
+    return tuple(int(d) for d in shape) + (1,) * (4 - len(shape))
+
+
 def legacy_4d(ctx: _Ctx, shape: Shape) -> Shape:
-    """Caffe's (num, channels, height, width) legacy view of a blob of at most 4 axes (missing
-    trailing axes are 1); more axes is an error, as Blob::LegacyShape's check."""
-    ctx.check(len(shape) <= 4, f"cannot use legacy accessors on a blob with more than 4 axes "
+    """``legacy_shape`` of a bottom; more than 4 axes is this layer's ShapeError."""
+    four = legacy_shape(shape)
+    ctx.check(four is not None, f"cannot use legacy accessors on a blob with more than 4 axes "
               f"{fmt(shape)}")
-    return tuple(shape) + (1,) * (4 - len(shape))
+    return four
 
 
 @register("MVN")
@@ -1142,9 +1150,10 @@ def _python(ctx: _Ctx) -> LayerShapes:
 
 def _legacy(ctx: _Ctx, shape: Shape, index: int, what: str) -> int:
     """Blob::LegacyShape(index) of a bottom: shape[index], 1 past the last axis."""
-    ctx.check(len(shape) <= 4, f"{what} {fmt(shape)} has more than 4 axes (the SSD layers read "
+    four = legacy_shape(shape)
+    ctx.check(four is not None, f"{what} {fmt(shape)} has more than 4 axes (the SSD layers read "
               "num/channels/height/width)")
-    return shape[index] if index < len(shape) else 1
+    return four[index]
 
 
 @register("Normalize")
