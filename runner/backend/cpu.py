@@ -33,8 +33,8 @@ FLT_MIN = float(np.finfo(np.float32).tiny)
 
 #: BLAS threads the cpu backend asks numpy's OpenBLAS for (env NBCAFFE_CPU_THREADS overrides;
 #: 0 leaves the library's default). One thread by default: the GEMMs of small nets are short, and
-#: on a shared 2-core machine (CI with xdist, several processes) OpenBLAS's spinning threads made a
-#: LeNet training step ~8x slower than a single thread (700 vs 90 ms measured under load).
+#: on a shared machine (CI with several processes) OpenBLAS's spinning threads cost more than they
+#: give (BENCHMARKS.md, "CPU backend: BLAS threads").
 DEFAULT_BLAS_THREADS = 1
 #: host memory for convolution columns kept from forward to backward (ConvCache), all layers
 #: together: LeNet at batch 64 keeps 12 MB, CIFAR-10 quick at batch 100 about 130 MB
