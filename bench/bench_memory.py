@@ -419,8 +419,9 @@ OPS.update({"ssd_normalize_fwd": ssd_normalize_fwd, "ssd_permute_nhwc": ssd_perm
 
 
 
-# ---- issue 12a's memory-bound kernels (PReLU, MVN, Clip, Swish, Crop) on the same activations;
-# bytes: each array read or written once (PReLU's slope and MVN's per-plane statistics not counted)
+# ---- memory-bound kernels of Caffe 1.0's other layers (PReLU, MVN, Clip, Swish, Crop) on the same
+# activations; bytes: each array read or written once (PReLU's slope and MVN's per-plane statistics
+# not counted)
 def prelu_fwd():
     kx = _need("kernels.activation", "prelu_fwd")
     torch = torch_mod()
@@ -611,7 +612,7 @@ def body(st: Stage) -> None:
             torch.cuda.empty_cache()
 
 
-# ---- issue 12b: N-D im2col (C3D conv3a input, one clip), STOCHASTIC pooling TEST (pool1's shape),
+# ---- N-D im2col (C3D conv3a input, one clip), STOCHASTIC pooling TEST (pool1's shape),
 # the LSTM unit step (LRCN-sized: 4096 streams x 1024 cells); bytes: each array read/written once
 def im2col_nd():
     ki = _need("kernels.im2col_nd", "im2col_nd")
