@@ -395,6 +395,19 @@ def _conv_geometry(ctx: _Ctx, n_spatial: int) -> tuple[list[int], list[int], lis
     return kernel, stride, pad, dilation
 
 
+def _conv_out(ctx: _Ctx, in_spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+              pad: Sequence[int], dilation: Sequence[int]) -> list[int]:
+    """Caffe's convolution output size per spatial axis, (in + 2*pad - extent) // stride + 1 with
+    extent = dilation*(kernel-1) + 1; the extent must fit the padded input."""
+    out = []
+    for i, (x, k, s, pd, d) in enumerate(zip(in_spatial, kernel, stride, pad, dilation)):
+        extent = d * (k - 1) + 1
+        ctx.check(x + 2 * pd >= extent, f"spatial axis {i}: kernel extent {extent} (kernel {k}, "
+                  f"dilation {d}) is larger than the padded input {x} + 2*{pd}")
+        out.append((x + 2 * pd - extent) // s + 1)
+    return out
+
+
 def _conv_like(ctx: _Ctx, deconv: bool) -> LayerShapes:
     ctx.nbottom(lo=1)
     ctx.check(ctx.ntop == len(ctx.b), f"needs one top per bottom ({len(ctx.b)} bottoms, "
@@ -417,19 +430,15 @@ def _conv_like(ctx: _Ctx, deconv: bool) -> LayerShapes:
     ctx.check(num_output % group == 0, f"num_output ({num_output}) must be a multiple of group "
               f"({group})")
     in_spatial = b0[caxis + 1:]
-    out_spatial = []
-    for i, (x, k, s, pd, d) in enumerate(zip(in_spatial, kernel, stride, pad, dilation)):
-        extent = d * (k - 1) + 1
-        if deconv:
-            o = s * (x - 1) + extent - 2 * pd
+    if deconv:
+        out_spatial = []
+        for i, (x, k, s, pd, d) in enumerate(zip(in_spatial, kernel, stride, pad, dilation)):
+            o = s * (x - 1) + d * (k - 1) + 1 - 2 * pd
             ctx.check(o > 0, f"spatial axis {i}: deconvolution output {o} <= 0 (input {x}, "
                       f"kernel {k}, stride {s}, pad {pd}, dilation {d})")
-        else:
-            ctx.check(x + 2 * pd >= extent,
-                      f"spatial axis {i}: kernel extent {extent} (kernel {k}, dilation {d}) is "
-                      f"larger than the padded input {x} + 2*{pd}")
-            o = (x + 2 * pd - extent) // s + 1
-        out_spatial.append(o)
+            out_spatial.append(o)
+    else:
+        out_spatial = _conv_out(ctx, in_spatial, kernel, stride, pad, dilation)
     top = tuple(b0[:caxis]) + (num_output,) + tuple(out_spatial)
     if deconv:
         weight = (channels, num_output // group) + tuple(kernel)
@@ -1334,12 +1343,7 @@ def _im2col(ctx: _Ctx) -> LayerShapes:
     n_spatial = len(b) - caxis - 1
     ctx.check(n_spatial >= 1, f"needs at least one spatial axis after the channel axis {caxis}")
     kernel, stride, pad, dilation = _conv_geometry(ctx, n_spatial)
-    out = []
-    for i, (x, k, s, pd, d) in enumerate(zip(b[caxis + 1:], kernel, stride, pad, dilation)):
-        extent = d * (k - 1) + 1
-        ctx.check(x + 2 * pd >= extent, f"spatial axis {i}: kernel extent {extent} (kernel {k}, "
-                  f"dilation {d}) is larger than the padded input {x} + 2*{pd}")
-        out.append((x + 2 * pd - extent) // s + 1)
+    out = _conv_out(ctx, b[caxis + 1:], kernel, stride, pad, dilation)
     g = Im2colGeometry(count(b, 0, caxis), b[caxis], tuple(b[caxis + 1:]), tuple(out), tuple(kernel),
                        tuple(stride), tuple(pad), tuple(dilation))
     top = tuple(b[:caxis]) + g.y_shape[1:]
