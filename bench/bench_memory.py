@@ -419,10 +419,11 @@ OPS.update({"ssd_normalize_fwd": ssd_normalize_fwd, "ssd_permute_nhwc": ssd_perm
 
 
 
-# ---- issue 12a's memory-bound kernels (PReLU, MVN, Clip, Swish, Crop) on the same activations;
-# bytes: each array read or written once (PReLU's slope and MVN's per-plane statistics not counted)
+# ---- memory-bound kernels of Caffe 1.0's other layers (PReLU, MVN, Clip, Swish, Crop) on the same
+# activations; bytes: each array read or written once (PReLU's slope and MVN's per-plane statistics
+# not counted)
 def prelu_fwd():
-    kx = _need("kernels.activation_extra", "prelu_fwd")
+    kx = _need("kernels.activation", "prelu_fwd")
     torch = torch_mod()
     n, c, h, w = ACT
     x, xt = rand_pair(ACT, 30)
@@ -434,7 +435,7 @@ def prelu_fwd():
 
 
 def prelu_bwd():
-    kx = _need("kernels.activation_extra", "prelu_bwd")
+    kx = _need("kernels.activation", "prelu_bwd")
     torch = torch_mod()
     n, c, h, w = ACT
     x, xt = rand_pair(ACT, 32)
@@ -495,7 +496,7 @@ def mvn_bwd():
 
 
 def clip_fwd():
-    kx = _need("kernels.activation_extra", "clip_fwd")
+    kx = _need("kernels.activation", "clip_fwd")
     torch = torch_mod()
     x, xt = rand_pair(ACT, 38)
     y, yt = empty_pair(ACT)
@@ -506,7 +507,7 @@ def clip_fwd():
 
 
 def swish_fwd():
-    kx = _need("kernels.activation_extra", "swish_fwd")
+    kx = _need("kernels.activation", "swish_fwd")
     torch = torch_mod()
     x, xt = rand_pair(ACT, 39, scale=2.0)
     y, yt = empty_pair(ACT)
@@ -611,7 +612,7 @@ def body(st: Stage) -> None:
             torch.cuda.empty_cache()
 
 
-# ---- issue 12b: N-D im2col (C3D conv3a input, one clip), STOCHASTIC pooling TEST (pool1's shape),
+# ---- N-D im2col (C3D conv3a input, one clip), STOCHASTIC pooling TEST (pool1's shape),
 # the LSTM unit step (LRCN-sized: 4096 streams x 1024 cells); bytes: each array read/written once
 def im2col_nd():
     ki = _need("kernels.im2col_nd", "im2col_nd")
@@ -624,12 +625,13 @@ def im2col_nd():
     def patches():           # (C*27, N*D*H*W): 3x3x3 taps of the padded clip, Caffe's order
         p = F.pad(xt, (1, 1, 1, 1, 1, 1)).unfold(2, 3, 1).unfold(3, 3, 1).unfold(4, 3, 1)
         return p.permute(1, 5, 6, 7, 0, 2, 3, 4).reshape(c * 27, n * d * h * w).contiguous()
-    return (lambda: ki.im2col_nd(x, 0, n, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), col)), patches, \
+    ones = (1, 1, 1)
+    return (lambda: ki.im2col_nd(x, 0, n, (3, 3, 3), ones, ones, ones, (d, h, w), col)), patches, \
         [(col, patches())], 4 * (n * c * d * h * w + c * 27 * n * d * h * w)
 
 
 def sto_pool_test():
-    ks = _need("kernels.stochastic_pool", "sto_pool_fwd_test")
+    ks = _need("kernels.pool", "sto_pool_fwd_test")
     torch = torch_mod()
     F = torch.nn.functional
     yshape, k, s = _pool_geom()

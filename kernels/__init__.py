@@ -5,8 +5,9 @@ Each module exports public ``<op>_fwd``/``<op>_bwd`` (or named) functions taking
 of every ``@cuda.jit`` kernel with its launch signatures, and, where an op has several versions, a
 ``PROMOTED`` table naming the one its public function launches (GEMM: the planner, ``gemm.plan``).
 Helpers shared by several families live in the private modules ``_launch`` (launch geometry,
-scratch buffers, ``promoted``), ``_index`` (flat views, magic division), ``_block`` (block
-reductions), ``_vec`` (128-bit loads/stores) and ``_elementwise`` (elementwise templates).
+``launch_1d``, scratch buffers, device geometry tables, ``promoted``), ``_index`` (checked flat
+views, magic division), ``_block`` (block sums, channel walks), ``_vec`` (128-bit loads/stores) and
+``_elementwise`` (elementwise templates); no family keeps a private copy of them.
 Submodules are imported explicitly (``from kernels import gemm``) so importing this package does
 not import numba.
 """

@@ -1,7 +1,8 @@
 """Index arithmetic shared by the kernel modules.
 
-- ``flat(arr)``: a 1-D device view of a C-contiguous device array (no copy); ``as_ncs(arr)``: an
-  (N, C, ...) one viewed as (N, C, S).
+- ``flat(arr)``: a 1-D device view of a C-contiguous device array (no copy);
+  ``flat_checked(who, arr, n, dtype)`` the same after checking that it holds ``n`` values of
+  ``dtype`` (float32 by default); ``as_ncs(arr)``: an (N, C, ...) one viewed as (N, C, S).
 - ``INT32_LIMIT``: kernels that index in int32 need every flat index below it (checked on the host).
 - ``magic_div(d)`` (host) and ``udiv31(n, m, s)`` (device): ``n // d`` for 0 <= n < 2**31 as a
   multiply and a shift by host-computed magic numbers (a runtime 64-bit ``//`` is a long
@@ -26,6 +27,17 @@ def flat(arr: Any) -> Any:
     d = as_device(arr)
     if d.ndim != 1:
         d = d.reshape(d.size)
+    return d
+
+
+def flat_checked(who: str, arr: Any, n: int | None = None, dtype: Any = np.float32) -> Any:
+    """``flat(arr)`` of an array of ``dtype``, with ``n`` elements when given: TypeError (another
+    dtype) or ValueError (another size) naming ``who``."""
+    d = flat(arr)
+    if d.dtype != dtype:
+        raise TypeError(f"{who}: expected {np.dtype(dtype).name} arrays, got {d.dtype}")
+    if n is not None and d.size != n:
+        raise ValueError(f"{who}: expected {n} values, got {d.size}")
     return d
 
 

@@ -7,7 +7,11 @@
 - ``grid_2d(rows, cols, block)``: blocks for a 2-D launch (no cap), cached.
 - ``grid_rows(rows)``: ``(blocks, ROW_THREADS)`` for the block-per-row kernels (a block per row of
   ``inner`` contiguous values, block-stride over the rows); they run where ``inner >= ROW_MIN_INNER``.
+- ``launch_1d(kernel, n, *args)``: launch a grid-stride kernel over n items with ``grid_1d(n,
+  LAUNCH_THREADS)`` (nothing when n == 0).
 - ``scratch(name, n)``: a cached float32 device buffer of n elements, reused between calls.
+- ``device_constants(values, dtype)``: a small device array of integers (a kernel's geometry
+  table), uploaded once per distinct tuple and cached.
 - ``promoted(table, **ops)``: temporarily change a module's ``PROMOTED`` versions (tests, benches).
 - ``as_device(arr)``: a numba device array for a numba device array or any object exposing
   ``__cuda_array_interface__`` (CuPy, PyTorch, ...), without copying.
@@ -29,6 +33,9 @@ THREADS_PER_BLOCK = 256     # 1-D kernels: 8 warps per block, a multiple of the 
 MAX_BLOCKS_1D = 4096        # cap for grid-stride loops: ~31 blocks per SM on 132 SMs (H100 SXM)
 ROW_THREADS = 32 if SIMULATOR else 128   # block-per-row kernels: threads along a row
 ROW_MIN_INNER = 32          # rows at least one warp long use the block-per-row kernels
+#: threads per block of ``launch_1d`` (one warp in the simulator, which runs every thread in Python;
+#: the kernels do not depend on it)
+LAUNCH_THREADS = 32 if SIMULATOR else THREADS_PER_BLOCK
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -54,6 +61,14 @@ def grid_rows(rows: int) -> tuple[int, int]:
     return max(1, min(rows, MAX_BLOCKS_1D)), ROW_THREADS
 
 
+def launch_1d(kernel: Any, n: int, *args: Any, threads: int = LAUNCH_THREADS) -> None:
+    """``kernel[grid_1d(n, threads)](*args)``: a grid-stride kernel over n items; nothing when
+    n == 0."""
+    if n:
+        blocks, threads = grid_1d(n, threads)
+        kernel[blocks, threads](*args)
+
+
 _SCRATCH: dict[str, Any] = {}
 _VIEWS: dict[tuple[str, int], tuple[Any, Any]] = {}
 
@@ -70,6 +85,13 @@ def scratch(name: str, n: int) -> Any:
     if cached is None or cached[0] is not buf:
         cached = _VIEWS[(name, n)] = (buf, buf if buf.size == n else buf[:n])
     return cached[1]
+
+
+@functools.lru_cache(maxsize=1024)
+def device_constants(values: tuple[int, ...], dtype: str = "int64") -> Any:
+    """``values`` as a 1-D device array of ``dtype`` (a geometry table the kernels read), uploaded
+    once per distinct tuple; the same object every call (the launch replay needs stable arguments)."""
+    return cuda.to_device(np.array(values, dtype=dtype))
 
 
 @contextlib.contextmanager

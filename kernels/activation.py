@@ -24,10 +24,20 @@ number of elements, any shape, flattened in C order; bottom diffs are written wi
     BNLL     y = x > 0 ? x + log(1 + exp(-x)) : log(1 + exp(x))   (log1p, no overflow for any x)
                                                      dx = dy*e/(e + 1), e = exp(min(x, 50))
     ELU      y = x > 0 ? x : alpha*(exp(x) - 1)      dx = dy*((x > 0) + (alpha + y)*(x <= 0))
+    Clip     y = max(lo, min(x, hi)) with std::min/max's comparisons (a NaN x gives lo)
+                                                     dx = dy*(lo <= x <= hi)
+    Threshold  y = x > t ? 1 : 0                     (no backward: Caffe's is NOT_IMPLEMENTED)
+    Swish    s = 0.5*tanh(0.5*beta*x) + 0.5 (kept),  y = x*s
+                                                     dx = dy*(beta*y + s*(1 - beta*y))
+    PReLU    x viewed as (N, C, S) (C channels, S = count(2)); a = slope[c], slope[0] when shared:
+             y = max(x, 0) + a*min(x, 0)             dx = dy*((x > 0) + a*(x <= 0))
+             dslope[c] += sum over (n, s) of dy*x*(x <= 0)   (over every element when shared)
 
 Host-computed constants (Exp's inner/outer, Log's 1/ln(base), Power's diff_scale) are rounded to
-float32 before the launch, as Caffe stores them in Dtype. Every kernel may run in place (y is x,
-dx is dy) since each thread reads its element before writing it.
+float32 before the launch, as Caffe stores them in Dtype. Every elementwise kernel may run in place
+(y is x, dx is dy) since each thread reads its element before writing it (Swish's s must not alias
+x or y). The PReLU slope gradient is the one parameter gradient here: it accumulates (``+=``), and
+``prelu_bwd`` computes it before dx, so dx may be dy.
 
 Versions (``PROMOTED`` names the one each public function launches: v3 for ReLU, v2 for the others;
 ``kernels._elementwise.runnable`` gives the fallback: v3 needs 16-byte aligned arrays, v2 and v3
@@ -39,9 +49,14 @@ fewer than 2**31 elements):
         12 for the backward kernels' two or three inputs -- issued before any use).
     v3  ReLU only: the v3 templates, 128-bit loads and stores (two groups of four elements per
         thread per step).
+Clip, Threshold, Swish and PReLU have v1 only (no ``PROMOTED`` entry). ``prelu_slope_grad_v1``
+runs one block per channel (one block when shared): each thread walks its strided share of the
+channel (``kernels._block.walk_start``), ``kernels._block.block_sum`` adds the partials and
+thread 0 adds the sum to dslope.
 
 Launch geometry: 1-D grid, ACT_THREADS per block; v1 ``kernels._launch.grid_1d(n, ACT_THREADS)``,
-v2/v3 ``kernels._elementwise.configured_v2``/``configured_v3``; cached per n.
+v2/v3 ``kernels._elementwise.configured_v2``/``configured_v3``; cached per n. The slope gradient:
+C (or 1) blocks of ``kernels._block.BLOCK_THREADS``.
 """
 from __future__ import annotations
 
@@ -49,12 +64,13 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, uint32, void
+from numba import cuda, float32, int64, uint32, void
 
 from kernels import _elementwise as ew
-from kernels._launch import as_device, grid_1d
+from kernels._block import BLOCK_THREADS, block_sum, walk_next, walk_start
+from kernels._launch import LAUNCH_THREADS, as_device, grid_1d
 
-ACT_THREADS = 256           # threads per block for every elementwise kernel
+ACT_THREADS = LAUNCH_THREADS     # threads per block for every elementwise kernel
 BNLL_THRESHOLD = float32(50.0)   # Caffe's kBNLL_THRESHOLD: exp is clamped there in the backward
 
 _ZERO = float32(0.0)
@@ -259,6 +275,91 @@ def elu_bwd_v1(dy, x, y, dx, alpha):
         dx[i] = dy[i] * (float32(v > _ZERO) + (alpha + y[i]) * float32(v <= _ZERO))
 
 
+@cuda.jit
+def clip_fwd_v1(x, y, lo, hi):
+    """y = max(lo, min(x, hi)) with C++'s std::min/std::max comparisons (NaN -> lo)."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        v = hi if hi < v else v
+        y[i] = v if lo < v else lo
+
+
+@cuda.jit
+def clip_bwd_v1(x, dy, dx, lo, hi):
+    """dx = dy where lo <= x <= hi, else 0 (x: the bottom data before the forward)."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        dx[i] = dy[i] * float32(v >= lo and v <= hi)
+
+
+@cuda.jit
+def threshold_fwd_v1(x, y, t):
+    """y = 1 if x > t else 0."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = _ONE if x[i] > t else _ZERO
+
+
+@cuda.jit
+def swish_fwd_v1(x, y, s, beta):
+    """s = 0.5*tanh(0.5*beta*x) + 0.5 (kept for the backward), y = x * s."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        sg = _HALF * math.tanh(_HALF * (beta * v)) + _HALF
+        s[i] = sg
+        y[i] = v * sg
+
+
+@cuda.jit
+def swish_bwd_v1(y, s, dy, dx, beta):
+    """dx = dy * (beta*y + s*(1 - beta*y)) from the top data y and the kept sigmoid s."""
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        by = beta * y[i]
+        dx[i] = dy[i] * (by + s[i] * (_ONE - by))
+
+
+@cuda.jit
+def prelu_fwd_v1(x, slope, y, channels, dim, shared):
+    """y = max(x, 0) + slope[c]*min(x, 0), c = (i // dim) % channels (0 when shared)."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        c = 0 if shared != 0 else (i // dim) % channels
+        v = x[i]
+        y[i] = max(v, _ZERO) + slope[c] * min(v, _ZERO)
+
+
+@cuda.jit
+def prelu_bwd_v1(x, slope, dy, dx, channels, dim, shared):
+    """dx = dy * ((x > 0) + slope[c]*(x <= 0))."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        c = 0 if shared != 0 else (i // dim) % channels
+        v = x[i]
+        dx[i] = dy[i] * (float32(v > _ZERO) + slope[c] * float32(v <= _ZERO))
+
+
+@cuda.jit
+def prelu_slope_grad_v1(x, dy, dslope, channels, dim, shared):
+    """Block c: dslope[c] += sum over channel c's (n, s) of dy * x * (x <= 0) (block 0 over every
+    element when shared)."""
+    partial = cuda.shared.array(BLOCK_THREADS, float32)
+    tid = cuda.threadIdx.x
+    c = cuda.blockIdx.x
+    acc = _ZERO
+    if shared != 0:
+        for i in range(tid, x.size, BLOCK_THREADS):
+            v = x[i]
+            acc += dy[i] * v * float32(v <= _ZERO)
+    else:
+        n, s, n_step, s_step = walk_start(tid, BLOCK_THREADS, dim)
+        for _ in range(tid, (x.size // (channels * dim)) * dim, BLOCK_THREADS):
+            i = (n * channels + c) * dim + s
+            v = x[i]
+            acc += dy[i] * v * float32(v <= _ZERO)
+            n, s = walk_next(n, s, n_step, s_step, dim)
+    partial[tid] = acc
+    total = block_sum(partial, tid)
+    if tid == 0:
+        dslope[c] += total
+
+
 # --------------------------------------------------------------------------------- v2 (templates)
 # Each op is the v1 kernel's per-element expression, verbatim, as an inline device function
 # (a, [b, [c,]] p0, p1, p2); the templates in kernels._elementwise add the loop.
@@ -448,6 +549,14 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "bnll_bwd_v1": (bnll_bwd_v1, [void(_F, _F, _F)]),
     "elu_fwd_v1": (elu_fwd_v1, [void(_F, _F, _S)]),
     "elu_bwd_v1": (elu_bwd_v1, [void(_F, _F, _F, _F, _S)]),
+    "clip_fwd_v1": (clip_fwd_v1, [void(_F, _F, _S, _S)]),
+    "clip_bwd_v1": (clip_bwd_v1, [void(_F, _F, _F, _S, _S)]),
+    "threshold_fwd_v1": (threshold_fwd_v1, [void(_F, _F, _S)]),
+    "swish_fwd_v1": (swish_fwd_v1, [void(_F, _F, _F, _S)]),
+    "swish_bwd_v1": (swish_bwd_v1, [void(_F, _F, _F, _F, _S)]),
+    "prelu_fwd_v1": (prelu_fwd_v1, [void(_F, _F, _F, int64, int64, int64)]),
+    "prelu_bwd_v1": (prelu_bwd_v1, [void(_F, _F, _F, _F, int64, int64, int64)]),
+    "prelu_slope_grad_v1": (prelu_slope_grad_v1, [void(_F, _F, _F, int64, int64, int64)]),
 }
 _U = uint32
 _SIG1 = void(_F, _F, _U, _S, _S, _S)
@@ -487,12 +596,13 @@ def _flat(*arrays: Any) -> list:
 
 
 def _launch(op: str, arrays: list, *scalars) -> None:
-    """Launch ``op``'s promoted version (or the one ``runnable`` falls back to): v1 takes
-    (arrays, scalars), the templates (arrays, n, three float32 parameters: the scalars padded)."""
+    """Launch ``op``'s promoted version (v1 for an op without a ``PROMOTED`` entry; where the
+    promoted one does not apply, the one ``runnable`` falls back to): v1 takes (arrays, scalars),
+    the templates (arrays, n, three float32 parameters: the scalars padded)."""
     n = arrays[0].size
     if n == 0:
         return
-    version = ew.runnable(PROMOTED[op], n, *arrays)
+    version = ew.runnable(PROMOTED.get(op, "v1"), n, *arrays)
     kernel = KERNELS[f"{op}_{version}"][0]
     if version == "v1":
         blocks, threads = grid_1d(n, ACT_THREADS)
@@ -642,3 +752,64 @@ def elu_fwd(x: Any, y: Any, alpha: float = 1.0) -> None:
 def elu_bwd(dy: Any, x: Any, y: Any, dx: Any, alpha: float = 1.0) -> None:
     """ELU backward from bottom x and top y: dx = dy*((x > 0) + (alpha + y)*(x <= 0))."""
     _launch("elu_bwd", _flat(dy, x, y, dx), np.float32(alpha))
+
+
+def clip_fwd(x: Any, y: Any, lo: float, hi: float) -> None:
+    """Clip: y = max(lo, min(x, hi)) (y may be x)."""
+    _launch("clip_fwd", _flat(x, y), np.float32(lo), np.float32(hi))
+
+
+def clip_bwd(x: Any, dy: Any, dx: Any, lo: float, hi: float) -> None:
+    """Clip backward: dx = dy * (lo <= x <= hi) (dx may be dy)."""
+    _launch("clip_bwd", _flat(x, dy, dx), np.float32(lo), np.float32(hi))
+
+
+def threshold_fwd(x: Any, y: Any, threshold: float) -> None:
+    """Threshold: y = x > threshold ? 1 : 0 (y may be x)."""
+    _launch("threshold_fwd", _flat(x, y), np.float32(threshold))
+
+
+def swish_fwd(x: Any, y: Any, s: Any, beta: float) -> None:
+    """Swish: s = sigmoid(beta*x) (kept), y = x*s (y may be x; s must not alias either)."""
+    _launch("swish_fwd", _flat(x, y, s), np.float32(beta))
+
+
+def swish_bwd(y: Any, s: Any, dy: Any, dx: Any, beta: float) -> None:
+    """Swish backward from the top data y and kept s: dx = dy*(beta*y + s*(1 - beta*y))."""
+    _launch("swish_bwd", _flat(y, s, dy, dx), np.float32(beta))
+
+
+def _prelu_slope(x: Any, slope: Any, channels: int, dim: int, shared: bool) -> Any:
+    """The slope's flat view after checking x (N*channels*dim values) and the slope (1 or C)."""
+    if x.size and x.size % (channels * dim):
+        raise ValueError(f"prelu: {x.size} elements are not a multiple of channels*dim = "
+                         f"{channels}*{dim}")
+    (sf,) = _flat(slope)
+    if sf.size != (1 if shared else channels):
+        raise ValueError(f"prelu: slope has {sf.size} values, expected {1 if shared else channels}")
+    return sf
+
+
+def prelu_fwd(x: Any, slope: Any, y: Any, channels: int, dim: int, shared: bool) -> None:
+    """PReLU forward on x viewed as (N, channels, dim) (y may be x)."""
+    xf, yf = _flat(x, y)
+    sf = _prelu_slope(xf, slope, channels, dim, shared)
+    _launch("prelu_fwd", [xf, sf, yf], channels, dim, int(bool(shared)))
+
+
+def prelu_bwd(x: Any, slope: Any, dy: Any, dx: Any | None, dslope: Any | None, channels: int,
+              dim: int, shared: bool) -> None:
+    """PReLU backward: dslope += sum dy*x*(x <= 0) per channel (first, so dx may be dy), then
+    dx = dy*((x > 0) + a*(x <= 0)). None skips either."""
+    xf, dyf = _flat(x, dy)
+    sf = _prelu_slope(xf, slope, channels, dim, shared)
+    if dslope is not None and xf.size:
+        (dsf,) = _flat(dslope)
+        if dsf.size != sf.size:
+            raise ValueError(f"prelu_bwd: dslope has {dsf.size} values, slope {sf.size}")
+        prelu_slope_grad_v1[sf.size, BLOCK_THREADS](xf, dyf, dsf, channels, dim, int(bool(shared)))
+    if dx is not None:
+        (dxf,) = _flat(dx)
+        if dxf.size != xf.size:
+            raise ValueError(f"prelu_bwd: dx has {dxf.size} values, x {xf.size}")
+        _launch("prelu_bwd", [xf, sf, dyf, dxf], channels, dim, int(bool(shared)))

@@ -13,39 +13,35 @@ Backward, per chunk: ``dY = layout.nc_to_cn(dy)``; ``dW_g += dY_g @ col_g^T`` (a
 (``bias.bias_bwd``) once for the batch.
 
 Chunking: Nc is the largest number of images whose col buffer fits ``max_col_bytes`` (at least
-one). Scratch buffers are cached in this module and reused (launches go to the default stream, in
-order).
+one). Scratch buffers are ``kernels._launch.scratch`` views (launches go to the default stream, in
+order). The output size per spatial axis is the output array's (``y`` or ``dy``): Caffe's rule is
+``netdef.shapes``'s.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from numba import cuda
 
-from . import bias as _bias
-from . import layout as _layout
-from ._launch import as_device
-from .conv import MAX_COL_BYTES, chunk_images
-from .gemm import gemm
-from .im2col_nd import col2im_nd, im2col_nd, out_shape
+from kernels import bias as _bias
+from kernels import layout as _layout
+from kernels._launch import as_device, scratch
+from kernels.blas1 import fill
+from kernels.conv import MAX_COL_BYTES, chunk_images
+from kernels.gemm import gemm
+from kernels.im2col_nd import col2im_nd, im2col_nd
 
 KERNELS: dict = {}   # no kernels of its own: composes im2col_nd, gemm, layout and bias
 
-_buffers: dict[str, object] = {}
-
 
 def _buffer(name: str, rows: int, cols: int):
-    """A (rows, cols) float32 device scratch array, a view of a cached buffer that only grows."""
-    n = rows * cols
-    buf = _buffers.get(name)
-    if buf is None or buf.shape[0] < n:
-        buf = cuda.device_array(max(n, 1), np.float32)
-        _buffers[name] = buf
-    return buf[:n].reshape(rows, cols)
+    """A (rows, cols) float32 device scratch array (``kernels._launch.scratch``)."""
+    return scratch(f"conv_nd.{name}", rows * cols).reshape(rows, cols)
 
 
 def _geometry(x, w, out, pad, stride, dilation, group: int, who: str):
+    """(N, C, Cout, kernel, pad, stride, dilation, out_shape, S) after checking the shapes; the
+    output size from ``out`` (y or dy)."""
     d = len(x.shape) - 2
     N, C = int(x.shape[0]), int(x.shape[1])
     Cout, Cg = int(w.shape[0]), int(w.shape[1])
@@ -54,11 +50,12 @@ def _geometry(x, w, out, pad, stride, dilation, group: int, who: str):
         raise ValueError(f"{who}: weights {tuple(w.shape)} do not fit input {tuple(x.shape)} with "
                          f"group {group}")
     pad, stride, dilation = (tuple(int(v) for v in t) for t in (pad, stride, dilation))
-    outs = out_shape(x.shape[2:], kernel, pad, stride, dilation)
-    if tuple(out.shape) != (N, Cout, *outs):
-        raise ValueError(f"{who}: output {tuple(out.shape)} != expected {(N, Cout, *outs)}")
+    outs = tuple(int(v) for v in out.shape[2:])
+    if tuple(out.shape[:2]) != (N, Cout) or len(outs) != d:
+        raise ValueError(f"{who}: output {tuple(out.shape)} does not fit input {tuple(x.shape)} "
+                         f"and weights {tuple(w.shape)}")
     S = int(np.prod(outs))
-    return N, C, Cout, kernel, pad, stride, dilation, S
+    return N, C, Cout, kernel, pad, stride, dilation, outs, S
 
 
 def conv_nd_forward(x, w, b, y, pad: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
@@ -67,8 +64,8 @@ def conv_nd_forward(x, w, b, y, pad: Sequence[int], stride: Sequence[int], dilat
     pad/stride/dilation have one entry per spatial axis; ``b`` may be None."""
     x, w, y = as_device(x), as_device(w), as_device(y)
     b = None if b is None else as_device(b)
-    N, C, Cout, kernel, pad, stride, dil, S = _geometry(x, w, y, pad, stride, dilation, group,
-                                                        "conv_nd_forward")
+    N, C, Cout, kernel, pad, stride, dil, outs, S = _geometry(x, w, y, pad, stride, dilation, group,
+                                                              "conv_nd_forward")
     if not N or not Cout:
         return
     K = C * int(np.prod(kernel))
@@ -78,7 +75,7 @@ def conv_nd_forward(x, w, b, y, pad: Sequence[int], stride: Sequence[int], dilat
     for n0 in range(0, N, Nc):
         nc = min(Nc, N - n0)
         col = _buffer("col", K, nc * S)
-        im2col_nd(x, n0, n0 + nc, kernel, pad, stride, dil, col)
+        im2col_nd(x, n0, n0 + nc, kernel, pad, stride, dil, outs, col)
         ycn = y[n0].reshape(Cout, S) if nc == 1 else _buffer("ycn", Cout, nc * S)
         for g in range(group):
             gemm(False, False, 1.0, w2[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 0.0,
@@ -99,15 +96,15 @@ def conv_nd_backward(x, w, dy, dx=None, dw=None, db=None, pad: Sequence[int] = (
     dx = None if dx is None else as_device(dx)
     dw = None if dw is None else as_device(dw)
     db = None if db is None else as_device(db)
-    N, C, Cout, kernel, pad, stride, dil, S = _geometry(x, w, dy, pad, stride, dilation, group,
-                                                        "conv_nd_backward")
+    N, C, Cout, kernel, pad, stride, dil, outs, S = _geometry(x, w, dy, pad, stride, dilation, group,
+                                                              "conv_nd_backward")
     if dx is not None and tuple(dx.shape) != tuple(x.shape):
         raise ValueError(f"conv_nd_backward: dx {tuple(dx.shape)} != x {tuple(x.shape)}")
     if dw is not None and tuple(dw.shape) != tuple(w.shape):
         raise ValueError(f"conv_nd_backward: dw {tuple(dw.shape)} != w {tuple(w.shape)}")
     if not N or not Cout:
         if dx is not None and dx.size:
-            _layout_zero(dx)
+            fill(dx.reshape(dx.size), 0.0)
         return
     if db is not None:
         _bias.bias_bwd(dy.reshape(N, Cout, S), db)
@@ -127,7 +124,7 @@ def conv_nd_backward(x, w, dy, dx=None, dw=None, db=None, pad: Sequence[int] = (
             _layout.nc_to_cn(dy, n0, dycn)
         col = _buffer("col", K, nc * S)
         if dw2 is not None:
-            im2col_nd(x, n0, n0 + nc, kernel, pad, stride, dil, col)
+            im2col_nd(x, n0, n0 + nc, kernel, pad, stride, dil, outs, col)
             for g in range(group):
                 gemm(False, True, 1.0, dycn[g * Og:(g + 1) * Og], col[g * Kg:(g + 1) * Kg], 1.0,
                      dw2[g * Og:(g + 1) * Og])
@@ -136,9 +133,4 @@ def conv_nd_backward(x, w, dy, dx=None, dw=None, db=None, pad: Sequence[int] = (
         for g in range(group):       # the col buffer is free once dW is done
             gemm(True, False, 1.0, w2[g * Og:(g + 1) * Og], dycn[g * Og:(g + 1) * Og], 0.0,
                  col[g * Kg:(g + 1) * Kg])
-        col2im_nd(col, n0, n0 + nc, kernel, pad, stride, dil, dx)
-
-
-def _layout_zero(a) -> None:
-    from .blas1 import fill
-    fill(a.reshape(a.size), 0.0)
+        col2im_nd(col, n0, n0 + nc, kernel, pad, stride, dil, outs, dx)

@@ -17,8 +17,8 @@ then clamped to [0, 1] (the fork's ClipBBox; its DetectionOutput decodes unclipp
 Versions:
 
 - ``prior_box_fwd_v1``: one thread per (h, w, p) writing its 4 coordinates and 4 variances;
-  grid-stride, 256 threads per block.
-- ``bbox_decode_v1``: one thread per (n, p, l) box; grid-stride, 256 threads per block.
+  grid-stride (``kernels._launch.launch_1d``).
+- ``bbox_decode_v1``: one thread per (n, p, l) box; grid-stride.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32
 
-from ._launch import as_device, grid_1d
+from kernels._index import flat_checked
+from kernels._launch import launch_1d
 
 CORNER, CENTER_SIZE, CORNER_SIZE = 1, 2, 3     # PriorBoxParameter.CodeType
 
@@ -135,27 +136,18 @@ KERNELS: dict[str, tuple[Any, list[str]]] = {
 }
 
 
-def _f32(arr, n: int, who: str, what: str):
-    arr = as_device(arr)
-    if np.dtype(arr.dtype) != np.float32 or arr.size != n:
-        raise ValueError(f"{who}: {what} must hold {n} float32 values, got {arr.shape} {arr.dtype}")
-    return arr.reshape(n) if len(arr.shape) != 1 else arr
-
-
 def prior_box_fwd(y, widths, heights, layer_h: int, layer_w: int, img_h: int, img_w: int,
                   step_h: float, step_w: float, offset: float, clip: bool,
                   variance: tuple[float, float, float, float]) -> None:
     """Prior boxes into ``y`` (2 * layer_h * layer_w * P * 4 values, P = len(widths)); ``widths``
     and ``heights`` are (P,) float32 device arrays (see the module docstring)."""
-    num_priors = as_device(widths).size
-    dim = layer_h * layer_w * num_priors * 4
-    yv = _f32(y, 2 * dim, "prior_box_fwd", "y").reshape(2, dim)
-    wv = _f32(widths, num_priors, "prior_box_fwd", "widths")
-    hv = _f32(heights, num_priors, "prior_box_fwd", "heights")
+    wv = flat_checked("prior_box_fwd (widths)", widths)
+    hv = flat_checked("prior_box_fwd (heights)", heights, wv.size)
+    dim = layer_h * layer_w * wv.size * 4
+    yv = flat_checked("prior_box_fwd (y)", y, 2 * dim).reshape(2, dim)
     f = np.float32
-    blocks, threads = grid_1d(dim // 4)
-    prior_box_fwd_v1[blocks, threads](yv, wv, hv, layer_w, f(img_w), f(img_h), f(step_w), f(step_h),
-                                      f(offset), bool(clip), *(f(v) for v in variance))
+    launch_1d(prior_box_fwd_v1, dim // 4, yv, wv, hv, layer_w, f(img_w), f(img_h), f(step_w),
+              f(step_h), f(offset), bool(clip), *(f(v) for v in variance))
 
 
 def bbox_decode(loc, prior, boxes, num_priors: int, num_loc: int, code_type: int,
@@ -164,16 +156,11 @@ def bbox_decode(loc, prior, boxes, num_priors: int, num_loc: int, code_type: int
     values of ``prior``, clamped to [0, 1] when ``clip`` (see the module docstring)."""
     if code_type not in (CORNER, CENTER_SIZE, CORNER_SIZE):
         raise ValueError(f"bbox_decode: unknown code_type {code_type}")
-    loc = as_device(loc)
-    n = loc.size
-    lv = _f32(loc, n, "bbox_decode", "loc")
-    bv = _f32(boxes, n, "bbox_decode", "boxes")
-    pr = as_device(prior)
-    if np.dtype(pr.dtype) != np.float32 or pr.size < 2 * num_priors * 4:
+    lv = flat_checked("bbox_decode (loc)", loc)
+    bv = flat_checked("bbox_decode (boxes)", boxes, lv.size)
+    pr = flat_checked("bbox_decode (prior)", prior)
+    if pr.size < 2 * num_priors * 4:
         raise ValueError(f"bbox_decode: prior must hold at least {2 * num_priors * 4} float32 values")
-    pv = pr.reshape(pr.size)[:2 * num_priors * 4].reshape(2, num_priors * 4)
-    if n == 0:
-        return
-    blocks, threads = grid_1d(n // 4)
-    bbox_decode_v1[blocks, threads](lv, pv, bv, num_priors, num_loc, code_type,
-                                    bool(variance_encoded_in_target), bool(clip))
+    pv = pr[:2 * num_priors * 4].reshape(2, num_priors * 4)
+    launch_1d(bbox_decode_v1, lv.size // 4, lv, pv, bv, num_priors, num_loc, code_type,
+              bool(variance_encoded_in_target), bool(clip))

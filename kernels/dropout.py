@@ -72,26 +72,49 @@ PHILOX_W1_32 = np.uint32(0xBB67AE85)
 
 # --------------------------------------------------------------------------------------------- kernels
 
+@cuda.jit(device=True, inline=True)
+def philox_words(g, seed, stream):
+    """The four 32-bit words (each held in a uint64) of Philox4x32-10 at counter (g lo, g hi,
+    stream lo, stream hi), key (seed lo, seed hi): the device twin of ``philox4x32_10``."""
+    gu = uint64(g)
+    c0 = gu & MASK32
+    c1 = gu >> SHIFT32
+    c2 = stream & MASK32
+    c3 = stream >> SHIFT32
+    k0 = seed & MASK32
+    k1 = seed >> SHIFT32
+    for _ in range(PHILOX_ROUNDS):
+        p0 = PHILOX_M0 * c0
+        p1 = PHILOX_M1 * c2
+        c0, c1, c2, c3 = ((p1 >> SHIFT32) ^ c1 ^ k0, p1 & MASK32,
+                          (p0 >> SHIFT32) ^ c3 ^ k1, p0 & MASK32)
+        k0 = (k0 + PHILOX_W0) & MASK32          # key schedule (the last bump is unused)
+        k1 = (k1 + PHILOX_W1) & MASK32
+    return c0, c1, c2, c3
+
+
+@cuda.jit(device=True, inline=True)
+def random_word(i, seed, stream):
+    """Element i's 32-bit draw: word (i mod 4) of ``philox_words(i div 4, seed, stream)`` (the
+    device twin of ``random_uint32_host``; stochastic pooling draws from it too)."""
+    c0, c1, c2, c3 = philox_words(uint64(i) >> uint64(2), seed, stream)
+    j = uint64(i) & uint64(3)
+    if j == 0:
+        return c0
+    if j == 1:
+        return c1
+    if j == 2:
+        return c2
+    return c3
+
+
 @cuda.jit
 def dropout_fwd_v1(x, y, mask, uint_thres, scale, seed, stream):
     """mask[i] = philox word (i mod 4) of group i div 4 > uint_thres; y = x * mask * scale."""
     n = x.size
     groups = (n + 3) // 4
     for g in range(cuda.grid(1), groups, cuda.gridsize(1)):
-        gu = uint64(g)
-        c0 = gu & MASK32
-        c1 = gu >> SHIFT32
-        c2 = stream & MASK32
-        c3 = stream >> SHIFT32
-        k0 = seed & MASK32
-        k1 = seed >> SHIFT32
-        for _ in range(PHILOX_ROUNDS):
-            p0 = PHILOX_M0 * c0
-            p1 = PHILOX_M1 * c2
-            c0, c1, c2, c3 = ((p1 >> SHIFT32) ^ c1 ^ k0, p1 & MASK32,
-                              (p0 >> SHIFT32) ^ c3 ^ k1, p0 & MASK32)
-            k0 = (k0 + PHILOX_W0) & MASK32          # key schedule (the last bump is unused)
-            k1 = (k1 + PHILOX_W1) & MASK32
+        c0, c1, c2, c3 = philox_words(g, seed, stream)
         base = g * 4
         for j in range(4):
             i = base + j

@@ -18,27 +18,21 @@ Math (float32, C order; bottom diffs written with ``=``, Embed's parameter diffs
   (Filter's backward: items the selector dropped get zero).
 
 Versions (v1 each, memory bound): one thread per output element, grid-stride; crop and its
-backward take the shapes and offsets from a small int64 device array (uploaded once per geometry
-and cached); embed's backward runs one thread per column n walking the M rows in order (no atomics,
-the same order as Caffe's CPU loop).
+backward take the shapes and offsets from a small int64 device array
+(``kernels._launch.device_constants``: uploaded once per geometry); embed's backward runs one
+thread per column n walking the M rows in order (no atomics, the same order as Caffe's CPU loop).
 
-Launch geometry: ``kernels._launch.grid_1d(n, THREADS)`` over the output elements (embed backward:
-over N).
+Launch geometry: ``kernels._launch.launch_1d`` over the output elements (embed backward: over N).
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
-import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import SIMULATOR, THREADS_PER_BLOCK, as_device, grid_1d
-
-#: threads per block of the 1-D grid-stride launches (fewer in the simulator, which runs each
-#: thread in Python; the kernels do not depend on it)
-THREADS = 32 if SIMULATOR else THREADS_PER_BLOCK
+from kernels._index import flat_checked
+from kernels._launch import as_device, device_constants, launch_1d
 
 _ZERO = float32(0.0)
 _NAN = float32(math.nan)
@@ -186,28 +180,6 @@ KERNELS: dict[str, tuple[Any, list]] = {
 
 
 # ------------------------------------------------------------------------------------- public API
-def _flat(name: str, a: Any, n: int | None = None) -> Any:
-    d = as_device(a)
-    if d.dtype != np.float32:
-        raise TypeError(f"{name}: expected float32 arrays, got {d.dtype}")
-    if n is not None and d.size != n:
-        raise ValueError(f"{name}: expected {n} values, got {d.size} ({tuple(d.shape)})")
-    return d if len(d.shape) == 1 else d.reshape(d.size)
-
-
-def _launch(kernel: Any, n: int, *args: Any) -> None:
-    if n:
-        blocks, threads = grid_1d(n, THREADS)
-        kernel[blocks, threads](*args)
-
-
-@functools.lru_cache(maxsize=256)
-def crop_geometry(y_shape: tuple, x_shape: tuple, offsets: tuple) -> Any:
-    """The int64 device array (y shape, x shape, offsets) the crop kernels read; cached per
-    geometry (one upload, then the same buffer every call)."""
-    return cuda.to_device(np.array(list(y_shape) + list(x_shape) + list(offsets), dtype=np.int64))
-
-
 def _crop_check(x_shape: tuple, y_shape: tuple, offsets: tuple) -> None:
     if not len(x_shape) == len(y_shape) == len(offsets):
         raise ValueError(f"crop: x {x_shape}, y {y_shape} and offsets {offsets} differ in rank")
@@ -221,9 +193,8 @@ def crop_fwd(x: Any, y: Any, offsets: tuple) -> None:
     xd, yd = as_device(x), as_device(y)
     xs, ys, off = tuple(xd.shape), tuple(yd.shape), tuple(int(o) for o in offsets)
     _crop_check(xs, ys, off)
-    if yd.size:
-        _launch(crop_fwd_v1, yd.size, _flat("crop_fwd", xd), _flat("crop_fwd", yd),
-                crop_geometry(ys, xs, off), len(ys))
+    launch_1d(crop_fwd_v1, yd.size, flat_checked("crop_fwd", xd), flat_checked("crop_fwd", yd),
+              device_constants(ys + xs + off), len(ys))
 
 
 def crop_bwd(dy: Any, dx: Any, offsets: tuple) -> None:
@@ -231,32 +202,31 @@ def crop_bwd(dy: Any, dx: Any, offsets: tuple) -> None:
     dyd, dxd = as_device(dy), as_device(dx)
     ys, xs, off = tuple(dyd.shape), tuple(dxd.shape), tuple(int(o) for o in offsets)
     _crop_check(xs, ys, off)
-    if dxd.size:
-        _launch(crop_bwd_v1, dxd.size, _flat("crop_bwd", dyd), _flat("crop_bwd", dxd),
-                crop_geometry(ys, xs, off), len(ys))
+    launch_1d(crop_bwd_v1, dxd.size, flat_checked("crop_bwd", dyd), flat_checked("crop_bwd", dxd),
+              device_constants(ys + xs + off), len(ys))
 
 
 def tile_fwd(x: Any, y: Any, outer: int, inner: int, tiles: int) -> None:
     """y (outer, tiles, inner) = x (outer, inner) repeated ``tiles`` times along the middle axis."""
-    xf = _flat("tile_fwd", x, outer * inner)
-    yf = _flat("tile_fwd", y, outer * tiles * inner)
-    _launch(tile_fwd_v1, yf.size, xf, yf, inner, tiles)
+    xf = flat_checked("tile_fwd", x, outer * inner)
+    yf = flat_checked("tile_fwd", y, outer * tiles * inner)
+    launch_1d(tile_fwd_v1, yf.size, xf, yf, inner, tiles)
 
 
 def tile_bwd(dy: Any, dx: Any, outer: int, inner: int, tiles: int) -> None:
     """dx (outer, inner) = sum over the tiles of dy (outer, tiles, inner) (dx written)."""
-    dyf = _flat("tile_bwd", dy, outer * tiles * inner)
-    dxf = _flat("tile_bwd", dx, outer * inner)
-    _launch(tile_bwd_v1, dxf.size, dyf, dxf, inner, tiles)
+    dyf = flat_checked("tile_bwd", dy, outer * tiles * inner)
+    dxf = flat_checked("tile_bwd", dx, outer * inner)
+    launch_1d(tile_bwd_v1, dxf.size, dyf, dxf, inner, tiles)
 
 
 def embed_fwd(index: Any, w: Any, b: Any | None, y: Any, m_rows: int, n_out: int, k_in: int) -> None:
     """y (M, N) = w (K, N) rows picked by ``index`` (M,), plus b (N,) when given."""
-    idx = _flat("embed_fwd", index, m_rows)
-    wf = _flat("embed_fwd", w, k_in * n_out)
-    yf = _flat("embed_fwd", y, m_rows * n_out)
-    bf = wf if b is None else _flat("embed_fwd", b, n_out)
-    _launch(embed_fwd_v1, yf.size, idx, wf, bf, yf, n_out, k_in, int(b is not None))
+    idx = flat_checked("embed_fwd", index, m_rows)
+    wf = flat_checked("embed_fwd", w, k_in * n_out)
+    yf = flat_checked("embed_fwd", y, m_rows * n_out)
+    bf = wf if b is None else flat_checked("embed_fwd", b, n_out)
+    launch_1d(embed_fwd_v1, yf.size, idx, wf, bf, yf, n_out, k_in, int(b is not None))
 
 
 def embed_bwd(index: Any, dy: Any, dw: Any | None, db: Any | None, m_rows: int, n_out: int,
@@ -264,34 +234,34 @@ def embed_bwd(index: Any, dy: Any, dw: Any | None, db: Any | None, m_rows: int, 
     """dw (K, N) += dy rows scattered by ``index``; db (N,) += column sums of dy (None skips)."""
     if dw is None and db is None:
         return
-    idx = _flat("embed_bwd", index, m_rows)
-    dyf = _flat("embed_bwd", dy, m_rows * n_out)
-    dwf = dyf if dw is None else _flat("embed_bwd", dw, k_in * n_out)
-    dbf = dyf if db is None else _flat("embed_bwd", db, n_out)
-    _launch(embed_bwd_v1, n_out, idx, dyf, dwf, dbf, m_rows, n_out, k_in, int(dw is not None),
-            int(db is not None))
+    idx = flat_checked("embed_bwd", index, m_rows)
+    dyf = flat_checked("embed_bwd", dy, m_rows * n_out)
+    dwf = dyf if dw is None else flat_checked("embed_bwd", dw, k_in * n_out)
+    dbf = dyf if db is None else flat_checked("embed_bwd", db, n_out)
+    launch_1d(embed_bwd_v1, n_out, idx, dyf, dwf, dbf, m_rows, n_out, k_in, int(dw is not None),
+              int(db is not None))
 
 
 def take_rows_fwd(x: Any, index: Any, y: Any, inner: int) -> None:
     """y[i, :] = x[index[i], :] with x (B, inner), index (M,), y (M, inner)."""
-    xf = _flat("take_rows_fwd", x)
-    idx = _flat("take_rows_fwd", index)
-    yf = _flat("take_rows_fwd", y, idx.size * inner)
+    xf = flat_checked("take_rows_fwd", x)
+    idx = flat_checked("take_rows_fwd", index)
+    yf = flat_checked("take_rows_fwd", y, idx.size * inner)
     rows_in = xf.size // inner if inner else 0
-    _launch(take_rows_fwd_v1, yf.size, xf, idx, yf, inner, rows_in)
+    launch_1d(take_rows_fwd_v1, yf.size, xf, idx, yf, inner, rows_in)
 
 
 def take_rows_bwd(dy: Any, index: Any, dx: Any, inner: int) -> None:
     """dx[n, :] = sum of dy[i, :] over i with index[i] == n (dx (B, inner) written)."""
-    idx = _flat("take_rows_bwd", index)
-    dyf = _flat("take_rows_bwd", dy, idx.size * inner)
-    dxf = _flat("take_rows_bwd", dx)
-    _launch(take_rows_bwd_v1, dxf.size, dyf, idx, dxf, inner, idx.size)
+    idx = flat_checked("take_rows_bwd", index)
+    dyf = flat_checked("take_rows_bwd", dy, idx.size * inner)
+    dxf = flat_checked("take_rows_bwd", dx)
+    launch_1d(take_rows_bwd_v1, dxf.size, dyf, idx, dxf, inner, idx.size)
 
 
 def put_rows(dy: Any, where: Any, dx: Any, inner: int) -> None:
     """dx[n, :] = dy[where[n], :] where where[n] >= 0, else 0 (dx (B, inner) written)."""
-    wf = _flat("put_rows", where)
-    dxf = _flat("put_rows", dx, wf.size * inner)
-    dyf = _flat("put_rows", dy)
-    _launch(put_rows_v1, dxf.size, dyf, wf, dxf, inner)
+    wf = flat_checked("put_rows", where)
+    dxf = flat_checked("put_rows", dx, wf.size * inner)
+    dyf = flat_checked("put_rows", dy)
+    launch_1d(put_rows_v1, dxf.size, dyf, wf, dxf, inner)

@@ -24,7 +24,7 @@ Versions:
     lstm_unit_bwd_v1   one thread per (n, d): recomputes the gates from X, writes dc_prev and the
                        4 gate gradients
 
-Launch: 1-D grid-stride loops over N*D, LSTM_THREADS threads per block.
+Launch: 1-D grid-stride loops over N*D (``kernels._launch.launch_1d``).
 """
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import as_device, grid_1d
+from kernels._index import flat_checked
+from kernels._launch import as_device, launch_1d
 
-LSTM_THREADS = 256          # threads per block, both kernels
 _ONE = float32(1.0)
 _TWO = float32(2.0)
 _ZERO = float32(0.0)
@@ -101,13 +101,6 @@ KERNELS: dict[str, tuple[Any, list]] = {
 }
 
 
-def _flat(a: Any, n: int, who: str) -> Any:
-    a = as_device(a)
-    if a.dtype != np.float32 or a.size != n:
-        raise ValueError(f"{who}: expected a float32 array of {n} elements, got {a.size} {a.dtype}")
-    return a.reshape(n)
-
-
 def _dims(c_prev: Any, cont: Any) -> tuple[int, int]:
     n = int(as_device(cont).size)
     size = int(as_device(c_prev).size)
@@ -120,10 +113,9 @@ def lstm_unit_fwd(c_prev: Any, x: Any, cont: Any, c: Any, h: Any) -> None:
     """c, h (N, D) = Caffe's LSTMUnit step of c_prev (N, D), gate input x (N, 4D), cont (N,)."""
     N, D = _dims(c_prev, cont)
     who = "lstm_unit_fwd"
-    args = [_flat(c_prev, N * D, who), _flat(x, 4 * N * D, who), _flat(cont, N, who),
-            _flat(c, N * D, who), _flat(h, N * D, who)]
-    blocks, threads = grid_1d(N * D, LSTM_THREADS)
-    lstm_unit_fwd_v1[blocks, threads](*args, np.int64(N), np.int64(D))
+    args = [flat_checked(who, c_prev, N * D), flat_checked(who, x, 4 * N * D),
+            flat_checked(who, cont, N), flat_checked(who, c, N * D), flat_checked(who, h, N * D)]
+    launch_1d(lstm_unit_fwd_v1, N * D, *args, np.int64(N), np.int64(D))
 
 
 def lstm_unit_bwd(c_prev: Any, x: Any, cont: Any, c: Any, dc: Any, dh: Any, dc_prev: Any,
@@ -132,8 +124,8 @@ def lstm_unit_bwd(c_prev: Any, x: Any, cont: Any, c: Any, dc: Any, dh: Any, dc_p
     forward's cell output."""
     N, D = _dims(c_prev, cont)
     who = "lstm_unit_bwd"
-    args = [_flat(c_prev, N * D, who), _flat(x, 4 * N * D, who), _flat(cont, N, who),
-            _flat(c, N * D, who), _flat(dc, N * D, who), _flat(dh, N * D, who),
-            _flat(dc_prev, N * D, who), _flat(dx, 4 * N * D, who)]
-    blocks, threads = grid_1d(N * D, LSTM_THREADS)
-    lstm_unit_bwd_v1[blocks, threads](*args, np.int64(N), np.int64(D))
+    args = [flat_checked(who, c_prev, N * D), flat_checked(who, x, 4 * N * D),
+            flat_checked(who, cont, N), flat_checked(who, c, N * D), flat_checked(who, dc, N * D),
+            flat_checked(who, dh, N * D), flat_checked(who, dc_prev, N * D),
+            flat_checked(who, dx, 4 * N * D)]
+    launch_1d(lstm_unit_bwd_v1, N * D, *args, np.int64(N), np.int64(D))

@@ -16,11 +16,11 @@ backward reads ``std``. Forward and backward may run in place (y is x, dx is dy)
 are complete (a barrier) before any of its elements is written, and each thread writes only the
 elements it read.
 
-Versions: v1 ``mvn_fwd_v1`` / ``mvn_bwd_v1``: one block per row; threads stride over the row, a
-shared-memory tree (MVN_THREADS, power of 2) sums it; the forward makes two passes for mean and
-variance, then writes.
+Versions: v1 ``mvn_fwd_v1`` / ``mvn_bwd_v1``: one block per row; threads stride over the row,
+``kernels._block.block_sum`` adds the partials (one shared array per sum, so no barrier between
+them); the forward makes two passes for mean and variance, then writes.
 
-Launch geometry: ``rows`` blocks of MVN_THREADS threads.
+Launch geometry: ``rows`` blocks of ``kernels._block.BLOCK_THREADS`` threads.
 """
 from __future__ import annotations
 
@@ -30,53 +30,37 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int64, void
 
-from kernels._launch import SIMULATOR, as_device
-
-MVN_THREADS = 8 if SIMULATOR else 128    # threads per row block (power of 2; few in the simulator,
-#                                          which runs every thread and barrier in Python)
+from kernels._block import BLOCK_THREADS, block_sum
+from kernels._index import flat_checked
 
 _ZERO = float32(0.0)
-
-
-@cuda.jit(device=True, inline=True)
-def _tree_sum(partial, tid):
-    """Sum of the MVN_THREADS values in shared ``partial``; every thread must call it."""
-    cuda.syncthreads()  # every thread's partial is stored before the tree reads its neighbours
-    stride = MVN_THREADS // 2
-    while stride > 0:
-        if tid < stride:
-            partial[tid] += partial[tid + stride]
-        cuda.syncthreads()  # this level's sums are visible before the next level reads them
-        stride //= 2
-    total = partial[0]
-    cuda.syncthreads()  # everyone has read the total before partial is reused
-    return total
 
 
 @cuda.jit
 def mvn_fwd_v1(x, y, mean, std, dim, normalize, eps):
     """Row r (this block): mean[r], std[r] (sqrt(var) + eps, when normalizing), y."""
-    partial = cuda.shared.array(MVN_THREADS, float32)
+    partial_sum = cuda.shared.array(BLOCK_THREADS, float32)
+    partial_sq = cuda.shared.array(BLOCK_THREADS, float32)
     tid = cuda.threadIdx.x
     base = cuda.blockIdx.x * dim
     inv = float32(1.0) / float32(dim)
     acc = _ZERO
-    for j in range(tid, dim, MVN_THREADS):
+    for j in range(tid, dim, BLOCK_THREADS):
         acc += x[base + j]
-    partial[tid] = acc
-    m = _tree_sum(partial, tid) * inv
+    partial_sum[tid] = acc
+    m = block_sum(partial_sum, tid) * inv
     s = float32(1.0)
     if normalize != 0:
         acc = _ZERO
-        for j in range(tid, dim, MVN_THREADS):
+        for j in range(tid, dim, BLOCK_THREADS):
             d = x[base + j] - m
             acc += d * d
-        partial[tid] = acc
-        s = math.sqrt(_tree_sum(partial, tid) * inv) + eps
+        partial_sq[tid] = acc
+        s = math.sqrt(block_sum(partial_sq, tid) * inv) + eps
     if tid == 0:
         mean[cuda.blockIdx.x] = m
         std[cuda.blockIdx.x] = s
-    for j in range(tid, dim, MVN_THREADS):
+    for j in range(tid, dim, BLOCK_THREADS):
         d = x[base + j] - m
         y[base + j] = d / s if normalize != 0 else d
 
@@ -84,29 +68,29 @@ def mvn_fwd_v1(x, y, mean, std, dim, normalize, eps):
 @cuda.jit
 def mvn_bwd_v1(y, dy, std, dx, dim, normalize):
     """Row r: dx from the row's sums of dy and y*dy (see the module docstring)."""
-    partial = cuda.shared.array(MVN_THREADS, float32)
+    partial_dy = cuda.shared.array(BLOCK_THREADS, float32)
+    partial_ydy = cuda.shared.array(BLOCK_THREADS, float32)
     tid = cuda.threadIdx.x
     base = cuda.blockIdx.x * dim
     inv = float32(1.0) / float32(dim)
     acc = _ZERO
-    for j in range(tid, dim, MVN_THREADS):
+    for j in range(tid, dim, BLOCK_THREADS):
         acc += dy[base + j]
-    partial[tid] = acc
-    s_dy = _tree_sum(partial, tid)
-    s_ydy = _ZERO
+    partial_dy[tid] = acc
+    s_dy = block_sum(partial_dy, tid)
     if normalize != 0:
         acc = _ZERO
-        for j in range(tid, dim, MVN_THREADS):
+        for j in range(tid, dim, BLOCK_THREADS):
             acc += y[base + j] * dy[base + j]
-        partial[tid] = acc
-        s_ydy = _tree_sum(partial, tid)
+        partial_ydy[tid] = acc
+        s_ydy = block_sum(partial_ydy, tid)
         sd = std[cuda.blockIdx.x]
-        for j in range(tid, dim, MVN_THREADS):
+        for j in range(tid, dim, BLOCK_THREADS):
             v = y[base + j]
             dx[base + j] = (dy[base + j] - (v * s_ydy + s_dy) * inv) / sd
     else:
         m = s_dy * inv
-        for j in range(tid, dim, MVN_THREADS):
+        for j in range(tid, dim, BLOCK_THREADS):
             dx[base + j] = dy[base + j] - m
 
 
@@ -118,30 +102,23 @@ KERNELS: dict[str, tuple[Any, list]] = {
 }
 
 
-def _flat(name: str, a: Any, n: int) -> Any:
-    d = as_device(a)
-    if d.dtype != np.float32 or d.size != n:
-        raise ValueError(f"{name}: expected {n} float32 values, got {d.size} {d.dtype}")
-    return d if len(d.shape) == 1 else d.reshape(n)
-
-
 def mvn_fwd(x: Any, y: Any, mean: Any, std: Any, rows: int, dim: int, normalize_variance: bool,
             eps: float) -> None:
     """MVN forward on x viewed as (rows, dim); writes y, mean (rows,), std (rows,) (std = 1 when
     not normalizing the variance)."""
     n = rows * dim
-    xf, yf = _flat("mvn_fwd", x, n), _flat("mvn_fwd", y, n)
-    mf, sf = _flat("mvn_fwd", mean, rows), _flat("mvn_fwd", std, rows)
+    xf, yf = flat_checked("mvn_fwd", x, n), flat_checked("mvn_fwd", y, n)
+    mf, sf = flat_checked("mvn_fwd", mean, rows), flat_checked("mvn_fwd", std, rows)
     if n:
-        mvn_fwd_v1[rows, MVN_THREADS](xf, yf, mf, sf, dim, int(bool(normalize_variance)),
-                                      np.float32(eps))
+        mvn_fwd_v1[rows, BLOCK_THREADS](xf, yf, mf, sf, dim, int(bool(normalize_variance)),
+                                        np.float32(eps))
 
 
 def mvn_bwd(y: Any, dy: Any, std: Any, dx: Any, rows: int, dim: int,
             normalize_variance: bool) -> None:
     """MVN backward (dx written; may be dy) from the top data y and the forward's std."""
     n = rows * dim
-    yf, dyf, dxf = (_flat("mvn_bwd", a, n) for a in (y, dy, dx))
-    sf = _flat("mvn_bwd", std, rows)
+    yf, dyf, dxf = (flat_checked("mvn_bwd", a, n) for a in (y, dy, dx))
+    sf = flat_checked("mvn_bwd", std, rows)
     if n:
-        mvn_bwd_v1[rows, MVN_THREADS](yf, dyf, sf, dxf, dim, int(bool(normalize_variance)))
+        mvn_bwd_v1[rows, BLOCK_THREADS](yf, dyf, sf, dxf, dim, int(bool(normalize_variance)))

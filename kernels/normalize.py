@@ -14,14 +14,15 @@ per image when the norm runs across the spatial positions.
 
 Versions:
 
-- ``normalize_spatial_fwd_v1`` / ``normalize_spatial_bwd_v1``: one thread per (n, s), grid-stride,
-  256 threads per block; each thread walks the C channels (stride S, so a warp reads S-contiguous
-  runs) once to reduce and once to write.
-- ``normalize_across_fwd_v1`` / ``normalize_across_bwd_v1``: one block of 256 threads per image
-  (grid-stride over images): each thread sums a strided part of the image's C*S values, a
-  shared-memory tree reduces the partials, then the block writes the image.
-- ``normalize_scale_bwd_v1``: one block of 256 threads per channel (shared scale: the host views
-  the arrays as one channel of C*S values), shared-memory tree reduction, thread 0 adds to
+- ``normalize_spatial_fwd_v1`` / ``normalize_spatial_bwd_v1``: one thread per (n, s), grid-stride
+  (``kernels._launch.launch_1d``); each thread walks the C channels (stride S, so a warp reads
+  S-contiguous runs) once to reduce and once to write.
+- ``normalize_across_fwd_v1`` / ``normalize_across_bwd_v1``: one block of
+  ``kernels._block.BLOCK_THREADS`` threads per image (grid-stride over images): each thread sums a
+  strided part of the image's C*S values, ``kernels._block.block_sum`` reduces the partials, then
+  the block writes the image.
+- ``normalize_scale_bwd_v1``: one block per channel (shared scale: the host views the arrays as
+  one channel of C*S values), the same strided sums and ``block_sum``, thread 0 adds to
   ``dscale``. No atomics.
 """
 from __future__ import annotations
@@ -32,9 +33,9 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32
 
-from ._launch import MAX_BLOCKS_1D, as_device, grid_1d
-
-REDUCE_THREADS = 256   # threads per block of the block-reduction kernels: a power of two
+from kernels._block import BLOCK_THREADS, block_sum
+from kernels._index import flat_checked
+from kernels._launch import MAX_BLOCKS_1D, launch_1d
 
 
 @cuda.jit
@@ -79,31 +80,23 @@ def normalize_spatial_bwd_v1(x, dy, scale, norm, dx, shared):
 @cuda.jit
 def normalize_across_fwd_v1(x, scale, y, norm, eps, shared):
     """norm[n] = sqrt(sum_{c,s} x^2 + eps); y = x * (1 / norm) * scale[c or 0]: a block per image,
-    shared-memory tree reduction; grid min(N, 4096), grid-stride over images."""
-    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    grid min(N, MAX_BLOCKS_1D), grid-stride over images."""
+    partial = cuda.shared.array(BLOCK_THREADS, float32)
     N = x.shape[0]
     C = x.shape[1]
     S = x.shape[2]
     tid = cuda.threadIdx.x
-    dim = C * S
     for n in range(cuda.blockIdx.x, N, cuda.gridDim.x):
         acc = float32(0.0)
-        for e in range(tid, dim, REDUCE_THREADS):
+        for e in range(tid, C * S, BLOCK_THREADS):
             v = x[n, e // S, e % S]
             acc += v * v
         partial[tid] = acc
-        cuda.syncthreads()  # every partial sum of this image is in shared memory
-        step = REDUCE_THREADS // 2
-        while step > 0:
-            if tid < step:
-                partial[tid] += partial[tid + step]
-            cuda.syncthreads()  # this tree level is complete before the next one reads it
-            step //= 2
-        nrm = math.sqrt(partial[0] + eps)
+        nrm = math.sqrt(block_sum(partial, tid) + eps)
         inv = float32(1.0) / nrm
         if tid == 0:
             norm[n] = nrm
-        for e in range(tid, dim, REDUCE_THREADS):
+        for e in range(tid, C * S, BLOCK_THREADS):
             c = e // S
             s = e % S
             sc = scale[0] if shared else scale[c]
@@ -114,31 +107,24 @@ def normalize_across_fwd_v1(x, scale, y, norm, eps, shared):
 @cuda.jit
 def normalize_across_bwd_v1(x, dy, scale, norm, dx, shared):
     """dx = (dy - x * (a / norm / norm)) * (1 / norm) * scale[c or 0], a = sum_{c,s} x * dy: a block
-    per image, shared-memory tree reduction; grid min(N, 4096), grid-stride over images."""
-    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    per image, grid min(N, MAX_BLOCKS_1D), grid-stride over images."""
+    partial = cuda.shared.array(BLOCK_THREADS, float32)
     N = x.shape[0]
     C = x.shape[1]
     S = x.shape[2]
     tid = cuda.threadIdx.x
-    dim = C * S
     for n in range(cuda.blockIdx.x, N, cuda.gridDim.x):
         acc = float32(0.0)
-        for e in range(tid, dim, REDUCE_THREADS):
+        for e in range(tid, C * S, BLOCK_THREADS):
             c = e // S
             s = e % S
             acc += x[n, c, s] * dy[n, c, s]
         partial[tid] = acc
-        cuda.syncthreads()  # every partial dot product of this image is in shared memory
-        step = REDUCE_THREADS // 2
-        while step > 0:
-            if tid < step:
-                partial[tid] += partial[tid + step]
-            cuda.syncthreads()  # this tree level is complete before the next one reads it
-            step //= 2
+        a = block_sum(partial, tid)
         nrm = norm[n]
-        k = partial[0] / nrm / nrm
+        k = a / nrm / nrm
         inv = float32(1.0) / nrm
-        for e in range(tid, dim, REDUCE_THREADS):
+        for e in range(tid, C * S, BLOCK_THREADS):
             c = e // S
             s = e % S
             sc = scale[0] if shared else scale[c]
@@ -148,31 +134,24 @@ def normalize_across_bwd_v1(x, dy, scale, norm, dx, shared):
 
 @cuda.jit
 def normalize_scale_bwd_v1(y, dy, scale, dscale):
-    """dscale[c] += sum_{n,s} y[n, c, s] * dy[n, c, s] / scale[c]: a block per channel, shared-memory
-    tree reduction; grid min(C, 4096), grid-stride over channels."""
-    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    """dscale[c] += sum_{n,s} y[n, c, s] * dy[n, c, s] / scale[c]: a block per channel, grid
+    min(C, MAX_BLOCKS_1D), grid-stride over channels."""
+    partial = cuda.shared.array(BLOCK_THREADS, float32)
     N = y.shape[0]
     C = y.shape[1]
     S = y.shape[2]
     tid = cuda.threadIdx.x
-    total = N * S
     for c in range(cuda.blockIdx.x, C, cuda.gridDim.x):
         acc = float32(0.0)
-        for e in range(tid, total, REDUCE_THREADS):
+        for e in range(tid, N * S, BLOCK_THREADS):
             n = e // S
             s = e - n * S
             acc += y[n, c, s] * dy[n, c, s]
         partial[tid] = acc
-        cuda.syncthreads()  # every partial sum of this channel is in shared memory
-        step = REDUCE_THREADS // 2
-        while step > 0:
-            if tid < step:
-                partial[tid] += partial[tid + step]
-            cuda.syncthreads()  # this tree level is complete before the next one reads it
-            step //= 2
+        total = block_sum(partial, tid)
         if tid == 0:
-            dscale[c] += partial[0] / scale[c]
-        cuda.syncthreads()  # thread 0 has read partial[0] before the next channel overwrites it
+            dscale[c] += total / scale[c]
+        cuda.syncthreads()  # every thread has read partial[0] before the next channel overwrites it
 
 
 _NCS = "float32[:, :, ::1]"
@@ -192,22 +171,12 @@ KERNELS: dict[str, tuple[Any, list[str]]] = {
 
 
 def _ncs(arr, shape, who):
-    arr = as_device(arr)
-    if np.dtype(arr.dtype) != np.float32 or arr.size != shape[0] * shape[1] * shape[2]:
-        raise ValueError(f"{who}: expected {shape[0] * shape[1] * shape[2]} float32 values, got "
-                         f"{arr.shape} {arr.dtype}")
-    return arr.reshape(*shape) if tuple(arr.shape) != shape else arr
-
-
-def _vec(arr, n, who, what):
-    arr = as_device(arr)
-    if np.dtype(arr.dtype) != np.float32 or arr.size != n:
-        raise ValueError(f"{who}: {what} must hold {n} float32 values, got {arr.shape} {arr.dtype}")
-    return arr.reshape(n) if len(arr.shape) != 1 else arr
+    """``arr`` (N*C*S float32 values) viewed as ``shape`` = (N, C, S)."""
+    return flat_checked(who, arr, shape[0] * shape[1] * shape[2]).reshape(*shape)
 
 
 def _norm(norm, shape, across, who):
-    flat = _vec(norm, shape[0] if across else shape[0] * shape[2], who, "norm")
+    flat = flat_checked(f"{who} (norm)", norm, shape[0] if across else shape[0] * shape[2])
     return flat if across else flat.reshape(shape[0], shape[2])
 
 
@@ -217,15 +186,16 @@ def normalize_fwd(x, scale, y, norm, shape: tuple[int, int, int], across_spatial
     ``x``/``y`` hold N*C*S values (viewed as ``shape`` = (N, C, S)), ``scale`` C or 1 values."""
     n, c, s = shape
     xv, yv = _ncs(x, shape, "normalize_fwd"), _ncs(y, shape, "normalize_fwd")
-    shared = as_device(scale).size == 1
-    sv = _vec(scale, 1 if shared else c, "normalize_fwd", "scale")
+    sv = flat_checked("normalize_fwd (scale)", scale)
+    shared = sv.size == 1
+    if not shared and sv.size != c:
+        raise ValueError(f"normalize_fwd: scale holds {sv.size} values, expected 1 or {c}")
     nv = _norm(norm, shape, across_spatial, "normalize_fwd")
     if across_spatial:
-        normalize_across_fwd_v1[max(1, min(n, MAX_BLOCKS_1D)), REDUCE_THREADS](
+        normalize_across_fwd_v1[max(1, min(n, MAX_BLOCKS_1D)), BLOCK_THREADS](
             xv, sv, yv, nv, np.float32(eps), shared)
     else:
-        blocks, threads = grid_1d(n * s)
-        normalize_spatial_fwd_v1[blocks, threads](xv, sv, yv, nv, np.float32(eps), shared)
+        launch_1d(normalize_spatial_fwd_v1, n * s, xv, sv, yv, nv, np.float32(eps), shared)
 
 
 def normalize_bwd(x, y, dy, scale, norm, dx, dscale, shape: tuple[int, int, int],
@@ -233,21 +203,22 @@ def normalize_bwd(x, y, dy, scale, norm, dx, dscale, shape: tuple[int, int, int]
     """Gradients of ``normalize_fwd``: ``dx`` written when not None, ``dscale`` accumulated when not
     None (see the module docstring). ``y`` is the forward's output."""
     n, c, s = shape
-    shared = as_device(scale).size == 1
-    sv = _vec(scale, 1 if shared else c, "normalize_bwd", "scale")
+    sv = flat_checked("normalize_bwd (scale)", scale)
+    shared = sv.size == 1
+    if not shared and sv.size != c:
+        raise ValueError(f"normalize_bwd: scale holds {sv.size} values, expected 1 or {c}")
     dyv = _ncs(dy, shape, "normalize_bwd")
     if dscale is not None:
-        dsv = _vec(dscale, 1 if shared else c, "normalize_bwd", "dscale")
+        dsv = flat_checked("normalize_bwd (dscale)", dscale, sv.size)
         rs = (n, 1, c * s) if shared else shape
-        normalize_scale_bwd_v1[max(1, min(rs[1], MAX_BLOCKS_1D)), REDUCE_THREADS](
+        normalize_scale_bwd_v1[max(1, min(rs[1], MAX_BLOCKS_1D)), BLOCK_THREADS](
             _ncs(y, rs, "normalize_bwd"), _ncs(dy, rs, "normalize_bwd"), sv, dsv)
     if dx is None:
         return
     xv, dxv = _ncs(x, shape, "normalize_bwd"), _ncs(dx, shape, "normalize_bwd")
     nv = _norm(norm, shape, across_spatial, "normalize_bwd")
     if across_spatial:
-        normalize_across_bwd_v1[max(1, min(n, MAX_BLOCKS_1D)), REDUCE_THREADS](
+        normalize_across_bwd_v1[max(1, min(n, MAX_BLOCKS_1D)), BLOCK_THREADS](
             xv, dyv, sv, nv, dxv, shared)
     else:
-        blocks, threads = grid_1d(n * s)
-        normalize_spatial_bwd_v1[blocks, threads](xv, dyv, sv, nv, dxv, shared)
+        launch_1d(normalize_spatial_bwd_v1, n * s, xv, dyv, sv, nv, dxv, shared)

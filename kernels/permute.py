@@ -3,13 +3,13 @@
 ``y = x.transpose(order)`` for a C-contiguous ``x`` of any rank: output axis k is input axis
 ``order[k]``. The host merges runs of axes that stay adjacent and in order (NCHW -> NHWC is a
 3-axis transpose of (N, C, H*W)), then passes the kernel, per remaining output axis, its size and
-the input stride it walks (``out_shape``, ``src_stride``: small int64 device arrays, uploaded once
-per (shape, order) and cached).
+the input stride it walks (``out_shape``, ``src_stride``: small int64 device arrays,
+``kernels._launch.device_constants``, uploaded once per (shape, order)).
 
 Versions:
 
-- ``permute_v1``: one thread per output element, grid-stride, 256 threads per block; the flat
-  output index is split into coordinates from the last axis, the source offset is their dot
+- ``permute_v1``: one thread per output element, grid-stride (``kernels._launch.launch_1d``); the
+  flat output index is split into coordinates from the last axis, the source offset is their dot
   product with ``src_stride``. Writes are coalesced, reads strided (a gather).
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from ._launch import as_device, grid_1d
+from kernels._index import flat_checked
+from kernels._launch import device_constants, launch_1d
 
 
 @cuda.jit
@@ -75,9 +76,8 @@ def _plan(shape: tuple[int, ...], order: tuple[int, ...]) -> tuple[Any, Any]:
     strides = [1] * len(mshape)
     for k in range(len(mshape) - 2, -1, -1):
         strides[k] = strides[k + 1] * mshape[k + 1]
-    out_shape = np.array([mshape[a] for a in morder], dtype=np.int64)
-    src_stride = np.array([strides[a] for a in morder], dtype=np.int64)
-    return cuda.to_device(out_shape), cuda.to_device(src_stride)
+    return (device_constants(tuple(mshape[a] for a in morder)),
+            device_constants(tuple(strides[a] for a in morder)))
 
 
 def permute(x, y, shape: Sequence[int], order: Sequence[int]) -> None:
@@ -87,15 +87,7 @@ def permute(x, y, shape: Sequence[int], order: Sequence[int]) -> None:
     order = tuple(int(o) for o in order)
     if sorted(order) != list(range(len(shape))):
         raise ValueError(f"permute: order {order} is not a permutation of {len(shape)} axes")
-    x = as_device(x)
-    y = as_device(y)
     total = int(np.prod(shape, dtype=np.int64))
-    for name, arr in (("x", x), ("y", y)):
-        if np.dtype(arr.dtype) != np.float32 or arr.size != total:
-            raise ValueError(f"permute: {name} must hold {total} float32 values, got {arr.shape} "
-                             f"{arr.dtype}")
-    if total == 0:
-        return
-    out_shape, src_stride = _plan(shape, order)
-    blocks, threads = grid_1d(total)
-    permute_v1[blocks, threads](x.reshape(total), y.reshape(total), out_shape, src_stride)
+    xf, yf = flat_checked("permute (x)", x, total), flat_checked("permute (y)", y, total)
+    if total:
+        launch_1d(permute_v1, total, xf, yf, *_plan(shape, order))

@@ -1,4 +1,5 @@
-"""Max and average pooling over NCHW float32 tensors, forward and backward, with Caffe's semantics.
+"""Max, average and stochastic pooling over NCHW float32 tensors, forward and backward, with
+Caffe's semantics.
 
 Math (per image n, channel c, output cell (ph, pw)); Caffe's pooling_layer.cu to the letter:
 
@@ -21,7 +22,28 @@ past the image) gives y = -FLT_MAX / mask -1 for MAX and 0/0 = NaN for AVE, exac
 
 Global pooling is kernel = (H, W), pad 0, stride 1. Output sizes are the caller's (Caffe's rule,
 ceil mode and the clipped last window, lives in ``netdef.shapes``), read from the y / dy array's
-shape. Stochastic pooling is not provided.
+shape.
+
+Stochastic pooling (Zeiler & Fergus 2013; Caffe's StoPoolForwardTrain / StoPoolForwardTest /
+StoPoolBackward, GPU only in Caffe). Windows never pad (Caffe refuses padding for STOCHASTIC):
+
+    hstart = ph*stride_h, hend = min(hstart + kernel_h, H)     (the same for w)
+    TRAIN:  s = sum of x over the window (row-major h, w, float32);  thres = u * s  with u the
+            output's uniform draw in (0, 1];  then the first (h, w) in row-major order whose
+            running sum reaches thres (``cumsum >= thres``) is picked:
+            y = x[h, w], idx = h*W + w.   A window whose running sum never reaches thres (only
+            possible with negative inputs; Caffe then leaves the top stale) gives y = 0, idx = -1.
+    TEST:   y = (sum of x^2 over the window) / (FLT_MIN + sum of x over the window)
+    Backward (written ``=``): dx[h, w] = sum of dy[ph, pw] over the outputs whose window covers
+            (h, w) and whose idx is h*W + w (a gather, no atomics).
+
+Random numbers: output element i (flat NCHW index of y) takes the 32-bit word
+``kernels.dropout.random_word(i, seed, stream)`` -- word (i mod 4) of Philox4x32-10(counter
+(i div 4, stream), key seed), the same words ``dropout.random_uint32_host`` gives on the host -- and
+turns it into cuRAND's uniform in (0, 1] (what Caffe's caffe_gpu_rng_uniform draws):
+u = r * 2^-32 + 2^-33 in float32 (the product is exact, so a fused multiply-add rounds the same).
+``uniform_host`` gives the cpu backend the same u for the same (seed, stream), so both backends pick
+the same elements; the layer advances ``stream`` every TRAIN forward (exact resume, as Dropout).
 
 Shapes: x, dx (N, C, H, W); y, dy, mask (N, C, PH, PW); all C-contiguous, float32 (mask int32).
 
@@ -29,7 +51,7 @@ Versions (``PROMOTED``: v2 for all four; v2 falls back to v1 for the shapes it c
     v1  one thread per output (forward) or per input element (backward, scanning the outputs whose
         window covers it, as Caffe's GPU code: no atomics); 1-D grid-stride loop over the flat
         index with int64 geometry (4 64-bit divisions per element to find n, c, h, w). Launch:
-        ``kernels._launch.grid_1d``, POOL_THREADS per block.
+        ``kernels._launch.launch_1d``.
     v2  int32 index math (np.int32 arguments, int32() casts where numba would widen, and one
         ``div.u32`` per thread via ``kernels._index.udiv32``: no 64-bit division anywhere); a 2-D block
         (TX, TY) over a grid (bands or spatial blocks, plane groups): plane p = blockIdx.y*TY +
@@ -53,6 +75,10 @@ Versions (``PROMOTED``: v2 for all four; v2 falls back to v1 for the shapes it c
         AVE: one thread per input. Each input's terms are summed in Caffe's row-major (ph, pw)
         order whenever the chunk spans the covering outputs along w (3x3/2, 2x2/2, ...); with
         more (3x3/1) the order differs, hence the sum by rounding only.
+Stochastic pooling has v1 only (no ``PROMOTED`` entry): ``sto_pool_fwd_train_v1`` one thread per
+output (one Philox call, two passes over the window), ``sto_pool_fwd_test_v1`` one thread per
+output, ``sto_pool_bwd_v1`` one thread per input element scanning the outputs whose window covers
+it; 1-D grid-stride loops with int32 geometry arguments.
 """
 from __future__ import annotations
 
@@ -62,10 +88,10 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, int32, int64, uint32, uint64, void
 
-from kernels._index import udiv32
-from kernels._launch import SIMULATOR, as_device, ceil_div, grid_1d
+from kernels._index import flat_checked, udiv32
+from kernels._launch import SIMULATOR, as_device, ceil_div, launch_1d
+from kernels.dropout import random_uint32_host, random_word
 
-POOL_THREADS = 256          # v1: threads per block for every pooling kernel (8 warps)
 # v2: threads per block (TX * TY); the simulator runs each thread as a Python thread: keep it small
 V2_THREADS = 64 if SIMULATOR else 256
 SMEM_FLOATS = 6144          # v2 forward tile: 24 KiB per block -> 8 blocks of 256 threads per SM
@@ -73,6 +99,10 @@ _BAND_FLOATS = SMEM_FLOATS  # what the forward planner may use of the tile (test
 _MAX_GRID_Y = 65535        # grid y (planes) cap; the kernels loop over the rest (tests lower it)
 INT32_MAX = 2**31 - 1
 NEG_FLT_MAX = np.float32(-np.finfo(np.float32).max)   # Caffe's initial max: -FLT_MAX
+_ZERO = float32(0.0)
+TWO_POW_M32 = np.float32(2.0 ** -32)            # cuRAND's CURAND_2POW32_INV
+HALF_TWO_POW_M32 = np.float32(2.0 ** -33)       # ... and half of it: u in (0, 1]
+FLT_MIN = np.float32(np.finfo(np.float32).tiny)  # Caffe's STOCHASTIC TEST start of the window sum
 
 
 PROMOTED: dict[str, str] = {"max_pool_fwd": "v2", "max_pool_bwd": "v2", "ave_pool_fwd": "v2",
@@ -526,12 +556,89 @@ def ave_pool_bwd_v2(dy, dx, bounds, P, H, W, PH, PW, kernel_h, kernel_w, stride_
         p = int32(p + pstep)
 
 
+@cuda.jit
+def sto_pool_fwd_train_v1(x, y, idx, C, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w,
+                          seed, stream):
+    """y = the window element picked by u * (window sum) (Caffe's rule); idx = its h*W + w."""
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        pw = i % PW
+        ph = (i // PW) % PH
+        plane = (i // (PW * PH)) * H * W             # (n*C + c) * H * W
+        hstart = ph * stride_h
+        wstart = pw * stride_w
+        hend = min(hstart + kernel_h, H)
+        wend = min(wstart + kernel_w, W)
+        r = random_word(i, seed, stream)
+        u = float32(uint32(r)) * TWO_POW_M32 + HALF_TWO_POW_M32
+        cumsum = _ZERO
+        for h in range(hstart, hend):
+            for w in range(wstart, wend):
+                cumsum += x[plane + h * W + w]
+        thres = u * cumsum
+        cumsum = _ZERO
+        picked = int32(-1)
+        value = _ZERO
+        for h in range(hstart, hend):
+            for w in range(wstart, wend):
+                if picked < 0:
+                    v = x[plane + h * W + w]
+                    cumsum += v
+                    if cumsum >= thres:
+                        picked = int32(h * W + w)
+                        value = v
+        y[i] = value
+        idx[i] = picked
+
+
+@cuda.jit
+def sto_pool_fwd_test_v1(x, y, C, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w):
+    """y = sum(x^2) / (FLT_MIN + sum(x)) over the window (Caffe's probability-weighted average)."""
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        pw = i % PW
+        ph = (i // PW) % PH
+        plane = (i // (PW * PH)) * H * W
+        hstart = ph * stride_h
+        wstart = pw * stride_w
+        hend = min(hstart + kernel_h, H)
+        wend = min(wstart + kernel_w, W)
+        cumsum = FLT_MIN
+        cumvalues = _ZERO
+        for h in range(hstart, hend):
+            for w in range(wstart, wend):
+                v = x[plane + h * W + w]
+                cumsum += v
+                cumvalues += v * v
+        y[i] = cumvalues / cumsum
+
+
+@cuda.jit
+def sto_pool_bwd_v1(dy, idx, dx, C, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w):
+    """dx[n,c,h,w] = sum of dy over the outputs covering (h, w) whose picked index is h*W + w."""
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        w = i % W
+        h = (i // W) % H
+        out_plane = (i // (W * H)) * PH * PW
+        phstart = 0 if h < kernel_h else (h - kernel_h) // stride_h + 1
+        phend = min(h // stride_h + 1, PH)
+        pwstart = 0 if w < kernel_w else (w - kernel_w) // stride_w + 1
+        pwend = min(w // stride_w + 1, PW)
+        target = h * W + w
+        gradient = _ZERO
+        for ph in range(phstart, phend):
+            for pw in range(pwstart, pwend):
+                o = out_plane + ph * PW + pw
+                if idx[o] == target:
+                    gradient += dy[o]
+        dx[i] = gradient
+
+
 _F = float32[::1]
 _I = int32[::1]
 _F2 = float32[:, ::1]
 _I2 = int32[:, ::1]
 _GEOM = (int64,) * 11       # C, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w
 _GEOM2 = (int32,) * 11      # P, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w
+_GEOM_STO = (int32,) * 9    # C, H, W, PH, PW, kernel_h, kernel_w, stride_h, stride_w
 
 KERNELS: dict[str, tuple[Any, list]] = {
     "max_pool_fwd_v1": (max_pool_fwd_v1, [void(_F, _F, _I, *_GEOM)]),
@@ -542,6 +649,9 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "max_pool_bwd_v2": (max_pool_bwd_v2, [void(_F2, _I2, _F2, _I, *(int32,) * 8)]),
     "ave_pool_fwd_v2": (ave_pool_fwd_v2, [void(_F, _F2, *_GEOM2, int32, int32)]),
     "ave_pool_bwd_v2": (ave_pool_bwd_v2, [void(_F2, _F2, _I, *_GEOM2, int32, int32)]),
+    "sto_pool_fwd_train_v1": (sto_pool_fwd_train_v1, [void(_F, _F, _I, *_GEOM_STO, uint64, uint64)]),
+    "sto_pool_fwd_test_v1": (sto_pool_fwd_test_v1, [void(_F, _F, *_GEOM_STO)]),
+    "sto_pool_bwd_v1": (sto_pool_bwd_v1, [void(_F, _I, _F, *_GEOM_STO)]),
 }
 
 
@@ -569,20 +679,6 @@ def _geometry(big: Any, small: Any, kernel, stride, pad) -> tuple[int, ...]:
         raise ValueError(f"pooling needs kernel > 0, stride > 0, pad >= 0; got kernel={kernel}, "
                          f"stride={stride}, pad={pad}")
     return (C, H, W, small.shape[2], small.shape[3], kh, kw, sh, sw, pad_h, pad_w)
-
-
-def _flat(a: Any, dtype: Any) -> Any:
-    """The device array ``a`` viewed as 1-D, after checking its dtype."""
-    if a.dtype != dtype:
-        raise TypeError(f"expected a {np.dtype(dtype).name} array, got {a.dtype}")
-    return a.reshape(a.size)
-
-
-def _launch(kernel, n: int, *args) -> None:
-    if n == 0:
-        return
-    blocks, threads = grid_1d(n, POOL_THREADS)
-    kernel[blocks, threads](*args)
 
 
 def _pow2_at_least(n: int) -> int:
@@ -689,7 +785,7 @@ def _fwd_v2(kernel, big, small, geom, *extra) -> bool:
     if P * PH * PW == 0:
         return True
     grid, block, R, slot = plan
-    kernel[grid, block](_flat(big, np.float32), _planes(small, np.float32), *extra,
+    kernel[grid, block](flat_checked("pooling", big), _planes(small, np.float32), *extra,
                         *_i32(P, H, W, PH, PW, kh, kw, sh, sw, pad_h, pad_w, R, slot))
     return True
 
@@ -704,12 +800,12 @@ def max_pool_fwd(x: Any, y: Any, mask: Any, kernel: int | tuple[int, int],
     geom = _geometry(x, y, kernel, stride, pad)
     if tuple(mask.shape) != tuple(y.shape):
         raise ValueError(f"max pool mask shape {mask.shape} != output shape {y.shape}")
-    yf = _flat(y, np.float32)
-    mf = _flat(mask, np.int32)
-    xf = _flat(x, np.float32)
+    yf = flat_checked("pooling", y)
+    mf = flat_checked("pooling", mask, dtype=np.int32)
+    xf = flat_checked("pooling", x)
     if PROMOTED["max_pool_fwd"] == "v2" and _fwd_v2(max_pool_fwd_v2, x, y, geom, _planes(mask, np.int32)):
         return
-    _launch(max_pool_fwd_v1, yf.size, xf, yf, mf, *geom)
+    launch_1d(max_pool_fwd_v1, yf.size, xf, yf, mf, *geom)
 
 
 def max_pool_bwd(dy: Any, mask: Any, dx: Any, kernel: int | tuple[int, int],
@@ -720,15 +816,15 @@ def max_pool_bwd(dy: Any, mask: Any, dx: Any, kernel: int | tuple[int, int],
     geom = _geometry(dx, dy, kernel, stride, pad)
     if tuple(mask.shape) != tuple(dy.shape):
         raise ValueError(f"max pool mask shape {mask.shape} != top diff shape {dy.shape}")
-    dxf = _flat(dx, np.float32)
-    dyf = _flat(dy, np.float32)
-    mf = _flat(mask, np.int32)
+    dxf = flat_checked("pooling", dx)
+    dyf = flat_checked("pooling", dy)
+    mf = flat_checked("pooling", mask, dtype=np.int32)
     C, H, W, PH, PW = geom[:5]
     P = dx.shape[0] * C
     v2 = PROMOTED["max_pool_bwd"] == "v2"
     plan = _bwd_pairs_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if v2 else None
     if plan is None:
-        _launch(max_pool_bwd_v1, dxf.size, dyf, mf, dxf, *geom)
+        launch_1d(max_pool_bwd_v1, dxf.size, dyf, mf, dxf, *geom)
     elif dxf.size:
         grid, block = plan
         table, pair_h, _, pair_w2 = _bounds_table(*geom[1:])
@@ -743,11 +839,11 @@ def ave_pool_fwd(x: Any, y: Any, kernel: int | tuple[int, int],
     Caffe's pool_size (the window clipped to the padded extent H+pad, W+pad)."""
     x, y = as_device(x), as_device(y)
     geom = _geometry(x, y, kernel, stride, pad)
-    yf = _flat(y, np.float32)
-    xf = _flat(x, np.float32)
+    yf = flat_checked("pooling", y)
+    xf = flat_checked("pooling", x)
     if PROMOTED["ave_pool_fwd"] == "v2" and _fwd_v2(ave_pool_fwd_v2, x, y, geom):
         return
-    _launch(ave_pool_fwd_v1, yf.size, xf, yf, *geom)
+    launch_1d(ave_pool_fwd_v1, yf.size, xf, yf, *geom)
 
 
 def ave_pool_bwd(dy: Any, dx: Any, kernel: int | tuple[int, int],
@@ -756,16 +852,57 @@ def ave_pool_bwd(dy: Any, dx: Any, kernel: int | tuple[int, int],
     dx is overwritten."""
     dy, dx = as_device(dy), as_device(dx)
     geom = _geometry(dx, dy, kernel, stride, pad)
-    dxf = _flat(dx, np.float32)
-    dyf = _flat(dy, np.float32)
+    dxf = flat_checked("pooling", dx)
+    dyf = flat_checked("pooling", dy)
     C, H, W, PH, PW = geom[:5]
     P = dx.shape[0] * C
     v2 = PROMOTED["ave_pool_bwd"] == "v2"
     plan = _bwd_plan(P, H, W, PH, PW, V2_THREADS, _MAX_GRID_Y) if v2 else None
     if plan is None:
-        _launch(ave_pool_bwd_v1, dxf.size, dyf, dxf, *geom)
+        launch_1d(ave_pool_bwd_v1, dxf.size, dyf, dxf, *geom)
     elif dxf.size:
         grid, block = plan
         table, pair_h, pair_w, _ = _bounds_table(*geom[1:])
         ave_pool_bwd_v2[grid, block](_planes(dy, np.float32), _planes(dx, np.float32), table,
                                      *_i32(P, *geom[1:], pair_h, pair_w))
+
+
+def uniform_host(n: int, seed: int, stream: int) -> np.ndarray:
+    """The n float32 uniforms in (0, 1] the TRAIN kernel draws for outputs 0..n-1 of (seed,
+    stream): cuRAND's r * 2^-32 + 2^-33 of the Philox words (for the cpu backend)."""
+    r = random_uint32_host(n, seed, stream)
+    return r.astype(np.float32) * TWO_POW_M32 + HALF_TWO_POW_M32
+
+
+def sto_pool_fwd_train(x: Any, y: Any, idx: Any, kernel: tuple[int, int], stride: tuple[int, int],
+                       seed: int, stream: int) -> None:
+    """TRAIN forward: y (N,C,PH,PW) = the element of each window of x (N,C,H,W) picked with
+    probability proportional to its value (Caffe's cumulative-sum rule, u from Philox(seed,
+    stream)); idx (int32, y's shape) = its h*W + w (-1 when nothing was picked)."""
+    x, y, idx = as_device(x), as_device(y), as_device(idx)
+    geom = _i32(*_geometry(x, y, kernel, stride, 0)[:9])
+    if tuple(idx.shape) != tuple(y.shape):
+        raise ValueError(f"stochastic pooling index shape {idx.shape} != output shape {y.shape}")
+    who = "sto_pool_fwd_train"
+    launch_1d(sto_pool_fwd_train_v1, y.size, flat_checked(who, x), flat_checked(who, y),
+              flat_checked(who, idx, dtype=np.int32), *geom, np.uint64(seed), np.uint64(stream))
+
+
+def sto_pool_fwd_test(x: Any, y: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> None:
+    """TEST forward: y = sum(x^2) / (FLT_MIN + sum(x)) over each window."""
+    x, y = as_device(x), as_device(y)
+    geom = _i32(*_geometry(x, y, kernel, stride, 0)[:9])
+    launch_1d(sto_pool_fwd_test_v1, y.size, flat_checked("sto_pool_fwd_test", x),
+              flat_checked("sto_pool_fwd_test", y), *geom)
+
+
+def sto_pool_bwd(dy: Any, idx: Any, dx: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> None:
+    """Backward: dx (N,C,H,W) = dy routed to the picked elements (summed where windows overlap);
+    dx is overwritten."""
+    dy, idx, dx = as_device(dy), as_device(idx), as_device(dx)
+    geom = _i32(*_geometry(dx, dy, kernel, stride, 0)[:9])
+    if tuple(idx.shape) != tuple(dy.shape):
+        raise ValueError(f"stochastic pooling index shape {idx.shape} != top diff shape {dy.shape}")
+    who = "sto_pool_bwd"
+    launch_1d(sto_pool_bwd_v1, dx.size, flat_checked(who, dy), flat_checked(who, idx, dtype=np.int32),
+              flat_checked(who, dx), *geom)

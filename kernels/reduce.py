@@ -37,6 +37,14 @@ idle, so their v2 splits each channel over ``parts`` blocks):
 v1 (one block per channel), > 1 = blocks per channel so that about CHANNEL_TARGET_BLOCKS run;
 cached per shape.
 
+Caffe's Reduction layer (x viewed as (num, dim), ``op`` its ReductionParameter SUM, ASUM or SUMSQ;
+MEAN is SUM with coeff / dim, folded by the layer):
+- ``reduction_fwd_v1``: y[r] = coeff * sum_j term(op, x[r, j]), one block per row (the threads
+  stride over the row, ``block_sum`` adds them); a single row (axis 0) runs the whole-array
+  reduction above into y[0] instead, then a scale.
+- ``reduction_bwd_v1``: g = dy[r] * coeff; dx[r, j] = g (SUM), sign(x)*g (ASUM, sign(0) = 0),
+  (2*g)*x (SUMSQ), written; one thread per element, grid-stride.
+
 Launch geometry: ``kernels._block.BLOCK_THREADS`` threads per block (the tree halves it); v2 uses
 min(ceil(n / (BLOCK_THREADS * ITEMS_V2)), REDUCE_MAX_BLOCKS) blocks, cached per n.
 The operation is a runtime code (OP_SUM, OP_SUMSQ, OP_ASUM, OP_DOT), uniform across the grid, so the
@@ -52,9 +60,9 @@ import numpy as np
 from numba import cuda, float32, int64, void
 
 from kernels._block import BLOCK_THREADS, block_sum, walk_next, walk_start
-from kernels._index import flat
-from kernels._launch import ceil_div, grid_1d, scratch
-from kernels.blas1 import fill
+from kernels._index import flat, flat_checked
+from kernels._launch import ceil_div, grid_1d, launch_1d, scratch
+from kernels.blas1 import fill, scal
 
 REDUCE_THREADS = BLOCK_THREADS
 REDUCE_MAX_BLOCKS = 512     # first-pass block cap (about 4 blocks per SM on H100/H200)
@@ -65,6 +73,10 @@ OP_SUM = 0
 OP_SUMSQ = 1
 OP_ASUM = 2
 OP_DOT = 3
+REDUCTION_SUM = 1       # Caffe's ReductionParameter values (MEAN = 4 runs as SUM with coeff / dim)
+REDUCTION_ASUM = 2
+REDUCTION_SUMSQ = 3
+_REDUCTION_TERMS = {REDUCTION_SUM: OP_SUM, REDUCTION_ASUM: OP_ASUM, REDUCTION_SUMSQ: OP_SUMSQ}
 
 CH_SUM_DOT = 0    # channel sums: s1 = sum a, s2 = sum a * b
 CH_SQDEV = 1      # channel sums: s1 = sum (a - center[d])^2, s2 = 0
@@ -227,6 +239,35 @@ def channel_thread_v2(a, b, center, out1, out2, outer, dim, inner, mode, scale1,
             out2[d] = out2[d] + s2
 
 
+@cuda.jit
+def reduction_fwd_v1(x, y, dim, op, coeff):
+    """Row r (this block): y[r] = coeff * sum_j term(op, x[r, j])."""
+    partial = cuda.shared.array(REDUCE_THREADS, float32)
+    tid = cuda.threadIdx.x
+    base = cuda.blockIdx.x * dim
+    acc = float32(0)
+    for j in range(tid, dim, REDUCE_THREADS):
+        acc += _term(x, x, base + j, op)
+    partial[tid] = acc
+    total = block_sum(partial, tid)
+    if tid == 0:
+        y[cuda.blockIdx.x] = total * coeff if coeff != float32(1) else total
+
+
+@cuda.jit
+def reduction_bwd_v1(x, dy, dx, dim, op, coeff):
+    """dx[r, j] from g = dy[r] * coeff: g, sign(x) * g (ASUM) or (2 * g) * x (SUMSQ)."""
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        g = dy[i // dim] * coeff
+        if op == OP_ASUM:
+            v = x[i]
+            dx[i] = (float32(v > float32(0)) - float32(v < float32(0))) * g
+        elif op == OP_SUMSQ:
+            dx[i] = (float32(2) * g) * x[i]
+        else:
+            dx[i] = g
+
+
 KERNELS: dict[str, tuple[Any, list]] = {
     "channel_thread_v2": (channel_thread_v2, [void(F1, F1, F1, F1, F1, int64, int64, int64, int64,
                                                    float32, float32, int64, int64)]),
@@ -237,6 +278,8 @@ KERNELS: dict[str, tuple[Any, list]] = {
     "reduce_v1": (reduce_v1, [void(F1, F1, int64, int64, F1, int64)]),
     "reduce_partial_v2": (reduce_partial_v2, [void(F1, F1, int64, int64, F1)]),
     "reduce_finalize_v2": (reduce_finalize_v2, [void(F1, int64, F1, int64)]),
+    "reduction_fwd_v1": (reduction_fwd_v1, [void(F1, F1, int64, int64, float32)]),
+    "reduction_bwd_v1": (reduction_bwd_v1, [void(F1, F1, F1, int64, int64, float32)]),
 }
 
 
@@ -352,3 +395,35 @@ def sumsq_total(arrays: Sequence[Any]) -> float:
     for a in arrays:
         sumsq(a, out=total, accumulate=True)
     return float(total.copy_to_host()[0])
+
+
+def _reduction_term(op: int) -> int:
+    if op not in _REDUCTION_TERMS:
+        raise ValueError(f"reduction: op must be SUM (1), ASUM (2) or SUMSQ (3), got {op}")
+    return _REDUCTION_TERMS[op]
+
+
+def reduction_fwd(x: Any, y: Any, num: int, dim: int, op: int, coeff: float) -> None:
+    """Caffe's Reduction: y (num,) = coeff * the per-row reduction ``op`` (REDUCTION_SUM, _ASUM or
+    _SUMSQ) of x viewed as (num, dim)."""
+    term = _reduction_term(op)
+    xf, yf = flat_checked("reduction_fwd", x, num * dim), flat_checked("reduction_fwd", y, num)
+    if num == 0:
+        return
+    if dim == 0:
+        fill(yf, 0.0)
+        return
+    if num == 1:          # one long row: the grid-wide two-pass reduction, on the device
+        {OP_SUM: reduce_sum, OP_ASUM: asum, OP_SUMSQ: sumsq}[term](xf, out=yf)
+        if np.float32(coeff) != 1:
+            scal(yf, float(coeff))
+        return
+    reduction_fwd_v1[num, REDUCE_THREADS](xf, yf, dim, term, np.float32(coeff))
+
+
+def reduction_bwd(x: Any, dy: Any, dx: Any, num: int, dim: int, op: int, coeff: float) -> None:
+    """dx (num, dim) = the gradient of ``reduction_fwd`` given dy (num,) (dx written)."""
+    term = _reduction_term(op)
+    xf, dxf = flat_checked("reduction_bwd", x, num * dim), flat_checked("reduction_bwd", dx, num * dim)
+    dyf = flat_checked("reduction_bwd", dy, num)
+    launch_1d(reduction_bwd_v1, num * dim, xf, dyf, dxf, dim, term, np.float32(coeff))

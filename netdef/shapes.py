@@ -69,7 +69,8 @@ class LayerShapes:
     """What ``infer`` returns: top shapes, learnable parameter shapes, forward FLOPs, and for
     Convolution / Deconvolution (``ConvGeometry`` for 2-D, ``ConvNdGeometry`` otherwise), Pooling
     (``PoolGeometry``), SPP (a tuple of ``PoolGeometry``, one per pyramid level), Im2col
-    (``Im2colGeometry``) and the SSD layers the parsed ``netdef.geometry`` object the layer runs
+    (``Im2colGeometry``), Crop (the offset on every axis of bottom 0, a tuple: 0 before
+    ``crop_param.axis``) and the SSD layers the parsed ``netdef.geometry`` object the layer runs
     with (None for other types)."""
     top_shapes: list[Shape]
     param_shapes: list[Shape] = field(default_factory=list)
@@ -394,6 +395,19 @@ def _conv_geometry(ctx: _Ctx, n_spatial: int) -> tuple[list[int], list[int], lis
     return kernel, stride, pad, dilation
 
 
+def _conv_out(ctx: _Ctx, in_spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+              pad: Sequence[int], dilation: Sequence[int]) -> list[int]:
+    """Caffe's convolution output size per spatial axis, (in + 2*pad - extent) // stride + 1 with
+    extent = dilation*(kernel-1) + 1; the extent must fit the padded input."""
+    out = []
+    for i, (x, k, s, pd, d) in enumerate(zip(in_spatial, kernel, stride, pad, dilation)):
+        extent = d * (k - 1) + 1
+        ctx.check(x + 2 * pd >= extent, f"spatial axis {i}: kernel extent {extent} (kernel {k}, "
+                  f"dilation {d}) is larger than the padded input {x} + 2*{pd}")
+        out.append((x + 2 * pd - extent) // s + 1)
+    return out
+
+
 def _conv_like(ctx: _Ctx, deconv: bool) -> LayerShapes:
     ctx.nbottom(lo=1)
     ctx.check(ctx.ntop == len(ctx.b), f"needs one top per bottom ({len(ctx.b)} bottoms, "
@@ -416,19 +430,15 @@ def _conv_like(ctx: _Ctx, deconv: bool) -> LayerShapes:
     ctx.check(num_output % group == 0, f"num_output ({num_output}) must be a multiple of group "
               f"({group})")
     in_spatial = b0[caxis + 1:]
-    out_spatial = []
-    for i, (x, k, s, pd, d) in enumerate(zip(in_spatial, kernel, stride, pad, dilation)):
-        extent = d * (k - 1) + 1
-        if deconv:
-            o = s * (x - 1) + extent - 2 * pd
+    if deconv:
+        out_spatial = []
+        for i, (x, k, s, pd, d) in enumerate(zip(in_spatial, kernel, stride, pad, dilation)):
+            o = s * (x - 1) + d * (k - 1) + 1 - 2 * pd
             ctx.check(o > 0, f"spatial axis {i}: deconvolution output {o} <= 0 (input {x}, "
                       f"kernel {k}, stride {s}, pad {pd}, dilation {d})")
-        else:
-            ctx.check(x + 2 * pd >= extent,
-                      f"spatial axis {i}: kernel extent {extent} (kernel {k}, dilation {d}) is "
-                      f"larger than the padded input {x} + 2*{pd}")
-            o = (x + 2 * pd - extent) // s + 1
-        out_spatial.append(o)
+            out_spatial.append(o)
+    else:
+        out_spatial = _conv_out(ctx, in_spatial, kernel, stride, pad, dilation)
     top = tuple(b0[:caxis]) + (num_output,) + tuple(out_spatial)
     if deconv:
         weight = (channels, num_output // group) + tuple(kernel)
@@ -644,12 +654,20 @@ def _softmax(ctx: _Ctx) -> LayerShapes:
     return res
 
 
+def legacy_shape(shape: Sequence[int]) -> Shape | None:
+    """Caffe's Blob::LegacyShape view (num, channels, height, width) of a blob of at most 4 axes
+    (missing trailing axes are 1); None for more axes, which Caffe's legacy accessors refuse."""
+    if len(shape) > 4:
+        return None
+    return tuple(int(d) for d in shape) + (1,) * (4 - len(shape))
+
+
 def legacy_4d(ctx: _Ctx, shape: Shape) -> Shape:
-    """Caffe's (num, channels, height, width) legacy view of a blob of at most 4 axes (missing
-    trailing axes are 1); more axes is an error, as Blob::LegacyShape's check."""
-    ctx.check(len(shape) <= 4, f"cannot use legacy accessors on a blob with more than 4 axes "
+    """``legacy_shape`` of a bottom; more than 4 axes is this layer's ShapeError."""
+    four = legacy_shape(shape)
+    ctx.check(four is not None, f"cannot use legacy accessors on a blob with more than 4 axes "
               f"{fmt(shape)}")
-    return tuple(shape) + (1,) * (4 - len(shape))
+    return four
 
 
 @register("MVN")
@@ -1020,12 +1038,14 @@ def _crop(ctx: _Ctx) -> LayerShapes:
     ctx.check(len(p.offset) in (0, 1, n), f"number of offset values specified must be 0, 1 or "
               f"equal to the number of dimensions following axis ({n}), got {len(p.offset)}")
     top = list(a)
+    offsets = [0] * len(a)
     for i in range(axis, len(a)):
-        off = 0 if not len(p.offset) else p.offset[0 if len(p.offset) == 1 else i - axis]
+        off = 0 if not len(p.offset) else int(p.offset[0 if len(p.offset) == 1 else i - axis])
         ctx.check(a[i] - off >= ref[i], f"invalid crop: axis {i} of size {a[i]} with offset {off} "
                   f"cannot give size {ref[i]}")
         top[i] = ref[i]
-    return LayerShapes([tuple(top)], [], 0)
+        offsets[i] = off
+    return LayerShapes([tuple(top)], [], 0, tuple(offsets))
 
 
 @register("Tile")
@@ -1139,9 +1159,10 @@ def _python(ctx: _Ctx) -> LayerShapes:
 
 def _legacy(ctx: _Ctx, shape: Shape, index: int, what: str) -> int:
     """Blob::LegacyShape(index) of a bottom: shape[index], 1 past the last axis."""
-    ctx.check(len(shape) <= 4, f"{what} {fmt(shape)} has more than 4 axes (the SSD layers read "
+    four = legacy_shape(shape)
+    ctx.check(four is not None, f"{what} {fmt(shape)} has more than 4 axes (the SSD layers read "
               "num/channels/height/width)")
-    return shape[index] if index < len(shape) else 1
+    return four[index]
 
 
 @register("Normalize")
@@ -1322,12 +1343,7 @@ def _im2col(ctx: _Ctx) -> LayerShapes:
     n_spatial = len(b) - caxis - 1
     ctx.check(n_spatial >= 1, f"needs at least one spatial axis after the channel axis {caxis}")
     kernel, stride, pad, dilation = _conv_geometry(ctx, n_spatial)
-    out = []
-    for i, (x, k, s, pd, d) in enumerate(zip(b[caxis + 1:], kernel, stride, pad, dilation)):
-        extent = d * (k - 1) + 1
-        ctx.check(x + 2 * pd >= extent, f"spatial axis {i}: kernel extent {extent} (kernel {k}, "
-                  f"dilation {d}) is larger than the padded input {x} + 2*{pd}")
-        out.append((x + 2 * pd - extent) // s + 1)
+    out = _conv_out(ctx, b[caxis + 1:], kernel, stride, pad, dilation)
     g = Im2colGeometry(count(b, 0, caxis), b[caxis], tuple(b[caxis + 1:]), tuple(out), tuple(kernel),
                        tuple(stride), tuple(pad), tuple(dilation))
     top = tuple(b[:caxis]) + g.y_shape[1:]

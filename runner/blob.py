@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from netdef.shapes import canonical_axis, count
+from netdef.shapes import canonical_axis, count, legacy_shape
 from runner.backend.base import Backend
 
 SYNCED, HOST, DEVICE = "synced", "host", "device"
@@ -117,10 +117,11 @@ class Blob:
 
     # Caffe's legacy 4-D accessors (Blob::num() ... LegacyShape): an axis the blob lacks is 1
     def _legacy(self, axis: int) -> int:
-        if len(self._shape) > 4:
+        four = legacy_shape(self._shape)
+        if four is None:
             raise ValueError(f"blob {self.name!r}: num/channels/height/width are for blobs of at most "
                              f"4 axes; this one has shape {self._shape}")
-        return self._shape[axis] if axis < len(self._shape) else 1
+        return four[axis]
 
     @property
     def num(self) -> int:

@@ -439,13 +439,13 @@ class Backend(abc.ABC):
     def ave_pool_bwd(self, dy: Array, dx: Array, g: PoolGeometry) -> None:
         """dx = sum over windows containing (h, w) of dy / pool_size (dx =)."""
 
-    # ------------------------------------------------------------------ issue 12b: stochastic pooling
+    # ------------------------------------------------------------------ stochastic pooling
     @abc.abstractmethod
     def sto_pool_fwd_train(self, x: Array, y: Array, idx: Array, g: PoolGeometry, seed: int,
                            stream: int) -> None:
         """TRAIN-phase STOCHASTIC pooling (Caffe's StoPoolForwardTrain; no padding): for each
         window [ph*stride, +kernel) clipped to the image, u = the output's uniform in (0, 1]
-        (``kernels.stochastic_pool.uniform_host(y.size, seed, stream)``, Philox words shared by
+        (``kernels.pool.uniform_host(y.size, seed, stream)``, Philox words shared by
         both backends), thres = u * (window sum); the first element in row-major order whose running
         sum is >= thres is picked: y = its value, idx (int32, y's shape) = its h*W + w (y = 0, idx
         = -1 when none is). The layer passes a new ``stream`` every forward."""
@@ -458,7 +458,7 @@ class Backend(abc.ABC):
     def sto_pool_bwd(self, dy: Array, idx: Array, dx: Array, g: PoolGeometry) -> None:
         """dx = 0 then dx[n, c, idx[n,c,ph,pw]] += dy[n,c,ph,pw] (idx -1: nothing) (dx =)."""
 
-    # ------------------------------------------------------------------ issue 12b: N-D convolution
+    # ------------------------------------------------------------------ N-D convolution
     @abc.abstractmethod
     def conv_nd_forward(self, x: Array, w: Array, b: Array | None, y: Array, g: ConvNdGeometry) -> None:
         """y (N, C_out, *out_shape) = the N-D cross-correlation of x (N, C_in, *in_shape) with w
@@ -472,7 +472,7 @@ class Backend(abc.ABC):
         only for it); dx = (w read only for it); None skips one (x / w may then be None).
         Deconvolution's forward is this op's dx with (dy, dx) = (bottom, top)."""
 
-    # ------------------------------------------------------------------ issue 12b: LSTM unit
+    # ------------------------------------------------------------------ LSTM unit
     @abc.abstractmethod
     def lstm_unit_fwd(self, c_prev: Array, x: Array, cont: Array, c: Array, h: Array) -> None:
         """Caffe's LSTMUnit step on N streams of D cells: x (N, 4D) = pre-activations [i, f, o, g];
@@ -694,9 +694,9 @@ class Backend(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {np.dtype(self.dtype).name}>"
 
-    # ------------------------------------------------------------------ issue 12a: the rest of
-    # Caffe 1.0's layers (Clip, Threshold, Swish, PReLU, MVN, Reduction, Tile, Crop, Embed,
-    # BatchReindex, Filter, Im2col, HingeLoss, MultinomialLogisticLoss, InfogainLoss)
+    # ------------------------------------------------------------------ Clip, Threshold, Swish,
+    # PReLU, MVN, Reduction, Tile, Crop, Embed, BatchReindex, Filter, Im2col, HingeLoss,
+    # MultinomialLogisticLoss, InfogainLoss
     @abc.abstractmethod
     def clip_fwd(self, x: Array, y: Array, lo: float, hi: float) -> None:
         """y = max(lo, min(x, hi)) with std::min/max's comparison order (a NaN x gives lo)."""

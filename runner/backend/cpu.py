@@ -1,6 +1,7 @@
 """CPU backend: numpy (BLAS through ``numpy.matmul``) plus ``numba.njit`` for the loops numpy can't
-vectorise (pooling, col2im). BLAS runs single-threaded by default (see ``DEFAULT_BLAS_THREADS``;
-``NBCAFFE_CPU_THREADS=n`` to change).
+vectorise (pooling, stochastic pooling, col2im); N-D convolution in ``runner.backend.cpu_conv_nd``.
+BLAS runs single-threaded by default (see ``DEFAULT_BLAS_THREADS``; ``NBCAFFE_CPU_THREADS=n`` to
+change).
 Arrays are numpy arrays of ``dtype`` (float32; float64 for gradient checks).
 
 Convolution is im2col + one GEMM per group, a chunk of images at a time (as many images as keep
@@ -23,17 +24,19 @@ from netdef.geometry import (
     CODE_CORNER,
     CODE_CORNER_SIZE,
     DetectionGeometry,
+    Im2colGeometry,
     NormalizeGeometry,
     PriorBoxGeometry,
 )
 from runner.backend.base import Backend, ConvCache, ConvGeometry, ConvNdGeometry, PoolGeometry
+from runner.backend.cpu_conv_nd import conv_nd_backward, conv_nd_forward, tap_slices
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
 #: BLAS threads the cpu backend asks numpy's OpenBLAS for (env NBCAFFE_CPU_THREADS overrides;
 #: 0 leaves the library's default). One thread by default: the GEMMs of small nets are short, and
-#: on a shared 2-core machine (CI with xdist, several processes) OpenBLAS's spinning threads made a
-#: LeNet training step ~8x slower than a single thread (700 vs 90 ms measured under load).
+#: on a shared machine (CI with several processes) OpenBLAS's spinning threads cost more than they
+#: give (BENCHMARKS.md, "CPU backend: BLAS threads").
 DEFAULT_BLAS_THREADS = 1
 #: host memory for convolution columns kept from forward to backward (ConvCache), all layers
 #: together: LeNet at batch 64 keeps 12 MB, CIFAR-10 quick at batch 100 about 130 MB
@@ -161,6 +164,82 @@ def _ave_pool_bwd(dy, dx, kh, kw, sh, sw, ph, pw):  # pragma: no cover - compile
 
 
 @njit(cache=True)
+def _sto_pool_train(x, y, idx, u, kh, kw, sh, sw):  # pragma: no cover - compiled
+    """Caffe's StoPoolForwardTrain on (N, C, H, W) -> (N, C, PH, PW); u (N*C*PH*PW,) uniforms."""
+    n_, c_, h_, w_ = x.shape
+    oh_, ow_ = y.shape[2], y.shape[3]
+    zero = x[0, 0, 0, 0] * 0          # the array's dtype: float32 sums stay float32
+    i = 0
+    for n in range(n_):
+        for c in range(c_):
+            for oh in range(oh_):
+                hs = oh * sh
+                he = min(hs + kh, h_)
+                for ow in range(ow_):
+                    ws = ow * sw
+                    we = min(ws + kw, w_)
+                    total = zero
+                    for h in range(hs, he):
+                        for w in range(ws, we):
+                            total += x[n, c, h, w]
+                    thres = u[i] * total
+                    run = zero
+                    picked = -1
+                    value = zero
+                    for h in range(hs, he):
+                        for w in range(ws, we):
+                            if picked < 0:
+                                run += x[n, c, h, w]
+                                if run >= thres:
+                                    picked = h * w_ + w
+                                    value = x[n, c, h, w]
+                    y[n, c, oh, ow] = value
+                    idx[n, c, oh, ow] = picked
+                    i += 1
+
+
+@njit(cache=True)
+def _sto_pool_test(x, y, kh, kw, sh, sw, flt_min):  # pragma: no cover - compiled
+    """Caffe's StoPoolForwardTest: sum(x^2) / (FLT_MIN + sum(x)) over each window."""
+    n_, c_, h_, w_ = x.shape
+    oh_, ow_ = y.shape[2], y.shape[3]
+    zero = x[0, 0, 0, 0] * 0
+    for n in range(n_):
+        for c in range(c_):
+            for oh in range(oh_):
+                hs = oh * sh
+                he = min(hs + kh, h_)
+                for ow in range(ow_):
+                    ws = ow * sw
+                    we = min(ws + kw, w_)
+                    total = zero + flt_min
+                    squares = zero
+                    for h in range(hs, he):
+                        for w in range(ws, we):
+                            v = x[n, c, h, w]
+                            total += v
+                            squares += v * v
+                    y[n, c, oh, ow] = squares / total
+
+
+@njit(cache=True)
+def _sto_pool_bwd(dy, idx, dx):  # pragma: no cover - compiled
+    """dx = 0, then each dy is added at its picked index (row-major output order)."""
+    n_, c_, h_, w_ = dx.shape
+    oh_, ow_ = dy.shape[2], dy.shape[3]
+    for n in range(n_):
+        for c in range(c_):
+            for h in range(h_):
+                for w in range(w_):
+                    dx[n, c, h, w] = 0
+            for oh in range(oh_):
+                for ow in range(ow_):
+                    j = idx[n, c, oh, ow]
+                    if j >= 0:
+                        dx[n, c, j // w_, j % w_] += dy[n, c, oh, ow]
+
+
+@njit(cache=True)
 def _col2im_nb(col, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh_, ow_):  # pragma: no cover - compiled
     """dx = 0, then every column entry is added back onto the pixel it was copied from."""
     n_, c_, h_, w_ = dx.shape
@@ -196,6 +275,25 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 def _oid(a: np.ndarray, outer: int, dim: int, inner: int) -> np.ndarray:
     return a.reshape(outer, dim, inner)
+
+
+def _lstm_sigmoid(x: np.ndarray) -> np.ndarray:
+    """Caffe's LSTMUnit sigmoid, 1 / (1 + exp(-x)) in x's dtype (not the tanh form of Sigmoid)."""
+    one = x.dtype.type(1)
+    with np.errstate(over="ignore"):
+        return one / (one + np.exp(-x))
+
+
+def _lstm_gates(x: np.ndarray, cont: np.ndarray, d: int):
+    """(i, f, o, g) of Caffe's LSTMUnit from the gate input x (N, 4D) and cont (N,)."""
+    two, one = x.dtype.type(2), x.dtype.type(1)
+    x = x.reshape(-1, 4 * d)
+    k = cont.reshape(-1, 1)
+    i = _lstm_sigmoid(x[:, :d])
+    f = np.where(k == 0, x.dtype.type(0), k * _lstm_sigmoid(x[:, d:2 * d]))
+    o = _lstm_sigmoid(x[:, 2 * d:3 * d])
+    g = two * _lstm_sigmoid(two * x[:, 3 * d:]) - one
+    return i, f, o, g
 
 
 class _KeptHostColumns:
@@ -730,44 +828,55 @@ class CpuBackend(Backend):
         _ave_pool_bwd(dy.reshape(g.n, g.c, g.out_h, g.out_w), dx.reshape(g.n, g.c, g.h, g.w),
                       g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w)
 
-    # ------------------------------------------------------------------ issue 12b (cpu_structured.py)
     def sto_pool_fwd_train(self, x, y, idx, g: PoolGeometry, seed: int, stream: int) -> None:
-        from kernels.stochastic_pool import uniform_host
-        from runner.backend import cpu_structured as _cs
+        from kernels.pool import uniform_host
         if not x.size or not y.size:
             return
         u = uniform_host(y.size, seed, stream)
-        _cs.sto_pool_train(x.reshape(g.n, g.c, g.h, g.w), y.reshape(g.n, g.c, g.out_h, g.out_w),
-                           idx.reshape(g.n, g.c, g.out_h, g.out_w), u, g.kernel_h, g.kernel_w,
-                           g.stride_h, g.stride_w)
+        _sto_pool_train(x.reshape(g.n, g.c, g.h, g.w), y.reshape(g.n, g.c, g.out_h, g.out_w),
+                        idx.reshape(g.n, g.c, g.out_h, g.out_w), u, g.kernel_h, g.kernel_w,
+                        g.stride_h, g.stride_w)
 
     def sto_pool_fwd_test(self, x, y, g: PoolGeometry) -> None:
-        from runner.backend import cpu_structured as _cs
         if not x.size or not y.size:
             return
-        _cs.sto_pool_test(x.reshape(g.n, g.c, g.h, g.w), y.reshape(g.n, g.c, g.out_h, g.out_w),
-                          g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, y.dtype.type(FLT_MIN))
+        _sto_pool_test(x.reshape(g.n, g.c, g.h, g.w), y.reshape(g.n, g.c, g.out_h, g.out_w),
+                       g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, y.dtype.type(FLT_MIN))
 
     def sto_pool_bwd(self, dy, idx, dx, g: PoolGeometry) -> None:
-        from runner.backend import cpu_structured as _cs
-        _cs.sto_pool_bwd(dy.reshape(g.n, g.c, g.out_h, g.out_w), idx.reshape(g.n, g.c, g.out_h, g.out_w),
-                         dx.reshape(g.n, g.c, g.h, g.w))
+        _sto_pool_bwd(dy.reshape(g.n, g.c, g.out_h, g.out_w), idx.reshape(g.n, g.c, g.out_h, g.out_w),
+                      dx.reshape(g.n, g.c, g.h, g.w))
 
+    # ------------------------------------------------------------------ N-D convolution, LSTM unit
     def conv_nd_forward(self, x, w, b, y, g: ConvNdGeometry) -> None:
-        from runner.backend import cpu_structured as _cs
-        _cs.conv_nd_forward(x, w, b, y, g)
+        conv_nd_forward(x, w, b, y, g)
 
     def conv_nd_backward(self, x, w, dy, dx, dw, db, g: ConvNdGeometry) -> None:
-        from runner.backend import cpu_structured as _cs
-        _cs.conv_nd_backward(x, w, dy, dx, dw, db, g)
+        conv_nd_backward(x, w, dy, dx, dw, db, g)
 
     def lstm_unit_fwd(self, c_prev, x, cont, c, h) -> None:
-        from runner.backend import cpu_structured as _cs
-        _cs.lstm_unit_fwd(c_prev, x, cont, c, h)
+        n = cont.size
+        d = c_prev.size // n
+        two, one = x.dtype.type(2), x.dtype.type(1)
+        i, f, o, g = _lstm_gates(x, cont, d)
+        cv = f * c_prev.reshape(n, d) + i * g
+        c.reshape(n, d)[...] = cv
+        h.reshape(n, d)[...] = o * (two * _lstm_sigmoid(two * cv) - one)
 
     def lstm_unit_bwd(self, c_prev, x, cont, c, dc, dh, dc_prev, dx) -> None:
-        from runner.backend import cpu_structured as _cs
-        _cs.lstm_unit_bwd(c_prev, x, cont, c, dc, dh, dc_prev, dx)
+        n = cont.size
+        d = c_prev.size // n
+        two, one = x.dtype.type(2), x.dtype.type(1)
+        i, f, o, g = _lstm_gates(x, cont, d)
+        t = two * _lstm_sigmoid(two * c.reshape(n, d)) - one
+        dhv = dh.reshape(n, d)
+        term = dc.reshape(n, d) + dhv * o * (one - t * t)
+        dc_prev.reshape(n, d)[...] = term * f
+        dxv = dx.reshape(n, 4 * d)
+        dxv[:, :d] = term * g * i * (one - i)
+        dxv[:, d:2 * d] = term * c_prev.reshape(n, d) * f * (one - f)
+        dxv[:, 2 * d:3 * d] = dhv * t * o * (one - o)
+        dxv[:, 3 * d:] = term * i * (one - g * g)
 
     # ------------------------------------------------------------------ LRN
     @staticmethod
@@ -1065,8 +1174,8 @@ class CpuBackend(Backend):
         res = (dyv - m_dy - yv * m_dyy) * inv
         _oid(dx, n, c, s)[...] = res
 
-    # ------------------------------------------------------------------ issue 12a: the rest of
-    # Caffe 1.0's layers (numpy; index checks raise ValueError, the layer names itself)
+    # ------------------------------------------------------------------ Clip ... InfogainLoss
+    # (numpy; index checks raise ValueError, the layer names itself)
     def clip_fwd(self, x, y, lo: float, hi: float) -> None:
         t = y.dtype.type
         v = np.where(t(hi) < x, t(hi), x)                 # std::min(x, hi)
@@ -1249,30 +1358,22 @@ class CpuBackend(Backend):
         if inner and sel.any():
             dxv[sel] = dy.reshape(-1, inner)[w[sel]]
 
-    @staticmethod
-    def _im2col_slices(g, kofs: tuple) -> tuple:
-        """Slices of the padded image that kernel offset ``kofs`` takes for every output position."""
-        return tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
-                     for k, d, s, o in zip(kofs, g.dilation, g.stride, g.out_spatial))
-
-    def im2col_layer_fwd(self, x, y, g) -> None:
-        import itertools
+    def im2col_layer_fwd(self, x, y, g: Im2colGeometry) -> None:
         xv = x.reshape(g.x_shape)
         pads = [(0, 0), (0, 0)] + [(p, p) for p in g.pad]
         xp = np.pad(xv, pads) if any(g.pad) else xv
         ksize = int(np.prod(g.kernel))
         yv = y.reshape((g.num, g.channels, ksize) + g.out_spatial)
-        for i, kofs in enumerate(itertools.product(*(range(k) for k in g.kernel))):
-            yv[:, :, i] = xp[(slice(None), slice(None)) + self._im2col_slices(g, kofs)]
+        for i, (_, sl) in enumerate(tap_slices(g.kernel, g.stride, g.dilation, g.out_spatial)):
+            yv[:, :, i] = xp[(slice(None), slice(None)) + sl]
 
-    def im2col_layer_bwd(self, dy, dx, g) -> None:
-        import itertools
+    def im2col_layer_bwd(self, dy, dx, g: Im2colGeometry) -> None:
         padded = tuple(s + 2 * p for s, p in zip(g.in_spatial, g.pad))
         dxp = np.zeros((g.num, g.channels) + padded, dtype=dx.dtype)
         ksize = int(np.prod(g.kernel))
         dyv = dy.reshape((g.num, g.channels, ksize) + g.out_spatial)
-        for i, kofs in enumerate(itertools.product(*(range(k) for k in g.kernel))):
-            dxp[(slice(None), slice(None)) + self._im2col_slices(g, kofs)] += dyv[:, :, i]
+        for i, (_, sl) in enumerate(tap_slices(g.kernel, g.stride, g.dilation, g.out_spatial)):
+            dxp[(slice(None), slice(None)) + sl] += dyv[:, :, i]
         inner = tuple(slice(p, p + s) for p, s in zip(g.pad, g.in_spatial))
         dx.reshape(g.x_shape)[...] = dxp[(slice(None), slice(None)) + inner]
 

@@ -40,11 +40,11 @@ Design
   (``dropout_mask_host``) produces the same uint8 mask bit for bit. Masks are uint8 here.
 - **Accuracy** runs ``kernels.softmax.accuracy_fwd`` with ties counted against the label (the
   base class's rule, Caffe 1.0's ``>=`` count); only the counts come back.
-- **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss and ContrastiveLoss
-  (``kernels.loss``), HingeLoss, MultinomialLogisticLoss and InfogainLoss (``kernels.loss_extra``)
-  reduce on the device and return host scalars. The only other host reads of the layers of Caffe
-  1.0 are Caffe's own: BatchReindex checks its indices and Filter reads its selector on the host (in
-  the layers; the backend ops stay on the device).
+- **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss, ContrastiveLoss,
+  HingeLoss, MultinomialLogisticLoss and InfogainLoss (``kernels.loss``) reduce on the device and
+  return host scalars. The only other host reads of the layers of Caffe 1.0 are Caffe's own:
+  BatchReindex checks its indices and Filter reads its selector on the host (in the layers; the
+  backend ops stay on the device).
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
 """
 from __future__ import annotations
@@ -56,27 +56,26 @@ import numpy as np
 from numba import config, cuda
 
 from kernels import activation as _act
-from kernels import activation_extra as _actx
 from kernels import batchnorm as _bn
 from kernels import bias as _bias
-from kernels import blas1 as _fill
+from kernels import blas1 as _blas1
 from kernels import concat as _concat
 from kernels import conv as _conv
+from kernels import conv_nd as _cnd
 from kernels import detection as _det
 from kernels import dropout as _dropout
 from kernels import eltwise as _elt
 from kernels import gemm as _gemm
-from kernels import im2col_layer as _i2c
+from kernels import im2col_nd as _i2c
 from kernels import index_copy as _idx
-from kernels import loss as _rx
-from kernels import loss_extra as _lx
+from kernels import loss as _loss
 from kernels import lrn as _lrn
+from kernels import lstm_unit as _lstm
 from kernels import mvn as _mvn
 from kernels import normalize as _norm
 from kernels import permute as _perm
 from kernels import pool as _pool
 from kernels import reduce as _red
-from kernels import reduction as _redl
 from kernels import scale as _scale
 from kernels import softmax as _sm
 from kernels import solver_update as _su
@@ -228,7 +227,7 @@ class CudaBackend(Backend):
             return cuda.to_device(np.zeros(shape, dtype=dt))
         arr = cuda.device_array(shape, dtype=dt)
         if arr.size:
-            _fill.fill(_flat(arr), 0.0)
+            _blas1.fill(_flat(arr), 0.0)
         return arr
 
     def to_device(self, host: Any, out: Array | None = None) -> Array:
@@ -293,7 +292,7 @@ class CudaBackend(Backend):
         if s.size == 0:
             return
         if s.dtype == _F32 and d.dtype == _F32:
-            _fill.copy(s, d)        # kernels.blas1 picks the version (128-bit when aligned)
+            _blas1.copy(s, d)        # kernels.blas1 picks the version (128-bit when aligned)
         else:
             d.copy_to_device(s)
 
@@ -302,7 +301,7 @@ class CudaBackend(Backend):
         if a.size:
             if a.dtype != _F32:
                 raise TypeError(f"fill: float32 arrays only, got {a.dtype}")
-            _fill.fill(a, value)
+            _blas1.fill(a, value)
 
     def synchronize(self) -> None:
         cuda.synchronize()
@@ -310,15 +309,15 @@ class CudaBackend(Backend):
     # ------------------------------------------------------------------ BLAS-like
     def axpy(self, alpha: float, x: Array, y: Array) -> None:
         xf, yf = _flats("axpy", x, y)
-        _fill.axpy(alpha, xf, yf)
+        _blas1.axpy(alpha, xf, yf)
 
     def axpby(self, alpha: float, x: Array, beta: float, y: Array) -> None:
         xf, yf = _flats("axpby", x, y)
-        _fill.axpby(alpha, xf, beta, yf)    # beta == 0 does not read y (Caffe's NaN safety)
+        _blas1.axpby(alpha, xf, beta, yf)    # beta == 0 does not read y (Caffe's NaN safety)
 
     def scal(self, alpha: float, x: Array) -> None:
         (xf,) = _flats("scal", x)
-        _fill.scal(xf, alpha)               # alpha == 0 writes zeros without reading x
+        _blas1.scal(xf, alpha)               # alpha == 0 writes zeros without reading x
 
     def dot(self, x: Array, y: Array) -> float:
         return float(_red.dot(_flat(x), _flat(y)))
@@ -360,16 +359,16 @@ class CudaBackend(Backend):
         op(*_flats(name, a, b, out))
 
     def add(self, a, b, out) -> None:
-        self._binary(_fill.add, "add", a, b, out)
+        self._binary(_blas1.add, "add", a, b, out)
 
     def sub(self, a, b, out) -> None:
-        self._binary(_fill.sub, "sub", a, b, out)
+        self._binary(_blas1.sub, "sub", a, b, out)
 
     def mul(self, a, b, out) -> None:
-        self._binary(_fill.mul, "mul", a, b, out)
+        self._binary(_blas1.mul, "mul", a, b, out)
 
     def div(self, a, b, out) -> None:
-        self._binary(_fill.div, "div", a, b, out)
+        self._binary(_blas1.div, "div", a, b, out)
 
     # ------------------------------------------------------------------ activations
     # the hot ones (ReLU, sigmoid, TanH) launch their kernels directly with cached flat views;
@@ -553,31 +552,27 @@ class CudaBackend(Backend):
         _pool.ave_pool_bwd(dyv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
                            (g.pad_h, g.pad_w))
 
-    # ------------------------------------------------------------------ issue 12b
+    # ------------------------------------------------------------------ stochastic pooling
     def sto_pool_fwd_train(self, x, y, idx, g: PoolGeometry, seed: int, stream: int) -> None:
-        from kernels import stochastic_pool as _sto
         xv, yv, iv = self._pool_views(x, y, g, idx)
-        _sto.sto_pool_fwd_train(xv, yv, iv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
-                                seed, stream)
+        _pool.sto_pool_fwd_train(xv, yv, iv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w),
+                                 seed, stream)
 
     def sto_pool_fwd_test(self, x, y, g: PoolGeometry) -> None:
-        from kernels import stochastic_pool as _sto
         xv, yv, _ = self._pool_views(x, y, g)
-        _sto.sto_pool_fwd_test(xv, yv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
+        _pool.sto_pool_fwd_test(xv, yv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
 
     def sto_pool_bwd(self, dy, idx, dx, g: PoolGeometry) -> None:
-        from kernels import stochastic_pool as _sto
         dxv, dyv, iv = self._pool_views(dx, dy, g, idx)
-        _sto.sto_pool_bwd(dyv, iv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
+        _pool.sto_pool_bwd(dyv, iv, dxv, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w))
 
+    # ------------------------------------------------------------------ N-D convolution, LSTM unit
     def conv_nd_forward(self, x, w, b, y, g: ConvNdGeometry) -> None:
-        from kernels import conv_nd as _cnd
         _cnd.conv_nd_forward(_shaped(_dev(x), g.x_shape), _shaped(_dev(w), g.w_shape),
                              None if b is None else _flat(b), _shaped(_dev(y), g.y_shape), g.pad,
                              g.stride, g.dilation, g.group, self._conv_workspace)
 
     def conv_nd_backward(self, x, w, dy, dx, dw, db, g: ConvNdGeometry) -> None:
-        from kernels import conv_nd as _cnd
         dxv = None if dx is None else _shaped(_dev(dx), g.x_shape)
         dwv = None if dw is None else _shaped(_dev(dw), g.w_shape)
         # kernels.conv_nd reads x only for dw and w only for dx; otherwise they give shapes
@@ -590,11 +585,9 @@ class CudaBackend(Backend):
                               g.group, self._conv_workspace)
 
     def lstm_unit_fwd(self, c_prev, x, cont, c, h) -> None:
-        from kernels import lstm_unit as _lstm
         _lstm.lstm_unit_fwd(_flat(c_prev), _flat(x), _flat(cont), _flat(c), _flat(h))
 
     def lstm_unit_bwd(self, c_prev, x, cont, c, dc, dh, dc_prev, dx) -> None:
-        from kernels import lstm_unit as _lstm
         _lstm.lstm_unit_bwd(_flat(c_prev), _flat(x), _flat(cont), _flat(c), _flat(dc), _flat(dh),
                             _flat(dc_prev), _flat(dx))
 
@@ -673,11 +666,11 @@ class CudaBackend(Backend):
                              ignore_label)
 
     def sigmoid_ce_loss_fwd(self, x, target, ignore_label: int | None) -> tuple[float, int]:
-        loss, count = _rx.sigmoid_ce_fwd(_flat(x), _flat(target), ignore_label)
+        loss, count = _loss.sigmoid_ce_fwd(_flat(x), _flat(target), ignore_label)
         return float(loss), int(count)
 
     def sigmoid_ce_loss_bwd(self, x, target, dx, ignore_label: int | None, scale: float) -> None:
-        _rx.sigmoid_ce_bwd(_flat(x), _flat(target), _flat(dx), scale, ignore_label)
+        _loss.sigmoid_ce_bwd(_flat(x), _flat(target), _flat(dx), scale, ignore_label)
 
     @staticmethod
     def _pairs2d(*arrays):
@@ -689,12 +682,12 @@ class CudaBackend(Backend):
 
     def contrastive_loss_fwd(self, a, b, sim, diff, dist_sq, margin: float, legacy: bool) -> float:
         a2, b2, d2 = self._pairs2d(a, b, diff)
-        return float(_rx.contrastive_fwd(a2, b2, _flat(sim), d2, _flat(dist_sq), margin, legacy))
+        return float(_loss.contrastive_fwd(a2, b2, _flat(sim), d2, _flat(dist_sq), margin, legacy))
 
     def contrastive_loss_bwd(self, diff, dist_sq, sim, dx, sign: float, margin: float, legacy: bool,
                              scale: float) -> None:
         d2, dx2 = self._pairs2d(diff, dx)
-        _rx.contrastive_bwd(d2, _flat(dist_sq), _flat(sim), dx2, sign, margin, legacy, scale)
+        _loss.contrastive_bwd(d2, _flat(dist_sq), _flat(sim), dx2, sign, margin, legacy, scale)
 
     def accuracy(self, x, label, outer: int, dim: int, inner: int, top_k: int,
                  ignore_label: int | None) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -734,30 +727,29 @@ class CudaBackend(Backend):
     def batchnorm_bwd(self, y, dy, inv_std, dx, n: int, c: int, s: int, use_global_stats: bool) -> None:
         _bn.batchnorm_bwd(_flat(y), _flat(dy), _flat(inv_std), _flat(dx), n, c, s, use_global_stats)
 
-
-    # ------------------------------------------------------------------ issue 12a: the rest of
-    # Caffe 1.0's layers (kernels.activation_extra, mvn, reduction, index_copy, im2col_layer,
-    # loss_extra); everything stays on the device except the loss sums the interface returns
+    # ------------------------------------------------------------------ Clip ... InfogainLoss
+    # (kernels.activation, mvn, reduce, index_copy, im2col_nd, loss); everything stays on the
+    # device except the loss sums the interface returns
     def clip_fwd(self, x, y, lo: float, hi: float) -> None:
-        _actx.clip_fwd(*_flats("clip_fwd", x, y), lo, hi)
+        _act.clip_fwd(*_flats("clip_fwd", x, y), lo, hi)
 
     def clip_bwd(self, x, dy, dx, lo: float, hi: float) -> None:
-        _actx.clip_bwd(*_flats("clip_bwd", x, dy, dx), lo, hi)
+        _act.clip_bwd(*_flats("clip_bwd", x, dy, dx), lo, hi)
 
     def threshold_fwd(self, x, y, threshold: float) -> None:
-        _actx.threshold_fwd(*_flats("threshold_fwd", x, y), threshold)
+        _act.threshold_fwd(*_flats("threshold_fwd", x, y), threshold)
 
     def swish_fwd(self, x, y, s, beta: float) -> None:
-        _actx.swish_fwd(*_flats("swish_fwd", x, y, s), beta)
+        _act.swish_fwd(*_flats("swish_fwd", x, y, s), beta)
 
     def swish_bwd(self, y, s, dy, dx, beta: float) -> None:
-        _actx.swish_bwd(*_flats("swish_bwd", y, s, dy, dx), beta)
+        _act.swish_bwd(*_flats("swish_bwd", y, s, dy, dx), beta)
 
     def prelu_fwd(self, x, slope, y, channels: int, dim: int, shared: bool) -> None:
-        _actx.prelu_fwd(_flat(x), _flat(slope), _flat(y), channels, dim, shared)
+        _act.prelu_fwd(_flat(x), _flat(slope), _flat(y), channels, dim, shared)
 
     def prelu_bwd(self, x, slope, dy, dx, dslope, channels: int, dim: int, shared: bool) -> None:
-        _actx.prelu_bwd(_flat(x), _flat(slope), _flat(dy), None if dx is None else _flat(dx),
+        _act.prelu_bwd(_flat(x), _flat(slope), _flat(dy), None if dx is None else _flat(dx),
                         None if dslope is None else _flat(dslope), channels, dim, shared)
 
     def mvn_fwd(self, x, y, mean, std, rows: int, dim: int, normalize_variance: bool,
@@ -768,10 +760,10 @@ class CudaBackend(Backend):
         _mvn.mvn_bwd(_flat(y), _flat(dy), _flat(std), _flat(dx), rows, dim, normalize_variance)
 
     def reduction_fwd(self, x, y, num: int, dim: int, op: int, coeff: float) -> None:
-        _redl.reduction_fwd(_flat(x), _flat(y), num, dim, op, coeff)
+        _red.reduction_fwd(_flat(x), _flat(y), num, dim, op, coeff)
 
     def reduction_bwd(self, x, dy, dx, num: int, dim: int, op: int, coeff: float) -> None:
-        _redl.reduction_bwd(_flat(x), _flat(dy), _flat(dx), num, dim, op, coeff)
+        _red.reduction_bwd(_flat(x), _flat(dy), _flat(dx), num, dim, op, coeff)
 
     def tile_fwd(self, x, y, outer: int, inner: int, tiles: int) -> None:
         _idx.tile_fwd(_flat(x), _flat(y), outer, inner, tiles)
@@ -813,23 +805,23 @@ class CudaBackend(Backend):
         _i2c.im2col_layer_bwd(_flat(dy), _flat(dx), *self._im2col_args(g))
 
     def hinge_loss_fwd(self, x, label, margin, num: int, dim: int, norm: int) -> float:
-        return _lx.hinge_loss_fwd(_flat(x), _flat(label), _flat(margin), num, dim, norm)
+        return _loss.hinge_loss_fwd(_flat(x), _flat(label), _flat(margin), num, dim, norm)
 
     def hinge_loss_bwd(self, margin, label, dx, num: int, dim: int, norm: int, scale: float) -> None:
-        _lx.hinge_loss_bwd(_flat(margin), _flat(label), _flat(dx), num, dim, norm, scale)
+        _loss.hinge_loss_bwd(_flat(margin), _flat(label), _flat(dx), num, dim, norm, scale)
 
     def multinomial_logistic_loss_fwd(self, prob, label, num: int, dim: int) -> float:
-        return _lx.multinomial_logistic_loss_fwd(_flat(prob), _flat(label), num, dim)
+        return _loss.multinomial_logistic_loss_fwd(_flat(prob), _flat(label), num, dim)
 
     def multinomial_logistic_loss_bwd(self, prob, label, dx, num: int, dim: int, scale: float) -> None:
-        _lx.multinomial_logistic_loss_bwd(_flat(prob), _flat(label), _flat(dx), num, dim, scale)
+        _loss.multinomial_logistic_loss_bwd(_flat(prob), _flat(label), _flat(dx), num, dim, scale)
 
     def infogain_loss_fwd(self, prob, label, h, outer: int, dim: int, inner: int,
                           ignore_label: int | None) -> tuple[float, int]:
-        return _lx.infogain_loss_fwd(_flat(prob), _flat(label), _flat(h), outer, dim, inner,
+        return _loss.infogain_loss_fwd(_flat(prob), _flat(label), _flat(h), outer, dim, inner,
                                      ignore_label)
 
     def infogain_loss_bwd(self, prob, label, h, dx, outer: int, dim: int, inner: int,
                           ignore_label: int | None, scale: float) -> None:
-        _lx.infogain_loss_bwd(_flat(prob), _flat(label), _flat(h), _flat(dx), outer, dim, inner,
+        _loss.infogain_loss_bwd(_flat(prob), _flat(label), _flat(h), _flat(dx), outer, dim, inner,
                               ignore_label, scale)

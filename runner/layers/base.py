@@ -64,6 +64,7 @@ class Layer:
         self.loss_weights: list[float] = []
         self._shape_key: tuple | None = None
         self._shapes: LayerShapes | None = None
+        self._x_copy: Any = None           # bottom 0 kept for backward by keep_input (in place)
 
     # ------------------------------------------------------------------ helpers
     def error(self, what: str) -> NetDefinitionError:
@@ -83,6 +84,23 @@ class Layer:
         self.param_propagate_down.append(True)
         return blob
 
+    def keep_input(self, bottoms: list[Blob], tops: list[Blob]) -> Any:
+        """Bottom 0's data for a backward that reads it: the bottom itself, or, when the layer runs
+        in place, a copy taken now (Caffe would silently use the overwritten top instead)."""
+        x = bottoms[0].dev_data
+        if tops[0] is not bottoms[0]:
+            self._x_copy = None
+            return x
+        be = self.backend
+        if self._x_copy is None or tuple(self._x_copy.shape) != tuple(x.shape):
+            self._x_copy = be.empty(x.shape)
+        be.copy(x, self._x_copy)
+        return self._x_copy
+
+    def saved_input(self, bottoms: list[Blob]) -> Any:
+        """What the last ``keep_input`` returned (bottom 0's data as the forward saw it)."""
+        return self._x_copy if self._x_copy is not None else bottoms[0].dev_data
+
     def get_rng_state(self) -> Any:
         """State of any random stream this layer draws from in forward (None: deterministic)."""
         return None
@@ -92,6 +110,10 @@ class Layer:
 
     def close(self) -> None:
         """Release what the layer holds open (data sources, threads); Net.close() calls it."""
+
+    def seek(self, k: int) -> None:
+        """Data layers: the next forward produces batch ``k`` (the solver's exact resume); other
+        layers have nothing to seek."""
 
     def set_shard(self, rank: int, size: int) -> None:
         """Data layers read only rank ``rank``'s share of each batch of a ``size``-process run

@@ -5,7 +5,6 @@ outside the window); bottom[1] only gives the size and gets no gradient (its dif
 is, as Caffe)."""
 from __future__ import annotations
 
-from netdef.shapes import canonical_axis
 from runner.layers.base import Layer
 from runner.registry import register
 
@@ -15,12 +14,7 @@ class CropLayer(Layer):
     replayable = True
 
     def on_reshape(self, bottoms, tops, shapes) -> None:
-        p = self.param.crop_param
-        ndim = len(bottoms[0].shape)
-        axis = canonical_axis(p.axis, ndim, f"layer '{self.name}'")
-        offs = [int(o) for o in p.offset]
-        self.offsets = tuple(0 if i < axis else (offs[0] if len(offs) == 1 else
-                                                 offs[i - axis] if offs else 0) for i in range(ndim))
+        self.offsets = shapes.geometry           # per axis of bottom 0 (netdef.shapes)
 
     def forward(self, bottoms, tops) -> None:
         self.backend.crop_fwd(bottoms[0].dev_data, tops[0].dev_data, self.offsets)

@@ -11,16 +11,10 @@ import os
 import numpy as np
 
 from netdef.errors import DataError
+from netdef.shapes import legacy_shape
 from runner.blob import Blob
 from runner.layers.base import Layer
 from runner.registry import register
-
-
-def legacy_shape(shape: tuple[int, ...], what: str) -> tuple[int, int, int, int]:
-    """Caffe's (num, channels, height, width) of a blob of at most 4 axes (missing axes are 1)."""
-    if len(shape) > 4:
-        raise ValueError(f"{what} {shape} has more than 4 axes (Caffe's legacy 4-D shape)")
-    return tuple(shape) + (1,) * (4 - len(shape))  # type: ignore[return-value]
 
 
 @register("HDF5Output")
@@ -36,11 +30,12 @@ class HDF5OutputLayer(Layer):
         if data.shape[:1] != label.shape[:1]:
             raise self.error(f"data blob and label blob must have the same batch size: data "
                              f"{data.shape}, label {label.shape}")
-        try:
-            arrays = {"data": np.array(data.host_data()).reshape(legacy_shape(data.shape, "data")),
-                      "label": np.array(label.host_data()).reshape(legacy_shape(label.shape, "label"))}
-        except ValueError as e:
-            raise self.error(str(e)) from None
+        arrays = {}
+        for what, blob in (("data", data), ("label", label)):
+            four = legacy_shape(blob.shape)
+            if four is None:
+                raise self.error(f"{what} {blob.shape} has more than 4 axes (Caffe's legacy 4-D shape)")
+            arrays[what] = np.array(blob.host_data()).reshape(four)
         tmp = f"{self.file_name}.tmp"
         try:
             with h5py.File(tmp, "w") as f:

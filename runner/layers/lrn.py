@@ -24,18 +24,13 @@ class LRNLayer(Layer):
             raise self.error(f"input must have 4 axes (num, channels, height, width), got "
                              f"{bottoms[0].shape}")
         self.scale = None
-        self.x_copy = None
 
     def on_reshape(self, bottoms, tops, shapes) -> None:
         self.scale = self.backend.empty(bottoms[0].shape)
-        self.x_copy = self.backend.empty(bottoms[0].shape) if tops[0] is bottoms[0] else None
 
     def forward(self, bottoms, tops) -> None:
         be = self.backend
-        x = bottoms[0].dev_data
-        if self.x_copy is not None:
-            be.copy(x, self.x_copy)
-            x = self.x_copy
+        x = self.keep_input(bottoms, tops)
         if self.across:
             be.lrn_across_fwd(x, tops[0].dev_data, self.scale, self.size, self.alpha, self.beta, self.k)
         else:
@@ -45,9 +40,8 @@ class LRNLayer(Layer):
         if not propagate_down[0]:
             return
         be = self.backend
-        x = self.x_copy if self.x_copy is not None else bottoms[0].dev_data
-        args = (x, tops[0].dev_data, self.scale, tops[0].dev_diff, bottoms[0].dev_diff, self.size,
-                self.alpha, self.beta)
+        args = (self.saved_input(bottoms), tops[0].dev_data, self.scale, tops[0].dev_diff,
+                bottoms[0].dev_diff, self.size, self.alpha, self.beta)
         if self.across:
             be.lrn_across_bwd(*args)
         else:

@@ -25,24 +25,18 @@ class NormalizeLayer(Layer):
         else:
             fp.type, fp.value = "constant", 1.0
         self.add_param(shapes.param_shapes[0], fp, "scale")
-        self.norm = self.x_copy = None
+        self.norm = None
 
     def on_reshape(self, bottoms, tops, shapes) -> None:
         self.g = g = shapes.geometry
         self.norm = self.backend.empty((g.n,) if g.across_spatial else (g.n, g.s))
-        self.x_copy = self.backend.empty(bottoms[0].shape) if tops[0] is bottoms[0] else None
 
     def forward(self, bottoms, tops) -> None:
-        be = self.backend
-        x = bottoms[0].dev_data
-        if self.x_copy is not None:
-            be.copy(x, self.x_copy)
-            x = self.x_copy
-        be.normalize_fwd(x, self.blobs[0].dev_data, tops[0].dev_data, self.norm, self.g)
+        self.backend.normalize_fwd(self.keep_input(bottoms, tops), self.blobs[0].dev_data,
+                                   tops[0].dev_data, self.norm, self.g)
 
     def backward(self, tops, propagate_down, bottoms) -> None:
-        x = self.x_copy if self.x_copy is not None else bottoms[0].dev_data
         self.backend.normalize_bwd(
-            x, tops[0].dev_data, tops[0].dev_diff, self.blobs[0].dev_data, self.norm,
+            self.saved_input(bottoms), tops[0].dev_data, tops[0].dev_diff, self.blobs[0].dev_data, self.norm,
             bottoms[0].dev_diff if propagate_down[0] else None,
             self.blobs[0].dev_diff if self.param_propagate_down[0] else None, self.g)

@@ -7,7 +7,7 @@ STOCHASTIC (no padding, as Caffe): TRAIN picks one element per window with proba
 proportional to its value (Caffe's rule: u uniform in (0, 1], the first element whose running sum
 reaches u * window sum) and backward routes the gradient to it; TEST gives the probability-weighted
 average sum(x^2) / sum(x). The uniforms come from the counter-based generator Dropout uses
-(``kernels.stochastic_pool``, the same draws on cpu and cuda): the layer's seed is drawn from the
+(``kernels.pool``, the same draws on cpu and cuda): the layer's seed is drawn from the
 Net's Generator at setup and the stream advances by one every TRAIN forward, so a resumed solver
 draws what an uninterrupted run would."""
 from __future__ import annotations

@@ -31,7 +31,6 @@ class ScaleLayer(Layer):
             k = 1
         if self.bias_term:
             self.add_param(shapes.param_shapes[k], p.bias_filler, "bias")
-        self.x_copy = None
 
     def on_reshape(self, bottoms, tops, shapes) -> None:
         p = self.param.scale_param
@@ -39,16 +38,13 @@ class ScaleLayer(Layer):
         sshape = bottoms[1].shape if self.scale_is_bottom else self.blobs[0].shape
         a = canonical_axis(p.axis, len(s), f"layer '{self.name}'") if s else 0
         self.dims = (count(s, 0, a), count(sshape), count(s, a + len(sshape)))
-        self.x_copy = self.backend.empty(s) if tops[0] is bottoms[0] else None
 
     def _scale_blob(self, bottoms):
         return bottoms[1] if self.scale_is_bottom else self.blobs[0]
 
     def forward(self, bottoms, tops) -> None:
         be = self.backend
-        x = bottoms[0].dev_data
-        if self.x_copy is not None:
-            be.copy(x, self.x_copy)
+        x = self.keep_input(bottoms, tops)
         b = self.blobs[-1].dev_data if self.bias_term else None
         be.scale_fwd(x, self._scale_blob(bottoms).dev_data, b, tops[0].dev_data, *self.dims)
 
@@ -59,7 +55,7 @@ class ScaleLayer(Layer):
             be.bias_bwd(dy, self.blobs[-1].dev_diff, *self.dims)
         sblob = self._scale_blob(bottoms)
         need_ds = propagate_down[1] if self.scale_is_bottom else self.param_propagate_down[0]
-        x = self.x_copy if self.x_copy is not None else bottoms[0].dev_data
-        be.scale_bwd(x, sblob.dev_data, dy, bottoms[0].dev_diff if propagate_down[0] else None,
+        be.scale_bwd(self.saved_input(bottoms), sblob.dev_data, dy,
+                     bottoms[0].dev_diff if propagate_down[0] else None,
                      sblob.dev_diff if need_ds else None, *self.dims,
                      accumulate_ds=not self.scale_is_bottom)

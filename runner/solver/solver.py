@@ -289,9 +289,6 @@ class Solver:
         return action
 
     # ------------------------------------------------------------------ data positions
-    def _data_layers(self, net):
-        return [layer for layer in net.layers if hasattr(layer, "seek")]
-
     def _tests_before(self, it: int) -> int:
         """How many test passes a run from 0 performs before iteration ``it``'s training step."""
         ti = self.param.test_interval
@@ -304,13 +301,12 @@ class Solver:
 
     def _sync_data(self) -> None:
         """Seek every data layer to the batch a run from iteration 0 would be at now."""
-        for layer in self._data_layers(self.net):
+        for layer in self.net.layers:
             layer.seek(self.iter * self.param.iter_size)
         n_tests = self._tests_before(self.iter)
         for i, tn in enumerate(self.test_nets):
-            for layer in self._data_layers(tn):
+            for layer in tn.layers:
                 layer.seek(n_tests * self.param.test_iter[i])
-        self._set_iteration(self.iter)
         # counter-based random layers (Dropout: runner/layers/dropout.py): their state is a stream
         # counter that advances by one every TRAIN forward, so a run from 0 is at iter * iter_size
         passes = self.iter * self.param.iter_size
@@ -320,14 +316,6 @@ class Solver:
         if self._restored_streams is not None:
             self._apply_stream_states(self._restored_streams)
             self._restored_streams = None
-
-    def _set_iteration(self, it: int) -> None:
-        """Tell stochastic layers (Dropout) the global pass index so their random streams are a
-        function of it (exact resume)."""
-        for net in [self.net, *self.test_nets]:
-            for layer in net.layers:
-                if hasattr(layer, "set_iteration"):
-                    layer.set_iteration(it)
 
     # ------------------------------------------------------------------ the loop
     def solve(self, resume: str | None = None) -> None:
@@ -352,7 +340,6 @@ class Solver:
             self.log("Optimization stopped early.")
             return
         if p.display and self.iter % p.display == 0:
-            self._set_iteration(self.iter * p.iter_size)
             loss = self.world.mean(self._forward_loss(self.net))
             self._update_smoothed_loss(loss, start_iter, p.average_loss)
             self.log(f"Iteration {self.iter}, loss = {fmt(self.smoothed_loss)}")
@@ -407,8 +394,7 @@ class Solver:
                     on_start()
                 display = bool(p.display) and self.iter % p.display == 0
                 loss = 0.0
-                for i in range(p.iter_size):
-                    self._set_iteration(self.iter * p.iter_size + i)
+                for _ in range(p.iter_size):
                     loss += float(self.executor.forward_backward())
                 loss = self.world.mean(loss / p.iter_size)
                 self._check_loss(loss)

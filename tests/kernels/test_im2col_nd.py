@@ -2,7 +2,8 @@
 (tests/reference/conv_nd.py): im2col_nd / col2im_nd for drawn 1-3 spatial axes, kernels, pads,
 strides, dilations and image ranges (exact: copies and adds of a few terms); the composed N-D
 convolution forward and all three gradients, also split into chunks of one image (1e-4 relative:
-GEMM sums reorder)."""
+GEMM sums reorder); the Im2col layer's layout (im2col_layer_fwd / _bwd) against the loops of
+tests/reference/caffe_extra.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,6 +14,7 @@ from numba import cuda
 from kernels import conv_nd as CND
 from kernels import im2col_nd as I
 from tests.helpers import assert_close
+from tests.reference import caffe_extra as ref
 from tests.reference.conv_nd import col2im_nd_ref, conv_nd_backward_ref, conv_nd_ref, im2col_nd_ref, out_shape
 from tests.sizes import ON_GPU
 
@@ -43,7 +45,8 @@ def test_im2col_nd_matches_reference(g):
     x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
     want = im2col_nd_ref(x, n0, n1, kernel, pad, stride, dil)
     col = cuda.to_device(np.full(want.shape, np.nan, np.float32))
-    I.im2col_nd(cuda.to_device(x), n0, n1, kernel, pad, stride, dil, col)
+    outs = out_shape(shape[2:], kernel, pad, stride, dil)
+    I.im2col_nd(cuda.to_device(x), n0, n1, kernel, pad, stride, dil, outs, col)
     assert_close(col.copy_to_host(), want, 0, 0, name="col")
 
 
@@ -54,7 +57,7 @@ def test_col2im_nd_matches_reference(g):
     rows, cols = shape[1] * int(np.prod(kernel)), (n1 - n0) * int(np.prod(outs))
     col = np.random.default_rng(rows + cols).standard_normal((rows, cols)).astype(np.float32)
     dx = cuda.to_device(np.full(shape, 5.0, np.float32))
-    I.col2im_nd(cuda.to_device(col), n0, n1, kernel, pad, stride, dil, dx)
+    I.col2im_nd(cuda.to_device(col), n0, n1, kernel, pad, stride, dil, outs, dx)
     got = dx.copy_to_host()
     want = col2im_nd_ref(col.astype(np.float64), shape, n0, n1, kernel, pad, stride, dil)
     assert_close(got[n0:n1], want[n0:n1], 1e-6, 1e-6, name="dx rows written")
@@ -89,3 +92,32 @@ def test_conv_nd_forward_and_backward(g, groups, one_image_chunks):
     assert_close(db.copy_to_host(), 1 + want_db, 1e-4, 1e-4, name="db")
     assert_close(dw.copy_to_host(), 1 + want_dw, 1e-4, 1e-4, name="dw")
     assert_close(dx.copy_to_host(), want_dx, 1e-4, 1e-4, name="dx")
+
+
+# ------------------------------------------------------------------ the Im2col layer's layout
+
+@st.composite
+def layer_geometry(draw):
+    nd = draw(st.integers(1, 3))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    s = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    p = tuple(draw(st.integers(0, 1)) for _ in range(nd))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    ins = tuple(max(draw(st.integers(1, 4)), dd * (kk - 1) + 1 - 2 * pp) for kk, pp, dd in zip(k, p, d))
+    return ins, k, s, p, d
+
+
+@given(g=layer_geometry(), num=st.integers(1, 2), c=st.integers(1, 2), seed=st.integers(0, 2**31 - 1))
+def test_im2col_layer(g, num, c, seed):
+    ins, k, s, p, d = g
+    outs = tuple((i + 2 * pp - (dd * (kk - 1) + 1)) // ss + 1 for i, kk, ss, pp, dd in zip(ins, k, s, p, d))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((num, c) + ins).astype(np.float32)
+    y_ref = ref.im2col_ref(x, k, s, p, d)
+    y = cuda.to_device(np.full(y_ref.size, 7, np.float32))
+    I.im2col_layer_fwd(cuda.to_device(x.reshape(-1)), y, num, c, ins, outs, k, s, p, d)
+    assert_close(y.copy_to_host(), y_ref.reshape(-1), 0, 0, name="y")
+    dyv = rng.standard_normal(y_ref.shape).astype(np.float32)
+    dx = cuda.to_device(np.full(x.size, 7, np.float32))
+    I.im2col_layer_bwd(cuda.to_device(dyv.reshape(-1)), dx, num, c, ins, outs, k, s, p, d)
+    assert_close(dx.copy_to_host(), ref.im2col_grad_ref(x.shape, dyv, k, s, p, d).reshape(-1), 1e-5, 1e-6)

@@ -1,4 +1,7 @@
-"""kernels/reduce.py (sum, sumsq, asum, dot; v1 one block, v2 two passes) against float64 numpy.
+"""kernels/reduce.py (sum, sumsq, asum, dot; v1 one block, v2 two passes) against float64 numpy;
+Caffe's Reduction layer (SUM, ASUM, SUMSQ; MEAN is SUM with coeff / dim) against
+tests/reference/caffe_extra.py over hypothesis-drawn rows, lengths, ops and coefficients: the
+single-row path (axis 0) and the block-per-row path.
 
 Tolerance: rtol 1e-5 of the sum of |terms| (float32 accumulation of up to MAX_ELEMENTS terms).
 """
@@ -12,6 +15,8 @@ from numba import cuda
 
 from kernels import reduce as R
 from kernels._launch import promoted
+from tests.helpers import assert_close
+from tests.reference import caffe_extra as ref
 from tests.sizes import MAX_ELEMENTS
 
 OPS = {
@@ -126,3 +131,26 @@ def test_channel_sums_modes(parts):
     want = ((a64 - center[None, :, None]) ** 2).sum(axis=(0, 2))
     np.testing.assert_allclose(out1.copy_to_host(), want, rtol=1e-5)
     np.testing.assert_array_equal(out2.copy_to_host(), keep)
+
+
+# ------------------------------------------------------------------ Caffe's Reduction layer
+REDUCTION_OPS = {"SUM": R.REDUCTION_SUM, "ASUM": R.REDUCTION_ASUM, "SUMSQ": R.REDUCTION_SUMSQ}
+
+
+@given(num=st.integers(1, 6), dim=st.integers(0, min(MAX_ELEMENTS // 3, 1 << 13)),
+       op=st.sampled_from(sorted(REDUCTION_OPS)), coeff=st.sampled_from([1.0, -0.5, 3.0]),
+       seed=st.integers(0, 2**31 - 1))
+def test_reduction(num, dim, op, coeff, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((num, dim)).astype(np.float32)
+    x.reshape(-1)[::5] = 0                                  # ASUM's sign(0) = 0
+    y = cuda.to_device(np.full(num, 5, np.float32))
+    R.reduction_fwd(cuda.to_device(x.reshape(-1)), y, num, dim, REDUCTION_OPS[op], coeff)
+    y_ref = ref.reduction_ref(x, 1, op, coeff)
+    assert_close(y.copy_to_host(), y_ref, 1e-5, 1e-5, name="y")
+    dyv = rng.standard_normal(num).astype(np.float32)
+    dx = cuda.to_device(np.full(num * dim, 9, np.float32))
+    R.reduction_bwd(cuda.to_device(x.reshape(-1)), cuda.to_device(dyv), dx, num, dim, REDUCTION_OPS[op],
+                    coeff)
+    assert_close(dx.copy_to_host(), ref.reduction_grad_ref(x, dyv, 1, op, coeff).reshape(-1), 1e-6,
+                 1e-6, name="dx")

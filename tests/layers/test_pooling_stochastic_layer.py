@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kernels.dropout import random_uint32_host
-from kernels.stochastic_pool import uniform_host
+from kernels.pool import uniform_host
 from netdef.errors import CaffeError
 from tests.helpers import assert_close
 from tests.layers._common import check_gradient, make_layer

@@ -280,3 +280,16 @@ def test_bottom_count_errors():
         infer(L('type: "EuclideanLoss"', 1, 1), [(2, 3)])
     with pytest.raises(ShapeError, match="produces 1 top"):
         infer(L('type: "ReLU"', 2), [(2, 3)])
+
+
+@pytest.mark.parametrize("offsets, want", [("", (0, 0, 0, 0)), ("offset: 1", (0, 0, 1, 1)),
+                                           ("offset: 2 offset: 1", (0, 0, 2, 1))])
+def test_crop_geometry_is_the_offset_of_every_axis(offsets, want):
+    """Caffe's CropLayer offset rule (none: 0, one: every cropped axis, else one per axis; 0 before
+    ``axis``), written once here and read by the layer and the ONNX export."""
+    lp = L(f'type: "Crop" crop_param {{ axis: 2 {offsets} }}', bottoms=2)
+    r = infer(lp, [(2, 3, 8, 9), (1, 1, 5, 6)])
+    assert r.top_shapes == [(2, 3, 5, 6)] and r.geometry == want
+    with pytest.raises(ShapeError, match="invalid crop: axis 3"):
+        infer(L('type: "Crop" crop_param { axis: 2 offset: 1 offset: 4 }', bottoms=2),
+              [(2, 3, 8, 9), (1, 1, 5, 6)])

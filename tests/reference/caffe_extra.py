@@ -1,4 +1,4 @@
-"""Naive float64 references for the layers of issue 12a, written as plain loops from Caffe's
+"""Naive float64 references for Caffe 1.0's remaining layers, written as plain loops from Caffe's
 equations (Clip, Threshold, Swish, PReLU, MVN, Reduction, Tile, Crop, Embed, BatchReindex, Filter,
 Im2col, HingeLoss, MultinomialLogisticLoss, InfogainLoss). Never imports the code under test.
 

@@ -1,5 +1,5 @@
-"""The layer registry: every registered type has Caffe's shape rule, every type of issue 12a runs,
-and the unknown-type error (netdef.shapes', the first a user meets, from `nbcaffe inspect` or
+"""The layer registry: every registered type has Caffe's shape rule, every type of Caffe 1.0 listed
+here runs, and the unknown-type error (netdef.shapes', the first a user meets, from `nbcaffe inspect` or
 `Net`) lists only the registered types, those that run (issue 12, scope item 3)."""
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_every_registered_type_has_a_shape_rule():
     assert set(known_types()) <= set(shapes.known_types())
 
 
-def test_issue_12a_types_run():
+def test_caffe_1_0_remaining_types_run():
     assert set(TYPES_12A) <= set(known_types())
 
 

@@ -3,14 +3,15 @@ Eltwise, Parameter.
 
 - Concat -> Concat on Caffe's axis (``concat_dim`` when set). Slice -> Split with the top sizes
   netdef computed from ``slice_point`` (or equal parts).
-- Crop -> Slice of bottom 0 from ``axis`` on: start = offset (one for all axes, one per axis, or
-  0), end = start + bottom 1's size (read from bottom 1's shape at run time when it scales with
-  the batch).
+- Crop -> Slice of bottom 0 from ``axis`` on: start = netdef's offset of the axis (one for all
+  axes, one per axis, or 0), end = start + bottom 1's size (read from bottom 1's shape at run time
+  when it scales with the batch).
 - Flatten -> Flatten(axis 1) when it folds axes 1..last, else Reshape to the top shape. Reshape ->
   Reshape to netdef's top shape (Caffe's 0 / -1 / axis / num_axes already applied), the axis that
   scales with the batch written as -1.
 - Tile -> Tile with ``tiles`` repeats on the axis (np.tile order, Caffe's). Permute -> Transpose
-  by ``order`` completed with the missing axes in increasing order (SSD's PermuteLayer).
+  by netdef's ``PermuteGeometry.order`` (``order`` completed with the missing axes in increasing
+  order, SSD's PermuteLayer).
 - Eltwise: SUM -> Sum of coeff_i * x_i (no multiply for coeff 1), PROD -> Mul chain, MAX -> Max.
 - Parameter -> its blob as a constant.
 - BatchReindex -> Gather of the items named by bottom 1 (truncated to integers, as Caffe).
@@ -51,12 +52,10 @@ def slice_(ctx: LayerContext) -> None:
 
 @maps("Crop")
 def crop(ctx: LayerContext) -> None:
-    p = ctx.param.crop_param
     a, ref = ctx.bottom_dims(0), ctx.bottom_dims(1)
-    axis = ctx.axis(p.axis)
+    axis = ctx.axis(ctx.param.crop_param.axis)
     axes = list(range(axis, a.rank))
-    offsets = [0 if not len(p.offset) else int(p.offset[0 if len(p.offset) == 1 else i - axis])
-               for i in axes]
+    offsets = [ctx.shapes().geometry[i] for i in axes]     # netdef's per-axis offsets
     starts = ctx.ints(offsets, "starts")
     if ref.dyn is not None and ref.dyn in axes:
         sizes = ctx.op("Slice", [ctx.op("Shape", [ctx.inputs[1]]), ctx.ints([axis], "from"),
@@ -94,12 +93,8 @@ def tile(ctx: LayerContext) -> None:
 
 @maps("Permute")
 def permute(ctx: LayerContext) -> None:
-    rank = ctx.bottom_dims().rank
-    order = [int(o) for o in ctx.param.permute_param.order]
-    if len(set(order)) != len(order) or any(not 0 <= o < rank for o in order):
-        raise ctx.refuse(f"permute_param.order {order} must list distinct axes of a {rank}-D bottom")
-    order += [i for i in range(rank) if i not in order]
-    ctx.op("Transpose", ctx.inputs, ctx.outputs[0], perm=order)
+    order = ctx.shapes().geometry.order        # completed with the unnamed axes (netdef)
+    ctx.op("Transpose", ctx.inputs, ctx.outputs[0], perm=list(order))
 
 
 @maps("Eltwise")

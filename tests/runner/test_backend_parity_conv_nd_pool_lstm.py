@@ -1,10 +1,11 @@
-"""cpu vs cuda (Numba's simulator in CI) parity for the issue-12b layers, with the one-layer-net
-harness of tests/runner/test_backend_parity_layers.py (same weights and inputs, forward + backward
-twice, every blob's data and diff and every parameter's data and diff compared): N-D convolution
-and deconvolution, STOCHASTIC pooling (TRAIN: the same picks from the shared Philox stream; TEST),
-SPP, LSTMUnit and LSTM (static input and expose_hidden at once: the unrolled net runs Slice,
-InnerProduct, Reshape, Scale, Eltwise, LSTMUnit, Split and Concat on each backend; ~20 s in the
-simulator, marked slow). RNN runs the same machinery with TanH steps, also slow.)"""
+"""cpu vs cuda (Numba's simulator in CI) parity for N-D convolution, STOCHASTIC pooling, SPP and the
+recurrent layers, with the one-layer-net harness of tests/runner/test_backend_parity_layers.py (same
+weights and inputs, forward + backward twice, every blob's data and diff and every parameter's data
+and diff compared): N-D convolution and deconvolution, STOCHASTIC pooling (TRAIN: the same picks
+from the shared Philox stream; TEST), SPP, LSTMUnit and LSTM (static input and expose_hidden at
+once: the unrolled net runs Slice, InnerProduct, Reshape, Scale, Eltwise, LSTMUnit, Split and Concat
+on each backend; ~20 s in the simulator, marked slow). RNN runs the same machinery with TanH steps,
+also slow.)"""
 from __future__ import annotations
 
 import pytest

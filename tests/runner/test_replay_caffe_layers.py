@@ -1,5 +1,6 @@
-"""Launch replay over the replayable layers of issue 12a (PReLU, Clip, Swish, MVN, Crop, Tile,
-Im2col, Reduction, Embed): a Net replayed by runner.backend.replay.NetReplay gives the same loss and
+"""Launch replay over the replayable layers among Caffe 1.0's remaining types (PReLU, Clip, Swish,
+MVN, Crop, Tile, Im2col, Reduction, Embed): a Net replayed by runner.backend.replay.NetReplay gives
+the same loss and
 diffs, bit for bit, as the eager Net, with fresh inputs every pass, and no stretch is found
 unsafe (none of them reads the device from the host)."""
 from __future__ import annotations

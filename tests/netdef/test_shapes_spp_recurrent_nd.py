@@ -1,4 +1,5 @@
-"""netdef.shapes rules added for issue 12b, against hand-computed values from Caffe's layer code:
+"""netdef.shapes rules for SPP, the recurrent layers and N-D convolution,
+against hand-computed values from Caffe's layer code:
 SPP's pyramid (levels, top layout, errors), RNN / LSTM (tops, parameter blobs in Caffe's order,
 static input, expose_hidden, errors), LSTMUnit, the N-D convolution geometry, and the force-backward
 exemption of the sequence indicators."""
