@@ -166,6 +166,16 @@ def input_underflow(precision: str) -> float:
     return {"tf32": 2.0 ** -137, "fp16": 2.0 ** -25, "bf16": 2.0 ** -134}[precision]
 
 
+def _accumulation_n(K: int, precision: str, slices: int) -> int:
+    k = 8 if precision == "tf32" else 16
+    return (k + 1) * (-(-K // k) + slices) + slices + 2
+
+
+def _gamma(m: int) -> float:
+    u32 = 2.0 ** -23
+    return m * u32 / (1 - m * u32)
+
+
 def gemm_error_bound(absA: np.ndarray, absB: np.ndarray, absC: np.ndarray, alpha: float, beta: float,
                      precision: str, slices: int = 1) -> np.ndarray:
     """Elementwise bound on |computed - exact| of ``alpha * A @ B + beta * C`` (A (M, K), B (K, N)
@@ -180,15 +190,20 @@ def gemm_error_bound(absA: np.ndarray, absB: np.ndarray, absC: np.ndarray, alpha
     K = absA.shape[1]
     u = input_unit_roundoff(precision)
     eta = input_underflow(precision)
-    u32 = 2.0 ** -23
-    k = 8 if precision == "tf32" else 16
-    n = (k + 1) * (-(-K // k) + slices) + slices + 2
-
-    def gamma(m: int) -> float:
-        return m * u32 / (1 - m * u32)
-
+    n = _accumulation_n(K, precision, slices)
     prod = absA @ absB
     sums = absA.sum(axis=1, keepdims=True) + absB.sum(axis=0, keepdims=True)
     under = eta * (1 + u) * sums + K * eta * eta
-    return (abs(alpha) * ((2 * u + u * u + gamma(n)) * prod + under)
-            + gamma(2) * abs(beta) * np.asarray(absC, np.float64))
+    return (abs(alpha) * ((2 * u + u * u + _gamma(n)) * prod + under)
+            + _gamma(2) * abs(beta) * np.asarray(absC, np.float64))
+
+
+def accumulation_bound(absAr: np.ndarray, absBr: np.ndarray, absC: np.ndarray, alpha: float, beta: float,
+                       precision: str, slices: int = 1) -> np.ndarray:
+    """The FP32-accumulation part alone: a bound on |computed - alpha round(A) @ round(B) - beta C|
+    given the already rounded inputs (|round(A)|, |round(B)|): ``|alpha| gamma_n |A'||B'| +
+    gamma_2 |beta| |C|``. Much tighter than the input rounding: checks the rounding mode itself."""
+    absAr = np.asarray(absAr, np.float64)
+    n = _accumulation_n(absAr.shape[1], precision, slices)
+    return (abs(alpha) * _gamma(n) * (absAr @ np.asarray(absBr, np.float64))
+            + _gamma(2) * abs(beta) * np.asarray(absC, np.float64))
