@@ -19,27 +19,28 @@ The primitives (intrinsics emitting inline PTX, and their simulator emulation) a
 Versions (``KERNELS``; names ``gemm_tc_v<N>_<precision>_<BM>_<BN>_<BK>``, BK in k values):
 
 - ``v1``: readable baseline (TF32 only). Block tile BM x BN, K-tiles of 16 32-bit words per row in
-  shared memory (16 k for TF32, 32 for FP16/BF16), register prefetch of the next K-tile while the
-  current one is multiplied and double-buffered shared memory (one barrier per K-tile, as
-  ``kernels.gemm`` v4-v9); warps tile the block as (BM/WM) x (BN/WN) sub-tiles, each an
-  (WM/16) x (WN/8) grid of m16n8 mma tiles whose FP32 accumulators stay in registers. Fragments
-  are read with scalar ``ld.shared.u32`` (4 per A tile, 2 per B tile per mma step).
-- ``v2`` (launched by ``gemm``): v1 reading the fragments with ``ldmatrix.x4`` -- one instruction
-  per A tile (16x8 words) and per pair of B tiles, 4x fewer shared-load instructions.
-- ``v2k``: v2 with split-K (grid z = K slices, partials into a workspace summed by
+  shared memory (16 k for TF32, 32 for FP16/BF16; 8 words = 16 k for FP16/BF16 on the 128x128 tile,
+  whose prefetch of two FP32 values per word would not fit 128 registers otherwise), register
+  prefetch of the next K-tile while the current one is multiplied and double-buffered shared memory
+  (one barrier per K-tile, as ``kernels.gemm`` v4-v9); warps tile the block as (BM/WM) x (BN/WN)
+  sub-tiles, each an (WM/16) x (WN/8) grid of m16n8 mma tiles whose FP32 accumulators stay in
+  registers. Fragments are read with scalar ``ld.shared.u32`` (4 per A tile, 2 per B tile per mma
+  step). - ``v2`` (launched by ``gemm``): v1 reading the fragments with ``ldmatrix.x4`` -- one
+  instruction per A tile (16x8 words) and per pair of B tiles, 4x fewer shared-load instructions. -
+  ``v2k``: v2 with split-K (grid z = K slices, partials into a workspace summed by
   ``kernels.gemm.splitk_reduce_v1``), for the small-M x N, long-K GEMMs of convolution weight
   gradients.
 
-Shared-memory layout: both operands k-contiguous, ``As[m][kw]`` and ``Bs[n][kw]`` (kw = 32-bit
-word along k), rows padded to ``SW = 20`` words. The mma fragment layouts (PTX ISA, g = lane >> 2,
-t = lane % 4; m16n8k8 .tf32: a0..a3 = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4], b0, b1 =
-B[t][g], B[t+4][g]; m16n8k16 .f16/.bf16: the same positions counted in words of two k values, low
-half first; C/D: c0..c3 = C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1]) then read word
-``g*SW + t`` (+8 rows, +4 words), and ``ldmatrix`` reads 8 rows of 16 bytes per matrix: with a row
-stride of 20 words (80 bytes) the 8 rows of a group start in 8 distinct 4-bank groups, so both
-are conflict-free. Staging: a thread owns L = BX*16/threads words of an operand tile in one word
-column, rows x0 + l*threads/16; when the operand is stored k-contiguous in global memory (A not
-transposed, B transposed) consecutive threads take consecutive words of a row (coalesced), else
+Shared-memory layout: both operands k-contiguous, ``As[m][kw]`` and ``Bs[n][kw]`` (kw = 32-bit word
+along k), rows padded by 4 words (a row stride SW of 20, or 12). The mma fragment layouts (PTX ISA,
+g = lane >> 2, t = lane % 4; m16n8k8 .tf32: a0..a3 = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4], b0,
+b1 = B[t][g], B[t+4][g]; m16n8k16 .f16/.bf16: the same positions counted in words of two k values,
+low half first; C/D: c0..c3 = C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1]) then read word ``g*SW
++ t`` (+8 rows, +4 words), and ``ldmatrix`` reads 8 rows of 16 bytes per matrix: with a row stride
+of 20 or 12 words (4 times an odd number) the 8 rows of a group start in 8 distinct 4-bank groups,
+so both are conflict-free. Staging: a thread owns L = BX*16/threads words of an operand tile in one
+word column, rows x0 + l*threads/words; when the operand is stored k-contiguous in global memory (A
+not transposed, B transposed) consecutive threads take consecutive words of a row (coalesced), else
 a warp takes 8 rows x 4 words (8 consecutive m or n per k row: 32-byte sectors, and the shared
 stores of a warp hit 32 distinct banks).
 
@@ -83,10 +84,11 @@ from .gemm import SMS, SPLITK_MAX, SPLITK_MIN_K, SPLITK_MIN_SLICE, splitk_reduce
 PRECISIONS = ("tf32", "fp16", "bf16")
 KPW = {"tf32": 1, "fp16": 2, "bf16": 2}     # k values per 32-bit word of a fragment
 
-BKW = 16           # 32-bit words per shared row of a K-tile (two mma k-steps of 8 words)
-SW_PAD = 4         # words of padding per shared row: a row stride of 20 words (80 bytes) puts
-                   # the 8 rows an mma fragment / ldmatrix reads in 8 distinct 4-bank groups
-SW = BKW + SW_PAD
+BKW = 16           # 32-bit words per shared row of a K-tile (two mma k-steps of 8 words) ...
+BKW_HALF_128 = 8   # ... except FP16/BF16 on the 128x128 tile: one k-step (16 k), so that the
+                   # prefetched FP32 values (two per word) fit 128 registers as TF32's do
+SW_PAD = 4         # words of padding per shared row: a row stride of 20 (or 12) words puts the
+                   # 8 rows an mma fragment / ldmatrix reads in 8 distinct 4-bank groups
 SMEM_ALIGN = None if SIMULATOR else 16   # ldmatrix reads 16-byte rows
 
 
@@ -108,10 +110,9 @@ class TcConfig:
     def block(self) -> tuple[int, int]:
         return self.threads, 1
 
-    @property
-    def smem_bytes(self) -> int:
+    def smem_bytes(self, precision: str) -> int:
         """Shared memory: two buffers of the A and B tiles (32-bit words, padded rows)."""
-        return 2 * 4 * SW * (self.BM + self.BN)
+        return 2 * 4 * (tile_words(self, precision) + SW_PAD) * (self.BM + self.BN)
 
 
 CONFIGS: dict[str, TcConfig] = {
@@ -120,6 +121,11 @@ CONFIGS: dict[str, TcConfig] = {
     "32x32": TcConfig(32, 32, 16, 16),                    # 4 warps of 16x16 (1x2): tiny problems
 }
 _BY_SIZE = ("128x128", "64x64")
+
+
+def tile_words(cfg: TcConfig, precision: str) -> int:
+    """32-bit words per shared row of a K-tile (BKW, or BKW_HALF_128 for FP16/BF16 at 128x128)."""
+    return BKW_HALF_128 if (precision != "tf32" and cfg.BM == cfg.BN == 128) else BKW
 
 _MMA = {"tf32": mma_tf32, "fp16": mma_f16, "bf16": mma_bf16}
 
@@ -152,17 +158,19 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
     MT = WM // 16                  # mma tiles per warp along m
     NT8 = WN // 8                  # ... along n
     KP = KPW[precision]
-    BK = BKW * KP                  # k values per K-tile
-    XSTEP = NT // BKW              # tile rows between a thread's staged words
+    KW = tile_words(cfg, precision)    # 32-bit words per shared row of a K-tile
+    RS = KW + SW_PAD               # shared row stride (words)
+    BK = KW * KP                   # k values per K-tile
+    XSTEP = NT // KW              # tile rows between a thread's staged words
     LA = BM // XSTEP               # staged words per thread per K-tile: A
     LB = BN // XSTEP               # ... and B
-    NA = BM * SW                   # words per A buffer
-    NB = BN * SW
+    NA = BM * RS                   # words per A buffer
+    NB = BN * RS
     NA2 = 2 * NA
     NB2 = 2 * NB
     PA = LA * KP                   # prefetched FP32 values per thread: A
     PB = LB * KP
-    assert NT % BKW == 0 and BM % XSTEP == 0 and BN % XSTEP == 0 and NW % (BKW // 4) == 0, cfg
+    assert NT % KW == 0 and BM % XSTEP == 0 and BN % XSTEP == 0 and NW % (KW // 4) == 0, cfg
     assert BM % WM == 0 and BN % WN == 0 and WM % 16 == 0 and WN % 16 == 0, cfg
     mma = _MMA[precision]
     to_word = _converter(precision)
@@ -171,12 +179,12 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
     def stage_coords(kcontig, tid):
         # (x0, kw): the thread's first tile row (m or n) and its word column. k-contiguous source:
         # consecutive threads take consecutive words of a row; else a warp takes an 8-row x
-        # 4-word patch (8 consecutive m/n of each of 4 k rows), warps w and w + BKW/4 stacked
+        # 4-word patch (8 consecutive m/n of each of 4 k rows), warps w and w + KW/4 stacked
         if kcontig:
-            return tid // BKW, tid % BKW
+            return tid // KW, tid % KW
         w = tid // 32
         lane = tid % 32
-        return (w // (BKW // 4)) * 8 + lane % 8, (w % (BKW // 4)) * 4 + lane // 8
+        return (w // (KW // 4)) * 8 + lane % 8, (w % (KW // 4)) * 4 + lane // 8
 
     @cuda.jit(device=True, inline=True)
     def gload(X, r0, c0, rsu, csu, rsj, csj, rlim, clim, pre, L):
@@ -198,41 +206,38 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
     def sstore(Xs, base, pre, L):
         # registers -> shared, converted to operand words (TF32 rounding / FP16 or BF16 pairs)
         for l in range(L):
-            Xs[uint64(base + l * (XSTEP * SW))] = to_word(pre, l)
+            Xs[uint64(base + l * (XSTEP * RS))] = to_word(pre, l)
 
     @cuda.jit(device=True, inline=True)
-    def fragments_ldm(As, Bs, a_ld, b_ld, a_frag, b_frag):
-        # ldmatrix.x4: A tile i as 4 8x4-word matrices (rows +0/+8, words +0/+4) -> a0..a3;
-        # B tiles 2jj, 2jj+1 as (tile, words +0/+4) -> b0, b1 of each
-        for i in range(MT):
-            a_frag[i, 0], a_frag[i, 1], a_frag[i, 2], a_frag[i, 3] = ldmatrix_x4(
-                As, a_ld + uint64(i * 16 * SW))
+    def b_fragments(Bs, b, b_frag):
+        # the warp's NT8 B tiles of one k-step: ldmatrix.x4 gives tiles 2jj and 2jj+1 (matrices:
+        # tile, words +0 / +4 -> b0, b1 of each); v1: scalar loads Bs[g*RS + t (+4)]
         for jj in range(NT8 // 2):
-            b_frag[2 * jj, 0], b_frag[2 * jj, 1], b_frag[2 * jj + 1, 0], b_frag[2 * jj + 1, 1] = ldmatrix_x4(
-                Bs, b_ld + uint64(jj * 16 * SW))
+            if ldm:
+                b_frag[2 * jj, 0], b_frag[2 * jj, 1], b_frag[2 * jj + 1, 0], b_frag[2 * jj + 1, 1] = \
+                    ldmatrix_x4(Bs, b + uint64(jj * 16 * RS))
+            else:
+                for h in range(2):
+                    o = b + uint64((2 * jj + h) * 8 * RS)
+                    b_frag[2 * jj + h, 0] = Bs[o]
+                    b_frag[2 * jj + h, 1] = Bs[o + uint64(4)]
 
     @cuda.jit(device=True, inline=True)
-    def fragments_lds(As, Bs, a_sc, b_sc, a_frag, b_frag):
-        # scalar loads of the fragment words As[(row g (+8)) * SW + t (+4)], Bs[g * SW + t (+4)]
-        for i in range(MT):
-            a = a_sc + uint64(i * 16 * SW)
-            a_frag[i, 0] = As[a]
-            a_frag[i, 1] = As[a + uint64(8 * SW)]
-            a_frag[i, 2] = As[a + uint64(4)]
-            a_frag[i, 3] = As[a + uint64(8 * SW + 4)]
+    def mma_row(As, a, acc, i, a_frag, b_frag):
+        # A tile i of one k-step (ldmatrix.x4: rows +0/+8, words +0/+4 -> a0..a3; v1: scalar
+        # loads As[(g (+8))*RS + t (+4)]), then its NT8 mma tiles. Loading A tile by tile keeps
+        # 4 fragment registers live instead of 4*MT.
+        if ldm:
+            a_frag[0], a_frag[1], a_frag[2], a_frag[3] = ldmatrix_x4(As, a)
+        else:
+            a_frag[0] = As[a]
+            a_frag[1] = As[a + uint64(8 * RS)]
+            a_frag[2] = As[a + uint64(4)]
+            a_frag[3] = As[a + uint64(8 * RS + 4)]
         for j in range(NT8):
-            b = b_sc + uint64(j * 8 * SW)
-            b_frag[j, 0] = Bs[b]
-            b_frag[j, 1] = Bs[b + uint64(4)]
-
-    @cuda.jit(device=True, inline=True)
-    def mma_all(acc, a_frag, b_frag):
-        # MT x NT8 mma tiles of the warp, the same order in every lane
-        for i in range(MT):
-            for j in range(NT8):
-                acc[i, j, 0], acc[i, j, 1], acc[i, j, 2], acc[i, j, 3] = mma(
-                    a_frag[i, 0], a_frag[i, 1], a_frag[i, 2], a_frag[i, 3], b_frag[j, 0], b_frag[j, 1],
-                    acc[i, j, 0], acc[i, j, 1], acc[i, j, 2], acc[i, j, 3])
+            acc[i, j, 0], acc[i, j, 1], acc[i, j, 2], acc[i, j, 3] = mma(
+                a_frag[0], a_frag[1], a_frag[2], a_frag[3], b_frag[j, 0], b_frag[j, 1],
+                acc[i, j, 0], acc[i, j, 1], acc[i, j, 2], acc[i, j, 3])
 
     @cuda.jit(device=True, inline=True)
     def epilogue(C, acc, alpha, beta, rb, cb, M, N, crow):
@@ -260,10 +265,10 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
                                     C[crow + gm, gn] = alpha * acc[i, j, 2 * h + e] + beta * C[crow + gm, gn]
 
     def gemm_tc(trans_a, trans_b, alpha, A, B, beta, C):
-        As = cuda.shared.array(NA2, uint32, alignment=SMEM_ALIGN)    # As[buf*NA + m*SW + kw]
-        Bs = cuda.shared.array(NB2, uint32, alignment=SMEM_ALIGN)    # Bs[buf*NB + n*SW + kw]
+        As = cuda.shared.array(NA2, uint32, alignment=SMEM_ALIGN)    # As[buf*NA + m*RS + kw]
+        Bs = cuda.shared.array(NB2, uint32, alignment=SMEM_ALIGN)    # Bs[buf*NB + n*RS + kw]
         acc = cuda.local.array((MT, NT8, 4), float32)                # registers (loops unrolled)
-        a_frag = cuda.local.array((MT, 4), uint32)
+        a_frag = cuda.local.array(4, uint32)
         b_frag = cuda.local.array((NT8, 2), uint32)
         a_pre = cuda.local.array(PA, float32)                        # next K-tile, in registers
         b_pre = cuda.local.array(PB, float32)
@@ -316,18 +321,18 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
         a_dc = BK if a_kc else 0
         b_dr = 0 if b_kc else BK
         b_dc = BK if b_kc else 0
-        a_s = ax0 * SW + akw            # shared offset of the thread's first staged word
-        b_s = bx0 * SW + bkw
+        a_s = ax0 * RS + akw            # shared offset of the thread's first staged word
+        b_s = bx0 * RS + bkw
         # fragment addresses inside a buffer: ldmatrix row of this lane (matrix q = lane // 8,
         # row r = lane % 8), or the scalar-load word (g, t)
         q = lane // 8
         r = lane % 8
         if ldm:
-            a_fr = (wm + (q % 2) * 8 + r) * SW + (q // 2) * 4
-            b_fr = (wn + (q // 2) * 8 + r) * SW + (q % 2) * 4
+            a_fr = (wm + (q % 2) * 8 + r) * RS + (q // 2) * 4
+            b_fr = (wn + (q // 2) * 8 + r) * RS + (q % 2) * 4
         else:
-            a_fr = (wm + lane // 4) * SW + lane % 4
-            b_fr = (wn + lane // 4) * SW + lane % 4
+            a_fr = (wm + lane // 4) * RS + lane % 4
+            b_fr = (wn + lane // 4) * RS + lane % 4
         interior = m0 + BM <= M and n0 + BN <= N    # this block's C tile has no ragged edge
         for i in range(MT):
             for j in range(NT8):
@@ -356,12 +361,10 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
                 gload(B, b_r0, b_c0, b_rsu, b_csu, b_rsj, b_csj, b_rlim, b_clim, b_pre, LB)
             abuf = uint64(buf * NA + a_fr)
             bbuf = uint64(buf * NB + b_fr)
-            for ks in range(0, BKW, 8):     # two mma k-steps of 8 words per K-tile
-                if ldm:
-                    fragments_ldm(As, Bs, abuf + uint64(ks), bbuf + uint64(ks), a_frag, b_frag)
-                else:
-                    fragments_lds(As, Bs, abuf + uint64(ks), bbuf + uint64(ks), a_frag, b_frag)
-                mma_all(acc, a_frag, b_frag)
+            for ks in range(0, KW, 8):      # mma k-steps of 8 words (two per K-tile, or one), the same
+                b_fragments(Bs, bbuf + uint64(ks), b_frag)     # order in every lane of the warp
+                for i in range(MT):
+                    mma_row(As, abuf + uint64(ks + i * 16 * RS), acc, i, a_frag, b_frag)
         epilogue(C, acc, alpha, beta, m0 + wm + lane // 4, n0 + wn + (lane % 4) * 2, M, N, crow)
 
     version = "v2k" if split else ("v2" if ldm else "v1")
@@ -389,7 +392,7 @@ PROMOTED = "v2"
 def kernel_name(version: str, precision: str, cfg: str) -> str:
     """``gemm_tc_<version>_<precision>_<BM>_<BN>_<BK>`` (BK in k values of that precision)."""
     c = CONFIGS[cfg]
-    return f"gemm_tc_{version}_{precision}_{c.BM}_{c.BN}_{BKW * KPW[precision]}"
+    return f"gemm_tc_{version}_{precision}_{c.BM}_{c.BN}_{tile_words(c, precision) * KPW[precision]}"
 
 
 # name -> (kernel, block, (BM, BN))

@@ -75,10 +75,10 @@ class Net:
     def __init__(self, net: Any, phase: Any = "TEST", weights: str | os.PathLike | None = None,
                  device: str | Backend = "cpu", stages: Sequence[str] = (), level: int = 0,
                  seed: int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 dtype: Any = np.float32):
+                 dtype: Any = np.float32, precision: str | None = None):
         from netdef.graph import build_graph
         self.phase = phase_name(phase)
-        self.backend: Backend = get_backend(device, dtype)
+        self.backend: Backend = get_backend(device, dtype, precision)   # precision: runner.backend
         self.net_param = _read_net_param(net)
         if input_shapes is None:
             input_shapes = _probe_data_shapes(self.net_param, net, self.phase, stages, level)

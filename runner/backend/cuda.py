@@ -41,9 +41,12 @@ Design
 - **Losses** SoftmaxWithLoss (``kernels.softmax``), SigmoidCrossEntropyLoss and ContrastiveLoss
   (``kernels.runner_extra``) reduce on the device and return host scalars.
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
+- **Precision.** ``precision`` "tf32"/"fp16"/"bf16" sends ``gemm`` and the convolutions' GEMMs to
+  ``kernels.gemm_tc`` (tensor cores, inputs rounded to that format, FP32 accumulation).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +62,7 @@ from kernels import dropout as _dropout
 from kernels import eltwise as _elt
 from kernels import fill as _fill
 from kernels import gemm as _gemm
+from kernels import gemm_tc as _gemm_tc
 from kernels import lrn as _lrn
 from kernels import pool as _pool
 from kernels import reduce as _red
@@ -185,8 +189,11 @@ class CudaBackend(Backend):
     host_mirror = True
     dtype = _F32
 
-    def __init__(self) -> None:
+    def __init__(self, precision: str = "fp32") -> None:
         config.CUDA_LOW_OCCUPANCY_WARNINGS = False
+        self.precision = precision
+        self._conv_gemm = _gemm.gemm if precision == "fp32" else functools.partial(_gemm_tc.gemm,
+                                                                                  precision=precision)
         self._workspaces: dict[Any, Any] = {}
         self._conv_workspace = conv_workspace_bytes()
         self.keep_columns_bytes = keep_columns_budget()
@@ -309,8 +316,12 @@ class CudaBackend(Backend):
     def gemm(self, trans_a: bool, trans_b: bool, alpha: float, a: Array, b: Array,
              beta: float, c: Array) -> None:
         """C = alpha op(A) op(B) + beta C with the kernel ``kernels.gemm`` would pick for (M, N, K),
-        the choice cached per shape (``gemm_with`` still checks the operands)."""
+        the choice cached per shape (``gemm_with`` still checks the operands); on the tensor cores
+        (``kernels.gemm_tc``) unless the precision is fp32."""
         a, b, c = _dev(a), _dev(b), _dev(c)
+        if self.precision != "fp32":
+            _gemm_tc.gemm(trans_a, trans_b, alpha, a, b, beta, c, self.precision)
+            return
         if len(c.shape) != 2 or len(a.shape) != 2:
             raise ValueError(f"gemm: 2-D operands expected, got A {tuple(a.shape)}, C {tuple(c.shape)}")
         key = (c.shape[0], c.shape[1], a.shape[0] if trans_a else a.shape[1])
@@ -435,7 +446,7 @@ class CudaBackend(Backend):
     def _conv_args(self, g: ConvGeometry) -> dict:
         return {"pad": (g.pad_h, g.pad_w), "stride": (g.stride_h, g.stride_w),
                 "dilation": (g.dilation_h, g.dilation_w), "group": g.group,
-                "max_col_bytes": self._conv_workspace}
+                "max_col_bytes": self._conv_workspace, "gemm": self._conv_gemm}
 
     def columns_fit(self, nbytes: int) -> bool:
         """Kept columns never take the last of the device memory: they are armed only while at

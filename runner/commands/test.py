@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def score(model: str, weights: list[str], iterations: int, phase: str = "TEST", device: str = "cpu",
-          stages: tuple[str, ...] = (), level: int = 0, log=None) -> dict[str, np.ndarray]:
+          stages: tuple[str, ...] = (), level: int = 0, log=None,
+          precision: str | None = None) -> dict[str, np.ndarray]:
     """Caffe's test(): returns {output name: mean over batches} (and logs like Caffe)."""
     from netdef.prototxt import read_net
     from runner.solver.glog import fmt
@@ -33,7 +34,7 @@ def score(model: str, weights: list[str], iterations: int, phase: str = "TEST", 
     param.state.phase = 0 if phase == "TRAIN" else 1
     param.state.stage.extend(stages)
     param.state.level = level
-    net = build_net(param, phase, device)
+    net = build_net(param, phase, device, precision=precision)
     try:
         for w in weights:
             net.copy_from(w)
@@ -71,7 +72,7 @@ def run(args) -> int:
     log = make_log(args)
     try:
         score(args.model, [w for w in args.weights.split(",") if w], args.iterations, args.phase,
-              device_of(args), stages_of(args), args.level, log)
+              device_of(args), stages_of(args), args.level, log, args.precision)
     finally:
         log.close()
     return 0

@@ -164,18 +164,18 @@ def _replayed_fb_ms(net, iterations: int) -> float | None:
     return (_time.perf_counter() - t0) * 1e3 / iterations
 
 
-def _build(param, phase, device, stages, level, batch, synthetic: bool):
+def _build(param, phase, device, stages, level, batch, synthetic: bool, precision: str | None = None):
     from runner.solver.solver import build_net
     if synthetic:
         p = synthetic_net_param(param, phase, stages, level, batch)
         from runner.net import Net
-        net = Net(p, phase=phase, device=device, stages=stages, level=level, seed=0)
+        net = Net(p, phase=phase, device=device, stages=stages, level=level, seed=0, precision=precision)
         _fill_inputs(net, np.random.default_rng(0))
         return net
     param.state.phase = 0 if phase == "TRAIN" else 1
     param.state.stage.extend(stages)
     param.state.level = level
-    return build_net(param, phase, device, seed=0)
+    return build_net(param, phase, device, seed=0, precision=precision)
 
 
 def run(args) -> int:
@@ -201,7 +201,8 @@ def run(args) -> int:
             for b in batches or [None]:
                 row = {"batch": b}
                 for d in devices:
-                    net = _build(load(), args.phase, d, stages, args.level, b, True)
+                    net = _build(load(), args.phase, d, stages, args.level, b, True,
+                                 args.precision if d == "cuda" else None)
                     row["batch"] = net.blobs[net.inputs[0]].shape[0] if net.inputs else b
                     row[d] = time_net(net, args.iterations)["fb_ms"]
                 rows.append(row)
@@ -217,7 +218,7 @@ def run(args) -> int:
             return 0
         synthetic = bool(batches)
         net = _build(load(), args.phase, device_of(args), stages, args.level,
-                     batches[0] if batches else None, synthetic)
+                     batches[0] if batches else None, synthetic, args.precision)
         try:
             time_net(net, args.iterations, log)
         finally:

@@ -38,7 +38,7 @@ def run(args) -> int:
     device = device_of(args)
     log(f"Using {'GPU (cuda backend)' if device == 'cuda' else 'CPU (cpu backend)'}", "caffe.cpp", 200)
     solver = Solver(args.solver, device=device, stages=stages_of(args), level=args.level, log=log,
-                    replay=False if getattr(args, "no_replay", False) else None)
+                    replay=False if getattr(args, "no_replay", False) else None, precision=args.precision)
     try:
         if args.max_iter is not None:
             solver.param.max_iter = args.max_iter

@@ -60,7 +60,7 @@ def resolve_data_paths(net_param: pb.NetParameter, source: str | None) -> pb.Net
 
 
 def build_net(net_param: pb.NetParameter, phase: str, device: str = "cpu", seed: int | None = None,
-              weights: str | None = None):
+              weights: str | None = None, precision: str | None = None):
     """A runner.Net for ``net_param`` in ``phase`` with the stages/level of its ``state``; data
     layers' top shapes are read from their sources (runner.data.probe)."""
     from runner.data.probe import data_input_shapes
@@ -68,7 +68,7 @@ def build_net(net_param: pb.NetParameter, phase: str, device: str = "cpu", seed:
     stages, level = tuple(net_param.state.stage), int(net_param.state.level)
     shapes = data_input_shapes(net_param, phase, stages, level)
     return Net(net_param, phase=phase, device=device, seed=seed, stages=stages, level=level,
-               input_shapes=shapes or None, weights=weights)
+               input_shapes=shapes or None, weights=weights, precision=precision)
 
 
 def blob_loss_weights(net) -> dict[str, float]:
@@ -87,11 +87,12 @@ class Solver:
 
     def __init__(self, solver, device: str = "cpu", stages: tuple[str, ...] = (), level: int = 0,
                  log: GLog | None = None, solver_path: str | None = None,
-                 replay: bool | None = None):
+                 replay: bool | None = None, precision: str | None = None):
         """``solver``: path to a solver prototxt, or a caffe_pb2.SolverParameter (with
         ``solver_path`` its file for relative net paths). ``stages``/``level`` are added to the
         train net's state (Caffe's -stage/-level). ``replay``: record and replay the steady-state
-        launches on cuda (runner/replay.py); None = on unless NBCAFFE_REPLAY=0."""
+        launches on cuda (runner/replay.py); None = on unless NBCAFFE_REPLAY=0. ``precision``: the
+        cuda backend's GEMM input format (runner.backend; None = fp32)."""
         from netdef.prototxt import read_solver, solver_nets
         if isinstance(solver, (str, os.PathLike)):
             solver_path = str(solver)
@@ -120,12 +121,12 @@ class Solver:
         nets = solver_nets(p, solver_path)
         self.log(f"Creating training net from {nets.train_source}", "solver.cpp", 87)
         resolve_data_paths(nets.train, nets.train_source)
-        self.net = build_net(nets.train, "TRAIN", device, self._net_seed(0))
+        self.net = build_net(nets.train, "TRAIN", device, self._net_seed(0), precision=precision)
         self.test_nets = []
         for i, (tp, src) in enumerate(zip(nets.tests, nets.test_sources)):
             self.log(f"Creating test net (#{i}) specified by {src}", "solver.cpp", 172)
             resolve_data_paths(tp, src)
-            tn = build_net(tp, "TEST", device, self._net_seed(i + 1))
+            tn = build_net(tp, "TEST", device, self._net_seed(i + 1), precision=precision)
             tn.share_weights(self.net)
             self.test_nets.append(tn)
         self.backend = self.net.backend

@@ -147,7 +147,7 @@ def test_plan():
     """Big square problems take the 128x128 tile, weight-gradient-like ones (few C tiles, long K)
     split K, tiny ones the 32x32 tile; names carry the precision."""
     assert T.plan(4096, 4096, 4096, "tf32") == ("gemm_tc_v2_tf32_128_128_16", 1)
-    assert T.plan(4096, 4096, 4096, "bf16") == ("gemm_tc_v2_bf16_128_128_32", 1)
+    assert T.plan(4096, 4096, 4096, "bf16") == ("gemm_tc_v2_bf16_128_128_16", 1)
     name, slices = T.plan(96, 363, 186624, "tf32")          # AlexNet conv1 dW at batch 64
     assert name == "gemm_tc_v2k_tf32_64_64_16" and 2 <= slices <= 64
     assert T.plan(20, 30, 40, "fp16") == ("gemm_tc_v2_fp16_32_32_32", 1)
