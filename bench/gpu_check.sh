@@ -8,7 +8,9 @@
 #                                   (same as NBCAFFE_BENCH_DRY=1)
 # Environment knobs:
 #   OUT                   where results.json, results.md, bench.log, kernel_tests.log go
-#   NBCAFFE_BENCH_STAGES  comma list of stages to run (default: env,tests,gemm,conv,memory,train)
+#   NBCAFFE_BENCH_STAGES  comma list of stages to run (default: env,tests,gemm,conv,memory,train;
+#                         also: tf32 -- tensor cores vs cuBLAS/cuDNN TF32, bench/bench_tf32.py; its LeNet
+#                         part needs MNIST: carry data/mnist or set NBCAFFE_MNIST_DIR)
 #   NBCAFFE_BENCH_SCALE   multiply every stage timeout (default 1)
 #   NBCAFFE_TESTS_MAXFAIL pytest --maxfail for the kernel tests (default 5)
 #   NBCAFFE_TESTS_PATHS   test files/dirs for the tests stage (default: tests/kernels tests/runner/test_replay.py tests/runner/test_conv_cache.py)
@@ -47,12 +49,12 @@ if [[ $DRY == 1 ]]; then
   [[ -x "$ROOT/.venv/bin/python" ]] && PY="$ROOT/.venv/bin/python"
   export NUMBA_ENABLE_CUDASIM=1 NBCAFFE_DEVICE=sim
   # stage timeouts in the simulator (slow: every CUDA thread is a Python thread)
-  declare -A TIMEOUT=([env]=60 [tests]=120 [gemm]=300 [conv]=400 [memory]=300 [train]=900)
+  declare -A TIMEOUT=([env]=60 [tests]=120 [gemm]=300 [conv]=400 [memory]=300 [train]=900 [tf32]=600)
 else
   PY=python3
   export NBCAFFE_DEVICE=gpu
   # real run: under 9 minutes in all (see docs/benchmarks-method.md; ~4 min measured on an H200)
-  declare -A TIMEOUT=([env]=20 [tests]=150 [gemm]=100 [conv]=90 [memory]=80 [train]=130)
+  declare -A TIMEOUT=([env]=20 [tests]=150 [gemm]=100 [conv]=90 [memory]=80 [train]=130 [tf32]=300)
 fi
 
 say() { echo "[$(date -u +%T) +$(( $(date +%s) - T_START ))s] $*"; }
@@ -152,7 +154,8 @@ for s in "${STAGE_LIST[@]}"; do
     conv)   run_stage conv $PY -m bench.bench_conv ;;
     memory) run_stage memory $PY -m bench.bench_memory ;;
     train)  run_stage train $PY -m bench.bench_train ;;
-    *)      say "unknown stage '$s' (known: env,tests,gemm,conv,memory,train)" ;;
+    tf32)   run_stage tf32 $PY -m bench.bench_tf32 ;;
+    *)      say "unknown stage '$s' (known: env,tests,gemm,conv,memory,train,tf32)" ;;
   esac
 done
 
