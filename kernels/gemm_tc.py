@@ -13,47 +13,54 @@ stride; ``beta == 0`` never reads C) plus ``precision``:
   ``mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}``. FP16 overflows beyond 65504 (inf) and
   loses relative precision below 6.1e-5; BF16 keeps FP32's range with 7 mantissa bits.
 
-The primitives (intrinsics emitting inline PTX, and their simulator emulation) are in
-``kernels/_mma.py``.
+The primitives (intrinsics emitting inline PTX, and their simulator emulation with the PTX ISA's
+fragment layouts) are in ``kernels/_mma.py``.
 
 Versions (``KERNELS``; names ``gemm_tc_v<N>_<precision>_<BM>_<BN>_<BK>``, BK in k values):
 
-- ``v1``: readable baseline (TF32 only). Block tile BM x BN, K-tiles of 16 32-bit words per row in
-  shared memory (16 k for TF32, 32 for FP16/BF16; 8 words = 16 k for FP16/BF16 on the 128x128 tile,
-  whose prefetch of two FP32 values per word would not fit 128 registers otherwise), register
+- ``v1``: readable baseline (TF32 only). Block tile BM x BN; K-tiles of 16 32-bit words per row
+  in shared memory (16 k for TF32, 32 for FP16/BF16 -- 8 words = 16 k for FP16/BF16 on the 128x128
+  tile, whose prefetch of two FP32 values per word would not fit 128 registers otherwise); register
   prefetch of the next K-tile while the current one is multiplied and double-buffered shared memory
-  (one barrier per K-tile, as ``kernels.gemm`` v4-v9); warps tile the block as (BM/WM) x (BN/WN)
+  (one barrier per K-tile, as ``kernels.gemm`` v4-v9). Warps tile the block as (BM/WM) x (BN/WN)
   sub-tiles, each an (WM/16) x (WN/8) grid of m16n8 mma tiles whose FP32 accumulators stay in
-  registers. Fragments are read with scalar ``ld.shared.u32`` (4 per A tile, 2 per B tile per mma
-  step). - ``v2`` (launched by ``gemm``): v1 reading the fragments with ``ldmatrix.x4`` -- one
-  instruction per A tile (16x8 words) and per pair of B tiles, 4x fewer shared-load instructions. -
-  ``v2k``: v2 with split-K (grid z = K slices, partials into a workspace summed by
-  ``kernels.gemm.splitk_reduce_v1``), for the small-M x N, long-K GEMMs of convolution weight
+  registers. Fragments are read with scalar ``ld.shared.u32`` (4 per A tile, 2 per B tile per
+  mma step).
+- ``v2`` (launched by ``gemm``): v1 reading the fragments with ``ldmatrix.x4`` -- one instruction
+  per A tile (16 x 8 words) and per pair of B tiles, 4x fewer shared-load instructions.
+- ``v2k``: v2 with split-K (grid z = K slices, partials into a workspace summed in a fixed order by
+  ``kernels.gemm.splitk_reduce_v1``), for the small M x N, long-K GEMMs of convolution weight
   gradients.
 
-Shared-memory layout: both operands k-contiguous, ``As[m][kw]`` and ``Bs[n][kw]`` (kw = 32-bit word
-along k), rows padded by 4 words (a row stride SW of 20, or 12). The mma fragment layouts (PTX ISA,
-g = lane >> 2, t = lane % 4; m16n8k8 .tf32: a0..a3 = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4], b0,
-b1 = B[t][g], B[t+4][g]; m16n8k16 .f16/.bf16: the same positions counted in words of two k values,
-low half first; C/D: c0..c3 = C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1]) then read word ``g*SW
-+ t`` (+8 rows, +4 words), and ``ldmatrix`` reads 8 rows of 16 bytes per matrix: with a row stride
-of 20 or 12 words (4 times an odd number) the 8 rows of a group start in 8 distinct 4-bank groups,
-so both are conflict-free. Staging: a thread owns L = BX*16/threads words of an operand tile in one
-word column, rows x0 + l*threads/words; when the operand is stored k-contiguous in global memory (A
-not transposed, B transposed) consecutive threads take consecutive words of a row (coalesced), else
-a warp takes 8 rows x 4 words (8 consecutive m or n per k row: 32-byte sectors, and the shared
-stores of a warp hit 32 distinct banks).
+Fragment layouts (PTX ISA, g = lane >> 2, t = lane % 4). m16n8k8 .tf32: a0..a3 = A[g][t],
+A[g+8][t], A[g][t+4], A[g+8][t+4]; b0, b1 = B[t][g], B[t+4][g]. m16n8k16 .f16/.bf16: the same
+positions counted in 32-bit words of two k values (lower k in the low half): A words A[g][2t..2t+1],
+A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..]; B words B[2t..2t+1][g], B[2t+8..][g]. C/D (.f32, both):
+c0..c3 = C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1].
+
+Shared-memory layout: both operands k-contiguous, ``As[m][kw]`` and ``Bs[n][kw]`` (kw = word along
+k), rows padded by 4 words (a row stride SW of 20, or 12). A lane's fragment words are then
+``As[(g (+8)) * SW + t (+4)]`` and ``Bs[g * SW + t (+4)]`` for every precision, and ``ldmatrix``
+reads 8 rows of 16 bytes per matrix: with a row stride of 4 times an odd number of words the 8
+rows of a group start in 8 distinct 4-bank groups, so both are conflict-free. Staging: a thread
+owns L = BX * words / threads words of an operand tile in one word column, rows x0 + l *
+threads / words. When the operand is k-contiguous in global memory (A not transposed, B
+transposed) consecutive threads take consecutive words of a row (coalesced); otherwise a warp
+takes 8 rows x 4 words (8 consecutive m or n of each of 4 k rows: whole 32-byte sectors, and the
+warp's shared stores hit 32 distinct banks). The conversion (TF32 rounding, FP16/BF16 pair
+packing) happens on the register -> shared store.
 
 Launch geometry: grid (ceil(N/BN), ceil(M/BM)[, slices]), 1-D blocks of 32 * (BM/WM) * (BN/WN)
-threads; tiles in ``CONFIGS`` (128x128 with 8 warps of 64x32, 64x64 with 4 of 32x32, 32x32 with
-4 of 16x16). ``plan(M, N, K)`` picks the tile as ``kernels.gemm.select_config`` does (the largest
-filling two waves of 132 SMs at 75 % use, ...) and split-K by ``kernels.gemm``'s rule (slices for
-about two waves when M x N has fewer tiles than SMs and K >= 2048).
+threads; tiles in ``CONFIGS`` (128x128 with 8 warps of 64x32 and launch bounds for 2 blocks per
+SM, 64x64 with 4 warps of 32x32, 32x32 with 4 of 16x16). ``plan(M, N, K)`` picks the tile with
+``kernels.gemm.select_config``'s rule (the largest filling two waves of 132 SMs at 75 % use, ...)
+and split-K with ``kernels.gemm``'s rule (slices for about two waves when the 64x64 tiles are
+fewer than the SMs and K >= 2048).
 
 Error bound (the tests use it; ``tests/reference/mma.py: gemm_error_bound``). Let u be the input
 format's unit roundoff (TF32 and FP16: 2^-11, 10 explicit mantissa bits with round to nearest;
 BF16: 2^-8), eta half its subnormal spacing (FP16: 2^-25; TF32/BF16: below FP32's own, < 2^-133),
-u32 = 2^-23 (one FP32 operation with truncation, the tensor cores' alignment may truncate; round
+u32 = 2^-23 (one FP32 operation with truncation: the tensor cores' alignment may truncate; round
 to nearest would be 2^-24), gamma_n = n u32 / (1 - n u32). Rounding an input a gives
 |a' - a| <= u|a| + eta, so one product obeys |a'b' - ab| <= (2u + u^2)|a||b| + eta(1 + u)(|a| + |b|)
 + eta^2. The tensor core forms the products exactly and adds a k-deep block of them (k = 8 TF32,
