@@ -27,7 +27,10 @@ Versions (``KERNELS``; names ``gemm_tc_v<N>_<precision>_<BM>_<BN>_<BK>``, BK in 
   registers. Fragments are read with scalar ``ld.shared.u32`` (4 per A tile, 2 per B tile per
   mma step).
 - ``v2`` (launched by ``gemm``): v1 reading the fragments with ``ldmatrix.x4`` -- one instruction
-  per A tile (16 x 8 words) and per pair of B tiles, 4x fewer shared-load instructions.
+  per A tile (16 x 8 words) and per pair of B tiles, 4x fewer shared-load instructions -- and
+  loading whole K-tiles of interior blocks by flat offsets (as ``kernels.gemm`` v9: the offset of
+  the thread's first value set up once, the K-tile's start one multiply-add away, the other values
+  walked by adds) instead of v1's ``row * pitch + column`` per load.
 - ``v2k``: v2 with split-K (grid z = K slices, partials into a workspace summed in a fixed order by
   ``kernels.gemm.splitk_reduce_v1``), for the small M x N, long-K GEMMs of convolution weight
   gradients.
@@ -137,6 +140,28 @@ def tile_words(cfg: TcConfig, precision: str) -> int:
 _MMA = {"tf32": mma_tf32, "fp16": mma_f16, "bf16": mma_bf16}
 
 
+def _flat_load():
+    """``flat_load(X, o, ld)``: the element at flat offset ``o`` of a row-strided 2-D array with row
+    pitch ``ld`` elements (element (r, c) at r*ld + c). On a GPU ``X[0, o]``: numba computes
+    ``data + o*4`` with no bounds or wraparound code. The simulator splits the offset back into
+    (row, column) with the array's own pitch, not ``ld``, and indexes with bounds checks, so an
+    offset computed with a wrong pitch, or past the view's columns, fails there."""
+    if SIMULATOR:
+        @cuda.jit(device=True, inline=True)
+        def flat_load(X, o, ld):
+            pitch = X.strides[0] // 4
+            r = o // pitch
+            return X[r, o - r * pitch]
+    else:
+        @cuda.jit(device=True, inline=True)
+        def flat_load(X, o, ld):
+            return X[uint64(0), o]
+    return flat_load
+
+
+flat_load = _flat_load()
+
+
 def _converter(precision: str):
     """Device function ``to_word(pre, u)``: the 32-bit operand word of staged unit u (KPW FP32
     values at pre[u*KPW ...]): a TF32 bit pattern, or two FP16/BF16 values (lower k low)."""
@@ -181,6 +206,7 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
     assert BM % WM == 0 and BN % WN == 0 and WM % 16 == 0 and WN % 16 == 0, cfg
     mma = _MMA[precision]
     to_word = _converter(precision)
+    flat = ldm                     # v2/v2k: fast-path loads by flat offsets
 
     @cuda.jit(device=True, inline=True)
     def stage_coords(kcontig, tid):
@@ -194,20 +220,33 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
         return (w // (KW // 4)) * 8 + lane % 8, (w % (KW // 4)) * 4 + lane // 8
 
     @cuda.jit(device=True, inline=True)
-    def gload(X, r0, c0, rsu, csu, rsj, csj, rlim, clim, pre, L):
-        # word l, value j of a K-tile: X[r0 + l*rsu + j*rsj, c0 + l*csu + j*csj], zero outside
+    def gload(X, r0, c0, kc, rlim, clim, pre, L):
+        # word l, value j of the thread's share of a K-tile whose first value is X[r0, c0]:
+        # k-contiguous operand X[r0 + l*XSTEP, c0 + j], else X[r0 + j, c0 + l*XSTEP]; zero outside
         for l in range(L):
             for j in range(KP):
-                r = r0 + l * rsu + j * rsj
-                c = c0 + l * csu + j * csj
+                r = r0 + (l * XSTEP if kc else j)
+                c = c0 + (j if kc else l * XSTEP)
                 pre[l * KP + j] = X[r, c] if (r < rlim and c < clim) else float32(0.0)
 
     @cuda.jit(device=True, inline=True)
-    def gload_full(X, r0, c0, rsu, csu, rsj, csj, pre, L):
-        # gload for a K-tile inside the operand: no bounds tests, non-negative indices
+    def gload_full(X, r0, c0, kc, pre, L):
+        # gload for a K-tile inside the operand: no bounds tests, non-negative indices (v1)
         for l in range(L):
             for j in range(KP):
-                pre[l * KP + j] = X[uint64(r0 + l * rsu + j * rsj), uint64(c0 + l * csu + j * csj)]
+                r = r0 + (l * XSTEP if kc else j)
+                c = c0 + (j if kc else l * XSTEP)
+                pre[l * KP + j] = X[uint64(r), uint64(c)]
+
+    @cuda.jit(device=True, inline=True)
+    def gload_flat(X, o, us, js, ld, pre, L):
+        # gload_full by flat offsets (v2): value (l, j) at o + l*us + j*js, walked by adds
+        for l in range(L):
+            p = o
+            for j in range(KP):
+                pre[l * KP + j] = flat_load(X, p, ld)
+                p += js
+            o += us
 
     @cuda.jit(device=True, inline=True)
     def sstore(Xs, base, pre, L):
@@ -308,26 +347,27 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
         b_kc = trans_b
         ax0, akw = stage_coords(a_kc, tid)
         bx0, bkw = stage_coords(b_kc, tid)
-        a_rsu = XSTEP if a_kc else 0
-        a_csu = 0 if a_kc else XSTEP
-        a_rsj = 0 if a_kc else 1
-        a_csj = 1 if a_kc else 0
-        b_rsu = XSTEP if b_kc else 0
-        b_csu = 0 if b_kc else XSTEP
-        b_rsj = 0 if b_kc else 1
-        b_csj = 1 if b_kc else 0
         a_rlim = M if a_kc else K
         a_clim = K if a_kc else M
         b_rlim = N if b_kc else K
         b_clim = K if b_kc else N
-        a_r0 = m0 + ax0 if a_kc else kb + akw * KP
-        a_c0 = kb + akw * KP if a_kc else m0 + ax0
-        b_r0 = n0 + bx0 if b_kc else kb + bkw * KP
-        b_c0 = kb + bkw * KP if b_kc else n0 + bx0
-        a_dr = 0 if a_kc else BK        # origin step per K-tile
-        a_dc = BK if a_kc else 0
-        b_dr = 0 if b_kc else BK
-        b_dc = BK if b_kc else 0
+        # the thread's first staged value at k = 0 is (a_br, a_bc) of A as stored; a K-tile at k
+        # starts at (a_br, a_bc + k) (k-contiguous) or (a_br + k, a_bc)
+        a_br = m0 + ax0 if a_kc else akw * KP
+        a_bc = akw * KP if a_kc else m0 + ax0
+        b_br = n0 + bx0 if b_kc else bkw * KP
+        b_bc = bkw * KP if b_kc else n0 + bx0
+        if flat:
+            # flat offsets (element (r, c) at r*pitch + c): at k = 0, per staged word l, per value
+            # j (one step along k); a K-tile at k starts k*js further
+            lda = uint64(A.strides[0] // 4)
+            ldb = uint64(B.strides[0] // 4)
+            a_js = uint64(1) if a_kc else lda
+            b_js = uint64(1) if b_kc else ldb
+            a_us = uint64(XSTEP) * lda if a_kc else uint64(XSTEP)
+            b_us = uint64(XSTEP) * ldb if b_kc else uint64(XSTEP)
+            a_base = uint64(a_br) * lda + uint64(a_bc)
+            b_base = uint64(b_br) * ldb + uint64(b_bc)
         a_s = ax0 * RS + akw            # shared offset of the thread's first staged word
         b_s = bx0 * RS + bkw
         # fragment addresses inside a buffer: ldmatrix row of this lane (matrix q = lane // 8,
@@ -346,8 +386,8 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
                 for e in range(4):
                     acc[i, j, e] = float32(0.0)
         ntiles = (K - kb + BK - 1) // BK
-        gload(A, a_r0, a_c0, a_rsu, a_csu, a_rsj, a_csj, a_rlim, a_clim, a_pre, LA)
-        gload(B, b_r0, b_c0, b_rsu, b_csu, b_rsj, b_csj, b_rlim, b_clim, b_pre, LB)
+        gload(A, a_br + (0 if a_kc else kb), a_bc + (kb if a_kc else 0), a_kc, a_rlim, a_clim, a_pre, LA)
+        gload(B, b_br + (0 if b_kc else kb), b_bc + (kb if b_kc else 0), b_kc, b_rlim, b_clim, b_pre, LB)
         for t in range(ntiles):
             buf = t & 1
             # registers -> buffer `buf`. Its last readers multiplied tile t-2, and every thread
@@ -355,17 +395,19 @@ def _make_tc(cfg: TcConfig, precision: str, ldm: bool, split: bool = False):
             sstore(As, buf * NA + a_s, a_pre, LA)
             sstore(Bs, buf * NB + b_s, b_pre, LB)
             cuda.syncthreads()  # buffer `buf` complete before any warp reads its fragments
-            a_r0 += a_dr
-            a_c0 += a_dc
-            b_r0 += b_dr
-            b_c0 += b_dc
             k1 = kb + (t + 1) * BK
             if interior and k1 + BK <= K:   # the common case: tile t+1 is whole, no bounds tests
-                gload_full(A, a_r0, a_c0, a_rsu, a_csu, a_rsj, a_csj, a_pre, LA)
-                gload_full(B, b_r0, b_c0, b_rsu, b_csu, b_rsj, b_csj, b_pre, LB)
+                if flat:
+                    gload_flat(A, a_base + uint64(k1) * a_js, a_us, a_js, lda, a_pre, LA)
+                    gload_flat(B, b_base + uint64(k1) * b_js, b_us, b_js, ldb, b_pre, LB)
+                else:
+                    gload_full(A, a_br + (0 if a_kc else k1), a_bc + (k1 if a_kc else 0), a_kc, a_pre, LA)
+                    gload_full(B, b_br + (0 if b_kc else k1), b_bc + (k1 if b_kc else 0), b_kc, b_pre, LB)
             elif k1 < K:        # global loads of tile t+1 are in flight during the mma steps
-                gload(A, a_r0, a_c0, a_rsu, a_csu, a_rsj, a_csj, a_rlim, a_clim, a_pre, LA)
-                gload(B, b_r0, b_c0, b_rsu, b_csu, b_rsj, b_csj, b_rlim, b_clim, b_pre, LB)
+                gload(A, a_br + (0 if a_kc else k1), a_bc + (k1 if a_kc else 0), a_kc, a_rlim, a_clim,
+                      a_pre, LA)
+                gload(B, b_br + (0 if b_kc else k1), b_bc + (k1 if b_kc else 0), b_kc, b_rlim, b_clim,
+                      b_pre, LB)
             abuf = uint64(buf * NA + a_fr)
             bbuf = uint64(buf * NB + b_fr)
             for ks in range(0, KW, 8):      # mma k-steps of 8 words (two per K-tile, or one), the same

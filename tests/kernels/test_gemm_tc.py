@@ -82,17 +82,15 @@ def test_gemm_tc_public(M, N, K, ta, tb, alpha, beta, precision, strided, seed):
     _run(launch, precision, ta, tb, M, N, K, alpha, beta, strided, seed, what="gemm")
 
 
-def _edge_shape(name: str, i: int) -> tuple[int, int, int]:
-    """A shape crossing the kernel's tile edges: a full and a ragged block row (even i) or column
-    (odd i), ragged in the other dimension, and K = two K-tiles and a ragged third (one and a
-    ragged second for the 128x128 tiles: the simulator runs every thread in Python). On a GPU:
-    ragged in both dimensions, 2-3 blocks each way."""
+def _edge_shape(name: str) -> tuple[int, int, int]:
+    """A shape with an interior block (the fast path: whole tiles, flat-offset loads) and ragged
+    ones, and K = two whole K-tiles and a ragged third. The simulator runs every thread in Python,
+    so the 128x128 kernels get one full block row and a ragged block column only."""
     _, _, (bm, bn) = T._LAUNCH[name]
     bk = int(name.rsplit("_", 1)[1])
-    K = bk + 5 if bm == 128 else 2 * bk + 3
     if not ON_SIM:
         return 2 * bm + 5, 2 * bn + 7, 3 * bk + 3
-    return (bm + 5, bn - 7, K) if i % 2 == 0 else (bm - 5, bn + 7, K)
+    return (bm if bm == 128 else bm + 5), bn + 7, 2 * bk + 3
 
 
 _SPLIT = [n for n in T.KERNELS if "_v2k_" in n]
@@ -104,11 +102,12 @@ def test_every_kernel_on_ragged_tiles(name):
     precision = name.split("_")[3]
     i = _DIRECT.index(name)
     ta, tb = bool(i & 1), bool(i & 2)               # every transpose pair over the list
-    M, N, K = _edge_shape(name, i)
+    M, N, K = _edge_shape(name)
+    strided = (i % 3 == 1, i % 3 == 2, i % 2 == 1)   # row-strided views: the flat offsets' pitch
 
     def launch(*args):
         T.gemm_with(name, *args)
-    _run(launch, precision, ta, tb, M, N, K, 1.25, (0.0, -0.75)[i % 2], seed=i, what=name)
+    _run(launch, precision, ta, tb, M, N, K, 1.25, (0.0, -0.75)[i % 2], strided, seed=i, what=name)
 
 
 @pytest.mark.parametrize("name", _SPLIT)
@@ -116,12 +115,13 @@ def test_every_kernel_on_ragged_tiles(name):
 def test_split_k(name, slices):
     precision = name.split("_")[3]
     bk = int(name.rsplit("_", 1)[1])
-    M, N, K = 37, 70, 3 * bk + 5                     # a slice per K-tile, the last ragged
+    M, N, K = 64, 70, 4 * bk + 5                     # 2 whole K-tiles in the first slices, the
+                                                     # last ragged; an interior block (fast path)
 
     def launch(*args):
         T.gemm_splitk(*args, slices, precision)
-    _run(launch, precision, True, False, M, N, K, -1.5, 0.5 if slices == 3 else 0.0, seed=slices,
-         slices=slices, what=name)
+    _run(launch, precision, True, False, M, N, K, -1.5, 0.5 if slices == 3 else 0.0, (True, False, False),
+         seed=slices, slices=slices, what=name)
 
 
 def test_more_slices_than_k_tiles():
