@@ -7,8 +7,8 @@
   add, col2im's sums and the ReLU mask add their FP32 roundings. The first convolution must also
   miss the exact result by more than an FP32 GEMM could (the tensor-core path is really taken).
   (FP16/BF16 GEMMs are covered in tests/kernels/test_gemm_tc.py; the net adds only the wiring.)
-- The Solver and CLI plumbing: train/test nets get the precision; the cpu backend and unknown
-  precisions are refused with one-line errors.
+- The Solver and CLI plumbing: train/test nets get the precision, launch replay is bit-identical
+  to eager; the cpu backend and unknown precisions are refused with one-line errors.
 """
 from __future__ import annotations
 
@@ -142,18 +142,28 @@ def test_backend_precision_choices():
         get_backend(tf32, precision="fp16")
 
 
-def test_solver_and_cli_plumbing(tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_solver_replay_and_cli_plumbing(tmp_path, monkeypatch, capsys):
+    """Train and test nets share the tf32 backend; the launch replay (runner/replay.py, on by
+    default on cuda) re-issues the tensor-core launches exactly: 3 iterations with and without it
+    give the same weights bit for bit; the CLI refuses tf32 on the cpu backend in one line."""
     make_db(tmp_path / "tiny_lmdb", n=8)
     monkeypatch.chdir(tmp_path)
-    path = write(tmp_path, batch=2, max_iter=1, snapshot=0, test_interval=100,
+    path = write(tmp_path, batch=2, max_iter=3, snapshot=0, test_interval=100,
                  more="test_initialization: false snapshot_after_train: false")
-    s = Solver(path, device="cuda", log=GLog(stream=io.StringIO()), precision="tf32")
-    try:
-        assert s.net.backend.precision == "tf32" and all(t.backend is s.net.backend for t in s.test_nets)
-        s.solve()
-        assert np.isfinite([np.array(p.blob.data) for p in s.params][0]).all()
-    finally:
-        s.close()
+    weights = []
+    for replay in (True, False):
+        s = Solver(path, device="cuda", log=GLog(stream=io.StringIO()), precision="tf32", replay=replay)
+        try:
+            assert s.net.backend.precision == "tf32" and all(t.backend is s.net.backend for t in s.test_nets)
+            assert (s.replay is not None) == replay
+            s.solve()
+            weights.append([np.array(p.blob.data) for p in s.params])
+        finally:
+            s.close()
+    assert np.isfinite(weights[0][0]).all()
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
     assert main(["train", "-solver", path, "--device", "cpu", "--precision", "tf32"]) == 1
     err = capsys.readouterr().err
     assert "nbcaffe: error: precision tf32 runs on the tensor cores: use the cuda backend" in err
