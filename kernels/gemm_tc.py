@@ -51,7 +51,9 @@ threads / words. When the operand is k-contiguous in global memory (A not transp
 transposed) consecutive threads take consecutive words of a row (coalesced); otherwise a warp
 takes 8 rows x 4 words (8 consecutive m or n of each of 4 k rows: whole 32-byte sectors, and the
 warp's shared stores hit 32 distinct banks). The conversion (TF32 rounding, FP16/BF16 pair
-packing) happens on the register -> shared store.
+packing) happens on the register -> shared store, once per element; this is why there is no
+``cp.async`` (global -> shared without registers): it cannot convert, so every fragment word
+would be rounded again at each of its reads (each A word is read by every warp along n).
 
 Launch geometry: grid (ceil(N/BN), ceil(M/BM)[, slices]), 1-D blocks of 32 * (BM/WM) * (BN/WN)
 threads; tiles in ``CONFIGS`` (128x128 with 8 warps of 64x32 and launch bounds for 2 blocks per
