@@ -15,20 +15,21 @@ cuBLAS / cuDNN with TF32 on (``torch.backends.cuda.matmul.allow_tf32`` and
    worse than 3x torch TF32's own error). Keys ``alexnet_tf32_iter_ms``,
    ``torch_tf32_alexnet_iter_ms``; per-layer times in table ``alexnet_tf32_layers``.
 3. **LeNet on MNIST in tf32 mode**: Caffe's ``examples/mnist`` recipe (10,000 iterations, batch 64),
-   then the 10,000 test images; passes at >= 99 %. Needs the MNIST files (``NBCAFFE_MNIST_DIR``, else
+   then the 10,000 test images; passes at >= 99 %. The images come from the idx files through
+   ``MemoryData`` layers in file order (what the recipe's LMDB Data layers serve; the GPU image
+   has no lmdb package). Needs the MNIST files (``NBCAFFE_MNIST_DIR``, else
    ``data/mnist`` in the checkout -- carry it to the GPU machine -- else ``../shared/data/mnist``).
    Keys ``lenet_tf32_test_accuracy``, ``lenet_tf32_train_s``, ``lenet_tf32_ok``.
 
 In the dry run (simulator): GEMM 48³, the validation of 2. on the shrunk LeNet, LeNet 2 iterations of a
-shrunk copy of the prototxt (``DRY_LENET``; no accuracy claim): every code path runs, no number
-means anything.
+shrunk copy of the prototxt on 12x12 crops (``DRY_LENET``; no accuracy claim): every code path runs,
+no number means anything.
 
 Run: ``python -m bench.bench_tf32`` (``bench/gpu_check.sh`` stage ``tf32``).
 """
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -37,7 +38,6 @@ import numpy as np
 from bench.common import (
     DRY,
     ROOT,
-    WORK,
     Stage,
     enable_kernel_cache,
     log,
@@ -58,9 +58,9 @@ LENET_TARGET = 0.99
 TOL_TF32 = 2e-2        # relative error of a first-step parameter update vs float64
 # dry run: LeNet's prototxt shrunk by substitution -- batch 2, 12x12 crops, 3x3 kernels, narrow layers
 DRY_LENET = (("batch_size: 64", "batch_size: 2"), ("batch_size: 100", "batch_size: 2"),
-             ("scale: 0.00390625", "scale: 0.00390625 crop_size: 12"), ("kernel_size: 5", "kernel_size: 3"),
-             ("num_output: 20", "num_output: 2"), ("num_output: 50", "num_output: 2"),
-             ("num_output: 500", "num_output: 8"))
+             ("kernel_size: 5", "kernel_size: 3"), ("num_output: 20", "num_output: 2"),
+             ("num_output: 50", "num_output: 2"), ("num_output: 500", "num_output: 8"))
+LENET_SIDE = size(28, 12)   # dry run: 12x12 centre crops
 STEPS = 5
 
 
@@ -312,62 +312,83 @@ def _mnist_dir() -> Path | None:
     return None
 
 
-def lenet_mnist(st: Stage) -> None:
+def _lenet_solver_param():
+    """Caffe's examples/mnist solver and net with the two LMDB ``Data`` layers replaced by
+    ``MemoryData`` layers of the same batch sizes (the GPU image has no lmdb package): a Data layer
+    reads its DB in key order, so serving the idx files' images in file order, scaled by 1/256 up
+    front, gives the same batches. Dry run: ``DRY_LENET``'s shrunk net on 12x12 crops."""
+    from google.protobuf import text_format
+
     from netdef.prototxt import read_solver
-    from runner.data.mnist import convert_mnist
+    from proto import caffe_pb2
+    text = (ROOT / "examples" / "mnist" / "lenet_train_test.prototxt").read_text()
+    if DRY:
+        for a, b in DRY_LENET:
+            text = text.replace(a, b)
+    net = text_format.Parse(text, caffe_pb2.NetParameter())
+    for lp in net.layer:
+        if lp.type == "Data":
+            bs = lp.data_param.batch_size
+            lp.type = "MemoryData"
+            lp.ClearField("data_param")
+            lp.ClearField("transform_param")
+            mp = lp.memory_data_param
+            mp.batch_size, mp.channels, mp.height, mp.width = bs, 1, LENET_SIDE, LENET_SIDE
+    sp = read_solver(ROOT / "examples" / "mnist" / "lenet_solver.prototxt")
+    sp.ClearField("net")
+    sp.net_param.CopyFrom(net)
+    sp.max_iter = LENET_ITERS
+    sp.test_iter[0] = 1 if DRY else 100           # 100 x 100 = the 10,000 test images
+    sp.test_interval = LENET_ITERS
+    sp.test_initialization = False
+    sp.snapshot = 0
+    sp.snapshot_after_train = False
+    sp.random_seed = 1
+    sp.display = 0
+    return sp
+
+
+def _mnist_arrays(src: Path, prefix: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images of an MNIST split as float32 (n, 1, side, side) / 256 (Caffe's
+    ``scale: 0.00390625``; centre crops in the dry run) and their labels."""
+    from runner.data.mnist import read_idx_images, read_idx_labels
+    imgs = read_idx_images(src / f"{prefix}-images-idx3-ubyte.gz", n)
+    labs = read_idx_labels(src / f"{prefix}-labels-idx1-ubyte.gz", n)
+    off = (imgs.shape[1] - LENET_SIDE) // 2
+    imgs = imgs[:, off:off + LENET_SIDE, off:off + LENET_SIDE]
+    return (imgs[:, None].astype(np.float32) * np.float32(0.00390625)), labs.astype(np.float32)
+
+
+def lenet_mnist(st: Stage) -> None:
+    from bench.bench_train import _QuietLog
     from runner.solver.solver import Solver
     src = _mnist_dir()
     if src is None:
         st.note("lenet tf32: skipped: no MNIST (set NBCAFFE_MNIST_DIR, or copy ../shared/data/mnist to "
                 "data/mnist and carry it)")
         return
-    work = WORK / "lenet_tf32"
-    shutil.rmtree(work, ignore_errors=True)
-    ex = work / "examples" / "mnist"
-    ex.mkdir(parents=True)
-    for f in ("lenet_solver.prototxt", "lenet_train_test.prototxt"):
-        text = (ROOT / "examples" / "mnist" / f).read_text()
-        if DRY:     # the simulator (a Python thread per CUDA thread): the same net, tiny
-            for a, b in DRY_LENET:
-                text = text.replace(a, b)
-        (ex / f).write_text(text)
+    sp = _lenet_solver_param()
+    train_bs = sp.net_param.layer[0].memory_data_param.batch_size
+    n_train = 4 if DRY else 60000 // train_bs * train_bs     # MemoryData: a multiple of the batch
+    xtr, ytr = _mnist_arrays(src, "train", n_train)
+    xte, yte = _mnist_arrays(src, "t10k", 2 if DRY else 10000)
     t0 = time.perf_counter()
-    limit = LENET_ITERS * 2 if DRY else None
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        convert_mnist(src / f"{prefix}-images-idx3-ubyte.gz", src / f"{prefix}-labels-idx1-ubyte.gz",
-                      ex / f"mnist_{split}_lmdb", limit=limit)
-    log(f"lenet tf32: MNIST converted in {time.perf_counter() - t0:.1f}s")
-    cwd = os.getcwd()
-    os.chdir(work)
+    s = Solver(sp, device="cuda", log=_QuietLog(), precision="tf32")
     try:
-        param = read_solver(ex / "lenet_solver.prototxt")
-        param.max_iter = LENET_ITERS
-        param.test_iter[0] = 1 if DRY else 100           # 100 x 100 = the 10,000 test images
-        param.test_interval = LENET_ITERS
-        param.test_initialization = False
-        param.snapshot = 0
-        param.snapshot_after_train = False
-        param.random_seed = 1
-        param.display = 0
-        from bench.bench_train import _QuietLog
-        t0 = time.perf_counter()
-        s = Solver(param, solver_path=str(ex / "lenet_solver.prototxt"), device="cuda", log=_QuietLog(),
-                   precision="tf32")
-        try:
-            s.solve()
-        finally:
-            s.close()
-        wall = time.perf_counter() - t0
+        s.net.layer_dict["mnist"].set_input_arrays(xtr, ytr)
+        s.test_nets[0].layer_dict["mnist"].set_input_arrays(xte, yte)
+        s.solve()
     finally:
-        os.chdir(cwd)
+        s.close()
+    wall = time.perf_counter() - t0
     acc = float(s.test_results[-1]["accuracy"])
     st.put("lenet_tf32_test_accuracy", round(acc, 4))
     st.put("lenet_tf32_iters", LENET_ITERS)
     st.put("lenet_tf32_train_s", round(wall, 1))
     if not DRY:
         st.put("lenet_tf32_ok", acc >= LENET_TARGET)
-    st.note(f"LeNet tf32, {LENET_ITERS} iterations: test accuracy {acc:.4f} on "
-            f"{'all 10,000' if not DRY else 'a few'} test images ({wall:.0f} s)"
+    st.note(f"LeNet tf32, {LENET_ITERS} iterations ({n_train} training images): test accuracy {acc:.4f} "
+            f"on {len(xte)} test images ({wall:.0f} s)"
             + ("" if DRY else f" -> {'>= 99 %: ok' if acc >= LENET_TARGET else 'BELOW 99 %'}"))
 
 
