@@ -25,7 +25,9 @@ In the dry run (simulator): GEMM 48³, the validation of 2. on the shrunk LeNet,
 shrunk copy of the prototxt on 12x12 crops (``DRY_LENET``; no accuracy claim): every code path runs,
 no number means anything.
 
-Run: ``python -m bench.bench_tf32`` (``bench/gpu_check.sh`` stage ``tf32``).
+Run: ``python -m bench.bench_tf32`` (``bench/gpu_check.sh`` stage ``tf32``); ``python -m
+bench.bench_tf32 --lenet-cpu tf32|fp32`` runs 3. on the cpu backend, GEMM inputs TF32-rounded or
+not (no GPU; BENCHMARKS.md quotes it).
 """
 from __future__ import annotations
 
@@ -392,6 +394,48 @@ def lenet_mnist(st: Stage) -> None:
             + ("" if DRY else f" -> {'>= 99 %: ok' if acc >= LENET_TARGET else 'BELOW 99 %'}"))
 
 
+def _tf32_host(a) -> np.ndarray:
+    """FP32 -> TF32 on the host, as ``cvt.rna.tf32.f32``: add half a TF32 ulp to finite values'
+    bits, clear the low 13 bits."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    b = a.view(np.uint32).copy()
+    fin = (b & np.uint32(0x7F800000)) != np.uint32(0x7F800000)
+    b[fin] += np.uint32(0x1000)
+    return (b & np.uint32(0xFFFFE000)).view(np.float32).reshape(a.shape)
+
+
+def lenet_cpu(mode: str) -> None:
+    """``python -m bench.bench_tf32 --lenet-cpu tf32|fp32``: the LeNet recipe of 3. on the cpu
+    backend, through the same MemoryData feed; with ``tf32`` every GEMM input (``gemm``, the
+    convolutions' forward and both gradients) is rounded to TF32 first -- the tensor cores'
+    input rounding, with the CPU's FP32 accumulation. A GPU-free estimate of 3.'s accuracy
+    (BENCHMARKS.md); prints the final test result."""
+    from bench.bench_train import _QuietLog
+    from runner.backend.cpu import CpuBackend
+    from runner.solver.solver import Solver
+    if mode == "tf32":
+        g0, cf = CpuBackend.gemm, CpuBackend.conv_forward
+        cbd, cbw = CpuBackend.conv_backward_data, CpuBackend.conv_backward_weight
+        t = _tf32_host
+        CpuBackend.gemm = lambda self, ta, tb, al, a, b, be, c: g0(self, ta, tb, al, t(a), t(b), be, c)
+        CpuBackend.conv_forward = lambda self, x, w, b, y, g, cache=None: cf(self, t(x), t(w), b, y, g, cache)
+        CpuBackend.conv_backward_data = lambda self, dy, w, dx, g: cbd(self, t(dy), t(w), dx, g)
+        CpuBackend.conv_backward_weight = (lambda self, x, dy, dw, g, cache=None:
+                                           cbw(self, t(x), t(dy), dw, g, cache))
+    src = _mnist_dir()
+    if src is None:
+        raise SystemExit("no MNIST: set NBCAFFE_MNIST_DIR")
+    sp = _lenet_solver_param()
+    xtr, ytr = _mnist_arrays(src, "train", 60000 // 64 * 64)
+    xte, yte = _mnist_arrays(src, "t10k", 10000)
+    s = Solver(sp, device="cpu", log=_QuietLog())
+    s.net.layer_dict["mnist"].set_input_arrays(xtr, ytr)
+    s.test_nets[0].layer_dict["mnist"].set_input_arrays(xte, yte)
+    t0 = time.perf_counter()
+    s.solve()
+    print(f"LeNet cpu {mode}: {s.test_results[-1]} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
 def body(st: Stage) -> None:
     st.put("tf32_kernel_cache", enable_kernel_cache())
     st.guard("tf32 gemm", gemm_4096, st)
@@ -414,4 +458,8 @@ def body(st: Stage) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main_guard(Stage("tf32"), body))
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--lenet-cpu":
+        lenet_cpu(sys.argv[2])
+    else:
+        raise SystemExit(main_guard(Stage("tf32"), body))
