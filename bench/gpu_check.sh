@@ -10,6 +10,8 @@
 #   OUT                   where results.json, results.md, bench.log, kernel_tests.log go
 #   NBCAFFE_BENCH_STAGES  comma list of stages to run (default: env,tests,gemm,conv,memory,train;
 #                         also dist: the one-rank NCCL test, with .whl/nccl4py-*-cp312-*.whl carried)
+#                         and tf32 -- tensor cores vs cuBLAS/cuDNN TF32, bench/bench_tf32.py; its LeNet
+#                         part needs MNIST: carry data/mnist or set NBCAFFE_MNIST_DIR)
 #   NBCAFFE_BENCH_SCALE   multiply every stage timeout (default 1)
 #   NBCAFFE_TESTS_MAXFAIL pytest --maxfail for the kernel tests (default 5)
 #   NBCAFFE_TESTS_PATHS   test files/dirs for the tests stage (default: tests/kernels tests/runner/test_replay.py tests/runner/test_conv_cache.py)
@@ -48,12 +50,12 @@ if [[ $DRY == 1 ]]; then
   [[ -x "$ROOT/.venv/bin/python" ]] && PY="$ROOT/.venv/bin/python"
   export NUMBA_ENABLE_CUDASIM=1 NBCAFFE_DEVICE=sim
   # stage timeouts in the simulator (slow: every CUDA thread is a Python thread)
-  declare -A TIMEOUT=([env]=60 [tests]=120 [gemm]=300 [conv]=400 [memory]=300 [train]=900)
+  declare -A TIMEOUT=([env]=60 [tests]=120 [gemm]=300 [conv]=400 [memory]=300 [train]=900 [tf32]=600)
 else
   PY=python3
   export NBCAFFE_DEVICE=gpu
   # real run: under 9 minutes in all (see docs/benchmarks-method.md; ~4 min measured on an H200)
-  declare -A TIMEOUT=([env]=20 [tests]=150 [gemm]=100 [conv]=90 [memory]=80 [train]=130)
+  declare -A TIMEOUT=([env]=20 [tests]=150 [gemm]=100 [conv]=90 [memory]=80 [train]=130 [tf32]=420)
 fi
 
 say() { echo "[$(date -u +%T) +$(( $(date +%s) - T_START ))s] $*"; }
@@ -159,7 +161,8 @@ for s in "${STAGE_LIST[@]}"; do
     memory) run_stage memory $PY -m bench.bench_memory ;;
     train)  run_stage train $PY -m bench.bench_train ;;
     dist)   run_stage dist $PY -m pytest -q -p no:cacheprovider tests/runner/test_dist_gpu.py ;;
-    *)      say "unknown stage '$s' (known: env,tests,gemm,conv,memory,train,dist)" ;;
+    tf32)   run_stage tf32 $PY -m bench.bench_tf32 ;;
+    *)      say "unknown stage '$s' (known: env,tests,gemm,conv,memory,train,dist,tf32)" ;;
   esac
 done
 

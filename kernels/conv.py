@@ -158,12 +158,14 @@ def _fill_col(x, n0, Nc, C, g: _Geometry, keep: KeptColumns | None = None):
 
 
 def conv_forward(x, w, b, y, pad=(0, 0), stride=(1, 1), dilation=(1, 1), group: int = 1,
-                 max_col_bytes: int = MAX_COL_BYTES, keep: KeptColumns | None = None) -> None:
+                 max_col_bytes: int = MAX_COL_BYTES, keep: KeptColumns | None = None,
+                 gemm=gemm) -> None:
     """``y = conv(x, w) + b`` (Caffe's Convolution forward), written into ``y``.
 
     ``x`` (N, C, H, W), ``w`` (Cout, C/group, kh, kw), ``b`` (Cout,) or None, ``y`` (N, Cout, OH, OW),
     all float32 C-contiguous device arrays; pad/stride/dilation are ints or (h, w) pairs. With
-    ``keep`` the whole batch's columns stay in it for ``conv_backward`` (one chunk).
+    ``keep`` the whole batch's columns stay in it for ``conv_backward`` (one chunk). ``gemm``: the
+    GEMM to run (``kernels.gemm.gemm``'s signature; e.g. a tensor-core ``kernels.gemm_tc.gemm``).
     """
     x, w, y = as_device(x), as_device(w), as_device(y)
     b = None if b is None else as_device(b)
@@ -189,7 +191,7 @@ def conv_forward(x, w, b, y, pad=(0, 0), stride=(1, 1), dilation=(1, 1), group: 
 
 def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1), dilation=(1, 1),
                   group: int = 1, max_col_bytes: int = MAX_COL_BYTES,
-                  keep: KeptColumns | None = None) -> None:
+                  keep: KeptColumns | None = None, gemm=gemm) -> None:
     """Gradients of ``conv_forward`` for the output gradient ``dy`` (N, Cout, OH, OW).
 
     ``dw`` (Cout, C/group, kh, kw) and ``db`` (Cout,) accumulate (``+=``); ``dx`` (N, C, H, W) is
@@ -197,6 +199,7 @@ def conv_backward(x, w, dy, dx=None, dw=None, db=None, pad=(0, 0), stride=(1, 1)
     computed and ``w`` only when ``dx`` is; otherwise they only give shapes (a caller may pass dx
     for x or dw for w). With ``keep`` (the forward's): dW reads its columns when ``keep.valid``
     (else im2col fills it first) and the column gradient for dx is written into it afterwards.
+    ``gemm`` as in ``conv_forward``.
     """
     x, w, dy = as_device(x), as_device(w), as_device(dy)
     dx = None if dx is None else as_device(dx)

@@ -71,7 +71,8 @@ class Net:
                  device: str | Backend = "cpu", stages: Sequence[str] | None = None,
                  level: int | None = None, seed: int | None = None,
                  input_shapes: Mapping[str, Sequence[int]] | None = None, dtype: Any = np.float32,
-                 base_dir: str | os.PathLike | None = None, log: Callable[..., None] | None = None):
+                 base_dir: str | os.PathLike | None = None, log: Callable[..., None] | None = None,
+                 precision: str | None = None):
         """``net``: a prototxt path or a NetParameter. ``stages`` are added to the net's own
         ``state`` stages and ``level`` replaces its level (Caffe's Net(file, phase, level,
         stages)); None keeps the net's own. ``base_dir``: the prototxt's folder (default: ``net``'s
@@ -86,12 +87,13 @@ class Net:
         Before anything is allocated, the bytes the net needs (``netdef.limits.estimate_memory``:
         blobs and parameters with their diffs, the convolution workspace) are compared with the
         backend's free memory; a ResourceError names the total, the largest blob and what is
-        free when it does not fit."""
+        free when it does not fit. ``precision``: the cuda backend's GEMM input format
+        (runner.backend: fp32, the default, or tf32/fp16/bf16 on the tensor cores)."""
         from netdef.graph import build_graph, filter_layers, net_state
         from runner.layers.python import PythonLayers
         self.phase = phase_name(phase)
         self.log = log
-        self.backend: Backend = get_backend(device, dtype)
+        self.backend: Backend = get_backend(device, dtype, precision)
         self.net_param = _read_net_param(net)
         if stages is not None:
             stages = tuple(self.net_param.state.stage) + tuple(stages)

@@ -75,3 +75,22 @@ def test_fp64_and_local_detectors():
             "ptxas         .     0 bytes stack frame, 8 bytes spill stores, 12 bytes spill loads\n")
     r = kernel_report.parse_info(info)
     assert (r["regs"], r["smem"], r["spill_stores"], r["spill_loads"]) == (40, 3328, 8, 12)
+
+
+# tensor-core kernels: the mma.sync of their precision (and ldmatrix from v2 on) is in the PTX of
+# every kernel x signature -- not silently compiled away, not an FP32 fallback
+_MMA_OF = {"tf32": "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32",
+           "fp16": "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
+           "bf16": "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"}
+
+
+def test_tensor_core_kernels_issue_mma_sync(ptx_results):
+    rows = [r for r in ptx_results if r["module"] == "gemm_tc"]
+    assert rows, "no gemm_tc rows in the PTX report"
+    for r in rows:
+        version, precision = r["kernel"].split("_")[2:4]
+        ops = r.get("tensor_ops", {})
+        kinds = {o for o in ops if o.startswith("mma")}
+        assert ops.get(_MMA_OF[precision], 0) > 0 and kinds == {_MMA_OF[precision]}, (r["kernel"], ops)
+        ldm = ops.get("ldmatrix.sync.aligned.m8n8.x4.shared.b16", 0)
+        assert (ldm > 0) == (version != "v1"), (r["kernel"], ops)

@@ -49,11 +49,13 @@ CACHE_DIR = ROOT / ".pytest_cache" / "nbcaffe-ptx"
 DOCS = ROOT / "docs" / "kernels.md"
 CC = (9, 0)
 ARCH = "sm_90"
-CHECK_VERSION = 1   # bump when the checks or the row format change (invalidates the cache)
+CHECK_VERSION = 2   # bump when the checks or the row format change (invalidates the cache)
 
 # an fp64 instruction: opcode with a .f64 type suffix (add.f64, fma.rn.f64, cvt.rn.f32.f64, ...)
 _FP64 = re.compile(r"^\s*(?:@!?%p\d+\s+)?[a-z]+(?:\.[a-z0-9]+)*\.f64\b", re.M)
 _LOCAL = re.compile(r"\.local\b")
+# tensor-core instructions (recorded per row as "tensor_ops": {instruction: count})
+_TENSOR_OPS = re.compile(r"^\s*(?:@!?%p\d+\s+)?((?:mma|ldmatrix)\.sync[\w.]*)", re.M)
 
 
 def kernel_modules() -> list[str]:
@@ -160,6 +162,8 @@ def check_kernel(kernel, sig, meta: dict) -> dict:
     info = link_info(ptx)
     res = parse_info(info)
     res["seconds"] = round(time.perf_counter() - t0, 2)
+    ops = _TENSOR_OPS.findall(ptx)
+    res["tensor_ops"] = {op: ops.count(op) for op in sorted(set(ops))}
     problems = []
     fp64 = [] if (meta.get("allow_fp64") or "float64" in str(sig)) else _FP64.findall(ptx)
     if fp64:

@@ -93,9 +93,11 @@ class ConvCache:
 
 class Backend(abc.ABC):
     """Abstract op set. ``name`` is "cpu" or "cuda"; ``dtype`` is the float type of arrays
-    (float32; the cpu backend can also run float64 for gradient checks)."""
+    (float32; the cpu backend can also run float64 for gradient checks); ``precision`` the GEMMs'
+    input format ("fp32", or tf32/fp16/bf16 on cuda's tensor cores, see ``runner.backend``)."""
 
     name: str = "abstract"
+    precision: str = "fp32"
     host_mirror: bool = False
     dtype: np.dtype = np.dtype(np.float32)
     #: bytes of convolution columns that ConvCaches may keep, all layers together (0: none)

@@ -46,9 +46,12 @@ Design
   BatchReindex checks its indices and Filter reads its selector on the host (in the layers; the
   backend ops stay on the device).
 - float32 only (``get_backend("cuda", float64)`` is refused in ``runner.backend``).
+- **Precision.** ``precision`` "tf32"/"fp16"/"bf16" sends ``gemm`` and the convolutions' GEMMs to
+  ``kernels.gemm_tc`` (tensor cores, inputs rounded to that format, FP32 accumulation).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,6 +69,7 @@ from kernels import detection as _det
 from kernels import dropout as _dropout
 from kernels import eltwise as _elt
 from kernels import gemm as _gemm
+from kernels import gemm_tc as _gemm_tc
 from kernels import im2col_nd as _i2c
 from kernels import index_copy as _idx
 from kernels import loss as _loss
@@ -197,8 +201,11 @@ class CudaBackend(Backend):
     host_mirror = True
     dtype = _F32
 
-    def __init__(self) -> None:
+    def __init__(self, precision: str = "fp32") -> None:
         config.CUDA_LOW_OCCUPANCY_WARNINGS = False
+        self.precision = precision
+        self._conv_gemm = _gemm.gemm if precision == "fp32" else functools.partial(_gemm_tc.gemm,
+                                                                                  precision=precision)
         self._workspaces: dict[Any, Any] = {}
         self._conv_workspace = conv_workspace_bytes()
         self.keep_columns_bytes = keep_columns_budget()
@@ -351,8 +358,9 @@ class CudaBackend(Backend):
     def gemm(self, trans_a: bool, trans_b: bool, alpha: float, a: Array, b: Array,
              beta: float, c: Array) -> None:
         """C = alpha op(A) op(B) + beta C through ``kernels.gemm.gemm`` (its planner picks the
-        kernel, split-K included)."""
-        _gemm.gemm(trans_a, trans_b, alpha, _dev(a), _dev(b), beta, _dev(c))
+        kernel, split-K included); on the tensor cores (``kernels.gemm_tc``) unless the precision
+        is fp32."""
+        self._conv_gemm(trans_a, trans_b, alpha, _dev(a), _dev(b), beta, _dev(c))
 
     # ------------------------------------------------------------------ elementwise arithmetic
     def _binary(self, op, name: str, a, b, out) -> None:
@@ -470,7 +478,7 @@ class CudaBackend(Backend):
     def _conv_args(self, g: ConvGeometry) -> dict:
         return {"pad": (g.pad_h, g.pad_w), "stride": (g.stride_h, g.stride_w),
                 "dilation": (g.dilation_h, g.dilation_w), "group": g.group,
-                "max_col_bytes": self._conv_workspace}
+                "max_col_bytes": self._conv_workspace, "gemm": self._conv_gemm}
 
     def columns_fit(self, nbytes: int) -> bool:
         """Kept columns never take the last of the device memory: they are armed only while at

@@ -10,6 +10,9 @@ def add_device_flags(p: argparse.ArgumentParser) -> None:
                    help="Caffe's -gpu: the GPU to run on (cuda backend), e.g. -gpu 0; -1 = cpu")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="backend to run on (overrides --gpu); default cpu")
+    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"), default="fp32",
+                   help="cuda: input format of the Convolution/Deconvolution/InnerProduct GEMMs: fp32 "
+                        "(default, as Caffe) or tf32/fp16/bf16 on the tensor cores (FP32 accumulation)")
 
 
 def add_state_flags(p: argparse.ArgumentParser) -> None:

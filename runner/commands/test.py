@@ -21,13 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def score(model: str, weights: list[str], iterations: int, phase: str = "TEST", device: str = "cpu",
-          stages: tuple[str, ...] = (), level: int = 0, log=None) -> dict[str, np.ndarray]:
+          stages: tuple[str, ...] = (), level: int = 0, log=None,
+          precision: str | None = None) -> dict[str, np.ndarray]:
     """Caffe's test(): returns {output name: mean over batches} (and logs like Caffe: the Net's
     set-up lines, then the batches). A weights file that sets no layer of the net is an error."""
     from runner.net import Net
     from runner.solver.glog import fmt
 
-    net = Net(model, phase, device=device, stages=stages, level=level, log=log)
+    net = Net(model, phase, device=device, stages=stages, level=level, log=log, precision=precision)
     log = log or (lambda *a, **k: None)
     try:
         for w in weights:
@@ -64,7 +65,8 @@ def run(args) -> int:
     log = make_log(args)
     try:
         score(args.model, [w for w in args.weights.split(",") if w], args.iterations, args.phase,
-              resolve_device(args, None, log), stages_of(args), args.level, log)
+              resolve_device(args, None, log), stages_of(args), args.level, log,
+              args.precision)
     finally:
         log.close()
     return 0

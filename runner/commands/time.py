@@ -162,16 +162,18 @@ def _replayed_fb_ms(net, iterations: int) -> float | None:
     return (_time.perf_counter() - t0) * 1e3 / iterations
 
 
-def _build(model, phase, device, stages, level, batch, synthetic: bool, log=None):
+def _build(model, phase, device, stages, level, batch, synthetic: bool, log=None,
+           precision: str | None = None):
     from netdef.prototxt import read_net
     from runner.net import Net
     if not synthetic:
-        return Net(model, phase, device=device, stages=stages, level=level, seed=0, log=log)
+        return Net(model, phase, device=device, stages=stages, level=level, seed=0, log=log,
+                   precision=precision)
     from runner.data.sources import resolve_data_paths
     param = read_net(model)
     resolve_data_paths(param, os.path.dirname(os.path.abspath(model)))
     net = Net(synthetic_net_param(param, phase, stages, level, batch), phase, device=device, seed=0,
-              log=log)
+              log=log, precision=precision)
     _fill_inputs(net, np.random.default_rng(0))
     return net
 
@@ -193,7 +195,8 @@ def run(args) -> int:
             for b in batches or [None]:
                 row = {"batch": b}
                 for d in devices:
-                    net = _build(args.model, args.phase, d, stages, args.level, b, True)
+                    net = _build(args.model, args.phase, d, stages, args.level, b, True,
+                                 precision=args.precision if d == "cuda" else None)
                     row["batch"] = net.blobs[net.inputs[0]].shape[0] if net.inputs else b
                     row[d] = time_net(net, args.iterations)["fb_ms"]
                 rows.append(row)
@@ -209,7 +212,7 @@ def run(args) -> int:
             return 0
         synthetic = bool(batches)
         net = _build(args.model, args.phase, resolve_device(args, None, log), stages, args.level,
-                     batches[0] if batches else None, synthetic, log)
+                     batches[0] if batches else None, synthetic, log, args.precision)
         try:
             time_net(net, args.iterations, log)
         finally:

@@ -63,7 +63,8 @@ def run(args) -> int:
             log(f"Data-parallel: rank {world.rank} of {world.size}")
         solver = Solver(param, device=device, stages=stages_of(args), level=args.level, log=log,
                         solver_path=args.solver, world=world,
-                        replay=False if getattr(args, "no_replay", False) else None)
+                        replay=False if getattr(args, "no_replay", False) else None,
+                        precision=args.precision)
     except BaseException:
         log.close()
         raise

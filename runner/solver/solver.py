@@ -116,13 +116,15 @@ class Solver:
 
     def __init__(self, solver, device: str = "cpu", stages: tuple[str, ...] = (), level: int = 0,
                  log: GLog | None = None, solver_path: str | None = None,
-                 replay: bool | None = None, world: World | None = None):
+                 replay: bool | None = None, world: World | None = None,
+                 precision: str | None = None):
         """``solver``: path to a solver prototxt, or a caffe_pb2.SolverParameter (with
         ``solver_path`` its file for relative net paths). ``stages``/``level`` are added to the
         train net's state (Caffe's -stage/-level). ``replay``: record and replay the steady-state
         launches on cuda (runner/backend/replay.py); None = on unless NBCAFFE_REPLAY=0.
         ``world``: the processes of a data-parallel run (runner/dist; default: the MPI world when
-        started by mpiexec, else this process alone)."""
+        started by mpiexec, else this process alone). ``precision``: the cuda backend's GEMM input
+        format (runner.backend; None = fp32)."""
         from netdef.prototxt import read_solver, solver_nets
         if isinstance(solver, (str, os.PathLike)):
             solver_path = str(solver)
@@ -152,13 +154,14 @@ class Solver:
         nets = solver_nets(p, solver_path)
         self.log(f"Creating training net from {nets.train_source}")
         self.net = Net(nets.train, "TRAIN", device=device, seed=self._net_seed(0),
-                       base_dir=nets.train_dir, log=self.log)
+                       base_dir=nets.train_dir, log=self.log, precision=precision)
         self.test_nets = []
         for i, (tp, src, d) in enumerate(zip(nets.tests, nets.test_sources, nets.test_dirs)):
             if not self.world.is_root:
                 break
             self.log(f"Creating test net (#{i}) specified by {src}")
-            tn = Net(tp, "TEST", device=device, seed=self._net_seed(i + 1), base_dir=d, log=self.log)
+            tn = Net(tp, "TEST", device=device, seed=self._net_seed(i + 1), base_dir=d, log=self.log,
+                     precision=precision)
             tn.share_weights(self.net)
             self.test_nets.append(tn)
         self.backend = self.net.backend
