@@ -106,6 +106,11 @@ def merge(work: Path, out: Path) -> dict[str, Any]:
         for k, v in stages[name].get("scalars", {}).items():
             res[k] = v
     res["dry_run"] = any(s.get("dry_run") for s in stages.values())
+    if res["device"] is None:        # no env stage in this run: say so rather than "None"
+        res["device"] = "device not recorded (no env stage)"
+    if res["date"] is None:
+        import datetime as dt
+        res["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + " (report time)"
     # derived ratios (ours / baseline: > 1 means we are faster for throughputs, slower for times)
     def ratio(a, b):
         return round(a / b, 3) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
