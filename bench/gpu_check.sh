@@ -9,10 +9,15 @@
 # Environment knobs:
 #   OUT                   where results.json, results.md, bench.log, kernel_tests.log go
 #   NBCAFFE_BENCH_STAGES  comma list of stages to run (default: env,tests,gemm,conv,memory,train;
-#                         also dist: the one-rank NCCL test, with .whl/nccl4py-*-cp312-*.whl carried)
-#                         and tf32 -- tensor cores vs cuBLAS/cuDNN TF32, bench/bench_tf32.py; its LeNet
-#                         part needs MNIST: carry data/mnist or set NBCAFFE_MNIST_DIR)
+#                         also time: `nbcaffe time` on AlexNet, per layer and --compare cpu,cuda;
+#                         dist: the one-rank NCCL test, with .whl/nccl4py-*-cp312-*.whl carried;
+#                         tf32: tensor cores vs cuBLAS/cuDNN TF32, bench/bench_tf32.py (its LeNet
+#                         part needs MNIST: carry data/mnist or set NBCAFFE_MNIST_DIR)).
+#                         The preflight check (bench/preflight.py) always runs first.
 #   NBCAFFE_BENCH_SCALE   multiply every stage timeout (default 1)
+#   NBCAFFE_BENCH_TOTAL_S the whole run's deadline in seconds from the start (default: none): each
+#                         stage's limit is cut to what is left of it, less 15 s for the last report,
+#                         so the run ends with its files written before the device tool's timeout
 #   NBCAFFE_TESTS_MAXFAIL pytest --maxfail for the kernel tests (default 5)
 #   NBCAFFE_TESTS_PATHS   test files/dirs for the tests stage (default: tests/kernels tests/runner/test_replay.py tests/runner/test_conv_cache.py)
 #   NBCAFFE_BENCH_GEMM_WORKERS  GEMM stage compile/measure processes (default 6; 1 = all in one)
@@ -20,6 +25,9 @@
 #   NBCAFFE_BENCH_TRAIN_DEVICE  cpu runs the train stage's "ours" on the cpu backend (a dry-run aid)
 # Files in $OUT (at most 8 come back from the device tool): results.json, results.md, bench.log,
 # kernel_tests.log. Only one line per stage and the final summary table go to stdout.
+# The wheels (.whl/, git-ignored, carried): protobuf, numba-cuda; for the dist stage nccl4py and,
+# where the image's cuda-core is older than nccl4py needs, cuda-core and cuda-pathfinder
+# (docs/benchmarks-method.md says how to download them).
 # See docs/benchmarks-method.md for what each number means.
 set -u
 cd "$(dirname "$0")/.."
@@ -37,6 +45,7 @@ rm -f "$OUT"/results.json "$OUT"/results.md "$OUT"/kernel_tests.log
 : > "$LOG"
 STAGES=${NBCAFFE_BENCH_STAGES:-env,tests,gemm,conv,memory,train}
 SCALE=${NBCAFFE_BENCH_SCALE:-1}
+TOTAL=${NBCAFFE_BENCH_TOTAL_S:-0}
 T_START=$(date +%s)
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 export NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0   # small benchmark grids are deliberate; keep bench.log readable
@@ -50,12 +59,15 @@ if [[ $DRY == 1 ]]; then
   [[ -x "$ROOT/.venv/bin/python" ]] && PY="$ROOT/.venv/bin/python"
   export NUMBA_ENABLE_CUDASIM=1 NBCAFFE_DEVICE=sim
   # stage timeouts in the simulator (slow: every CUDA thread is a Python thread)
-  declare -A TIMEOUT=([env]=60 [tests]=120 [gemm]=300 [conv]=400 [memory]=300 [train]=900 [tf32]=600)
+  declare -A TIMEOUT=([preflight]=60 [env]=60 [tests]=120 [gemm]=300 [conv]=400 [memory]=300
+                      [train]=900 [time]=1200 [dist]=120 [tf32]=600)
 else
   PY=python3
   export NBCAFFE_DEVICE=gpu
-  # real run: under 9 minutes in all (see docs/benchmarks-method.md; ~4 min measured on an H200)
-  declare -A TIMEOUT=([env]=20 [tests]=150 [gemm]=100 [conv]=90 [memory]=80 [train]=130 [tf32]=420)
+  # real run (see docs/benchmarks-method.md; the default stages measured ~4 min on an H200); with
+  # NBCAFFE_BENCH_TOTAL_S the deadline cuts whatever stage would pass it
+  declare -A TIMEOUT=([preflight]=30 [env]=20 [tests]=150 [gemm]=100 [conv]=90 [memory]=80
+                      [train]=130 [time]=150 [dist]=60 [tf32]=420)
 fi
 
 say() { echo "[$(date -u +%T) +$(( $(date +%s) - T_START ))s] $*"; }
@@ -82,10 +94,22 @@ setup_gpu() {
   else
     say "setup: no .whl/protobuf-*.whl (was .whl carried?); using the image's protobuf"
   fi
-  local nccl
-  nccl=$(ls .whl/nccl4py-*.whl 2>/dev/null | head -1)       # the dist stage's NCCL binding (no deps:
-  if [[ -n "$nccl" ]] && install_wheel "$nccl" /tmp/site-nccl; then   # the image has the NCCL runtime)
-    export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}/tmp/site-nccl
+  # the dist stage's NCCL binding, for that stage alone (DIST_EXTRA): nccl4py with the image's
+  # cuda-core when that imports it, else with the carried cuda-core / cuda-pathfinder wheels
+  local nccl core
+  nccl=$(ls .whl/nccl4py-*.whl 2>/dev/null | head -1)
+  core=$(ls .whl/cuda_core-*.whl .whl/cuda_pathfinder-*.whl 2>/dev/null)
+  if [[ -n "$nccl" ]] && install_wheel "$nccl" /tmp/site-nccl; then
+    DIST_EXTRA=/tmp/site-nccl
+    if ! PYTHONPATH=$DIST_EXTRA:${PYTHONPATH:-} timeout 60 $PY -c "import nccl.core" >> "$LOG" 2>&1; then
+      if [[ -n "$core" ]] && timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile \
+           --target /tmp/site-nccl-core $core >> "$LOG" 2>&1; then
+        DIST_EXTRA=/tmp/site-nccl:/tmp/site-nccl-core
+      fi
+      PYTHONPATH=$DIST_EXTRA:${PYTHONPATH:-} timeout 60 $PY -c "import nccl.core" >> "$LOG" 2>&1 \
+        && say "setup: nccl4py with the carried cuda-core" \
+        || say "setup: nccl4py does not import (see bench.log); the dist stage will skip"
+    fi
   fi
   probe_i=$(timeout 60 $PY bench/nc_probe.py --versions 2>>"$LOG" | tail -1)   # the image's, no CUDA
   if [[ -n "$nc" ]] && install_wheel "$nc" /tmp/site-nc; then
@@ -121,6 +145,7 @@ EOF
 
 # ------------------------------------------------------------------------------------------- stages
 SLACK=0   # seconds that earlier stages left unused; a stage may add up to its own limit of it
+DIST_EXTRA=   # directories only the dist stage puts first on PYTHONPATH (setup_gpu: the nccl4py wheel)
 run_stage() {  # run_stage NAME COMMAND...: under timeout, log appended, result line, report refreshed
   local name=$1; shift
   local base bonus t
@@ -128,6 +153,15 @@ run_stage() {  # run_stage NAME COMMAND...: under timeout, log appended, result 
   bonus=$(( SLACK < base ? SLACK : base ))
   (( bonus < 0 )) && bonus=0
   t=$(( base + bonus ))
+  if (( TOTAL > 0 )); then   # the run's deadline: leave 15 s for the last report
+    local left=$(( TOTAL - ($(date +%s) - T_START) - 15 ))
+    if (( left < 10 )); then
+      say "stage $name: skipped, ${left}s left of NBCAFFE_BENCH_TOTAL_S=$TOTAL"
+      printf '%s\t%s\t%s\t%s\n' "$name" "-1" "0" "0" >> "$BENCH_WORK/stages.tsv"
+      return
+    fi
+    (( t > left )) && t=$left
+  fi
   local t0 rc dt
   t0=$(date +%s%N)
   echo "===== stage $name (timeout ${t}s) $(date -u +%T)" >> "$LOG"
@@ -151,18 +185,23 @@ else
   $PY -c "import torch" 2>/dev/null || say "dry run: torch missing in $PY (pip install torch==2.13.0)"
 fi
 
+export NBCAFFE_BENCH_STAGES=$STAGES
+run_stage preflight $PY -m bench.preflight
 IFS=',' read -r -a STAGE_LIST <<< "$STAGES"
 for s in "${STAGE_LIST[@]}"; do
   case $s in
+    preflight) ;;
     env)    run_stage env $PY -m bench.env_report ;;
     tests)  run_stage tests env PY="$PY" OUT="$OUT" bash bench/run_kernel_tests.sh ;;
     gemm)   run_stage gemm $PY -m bench.bench_gemm ;;
     conv)   run_stage conv $PY -m bench.bench_conv ;;
     memory) run_stage memory $PY -m bench.bench_memory ;;
     train)  run_stage train $PY -m bench.bench_train ;;
-    dist)   run_stage dist $PY -m pytest -q -p no:cacheprovider tests/runner/test_dist_gpu.py ;;
+    time)   run_stage time $PY -m bench.bench_time ;;
+    dist)   run_stage dist env PYTHONPATH="${DIST_EXTRA:+$DIST_EXTRA:}${PYTHONPATH:-}" $PY -m pytest -v -rs -p no:cacheprovider \
+              tests/runner/test_dist_gpu.py ;;
     tf32)   run_stage tf32 $PY -m bench.bench_tf32 ;;
-    *)      say "unknown stage '$s' (known: env,tests,gemm,conv,memory,train,dist,tf32)" ;;
+    *)      say "unknown stage '$s' (known: env,tests,gemm,conv,memory,train,time,dist,tf32)" ;;
   esac
 done
 

@@ -28,7 +28,14 @@ K40_ALEXNET_ITER_MS = 1425.0   # Caffe on a Tesla K40, AlexNet, batch 256, forwa
 
 REQUIRED = ("device", "date", "sgemm_4096_gflops", "cublas_4096_gflops", "alexnet_iter_ms",
             "torch_alexnet_iter_ms", "lenet_iter_ms", "torch_lenet_iter_ms", "copy_gbps")
-STAGE_ORDER = ("setup", "env", "tests", "gemm", "conv", "memory", "train")
+STAGE_ORDER = ("setup", "preflight", "env", "tests", "gemm", "conv", "memory", "train", "time", "dist")
+# Caffe's published AlexNet table (20 iterations, seconds): batch -> (CPU, Tesla K40)
+CAFFE_TABLE_S20 = {64: (64.0, 7.5), 128: (124.0, 14.5), 256: (257.0, 28.5)}
+# issue 17's memory-bound kernels (bench_memory op names) and the conv GEMM shapes
+TARGET_MEMORY_OPS = ("relu_fwd", "relu_bwd", "maxpool_fwd", "maxpool_bwd", "lrn_fwd", "lrn_bwd",
+                     "softmax_fwd_spatial", "softmax_bwd_spatial", "im2col", "col2im", "cn_to_nc",
+                     "nc_to_cn")
+TARGET_GEMM_SHAPES = tuple(f"conv{i}_{k}" for i in range(1, 6) for k in ("fwd", "bwd_w", "bwd_d"))
 
 
 def _load_stages(work: Path) -> dict[str, dict]:
@@ -99,6 +106,11 @@ def merge(work: Path, out: Path) -> dict[str, Any]:
         for k, v in stages[name].get("scalars", {}).items():
             res[k] = v
     res["dry_run"] = any(s.get("dry_run") for s in stages.values())
+    if res["device"] is None:        # no env stage in this run: say so rather than "None"
+        res["device"] = "device not recorded (no env stage)"
+    if res["date"] is None:
+        import datetime as dt
+        res["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + " (report time)"
     # derived ratios (ours / baseline: > 1 means we are faster for throughputs, slower for times)
     def ratio(a, b):
         return round(a / b, 3) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
@@ -110,6 +122,7 @@ def merge(work: Path, out: Path) -> dict[str, Any]:
     res["alexnet_speedup_vs_k40_caffe"] = ratio(K40_ALEXNET_ITER_MS, res["alexnet_iter_ms"])
     res["torch_alexnet_speedup_vs_k40_caffe"] = ratio(K40_ALEXNET_ITER_MS, res["torch_alexnet_iter_ms"])
     res["kernel_tests"] = _kernel_tests(out)
+    res["targets"] = targets(res, stages)
     res["stages"] = {}
     for name in list(STAGE_ORDER) + sorted(set(stages) | set(runs)):
         if name in res["stages"] or (name not in stages and name not in runs):
@@ -119,6 +132,10 @@ def merge(work: Path, out: Path) -> dict[str, Any]:
         status = s.get("status", "no result file")
         if r.get("rc") in (124, 137):
             status = f"TIMEOUT ({r['timeout_s']}s), partial: {status}"
+        elif r.get("rc") == -1:
+            status = "skipped: the run's deadline (NBCAFFE_BENCH_TOTAL_S) had passed"
+        elif r and r.get("rc") == 0 and name not in stages:
+            status = "ok (no result file: its output is in bench.log)"
         elif r and r.get("rc") != 0 and not str(status).startswith("error"):
             status = f"exit {r['rc']}: {status}"
         if name == "tests" and name not in stages:
@@ -132,6 +149,66 @@ def merge(work: Path, out: Path) -> dict[str, Any]:
             res["stages"][name]["probes"] = s.get("probes")
     res["tables"] = {name: s["tables"] for name, s in stages.items() if s.get("tables")}
     return res
+
+
+def targets(res: dict[str, Any], stages: dict[str, dict]) -> list[dict[str, Any]]:
+    """Issue 17's targets, each with the results.json key(s) that measure it, the measured value,
+    the bound and whether it is met (None: not measured in this run)."""
+    def num(k):
+        v = res.get(k)
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    dry = bool(res.get("dry_run"))   # simulator numbers: the keys are filled, nothing is judged
+
+    def row(target, keys, value, bound, ok):
+        return {"target": target, "keys": keys, "value": None if value is None else round(value, 3),
+                "bound": bound, "met": None if value is None or dry else bool(ok(value))}
+
+    out = [row("SGEMM 4096^3 >= 0.90x cuBLAS FP32", "sgemm_4096_gflops / cublas_4096_gflops",
+               ratio(num("sgemm_4096_gflops"), num("cublas_4096_gflops")), ">= 0.90", lambda v: v >= 0.90)]
+    gem = {k: ratio(num(f"sgemm_{k}_gflops"), num(f"cublas_{k}_gflops")) for k in TARGET_GEMM_SHAPES}
+    got = {k: v for k, v in gem.items() if v is not None}
+    worst = min(got, key=got.get) if got else None
+    out.append(row(f"every AlexNet im2col GEMM (fwd, dW, dX) >= 0.80x cuBLAS (worst: {worst})",
+                   "sgemm_conv<i>_<fwd|bwd_w|bwd_d>_gflops / cublas_...",
+                   got[worst] if worst and len(got) == len(gem) else None, ">= 0.80", lambda v: v >= 0.80))
+    out.append(row("AlexNet b256 iteration <= 1.0x PyTorch eager", "alexnet_iter_ms / torch_alexnet_iter_ms",
+                   ratio(num("alexnet_iter_ms"), num("torch_alexnet_iter_ms")), "<= 1.0", lambda v: v <= 1.0))
+    out.append(row("AlexNet b256 iteration <= 28.5 ms (50x Caffe's K40)", "alexnet_iter_ms",
+                   num("alexnet_iter_ms"), "<= 28.5", lambda v: v <= 28.5))
+    conv = [r for r in stages.get("conv", {}).get("tables", {}).get("conv_layers", [])
+            if r.get("pass") in ("fwd", "bwd") and r.get("ms") and r.get("cudnn_ms")]
+    cw = max(conv, key=lambda r: r["ms"] / r["cudnn_ms"]) if conv else None
+    out.append(row("every conv layer's fwd and bwd <= 1.2x cuDNN"
+                   + (f" (worst: {cw['layer']} {cw['pass']})" if cw else ""),
+                   "tables.conv.conv_layers: ms / cudnn_ms",
+                   cw["ms"] / cw["cudnn_ms"] if cw and len(conv) == 10 else None, "<= 1.2",
+                   lambda v: v <= 1.2))
+    lenet = [v for v in (num("lenet_iter_ms"), num("lenet_iter_ms_graphs")) if v is not None]
+    out.append(row("LeNet b64 iteration <= 0.6x PyTorch eager",
+                   "min(lenet_iter_ms, lenet_iter_ms_graphs) / torch_lenet_iter_ms",
+                   ratio(min(lenet), num("torch_lenet_iter_ms")) if lenet else None, "<= 0.6",
+                   lambda v: v <= 0.6))
+    copy = num("copy_gbps")
+    mem = {op: ratio(num(f"mem_{op}_gbps"), copy) for op in TARGET_MEMORY_OPS}
+    got = {k: v for k, v in mem.items() if v is not None}
+    worst = min(got, key=got.get) if got else None
+    out.append(row(f"memory-bound kernels >= 0.8x copy, pre-bound (worst: {worst})",
+                   "mem_<op>_gbps / copy_gbps", got[worst] if worst and len(got) == len(mem) else None,
+                   ">= 0.80", lambda v: v >= 0.80))
+    kt = res.get("kernel_tests", {})
+    out.append(row("every kernel property test passes (gpu profile)", "kernel_tests.failed, .passed",
+                   None if not kt.get("passed") else float(kt.get("failed", 0) + kt.get("error", 0)),
+                   "0 failed", lambda v: v == 0))
+    have = [b for b in CAFFE_TABLE_S20 if num(f"time_alexnet_b{b}_cuda_s20") is not None
+            and num(f"time_alexnet_b{b}_cpu_s20") is not None]
+    out.append(row("nbcaffe time --compare cpu,cuda --batch 64,128,256 on AlexNet prints the table",
+                   "time_alexnet_b<B>_{cpu,cuda}_s20", float(len(have)) if have else None,
+                   "3 rows", lambda v: v == 3))
+    return out
 
 
 def _fmt(v: Any) -> str:
@@ -203,6 +280,15 @@ def headline(res: dict[str, Any]) -> list[tuple[str, Any, Any, str, Any]]:
         ("device copy, GB/s (read+write)", res.get("copy_gbps"), res.get("dram_peak_gbps"),
          "DRAM peak (spec)", pct(res.get("copy_gbps"), res.get("dram_peak_gbps"))),
     ]
+    for b, (cpu_s, k40_s) in CAFFE_TABLE_S20.items():
+        g, c = res.get(f"time_alexnet_b{b}_cuda_s20"), res.get(f"time_alexnet_b{b}_cpu_s20")
+        if g is not None or c is not None:
+            rows.append((f"nbcaffe time AlexNet b{b}, s/20 it (GPU)", g, c, "our cpu backend, same machine",
+                         speed(g, c)))
+            rows.append((f"nbcaffe time AlexNet b{b}, s/20 it (GPU)", g, k40_s, "Caffe on Tesla K40",
+                         speed(g, k40_s)))
+            rows.append((f"nbcaffe time AlexNet b{b}, s/20 it (CPU)", c, cpu_s, "Caffe on CPU (its table)",
+                         speed(c, cpu_s)))
     for k in sorted(res):
         m = re.fullmatch(r"mem_(\w+)_gbps", k)
         if m and res[k] is not None:
@@ -228,6 +314,10 @@ def markdown(res: dict[str, Any]) -> str:
     lines += ["| benchmark | nbcaffe | baseline | baseline is | nbcaffe vs baseline |",
               "|---|---|---|---|---|"]
     lines += [f"| {w} | {_fmt(a)} | {_fmt(b)} | {n} | {_fmt(r)} |" for w, a, b, n, r in headline(res)]
+    if res.get("targets"):
+        lines += ["", "Issue 17's targets (value = the ratio or time measured in this run):", ""]
+        judged = {True: "met", False: "short", None: "dry run" if res.get("dry_run") else "not measured"}
+        lines += _table([{**t, "met": judged[t["met"]]} for t in res["targets"]])
     kt = res.get("kernel_tests", {})
     lines += ["", f"Kernel tests on the device: {kt.get('summary', '-')}"]
     for f in kt.get("failures", []):
@@ -236,7 +326,7 @@ def markdown(res: dict[str, Any]) -> str:
     lines += _table([{"stage": n, "status": s["status"], "seconds": s.get("seconds"),
                       "timeout_s": s.get("timeout_s")} for n, s in res["stages"].items()])
     order = ("gemm_vs_cublas", "gemm_best", "gemm_autotune", "gemm_compile_s", "conv_layers", "memory_ops",
-             "train", "alexnet_layers", "lenet_layers")
+             "train", "alexnet_layers", "lenet_layers", "time_compare")
     stages = res.get("tables", {})
     for stage in sorted(stages, key=lambda n: STAGE_ORDER.index(n) if n in STAGE_ORDER else 99):
         tables = res["tables"][stage]
@@ -286,6 +376,14 @@ def summary(res: dict[str, Any]) -> str:
         top = sorted(layers, key=lambda r: -(r.get("fwd_ms", 0) + r.get("bwd_ms", 0)))[:6]
         out.append("  AlexNet slowest layers (fwd+bwd ms): " + "; ".join(
             f"{r['layer']} {_fmt(r.get('fwd_ms'))}+{_fmt(r.get('bwd_ms'))}" for r in top))
+    cmp_rows = res.get("tables", {}).get("time", {}).get("time_compare", [])
+    if cmp_rows:
+        out.append("  nbcaffe time --compare: " + "; ".join(
+            "b{} {}".format(r.get("batch"), ", ".join(f"{k} {_fmt(v)}" for k, v in r.items() if k != "batch"))
+            for r in cmp_rows))
+    for t in res.get("targets", []):
+        met = {True: "MET  ", False: "short", None: "  -  "}[t["met"]]
+        out.append(f"  target {met} {t['target'][:70]:70s} {_fmt(t['value']):>8s} ({t['bound']})")
     conv = res.get("tables", {}).get("conv", {}).get("conv_layers", [])
     if conv:
         out.append("  conv per layer (ms ours / cuDNN): " + "; ".join(

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/nbcaffe-bench-out}
 maxfail=${NBCAFFE_TESTS_MAXFAIL:-5}
-# plus the runner's replay tests: its pre-bound launch path (runner/replay.py, _bind_gpu) only runs
+# plus the runner's replay tests: its pre-bound launch path (runner/backend/replay.py, _bind_gpu) only runs
 # on a real GPU
 # NBCAFFE_TESTS_PATHS (space-separated) narrows the run to some files, e.g. a re-check of the files
 # changed since the last full GPU run
@@ -26,7 +26,7 @@ if [[ ${NBCAFFE_BENCH_DRY:-0} == 1 ]]; then
   NBCAFFE_BENCH_DRY=0 NBCAFFE_DEVICE=gpu NUMBA_ENABLE_CUDASIM=0 "$PY" "${args[@]}" --collect-only -q \
     >> "$OUT/kernel_tests.log" 2>&1
   gpu_rc=$?
-  grep -E "^(ERROR|FAILED)|error" "$OUT/kernel_tests.log" | head -20 > "$OUT/kernel_tests_gpu_collect.txt"
+  grep -E "^(ERROR|FAILED)|Error|error:" "$OUT/kernel_tests.log" | head -20 > "$OUT/kernel_tests_gpu_collect.txt"
   mv "$OUT/kernel_tests.log" "$OUT/kernel_tests_gpu_collect.log"
   args+=(--collect-only)
 else

@@ -60,7 +60,9 @@ Versions (``PROMOTED``: v2 for all four; v2 falls back to v1 for the shapes it c
         block's TY whole planes (small planes), are one contiguous range of x, copied to a shared
         tile (SMEM_FLOATS) by all the block's threads with 8 independent coalesced loads in
         flight per thread; then each output's window is read from shared memory (x leaves DRAM
-        once, and the 2.25x window overlap of 3x3/2 costs shared-memory, not L1/LSU, bandwidth).
+        once, and the 2.25x window overlap of 3x3/2 costs shared-memory, not L1/LSU, bandwidth);
+        a thread's output index advances by TX with a carry into (row, column), no division, and
+        a whole 3-wide window row is three straight-line compares.
         TX threads per plane = a power of two >= half its outputs (pool1: 256 threads, one plane;
         pool5: 32 x 8 planes; global 7x7: 2 x 125 planes). Shapes whose single output row's
         input rows do not fit the tile, or past int32, run v1.
@@ -303,6 +305,8 @@ def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, s
     ph1 = int32(min(ph0 + R, PH))
     hs0, rows = _band_rows(ph0, ph1, TY, H, kernel_h, stride_h, pad_h)
     nout = int32((ph1 - ph0) * PW)
+    rows_tx = udiv32(TX, PW)                          # a step of TX outputs: rows_tx rows + rem_tx
+    rem_tx = int32(TX - rows_tx * PW)
     pb = int32(cuda.blockIdx.y)
     nblocks = udiv32(P + TY - 1, TY)
     while pb < nblocks:                               # block-uniform: every thread meets the barriers
@@ -312,10 +316,11 @@ def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, s
         cuda.syncthreads()                            # the band is in shared memory
         p = int32(p0 + ty)
         if p < P:
+            # output o = r*PW + pw of the band: split once, then advanced by TX (a carry, no division)
+            r = udiv32(tx, PW)
+            pw = int32(tx - r * PW)
             o = tx
             while o < nout:
-                r = udiv32(o, PW)
-                pw = int32(o - r * PW)
                 ph = int32(ph0 + r)
                 hstart = int32(ph * stride_h - pad_h)
                 wstart = int32(pw * stride_w - pad_w)
@@ -325,17 +330,47 @@ def max_pool_fwd_v2(x, y, mask, P, H, W, PH, PW, kernel_h, kernel_w, stride_h, s
                 wstart = int32(max(wstart, 0))
                 maxval = NEG_FLT_MAX
                 maxidx = int32(-1)
-                for h in range(hstart, hend):
-                    row = int32(base + (h - hs0) * W)
-                    for w in range(wstart, wend):
-                        v = tile[uint32(row + w)]
-                        if v > maxval:        # strict: the first maximum wins, as Caffe
-                            maxval = v
-                            maxidx = int32(h * W + w)
+                # ``while`` loops: ``range`` with runtime bounds adds a trip-count computation and
+                # a 4-way unrolled body behind a remainder dispatch, too much for 2-3 taps
+                full3 = int32(wend - wstart) == int32(3)   # a whole 3-wide row (3x3, unclipped)
+                row = int32(base + (hstart - hs0) * W)    # tile offset of row h, then + W per row
+                first = int32(hstart * W + wstart)        # plane index of (h, wstart), likewise
+                h = hstart
+                while h < hend:
+                    if full3:                         # the same three compares, straight-line
+                        a = int32(row + wstart)
+                        v0 = tile[uint32(a)]
+                        v1 = tile[uint32(a + 1)]
+                        v2 = tile[uint32(a + 2)]
+                        if v0 > maxval:
+                            maxval = v0
+                            maxidx = first
+                        if v1 > maxval:
+                            maxval = v1
+                            maxidx = int32(first + 1)
+                        if v2 > maxval:
+                            maxval = v2
+                            maxidx = int32(first + 2)
+                    else:
+                        w = wstart
+                        while w < wend:
+                            v = tile[uint32(row + w)]
+                            if v > maxval:    # strict: the first maximum wins, as Caffe
+                                maxval = v
+                                maxidx = int32(h * W + w)
+                            w = int32(w + 1)
+                    row = int32(row + W)
+                    first = int32(first + W)
+                    h = int32(h + 1)
                 out = int32(ph * PW + pw)
                 y[uint32(p), uint32(out)] = maxval
                 mask[uint32(p), uint32(out)] = maxidx
                 o = int32(o + TX)
+                pw = int32(pw + rem_tx)
+                r = int32(r + rows_tx)
+                if pw >= PW:
+                    pw = int32(pw - PW)
+                    r = int32(r + 1)
         cuda.syncthreads()                            # the tile is reused for the next plane
         pb = int32(pb + cuda.gridDim.y)
 

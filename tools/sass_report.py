@@ -8,9 +8,18 @@ its own launch bounds, linked by nvJitLink), disassembled with ``nvdisasm`` (the
 backward branch whose body holds the most FFMA -- is counted: every instruction of the body, and
 the opcodes. For a GEMM main loop with a predicated fast path (v7/v9: the whole-tile 128-bit
 loads), ``--fast-path`` also counts what one K-tile of that path issues: the loop head up to the
-branch after its last ``LDG.E.128``, plus the multiply region that branch jumps to.
+branch after its last ``LDG.E.128``, plus the multiply region that branch jumps to, and its opcodes.
+
+For memory-bound kernels (no FFMA to find), ``--loops`` lists every loop of the kernel (each
+backward branch and the body it closes; nested loops show as ranges inside ranges): its
+instructions, the bytes its global loads and stores move (from their widths: ``LDG.E`` 4 bytes,
+``.64`` 8, ``.128`` 16), shared-memory accesses and barriers, and the instructions issued per 4
+bytes of global traffic -- the per-element cost to hold against the issue budget of a kernel that
+must run at the copy bandwidth (BENCHMARKS.md, session 4). ``--whole`` counts the whole kernel the
+same way (kernels without a loop: one element per thread).
 
     python tools/sass_report.py gemm gemm_v7_128_128_8 gemm_v9_128_128_8 --fast-path
+    python tools/sass_report.py activation relu_fwd_v3 relu_bwd_v3 --loops
 
 The counts it gave for v7 and v9 are in BENCHMARKS.md. The SASS shown is for the first signature
 of each ``KERNELS`` entry.
@@ -116,8 +125,9 @@ def hottest_loop(ins, labels) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def fast_path(ins, labels, lo: int, hi: int) -> tuple[int, int] | None:
-    """(instructions, FFMA) of one pass through the loop's 128-bit-load fast path, or None."""
+def fast_path_body(ins, labels, lo: int, hi: int) -> list[str] | None:
+    """The instructions of one pass through the loop's 128-bit-load fast path (the loop head up
+    to the branch after its last ``LDG.E.128``, then the region that branch jumps to), or None."""
     body = [(a, t) for a, t in ins if lo <= a <= hi]
     wide = [k for k, (_, t) in enumerate(body) if "LDG.E.128" in t]
     if not wide:
@@ -128,7 +138,59 @@ def fast_path(ins, labels, lo: int, hi: int) -> tuple[int, int] | None:
         return None
     head = body[:j + 1]
     tail = [(a, t) for a, t in body if a >= labels[m.group(1)]]
-    return len(head) + len(tail), sum(_ffma(t) for _, t in tail)
+    return [t for _, t in head + tail]
+
+
+def fast_path(ins, labels, lo: int, hi: int) -> tuple[int, int] | None:
+    """(instructions, FFMA) of one pass through the loop's 128-bit-load fast path, or None."""
+    body = fast_path_body(ins, labels, lo, hi)
+    if body is None:
+        return None
+    return len(body), sum(_ffma(t) for t in body)
+
+
+_WIDTH = re.compile(r"\.(128|64|U8|S8|U16|S16)\b")
+
+
+def access_bytes(text: str) -> int:
+    """Bytes one thread moves with a load/store instruction (its width suffix; 4 by default)."""
+    m = _WIDTH.search(opcode(text))
+    return {"128": 16, "64": 8, "U8": 1, "S8": 1, "U16": 2, "S16": 2}[m.group(1)] if m else 4
+
+
+def loops(ins, labels) -> list[tuple[int, int]]:
+    """(first, last) address of every loop: each backward branch and the body it closes, in
+    address order (nested loops appear as ranges inside their parents)."""
+    found = set()
+    for addr, text in ins:
+        m = _TARGET.search(text)
+        if m and m.group(1) in labels and labels[m.group(1)] <= addr:
+            found.add((labels[m.group(1)], addr))
+    return sorted(found)
+
+
+def traffic(body: list[str]) -> dict[str, float]:
+    """Instruction count and memory traffic of a straight run of instructions: global bytes
+    loaded / stored per thread, shared-memory loads / stores, barriers, and the instructions per
+    4 bytes of global traffic (inf when the run touches no global memory)."""
+    ops = [opcode(t) for t in body]
+    ld = sum(access_bytes(t) for t, o in zip(body, ops) if o.startswith("LDG"))
+    st = sum(access_bytes(t) for t, o in zip(body, ops) if o.startswith(("STG", "RED", "ATOMG")))
+    words = (ld + st) / 4
+    return {"instructions": len(body), "ldg_bytes": ld, "stg_bytes": st,
+            "lds": sum(o.startswith("LDS") for o in ops), "sts": sum(o.startswith("STS") for o in ops),
+            "bar": sum(o.startswith("BAR") for o in ops),
+            "per_word": len(body) / words if words else float("inf")}
+
+
+def _describe(what: str, body: list[str]) -> str:
+    t = traffic(body)
+    ops = collections.Counter(opcode(x) for x in body)
+    per = "-" if t["per_word"] == float("inf") else f"{t['per_word']:.1f}"
+    return (f"  {what}: {t['instructions']} instructions; global {t['ldg_bytes']} B loaded, "
+            f"{t['stg_bytes']} B stored per thread ({per} instructions per 4 B); shared "
+            f"{t['lds']} loads, {t['sts']} stores; {t['bar']} barriers\n"
+            f"    " + ", ".join(f"{k} {v}" for k, v in ops.most_common(10)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("module", help="kernel module under kernels/ (e.g. gemm)")
     ap.add_argument("kernels", nargs="+", help="names in that module's KERNELS")
     ap.add_argument("--fast-path", action="store_true", help="count one K-tile of the fast path")
+    ap.add_argument("--loops", action="store_true",
+                    help="every loop: instructions, global bytes, instructions per 4 B")
+    ap.add_argument("--whole", action="store_true", help="the whole kernel counted as --loops does")
     args = ap.parse_args(argv)
     import kernel_report as kr
     kr._offline_device_functions()
@@ -143,6 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.kernels:
         kernel, sigs = mod.KERNELS[name][:2]
         ins, labels = disassemble(cubin(kernel, sigs[0]))
+        real = [(a, t) for a, t in ins if opcode(t) != "NOP"]
+        if args.loops or args.whole:
+            print(f"{name}: {len(real)} instructions (NOPs left out)")
+            if args.whole:
+                print(_describe("whole kernel", [t for _, t in real]))
+            for lo, hi in loops(real, labels) if args.loops else []:
+                if lo == hi:
+                    continue      # a branch to itself: the trap after the last EXIT
+                print(_describe(f"loop {lo:#06x}-{hi:#06x}", [t for a, t in real if lo <= a <= hi]))
+            continue
         lo, hi = hottest_loop(ins, labels)
         body = [t for a, t in ins if lo <= a <= hi]
         ops = collections.Counter(opcode(t) for t in body)
@@ -157,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"  fast path, one pass: {fp[0]} instructions, {fp[1]} FFMA "
                       f"({100 * fp[1] / fp[0]:.1f} %)")
+                ops = collections.Counter(opcode(t) for t in fast_path_body(ins, labels, lo, hi))
+                print("    " + ", ".join(f"{k} {v}" for k, v in ops.most_common()))
     return 0
 
 

@@ -8,7 +8,9 @@ pass``, ``Average Forward-Backward`` and ``Total Time``. On cuda it adds the for
 with the launches replayed (``runner/backend/replay.py``), which is what a training iteration pays.
 
 ``--compare cpu,cuda --batch 64,128,256`` replaces the data layers by Input layers of the same
-shapes filled with random data (labels 0), and prints a table: batch, CPU ms, GPU ms, speed-up.
+shapes filled with random data (labels 0), and prints a table, a row per batch as soon as it is
+measured: batch, CPU ms and GPU ms per forward-backward, the speed-up, and each device's seconds
+for 20 iterations (the unit of Caffe's published CPU-vs-K40 AlexNet table).
 """
 from __future__ import annotations
 
@@ -178,6 +180,38 @@ def _build(model, phase, device, stages, level, batch, synthetic: bool, log=None
     return net
 
 
+COMPARE_ITERATIONS = 20   # Caffe's published CPU-vs-K40 table: seconds for 20 iterations per batch
+
+
+def _compare(args, devices: list[str], batches: list[int], stages) -> None:
+    """The CPU-vs-GPU table: one row per batch size, printed as soon as it is measured (so a run
+    stopped part way keeps its rows): the forward-backward ms per iteration on each device (the
+    mean of ``args.iterations``), the speed-up of the second device over the first, and each
+    device's time for COMPARE_ITERATIONS iterations in seconds (that mean x 20), the unit of
+    Caffe's published table (AlexNet: CPU 64/124/257 s, K40 7.5/14.5/28.5 s at batch
+    64/128/256)."""
+    head = "batch\t" + "\t".join(f"{d} ms" for d in devices)
+    if len(devices) == 2:
+        head += f"\tspeed-up ({devices[0]}/{devices[1]})"
+    head += "".join(f"\t{d} s/{COMPARE_ITERATIONS} it" for d in devices)
+    print(head, flush=True)
+    for b in batches or [None]:
+        row: dict = {}
+        for d in devices:
+            net = _build(args.model, args.phase, d, stages, args.level, b, True,
+                         precision=args.precision if d == "cuda" else None)
+            try:
+                row["batch"] = net.blobs[net.inputs[0]].shape[0] if net.inputs else b
+                row[d] = time_net(net, args.iterations)["fb_ms"]
+            finally:
+                net.close()
+        line = f"{row['batch']}\t" + "\t".join(f"{row[d]:.3f}" for d in devices)
+        if len(devices) == 2:
+            line += f"\t{row[devices[0]] / row[devices[1]]:.2f}x"
+        line += "".join(f"\t{row[d] * COMPARE_ITERATIONS / 1e3:.2f}" for d in devices)
+        print(line, flush=True)
+
+
 def run(args) -> int:
     from netdef.errors import CaffeError
     if args.iterations < 1:
@@ -191,24 +225,7 @@ def run(args) -> int:
             for d in devices:
                 if d not in ("cpu", "cuda"):
                     raise CaffeError(f"--compare: unknown device {d!r} (cpu, cuda)")
-            rows = []
-            for b in batches or [None]:
-                row = {"batch": b}
-                for d in devices:
-                    net = _build(args.model, args.phase, d, stages, args.level, b, True,
-                                 precision=args.precision if d == "cuda" else None)
-                    row["batch"] = net.blobs[net.inputs[0]].shape[0] if net.inputs else b
-                    row[d] = time_net(net, args.iterations)["fb_ms"]
-                rows.append(row)
-            head = "batch\t" + "\t".join(f"{d} ms" for d in devices)
-            if len(devices) == 2:
-                head += f"\tspeed-up ({devices[0]}/{devices[1]})"
-            print(head)
-            for r in rows:
-                line = f"{r['batch']}\t" + "\t".join(f"{r[d]:.3f}" for d in devices)
-                if len(devices) == 2:
-                    line += f"\t{r[devices[0]] / r[devices[1]]:.2f}x"
-                print(line)
+            _compare(args, devices, batches, stages)
             return 0
         synthetic = bool(batches)
         net = _build(args.model, args.phase, resolve_device(args, None, log), stages, args.level,

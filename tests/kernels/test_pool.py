@@ -267,6 +267,18 @@ def test_v2_forward_bands_and_fallback(geom, seed, ties, frac):
         pool._BAND_FLOATS = old
 
 
+@pytest.mark.parametrize("shape, kernel, stride, pad", [
+    ((1, 1, 5, 300), (3, 3), (1, 1), (0, 0)),     # rows of 298 outputs: longer than a block's TX
+    ((1, 2, 7, 131), (3, 3), (2, 2), (1, 1)),     # 3-wide windows, clipped at both edges
+    ((2, 1, 9, 70), (2, 3), (1, 2), (0, 1))])
+def test_v2_forward_wide_rows(shape, kernel, stride, pad):
+    """max_pool_fwd_v2 steps each thread's output index by the block width TX and carries it into
+    (row, column) without a division: output rows longer than TX, and the straight-line path of
+    whole 3-wide window rows next to clipped ones, keep Caffe's values and first-max masks."""
+    for ties in (False, True):
+        _check_max(_input(shape, 3, ties), kernel, stride, pad, version="v2")
+
+
 def test_v2_band_rows_overlap():
     """AlexNet's 3x3/2 with a tile of 3 input rows: one output row per band, each band reloading
     the row it shares with the previous one."""

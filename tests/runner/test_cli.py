@@ -50,6 +50,9 @@ def test_train_test_time_and_plot(workdir, capsys):
                  "--batch", "2,3"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("batch\tcpu ms") and out[1].startswith("2\t") and out[2].startswith("3\t")
+    assert out[0].split("\t") == ["batch", "cpu ms", "cpu s/20 it"]     # Caffe's table's unit too
+    _, ms, s20 = out[1].split("\t")
+    assert abs(float(s20) - 20 * float(ms) / 1e3) <= 0.006
 
     assert main(["plot-log", "train.log", "--csv", "parsed"]) == 0
     train = open("parsed.train.csv").read().splitlines()
