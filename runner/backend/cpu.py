@@ -102,7 +102,9 @@ def _max_pool_fwd(x, y, mask, kh, kw, sh, sw, ph, pw):  # pragma: no cover - com
 
 
 @njit(cache=True)
-def _max_pool_bwd(dy, mask, dx):  # pragma: no cover - compiled
+def _pool_bwd_at_index(dy, mask, dx):  # pragma: no cover - compiled
+    """dx = 0, then each dy is added at the in-plane index its window picked (h * W + w; -1: none):
+    MAX pooling's argmax and STOCHASTIC pooling's draw route the gradient alike."""
     n_, c_, h_, w_ = dx.shape
     oh_, ow_ = dy.shape[2], dy.shape[3]
     for n in range(n_):
@@ -220,23 +222,6 @@ def _sto_pool_test(x, y, kh, kw, sh, sw, flt_min):  # pragma: no cover - compile
                             total += v
                             squares += v * v
                     y[n, c, oh, ow] = squares / total
-
-
-@njit(cache=True)
-def _sto_pool_bwd(dy, idx, dx):  # pragma: no cover - compiled
-    """dx = 0, then each dy is added at its picked index (row-major output order)."""
-    n_, c_, h_, w_ = dx.shape
-    oh_, ow_ = dy.shape[2], dy.shape[3]
-    for n in range(n_):
-        for c in range(c_):
-            for h in range(h_):
-                for w in range(w_):
-                    dx[n, c, h, w] = 0
-            for oh in range(oh_):
-                for ow in range(ow_):
-                    j = idx[n, c, oh, ow]
-                    if j >= 0:
-                        dx[n, c, j // w_, j % w_] += dy[n, c, oh, ow]
 
 
 @njit(cache=True)
@@ -817,7 +802,7 @@ class CpuBackend(Backend):
                       g.stride_h, g.stride_w, g.pad_h, g.pad_w)
 
     def max_pool_bwd(self, dy, mask, dx, g: PoolGeometry) -> None:
-        _max_pool_bwd(dy.reshape(g.n, g.c, g.out_h, g.out_w), mask.reshape(g.n, g.c, g.out_h, g.out_w),
+        _pool_bwd_at_index(dy.reshape(g.n, g.c, g.out_h, g.out_w), mask.reshape(g.n, g.c, g.out_h, g.out_w),
                       dx.reshape(g.n, g.c, g.h, g.w))
 
     def ave_pool_fwd(self, x, y, g: PoolGeometry) -> None:
@@ -844,7 +829,7 @@ class CpuBackend(Backend):
                        g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, y.dtype.type(FLT_MIN))
 
     def sto_pool_bwd(self, dy, idx, dx, g: PoolGeometry) -> None:
-        _sto_pool_bwd(dy.reshape(g.n, g.c, g.out_h, g.out_w), idx.reshape(g.n, g.c, g.out_h, g.out_w),
+        _pool_bwd_at_index(dy.reshape(g.n, g.c, g.out_h, g.out_w), idx.reshape(g.n, g.c, g.out_h, g.out_w),
                       dx.reshape(g.n, g.c, g.h, g.w))
 
     # ------------------------------------------------------------------ N-D convolution, LSTM unit
