@@ -724,8 +724,9 @@ def _scale_or_bias(ctx: _Ctx, axis: int, num_axes: int, with_bias: bool, what: s
                       f"{start + i}) = {b0[start + i]} and {what}->shape({i}) = {d}")
     else:
         params.append(_scale_bias_shape(ctx, axis, num_axes, what))
-    if with_bias:
-        params.append(_scale_bias_shape(ctx, axis, num_axes, "bias"))
+    if with_bias:       # Caffe's ScaleLayer: the bias spans bottom[1]'s axes when it has one
+        bias_axes = len(ctx.b[1]) if len(ctx.b) == 2 else num_axes
+        params.append(_scale_bias_shape(ctx, axis, bias_axes, "bias"))
     return LayerShapes([b0], params, count(b0) * flops_per)
 
 
