@@ -89,9 +89,10 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32, uint32, uint64
 
+from . import gemm as _fp32
 from ._launch import SIMULATOR, as_device, ceil_div, grid_1d
 from ._mma import ldmatrix_x4, mma_bf16, mma_f16, mma_tf32, pack_bf16x2, pack_f16x2, tf32_round
-from .gemm import SMS, SPLITK_MAX, SPLITK_MIN_K, SPLITK_MIN_SLICE, splitk_reduce_v1
+from .gemm import SMS, SPLITK_MAX, SPLITK_MIN_K, SPLITK_MIN_SLICE
 
 PRECISIONS = ("tf32", "fp16", "bf16")
 KPW = {"tf32": 1, "fp16": 2, "bf16": 2}     # k values per 32-bit word of a fragment
@@ -575,7 +576,7 @@ def gemm_splitk(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C
     kern[(ceil_div(N, bn), ceil_div(M, bm), slices), block](
         np.int32(bool(trans_a)), np.int32(bool(trans_b)), np.float32(alpha), A, B, np.float32(0.0), W)
     blocks, threads = grid_1d(M * N)
-    splitk_reduce_v1[blocks, threads](W, np.int32(slices), np.float32(beta), C)
+    _fp32.splitk_reduce_v1[blocks, threads](W, np.int32(slices), np.float32(beta), C)
 
 
 def gemm(trans_a: bool, trans_b: bool, alpha: float, A, B, beta: float, C, precision: str = "tf32") -> None:

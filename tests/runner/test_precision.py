@@ -144,7 +144,7 @@ def test_backend_precision_choices():
 
 @pytest.mark.slow
 def test_solver_replay_and_cli_plumbing(tmp_path, monkeypatch, capsys):
-    """Train and test nets share the tf32 backend; the launch replay (runner/replay.py, on by
+    """Train and test nets share the tf32 backend; the launch replay (runner/backend/replay.py, on by
     default on cuda) re-issues the tensor-core launches exactly: 3 iterations with and without it
     give the same weights bit for bit; the CLI refuses tf32 on the cpu backend in one line."""
     make_db(tmp_path / "tiny_lmdb", n=8)
@@ -156,7 +156,7 @@ def test_solver_replay_and_cli_plumbing(tmp_path, monkeypatch, capsys):
         s = Solver(path, device="cuda", log=GLog(stream=io.StringIO()), precision="tf32", replay=replay)
         try:
             assert s.net.backend.precision == "tf32" and all(t.backend is s.net.backend for t in s.test_nets)
-            assert (s.replay is not None) == replay
+            assert s.executor.replays == replay
             s.solve()
             weights.append([np.array(p.blob.data) for p in s.params])
         finally:
