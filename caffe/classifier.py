@@ -20,6 +20,24 @@ from caffe.pycaffe import Net
 from proto import caffe_pb2
 
 
+def input_transformer(net: Net, mean: np.ndarray | None, input_scale: float | None,
+                      raw_scale: float | None, channel_swap: Sequence[int] | None) -> io.Transformer:
+    """pycaffe's preprocessing of ``net``'s first input, as Classifier and Detector set it up:
+    HxWxC -> CxHxW, then the mean, input scale, raw scale and channel swap that are given."""
+    in_ = net.inputs[0]
+    t = io.Transformer({in_: net.blobs[in_].shape})
+    t.set_transpose(in_, (2, 0, 1))
+    if mean is not None:
+        t.set_mean(in_, mean)
+    if input_scale is not None:
+        t.set_input_scale(in_, input_scale)
+    if raw_scale is not None:
+        t.set_raw_scale(in_, raw_scale)
+    if channel_swap is not None:
+        t.set_channel_swap(in_, channel_swap)
+    return t
+
+
 class Classifier(Net):
     """See the module docstring."""
 
@@ -28,16 +46,7 @@ class Classifier(Net):
                  raw_scale: float | None = None, channel_swap: Sequence[int] | None = None):
         Net.__init__(self, model_file, pretrained_file, caffe_pb2.TEST)
         in_ = self.inputs[0]
-        self.transformer = io.Transformer({in_: self.blobs[in_].shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = input_transformer(self, mean, input_scale, raw_scale, channel_swap)
         self.crop_dims = np.array(self.blobs[in_].shape[2:])
         self.image_dims = self.crop_dims if image_dims is None or not len(image_dims) else image_dims
 

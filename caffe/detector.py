@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from caffe import io
+from caffe.classifier import input_transformer
 from caffe.pycaffe import Net
 from proto import caffe_pb2
 
@@ -31,17 +32,7 @@ class Detector(Net):
                  input_scale: float | None = None, raw_scale: float | None = None,
                  channel_swap: Sequence[int] | None = None, context_pad: int | None = None):
         Net.__init__(self, model_file, pretrained_file, caffe_pb2.TEST)
-        in_ = self.inputs[0]
-        self.transformer = io.Transformer({in_: self.blobs[in_].shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = input_transformer(self, mean, input_scale, raw_scale, channel_swap)
         self.configure_crop(context_pad)
 
     def detect_windows(self, images_windows: Sequence[tuple[str, Sequence[Sequence[int]]]]

@@ -298,26 +298,6 @@ def test_gpu_asked_without_one_is_one_line(workdir):
 
 
 # ---------------------------------------------------------------------------- 7. signals, pairs
-def test_sigterm_snapshots_and_stops(workdir):
-    s = Solver(write(workdir, max_iter=100, snapshot=0, more="test_initialization: false"),
-               log=GLog(stream=io.StringIO()))
-
-    class TermAt3:
-        def update(self, n):
-            if s.iter == 3:
-                os.kill(os.getpid(), signal.SIGTERM)
-    s.progress = TermAt3()
-    before = signal.getsignal(signal.SIGTERM)
-    try:
-        s.solve()
-    finally:
-        s.close()
-    assert s.iter == 3 and s.requested_early_exit
-    assert os.path.exists("snap/tiny_iter_3.caffemodel") and os.path.exists("snap/tiny_iter_3.solverstate")
-    assert "Received SIGTERM: snapshotting and stopping after iteration 3" in s.log.stream.getvalue()
-    assert signal.getsignal(signal.SIGTERM) is before
-
-
 def test_sigterm_in_the_cli_exits_0_with_a_snapshot(workdir):
     solver = write(workdir, max_iter=100000, snapshot=0, display=1, test_interval=100000)
     p = subprocess.Popen([sys.executable, "-m", "runner", "train", "-solver", solver, "--log", "t.log"],

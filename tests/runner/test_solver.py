@@ -246,27 +246,30 @@ def test_hdf5_snapshot_format_round_trip(workdir):
         np.testing.assert_array_equal(v, weights(s)[name], err_msg=name)
 
 
-def test_real_sigint_snapshots_and_stops(workdir):
-    """A real SIGINT during training (sigint_effect stop): the iteration finishes, a snapshot is
-    written (snapshot_after_train), training stops early."""
+@pytest.mark.parametrize("name,effect", [("SIGINT", "sigint"), ("SIGTERM", "sigterm")])
+def test_real_signal_snapshots_and_stops(workdir, name, effect):
+    """A real SIGINT or SIGTERM (a batch scheduler's stop) during training, effect stop: the
+    iteration finishes, a snapshot is written, training stops early, says why, and the handler
+    is restored."""
     import signal
-
+    sig = getattr(signal, name)
     s = Solver(write(workdir, max_iter=100, snapshot=0, more="test_initialization: false"),
                log=GLog(stream=io.StringIO()))
 
     class KillAt3:
         def update(self, n):
             if s.iter == 3:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), sig)
     s.progress = KillAt3()
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.getsignal(sig)
     try:
         s.solve()
     finally:
         s.close()
     assert s.iter == 3 and s.requested_early_exit
     assert os.path.exists("snap/tiny_iter_3.caffemodel") and os.path.exists("snap/tiny_iter_3.solverstate")
-    assert signal.getsignal(signal.SIGINT) is before      # handler restored
+    assert f"Received {name}: snapshotting and stopping after iteration 3" in s.log.stream.getvalue()
+    assert signal.getsignal(sig) is before      # handler restored
 
 
 @pytest.mark.parametrize("fmt", ["BINARYPROTO", "HDF5"])
